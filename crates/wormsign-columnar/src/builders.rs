@@ -1,0 +1,407 @@
+//! Row-to-column builders, one per table (arrow-rs's "custom builder" pattern).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow_array::builder::ArrayBuilder;
+use arrow_array::builder::{
+    BooleanBuilder, DurationMicrosecondBuilder, Int16Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::types::Int16Type;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use wormsign_decode::dns::{qtype_name, DnsMessage};
+use wormsign_decode::ArpPacket;
+use wormsign_flow::FlowRecord;
+
+use crate::schema::{arp_schema, dns_schema, flow_schema};
+
+/// Turns rows of one table into Arrow record batches.
+pub trait RowBuilder: Default + Send {
+    /// The row type.
+    type Row;
+    /// The table's schema.
+    fn schema() -> SchemaRef;
+    /// Appends one row.
+    fn append(&mut self, row: &Self::Row);
+    /// Rows appended since the last `finish`.
+    fn len(&self) -> usize;
+    /// Whether no row is pending.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Takes the pending rows as a batch and resets the builder.
+    fn finish(&mut self) -> RecordBatch;
+}
+
+type DictBuilder = StringDictionaryBuilder<Int16Type>;
+
+fn micros(ts_ns: i64) -> i64 {
+    ts_ns.div_euclid(1000)
+}
+
+fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
+    // Formats straight into the builder's buffer: no String per row.
+    let _ = write!(b, "{ip}");
+    b.append_value("");
+}
+
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema, columns).expect("builders match the declared schema")
+}
+
+/// Name of an IP protocol as Zeek's `proto` column writes it.
+pub fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        1 => "icmp",
+        2 => "igmp",
+        6 => "tcp",
+        17 => "udp",
+        41 => "ipv6",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        58 => "icmp6",
+        89 => "ospf",
+        103 => "pim",
+        112 => "vrrp",
+        132 => "sctp",
+        _ => "other",
+    }
+}
+
+/// Builds `flows.parquet` batches from [`FlowRecord`]s.
+#[derive(Default)]
+pub struct FlowBatchBuilder {
+    ts: TimestampMicrosecondBuilder,
+    last_ts: TimestampMicrosecondBuilder,
+    duration: DurationMicrosecondBuilder,
+    orig_h: StringBuilder,
+    orig_p: Int32Builder,
+    resp_h: StringBuilder,
+    resp_p: Int32Builder,
+    proto: DictBuilder,
+    ip_proto: Int16Builder,
+    conn_state: DictBuilder,
+    history: StringBuilder,
+    counters: [Int64Builder; 6],
+    tcp_flags: [Int16Builder; 2],
+    vlan: Int32Builder,
+    community_id: StringBuilder,
+    end_reason: DictBuilder,
+    source: DictBuilder,
+    first_packet: Int64Builder,
+}
+
+impl RowBuilder for FlowBatchBuilder {
+    type Row = FlowRecord;
+
+    fn schema() -> SchemaRef {
+        flow_schema()
+    }
+
+    fn append(&mut self, r: &FlowRecord) {
+        self.ts.append_value(micros(r.ts_first));
+        self.last_ts.append_value(micros(r.ts_last));
+        self.duration
+            .append_value(micros(r.ts_last) - micros(r.ts_first));
+        append_ip(&mut self.orig_h, r.orig_addr);
+        self.orig_p.append_value(i32::from(r.orig_port));
+        append_ip(&mut self.resp_h, r.resp_addr);
+        self.resp_p.append_value(i32::from(r.resp_port));
+        self.proto.append_value(proto_name(r.proto));
+        self.ip_proto.append_value(i16::from(r.proto));
+        self.conn_state.append_value(r.conn_state.as_str());
+        self.history.append_value(r.history.as_str());
+        let values = [
+            r.orig.packets,
+            r.orig.ip_bytes,
+            r.orig.payload_bytes,
+            r.resp.packets,
+            r.resp.ip_bytes,
+            r.resp.payload_bytes,
+        ];
+        for (b, v) in self.counters.iter_mut().zip(values) {
+            b.append_value(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        self.tcp_flags[0].append_value(i16::from(r.orig.tcp_flags));
+        self.tcp_flags[1].append_value(i16::from(r.resp.tcp_flags));
+        self.vlan.append_option(r.vlan.map(i32::from));
+        self.community_id.append_value(r.community_id());
+        self.end_reason.append_value(r.end_reason.as_str());
+        self.source.append_value("packets");
+        self.first_packet
+            .append_value(i64::try_from(r.first_packet).unwrap_or(i64::MAX));
+    }
+
+    fn len(&self) -> usize {
+        self.first_packet.len()
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish().with_timezone("UTC")),
+            Arc::new(self.last_ts.finish().with_timezone("UTC")),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.orig_h.finish()),
+            Arc::new(self.orig_p.finish()),
+            Arc::new(self.resp_h.finish()),
+            Arc::new(self.resp_p.finish()),
+            Arc::new(self.proto.finish()),
+            Arc::new(self.ip_proto.finish()),
+            Arc::new(self.conn_state.finish()),
+            Arc::new(self.history.finish()),
+        ];
+        columns.extend(
+            self.counters
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend(
+            self.tcp_flags
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend([
+            Arc::new(self.vlan.finish()) as ArrayRef,
+            Arc::new(self.community_id.finish()),
+            Arc::new(self.end_reason.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.first_packet.finish()),
+        ]);
+        batch(flow_schema(), columns)
+    }
+}
+
+/// One DNS message as a `dns.parquet` row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRow {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// Global ordinal of the packet.
+    pub packet: u64,
+    /// The side that asks (the query's sender, the response's receiver).
+    pub client: IpAddr,
+    /// Its port.
+    pub client_port: u16,
+    /// The side that answers.
+    pub server: IpAddr,
+    /// Its port.
+    pub server_port: u16,
+    /// Carried over TCP (else UDP).
+    pub tcp: bool,
+    /// The parsed message.
+    pub message: DnsMessage,
+}
+
+/// Name of a DNS response code.
+pub fn rcode_name(rcode: u8) -> &'static str {
+    match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        _ => "other",
+    }
+}
+
+/// Builds `dns.parquet` batches from [`DnsRow`]s.
+#[derive(Default)]
+pub struct DnsBatchBuilder {
+    ts: TimestampMicrosecondBuilder,
+    client_h: StringBuilder,
+    client_p: Int32Builder,
+    server_h: StringBuilder,
+    server_p: Int32Builder,
+    proto: DictBuilder,
+    trans_id: Int32Builder,
+    is_response: BooleanBuilder,
+    opcode: Int16Builder,
+    rcode: Int16Builder,
+    rcode_name: DictBuilder,
+    qname: StringBuilder,
+    qtype: Int32Builder,
+    qtype_name: DictBuilder,
+    qclass: Int32Builder,
+    flags: [BooleanBuilder; 4],
+    answers: ListBuilder<StringBuilder>,
+    answer_types: ListBuilder<StringBuilder>,
+    ttls: ListBuilder<Int64Builder>,
+    packet: Int64Builder,
+}
+
+impl RowBuilder for DnsBatchBuilder {
+    type Row = DnsRow;
+
+    fn schema() -> SchemaRef {
+        dns_schema()
+    }
+
+    fn append(&mut self, r: &DnsRow) {
+        let m = &r.message;
+        self.ts.append_value(micros(r.ts_ns));
+        append_ip(&mut self.client_h, r.client);
+        self.client_p.append_value(i32::from(r.client_port));
+        append_ip(&mut self.server_h, r.server);
+        self.server_p.append_value(i32::from(r.server_port));
+        self.proto.append_value(if r.tcp { "tcp" } else { "udp" });
+        self.trans_id.append_value(i32::from(m.id));
+        self.is_response.append_value(m.is_response);
+        self.opcode.append_value(i16::from(m.opcode));
+        self.rcode.append_value(i16::from(m.rcode));
+        self.rcode_name.append_value(rcode_name(m.rcode));
+        self.qname.append_option(m.qname.as_deref());
+        let has_question = m.qname.is_some();
+        self.qtype
+            .append_option(has_question.then_some(i32::from(m.qtype)));
+        match qtype_name(m.qtype).filter(|_| has_question) {
+            Some(name) => self.qtype_name.append_value(name),
+            None => self.qtype_name.append_null(),
+        }
+        self.qclass
+            .append_option(has_question.then_some(i32::from(m.qclass)));
+        let flags = [
+            m.authoritative,
+            m.truncated,
+            m.recursion_desired,
+            m.recursion_available,
+        ];
+        for (b, v) in self.flags.iter_mut().zip(flags) {
+            b.append_value(v);
+        }
+        for a in &m.answers {
+            self.answers.values().append_value(&a.data);
+            match qtype_name(a.rtype) {
+                Some(name) => self.answer_types.values().append_value(name),
+                None => {
+                    let _ = write!(self.answer_types.values(), "TYPE{}", a.rtype);
+                    self.answer_types.values().append_value("");
+                }
+            }
+            self.ttls.values().append_value(i64::from(a.ttl));
+        }
+        self.answers.append(true);
+        self.answer_types.append(true);
+        self.ttls.append(true);
+        self.packet
+            .append_value(i64::try_from(r.packet).unwrap_or(i64::MAX));
+    }
+
+    fn len(&self) -> usize {
+        self.packet.len()
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish().with_timezone("UTC")),
+            Arc::new(self.client_h.finish()),
+            Arc::new(self.client_p.finish()),
+            Arc::new(self.server_h.finish()),
+            Arc::new(self.server_p.finish()),
+            Arc::new(self.proto.finish()),
+            Arc::new(self.trans_id.finish()),
+            Arc::new(self.is_response.finish()),
+            Arc::new(self.opcode.finish()),
+            Arc::new(self.rcode.finish()),
+            Arc::new(self.rcode_name.finish()),
+            Arc::new(self.qname.finish()),
+            Arc::new(self.qtype.finish()),
+            Arc::new(self.qtype_name.finish()),
+            Arc::new(self.qclass.finish()),
+        ];
+        columns.extend(
+            self.flags
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend([
+            Arc::new(self.answers.finish()) as ArrayRef,
+            Arc::new(self.answer_types.finish()),
+            Arc::new(self.ttls.finish()),
+            Arc::new(self.packet.finish()),
+        ]);
+        batch(dns_schema(), columns)
+    }
+}
+
+/// One ARP packet as an `arp.parquet` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpRow {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// Global ordinal of the packet.
+    pub packet: u64,
+    /// The decoded ARP packet.
+    pub arp: ArpPacket,
+}
+
+fn append_mac(b: &mut StringBuilder, mac: [u8; 6]) {
+    let [a, c, d, e, f, g] = mac;
+    let _ = write!(b, "{a:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}:{g:02x}");
+    b.append_value("");
+}
+
+/// Builds `arp.parquet` batches from [`ArpRow`]s.
+#[derive(Default)]
+pub struct ArpBatchBuilder {
+    ts: TimestampMicrosecondBuilder,
+    op: DictBuilder,
+    sender_mac: StringBuilder,
+    sender_ip: StringBuilder,
+    target_mac: StringBuilder,
+    target_ip: StringBuilder,
+    vlan: Int32Builder,
+    packet: Int64Builder,
+}
+
+impl RowBuilder for ArpBatchBuilder {
+    type Row = ArpRow;
+
+    fn schema() -> SchemaRef {
+        arp_schema()
+    }
+
+    fn append(&mut self, r: &ArpRow) {
+        let a = &r.arp;
+        self.ts.append_value(micros(r.ts_ns));
+        match a.op {
+            1 => self.op.append_value("request"),
+            2 => self.op.append_value("reply"),
+            n => self.op.append_value(n.to_string()),
+        }
+        append_mac(&mut self.sender_mac, a.sender_mac);
+        append_ip(&mut self.sender_ip, IpAddr::V4(a.sender_ip));
+        append_mac(&mut self.target_mac, a.target_mac);
+        append_ip(&mut self.target_ip, IpAddr::V4(a.target_ip));
+        self.vlan.append_option(a.vlan.map(i32::from));
+        self.packet
+            .append_value(i64::try_from(r.packet).unwrap_or(i64::MAX));
+    }
+
+    fn len(&self) -> usize {
+        self.packet.len()
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish().with_timezone("UTC")),
+            Arc::new(self.op.finish()),
+            Arc::new(self.sender_mac.finish()),
+            Arc::new(self.sender_ip.finish()),
+            Arc::new(self.target_mac.finish()),
+            Arc::new(self.target_ip.finish()),
+            Arc::new(self.vlan.finish()),
+            Arc::new(self.packet.finish()),
+        ];
+        batch(arp_schema(), columns)
+    }
+}

@@ -1,0 +1,51 @@
+//! Arrow schemas, batch builders and atomic Parquet files for wormsign's tables.
+//!
+//! Each table (`flows`, `dns`, `arp`) has its schema declared once ([`flow_schema`],
+//! [`dns_schema`], [`arp_schema`]) and a [`RowBuilder`] that appends rows into one Arrow
+//! builder per column and finishes into a `RecordBatch` (arrow-rs's builder/array split).
+//! A [`TableWriter`] feeds batches to a [`ParquetSink`], which writes zstd-compressed
+//! Parquet under a temporary name and renames it into place only when complete.
+//!
+//! Design decision: notebook-friendly types over compact ones. Timestamps are
+//! `timestamp[us, UTC]`, durations `duration[us]`, IP addresses strings, counters signed
+//! 64-bit integers and enumerations dictionary-encoded strings, so pandas, polars,
+//! DuckDB and Spark read every file without conversion.
+//!
+//! ```
+//! use wormsign_columnar::{flow_schema, FlowBatchBuilder, RowBuilder};
+//! let mut builder = FlowBatchBuilder::default();
+//! let batch = builder.finish();
+//! assert_eq!(batch.schema(), flow_schema());
+//! assert_eq!(batch.num_rows(), 0);
+//! ```
+#![deny(missing_docs)]
+
+mod builders;
+mod schema;
+mod sink;
+
+use std::path::PathBuf;
+
+pub use builders::{
+    proto_name, rcode_name, ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder,
+    RowBuilder,
+};
+pub use schema::{arp_schema, dns_schema, flow_schema};
+pub use sink::{ParquetSink, TableWriter, ROW_GROUP_ROWS};
+
+/// Errors writing tables.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ColumnarError {
+    /// A file could not be created, synced or renamed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The Parquet writer failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}

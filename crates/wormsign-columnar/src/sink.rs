@@ -1,0 +1,140 @@
+//! Atomic Parquet files: written under a temporary name, renamed into place on success.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::{ColumnarError, RowBuilder};
+
+/// Rows per Parquet row group: large enough for good compression and fast scans, small
+/// enough that a writer buffers at most a few hundred MB.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// One Parquet file being written. Until [`ParquetSink::finish`] renames it, the data
+/// lives under a hidden temporary name in the same directory, so a reader never sees a
+/// half-written file; dropping an unfinished sink deletes the temporary file.
+pub struct ParquetSink {
+    writer: Option<ArrowWriter<File>>,
+    tmp_path: PathBuf,
+    path: PathBuf,
+}
+
+impl ParquetSink {
+    /// Starts `path` with the given schema and key-value metadata (zstd, large row groups).
+    pub fn create(
+        path: &Path,
+        schema: SchemaRef,
+        metadata: &[(String, String)],
+    ) -> Result<ParquetSink, ColumnarError> {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output.parquet".into());
+        let tmp_path = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+        let with_path = |source| ColumnarError::Io {
+            path: tmp_path.clone(),
+            source,
+        };
+        let file = File::create(&tmp_path).map_err(with_path)?;
+        let kv = metadata
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("level 1 is valid"),
+            ))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(Some(kv))
+            .set_created_by(format!("wormsign {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
+        Ok(ParquetSink {
+            writer: Some(writer),
+            tmp_path,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ColumnarError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.write(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer, syncs and renames the file into place.
+    pub fn finish(mut self) -> Result<(), ColumnarError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let file = writer.into_inner()?;
+        let io = |source| ColumnarError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&self.tmp_path, &self.path).map_err(io)?;
+        Ok(())
+    }
+}
+
+impl Drop for ParquetSink {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+/// Rows in, Parquet out: buffers rows in a [`RowBuilder`] and hands full batches to a
+/// [`ParquetSink`].
+pub struct TableWriter<B: RowBuilder> {
+    builder: B,
+    sink: ParquetSink,
+    batch_rows: usize,
+    rows: u64,
+}
+
+impl<B: RowBuilder> TableWriter<B> {
+    /// Starts the table file at `path`.
+    pub fn create(path: &Path, metadata: &[(String, String)]) -> Result<Self, ColumnarError> {
+        Ok(TableWriter {
+            builder: B::default(),
+            sink: ParquetSink::create(path, B::schema(), metadata)?,
+            batch_rows: 64 * 1024,
+            rows: 0,
+        })
+    }
+
+    /// Appends one row, writing a batch when enough have accumulated.
+    pub fn push(&mut self, row: &B::Row) -> Result<(), ColumnarError> {
+        self.builder.append(row);
+        self.rows += 1;
+        if self.builder.len() >= self.batch_rows {
+            self.sink.write(&self.builder.finish())?;
+        }
+        Ok(())
+    }
+
+    /// Rows pushed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Writes what is buffered and renames the file into place; returns the row count.
+    pub fn finish(mut self) -> Result<u64, ColumnarError> {
+        if self.builder.len() > 0 {
+            self.sink.write(&self.builder.finish())?;
+        }
+        self.sink.finish()?;
+        Ok(self.rows)
+    }
+}

@@ -1,0 +1,110 @@
+//! Direction-free flow keys and the symmetric shard hash.
+
+use std::net::IpAddr;
+
+use wormsign_decode::PacketSummary;
+
+/// Identifies a bidirectional flow regardless of which side sent a packet.
+///
+/// The two endpoints are stored in canonical order (lower `(address, port)` first), so
+/// both directions of a conversation hash and compare equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Lower endpoint address.
+    pub lo_addr: IpAddr,
+    /// Higher endpoint address.
+    pub hi_addr: IpAddr,
+    /// Port of the lower endpoint (ICMP: the type of the request, see [`icmp_key_ports`]).
+    pub lo_port: u16,
+    /// Port of the higher endpoint (ICMP: the code).
+    pub hi_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Outermost VLAN id, so the same addresses on two VLANs stay two flows (as Zeek does).
+    pub vlan: Option<u16>,
+}
+
+/// One direction of a [`FlowKey`]: who sent this packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoints {
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+}
+
+impl FlowKey {
+    /// Builds the key from a packet's directed endpoints; also returns whether the
+    /// packet's source is the key's lower endpoint.
+    pub(crate) fn new(e: Endpoints, proto: u8, vlan: Option<u16>) -> (FlowKey, bool) {
+        let src_is_lo = (e.src, e.src_port) <= (e.dst, e.dst_port);
+        let (lo_addr, lo_port, hi_addr, hi_port) = if src_is_lo {
+            (e.src, e.src_port, e.dst, e.dst_port)
+        } else {
+            (e.dst, e.dst_port, e.src, e.src_port)
+        };
+        let key = FlowKey {
+            lo_addr,
+            hi_addr,
+            lo_port,
+            hi_port,
+            proto,
+            vlan,
+        };
+        (key, src_is_lo)
+    }
+}
+
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+/// Whether `proto` is ICMP or ICMPv6, whose "ports" are type and code.
+pub(crate) fn is_icmp(proto: u8) -> bool {
+    proto == ICMP || proto == ICMPV6
+}
+
+/// Maps an ICMP message to directed pseudo-ports so that a request and its reply meet
+/// in one flow, the way Zeek and Community ID pair them: the request type is used as
+/// the originator's "port" on both, the code as the responder's. Returns the directed
+/// `(src_port, dst_port)` of the key.
+pub(crate) fn icmp_key_ports(proto: u8, icmp_type: u16, code: u16) -> (u16, u16) {
+    let request_of_reply = match (proto, icmp_type) {
+        (ICMP, 0) => Some(8),
+        (ICMP, 14) => Some(13),
+        (ICMP, 16) => Some(15),
+        (ICMP, 18) => Some(17),
+        (ICMPV6, 129) => Some(128),
+        (ICMPV6, 131) => Some(130),
+        (ICMPV6, 136) => Some(135),
+        _ => None,
+    };
+    match request_of_reply {
+        Some(request) => (code, request),
+        None => (icmp_type, code),
+    }
+}
+
+/// Picks the worker shard for a packet by a hash that is symmetric in the addresses and
+/// ignores the ports, so both directions of a flow *and* all fragments of a datagram
+/// (which carry no ports after the first) land on the same shard without locks.
+pub fn shard_of(packet: &PacketSummary, n_shards: usize) -> usize {
+    fn fold(addr: IpAddr) -> u64 {
+        match addr {
+            IpAddr::V4(a) => u64::from(u32::from(a)),
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
+                (v as u64) ^ ((v >> 64) as u64)
+            }
+        }
+    }
+    if n_shards <= 1 {
+        return 0;
+    }
+    let sym = fold(packet.src) ^ fold(packet.dst) ^ u64::from(packet.proto);
+    // A fixed multiplicative mix (splitmix64 finaliser) spreads neighbouring addresses.
+    let mut h = sym.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    (h % n_shards as u64) as usize
+}

@@ -1,0 +1,227 @@
+//! `wormsign`: the command line. Only this crate touches argv, stdout and the exit code;
+//! the work is done by the library crates under `crates/` (see ARCHITECTURE.md).
+
+mod pipeline;
+mod summary;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use wormsign_flow::FlowConfig;
+
+use pipeline::{Input, PipelineConfig, Progress};
+
+#[derive(Parser)]
+#[command(
+    name = "wormsign",
+    version,
+    about = "Worm-outbreak flow analysis for captured traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Build flows, DNS and ARP tables from captures and write them as Parquet.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args, Debug)]
+struct AnalyzeArgs {
+    /// Capture files or directories (searched recursively, in sorted order); `-` reads
+    /// standard input. pcap and pcapng, optionally gzip- or zstd-compressed.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output directory for flows.parquet, dns.parquet and arp.parquet.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Decode workers and flow shards (each); default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Most live flows held at once (split evenly across shards); beyond it the least
+    /// recently active flows are evicted and counted.
+    #[arg(long, default_value_t = 4_000_000)]
+    max_flows: usize,
+    /// TCP idle timeout, seconds.
+    #[arg(long, default_value_t = 300.0)]
+    tcp_timeout: f64,
+    /// UDP idle timeout, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    udp_timeout: f64,
+    /// ICMP and other-protocol idle timeout, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    icmp_timeout: f64,
+    /// Active timeout: longer flows are split into several records, seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    active_timeout: f64,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// No progress bar and no summary on stderr (warnings are still printed).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.mode {
+        Mode::Analyze(args) => analyze(&args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("wormsign: error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn seconds_to_ns(name: &str, secs: f64) -> anyhow::Result<i64> {
+    anyhow::ensure!(
+        secs.is_finite() && secs > 0.0,
+        "--{name} must be a positive number of seconds"
+    );
+    Ok((secs * 1e9).min(i64::MAX as f64) as i64)
+}
+
+fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let inputs = expand_inputs(&args.inputs)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let flow = FlowConfig {
+        tcp_idle_ns: seconds_to_ns("tcp-timeout", args.tcp_timeout)?,
+        udp_idle_ns: seconds_to_ns("udp-timeout", args.udp_timeout)?,
+        other_idle_ns: seconds_to_ns("icmp-timeout", args.icmp_timeout)?,
+        active_ns: seconds_to_ns("active-timeout", args.active_timeout)?,
+        max_flows: args.max_flows.max(1),
+        ..FlowConfig::default()
+    };
+    let config = PipelineConfig {
+        threads,
+        flow,
+        out_dir: args.out.clone(),
+        metadata: parquet_metadata(&inputs, args),
+    };
+    let total_bytes: u64 = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Input::Stdin => None,
+        })
+        .sum();
+    let progress = Progress::default();
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let finished = AtomicBool::new(false);
+    let mut summary = std::thread::scope(|s| {
+        if show_progress {
+            s.spawn(|| draw_progress(&progress, total_bytes, &finished));
+        }
+        let result = pipeline::run(&inputs, &config, &progress);
+        finished.store(true, Ordering::Relaxed);
+        result
+    })?;
+    summary.wall = started.elapsed();
+    summary.threads = threads;
+    summary.input_bytes = progress.bytes.load(Ordering::Relaxed);
+
+    for w in &summary.warnings {
+        eprintln!("wormsign: warning: {w}");
+    }
+    if !args.quiet {
+        eprint!("{}", summary.render());
+    }
+    if let Some(path) = &args.summary_json {
+        let text = serde_json::to_string_pretty(&summary.to_json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if summary.inputs_usable == 0 {
+        eprintln!("wormsign: error: no input was a readable capture");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn draw_progress(progress: &Progress, total_bytes: u64, finished: &AtomicBool) {
+    let bar = if total_bytes > 0 {
+        indicatif::ProgressBar::new(total_bytes)
+    } else {
+        indicatif::ProgressBar::no_length()
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+    )
+    .expect("valid template");
+    bar.set_style(style);
+    let started = Instant::now();
+    while !finished.load(Ordering::Relaxed) {
+        bar.set_position(progress.bytes.load(Ordering::Relaxed));
+        let packets = progress.packets.load(Ordering::Relaxed);
+        let pps = packets as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{packets} packets, {pps:.0} packets/s"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}
+
+/// Expands directories recursively, in sorted order; keeps files and `-` as given.
+fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            out.push(Input::Stdin);
+        } else if path.is_dir() {
+            walk_dir(path, &mut out)?;
+        } else {
+            anyhow::ensure!(
+                path.exists(),
+                "{}: no such file or directory",
+                path.display()
+            );
+            out.push(Input::File(path.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn walk_dir(dir: &Path, out: &mut Vec<Input>) -> anyhow::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk_dir(&path, out)?;
+        } else if path.is_file() {
+            out.push(Input::File(path));
+        }
+    }
+    Ok(())
+}
+
+/// Provenance stored in every Parquet file's key-value metadata.
+fn parquet_metadata(inputs: &[Input], args: &AnalyzeArgs) -> Vec<(String, String)> {
+    let names: Vec<String> = inputs.iter().map(Input::name).collect();
+    let options = serde_json::json!({
+        "max_flows": args.max_flows,
+        "tcp_timeout": args.tcp_timeout,
+        "udp_timeout": args.udp_timeout,
+        "icmp_timeout": args.icmp_timeout,
+        "active_timeout": args.active_timeout,
+    });
+    vec![
+        ("wormsign.version".into(), env!("CARGO_PKG_VERSION").into()),
+        (
+            "wormsign.inputs".into(),
+            serde_json::to_string(&names).unwrap_or_default(),
+        ),
+        ("wormsign.options".into(), options.to_string()),
+    ]
+}

@@ -1,0 +1,399 @@
+//! The multi-threaded analyze pipeline:
+//!
+//! ```text
+//! reader ──chunks──▶ decode workers ──per-shard packets──▶ flow shards ──batches──▶ writer
+//!   (1)      (bounded)      (N)           (bounded)            (N)      (bounded)    (1)
+//!                             └──────────── DNS / ARP rows ─────────────────────────▲
+//! ```
+//!
+//! The reader cuts inputs into chunks of whole records and numbers them (`seq`); decode
+//! workers take chunks in any order and split the packets by [`shard_of`]; each flow
+//! shard puts the pieces back in `seq` order before touching its table, so every table
+//! sees its packets in capture order whatever the thread count. Flow shards also build
+//! the Arrow batches for their flows, so the writer only encodes Parquet.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+
+use arrow_array::RecordBatch;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use wormsign_capture::{CaptureReader, Chunk};
+use wormsign_columnar::{
+    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, ParquetSink, RowBuilder,
+    TableWriter,
+};
+use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
+use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable};
+
+use crate::summary::{DecodeStats, RunSummary, Warning};
+
+/// Captured bytes per chunk handed to a decode worker.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Flow tables sweep expired flows whenever the capture clock has advanced this much.
+const SWEEP_INTERVAL_NS: i64 = 10_000_000_000;
+/// Flows per Arrow batch built by a shard.
+const FLOW_BATCH_ROWS: usize = 32 * 1024;
+
+/// One input: a path or standard input.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A capture file.
+    File(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+}
+
+impl Input {
+    /// How the input is named in warnings and metadata.
+    pub fn name(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Stdin => "-".to_string(),
+        }
+    }
+
+    fn open(&self) -> Result<CaptureReader, wormsign_capture::CaptureError> {
+        match self {
+            Input::File(p) => CaptureReader::open(p),
+            Input::Stdin => CaptureReader::new(Box::new(std::io::stdin())),
+        }
+    }
+}
+
+/// What the pipeline needs to know.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Decode workers and flow shards (each).
+    pub threads: usize,
+    /// Flow-table settings; `max_flows` is the total, split evenly across shards.
+    pub flow: FlowConfig,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Key-value metadata for every Parquet file.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Progress shared with the progress bar.
+#[derive(Default, Debug)]
+pub struct Progress {
+    /// Source bytes consumed.
+    pub bytes: AtomicU64,
+    /// Records read.
+    pub packets: AtomicU64,
+}
+
+struct Job {
+    seq: u64,
+    first_packet: u64,
+    watermark: i64,
+    chunk: Chunk,
+}
+
+struct ShardPacket {
+    ts_ns: i64,
+    idx: u64,
+    packet: PacketSummary,
+}
+
+struct ShardMsg {
+    seq: u64,
+    watermark: i64,
+    packets: Vec<ShardPacket>,
+}
+
+enum Output {
+    Flows(RecordBatch),
+    Dns(Vec<DnsRow>),
+    Arp(Vec<ArpRow>),
+    DecodeDone(DecodeStats),
+    ShardDone { stats: FlowStats, flows: u64 },
+}
+
+/// Runs the whole pipeline over `inputs` and writes the tables into `config.out_dir`.
+pub fn run(
+    inputs: &[Input],
+    config: &PipelineConfig,
+    progress: &Progress,
+) -> anyhow::Result<RunSummary> {
+    let n = config.threads.max(1);
+    let (job_tx, job_rx) = bounded::<Job>(2 * n);
+    let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| bounded::<ShardMsg>(4 * n)).unzip();
+    let (out_tx, out_rx) = bounded::<Output>(16 * n);
+    let mut shard_config = config.flow;
+    shard_config.max_flows = config.flow.max_flows.div_ceil(n).max(1);
+
+    thread::scope(|s| {
+        let reader = s.spawn(move || read_inputs(inputs, job_tx, progress));
+        for _ in 0..n {
+            let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
+            s.spawn(move || decode_worker(job_rx, shard_txs, out_tx));
+        }
+        drop(shard_txs);
+        for rx in shard_rxs {
+            let out_tx = out_tx.clone();
+            s.spawn(move || flow_shard(rx, shard_config, out_tx));
+        }
+        drop(out_tx);
+        let written = write_outputs(&config.out_dir, &config.metadata, out_rx, n);
+        let (warnings, n_usable) = reader.join().expect("reader thread panicked");
+        let mut summary = written?;
+        summary.warnings = warnings;
+        summary.inputs_usable = n_usable;
+        summary.inputs = inputs.len() as u64;
+        Ok(summary)
+    })
+}
+
+/// Reads every input in order, cutting it into numbered chunks. Returns the warnings
+/// and the number of inputs that could be read at all.
+fn read_inputs(inputs: &[Input], job_tx: Sender<Job>, progress: &Progress) -> (Vec<Warning>, u64) {
+    let (mut seq, mut n_packets, mut watermark) = (0u64, 0u64, i64::MIN);
+    let mut warnings = Vec::new();
+    let mut n_usable = 0;
+    let mut bytes_before = 0;
+    for input in inputs {
+        let mut reader = match input.open() {
+            Ok(r) => r,
+            Err(e) => {
+                warnings.push(Warning::new(input, None, e.to_string()));
+                continue;
+            }
+        };
+        n_usable += 1;
+        loop {
+            let mut chunk = Chunk::default();
+            let result = reader.read_chunk(&mut chunk, CHUNK_BYTES);
+            progress
+                .bytes
+                .store(bytes_before + reader.source_bytes_read(), Ordering::Relaxed);
+            if !chunk.is_empty() {
+                let n = chunk.len() as u64;
+                watermark = chunk.records.iter().fold(watermark, |w, r| w.max(r.ts_ns));
+                let job = Job {
+                    seq,
+                    first_packet: n_packets,
+                    watermark,
+                    chunk,
+                };
+                if job_tx.send(job).is_err() {
+                    return (warnings, n_usable);
+                }
+                seq += 1;
+                n_packets += n;
+                progress.packets.store(n_packets, Ordering::Relaxed);
+            }
+            match result {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    warnings.push(Warning::new(input, e.offset(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        bytes_before += reader.source_bytes_read();
+    }
+    (warnings, n_usable)
+}
+
+fn decode_worker(jobs: Receiver<Job>, shard_txs: Vec<Sender<ShardMsg>>, out_tx: Sender<Output>) {
+    let n_shards = shard_txs.len();
+    let mut stats = DecodeStats::default();
+    for job in jobs {
+        let mut parts: Vec<Vec<ShardPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
+        let (mut dns_rows, mut arp_rows) = (Vec::new(), Vec::new());
+        for (i, (meta, data)) in job.chunk.iter().enumerate() {
+            let idx = job.first_packet + i as u64;
+            stats.packets += 1;
+            stats.wire_bytes += u64::from(meta.orig_len);
+            stats.captured_bytes += data.len() as u64;
+            match decode(meta.link_type, data) {
+                Decoded::Ip(packet) => {
+                    stats.ip_packets += 1;
+                    stats.truncated += u64::from(packet.truncated);
+                    if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
+                        dns_rows.push(row);
+                    }
+                    parts[shard_of(&packet, n_shards)].push(ShardPacket {
+                        ts_ns: meta.ts_ns,
+                        idx,
+                        packet,
+                    });
+                }
+                Decoded::Arp(arp) => arp_rows.push(ArpRow {
+                    ts_ns: meta.ts_ns,
+                    packet: idx,
+                    arp,
+                }),
+                Decoded::Skipped(reason) => {
+                    stats.count_skip(reason);
+                    if reason == SkipReason::UnknownLinkType {
+                        *stats.unknown_link_types.entry(meta.link_type).or_default() += 1;
+                    }
+                }
+            }
+        }
+        stats.arp_packets += arp_rows.len() as u64;
+        for (tx, packets) in shard_txs.iter().zip(parts) {
+            let msg = ShardMsg {
+                seq: job.seq,
+                watermark: job.watermark,
+                packets,
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+        if !dns_rows.is_empty() && out_tx.send(Output::Dns(dns_rows)).is_err() {
+            return;
+        }
+        if !arp_rows.is_empty() && out_tx.send(Output::Arp(arp_rows)).is_err() {
+            return;
+        }
+    }
+    let _ = out_tx.send(Output::DecodeDone(stats));
+}
+
+/// Parses DNS carried on port 53 (UDP, or one length-prefixed message per TCP segment).
+fn dns_row(
+    ts_ns: i64,
+    idx: u64,
+    p: &PacketSummary,
+    data: &[u8],
+    stats: &mut DecodeStats,
+) -> Option<DnsRow> {
+    const DNS_PORT: u16 = 53;
+    let tcp = match p.proto {
+        6 => true,
+        17 => false,
+        _ => return None,
+    };
+    if !p.has_ports || (p.src_port != DNS_PORT && p.dst_port != DNS_PORT) {
+        return None;
+    }
+    let start = p.payload_offset as usize;
+    let payload = data.get(start..start + p.payload_captured as usize)?;
+    if payload.is_empty() {
+        return None;
+    }
+    let parsed = if tcp {
+        dns::parse_tcp(payload)
+    } else {
+        dns::parse(payload)
+    };
+    let Ok(message) = parsed else {
+        stats.dns_errors += 1;
+        return None;
+    };
+    stats.dns_messages += 1;
+    let (client, client_port, server, server_port) = if message.is_response {
+        (p.dst, p.dst_port, p.src, p.src_port)
+    } else {
+        (p.src, p.src_port, p.dst, p.dst_port)
+    };
+    Some(DnsRow {
+        ts_ns,
+        packet: idx,
+        client,
+        client_port,
+        server,
+        server_port,
+        tcp,
+        message,
+    })
+}
+
+fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>) {
+    let mut table = FlowTable::new(config);
+    let mut pending: BTreeMap<u64, ShardMsg> = BTreeMap::new();
+    let mut next_seq = 0u64;
+    let mut last_sweep: Option<i64> = None;
+    let mut done: Vec<FlowRecord> = Vec::new();
+    let mut builder = FlowBatchBuilder::default();
+    let mut n_flows = 0u64;
+    let mut emit = |done: &mut Vec<FlowRecord>, force: bool| -> bool {
+        for r in done.drain(..) {
+            builder.append(&r);
+            n_flows += 1;
+        }
+        if builder.len() >= FLOW_BATCH_ROWS || (force && !builder.is_empty()) {
+            return out_tx.send(Output::Flows(builder.finish())).is_ok();
+        }
+        true
+    };
+    for msg in rx {
+        pending.insert(msg.seq, msg);
+        while let Some(msg) = pending.remove(&next_seq) {
+            next_seq += 1;
+            for sp in &msg.packets {
+                table.observe(sp.ts_ns, sp.idx, &sp.packet, &mut done);
+            }
+            let since = msg
+                .watermark
+                .saturating_sub(*last_sweep.get_or_insert(msg.watermark));
+            if since >= SWEEP_INTERVAL_NS {
+                table.expire(msg.watermark, &mut done);
+                last_sweep = Some(msg.watermark);
+            }
+            if !emit(&mut done, false) {
+                return;
+            }
+        }
+    }
+    table.flush(&mut done);
+    if emit(&mut done, true) {
+        let _ = out_tx.send(Output::ShardDone {
+            stats: table.stats(),
+            flows: n_flows,
+        });
+    }
+}
+
+/// The single writer: encodes batches into the three Parquet files and gathers the
+/// workers' counters. Files appear only when complete (see [`ParquetSink`]).
+fn write_outputs(
+    out_dir: &Path,
+    metadata: &[(String, String)],
+    rx: Receiver<Output>,
+    n_workers: usize,
+) -> anyhow::Result<RunSummary> {
+    std::fs::create_dir_all(out_dir)?;
+    let mut flows = ParquetSink::create(
+        &out_dir.join("flows.parquet"),
+        FlowBatchBuilder::schema(),
+        metadata,
+    )?;
+    let mut dns = TableWriter::<DnsBatchBuilder>::create(&out_dir.join("dns.parquet"), metadata)?;
+    let mut arp = TableWriter::<ArpBatchBuilder>::create(&out_dir.join("arp.parquet"), metadata)?;
+    let mut summary = RunSummary::default();
+    let (mut n_decoders_done, mut n_shards_done) = (0, 0);
+    for msg in rx {
+        match msg {
+            Output::Flows(batch) => flows.write(&batch)?,
+            Output::Dns(rows) => rows.iter().try_for_each(|r| dns.push(r))?,
+            Output::Arp(rows) => rows.iter().try_for_each(|r| arp.push(r))?,
+            Output::DecodeDone(stats) => {
+                summary.decode.merge(&stats);
+                n_decoders_done += 1;
+            }
+            Output::ShardDone { stats, flows } => {
+                summary.flow.merge(&stats);
+                summary.flows += flows;
+                n_shards_done += 1;
+            }
+        }
+    }
+    // A worker that died without reporting leaves the temporary files to be deleted
+    // (the sinks' Drop) rather than renaming incomplete tables into place.
+    anyhow::ensure!(
+        n_decoders_done == n_workers && n_shards_done == n_workers,
+        "internal error: a pipeline worker stopped early; no output written"
+    );
+    flows.finish()?;
+    summary.dns_records = dns.finish()?;
+    summary.arp_records = arp.finish()?;
+    Ok(summary)
+}

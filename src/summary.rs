@@ -1,0 +1,219 @@
+//! The run summary: counters gathered from every stage, printed on stderr and written
+//! as JSON with `--summary-json`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wormsign_decode::SkipReason;
+use wormsign_flow::FlowStats;
+
+use crate::pipeline::Input;
+
+/// A problem with one input that did not stop the run.
+#[derive(Clone, Debug)]
+pub struct Warning {
+    /// The input's name.
+    pub input: String,
+    /// Byte offset of the damage in the (decompressed) stream, when known.
+    pub offset: Option<u64>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(input: &Input, offset: Option<u64>, message: String) -> Warning {
+        Warning {
+            input: input.name(),
+            offset,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(o) => write!(f, "{}: at byte {o}: {}", self.input, self.message),
+            None => write!(f, "{}: {}", self.input, self.message),
+        }
+    }
+}
+
+/// Counters of the decode workers.
+#[derive(Clone, Debug, Default)]
+pub struct DecodeStats {
+    /// Records read from the inputs.
+    pub packets: u64,
+    /// Sum of original (wire) lengths.
+    pub wire_bytes: u64,
+    /// Sum of captured lengths.
+    pub captured_bytes: u64,
+    /// Packets with an IP header.
+    pub ip_packets: u64,
+    /// ARP packets.
+    pub arp_packets: u64,
+    /// IP packets cut short by the snap length.
+    pub truncated: u64,
+    /// Packets skipped, by reason (indexed like `SkipReason::ALL`).
+    pub skipped: [u64; 4],
+    /// Packets per link type that wormsign cannot decode.
+    pub unknown_link_types: BTreeMap<u16, u64>,
+    /// DNS messages parsed.
+    pub dns_messages: u64,
+    /// Port-53 payloads that were not valid DNS.
+    pub dns_errors: u64,
+}
+
+impl DecodeStats {
+    pub fn count_skip(&mut self, reason: SkipReason) {
+        let idx = SkipReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.skipped[idx] += 1;
+    }
+
+    pub fn merge(&mut self, o: &DecodeStats) {
+        self.packets += o.packets;
+        self.wire_bytes += o.wire_bytes;
+        self.captured_bytes += o.captured_bytes;
+        self.ip_packets += o.ip_packets;
+        self.arp_packets += o.arp_packets;
+        self.truncated += o.truncated;
+        for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
+            *a += b;
+        }
+        for (lt, n) in &o.unknown_link_types {
+            *self.unknown_link_types.entry(*lt).or_default() += n;
+        }
+        self.dns_messages += o.dns_messages;
+        self.dns_errors += o.dns_errors;
+    }
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Inputs named (after expanding directories).
+    pub inputs: u64,
+    /// Inputs that were captures (possibly damaged).
+    pub inputs_usable: u64,
+    /// Bytes read from the inputs (compressed size for compressed inputs).
+    pub input_bytes: u64,
+    /// Decode counters.
+    pub decode: DecodeStats,
+    /// Flow-table counters, summed over shards.
+    pub flow: FlowStats,
+    /// Rows in `flows.parquet`.
+    pub flows: u64,
+    /// Rows in `dns.parquet`.
+    pub dns_records: u64,
+    /// Rows in `arp.parquet`.
+    pub arp_records: u64,
+    /// Damaged or unreadable inputs.
+    pub warnings: Vec<Warning>,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// Threads used per stage.
+    pub threads: usize,
+}
+
+impl RunSummary {
+    fn rates(&self) -> (f64, f64) {
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        (
+            self.decode.packets as f64 / secs,
+            self.input_bytes as f64 / secs / 1e6,
+        )
+    }
+
+    /// The summary as JSON (the `--summary-json` file).
+    pub fn to_json(&self) -> Value {
+        let (pps, mbps) = self.rates();
+        let skipped: serde_json::Map<String, Value> = SkipReason::ALL
+            .iter()
+            .zip(self.decode.skipped)
+            .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+            .collect();
+        let unknown: serde_json::Map<String, Value> = self
+            .decode
+            .unknown_link_types
+            .iter()
+            .map(|(lt, n)| (lt.to_string(), json!(n)))
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "inputs": self.inputs,
+            "inputs_usable": self.inputs_usable,
+            "input_bytes": self.input_bytes,
+            "packets": self.decode.packets,
+            "wire_bytes": self.decode.wire_bytes,
+            "captured_bytes": self.decode.captured_bytes,
+            "ip_packets": self.decode.ip_packets,
+            "arp_packets": self.decode.arp_packets,
+            "truncated_packets": self.decode.truncated,
+            "skipped": skipped,
+            "unknown_link_types": unknown,
+            "fragments": self.flow.fragments,
+            "fragments_unmatched": self.flow.fragments_unmatched,
+            "fragments_evicted": self.flow.fragments_evicted,
+            "flows": self.flows,
+            "flows_evicted": self.flow.evicted,
+            "peak_live_flows": self.flow.peak_flows,
+            "dns_records": self.dns_records,
+            "dns_parse_errors": self.decode.dns_errors,
+            "arp_records": self.arp_records,
+            "warnings": self.warnings.iter().map(|w| json!({
+                "input": w.input, "offset": w.offset, "message": w.message,
+            })).collect::<Vec<_>>(),
+            "threads": self.threads,
+            "wall_seconds": self.wall.as_secs_f64(),
+            "packets_per_second": pps,
+            "megabytes_per_second": mbps,
+        })
+    }
+
+    /// The human-readable summary printed on stderr.
+    pub fn render(&self) -> String {
+        let (pps, mbps) = self.rates();
+        let d = &self.decode;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "wormsign: {} packets ({} wire bytes) from {}/{} inputs in {:.2}s: {:.0} packets/s, {:.1} MB/s, {} threads",
+            d.packets,
+            d.wire_bytes,
+            self.inputs_usable,
+            self.inputs,
+            self.wall.as_secs_f64(),
+            pps,
+            mbps,
+            self.threads
+        );
+        let _ = writeln!(
+            s,
+            "  flows {} (evicted {}, peak live {}), dns records {}, arp records {}",
+            self.flows, self.flow.evicted, self.flow.peak_flows, self.dns_records, self.arp_records
+        );
+        let _ = writeln!(
+            s,
+            "  ip packets {}, truncated {}, fragments {} (unmatched {})",
+            d.ip_packets, d.truncated, self.flow.fragments, self.flow.fragments_unmatched
+        );
+        let skipped: Vec<String> = SkipReason::ALL
+            .iter()
+            .zip(d.skipped)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{} {n}", r.as_str()))
+            .collect();
+        if !skipped.is_empty() {
+            let _ = writeln!(s, "  skipped: {}", skipped.join(", "));
+        }
+        for (lt, n) in &d.unknown_link_types {
+            let _ = writeln!(s, "  unknown link type {lt}: {n} packets");
+        }
+        s
+    }
+}
