@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use wormsign_decode::PacketSummary;
 
@@ -274,24 +275,36 @@ impl FlowTable {
             dst_port: key_dport,
         };
         let (key, src_is_lo) = FlowKey::new(ends, p.proto, p.vlan);
-        if let Some(state) = self.flows.get(&key) {
-            if let Some(reason) = self.ends_before(state, &key, ts_ns, p) {
-                let state = self.flows.remove(&key).expect("present");
-                out.push(finish(&key, &state, reason));
-            }
+        // The eviction check needs a lookup of its own, but only while the table is full.
+        if self.flows.len() >= self.config.max_flows.max(1) && !self.flows.contains_key(&key) {
+            self.evict(out);
         }
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.config.max_flows.max(1) {
-                self.evict(out);
+        let fresh = || {
+            new_state(
+                ts_ns,
+                packet_idx,
+                p,
+                src_is_lo,
+                has_ports.then_some((sport, dport)),
+            )
+        };
+        let state = match self.flows.entry(key) {
+            Entry::Occupied(entry) => {
+                let state = entry.into_mut();
+                if let Some(reason) = ends_before(&self.config, state, &key, ts_ns, p) {
+                    out.push(finish(&key, state, reason));
+                    *state = fresh();
+                    self.stats.flows_created += 1;
+                }
+                state
             }
-            let ports = has_ports.then_some((sport, dport));
-            let state = new_state(ts_ns, packet_idx, p, src_is_lo, ports);
-            self.flows.insert(key, state);
-            self.stats.flows_created += 1;
-            self.stats.peak_flows = self.stats.peak_flows.max(self.flows.len() as u64);
-        }
-        let state = self.flows.get_mut(&key).expect("inserted above");
+            Entry::Vacant(entry) => {
+                self.stats.flows_created += 1;
+                entry.insert(fresh())
+            }
+        };
         update(state, ts_ns, p, src_is_lo == state.orig_is_lo);
+        self.stats.peak_flows = self.stats.peak_flows.max(self.flows.len() as u64);
     }
 
     /// Ends every flow whose timeout has passed at capture time `now_ns`, and forgets
@@ -369,28 +382,6 @@ impl FlowTable {
         self.fragments.insert(key, value);
     }
 
-    /// Whether the packet at `ts_ns` must start a new flow instead of joining `state`.
-    fn ends_before(
-        &self,
-        state: &FlowState,
-        key: &FlowKey,
-        ts_ns: i64,
-        p: &PacketSummary,
-    ) -> Option<EndReason> {
-        if let Some(reason) = idle_reason(&self.config, key, state, ts_ns) {
-            return Some(reason);
-        }
-        if ts_ns.saturating_sub(state.ts_first) > self.config.active_ns {
-            return Some(EndReason::Active);
-        }
-        let new_syn =
-            p.proto == TCP && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        if key.proto == TCP && state.tcp_done() && new_syn {
-            return Some(EndReason::Closed);
-        }
-        None
-    }
-
     /// Evicts the least recently active eighth of the table, so eviction costs O(1)
     /// amortised per new flow and the choice depends only on the table's contents.
     fn evict(&mut self, out: &mut Vec<FlowRecord>) {
@@ -413,6 +404,27 @@ impl FlowTable {
         out[start..].sort_unstable_by_key(|r| r.first_packet);
         self.stats.evicted += (out.len() - start) as u64;
     }
+}
+
+/// Whether the packet at `ts_ns` must start a new flow instead of joining `state`.
+fn ends_before(
+    config: &FlowConfig,
+    state: &FlowState,
+    key: &FlowKey,
+    ts_ns: i64,
+    p: &PacketSummary,
+) -> Option<EndReason> {
+    if let Some(reason) = idle_reason(config, key, state, ts_ns) {
+        return Some(reason);
+    }
+    if ts_ns.saturating_sub(state.ts_first) > config.active_ns {
+        return Some(EndReason::Active);
+    }
+    let new_syn = p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+    if key.proto == TCP && state.tcp_done() && new_syn {
+        return Some(EndReason::Closed);
+    }
+    None
 }
 
 fn idle_reason(

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: wormsign against cat, nfpcapd, argus and tshark on one
+# synthetic capture (examples/gen_capture.rs), page cache warm.
+#
+#   benches/e2e.sh                                 # ~4 M packets, 3 runs each
+#   WORMSIGN_BENCH_PACKETS=200000 benches/e2e.sh   # CI-sized, well under a minute
+#
+# Environment:
+#   WORMSIGN_BENCH_PACKETS  packets in the main capture (default 4000000)
+#   WORMSIGN_BENCH_REPEAT   runs per command; the median wall time is reported (default 3)
+#   WORMSIGN_BENCH_SEED     generator seed (default 1)
+#   WORMSIGN_BENCH_DATA     where captures are kept and reused (default target/bench-data)
+#   WORMSIGN_BENCH_TSHARK   packets for the tshark run, 0 to skip (default 500000, at most
+#                           WORMSIGN_BENCH_PACKETS; tshark is two orders of magnitude slower)
+#   WORMSIGN_BENCH_SKIP_BUILD=1  use the binaries already built
+#   CARGO_TARGET_DIR        as for cargo
+#
+# Peak RSS is measured on the main capture and on one a quarter of its size: the
+# goal is that it stays flat as the capture grows.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PACKETS=${WORMSIGN_BENCH_PACKETS:-4000000}
+REPEAT=${WORMSIGN_BENCH_REPEAT:-3}
+SEED=${WORMSIGN_BENCH_SEED:-1}
+DATA=${WORMSIGN_BENCH_DATA:-$ROOT/target/bench-data}
+TSHARK_PACKETS=${WORMSIGN_BENCH_TSHARK:-500000}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+TIME=/usr/bin/time
+
+[ -x "$TIME" ] || { echo "e2e: $TIME (GNU time) is required" >&2; exit 2; }
+if [ "${WORMSIGN_BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    echo "== building (release)" >&2
+    (cd "$ROOT" && cargo build --release --quiet --bin wormsign --example gen_capture)
+fi
+WORMSIGN=$TARGET/release/wormsign
+GEN=$TARGET/release/examples/gen_capture
+mkdir -p "$DATA"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-e2e.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# capture PACKETS -> path (generated once per size, seed and generator version)
+capture() {
+    local n=$1 f="$DATA/capture-$1-s$SEED.pcap"
+    if [ ! -s "$f" ] || [ "$ROOT/examples/gen_capture.rs" -nt "$f" ]; then
+        "$GEN" --packets "$n" --seed "$SEED" --out "$f.tmp" >&2
+        mv "$f.tmp" "$f"
+    fi
+    echo "$f"
+}
+
+MAIN=$(capture "$PACKETS")
+SMALL_PACKETS=$((PACKETS / 4))
+SMALL=$(capture "$SMALL_PACKETS")
+if [ "$TSHARK_PACKETS" -gt "$PACKETS" ]; then TSHARK_PACKETS=$PACKETS; fi
+if [ "$TSHARK_PACKETS" -gt 0 ] && command -v tshark >/dev/null; then
+    TSHARK_FILE=$(capture "$TSHARK_PACKETS")
+else
+    TSHARK_FILE=
+fi
+for f in "$MAIN" "$SMALL" $TSHARK_FILE; do cat "$f" >/dev/null; done  # warm the page cache
+
+size_of() { stat -c %s "$1"; }
+median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+max() { sort -g | tail -1; }
+
+RESULTS=$WORK/results.tsv   # label packets bytes wall rss_kb command
+: >"$RESULTS"
+
+# measure LABEL PACKETS FILE -- COMMAND... ; stdout of the command goes to /dev/null
+measure() {
+    local label=$1 packets=$2 file=$3
+    shift 4
+    local walls=() rsss=() i out
+    for ((i = 0; i < REPEAT; i++)); do
+        out=$WORK/out-$label
+        rm -rf "$out" && mkdir -p "$out"
+        # Commands refer to the output dir as @OUT.
+        local cmd=("${@//@OUT/$out}")
+        if ! "$TIME" -f '%e %M' -o "$WORK/time" "${cmd[@]}" >/dev/null 2>"$WORK/stderr"; then
+            echo "e2e: $label failed:" >&2
+            tail -5 "$WORK/stderr" >&2
+            return 0
+        fi
+        read -r wall rss <"$WORK/time"
+        walls+=("$wall")
+        rsss+=("$rss")
+    done
+    rm -rf "$WORK/out-$label"
+    local wall rss
+    wall=$(printf '%s\n' "${walls[@]}" | median)
+    rss=$(printf '%s\n' "${rsss[@]}" | max)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$packets" "$(size_of "$file")" "$wall" "$rss" \
+        "${*//$ROOT\//}" >>"$RESULTS"
+    printf '  %-14s %8.3f s  (runs: %s)\n' "$label" "$wall" "${walls[*]}" >&2
+}
+
+echo "== measuring ($REPEAT runs each, median wall time; peak RSS is the max over runs)" >&2
+measure cat "$PACKETS" "$MAIN" -- cat "$MAIN"
+measure wormsign-t1 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 1
+measure wormsign-t2 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 2
+measure wormsign-t2-small "$SMALL_PACKETS" "$SMALL" -- "$WORMSIGN" analyze "$SMALL" --out @OUT --quiet --threads 2
+if command -v nfpcapd >/dev/null; then
+    measure nfpcapd "$PACKETS" "$MAIN" -- nfpcapd -r "$MAIN" -w @OUT
+fi
+if command -v argus >/dev/null; then
+    measure argus "$PACKETS" "$MAIN" -- argus -X -r "$MAIN" -w @OUT/argus.out
+fi
+if [ -n "$TSHARK_FILE" ]; then
+    measure tshark-conv "$TSHARK_PACKETS" "$TSHARK_FILE" -- tshark -r "$TSHARK_FILE" -q -z conv,tcp
+fi
+
+echo
+echo "capture: $MAIN ($PACKETS packets, $(($(size_of "$MAIN") / 1000000)) MB); $(nproc) cores; $REPEAT runs, median"
+echo
+awk -F'\t' '
+    BEGIN { printf "| %-17s | %9s | %8s | %9s | %8s | %9s | %s\n", "tool", "packets", "wall s", "Mpkt/s", "MB/s", "RSS MB", "command"
+            printf "|%s|%s|%s|%s|%s|%s|%s\n", "-------------------", "-----------", "----------", "-----------", "----------", "-----------", "---------" }
+    { printf "| %-17s | %9d | %8.3f | %9.2f | %8.0f | %9.1f | `%s`\n", $1, $2, $4, ($4 > 0 ? $2 / $4 / 1e6 : 0), ($4 > 0 ? $3 / $4 / 1e6 : 0), $5 / 1024, $6 }
+' "$RESULTS"
+
+echo
+awk -F'\t' '
+    { wall[$1] = $4; pps[$1] = ($4 > 0 ? $2 / $4 : 0); rss[$1] = $5 / 1024; n[$1] = $2 }
+    function verdict(ok) { return ok ? "ok" : "MISSED" }
+    END {
+        if (("wormsign-t2" in wall) && ("cat" in wall) && wall["cat"] > 0) {
+            r = wall["wormsign-t2"] / wall["cat"]
+            printf "wormsign 2 threads vs cat, wall time:        %6.2fx  (goal <= 1.5x)  %s\n", r, verdict(r <= 1.5)
+        }
+        if (("wormsign-t2" in pps) && ("nfpcapd" in pps) && pps["nfpcapd"] > 0) {
+            r = pps["wormsign-t2"] / pps["nfpcapd"]
+            printf "wormsign 2 threads vs nfpcapd, packets/s:    %6.2fx  (goal >= 2.5x)  %s\n", r, verdict(r >= 2.5)
+        }
+        if (("wormsign-t2" in pps) && ("argus" in pps) && pps["argus"] > 0)
+            printf "wormsign 2 threads vs argus, packets/s:      %6.2fx\n", pps["wormsign-t2"] / pps["argus"]
+        if (("wormsign-t1" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0) {
+            r = wall["wormsign-t1"] / wall["wormsign-t2"]
+            printf "speed-up 1 -> 2 threads:                     %6.2fx  (goal >= 1.8x)  %s\n", r, verdict(r >= 1.8)
+        }
+        if (("wormsign-t2" in rss) && ("wormsign-t2-small" in rss)) {
+            r = rss["wormsign-t2"] / rss["wormsign-t2-small"]
+            printf "peak RSS, 2 threads: %.0f MB at %d packets, %.0f MB at %d packets: %.2fx for 4x the packets (goal: flat)  %s\n", \
+                rss["wormsign-t2-small"], n["wormsign-t2-small"], rss["wormsign-t2"], n["wormsign-t2"], r, verdict(r <= 1.25)
+        }
+    }
+' "$RESULTS"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Per-thread CPU time of one `wormsign analyze` run, to see whether the pipeline's
+# stages are balanced:
+#
+#   benches/thread_cpu.sh THREADS CAPTURE [more analyze args...]
+#
+# Samples /proc/PID/task/*/stat every 20 ms and keeps each thread's last user+system
+# time. Roles are inferred from the spawn order in src/pipeline.rs: the main thread
+# is the Parquet writer, then the reader, THREADS decode workers and THREADS flow
+# shards (threads are unnamed).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORMSIGN=${WORMSIGN_BIN:-$TARGET/release/wormsign}
+[ $# -ge 2 ] || { echo "usage: $0 THREADS CAPTURE [analyze args...]" >&2; exit 2; }
+N=$1 CAPTURE=$2
+shift 2
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-cpu.XXXXXX")
+SAMPLES=$OUT/samples
+trap 'rm -rf "$OUT"' EXIT
+TICK=$(getconf CLK_TCK)
+
+start=$(date +%s.%N)
+"$WORMSIGN" analyze "$CAPTURE" --out "$OUT/out" --quiet --threads "$N" "$@" &
+pid=$!
+: >"$SAMPLES"
+while kill -0 "$pid" 2>/dev/null; do
+    for f in /proc/"$pid"/task/*/stat; do
+        # Fields after the ")" of the command name: 14 utime, 15 stime (1-based).
+        read -r line <"$f" 2>/dev/null || continue
+        tid=${f#/proc/"$pid"/task/}
+        tid=${tid%/stat}
+        rest=${line##*) }
+        set -- $rest
+        echo "$tid $((${12} + ${13}))" >>"$SAMPLES"
+    done
+    sleep 0.02
+done
+wait "$pid"
+end=$(date +%s.%N)
+wall=$(echo "$end - $start" | bc -l)
+
+sort -k1,1n -k2,2n "$SAMPLES" | awk -v n="$N" -v tick="$TICK" -v wall="$wall" -v pid="$pid" '
+    { last[$1] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
+    END {
+        printf "wall %.2f s; threads %d (per-thread CPU is sampled, so slightly low)\n", wall, n
+        printf "%-8s %-14s %8s %8s\n", "tid", "role", "cpu s", "% wall"
+        total = 0
+        for (i = 1; i <= k; i++) {
+            t = order[i]
+            if (t == pid) role = "main/writer"
+            else if (i == 2) role = "reader"
+            else if (i <= 2 + n) role = "decode " (i - 3)
+            else if (i <= 2 + 2 * n) role = "flow shard " (i - 3 - n)
+            else role = "other"
+            cpu = last[t] / tick
+            total += cpu
+            printf "%-8s %-14s %8.2f %7.0f%%\n", t, role, cpu, 100 * cpu / wall
+        }
+        printf "%-8s %-14s %8.2f %7.0f%%\n", "", "total", total, 100 * total / wall
+    }'

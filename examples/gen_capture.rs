@@ -1,0 +1,693 @@
+//! Writes a synthetic but realistic legacy pcap (little-endian, microseconds,
+//! LINKTYPE_ETHERNET) for benchmarks:
+//!
+//! ```text
+//! cargo run --release --example gen_capture -- --packets 4000000 --out big.pcap [--seed 1]
+//! ```
+//!
+//! Traffic: 2 000 internal clients (10.1.0.0/16, fd00::/64) talk to 300 servers
+//! (198.18.0.0/15, 2001:db8::/64) through interleaved sessions:
+//!
+//! * TCP sessions: 3-way handshake, request/response rounds with data both ways
+//!   (frames of 60–1514 bytes, consistent sequence numbers, delayed ACKs), FIN
+//!   teardown; a few end with RST;
+//! * rejected connections (SYN answered by RST-ACK);
+//! * DNS over UDP: a query and (mostly) a response in valid wire format, with
+//!   compression pointers, A/AAAA/CNAME answers;
+//! * ICMP echo request/reply (ICMPv6 over IPv6);
+//! * one infected internal host SYN-scanning port 445 on random addresses (a new flow
+//!   per packet; a fifth of the targets answer with RST-ACK).
+//!
+//! About 80 % of sessions are plain Ethernet/IPv4, 10 % 802.1Q-tagged IPv4 and 10 %
+//! IPv6. Packets arrive at ~200 k packets/s of capture time. IP total lengths, UDP
+//! lengths and IPv4 header checksums are correct; TCP/UDP checksums are left 0.
+//! The output is a pure function of `--packets` and `--seed`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+const N_CLIENTS: u32 = 2_000;
+const N_SERVERS: u32 = 300;
+const N_RESOLVERS: u32 = 4;
+/// Sessions in progress at once (their packets interleave).
+const POOL: usize = 4_096;
+/// Share of packets that belong to the SYN scan, in 1/1000.
+const SCAN_PER_MILLE: u64 = 40;
+/// First packet's time (2023-11-14T22:13:20Z).
+const START_SEC: u64 = 1_700_000_000;
+/// Largest Ethernet frame written, VLAN tag included.
+const MAX_FRAME: usize = 1514;
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+
+/// xorshift64* — tiny, fast, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        // splitmix64 of the seed, never 0.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next() >> 32) * u128::from(n)) >> 32) as u64
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `per_mille`/1000.
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// How the session's packets are framed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encap {
+    V4,
+    V4Vlan(u16),
+    V6,
+}
+
+#[derive(Clone, Copy)]
+struct Host {
+    /// Index in the client or server range, mapped to v4/v6 addresses and a MAC.
+    v4: [u8; 4],
+    v6: [u8; 16],
+    mac: [u8; 6],
+}
+
+fn client(i: u32) -> Host {
+    let v4 = [10, 1, (i >> 8) as u8, (i & 0xff) as u8 + 1];
+    host(v4, [0xfd, 0, 0, 0, 0, 0, 0, 0], i)
+}
+
+fn server(i: u32) -> Host {
+    let n = i + 1;
+    let v4 = [198, 18 + (n >> 16) as u8, (n >> 8) as u8, n as u8];
+    host(v4, [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0], 0x10_0000 + i)
+}
+
+fn resolver(i: u32) -> Host {
+    host(
+        [10, 0, 0, 53 + i as u8],
+        [0xfd, 0, 0, 0, 0, 0, 0, 0x53],
+        0x20_0000 + i,
+    )
+}
+
+fn host(v4: [u8; 4], prefix6: [u8; 8], id: u32) -> Host {
+    let mut v6 = [0u8; 16];
+    v6[..8].copy_from_slice(&prefix6);
+    v6[8..12].copy_from_slice(&v4);
+    v6[12..].copy_from_slice(&id.to_be_bytes());
+    let b = id.to_be_bytes();
+    Host {
+        v4,
+        v6,
+        mac: [0x02, 0x00, b[0], b[1], b[2], b[3]],
+    }
+}
+
+/// One packet of a session's script, from the client's (`0`) or server's (`1`) side.
+#[derive(Clone, Copy)]
+enum Step {
+    Tcp { dir: u8, flags: u8, payload: u16 },
+    Udp { dir: u8 },
+    Echo { dir: u8, seq: u16 },
+}
+
+/// What a session is about.
+#[derive(Clone, Copy)]
+enum Kind {
+    Tcp,
+    Dns { id: u16, name: u32, aaaa: bool },
+    Icmp { ident: u16 },
+}
+
+struct Session {
+    kind: Kind,
+    encap: Encap,
+    hosts: [Host; 2],
+    ports: [u16; 2],
+    /// Next sequence number each side sends.
+    seq: [u32; 2],
+    steps: Vec<Step>,
+    next: usize,
+}
+
+impl Session {
+    fn done(&self) -> bool {
+        self.next >= self.steps.len()
+    }
+}
+
+/// Largest TCP payload that keeps the frame within [`MAX_FRAME`].
+fn max_tcp_payload(encap: Encap) -> u64 {
+    (MAX_FRAME - link_len(encap) - ip_len(encap) - 20) as u64
+}
+
+fn link_len(encap: Encap) -> usize {
+    match encap {
+        Encap::V4Vlan(_) => 18,
+        _ => 14,
+    }
+}
+
+fn ip_len(encap: Encap) -> usize {
+    match encap {
+        Encap::V6 => 40,
+        _ => 20,
+    }
+}
+
+fn new_session(rng: &mut Rng, steps: Vec<Step>) -> Session {
+    let encap = match rng.below(10) {
+        0 => Encap::V6,
+        1 => Encap::V4Vlan([10, 20, 30][rng.below(3) as usize]),
+        _ => Encap::V4,
+    };
+    let c = client(rng.below(u64::from(N_CLIENTS)) as u32);
+    let roll = rng.below(1000);
+    let mut s = Session {
+        kind: Kind::Tcp,
+        encap,
+        hosts: [c, server(rng.below(u64::from(N_SERVERS)) as u32)],
+        ports: [rng.range(32_768, 60_999) as u16, 443],
+        seq: [rng.next() as u32, rng.next() as u32],
+        steps,
+        next: 0,
+    };
+    s.steps.clear();
+    if roll < 700 {
+        tcp_script(rng, &mut s);
+    } else if roll < 730 {
+        // Rejected connection: SYN (sometimes retried), RST-ACK.
+        s.ports[1] = [23, 3389, 5900, 8443][rng.below(4) as usize];
+        let tries = if rng.chance(300) { 2 } else { 1 };
+        for _ in 0..tries {
+            s.steps.push(Step::Tcp {
+                dir: 0,
+                flags: SYN,
+                payload: 0,
+            });
+        }
+        s.steps.push(Step::Tcp {
+            dir: 1,
+            flags: RST | ACK,
+            payload: 0,
+        });
+    } else if roll < 960 {
+        s.hosts[1] = resolver(rng.below(u64::from(N_RESOLVERS)) as u32);
+        s.ports[1] = 53;
+        s.kind = Kind::Dns {
+            id: rng.next() as u16,
+            name: rng.below(5_000) as u32,
+            aaaa: rng.chance(200),
+        };
+        s.steps.push(Step::Udp { dir: 0 });
+        if !rng.chance(30) {
+            s.steps.push(Step::Udp { dir: 1 });
+        }
+    } else {
+        s.kind = Kind::Icmp {
+            ident: rng.next() as u16,
+        };
+        s.ports = [0, 0];
+        for seq in 1..=rng.range(1, 4) as u16 {
+            s.steps.push(Step::Echo { dir: 0, seq });
+            s.steps.push(Step::Echo { dir: 1, seq });
+        }
+    }
+    s
+}
+
+/// Handshake, request/response rounds, teardown.
+fn tcp_script(rng: &mut Rng, s: &mut Session) {
+    s.ports[1] = match rng.below(20) {
+        0..=9 => 443,
+        10..=14 => 80,
+        15 => 22,
+        16 => 445,
+        17 => 25,
+        18 => 8080,
+        _ => 3306,
+    };
+    let mss = max_tcp_payload(s.encap);
+    let tcp = |dir: u8, flags: u8, payload: u64| Step::Tcp {
+        dir,
+        flags,
+        payload: payload as u16,
+    };
+    s.steps.push(tcp(0, SYN, 0));
+    s.steps.push(tcp(1, SYN | ACK, 0));
+    s.steps.push(tcp(0, ACK, 0));
+    for _ in 0..rng.range(1, 4) {
+        // Request: one small segment, occasionally two.
+        for _ in 0..if rng.chance(100) { 2 } else { 1 } {
+            s.steps.push(tcp(0, PSH | ACK, rng.range(80, 700)));
+        }
+        // Response: a heavy-tailed number of segments, full size but the last.
+        let n = match rng.below(10) {
+            0..=3 => 1,
+            4..=6 => rng.range(2, 4),
+            7 | 8 => rng.range(5, 12),
+            _ => rng.range(13, 40),
+        };
+        for i in 0..n {
+            let len = if i + 1 == n { rng.range(6, mss) } else { mss };
+            let flags = if i + 1 == n { PSH | ACK } else { ACK };
+            s.steps.push(tcp(1, flags, len));
+            // Delayed ACK: every second segment and after the last one.
+            if i % 2 == 1 || i + 1 == n {
+                s.steps.push(tcp(0, ACK, 0));
+            }
+        }
+    }
+    if rng.chance(50) {
+        s.steps.push(tcp(1, RST | ACK, 0));
+    } else {
+        s.steps.push(tcp(0, FIN | ACK, 0));
+        s.steps.push(tcp(1, FIN | ACK, 0));
+        s.steps.push(tcp(0, ACK, 0));
+    }
+}
+
+/// A frame being appended to a reused buffer.
+struct Frame<'a> {
+    buf: &'a mut Vec<u8>,
+}
+
+fn begin_frame<'a>(buf: &'a mut Vec<u8>, encap: Encap, src: &Host, dst: &Host) -> Frame<'a> {
+    buf.clear();
+    buf.extend_from_slice(&dst.mac);
+    buf.extend_from_slice(&src.mac);
+    let ethertype: u16 = if encap == Encap::V6 { 0x86dd } else { 0x0800 };
+    if let Encap::V4Vlan(vid) = encap {
+        buf.extend_from_slice(&0x8100u16.to_be_bytes());
+        buf.extend_from_slice(&vid.to_be_bytes());
+    }
+    buf.extend_from_slice(&ethertype.to_be_bytes());
+    Frame { buf }
+}
+
+impl Frame<'_> {
+    /// Writes the IP header for `l4_len` bytes of transport header + payload.
+    fn ip(&mut self, encap: Encap, src: &Host, dst: &Host, proto: u8, l4_len: usize, id: u16) {
+        if encap == Encap::V6 {
+            let next = if proto == 1 { 58 } else { proto };
+            self.buf.extend_from_slice(&[0x60, 0, 0, 0]);
+            self.buf.extend_from_slice(&(l4_len as u16).to_be_bytes());
+            self.buf.extend_from_slice(&[next, 64]);
+            self.buf.extend_from_slice(&src.v6);
+            self.buf.extend_from_slice(&dst.v6);
+        } else {
+            let total = (20 + l4_len) as u16;
+            let ttl = if src.v4[0] == 10 { 64 } else { 52 };
+            let mut h = [0u8; 20];
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            h[6] = 0x40; // DF
+            h[8] = ttl;
+            h[9] = proto;
+            h[12..16].copy_from_slice(&src.v4);
+            h[16..20].copy_from_slice(&dst.v4);
+            let sum = checksum(&h);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            self.buf.extend_from_slice(&h);
+        }
+    }
+
+    /// Pads to the Ethernet minimum of 60 bytes and returns the frame.
+    fn finish(self) -> usize {
+        if self.buf.len() < 60 {
+            self.buf.resize(60, 0);
+        }
+        self.buf.len()
+    }
+}
+
+fn checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Filler for payloads: printable, a little varied, never all zero.
+fn payload_bytes() -> Vec<u8> {
+    (0..4096u32)
+        .map(|i| {
+            b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n"[(i % 48) as usize]
+                ^ (i as u8 & 3)
+        })
+        .collect()
+}
+
+struct Gen {
+    rng: Rng,
+    filler: Vec<u8>,
+    ip_id: u16,
+    scanner: Host,
+    scan_pending: Option<([u8; 4], u16, u16, u32)>,
+}
+
+impl Gen {
+    fn tcp_frame(&mut self, buf: &mut Vec<u8>, s: &mut Session, dir: u8, flags: u8, payload: u16) {
+        let d = usize::from(dir);
+        let (src, dst) = (s.hosts[d], s.hosts[1 - d]);
+        let syn = flags & SYN != 0;
+        let opts: &[u8] = if syn {
+            &[2, 4, 0x05, 0xb4, 1, 3, 3, 7] // MSS 1460, NOP, window scale 7
+        } else {
+            &[]
+        };
+        let l4 = 20 + opts.len() + usize::from(payload);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let mut f = begin_frame(buf, s.encap, &src, &dst);
+        f.ip(s.encap, &src, &dst, 6, l4, self.ip_id);
+        let seq = s.seq[d];
+        let ack = if flags & ACK != 0 { s.seq[1 - d] } else { 0 };
+        let window: u16 = if d == 0 {
+            502
+        } else {
+            1_024 + (seq as u16 & 0x3ff)
+        };
+        f.buf.extend_from_slice(&s.ports[d].to_be_bytes());
+        f.buf.extend_from_slice(&s.ports[1 - d].to_be_bytes());
+        f.buf.extend_from_slice(&seq.to_be_bytes());
+        f.buf.extend_from_slice(&ack.to_be_bytes());
+        f.buf.push(((20 + opts.len()) / 4) as u8 * 16);
+        f.buf.push(flags);
+        f.buf.extend_from_slice(&window.to_be_bytes());
+        f.buf.extend_from_slice(&[0, 0, 0, 0]);
+        f.buf.extend_from_slice(opts);
+        let start = (seq & 0x3ff) as usize;
+        f.buf
+            .extend_from_slice(&self.filler[start..start + usize::from(payload)]);
+        f.finish();
+        let consumed = u32::from(payload) + u32::from(syn) + u32::from(flags & FIN != 0);
+        s.seq[d] = seq.wrapping_add(consumed);
+    }
+
+    fn dns_frame(&mut self, buf: &mut Vec<u8>, s: &Session, dir: u8) {
+        let Kind::Dns { id, name, aaaa } = s.kind else {
+            unreachable!()
+        };
+        let mut msg = Vec::with_capacity(160);
+        let response = dir == 1;
+        let nx = response && name % 37 == 0;
+        msg.extend_from_slice(&id.to_be_bytes());
+        let flags: u16 = if !response {
+            0x0100
+        } else if nx {
+            0x8183
+        } else {
+            0x8180
+        };
+        msg.extend_from_slice(&flags.to_be_bytes());
+        let cname = response && !nx && name % 5 == 0;
+        let n_addr = if response && !nx {
+            1 + (name % 3) as u16
+        } else {
+            0
+        };
+        let ancount = n_addr + u16::from(cname);
+        for v in [1, ancount, 0, 0] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        // QNAME: host<n>.<domain>.<tld>
+        let domains = [
+            "example",
+            "wikipedia",
+            "cdn-cache",
+            "mail",
+            "updates",
+            "corp",
+        ];
+        let tlds = ["com", "org", "net", "io"];
+        let label = format!("host{}", name % 997);
+        let domain = domains[(name / 997) as usize % domains.len()];
+        let tld = tlds[name as usize % tlds.len()];
+        for l in [label.as_str(), domain, tld] {
+            msg.push(l.len() as u8);
+            msg.extend_from_slice(l.as_bytes());
+        }
+        msg.push(0);
+        let qtype: u16 = if aaaa { 28 } else { 1 };
+        msg.extend_from_slice(&qtype.to_be_bytes());
+        msg.extend_from_slice(&1u16.to_be_bytes());
+        // The domain label starts right after the first label in the question.
+        let domain_ptr = 0xc000 | (12 + 1 + label.len()) as u16;
+        let mut owner = 0xc00cu16;
+        if cname {
+            msg.extend_from_slice(&owner.to_be_bytes());
+            msg.extend_from_slice(&[0, 5, 0, 1, 0, 0, 0x0e, 0x10]);
+            let target_at = msg.len() + 2;
+            msg.extend_from_slice(&6u16.to_be_bytes());
+            msg.extend_from_slice(&[3, b'c', b'd', b'n']);
+            msg.extend_from_slice(&domain_ptr.to_be_bytes());
+            owner = 0xc000 | target_at as u16;
+        }
+        for k in 0..n_addr {
+            msg.extend_from_slice(&owner.to_be_bytes());
+            msg.extend_from_slice(&qtype.to_be_bytes());
+            msg.extend_from_slice(&[0, 1, 0, 0, 0x01, 0x2c]);
+            if aaaa {
+                msg.extend_from_slice(&16u16.to_be_bytes());
+                msg.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0]);
+                msg.extend_from_slice(&(name * 4 + u32::from(k)).to_be_bytes());
+            } else {
+                msg.extend_from_slice(&4u16.to_be_bytes());
+                msg.extend_from_slice(&[203, 0, (name >> 4) as u8, (name as u8) << 2 | k as u8]);
+            }
+        }
+        let d = usize::from(dir);
+        let (src, dst) = (s.hosts[d], s.hosts[1 - d]);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let mut f = begin_frame(buf, s.encap, &src, &dst);
+        let udp_len = 8 + msg.len();
+        f.ip(s.encap, &src, &dst, 17, udp_len, self.ip_id);
+        f.buf.extend_from_slice(&s.ports[d].to_be_bytes());
+        f.buf.extend_from_slice(&s.ports[1 - d].to_be_bytes());
+        f.buf.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.buf.extend_from_slice(&[0, 0]);
+        f.buf.extend_from_slice(&msg);
+        f.finish();
+    }
+
+    fn echo_frame(&mut self, buf: &mut Vec<u8>, s: &Session, dir: u8, seq: u16) {
+        let Kind::Icmp { ident } = s.kind else {
+            unreachable!()
+        };
+        let d = usize::from(dir);
+        let (src, dst) = (s.hosts[d], s.hosts[1 - d]);
+        let v6 = s.encap == Encap::V6;
+        let ty = match (v6, dir) {
+            (false, 0) => 8,
+            (false, _) => 0,
+            (true, 0) => 128,
+            (true, _) => 129,
+        };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let mut f = begin_frame(buf, s.encap, &src, &dst);
+        f.ip(s.encap, &src, &dst, 1, 8 + 56, self.ip_id);
+        f.buf.extend_from_slice(&[ty, 0, 0, 0]);
+        f.buf.extend_from_slice(&ident.to_be_bytes());
+        f.buf.extend_from_slice(&seq.to_be_bytes());
+        f.buf.extend_from_slice(&self.filler[..56]);
+        f.finish();
+    }
+
+    /// A scan SYN from the infected host, or the RST-ACK answering the previous one.
+    fn scan_frame(&mut self, buf: &mut Vec<u8>) {
+        let me = self.scanner;
+        let (target, sport, dport, seq, reply) = match self.scan_pending.take() {
+            Some((t, sp, dp, seq)) => (t, sp, dp, seq, true),
+            None => {
+                let r = self.rng.next();
+                let t = [
+                    100 + (r % 4) as u8,
+                    (r >> 8) as u8,
+                    (r >> 16) as u8,
+                    (r >> 24) as u8,
+                ];
+                let sport = 40_000 + (r >> 40) as u16 % 20_000;
+                let seq = (r >> 20) as u32;
+                if self.rng.chance(200) {
+                    self.scan_pending = Some((t, sport, 445, seq));
+                }
+                (t, sport, 445, seq, false)
+            }
+        };
+        let other = host(
+            target,
+            [0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 0, 0],
+            u32::from_be_bytes(target),
+        );
+        let (src, dst) = if reply { (other, me) } else { (me, other) };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let mut f = begin_frame(buf, Encap::V4, &src, &dst);
+        f.ip(Encap::V4, &src, &dst, 6, 20, self.ip_id);
+        let (sp, dp) = if reply {
+            (dport, sport)
+        } else {
+            (sport, dport)
+        };
+        f.buf.extend_from_slice(&sp.to_be_bytes());
+        f.buf.extend_from_slice(&dp.to_be_bytes());
+        if reply {
+            f.buf.extend_from_slice(&0u32.to_be_bytes());
+            f.buf.extend_from_slice(&seq.wrapping_add(1).to_be_bytes());
+            f.buf.extend_from_slice(&[0x50, RST | ACK, 0, 0]);
+        } else {
+            f.buf.extend_from_slice(&seq.to_be_bytes());
+            f.buf.extend_from_slice(&0u32.to_be_bytes());
+            f.buf.extend_from_slice(&[0x50, SYN, 0x04, 0x00]);
+        }
+        f.buf.extend_from_slice(&[0, 0, 0, 0]);
+        f.finish();
+    }
+}
+
+struct Args {
+    packets: u64,
+    out: String,
+    seed: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let (mut packets, mut out, mut seed) = (None, None, 1u64);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--packets" | "-n" => {
+                packets = Some(value()?.parse().map_err(|e| format!("--packets: {e}"))?)
+            }
+            "--out" | "-o" => out = Some(value()?),
+            "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "-h" | "--help" => {
+                return Err("usage: gen_capture --packets N --out FILE [--seed S]".into())
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        packets: packets.ok_or("--packets is required")?,
+        out: out.ok_or("--out is required")?,
+        seed,
+    })
+}
+
+fn run(args: &Args) -> std::io::Result<(u64, u64)> {
+    let file = File::create(&args.out)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    // Global header: magic, v2.4, thiszone 0, sigfigs 0, snaplen 65535, Ethernet.
+    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+    w.write_all(&2u16.to_le_bytes())?;
+    w.write_all(&4u16.to_le_bytes())?;
+    w.write_all(&[0; 8])?;
+    w.write_all(&65_535u32.to_le_bytes())?;
+    w.write_all(&1u32.to_le_bytes())?;
+
+    let mut g = Gen {
+        rng: Rng::new(args.seed),
+        filler: payload_bytes(),
+        ip_id: 0,
+        scanner: client(1_337),
+        scan_pending: None,
+    };
+    let mut pool: Vec<Session> = (0..POOL)
+        .map(|_| new_session(&mut g.rng, Vec::new()))
+        .collect();
+    let mut buf = Vec::with_capacity(2048);
+    let mut ts_us = START_SEC * 1_000_000;
+    let mut bytes = 24u64;
+    for _ in 0..args.packets {
+        // ~200 k packets/s: gaps of 0–10 µs.
+        ts_us += g.rng.below(11);
+        if g.scan_pending.is_some() || g.rng.below(1000) < SCAN_PER_MILLE {
+            g.scan_frame(&mut buf);
+        } else {
+            let i = g.rng.below(POOL as u64) as usize;
+            let s = &mut pool[i];
+            match s.steps[s.next] {
+                Step::Tcp {
+                    dir,
+                    flags,
+                    payload,
+                } => g.tcp_frame(&mut buf, s, dir, flags, payload),
+                Step::Udp { dir } => g.dns_frame(&mut buf, s, dir),
+                Step::Echo { dir, seq } => g.echo_frame(&mut buf, s, dir, seq),
+            }
+            s.next += 1;
+            if s.done() {
+                let steps = std::mem::take(&mut s.steps);
+                *s = new_session(&mut g.rng, steps);
+            }
+        }
+        let len = buf.len() as u32;
+        w.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
+        w.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&buf)?;
+        bytes += 16 + u64::from(len);
+    }
+    w.flush()?;
+    Ok((bytes, ts_us / 1_000_000 - START_SEC))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gen_capture: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    match run(&args) {
+        Ok((bytes, secs)) => {
+            eprintln!(
+                "gen_capture: wrote {} packets, {:.1} MB ({secs} s of capture time) to {} in {:.2} s",
+                args.packets,
+                bytes as f64 / 1e6,
+                args.out,
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gen_capture: {}: {e}", args.out);
+            ExitCode::FAILURE
+        }
+    }
+}
