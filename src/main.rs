@@ -131,19 +131,21 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     summary.threads = threads;
     summary.input_bytes = progress.bytes.load(Ordering::Relaxed);
 
-    for w in &summary.warnings {
-        eprintln!("wormsign: warning: {w}");
-    }
-    if !args.quiet {
-        eprint!("{}", summary.render());
-    }
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(&summary.to_json())?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
-    if summary.inputs_usable == 0 {
-        eprintln!("wormsign: error: no input was a readable capture");
+    // Nothing was readable: each input's problem is the error, one line each.
+    let usable = summary.inputs_usable > 0;
+    let level = if usable { "warning" } else { "error" };
+    for w in &summary.warnings {
+        eprintln!("wormsign: {level}: {w}");
+    }
+    if !usable {
         return Ok(ExitCode::from(1));
+    }
+    if !args.quiet {
+        eprint!("{}", summary.render());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -187,6 +189,7 @@ fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
             out.push(Input::File(path.clone()));
         }
     }
+    anyhow::ensure!(!out.is_empty(), "no files found in the inputs");
     Ok(out)
 }
 

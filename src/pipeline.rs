@@ -204,8 +204,9 @@ fn decode_worker(jobs: Receiver<Job>, shard_txs: Vec<Sender<ShardMsg>>, out_tx: 
     let mut stats = DecodeStats::default();
     for job in jobs {
         let per_shard = job.chunk.len() / n_shards + 16;
-        let mut parts: Vec<Vec<ShardPacket>> =
-            (0..n_shards).map(|_| Vec::with_capacity(per_shard)).collect();
+        let mut parts: Vec<Vec<ShardPacket>> = (0..n_shards)
+            .map(|_| Vec::with_capacity(per_shard))
+            .collect();
         let (mut dns_rows, mut arp_rows) = (Vec::new(), Vec::new());
         for (i, (meta, data)) in job.chunk.iter().enumerate() {
             let idx = job.first_packet + i as u64;

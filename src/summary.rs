@@ -34,10 +34,8 @@ impl Warning {
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.offset {
-            Some(o) => write!(f, "{}: at byte {o}: {}", self.input, self.message),
-            None => write!(f, "{}: {}", self.input, self.message),
-        }
+        // The capture reader's messages already name the byte offset.
+        write!(f, "{}: {}", self.input, self.message)
     }
 }
 
