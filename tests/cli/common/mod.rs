@@ -1,0 +1,422 @@
+//! Helpers shared by the CLI integration tests: running the binary and the independent
+//! tools, locating the shared captures, and reading the Parquet outputs into rows.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    DurationMicrosecondType, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
+use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// The shared capture corpus next to the repository.
+pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures");
+
+/// The corpus directory, or `None` (after printing why) when it is absent.
+pub fn captures() -> Option<PathBuf> {
+    let dir = PathBuf::from(CAPTURES);
+    if dir.join("MANIFEST.tsv").is_file() {
+        Some(dir)
+    } else {
+        println!("skipping: ../shared/captures not found");
+        None
+    }
+}
+
+/// A capture in the corpus by its manifest path.
+pub fn capture(rel: &str) -> PathBuf {
+    PathBuf::from(CAPTURES).join(rel)
+}
+
+/// Whether an external tool can be run. When it cannot: fails under CI (which installs
+/// the tools, see tests/install-tools.sh), otherwise prints a skip message.
+pub fn have_tool(name: &str) -> bool {
+    let version_flag = if name == "gzip" || name == "zstd" {
+        "--version"
+    } else {
+        "-v"
+    };
+    let ok = Command::new(name)
+        .arg(version_flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is required under CI (tests/install-tools.sh installs it)"
+        );
+        println!("skipping: {name} not found");
+    }
+    ok
+}
+
+/// Runs a tool and returns its stdout; panics on failure.
+pub fn tool<S: AsRef<OsStr>>(name: &str, args: &[S]) -> String {
+    let out = Command::new(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 tool output")
+}
+
+/// The outcome of one `wormsign analyze` run.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stderr: String,
+    /// The `--summary-json` contents, when the file was written.
+    pub summary: Option<Value>,
+    /// Holds the output directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    pub fn summary(&self) -> &Value {
+        self.summary
+            .as_ref()
+            .unwrap_or_else(|| panic!("no summary written; stderr: {}", self.stderr))
+    }
+
+    /// A numeric summary field.
+    pub fn n(&self, field: &str) -> u64 {
+        self.summary()[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("summary field {field} missing"))
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn assert_ok(&self, what: &str) {
+        assert_eq!(
+            self.code(),
+            Some(0),
+            "{what}: wormsign failed: {}",
+            self.stderr
+        );
+    }
+
+    pub fn flows(&self) -> Vec<Row> {
+        read_table(&self.out().join("flows.parquet"), "first_packet")
+    }
+
+    pub fn dns(&self) -> Vec<Row> {
+        read_table(&self.out().join("dns.parquet"), "packet")
+    }
+
+    pub fn arp(&self) -> Vec<Row> {
+        read_table(&self.out().join("arp.parquet"), "packet")
+    }
+
+    /// The warnings array of the summary.
+    pub fn warnings(&self) -> Vec<Value> {
+        self.summary()["warnings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `wormsign analyze INPUTS... --out DIR --summary-json FILE -q EXTRA...`.
+pub fn wormsign<S: AsRef<OsStr>>(inputs: &[S], extra: &[&str]) -> Run {
+    wormsign_with_stdin(inputs, extra, None)
+}
+
+/// Like [`wormsign`], feeding `stdin` to the process.
+pub fn wormsign_with_stdin<S: AsRef<OsStr>>(
+    inputs: &[S],
+    extra: &[&str],
+    stdin: Option<&[u8]>,
+) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary_path = dir.path().join("summary.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wormsign"));
+    cmd.arg("analyze")
+        .args(inputs)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .arg("-q")
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().expect("spawning wormsign");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let data = data.to_vec();
+        // A writer thread so a full stderr pipe cannot deadlock us.
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("waiting for wormsign");
+        writer.join().expect("stdin writer");
+        return finish(out.status, out.stderr, &summary_path, dir);
+    }
+    let out = child.wait_with_output().expect("waiting for wormsign");
+    finish(out.status, out.stderr, &summary_path, dir)
+}
+
+fn finish(status: ExitStatus, stderr: Vec<u8>, summary: &Path, dir: tempfile::TempDir) -> Run {
+    let summary = std::fs::read(summary)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("summary JSON parses"));
+    Run {
+        status,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        summary,
+        dir,
+    }
+}
+
+/// One Parquet value, enough for the three wormsign tables.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<Cell>),
+}
+
+impl Cell {
+    pub fn int(&self) -> i64 {
+        match self {
+            Cell::Int(v) => *v,
+            other => panic!("not an integer: {other:?}"),
+        }
+    }
+
+    pub fn str(&self) -> &str {
+        match self {
+            Cell::Str(v) => v,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    pub fn bool(&self) -> bool {
+        match self {
+            Cell::Bool(v) => *v,
+            other => panic!("not a boolean: {other:?}"),
+        }
+    }
+}
+
+/// A row: column name to value.
+pub type Row = BTreeMap<String, Cell>;
+
+/// Reads every row of a Parquet file, sorted by the integer column `key`.
+pub fn read_table(path: &Path, key: &str) -> Vec<Row> {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .build()
+        .expect("parquet reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let schema = batch.schema();
+        let columns: Vec<(String, Vec<Cell>)> = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| (f.name().clone(), cells(c)))
+            .collect();
+        for i in 0..batch.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|(name, col)| (name.clone(), col[i].clone()))
+                    .collect::<Row>(),
+            );
+        }
+    }
+    rows.sort_by_key(|r| r[key].int());
+    rows
+}
+
+/// The key-value metadata of a Parquet file.
+pub fn parquet_metadata(path: &Path) -> HashMap<String, String> {
+    let file = File::open(path).expect("parquet file");
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+    builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cells(a: &ArrayRef) -> Vec<Cell> {
+    let any = a.as_any();
+    let n = a.len();
+    let at = |i: usize, f: &dyn Fn(usize) -> Cell| {
+        if a.is_null(i) {
+            Cell::Null
+        } else {
+            f(i)
+        }
+    };
+    let out: Vec<Cell> = if let Some(x) = a.as_primitive_opt::<Int64Type>() {
+        (0..n).map(|i| at(i, &|i| Cell::Int(x.value(i)))).collect()
+    } else if let Some(x) = a.as_primitive_opt::<Int32Type>() {
+        (0..n)
+            .map(|i| at(i, &|i| Cell::Int(i64::from(x.value(i)))))
+            .collect()
+    } else if let Some(x) = a.as_primitive_opt::<Int16Type>() {
+        (0..n)
+            .map(|i| at(i, &|i| Cell::Int(i64::from(x.value(i)))))
+            .collect()
+    } else if let Some(x) = a.as_primitive_opt::<TimestampMicrosecondType>() {
+        (0..n).map(|i| at(i, &|i| Cell::Int(x.value(i)))).collect()
+    } else if let Some(x) = a.as_primitive_opt::<DurationMicrosecondType>() {
+        (0..n).map(|i| at(i, &|i| Cell::Int(x.value(i)))).collect()
+    } else if let Some(x) = any.downcast_ref::<StringArray>() {
+        (0..n)
+            .map(|i| at(i, &|i| Cell::Str(x.value(i).to_string())))
+            .collect()
+    } else if let Some(x) = any.downcast_ref::<BooleanArray>() {
+        (0..n).map(|i| at(i, &|i| Cell::Bool(x.value(i)))).collect()
+    } else if let Some(x) = a.as_dictionary_opt::<Int16Type>() {
+        let values = cells(x.values());
+        let keys = x.keys();
+        (0..n)
+            .map(|i| at(i, &|i| values[keys.value(i) as usize].clone()))
+            .collect()
+    } else if let Some(x) = any.downcast_ref::<ListArray>() {
+        (0..n)
+            .map(|i| at(i, &|i| Cell::List(cells(&x.value(i)))))
+            .collect()
+    } else {
+        panic!("unexpected column type {:?}", a.data_type());
+    };
+    out
+}
+
+/// A flow's endpoints as `(address, port)`.
+pub type Endpoint = (IpAddr, u16);
+
+/// A direction-free conversation key: protocol and the two endpoints in ascending order.
+pub type ConvKey = (u8, Endpoint, Endpoint);
+
+/// Orders two endpoints; returns the key and whether `a` is the lower endpoint.
+pub fn conv_key(proto: u8, a: Endpoint, b: Endpoint) -> (ConvKey, bool) {
+    if a <= b {
+        ((proto, a, b), true)
+    } else {
+        ((proto, b, a), false)
+    }
+}
+
+/// Parses an address printed by tshark or wormsign.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad address {s:?}: {e}"))
+}
+
+/// The originator/responder endpoints and protocol of a flow row.
+pub fn flow_ends(r: &Row) -> (u8, Endpoint, Endpoint) {
+    (
+        r["ip_proto"].int() as u8,
+        (ip(r["orig_h"].str()), r["orig_p"].int() as u16),
+        (ip(r["resp_h"].str()), r["resp_p"].int() as u16),
+    )
+}
+
+/// Rows of a tab-separated file with a header line, as maps from column name.
+pub fn read_tsv(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split('\t'))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// `EXPECTED.tsv` as `(path, metric) -> value`, keeping the first line of each metric.
+pub fn expected() -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for row in read_tsv(&PathBuf::from(CAPTURES).join("EXPECTED.tsv")) {
+        out.entry((row["path"].clone(), row["metric"].clone()))
+            .or_insert_with(|| row["value"].clone());
+    }
+    out
+}
+
+/// Files of `EXPECTED.tsv` that have `metric`, in order.
+pub fn expected_files(metric: &str) -> Vec<String> {
+    expected()
+        .keys()
+        .filter(|(_, m)| m == metric)
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Record boundaries of a classic pcap file: `(offset of the record header, offset of
+/// the next record)` for every whole record, read from the headers themselves.
+pub fn pcap_records(data: &[u8]) -> Vec<(usize, usize)> {
+    let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+    let le = match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        m => panic!("not a pcap file (magic {m:#x})"),
+    };
+    let u32_at = |o: usize| {
+        let b: [u8; 4] = data[o..o + 4].try_into().unwrap();
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let caplen = u32_at(off + 8) as usize;
+        let end = off + 16 + caplen;
+        if end > data.len() {
+            break;
+        }
+        out.push((off, end));
+        off = end;
+    }
+    out
+}

@@ -1,0 +1,167 @@
+//! dns.parquet against tshark's DNS dissector, message by message.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::common;
+
+/// For every file of EXPECTED.tsv with DNS counts: tshark's totals (the
+/// `dns.flags.response==0/1` frame counts, as in column how_computed) are reproduced
+/// from a single tshark pass, and each port-53 message tshark sees is a dns.parquet
+/// row with the same QR bit at the same packet. Documented, exact exceptions:
+///
+/// * mDNS (5353) and LLMNR (5355) use tshark's DNS flags fields, so they are in
+///   EXPECTED.tsv's counts, but wormsign only parses port 53: they are counted apart
+///   and must not appear in dns.parquet.
+/// * IP fragments: tshark reassembles and reports the message at the frame that
+///   completes the datagram; wormsign parses the first fragment, which begins with the
+///   DNS header. The expected packet is the first of tshark's `ip.fragment` /
+///   `ipv6.fragment` frames.
+/// * Snap-length-cut payloads: when tshark itself shows no question name although
+///   the header does not say zero questions, the question section is cut off;
+///   wormsign rejects such messages (counted in `dns_parse_errors`) instead of
+///   emitting a row. Every such frame, and only those, is missing.
+#[test]
+fn dns_messages_match_tshark() {
+    let Some(dir) = common::captures() else {
+        return;
+    };
+    if !common::have_tool("tshark") {
+        return;
+    }
+    let expected = common::expected();
+    let files = common::expected_files("dns_query_messages");
+    assert!(files.len() >= 10);
+    let mut failures = Vec::new();
+    for file in &files {
+        let path = dir.join(file);
+        let fields = [
+            "frame.number",
+            "udp.srcport",
+            "udp.dstport",
+            "tcp.srcport",
+            "tcp.dstport",
+            "dns.flags.response",
+            "dns.qry.name",
+            "dns.count.queries",
+            "ip.fragment",
+            "ipv6.fragment",
+        ];
+        let mut args: Vec<String> = vec![
+            "-r".into(),
+            path.display().to_string(),
+            "-Y".into(),
+            "dns.flags".into(),
+            "-E".into(),
+            "occurrence=a".into(),
+            "-E".into(),
+            "aggregator=,".into(),
+            "-T".into(),
+            "fields".into(),
+        ];
+        for f in fields {
+            args.push("-e".into());
+            args.push(f.into());
+        }
+        let text = common::tool("tshark", &args);
+        let first = |s: &str| s.split(',').next().unwrap_or("").to_string();
+        let (mut queries, mut responses, mut other_port) = (0u64, 0u64, 0u64);
+        let mut want: BTreeMap<i64, bool> = BTreeMap::new();
+        let mut cut: BTreeSet<i64> = BTreeSet::new();
+        for line in text.lines() {
+            let c: Vec<&str> = line.split('\t').collect();
+            assert_eq!(c.len(), fields.len(), "{file}: tshark line {line:?}");
+            let flags: Vec<&str> = c[5].split(',').filter(|s| !s.is_empty()).collect();
+            queries += u64::from(flags.contains(&"0"));
+            responses += u64::from(flags.contains(&"1"));
+            let ports = [1, 2, 3, 4].map(|i| first(c[i]));
+            if !ports.iter().any(|p| p == "53") {
+                other_port += 1;
+                continue;
+            }
+            let frame: i64 = c[0].parse().unwrap();
+            let frags: Vec<i64> = c[8]
+                .split(',')
+                .chain(c[9].split(','))
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
+            let packet = frags.iter().min().copied().unwrap_or(frame) - 1;
+            want.insert(packet, first(c[5]) == "1");
+            if c[6].is_empty() && first(c[7]) != "0" {
+                cut.insert(packet);
+            }
+        }
+        let want_q: u64 = expected[&(file.clone(), "dns_query_messages".into())]
+            .parse()
+            .unwrap();
+        let want_r: u64 = expected[&(file.clone(), "dns_response_messages".into())]
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (queries, responses),
+            (want_q, want_r),
+            "{file}: tshark disagrees with EXPECTED.tsv"
+        );
+
+        let run = common::wormsign(&[&path], &[]);
+        run.assert_ok(file);
+        let rows = run.dns();
+        let got: BTreeMap<i64, bool> = rows
+            .iter()
+            .map(|r| (r["packet"].int(), r["is_response"].bool()))
+            .collect();
+        assert_eq!(got.len(), rows.len(), "{file}: two rows for one packet");
+        for r in &rows {
+            if r["server_p"].int() != 53 && r["client_p"].int() != 53 {
+                failures.push(format!("{file}: row not on port 53: {r:?}"));
+            }
+        }
+        let missing: BTreeSet<i64> = want
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .copied()
+            .collect();
+        if missing != cut {
+            failures.push(format!(
+                "{file}: packets missing from dns.parquet {missing:?}, expected exactly the cut ones {cut:?}"
+            ));
+        }
+        if run.n("dns_parse_errors") < cut.len() as u64 {
+            failures.push(format!(
+                "{file}: {} cut messages but dns_parse_errors {}",
+                cut.len(),
+                run.n("dns_parse_errors")
+            ));
+        }
+        for (packet, is_response) in &got {
+            match want.get(packet) {
+                None => failures.push(format!(
+                    "{file}: packet {packet} (frame {}) in dns.parquet, not DNS for tshark",
+                    packet + 1
+                )),
+                Some(w) if w != is_response => failures.push(format!(
+                    "{file}: packet {packet}: is_response {is_response}, tshark {w}"
+                )),
+                _ => {}
+            }
+        }
+        let q = got.values().filter(|r| !**r).count() as u64;
+        let r = got.values().filter(|r| **r).count() as u64;
+        let cut_q = cut.iter().filter(|p| !want[p]).count() as u64;
+        let cut_r = cut.len() as u64 - cut_q;
+        let other = if other_port > 0 {
+            format!(" ({other_port} mDNS/LLMNR frames not on port 53)")
+        } else {
+            String::new()
+        };
+        println!(
+            "{file}: queries {q}/{want_q}, responses {r}/{want_r}, cut {cut_q}/{cut_r}{other}"
+        );
+        if file == "dns/mdns_zeek.pcap" && (q, r, other_port) != (0, 0, 18) {
+            failures.push(format!(
+                "{file}: mDNS-only capture gave {q}/{r} rows, {other_port} mDNS frames"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the `wormsign` binary against independent tools (capinfos,
+//! tshark, editcap, mergecap, gzip, zstd) on the shared capture corpus
+//! (`../shared/captures`). Run with `cargo test --release --test cli`.
+
+mod common;
+
+mod damage;
+mod determinism;
+mod dns;
+mod formats;
+mod linktypes;
+mod real_captures;
+mod zeek;
