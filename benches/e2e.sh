@@ -15,8 +15,10 @@
 #   WORMSIGN_BENCH_SKIP_BUILD=1  use the binaries already built
 #   CARGO_TARGET_DIR        as for cargo
 #
-# Peak RSS is measured on the main capture and on one a quarter of its size: the
-# goal is that it stays flat as the capture grows.
+# Peak RSS is measured on the main capture and on one a quarter of its size, with
+# default timeouts (20 s of capture time: flows are still live, so memory tracks them)
+# and in a steady state (the same traffic over 200 s with 10 s timeouts): the goal is
+# that it stays flat as the capture grows.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,11 +41,12 @@ mkdir -p "$DATA"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# capture PACKETS -> path (generated once per size, seed and generator version)
+# capture PACKETS [PPS] -> path (generated once per size, rate, seed and generator version)
 capture() {
-    local n=$1 f="$DATA/capture-$1-s$SEED.pcap"
+    local n=$1 pps=${2:-200000} f
+    f="$DATA/capture-$n-s$SEED$([ "$pps" = 200000 ] || echo "-pps$pps").pcap"
     if [ ! -s "$f" ] || [ "$ROOT/examples/gen_capture.rs" -nt "$f" ]; then
-        "$GEN" --packets "$n" --seed "$SEED" --out "$f.tmp" >&2
+        "$GEN" --packets "$n" --seed "$SEED" --pps "$pps" --out "$f.tmp" >&2
         mv "$f.tmp" "$f"
     fi
     echo "$f"
@@ -52,54 +55,69 @@ capture() {
 MAIN=$(capture "$PACKETS")
 SMALL_PACKETS=$((PACKETS / 4))
 SMALL=$(capture "$SMALL_PACKETS")
+# For memory in the steady state: the same traffic stretched 10x in capture time
+# (200 s for 4 M packets), analysed with 10 s timeouts, so flows end and are swept
+# (every 10 s of capture time) well within the capture.
+STEADY=$(capture "$PACKETS" 20000)
+STEADY_SMALL=$(capture "$SMALL_PACKETS" 20000)
+SHORT=(--tcp-timeout 10 --udp-timeout 10 --icmp-timeout 10)
 if [ "$TSHARK_PACKETS" -gt "$PACKETS" ]; then TSHARK_PACKETS=$PACKETS; fi
 if [ "$TSHARK_PACKETS" -gt 0 ] && command -v tshark >/dev/null; then
     TSHARK_FILE=$(capture "$TSHARK_PACKETS")
 else
     TSHARK_FILE=
 fi
-for f in "$MAIN" "$SMALL" $TSHARK_FILE; do cat "$f" >/dev/null; done  # warm the page cache
+for f in "$MAIN" "$SMALL" "$STEADY" "$STEADY_SMALL" $TSHARK_FILE; do cat "$f" >/dev/null; done  # warm the page cache
 
 size_of() { stat -c %s "$1"; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 max() { sort -g | tail -1; }
 
-RESULTS=$WORK/results.tsv   # label packets bytes wall rss_kb command
+RESULTS=$WORK/results.tsv   # label packets bytes wall rss_kb cpu command
 : >"$RESULTS"
 
 # measure LABEL PACKETS FILE -- COMMAND... ; stdout of the command goes to /dev/null
 measure() {
     local label=$1 packets=$2 file=$3
     shift 4
-    local walls=() rsss=() i out
+    local walls=() rsss=() cpus=() i out wall rss user sys
     for ((i = 0; i < REPEAT; i++)); do
         out=$WORK/out-$label
         rm -rf "$out" && mkdir -p "$out"
         # Commands refer to the output dir as @OUT.
         local cmd=("${@//@OUT/$out}")
-        if ! "$TIME" -f '%e %M' -o "$WORK/time" "${cmd[@]}" >/dev/null 2>"$WORK/stderr"; then
+        # GNU time gives peak RSS and CPU time; its wall clock has only 10 ms
+        # resolution, so the wall time comes from bash's microsecond clock.
+        local t0=$EPOCHREALTIME
+        if ! "$TIME" -f '%M %U %S' -o "$WORK/time" "${cmd[@]}" >/dev/null 2>"$WORK/stderr"; then
             echo "e2e: $label failed:" >&2
             tail -5 "$WORK/stderr" >&2
             return 0
         fi
-        read -r wall rss <"$WORK/time"
+        local t1=$EPOCHREALTIME
+        read -r rss user sys <"$WORK/time"
+        wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
         walls+=("$wall")
         rsss+=("$rss")
+        cpus+=("$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')")
     done
     rm -rf "$WORK/out-$label"
-    local wall rss
+    local rss cpu
     wall=$(printf '%s\n' "${walls[@]}" | median)
     rss=$(printf '%s\n' "${rsss[@]}" | max)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$packets" "$(size_of "$file")" "$wall" "$rss" \
-        "${*//$ROOT\//}" >>"$RESULTS"
-    printf '  %-14s %8.3f s  (runs: %s)\n' "$label" "$wall" "${walls[*]}" >&2
+    cpu=$(printf '%s\n' "${cpus[@]}" | median)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$packets" "$(size_of "$file")" "$wall" "$rss" \
+        "$cpu" "${*//$ROOT\//}" >>"$RESULTS"
+    printf '  %-17s %8.3f s  (runs: %s)\n' "$label" "$wall" "${walls[*]}" >&2
 }
 
-echo "== measuring ($REPEAT runs each, median wall time; peak RSS is the max over runs)" >&2
+echo "== measuring ($REPEAT runs each: median wall and CPU time, max peak RSS)" >&2
 measure cat "$PACKETS" "$MAIN" -- cat "$MAIN"
 measure wormsign-t1 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 1
 measure wormsign-t2 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 2
 measure wormsign-t2-small "$SMALL_PACKETS" "$SMALL" -- "$WORMSIGN" analyze "$SMALL" --out @OUT --quiet --threads 2
+measure steady-t2 "$PACKETS" "$STEADY" -- "$WORMSIGN" analyze "$STEADY" --out @OUT --quiet --threads 2 "${SHORT[@]}"
+measure steady-t2-small "$SMALL_PACKETS" "$STEADY_SMALL" -- "$WORMSIGN" analyze "$STEADY_SMALL" --out @OUT --quiet --threads 2 "${SHORT[@]}"
 if command -v nfpcapd >/dev/null; then
     measure nfpcapd "$PACKETS" "$MAIN" -- nfpcapd -r "$MAIN" -w @OUT
 fi
@@ -112,11 +130,12 @@ fi
 
 echo
 echo "capture: $MAIN ($PACKETS packets, $(($(size_of "$MAIN") / 1000000)) MB); $(nproc) cores; $REPEAT runs, median"
+echo "Mpkt/s and MB/s are per wall second; CPU s is user + system time of all threads."
 echo
 awk -F'\t' '
-    BEGIN { printf "| %-17s | %9s | %8s | %9s | %8s | %9s | %s\n", "tool", "packets", "wall s", "Mpkt/s", "MB/s", "RSS MB", "command"
-            printf "|%s|%s|%s|%s|%s|%s|%s\n", "-------------------", "-----------", "----------", "-----------", "----------", "-----------", "---------" }
-    { printf "| %-17s | %9d | %8.3f | %9.2f | %8.0f | %9.1f | `%s`\n", $1, $2, $4, ($4 > 0 ? $2 / $4 / 1e6 : 0), ($4 > 0 ? $3 / $4 / 1e6 : 0), $5 / 1024, $6 }
+    BEGIN { printf "| %-17s | %9s | %7s | %7s | %7s | %6s | %7s | %s\n", "tool", "packets", "wall s", "CPU s", "Mpkt/s", "MB/s", "RSS MB", "command"
+            printf "|%s|%s|%s|%s|%s|%s|%s|%s\n", "-------------------", "-----------", "---------", "---------", "---------", "--------", "---------", "---------" }
+    { printf "| %-17s | %9d | %7.3f | %7.2f | %7.2f | %6.0f | %7.1f | `%s`\n", $1, $2, $4, $6, ($4 > 0 ? $2 / $4 / 1e6 : 0), ($4 > 0 ? $3 / $4 / 1e6 : 0), $5 / 1024, $7 }
 ' "$RESULTS"
 
 echo
@@ -133,15 +152,20 @@ awk -F'\t' '
             printf "wormsign 2 threads vs nfpcapd, packets/s:    %6.2fx  (goal >= 2.5x)  %s\n", r, verdict(r >= 2.5)
         }
         if (("wormsign-t2" in pps) && ("argus" in pps) && pps["argus"] > 0)
-            printf "wormsign 2 threads vs argus, packets/s:      %6.2fx\n", pps["wormsign-t2"] / pps["argus"]
+            printf "wormsign 2 threads vs argus, packets/s:      %6.2fx  (argus idles ~1 s before it exits: compare CPU s too)\n", pps["wormsign-t2"] / pps["argus"]
         if (("wormsign-t1" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0) {
             r = wall["wormsign-t1"] / wall["wormsign-t2"]
             printf "speed-up 1 -> 2 threads:                     %6.2fx  (goal >= 1.8x)  %s\n", r, verdict(r >= 1.8)
         }
         if (("wormsign-t2" in rss) && ("wormsign-t2-small" in rss)) {
             r = rss["wormsign-t2"] / rss["wormsign-t2-small"]
-            printf "peak RSS, 2 threads: %.0f MB at %d packets, %.0f MB at %d packets: %.2fx for 4x the packets (goal: flat)  %s\n", \
+            printf "peak RSS, 2 threads, default timeouts: %.0f MB at %d packets, %.0f MB at %d: %.2fx for 4x the packets (goal: flat)  %s\n", \
                 rss["wormsign-t2-small"], n["wormsign-t2-small"], rss["wormsign-t2"], n["wormsign-t2"], r, verdict(r <= 1.25)
+        }
+        if (("steady-t2" in rss) && ("steady-t2-small" in rss)) {
+            r = rss["steady-t2"] / rss["steady-t2-small"]
+            printf "peak RSS, 2 threads, steady state (10x slower capture, 10 s timeouts): %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat)  %s\n", \
+                rss["steady-t2-small"], n["steady-t2-small"], rss["steady-t2"], n["steady-t2"], r, verdict(r <= 1.25)
         }
     }
 ' "$RESULTS"

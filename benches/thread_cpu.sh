@@ -59,4 +59,6 @@ sort -k1,1n -k2,2n "$SAMPLES" | awk -v n="$N" -v tick="$TICK" -v wall="$wall" -v
             printf "%-8s %-14s %8.2f %7.0f%%\n", t, role, cpu, 100 * cpu / wall
         }
         printf "%-8s %-14s %8.2f %7.0f%%\n", "", "total", total, 100 * total / wall
+        if (k != 2 + 2 * n)
+            printf "note: %d threads seen, expected %d: roles may be shifted\n", k, 2 + 2 * n
     }'

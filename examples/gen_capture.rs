@@ -2,7 +2,7 @@
 //! LINKTYPE_ETHERNET) for benchmarks:
 //!
 //! ```text
-//! cargo run --release --example gen_capture -- --packets 4000000 --out big.pcap [--seed 1]
+//! cargo run --release --example gen_capture -- --packets 4000000 --out big.pcap [--seed 1] [--pps 200000]
 //! ```
 //!
 //! Traffic: 2 000 internal clients (10.1.0.0/16, fd00::/64) talk to 300 servers
@@ -19,8 +19,9 @@
 //!   per packet; a fifth of the targets answer with RST-ACK).
 //!
 //! About 80 % of sessions are plain Ethernet/IPv4, 10 % 802.1Q-tagged IPv4 and 10 %
-//! IPv6. Packets arrive at ~200 k packets/s of capture time. IP total lengths, UDP
-//! lengths and IPv4 header checksums are correct; TCP/UDP checksums are left 0.
+//! IPv6. Packets arrive at `--pps` (default 200 000) packets per second of capture
+//! time, with uniformly random gaps. IP total lengths, UDP
+//! lengths and all checksums (IPv4, TCP, UDP, ICMP, ICMPv6) are correct.
 //! The output is a pure function of `--packets` and `--seed`.
 
 use std::fs::File;
@@ -269,10 +270,10 @@ fn tcp_script(rng: &mut Rng, s: &mut Session) {
             s.steps.push(tcp(0, PSH | ACK, rng.range(80, 700)));
         }
         // Response: a heavy-tailed number of segments, full size but the last.
-        let n = match rng.below(10) {
-            0..=3 => 1,
-            4..=6 => rng.range(2, 4),
-            7 | 8 => rng.range(5, 12),
+        let n = match rng.below(20) {
+            0..=11 => 1,
+            12..=16 => rng.range(2, 4),
+            17 | 18 => rng.range(5, 12),
             _ => rng.range(13, 40),
         };
         for i in 0..n {
@@ -297,6 +298,11 @@ fn tcp_script(rng: &mut Rng, s: &mut Session) {
 /// A frame being appended to a reused buffer.
 struct Frame<'a> {
     buf: &'a mut Vec<u8>,
+    /// Where the transport header starts.
+    l4: usize,
+    /// Transport protocol (ICMPv6 as 58) and the pseudo-header's checksum sum.
+    proto: u8,
+    pseudo: u64,
 }
 
 fn begin_frame<'a>(buf: &'a mut Vec<u8>, encap: Encap, src: &Host, dst: &Host) -> Frame<'a> {
@@ -309,7 +315,12 @@ fn begin_frame<'a>(buf: &'a mut Vec<u8>, encap: Encap, src: &Host, dst: &Host) -
         buf.extend_from_slice(&vid.to_be_bytes());
     }
     buf.extend_from_slice(&ethertype.to_be_bytes());
-    Frame { buf }
+    Frame {
+        buf,
+        l4: 0,
+        proto: 0,
+        pseudo: 0,
+    }
 }
 
 impl Frame<'_> {
@@ -317,12 +328,23 @@ impl Frame<'_> {
     fn ip(&mut self, encap: Encap, src: &Host, dst: &Host, proto: u8, l4_len: usize, id: u16) {
         if encap == Encap::V6 {
             let next = if proto == 1 { 58 } else { proto };
+            self.proto = next;
+            self.pseudo = sum16(&src.v6, sum16(&dst.v6, (l4_len + usize::from(next)) as u64));
             self.buf.extend_from_slice(&[0x60, 0, 0, 0]);
             self.buf.extend_from_slice(&(l4_len as u16).to_be_bytes());
             self.buf.extend_from_slice(&[next, 64]);
             self.buf.extend_from_slice(&src.v6);
             self.buf.extend_from_slice(&dst.v6);
         } else {
+            self.proto = proto;
+            self.pseudo = if proto == 1 {
+                0 // ICMP has no pseudo-header
+            } else {
+                sum16(
+                    &src.v4,
+                    sum16(&dst.v4, (l4_len + usize::from(proto)) as u64),
+                )
+            };
             let total = (20 + l4_len) as u16;
             let ttl = if src.v4[0] == 10 { 64 } else { 52 };
             let mut h = [0u8; 20];
@@ -334,14 +356,26 @@ impl Frame<'_> {
             h[9] = proto;
             h[12..16].copy_from_slice(&src.v4);
             h[16..20].copy_from_slice(&dst.v4);
-            let sum = checksum(&h);
+            let sum = fold(sum16(&h, 0));
             h[10..12].copy_from_slice(&sum.to_be_bytes());
             self.buf.extend_from_slice(&h);
         }
+        self.l4 = self.buf.len();
     }
 
-    /// Pads to the Ethernet minimum of 60 bytes and returns the frame.
+    /// Fills in the transport checksum, pads to the Ethernet minimum of 60 bytes and
+    /// returns the frame's length.
     fn finish(self) -> usize {
+        let at = match self.proto {
+            6 => 16,
+            17 => 6,
+            _ => 2, // ICMP, ICMPv6
+        };
+        let mut sum = fold(sum16(&self.buf[self.l4..], self.pseudo));
+        if sum == 0 && self.proto == 17 {
+            sum = 0xffff; // 0 means "no checksum" in UDP
+        }
+        self.buf[self.l4 + at..self.l4 + at + 2].copy_from_slice(&sum.to_be_bytes());
         if self.buf.len() < 60 {
             self.buf.resize(60, 0);
         }
@@ -349,11 +383,21 @@ impl Frame<'_> {
     }
 }
 
-fn checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks_exact(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
+/// Adds `data` as big-endian 16-bit words (odd length: zero-padded) to `acc`.
+fn sum16(data: &[u8], acc: u64) -> u64 {
+    let mut words = data.chunks_exact(2);
+    let mut sum = acc;
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds a one's-complement sum and complements it: the Internet checksum.
+fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -362,11 +406,9 @@ fn checksum(header: &[u8]) -> u16 {
 
 /// Filler for payloads: printable, a little varied, never all zero.
 fn payload_bytes() -> Vec<u8> {
-    (0..4096u32)
-        .map(|i| {
-            b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n"[(i % 48) as usize]
-                ^ (i as u8 & 3)
-        })
+    let text = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    (0..4096usize)
+        .map(|i| text[i % text.len()] ^ (i as u8 & 3))
         .collect()
 }
 
@@ -580,11 +622,12 @@ struct Args {
     packets: u64,
     out: String,
     seed: u64,
+    pps: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut packets, mut out, mut seed) = (None, None, 1u64);
+    let (mut packets, mut out, mut seed, mut pps) = (None, None, 1u64, 200_000u64);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -593,8 +636,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--out" | "-o" => out = Some(value()?),
             "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--pps" => pps = value()?.parse().map_err(|e| format!("--pps: {e}"))?,
             "-h" | "--help" => {
-                return Err("usage: gen_capture --packets N --out FILE [--seed S]".into())
+                return Err(
+                    "usage: gen_capture --packets N --out FILE [--seed S] [--pps RATE]".into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -603,10 +649,11 @@ fn parse_args() -> Result<Args, String> {
         packets: packets.ok_or("--packets is required")?,
         out: out.ok_or("--out is required")?,
         seed,
+        pps: pps.clamp(1, 1_000_000),
     })
 }
 
-fn run(args: &Args) -> std::io::Result<(u64, u64)> {
+fn run(args: &Args) -> std::io::Result<(u64, f64)> {
     let file = File::create(&args.out)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     // Global header: magic, v2.4, thiszone 0, sigfigs 0, snaplen 65535, Ethernet.
@@ -630,9 +677,10 @@ fn run(args: &Args) -> std::io::Result<(u64, u64)> {
     let mut buf = Vec::with_capacity(2048);
     let mut ts_us = START_SEC * 1_000_000;
     let mut bytes = 24u64;
+    let max_gap = 2_000_000 / args.pps;
     for _ in 0..args.packets {
-        // ~200 k packets/s: gaps of 0–10 µs.
-        ts_us += g.rng.below(11);
+        // Uniform gaps with the requested mean (5 µs at 200 k packets/s).
+        ts_us += g.rng.below(max_gap + 1);
         if g.scan_pending.is_some() || g.rng.below(1000) < SCAN_PER_MILLE {
             g.scan_frame(&mut buf);
         } else {
@@ -662,7 +710,7 @@ fn run(args: &Args) -> std::io::Result<(u64, u64)> {
         bytes += 16 + u64::from(len);
     }
     w.flush()?;
-    Ok((bytes, ts_us / 1_000_000 - START_SEC))
+    Ok((bytes, (ts_us - START_SEC * 1_000_000) as f64 / 1e6))
 }
 
 fn main() -> ExitCode {
@@ -677,7 +725,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok((bytes, secs)) => {
             eprintln!(
-                "gen_capture: wrote {} packets, {:.1} MB ({secs} s of capture time) to {} in {:.2} s",
+                "gen_capture: wrote {} packets, {:.1} MB ({secs:.1} s of capture time) to {} in {:.2} s",
                 args.packets,
                 bytes as f64 / 1e6,
                 args.out,
