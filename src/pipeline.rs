@@ -119,6 +119,9 @@ pub fn run(
 ) -> anyhow::Result<RunSummary> {
     let n = config.threads.max(1);
     let (job_tx, job_rx) = bounded::<Job>(2 * n);
+    // Decoded chunks go back to the reader, so buffers are reused instead of freshly
+    // allocated (and page-faulted) for every megabyte of input.
+    let (recycle_tx, recycle_rx) = bounded::<Chunk>(4 * n);
     let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) =
         (0..n).map(|_| bounded::<ShardMsg>(4 * n)).unzip();
     let (out_tx, out_rx) = bounded::<Output>(16 * n);
@@ -126,11 +129,13 @@ pub fn run(
     shard_config.max_flows = config.flow.max_flows.div_ceil(n).max(1);
 
     thread::scope(|s| {
-        let reader = s.spawn(move || read_inputs(inputs, job_tx, progress));
+        let reader = s.spawn(move || read_inputs(inputs, job_tx, recycle_rx, progress));
         for _ in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
-            s.spawn(move || decode_worker(job_rx, shard_txs, out_tx));
+            let recycle_tx = recycle_tx.clone();
+            s.spawn(move || decode_worker(job_rx, shard_txs, out_tx, recycle_tx));
         }
+        drop(recycle_tx);
         drop(shard_txs);
         for rx in shard_rxs {
             let out_tx = out_tx.clone();
@@ -149,7 +154,12 @@ pub fn run(
 
 /// Reads every input in order, cutting it into numbered chunks. Returns the warnings
 /// and the number of inputs that could be read at all.
-fn read_inputs(inputs: &[Input], job_tx: Sender<Job>, progress: &Progress) -> (Vec<Warning>, u64) {
+fn read_inputs(
+    inputs: &[Input],
+    job_tx: Sender<Job>,
+    recycled: Receiver<Chunk>,
+    progress: &Progress,
+) -> (Vec<Warning>, u64) {
     let (mut seq, mut n_packets, mut watermark) = (0u64, 0u64, i64::MIN);
     let mut warnings = Vec::new();
     let mut n_usable = 0;
@@ -164,7 +174,7 @@ fn read_inputs(inputs: &[Input], job_tx: Sender<Job>, progress: &Progress) -> (V
         };
         n_usable += 1;
         loop {
-            let mut chunk = Chunk::default();
+            let mut chunk = recycled.try_recv().unwrap_or_default();
             let result = reader.read_chunk(&mut chunk, CHUNK_BYTES);
             progress
                 .bytes
@@ -199,7 +209,12 @@ fn read_inputs(inputs: &[Input], job_tx: Sender<Job>, progress: &Progress) -> (V
     (warnings, n_usable)
 }
 
-fn decode_worker(jobs: Receiver<Job>, shard_txs: Vec<Sender<ShardMsg>>, out_tx: Sender<Output>) {
+fn decode_worker(
+    jobs: Receiver<Job>,
+    shard_txs: Vec<Sender<ShardMsg>>,
+    out_tx: Sender<Output>,
+    recycle: Sender<Chunk>,
+) {
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
     for job in jobs {
@@ -240,6 +255,8 @@ fn decode_worker(jobs: Receiver<Job>, shard_txs: Vec<Sender<ShardMsg>>, out_tx: 
             }
         }
         stats.arp_packets += arp_rows.len() as u64;
+        // A full recycle queue just means the reader has enough buffers.
+        let _ = recycle.try_send(job.chunk);
         for (tx, packets) in shard_txs.iter().zip(parts) {
             let msg = ShardMsg {
                 seq: job.seq,

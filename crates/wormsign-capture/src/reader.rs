@@ -195,8 +195,11 @@ impl CaptureReader {
             return Ok(false);
         }
         let target = target_bytes.min(MAX_CHUNK);
-        // One allocation up front for a fresh chunk; reused chunks keep theirs.
-        chunk.buf.reserve(target.min(64 << 20));
+        // One allocation up front for a fresh chunk (reused chunks keep theirs), with room
+        // for the record that crosses the target, so the buffer never grows mid-chunk.
+        chunk
+            .buf
+            .reserve(target.min(64 << 20) + crate::MAX_CAPLEN as usize);
         let result = match &mut self.format {
             Format::Pcap(f) => pcap::read_records(&mut self.input, f, chunk, target)
                 .map(|w| matches!(w, pcap::Walk::Full)),

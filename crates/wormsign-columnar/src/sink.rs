@@ -9,12 +9,16 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::{ColumnarError, RowBuilder};
 
 /// Rows per Parquet row group: large enough for good compression and fast scans, small
-/// enough that a writer buffers at most a few hundred MB.
-pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// enough that the writer's buffered row group stays at a few tens of MB.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Columns whose values are (nearly) unique per row: dictionary encoding only costs time.
+const NO_DICTIONARY: [&str; 1] = ["community_id"];
 
 /// One Parquet file being written. Until [`ParquetSink::finish`] renames it, the data
 /// lives under a hidden temporary name in the same directory, so a reader never sees a
@@ -52,7 +56,13 @@ impl ParquetSink {
             ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_key_value_metadata(Some(kv))
-            .set_created_by(format!("wormsign {}", env!("CARGO_PKG_VERSION")))
+            .set_created_by(format!("wormsign {}", env!("CARGO_PKG_VERSION")));
+        let props = NO_DICTIONARY
+            .iter()
+            .filter(|c| schema.field_with_name(c).is_ok())
+            .fold(props, |p, c| {
+                p.set_column_dictionary_enabled(ColumnPath::from(*c), false)
+            })
             .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props))?;
         Ok(ParquetSink {

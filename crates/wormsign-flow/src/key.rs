@@ -7,22 +7,23 @@ use wormsign_decode::PacketSummary;
 /// Identifies a bidirectional flow regardless of which side sent a packet.
 ///
 /// The two endpoints are stored in canonical order (lower `(address, port)` first), so
-/// both directions of a conversation hash and compare equal.
+/// both directions of a conversation hash and compare equal. Addresses are kept as plain
+/// integers (IPv4 in the low 32 bits) so that hashing and comparing a key, which happens
+/// for every packet, is a handful of integer operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    /// Lower endpoint address.
-    pub lo_addr: IpAddr,
-    /// Higher endpoint address.
-    pub hi_addr: IpAddr,
-    /// Port of the lower endpoint (ICMP: the type of the request, see [`icmp_key_ports`]).
-    pub lo_port: u16,
-    /// Port of the higher endpoint (ICMP: the code).
-    pub hi_port: u16,
-    /// IP protocol number.
-    pub proto: u8,
-    /// Outermost VLAN id, so the same addresses on two VLANs stay two flows (as Zeek does).
-    pub vlan: Option<u16>,
+    lo: u128,
+    hi: u128,
+    lo_port: u16,
+    hi_port: u16,
+    proto: u8,
+    is_v6: bool,
+    /// Outermost VLAN id, so the same addresses on two VLANs stay two flows (as Zeek
+    /// does); `NO_VLAN` when untagged.
+    vlan: u16,
 }
+
+const NO_VLAN: u16 = u16::MAX;
 
 /// One direction of a [`FlowKey`]: who sent this packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,25 +34,62 @@ pub(crate) struct Endpoints {
     pub dst_port: u16,
 }
 
+fn to_bits(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
 impl FlowKey {
     /// Builds the key from a packet's directed endpoints; also returns whether the
     /// packet's source is the key's lower endpoint.
     pub(crate) fn new(e: Endpoints, proto: u8, vlan: Option<u16>) -> (FlowKey, bool) {
-        let src_is_lo = (e.src, e.src_port) <= (e.dst, e.dst_port);
-        let (lo_addr, lo_port, hi_addr, hi_port) = if src_is_lo {
-            (e.src, e.src_port, e.dst, e.dst_port)
+        let (src, dst) = (to_bits(e.src), to_bits(e.dst));
+        let src_is_lo = (src, e.src_port) <= (dst, e.dst_port);
+        let (lo, lo_port, hi, hi_port) = if src_is_lo {
+            (src, e.src_port, dst, e.dst_port)
         } else {
-            (e.dst, e.dst_port, e.src, e.src_port)
+            (dst, e.dst_port, src, e.src_port)
         };
         let key = FlowKey {
-            lo_addr,
-            hi_addr,
+            lo,
+            hi,
             lo_port,
             hi_port,
             proto,
-            vlan,
+            is_v6: e.src.is_ipv6(),
+            vlan: vlan.unwrap_or(NO_VLAN),
         };
         (key, src_is_lo)
+    }
+
+    fn addr(&self, bits: u128) -> IpAddr {
+        if self.is_v6 {
+            IpAddr::V6(bits.into())
+        } else {
+            IpAddr::V4((bits as u32).into())
+        }
+    }
+
+    /// The lower endpoint's address.
+    pub fn lo_addr(&self) -> IpAddr {
+        self.addr(self.lo)
+    }
+
+    /// The higher endpoint's address.
+    pub fn hi_addr(&self) -> IpAddr {
+        self.addr(self.hi)
+    }
+
+    /// The IP protocol number.
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    /// The outermost VLAN id, if tagged.
+    pub fn vlan(&self) -> Option<u16> {
+        (self.vlan != NO_VLAN).then_some(self.vlan)
     }
 }
 

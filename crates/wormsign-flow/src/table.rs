@@ -233,7 +233,9 @@ impl FlowTable {
     pub fn new(config: FlowConfig) -> FlowTable {
         FlowTable {
             config,
-            flows: HashMap::new(),
+            // Start large enough that small captures never rehash; big ones rehash a
+            // few times on the way up, never beyond the cap.
+            flows: HashMap::with_capacity(config.max_flows.min(1 << 16)),
             fragments: HashMap::new(),
             stats: FlowStats::default(),
         }
@@ -421,7 +423,7 @@ fn ends_before(
         return Some(EndReason::Active);
     }
     let new_syn = p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-    if key.proto == TCP && state.tcp_done() && new_syn {
+    if key.proto() == TCP && state.tcp_done() && new_syn {
         return Some(EndReason::Closed);
     }
     None
@@ -434,10 +436,10 @@ fn idle_reason(
     now_ns: i64,
 ) -> Option<EndReason> {
     let idle = now_ns.saturating_sub(state.ts_last);
-    if key.proto == TCP && state.tcp_done() && idle > config.tcp_close_ns {
+    if key.proto() == TCP && state.tcp_done() && idle > config.tcp_close_ns {
         return Some(EndReason::Closed);
     }
-    let timeout = match key.proto {
+    let timeout = match key.proto() {
         TCP => config.tcp_idle_ns,
         UDP => config.udp_idle_ns,
         _ => config.other_idle_ns,
@@ -521,12 +523,12 @@ fn update(state: &mut FlowState, ts_ns: i64, p: &PacketSummary, from_orig: bool)
 
 fn finish(key: &FlowKey, state: &FlowState, end_reason: EndReason) -> FlowRecord {
     let (orig_addr, resp_addr) = if state.orig_is_lo {
-        (key.lo_addr, key.hi_addr)
+        (key.lo_addr(), key.hi_addr())
     } else {
-        (key.hi_addr, key.lo_addr)
+        (key.hi_addr(), key.lo_addr())
     };
     let [orig, resp] = state.dirs;
-    let conn_state = match key.proto {
+    let conn_state = match key.proto() {
         TCP => ConnState::from_tcp(
             state.tcp[0],
             state.tcp[1],
@@ -545,8 +547,8 @@ fn finish(key: &FlowKey, state: &FlowState, end_reason: EndReason) -> FlowRecord
         resp_addr,
         resp_port: state.resp_port,
         has_ports: state.has_ports,
-        proto: key.proto,
-        vlan: key.vlan,
+        proto: key.proto(),
+        vlan: key.vlan(),
         orig,
         resp,
         conn_state,
