@@ -61,6 +61,10 @@ struct AnalyzeArgs {
     /// Active timeout: longer flows are split into several records, seconds.
     #[arg(long, default_value_t = 1800.0)]
     active_timeout: f64,
+    /// Also decode UDP datagrams to this port as NetFlow/IPFIX exports (repeatable;
+    /// 2055, 9555, 9995, 9996 and 4739 always are).
+    #[arg(long = "netflow-port", value_name = "PORT")]
+    netflow_ports: Vec<u16>,
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -108,6 +112,10 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         flow,
         out_dir: args.out.clone(),
         metadata: parquet_metadata(&inputs, args),
+        netflow_ports: wormsign_netflow::DEFAULT_PORTS
+            .into_iter()
+            .chain(args.netflow_ports.iter().copied())
+            .collect(),
     };
     let total_bytes: u64 = inputs
         .iter()
@@ -218,6 +226,7 @@ fn parquet_metadata(inputs: &[Input], args: &AnalyzeArgs) -> Vec<(String, String
         "udp_timeout": args.udp_timeout,
         "icmp_timeout": args.icmp_timeout,
         "active_timeout": args.active_timeout,
+        "netflow_ports": args.netflow_ports,
     });
     vec![
         ("wormsign.version".into(), env!("CARGO_PKG_VERSION").into()),

@@ -13,6 +13,7 @@
 //! the Arrow batches for their flows, so the writer only encodes Parquet.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -26,6 +27,7 @@ use wormsign_columnar::{
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable};
+use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
 use crate::summary::{DecodeStats, RunSummary, Warning};
 
@@ -73,6 +75,9 @@ pub struct PipelineConfig {
     pub out_dir: PathBuf,
     /// Key-value metadata for every Parquet file.
     pub metadata: Vec<(String, String)>,
+    /// UDP destination ports whose datagrams are decoded as NetFlow/IPFIX exports
+    /// instead of being metered as flows.
+    pub netflow_ports: Vec<u16>,
 }
 
 /// Progress shared with the progress bar.
@@ -97,10 +102,19 @@ struct ShardPacket {
     packet: PacketSummary,
 }
 
+/// A NetFlow/IPFIX export datagram found in the capture.
+struct ExportPacket {
+    ts_ns: i64,
+    idx: u64,
+    exporter: SocketAddr,
+    payload: Vec<u8>,
+}
+
 struct ShardMsg {
     seq: u64,
     watermark: i64,
     packets: Vec<ShardPacket>,
+    exports: Vec<ExportPacket>,
 }
 
 enum Output {
@@ -108,7 +122,11 @@ enum Output {
     Dns(Vec<DnsRow>),
     Arp(Vec<ArpRow>),
     DecodeDone(DecodeStats),
-    ShardDone { stats: FlowStats, flows: u64 },
+    ShardDone {
+        stats: FlowStats,
+        netflow: NetflowStats,
+        flows: u64,
+    },
 }
 
 /// Runs the whole pipeline over `inputs` and writes the tables into `config.out_dir`.
@@ -133,7 +151,8 @@ pub fn run(
         for _ in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
             let recycle_tx = recycle_tx.clone();
-            s.spawn(move || decode_worker(job_rx, shard_txs, out_tx, recycle_tx));
+            let ports = &config.netflow_ports;
+            s.spawn(move || decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports));
         }
         drop(recycle_tx);
         drop(shard_txs);
@@ -214,6 +233,7 @@ fn decode_worker(
     shard_txs: Vec<Sender<ShardMsg>>,
     out_tx: Sender<Output>,
     recycle: Sender<Chunk>,
+    netflow_ports: &[u16],
 ) {
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
@@ -222,6 +242,7 @@ fn decode_worker(
         let mut parts: Vec<Vec<ShardPacket>> = (0..n_shards)
             .map(|_| Vec::with_capacity(per_shard))
             .collect();
+        let mut exports: Vec<Vec<ExportPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
         let (mut dns_rows, mut arp_rows) = (Vec::new(), Vec::new());
         for (i, (meta, data)) in job.chunk.iter().enumerate() {
             let idx = job.first_packet + i as u64;
@@ -232,6 +253,17 @@ fn decode_worker(
                 Decoded::Ip(packet) => {
                     stats.ip_packets += 1;
                     stats.truncated += u64::from(packet.truncated);
+                    if let Some(payload) = netflow_payload(&packet, data, netflow_ports) {
+                        // Routed like the packet itself, so every datagram of one
+                        // exporter reaches the same decoder in capture order.
+                        exports[shard_of(&packet, n_shards)].push(ExportPacket {
+                            ts_ns: meta.ts_ns,
+                            idx,
+                            exporter: SocketAddr::new(packet.src, packet.src_port),
+                            payload: payload.to_vec(),
+                        });
+                        continue;
+                    }
                     if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
                         dns_rows.push(row);
                     }
@@ -257,11 +289,12 @@ fn decode_worker(
         stats.arp_packets += arp_rows.len() as u64;
         // A full recycle queue just means the reader has enough buffers.
         let _ = recycle.try_send(job.chunk);
-        for (tx, packets) in shard_txs.iter().zip(parts) {
+        for ((tx, packets), exports) in shard_txs.iter().zip(parts).zip(exports) {
             let msg = ShardMsg {
                 seq: job.seq,
                 watermark: job.watermark,
                 packets,
+                exports,
             };
             if tx.send(msg).is_err() {
                 return;
@@ -275,6 +308,18 @@ fn decode_worker(
         }
     }
     let _ = out_tx.send(Output::DecodeDone(stats));
+}
+
+/// The UDP payload of a NetFlow/IPFIX export datagram: sent to one of `ports`, not a
+/// fragment (a fragment's payload would be only part of the datagram), and captured.
+fn netflow_payload<'a>(p: &PacketSummary, data: &'a [u8], ports: &[u16]) -> Option<&'a [u8]> {
+    const UDP: u8 = 17;
+    if p.proto != UDP || !p.has_ports || p.fragment.is_some() || !ports.contains(&p.dst_port) {
+        return None;
+    }
+    let start = p.payload_offset as usize;
+    data.get(start..start + p.payload_captured as usize)
+        .filter(|payload| !payload.is_empty())
 }
 
 /// Parses DNS carried on port 53 (UDP, or one length-prefixed message per TCP segment).
@@ -328,6 +373,8 @@ fn dns_row(
 
 fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>) {
     let mut table = FlowTable::new(config);
+    let mut netflow = NetflowDecoder::default();
+    let mut exported = Vec::new();
     let mut pending: BTreeMap<u64, ShardMsg> = BTreeMap::new();
     let mut next_seq = 0u64;
     let mut last_sweep: Option<i64> = None;
@@ -351,6 +398,16 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
             for sp in &msg.packets {
                 table.observe(sp.ts_ns, sp.idx, &sp.packet, &mut done);
             }
+            for export in &msg.exports {
+                netflow.decode(
+                    export.exporter,
+                    export.ts_ns,
+                    &export.payload,
+                    &mut exported,
+                );
+                let records = exported.drain(..).zip(0u32..);
+                done.extend(records.map(|(r, i)| r.to_flow_record(export.idx, i)));
+            }
             let since = msg
                 .watermark
                 .saturating_sub(*last_sweep.get_or_insert(msg.watermark));
@@ -364,9 +421,11 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
         }
     }
     table.flush(&mut done);
+    netflow.finish();
     if emit(&mut done, true) {
         let _ = out_tx.send(Output::ShardDone {
             stats: table.stats(),
+            netflow: netflow.stats(),
             flows: n_flows,
         });
     }
@@ -399,8 +458,13 @@ fn write_outputs(
                 summary.decode.merge(&stats);
                 n_decoders_done += 1;
             }
-            Output::ShardDone { stats, flows } => {
+            Output::ShardDone {
+                stats,
+                netflow,
+                flows,
+            } => {
                 summary.flow.merge(&stats);
+                summary.netflow.merge(&netflow);
                 summary.flows += flows;
                 n_shards_done += 1;
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use wormsign_decode::SkipReason;
 use wormsign_flow::FlowStats;
+use wormsign_netflow::NetflowStats;
 
 use crate::pipeline::Input;
 
@@ -104,6 +105,8 @@ pub struct RunSummary {
     pub decode: DecodeStats,
     /// Flow-table counters, summed over shards.
     pub flow: FlowStats,
+    /// NetFlow/IPFIX decoding counters, summed over shards.
+    pub netflow: NetflowStats,
     /// Rows in `flows.parquet`.
     pub flows: u64,
     /// Rows in `dns.parquet`.
@@ -163,6 +166,7 @@ impl RunSummary {
             "dns_records": self.dns_records,
             "dns_parse_errors": self.decode.dns_errors,
             "arp_records": self.arp_records,
+            "netflow": netflow_json(&self.netflow),
             "warnings": self.warnings.iter().map(|w| json!({
                 "input": w.input, "offset": w.offset, "message": w.message,
             })).collect::<Vec<_>>(),
@@ -200,6 +204,15 @@ impl RunSummary {
             "  ip packets {}, truncated {}, fragments {} (unmatched {})",
             d.ip_packets, d.truncated, self.flow.fragments, self.flow.fragments_unmatched
         );
+        let nf = &self.netflow;
+        if nf.packets > 0 || nf.malformed > 0 || nf.unknown_version > 0 {
+            let _ = writeln!(
+                s,
+                "  netflow: {} export packets, {} records, {} templates, {} data sets without template, {} lost (sequence), {} malformed, {} unknown version",
+                nf.packets, nf.records, nf.templates + nf.options_templates, nf.data_sets_without_template,
+                nf.sequence_lost, nf.malformed, nf.unknown_version
+            );
+        }
         let skipped: Vec<String> = SkipReason::ALL
             .iter()
             .zip(d.skipped)
@@ -214,4 +227,26 @@ impl RunSummary {
         }
         s
     }
+}
+
+/// The NetFlow counters as a JSON object (the `netflow` key of the summary).
+pub fn netflow_json(n: &NetflowStats) -> Value {
+    json!({
+        "export_packets": n.packets,
+        "records": n.records,
+        "options_records": n.options_records,
+        "templates": n.templates,
+        "options_templates": n.options_templates,
+        "template_withdrawals": n.template_withdrawals,
+        "templates_rejected": n.templates_rejected,
+        "data_sets_buffered": n.data_sets_buffered,
+        "records_from_pending": n.records_from_pending,
+        "data_sets_without_template": n.data_sets_without_template,
+        "sequence_lost": n.sequence_lost,
+        "sequence_resets": n.sequence_resets,
+        "malformed": n.malformed,
+        "unknown_version": n.unknown_version,
+        "sets_skipped": n.sets_skipped,
+        "streams_rejected": n.streams_rejected,
+    })
 }

@@ -9,5 +9,6 @@ mod determinism;
 mod dns;
 mod formats;
 mod linktypes;
+mod netflow;
 mod real_captures;
 mod zeek;

@@ -14,7 +14,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use wormsign_decode::dns::{qtype_name, DnsMessage};
 use wormsign_decode::ArpPacket;
-use wormsign_flow::FlowRecord;
+use wormsign_flow::{FlowRecord, FlowSource};
 
 use crate::schema::{arp_schema, dns_schema, flow_schema};
 
@@ -126,7 +126,11 @@ pub struct FlowBatchBuilder {
     community_id: StringBuilder,
     end_reason: DictBuilder,
     source: DictBuilder,
+    exporter: StringBuilder,
+    sampling: [Int64Builder; 3],
+    interfaces: [Int64Builder; 2],
     first_packet: Int64Builder,
+    record: Int32Builder,
 }
 
 impl RowBuilder for FlowBatchBuilder {
@@ -165,9 +169,29 @@ impl RowBuilder for FlowBatchBuilder {
         self.vlan.append_option(r.vlan.map(i32::from));
         self.community_id.append_value(r.community_id());
         self.end_reason.append_value(r.end_reason.as_str());
-        self.source.append_value("packets");
+        let (interval, record) = match &r.source {
+            FlowSource::Packets => {
+                self.source.append_value("packets");
+                self.exporter.append_null();
+                self.interfaces.iter_mut().for_each(|b| b.append_null());
+                (1, 0)
+            }
+            FlowSource::Netflow(n) => {
+                self.source.append_value("netflow");
+                append_ip(&mut self.exporter, n.exporter);
+                self.interfaces[0].append_value(i64::from(n.input_if));
+                self.interfaces[1].append_value(i64::from(n.output_if));
+                (u64::from(n.sampling_interval), n.record_index)
+            }
+        };
+        let scale = |v: u64| i64::try_from(v.saturating_mul(interval)).unwrap_or(i64::MAX);
+        self.sampling[0].append_value(i64::try_from(interval).unwrap_or(i64::MAX));
+        self.sampling[1].append_value(scale(r.orig.packets + r.resp.packets));
+        self.sampling[2].append_value(scale(r.orig.ip_bytes + r.resp.ip_bytes));
         self.first_packet
             .append_value(i64::try_from(r.first_packet).unwrap_or(i64::MAX));
+        self.record
+            .append_value(i32::try_from(record).unwrap_or(i32::MAX));
     }
 
     fn len(&self) -> usize {
@@ -203,7 +227,17 @@ impl RowBuilder for FlowBatchBuilder {
             Arc::new(self.community_id.finish()),
             Arc::new(self.end_reason.finish()),
             Arc::new(self.source.finish()),
-            Arc::new(self.first_packet.finish()),
+            Arc::new(self.exporter.finish()),
+        ]);
+        columns.extend(
+            self.sampling
+                .iter_mut()
+                .chain(&mut self.interfaces)
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend([
+            Arc::new(self.first_packet.finish()) as ArrayRef,
+            Arc::new(self.record.finish()),
         ]);
         batch(flow_schema(), columns)
     }

@@ -123,12 +123,59 @@ pub fn flow_schema() -> SchemaRef {
                     false,
                     "why the flow record was emitted",
                 ),
-                field("source", dict(), false, "where the flow came from: packets"),
+                field(
+                    "source",
+                    dict(),
+                    false,
+                    "where the flow came from: packets or netflow",
+                ),
+                field(
+                    "exporter",
+                    DataType::Utf8,
+                    true,
+                    "NetFlow/IPFIX exporter address",
+                ),
+                field(
+                    "sampling_interval",
+                    DataType::Int64,
+                    false,
+                    "1-in-N packet sampling; 1 unsampled",
+                ),
+                field(
+                    "pkts_scaled",
+                    DataType::Int64,
+                    false,
+                    "(orig_pkts + resp_pkts) x sampling_interval",
+                ),
+                field(
+                    "ip_bytes_scaled",
+                    DataType::Int64,
+                    false,
+                    "(orig_ip_bytes + resp_ip_bytes) x sampling_interval",
+                ),
+                field(
+                    "input_if",
+                    DataType::Int64,
+                    true,
+                    "NetFlow input interface index",
+                ),
+                field(
+                    "output_if",
+                    DataType::Int64,
+                    true,
+                    "NetFlow output interface index",
+                ),
                 field(
                     "first_packet",
                     DataType::Int64,
                     false,
                     "global ordinal of the first packet; sort key",
+                ),
+                field(
+                    "record",
+                    DataType::Int32,
+                    false,
+                    "record index within a NetFlow datagram; second sort key",
                 ),
             ]))
         })

@@ -8,7 +8,7 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_columnar::{flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, TableWriter};
 use wormsign_decode::dns::{DnsAnswer, DnsMessage};
-use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, History};
+use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History};
 
 fn flow(first_packet: u64) -> FlowRecord {
     FlowRecord {
@@ -32,6 +32,7 @@ fn flow(first_packet: u64) -> FlowRecord {
         conn_state: ConnState::S0,
         history: History::default(),
         end_reason: EndReason::Idle,
+        source: FlowSource::Packets,
     }
 }
 

@@ -43,4 +43,6 @@ mod table;
 pub use community_id::community_id;
 pub use key::{shard_of, FlowKey};
 pub use state::{tcp_flags, ConnState, History};
-pub use table::{DirCounters, EndReason, FlowConfig, FlowRecord, FlowStats, FlowTable};
+pub use table::{
+    DirCounters, EndReason, FlowConfig, FlowRecord, FlowSource, FlowStats, FlowTable, NetflowOrigin,
+};

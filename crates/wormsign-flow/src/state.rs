@@ -131,6 +131,11 @@ impl ConnState {
         ConnState::OTH,
     ];
 
+    /// The value Zeek writes as `name`, if any.
+    pub fn from_name(name: &str) -> Option<ConnState> {
+        ConnState::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The name as Zeek writes it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -63,16 +63,19 @@ pub enum EndReason {
     Evicted,
     /// Still open when the input ended.
     EndOfInput,
+    /// Taken from a NetFlow/IPFIX export: the exporter decided when the flow ended.
+    Exported,
 }
 
 impl EndReason {
     /// Every value, in declaration order (the Parquet dictionary order).
-    pub const ALL: [EndReason; 5] = [
+    pub const ALL: [EndReason; 6] = [
         EndReason::Idle,
         EndReason::Active,
         EndReason::Closed,
         EndReason::Evicted,
         EndReason::EndOfInput,
+        EndReason::Exported,
     ];
 
     /// Lower-case name used in outputs.
@@ -83,6 +86,7 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::Evicted => "evicted",
             EndReason::EndOfInput => "end_of_input",
+            EndReason::Exported => "exported",
         }
     }
 }
@@ -99,6 +103,34 @@ pub struct DirCounters {
     pub payload_bytes: u64,
     /// OR of every TCP flag byte this side sent.
     pub tcp_flags: u8,
+}
+
+/// Where a [`FlowRecord`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowSource {
+    /// Metered by a [`FlowTable`] from captured packets.
+    Packets,
+    /// One record of a NetFlow v5/v9 or IPFIX export (unidirectional: the responder
+    /// side is empty).
+    Netflow(NetflowOrigin),
+}
+
+/// Provenance of a flow record taken from a NetFlow/IPFIX export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetflowOrigin {
+    /// The exporter's address.
+    pub exporter: IpAddr,
+    /// Export version: 5, 9 or 10 (IPFIX).
+    pub version: u16,
+    /// 1-in-N packet sampling of the record (1 when unsampled).
+    pub sampling_interval: u32,
+    /// Index of the record within its export datagram; with `first_packet` it makes
+    /// the sort key unique.
+    pub record_index: u32,
+    /// Input interface (SNMP index), 0 when not exported.
+    pub input_if: u32,
+    /// Output interface (SNMP index), 0 when not exported.
+    pub output_if: u32,
 }
 
 /// A finished flow, ready for the columnar stage.
@@ -135,6 +167,8 @@ pub struct FlowRecord {
     pub history: History,
     /// Why the record was emitted.
     pub end_reason: EndReason,
+    /// Packets or a NetFlow export.
+    pub source: FlowSource,
 }
 
 impl FlowRecord {
@@ -554,5 +588,6 @@ fn finish(key: &FlowKey, state: &FlowState, end_reason: EndReason) -> FlowRecord
         conn_state,
         history: state.history,
         end_reason,
+        source: FlowSource::Packets,
     }
 }

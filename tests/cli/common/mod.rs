@@ -232,7 +232,8 @@ impl Cell {
 /// A row: column name to value.
 pub type Row = BTreeMap<String, Cell>;
 
-/// Reads every row of a Parquet file, sorted by the integer column `key`.
+/// Reads every row of a Parquet file, sorted by the integer column `key` (and by
+/// `record`, the second sort key of NetFlow rows, where the table has it).
 pub fn read_table(path: &Path, key: &str) -> Vec<Row> {
     let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -258,7 +259,7 @@ pub fn read_table(path: &Path, key: &str) -> Vec<Row> {
             );
         }
     }
-    rows.sort_by_key(|r| r[key].int());
+    rows.sort_by_key(|r| (r[key].int(), r.get("record").map_or(0, Cell::int)));
     rows
 }
 
