@@ -1,6 +1,7 @@
 //! `wormsign`: the command line. Only this crate touches argv, stdout and the exit code;
 //! the work is done by the library crates under `crates/` (see ARCHITECTURE.md).
 
+mod collect;
 mod pipeline;
 mod summary;
 
@@ -31,6 +32,8 @@ struct Cli {
 enum Mode {
     /// Build flows, DNS and ARP tables from captures and write them as Parquet.
     Analyze(AnalyzeArgs),
+    /// Receive NetFlow v5/v9/IPFIX on a UDP socket into rolling Parquet flow files.
+    Collect(collect::CollectArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.mode {
         Mode::Analyze(args) => analyze(&args),
+        Mode::Collect(args) => collect::collect(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("wormsign: error: {e:#}");

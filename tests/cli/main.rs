@@ -4,6 +4,7 @@
 
 mod common;
 
+mod collect;
 mod damage;
 mod determinism;
 mod dns;
