@@ -1,0 +1,928 @@
+//! The rules and the propagation graph.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use hashbrown::{HashMap, HashSet};
+use wormsign_flow::{ConnState, FlowRecord, FlowSource};
+
+use crate::config::DetectConfig;
+use crate::model::{
+    Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
+};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+fn is_netflow(f: &FlowRecord) -> bool {
+    matches!(f.source, FlowSource::Netflow(_))
+}
+
+/// Whether a flow is a failed first contact: TCP S0, REJ, RSTOS0, or RSTR with no
+/// payload either way; UDP S0. For NetFlow records (one direction only, state from the
+/// source's TCP flags) a UDP record is never counted as failed: the reply, if any, is a
+/// separate record, so an unanswered datagram cannot be told from an answered one.
+pub fn is_failed(f: &FlowRecord) -> bool {
+    if is_netflow(f) && f.proto == UDP {
+        return false;
+    }
+    match f.proto {
+        TCP => match f.conn_state {
+            ConnState::S0 | ConnState::REJ | ConnState::RSTOS0 => true,
+            ConnState::RSTR => f.orig.payload_bytes == 0 && f.resp.payload_bytes == 0,
+            _ => false,
+        },
+        UDP => f.conn_state == ConnState::S0,
+        _ => false,
+    }
+}
+
+/// Whether a flow is a completed session: payload both ways, and TCP state SF, S1, S2, S3,
+/// RSTO, RSTR or OTH (OTH: the handshake was not captured, as in captures filtered to
+/// data packets); any UDP state. A NetFlow record (source side only) is completed when
+/// its TCP flags show an established connection (SF, S1, S2, S3, RSTO, RSTR) and it
+/// carried at least three packets (handshake ACK plus data); UDP NetFlow records never
+/// are.
+pub fn is_completed(f: &FlowRecord) -> bool {
+    if is_netflow(f) {
+        return f.proto == TCP
+            && f.orig.packets >= 3
+            && matches!(
+                f.conn_state,
+                ConnState::SF
+                    | ConnState::S1
+                    | ConnState::S2
+                    | ConnState::S3
+                    | ConnState::RSTO
+                    | ConnState::RSTR
+            );
+    }
+    let payload = f.orig.payload_bytes > 0 && f.resp.payload_bytes > 0;
+    payload
+        && match f.proto {
+            TCP => matches!(
+                f.conn_state,
+                ConnState::SF
+                    | ConnState::S1
+                    | ConnState::S2
+                    | ConnState::S3
+                    | ConnState::RSTO
+                    | ConnState::RSTR
+                    | ConnState::OTH
+            ),
+            _ => true,
+        }
+}
+
+/// An exact set of addresses up to a cap; beyond it new addresses are not added and the
+/// set is *saturated* (its size is then a lower bound of the distinct count).
+#[derive(Default)]
+struct CappedSet {
+    set: HashSet<IpAddr>,
+    saturated: bool,
+}
+
+impl CappedSet {
+    /// `Some(true)` if `ip` is new, `Some(false)` if known, `None` if unknown because the
+    /// set is full (then treated as not new, so counts stay lower bounds).
+    fn insert(&mut self, ip: IpAddr, cap: usize, stats: &mut DetectStats) -> Option<bool> {
+        if self.set.contains(&ip) {
+            return Some(false);
+        }
+        if self.set.len() >= cap {
+            stats.cap_hits += 1;
+            if !self.saturated {
+                self.saturated = true;
+                stats.saturated_sets += 1;
+            }
+            return None;
+        }
+        self.set.insert(ip);
+        Some(true)
+    }
+
+    fn len(&self) -> u64 {
+        self.set.len() as u64
+    }
+}
+
+/// Sliding count of events within a window, keeping at most `need` timestamps: true once
+/// `need` events fall within `window`.
+fn window_hit(q: &mut VecDeque<i64>, ts: i64, need: usize, window: i64) -> bool {
+    q.push_back(ts);
+    while q.len() > need.max(1) {
+        q.pop_front();
+    }
+    while q.front().is_some_and(|&t| ts - t > window) {
+        q.pop_front();
+    }
+    q.len() >= need
+}
+
+#[derive(Default)]
+struct TrwState {
+    contacted: CappedSet,
+    llr: f64,
+    first_contacts: u64,
+    failed: u64,
+    successes: u64,
+    first_ts: i64,
+    last_ts: i64,
+    detected: Option<(i64, usize)>,
+}
+
+#[derive(Default)]
+struct FanState {
+    dsts: CappedSet,
+    recent: VecDeque<i64>,
+    first_contacts: u64,
+    failed: u64,
+    successes: u64,
+    attempts: u64,
+    first_ts: i64,
+    last_ts: i64,
+    detected: Option<i64>,
+}
+
+#[derive(Default)]
+struct BruteState {
+    recent: VecDeque<i64>,
+    short_sessions: u64,
+    first_ts: i64,
+    last_ts: i64,
+    detected: Option<i64>,
+    success: Option<u64>,
+}
+
+#[derive(Default)]
+struct CountState {
+    attempts: u64,
+    first_ts: i64,
+    last_ts: i64,
+    peers: CappedSet,
+    notes: Vec<String>,
+}
+
+impl CountState {
+    fn touch(&mut self, ts: i64) {
+        if self.attempts == 0 {
+            self.first_ts = ts;
+        }
+        self.attempts += 1;
+        self.last_ts = self.last_ts.max(ts);
+    }
+}
+
+fn direction(c: &DetectConfig, src: IpAddr, dst: IpAddr) -> &'static str {
+    match (c.is_internal(src), c.is_internal(dst)) {
+        (true, true) => "lateral",
+        (false, true) => "inbound",
+        (true, false) => "outbound",
+        (false, false) => "external",
+    }
+}
+
+fn ratio(num: u64, den: u64) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+fn secs(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alert(
+    c: &DetectConfig,
+    rule: Rule,
+    tier: Tier,
+    src: IpAddr,
+    dst: Option<IpAddr>,
+    service: &str,
+    first: i64,
+    last: i64,
+    detected: i64,
+    attempts: u64,
+    distinct: u64,
+    failed_ratio: f64,
+    worm_behaviour: bool,
+    evidence: String,
+) -> Alert {
+    let allowlisted = c.is_allowlisted(src);
+    Alert {
+        id: String::new(),
+        rule,
+        tier,
+        src,
+        dst,
+        service: service.to_string(),
+        first_seen_ns: first,
+        last_seen_ns: last,
+        detected_ns: detected,
+        attempts,
+        distinct_targets: distinct,
+        failed_ratio,
+        allowlisted,
+        infection_sign: worm_behaviour && !allowlisted && c.is_internal(src),
+        evidence,
+    }
+}
+
+/// Runs every rule over the inputs and builds the propagation graph.
+///
+/// The inputs may come in any order: they are sorted internally (flows by
+/// `(ts_first, first_packet)`, DNS and ARP events by all their fields), so the result
+/// depends only on the set of inputs, never on how many threads produced them.
+pub fn detect(
+    config: &DetectConfig,
+    flows: &[FlowRecord],
+    dns: &[DnsEvent],
+    arp: &[ArpEvent],
+) -> Detection {
+    let c = config;
+    let mut stats = DetectStats {
+        flows: flows.len() as u64,
+        dns_events: dns.len() as u64,
+        arp_events: arp.len() as u64,
+        ..DetectStats::default()
+    };
+    let mut flows: Vec<&FlowRecord> = flows.iter().collect();
+    flows.sort_by_key(|f| (f.ts_first, f.first_packet));
+    let mut dns: Vec<&DnsEvent> = dns.iter().collect();
+    dns.sort();
+    let mut arp: Vec<&ArpEvent> = arp.iter().collect();
+    arp.sort();
+
+    let mut alerts = Vec::new();
+    let cap = c.max_tracked.max(1);
+    let pair_cap = cap.saturating_mul(64);
+
+    // C&C addresses: listed, plus A/AAAA answers to C&C names.
+    let mut cnc_ips: HashMap<IpAddr, String> = c
+        .cnc_ips
+        .iter()
+        .map(|&ip| (ip, "listed".to_string()))
+        .collect();
+    for e in dns.iter().filter(|e| e.is_response) {
+        let Some(name) = e.qname.as_deref() else {
+            continue;
+        };
+        if c.cnc_domain_match(name).is_some() {
+            for ip in e.answers.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                cnc_ips
+                    .entry(ip)
+                    .or_insert_with(|| format!("resolved from {name}"));
+            }
+        }
+    }
+    let honeypots: HashSet<IpAddr> = c.honeypots.iter().copied().collect();
+
+    // ---- One pass over flows: TRW, fan-out, brute force, C&C IP, honeypot, exposure.
+    let mut trw: HashMap<IpAddr, TrwState> = HashMap::new();
+    let mut fan: HashMap<(IpAddr, usize), FanState> = HashMap::new();
+    let mut brute: HashMap<(IpAddr, IpAddr, usize), BruteState> = HashMap::new();
+    let mut cnc_flows: HashMap<(IpAddr, IpAddr), CountState> = HashMap::new();
+    let mut honey: HashMap<(IpAddr, IpAddr), CountState> = HashMap::new();
+    let mut exposed: HashMap<(IpAddr, u16), CountState> = HashMap::new();
+    let (ln_fail, ln_succ) = (
+        ((1.0 - c.trw.theta1) / (1.0 - c.trw.theta0)).ln(),
+        (c.trw.theta1 / c.trw.theta0).ln(),
+    );
+    let (ln_eta1, ln_eta0) = (c.trw.eta1().ln(), c.trw.eta0().ln());
+    for f in &flows {
+        let (src, dst, ts) = (f.orig_addr, f.resp_addr, f.ts_first);
+        if honeypots.contains(&dst) {
+            honey.entry((src, dst)).or_default().touch(ts);
+        }
+        if let Some(why) = cnc_ips.get(&dst) {
+            let s = cnc_flows.entry((src, dst)).or_default();
+            s.touch(ts);
+            if s.notes.is_empty() {
+                s.notes.push(why.clone());
+            }
+        }
+        let completed = is_completed(f);
+        if completed
+            && c.exposed_ports.contains(&f.resp_port)
+            && f.has_ports
+            && !c.is_internal(src)
+            && c.is_internal(dst)
+        {
+            let s = exposed.entry((dst, f.resp_port)).or_default();
+            s.touch(ts);
+            s.peers.insert(src, cap, &mut stats);
+        }
+        let Some(svc) = f
+            .has_ports
+            .then(|| c.service_index(f.proto, f.resp_port))
+            .flatten()
+        else {
+            continue;
+        };
+        let failed = is_failed(f);
+
+        // TRW over first contacts of this source (any worm service).
+        let t = trw.entry(src).or_default();
+        if t.contacted.insert(dst, cap, &mut stats) == Some(true) {
+            if t.first_contacts == 0 {
+                t.first_ts = ts;
+            }
+            t.first_contacts += 1;
+            t.last_ts = ts;
+            if failed {
+                t.failed += 1;
+            } else {
+                t.successes += 1;
+            }
+            if t.detected.is_none() {
+                t.llr += if failed { ln_fail } else { ln_succ };
+                if t.llr >= ln_eta1 - 1e-9 {
+                    t.detected = Some((ts, svc));
+                } else if t.llr <= ln_eta0 {
+                    // Benign for now; restart the walk so a later scan is still caught.
+                    t.llr = 0.0;
+                }
+            }
+        }
+
+        // Fan-out per (source, service).
+        let s = fan.entry((src, svc)).or_default();
+        if s.attempts == 0 {
+            s.first_ts = ts;
+        }
+        s.attempts += 1;
+        s.last_ts = ts;
+        if s.dsts.insert(dst, cap, &mut stats) == Some(true) {
+            s.first_contacts += 1;
+            if failed {
+                s.failed += 1;
+            } else {
+                s.successes += 1;
+            }
+            if window_hit(&mut s.recent, ts, c.fanout_threshold, c.scan_window_ns)
+                && s.detected.is_none()
+            {
+                s.detected = Some(ts);
+            }
+        }
+
+        // Brute force per (source, destination, service).
+        if completed {
+            let short = f.ts_last - f.ts_first <= c.brute_max_session_ns;
+            let key = (src, dst, svc);
+            if !brute.contains_key(&key) && brute.len() >= pair_cap {
+                stats.cap_hits += 1;
+                continue;
+            }
+            let b = brute.entry(key).or_default();
+            let bytes = f.orig.payload_bytes + f.resp.payload_bytes;
+            if b.short_sessions > 0
+                && b.success.is_none()
+                && (!short || bytes >= c.brute_success_bytes)
+            {
+                b.success = Some(f.first_packet);
+            }
+            if short {
+                if b.short_sessions == 0 {
+                    b.first_ts = ts;
+                }
+                b.short_sessions += 1;
+                b.last_ts = ts;
+                if window_hit(&mut b.recent, ts, c.brute_threshold, c.brute_window_ns)
+                    && b.detected.is_none()
+                {
+                    b.detected = Some(ts);
+                }
+            }
+        }
+    }
+
+    // ---- Alerts from flow state.
+    for (&src, t) in &trw {
+        let Some((at, svc)) = t.detected else {
+            continue;
+        };
+        let internal = c.is_internal(src);
+        let tier = if internal && t.successes > 0 {
+            Tier::Hour
+        } else {
+            Tier::Day
+        };
+        alerts.push(alert(
+            c,
+            Rule::Trw,
+            tier,
+            src,
+            None,
+            &c.services[svc].name,
+            t.first_ts,
+            t.last_ts,
+            at,
+            t.first_contacts,
+            t.contacted.len(),
+            ratio(t.failed, t.first_contacts),
+            true,
+            format!(
+                "TRW crossed eta1={:.0} at {:.3}s; {} first contacts on worm services, {} failed{}",
+                c.trw.eta1(),
+                secs(at),
+                t.first_contacts,
+                t.failed,
+                if t.contacted.saturated {
+                    " (set saturated: lower bound)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    for (&(src, svc), s) in &fan {
+        let Some(at) = s.detected else {
+            continue;
+        };
+        let fr = ratio(s.failed, s.first_contacts);
+        let worm = fr >= c.fanout_min_failed_ratio;
+        let internal = c.is_internal(src);
+        let tier = if worm && internal && s.successes > 0 {
+            Tier::Hour
+        } else {
+            Tier::Day
+        };
+        let dir = s
+            .dsts
+            .set
+            .iter()
+            .map(|&d| direction(c, src, d))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join("+");
+        alerts.push(alert(
+            c,
+            Rule::ScanFanout,
+            tier,
+            src,
+            None,
+            &c.services[svc].name,
+            s.first_ts,
+            s.last_ts,
+            at,
+            s.attempts,
+            s.dsts.len(),
+            fr,
+            worm,
+            format!(
+                "{}+ distinct {} destinations ({}) within {:.0}s; {} distinct in all, {} of {} first contacts failed{}",
+                c.fanout_threshold,
+                c.services[svc].name,
+                dir,
+                secs(c.scan_window_ns),
+                s.dsts.len(),
+                s.failed,
+                s.first_contacts,
+                if worm { "" } else { " (mostly successful: heavy hitter or unconfirmed)" }
+            ),
+        ));
+    }
+    for (&(src, dst, svc), b) in &brute {
+        let Some(at) = b.detected else {
+            continue;
+        };
+        let tier = if b.success.is_some() {
+            Tier::Hour
+        } else {
+            Tier::Week
+        };
+        alerts.push(alert(
+            c,
+            Rule::BruteForce,
+            tier,
+            src,
+            Some(dst),
+            &c.services[svc].name,
+            b.first_ts,
+            b.last_ts,
+            at,
+            b.short_sessions,
+            1,
+            0.0,
+            true,
+            format!(
+                "{}+ short {} sessions within {:.0}s ({} in all, {}){}",
+                c.brute_threshold,
+                c.services[svc].name,
+                secs(c.brute_window_ns),
+                b.short_sessions,
+                direction(c, src, dst),
+                match b.success {
+                    Some(p) => format!("; likely success: long/large session at packet {p}"),
+                    None => "; no sign of success".to_string(),
+                }
+            ),
+        ));
+    }
+    for (&(src, dst), s) in &cnc_flows {
+        alerts.push(alert(
+            c,
+            Rule::CncIp,
+            Tier::Hour,
+            src,
+            Some(dst),
+            "any",
+            s.first_ts,
+            s.last_ts,
+            s.first_ts,
+            s.attempts,
+            1,
+            0.0,
+            true,
+            format!(
+                "{} flows to C&C address {dst} ({})",
+                s.attempts,
+                s.notes.join(", ")
+            ),
+        ));
+    }
+    for (&(src, dst), s) in &honey {
+        let internal = c.is_internal(src);
+        alerts.push(alert(
+            c,
+            Rule::Honeypot,
+            if internal { Tier::Hour } else { Tier::Day },
+            src,
+            Some(dst),
+            "any",
+            s.first_ts,
+            s.last_ts,
+            s.first_ts,
+            s.attempts,
+            1,
+            0.0,
+            true,
+            format!("{} flows to honeypot {dst}", s.attempts),
+        ));
+    }
+    for (&(server, port), s) in &exposed {
+        let svc = c
+            .services
+            .iter()
+            .find(|x| x.port == port && x.proto == TCP)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| format!("tcp/{port}"));
+        let mut peers: Vec<IpAddr> = s.peers.set.iter().copied().collect();
+        peers.sort();
+        let shown: Vec<String> = peers.iter().take(5).map(|p| p.to_string()).collect();
+        alerts.push(alert(
+            c,
+            Rule::ExposedService,
+            Tier::Day,
+            server,
+            None,
+            &svc,
+            s.first_ts,
+            s.last_ts,
+            s.first_ts,
+            s.attempts,
+            s.peers.len(),
+            0.0,
+            false,
+            format!(
+                "{} completed inbound {svc} sessions from {} external hosts ({}{})",
+                s.attempts,
+                s.peers.len(),
+                shown.join(", "),
+                if peers.len() > 5 { ", …" } else { "" }
+            ),
+        ));
+    }
+
+    // ---- ARP sweeps.
+    let mut arp_state: HashMap<
+        std::net::Ipv4Addr,
+        (CappedSet, VecDeque<i64>, CountState, Option<i64>),
+    > = HashMap::new();
+    for e in arp.iter().filter(|e| e.is_request && e.sender != e.target) {
+        let (set, q, count, det) = arp_state.entry(e.sender).or_default();
+        count.touch(e.ts_ns);
+        if set.insert(IpAddr::V4(e.target), cap, &mut stats) == Some(true)
+            && window_hit(q, e.ts_ns, c.arp_threshold, c.arp_window_ns)
+            && det.is_none()
+        {
+            *det = Some(e.ts_ns);
+        }
+    }
+    for (&sender, (set, _, count, det)) in &arp_state {
+        let Some(at) = *det else {
+            continue;
+        };
+        alerts.push(alert(
+            c,
+            Rule::ArpSweep,
+            Tier::Day,
+            IpAddr::V4(sender),
+            None,
+            "arp",
+            count.first_ts,
+            count.last_ts,
+            at,
+            count.attempts,
+            set.len(),
+            0.0,
+            true,
+            format!(
+                "{}+ distinct who-has targets within {:.0}s; {} distinct in all",
+                c.arp_threshold,
+                secs(c.arp_window_ns),
+                set.len()
+            ),
+        ));
+    }
+
+    // ---- C&C DNS, attributing forwarded lookups to the client that asked.
+    let queries: Vec<(&DnsEvent, &str, &str)> = dns
+        .iter()
+        .filter(|e| !e.is_response)
+        .filter_map(|e| {
+            let q = e.qname.as_deref()?;
+            Some((*e, q, c.cnc_domain_match(q)?))
+        })
+        .collect();
+    let mut asked: HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>> = HashMap::new();
+    for &(e, q, _) in &queries {
+        asked
+            .entry((e.server, q))
+            .or_default()
+            .push((e.ts_ns, e.client));
+    }
+    let mut cnc_dns: HashMap<IpAddr, (CountState, IpAddr, Vec<String>)> = HashMap::new();
+    let mut forwarded: HashMap<IpAddr, u64> = HashMap::new();
+    for &(e, q, _) in &queries {
+        let fwd = asked.get(&(e.client, q)).is_some_and(|v| {
+            v.iter().any(|&(t, cl)| {
+                cl != e.client && t <= e.ts_ns && e.ts_ns - t <= c.dns_forward_window_ns
+            })
+        });
+        if fwd {
+            *forwarded.entry(e.client).or_default() += 1;
+            continue;
+        }
+        let (s, _, names) = cnc_dns
+            .entry(e.client)
+            .or_insert_with(|| (CountState::default(), e.server, Vec::new()));
+        s.touch(e.ts_ns);
+        if names.len() < 5 && !names.iter().any(|n| n == q) {
+            names.push(q.to_string());
+        }
+    }
+    for (&client, (s, server, names)) in &cnc_dns {
+        alerts.push(alert(
+            c,
+            Rule::CncDns,
+            Tier::Hour,
+            client,
+            Some(*server),
+            "dns",
+            s.first_ts,
+            s.last_ts,
+            s.first_ts,
+            s.attempts,
+            names.len() as u64,
+            0.0,
+            true,
+            format!("{} queries for C&C names: {}", s.attempts, names.join(", ")),
+        ));
+    }
+    for a in alerts.iter_mut().filter(|a| a.rule == Rule::CncDns) {
+        if let Some(n) = forwarded.get(&a.src) {
+            a.evidence
+                .push_str(&format!("; also forwarded {n} such lookups for clients"));
+        }
+    }
+
+    // ---- Ids in time order.
+    alerts.sort_by(|a, b| {
+        (
+            a.first_seen_ns,
+            a.rule,
+            a.src,
+            a.dst,
+            &a.service,
+            a.detected_ns,
+        )
+            .cmp(&(
+                b.first_seen_ns,
+                b.rule,
+                b.src,
+                b.dst,
+                &b.service,
+                b.detected_ns,
+            ))
+    });
+    for (i, a) in alerts.iter_mut().enumerate() {
+        a.id = format!("A{:04}", i + 1);
+    }
+
+    let (edges, hosts) = build_graph(c, &flows, &alerts);
+    Detection {
+        alerts,
+        edges,
+        hosts,
+        stats,
+    }
+}
+
+/// Infection times, parents, generations and host roles.
+fn build_graph(
+    c: &DetectConfig,
+    flows: &[&FlowRecord],
+    alerts: &[Alert],
+) -> (Vec<Edge>, Vec<HostRow>) {
+    let mut infected_at: HashMap<IpAddr, i64> = HashMap::new();
+    for a in alerts.iter().filter(|a| a.infection_sign) {
+        let t = infected_at.entry(a.src).or_insert(a.detected_ns);
+        *t = (*t).min(a.detected_ns);
+    }
+    let brute_pairs: HashSet<(IpAddr, IpAddr, &str)> = alerts
+        .iter()
+        .filter(|a| a.rule == Rule::BruteForce)
+        .filter_map(|a| Some((a.src, a.dst?, a.service.as_str())))
+        .collect();
+    let attackers: HashSet<IpAddr> = alerts
+        .iter()
+        .filter(|a| !a.allowlisted && a.rule != Rule::ExposedService)
+        .map(|a| a.src)
+        .collect();
+
+    // Candidate parents: per child, per parent, the successful sessions on a worm service
+    // before the child's infection (latest last).
+    type Cand = (i64, u64, usize, Vec<u64>);
+    let mut cands: HashMap<IpAddr, HashMap<IpAddr, Cand>> = HashMap::new();
+    let mut targets: HashSet<IpAddr> = HashSet::new();
+    for f in flows {
+        let Some(svc) = f
+            .has_ports
+            .then(|| c.service_index(f.proto, f.resp_port))
+            .flatten()
+        else {
+            continue;
+        };
+        let (p, child) = (f.orig_addr, f.resp_addr);
+        if p == child {
+            continue;
+        }
+        let p_bad =
+            infected_at.contains_key(&p) || (attackers.contains(&p) && !c.is_allowlisted(p));
+        if p_bad && !is_failed(f) && c.is_internal(child) {
+            targets.insert(child);
+        }
+        let Some(&tc) = infected_at.get(&child) else {
+            continue;
+        };
+        if f.ts_first > tc || !is_completed(f) {
+            continue;
+        }
+        let p_ok = match infected_at.get(&p) {
+            Some(&tp) => tp < tc,
+            None => !c.is_internal(p),
+        };
+        if !p_ok {
+            continue;
+        }
+        let e = cands
+            .entry(child)
+            .or_default()
+            .entry(p)
+            .or_insert((i64::MIN, 0, svc, Vec::new()));
+        if (f.ts_first, f.first_packet) > (e.0, e.1) {
+            e.0 = f.ts_first;
+            e.1 = f.first_packet;
+            e.2 = svc;
+        }
+        e.3.push(f.first_packet);
+    }
+
+    // Infected hosts in infection order, so parents get their generation first.
+    let mut order: Vec<(i64, IpAddr)> = infected_at.iter().map(|(&ip, &t)| (t, ip)).collect();
+    order.sort();
+    let mut edges = Vec::new();
+    let mut parent_of: HashMap<IpAddr, IpAddr> = HashMap::new();
+    let mut generation: HashMap<IpAddr, u32> = HashMap::new();
+    for &(tc, child) in &order {
+        let best = cands.get(&child).and_then(|m| {
+            m.iter()
+                .max_by_key(|(&p, e)| (e.0, e.1, p))
+                .map(|(&p, e)| (p, e))
+        });
+        let gen = match best {
+            Some((p, e)) => {
+                let svc = &c.services[e.2];
+                let brute = brute_pairs.contains(&(p, child, svc.name.as_str()));
+                let mut conf = 0.5f32;
+                if brute {
+                    conf += 0.2;
+                }
+                if infected_at.contains_key(&p) || attackers.contains(&p) {
+                    conf += 0.2;
+                }
+                if tc - e.0 <= 60_000_000_000 {
+                    conf += 0.1;
+                }
+                let mut ev = e.3.clone();
+                ev.sort_unstable_by(|a, b| b.cmp(a));
+                ev.retain(|&x| x != e.1);
+                ev.insert(0, e.1);
+                ev.truncate(8);
+                edges.push(Edge {
+                    parent: p,
+                    child,
+                    infected_at_ns: tc,
+                    vector: if brute {
+                        svc.bruteforce_vector.clone()
+                    } else {
+                        svc.vector.clone()
+                    },
+                    confidence: conf.min(1.0),
+                    evidence_flows: ev,
+                });
+                parent_of.insert(child, p);
+                generation.get(&p).map_or(0, |g| g + 1)
+            }
+            None => 0,
+        };
+        generation.insert(child, gen);
+    }
+
+    // Host rows.
+    let mut ips: HashSet<IpAddr> = HashSet::new();
+    for a in alerts {
+        ips.insert(a.src);
+        if let Some(d) = a.dst.filter(|&d| c.is_internal(d)) {
+            ips.insert(d);
+        }
+    }
+    ips.extend(targets.iter().copied());
+    ips.extend(edges.iter().map(|e| e.parent));
+    let mut by_src: HashMap<IpAddr, Vec<&Alert>> = HashMap::new();
+    for a in alerts {
+        by_src.entry(a.src).or_default().push(a);
+    }
+    let of = |ip: IpAddr| by_src.get(&ip).map_or(&[][..], Vec::as_slice);
+    let first_of = |ip: IpAddr, pred: &dyn Fn(Rule) -> bool| {
+        of(ip)
+            .iter()
+            .filter(|a| pred(a.rule))
+            .map(|a| a.detected_ns)
+            .min()
+    };
+    let parents: HashSet<IpAddr> = edges.iter().map(|e| e.parent).collect();
+    let mut hosts: Vec<HostRow> = ips
+        .into_iter()
+        .map(|ip| {
+            let inf = infected_at.get(&ip).copied();
+            let parent = parent_of.get(&ip).copied();
+            let has = |r: Rule| of(ip).iter().any(|a| a.rule == r);
+            let role = if inf.is_some() {
+                match parent {
+                    Some(p) if c.is_internal(p) => Role::Infected,
+                    _ => Role::PatientZero,
+                }
+            } else if c.is_allowlisted(ip) && !of(ip).is_empty() {
+                Role::ScannerAllowlisted
+            } else if !c.is_internal(ip) && (parents.contains(&ip) || attackers.contains(&ip)) {
+                Role::ExternalAttacker
+            } else if has(Rule::ExposedService) {
+                Role::Exposed
+            } else if targets.contains(&ip) {
+                Role::Target
+            } else {
+                Role::Clean
+            };
+            let first_malicious_at = inf.or_else(|| {
+                (role == Role::ScannerAllowlisted)
+                    .then(|| first_of(ip, &|_| true))
+                    .flatten()
+            });
+            HostRow {
+                ip,
+                role,
+                first_malicious_at,
+                first_cnc_at: first_of(ip, &|r| r.is_cnc()),
+                first_scan_at: first_of(ip, &|r| r.is_scan()),
+                parent,
+                generation: inf.and(generation.get(&ip).copied()),
+            }
+        })
+        .collect();
+    hosts.sort_by_key(|h| (inf_key(h), h.ip));
+    (edges, hosts)
+}
+
+fn inf_key(h: &HostRow) -> (u8, i64) {
+    match h.role {
+        Role::PatientZero | Role::Infected => (0, h.first_malicious_at.unwrap_or(i64::MAX)),
+        _ => (1, 0),
+    }
+}

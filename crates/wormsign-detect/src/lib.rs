@@ -1,0 +1,84 @@
+//! Worm-propagation detection over finished flows, DNS messages and ARP requests.
+//!
+//! `wormsign-detect` answers "is a worm moving through this network, who was first, who
+//! infected whom". It runs after the flow stage (`wormsign analyze`) or over stored tables
+//! (`wormsign detect`), and knows nothing of Arrow or Parquet: the caller converts rows.
+//!
+//! # Main types
+//!
+//! - Inputs: [`wormsign_flow::FlowRecord`], [`DnsEvent`], [`ArpEvent`], and the rule set
+//!   [`DetectConfig`] (defaults built in: RFC 1918 + ULA internal networks, SMB/RDP/MSSQL/SSH
+//!   services, TRW θ0 0.8 / θ1 0.2 / Pd 0.99 / Pf 0.01, the DriveLife / Lemon Duck
+//!   indicator list [`DRIVELIFE_INDICATORS`]).
+//! - [`detect`] runs every rule and returns a [`Detection`]: [`Alert`]s (each with a
+//!   [`Rule`] and an urgency [`Tier`]), propagation [`Edge`]s and one [`HostRow`] per host
+//!   of interest with its [`Role`].
+//! - [`render_report`] turns a [`Detection`] into the responder's Markdown summary.
+//! - [`DetectConfig::to_toml`] prints the rule set (`wormsign rules`),
+//!   [`DetectConfig::from_toml`] reads a rules file over the defaults, and
+//!   [`DetectConfig::add_indicators`] adds a user indicator file.
+//!
+//! # Design decision: batch over sorted inputs, not streaming per shard
+//!
+//! [`detect`] takes the whole set of flows and sorts it by `(ts_first, first_packet)`
+//! (DNS and ARP events by all their fields) before running the rules. Flow shards finish
+//! flows in an order that depends on the thread count; sorting first makes every result
+//! (alert ids included) a function of the input set alone, which is the project's
+//! "identical for any `--threads`" invariant. Flow records are small and already held
+//! for the Parquet writer, so the sort costs far less than decoding did. State per source
+//! is bounded instead: distinct-destination sets are exact up to
+//! [`DetectConfig::max_tracked`] addresses and then *saturate* (stop growing, counted in
+//! [`DetectStats::cap_hits`]), so counts beyond the cap are lower bounds; a saturated
+//! source has long crossed every threshold.
+//!
+//! # Example
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use wormsign_detect::{detect, render_report, DetectConfig, Rule};
+//! use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History};
+//!
+//! // An internal host sends SYNs to 445 on 12 addresses; nobody answers.
+//! let scanner: IpAddr = "10.0.0.5".parse().unwrap();
+//! let flows: Vec<FlowRecord> = (0..12u8)
+//!     .map(|i| FlowRecord {
+//!         first_packet: u64::from(i),
+//!         ts_first: i64::from(i) * 1_000_000_000,
+//!         ts_last: i64::from(i) * 1_000_000_000,
+//!         orig_addr: scanner,
+//!         orig_port: 40_000 + u16::from(i),
+//!         resp_addr: IpAddr::from([10, 0, 1, i]),
+//!         resp_port: 445,
+//!         has_ports: true,
+//!         proto: 6,
+//!         vlan: None,
+//!         orig: DirCounters { packets: 1, ip_bytes: 52, payload_bytes: 0, tcp_flags: 2 },
+//!         resp: DirCounters::default(),
+//!         conn_state: ConnState::S0,
+//!         history: History::default(),
+//!         end_reason: EndReason::Idle,
+//!         source: FlowSource::Packets,
+//!     })
+//!     .collect();
+//! let d = detect(&DetectConfig::default(), &flows, &[], &[]);
+//! assert!(d.alerts_for(scanner, Rule::Trw).next().is_some());
+//! assert!(d.is_infected(scanner));
+//! assert!(render_report(&d).contains("10.0.0.5"));
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod engine;
+mod model;
+mod report;
+mod rules_file;
+
+pub use config::{
+    parse_indicator_list, Cidr, CidrError, DetectConfig, Service, TrwConfig, DRIVELIFE_INDICATORS,
+};
+pub use engine::{detect, is_completed, is_failed};
+pub use model::{
+    Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
+};
+pub use report::{format_ts, render_report};
+pub use rules_file::RulesError;

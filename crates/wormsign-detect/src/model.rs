@@ -1,0 +1,274 @@
+//! Inputs besides flows, and every output type.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// One DNS message, owned and stripped to what detection needs (convert from the
+/// columnar `DnsRow`: `client`, `server`, `message.qname`, `message.is_response`, and the
+/// `rdata` of A/AAAA answers).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsEvent {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// The side that asks (a query's sender, a response's receiver).
+    pub client: IpAddr,
+    /// The side that answers.
+    pub server: IpAddr,
+    /// First question's name, lower case, no trailing dot.
+    pub qname: Option<String>,
+    /// The QR bit.
+    pub is_response: bool,
+    /// A/AAAA answers as address strings (other record types may be left out).
+    pub answers: Vec<String>,
+}
+
+/// One ARP packet (convert from the columnar `ArpRow`: `arp.sender_ip`, `arp.target_ip`,
+/// `arp.op == 1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ArpEvent {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// Sender protocol address.
+    pub sender: Ipv4Addr,
+    /// Target protocol address (the address asked for in a request).
+    pub target: Ipv4Addr,
+    /// A who-has request (op 1).
+    pub is_request: bool,
+}
+
+/// The rule that raised an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// Many distinct destinations on one worm service within the scan window.
+    ScanFanout,
+    /// Threshold Random Walk over first-contact outcomes crossed η1.
+    Trw,
+    /// Many distinct ARP who-has targets within the ARP window.
+    ArpSweep,
+    /// Many short completed sessions to one host and service.
+    BruteForce,
+    /// A DNS query for a C&C domain.
+    CncDns,
+    /// A flow to a C&C address (listed, or resolved from a C&C name).
+    CncIp,
+    /// A flow to a honeypot.
+    Honeypot,
+    /// Completed inbound sessions from outside to an internal RDP/SMB/MSSQL server.
+    ExposedService,
+}
+
+impl Rule {
+    /// Name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ScanFanout => "scan_fanout",
+            Rule::Trw => "trw",
+            Rule::ArpSweep => "arp_sweep",
+            Rule::BruteForce => "brute_force",
+            Rule::CncDns => "cnc_dns",
+            Rule::CncIp => "cnc_ip",
+            Rule::Honeypot => "honeypot",
+            Rule::ExposedService => "exposed_service",
+        }
+    }
+
+    /// Scan evidence (fan-out, TRW, ARP sweep).
+    pub fn is_scan(self) -> bool {
+        matches!(self, Rule::ScanFanout | Rule::Trw | Rule::ArpSweep)
+    }
+
+    /// C&C evidence.
+    pub fn is_cnc(self) -> bool {
+        matches!(self, Rule::CncDns | Rule::CncIp)
+    }
+}
+
+/// Urgency of an alert, following the incident's response process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tier {
+    /// Act within the hour: active spreading, C&C contact, honeypot contact.
+    Hour,
+    /// Within the day: exposure, unconfirmed scanning.
+    Day,
+    /// Within the week: brute force against one host without success.
+    Week,
+    /// Within the month: hygiene.
+    Month,
+}
+
+impl Tier {
+    /// Name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hour => "hour",
+            Tier::Day => "day",
+            Tier::Week => "week",
+            Tier::Month => "month",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    /// `A0001`, `A0002`, … in order of `first_seen_ns` (then rule, source, destination).
+    pub id: String,
+    /// The rule.
+    pub rule: Rule,
+    /// Urgency.
+    pub tier: Tier,
+    /// The host the alert is about (the scanner, the querier, the exposed server).
+    pub src: IpAddr,
+    /// The other side, when there is one (brute-forced host, C&C address, resolver asked).
+    pub dst: Option<IpAddr>,
+    /// Service name (`smb`, `rdp`, …), `arp`, `dns`, or `any`.
+    pub service: String,
+    /// First evidence, ns since the Unix epoch.
+    pub first_seen_ns: i64,
+    /// Last evidence.
+    pub last_seen_ns: i64,
+    /// When the rule's threshold was crossed (the detection time).
+    pub detected_ns: i64,
+    /// Flows, queries or requests counted.
+    pub attempts: u64,
+    /// Distinct targets (a lower bound when the exact set saturated).
+    pub distinct_targets: u64,
+    /// Failed share of first contacts / attempts (0 when not applicable).
+    pub failed_ratio: f64,
+    /// The source is allowlisted.
+    pub allowlisted: bool,
+    /// Whether this alert is a sign of infection of `src` (worm behaviour by an internal,
+    /// non-allowlisted host).
+    pub infection_sign: bool,
+    /// Short human-readable evidence.
+    pub evidence: String,
+}
+
+/// One propagation edge: `parent` infected `child`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edge {
+    /// The infecting host (internal infected host, or external attacker).
+    pub parent: IpAddr,
+    /// The infected host.
+    pub child: IpAddr,
+    /// The child's infection time (its first worm behaviour).
+    pub infected_at_ns: i64,
+    /// `eternalblue_smb`, `smb_bruteforce`, `rdp`, `rdp_bruteforce`, `mssql`, `ssh`, …
+    pub vector: String,
+    /// 0..1.
+    pub confidence: f32,
+    /// `first_packet` of the parent's sessions to the child that support the edge, the
+    /// chosen (latest) one first.
+    pub evidence_flows: Vec<u64>,
+}
+
+/// What a host was in the outbreak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Infected with no internal parent: a root of the propagation graph.
+    PatientZero,
+    /// Infected by another internal host.
+    Infected,
+    /// Attacked (by an infected host or an alerted attacker) but never showed worm
+    /// behaviour.
+    Target,
+    /// Allowlisted and raised alerts.
+    ScannerAllowlisted,
+    /// Internal server with completed inbound sessions from outside on a risky port.
+    Exposed,
+    /// External host that infected an internal host.
+    ExternalAttacker,
+    /// Appears in alerts, nothing of the above.
+    Clean,
+}
+
+impl Role {
+    /// Name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PatientZero => "patient_zero",
+            Role::Infected => "infected",
+            Role::Target => "target",
+            Role::ScannerAllowlisted => "scanner_allowlisted",
+            Role::Exposed => "exposed",
+            Role::ExternalAttacker => "external_attacker",
+            Role::Clean => "clean",
+        }
+    }
+}
+
+/// One row per host that appears in an alert, an edge or as a target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRow {
+    /// The address.
+    pub ip: IpAddr,
+    /// Its role.
+    pub role: Role,
+    /// Infection time (allowlisted hosts: their first alert's detection time).
+    pub first_malicious_at: Option<i64>,
+    /// First C&C alert detection time.
+    pub first_cnc_at: Option<i64>,
+    /// First scan alert detection time.
+    pub first_scan_at: Option<i64>,
+    /// Who infected it.
+    pub parent: Option<IpAddr>,
+    /// Generation in the propagation graph (0 for patient zero), for infected hosts.
+    pub generation: Option<u32>,
+}
+
+/// Counters about a detection run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectStats {
+    /// Flows read.
+    pub flows: u64,
+    /// DNS events read.
+    pub dns_events: u64,
+    /// ARP events read.
+    pub arp_events: u64,
+    /// Times an exact distinct-destination set was full and an address was not added
+    /// (the set is then saturated and its count is a lower bound).
+    pub cap_hits: u64,
+    /// Sets that saturated.
+    pub saturated_sets: u64,
+}
+
+/// Everything a detection run finds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Detection {
+    /// Alerts, sorted by id.
+    pub alerts: Vec<Alert>,
+    /// Propagation edges, by infection time.
+    pub edges: Vec<Edge>,
+    /// Hosts, infected first (by infection time), then the others by address.
+    pub hosts: Vec<HostRow>,
+    /// Counters.
+    pub stats: DetectStats,
+}
+
+impl Detection {
+    /// The row of `ip`, if it has one.
+    pub fn host(&self, ip: IpAddr) -> Option<&HostRow> {
+        self.hosts.iter().find(|h| h.ip == ip)
+    }
+
+    /// Whether `ip` is infected (patient zero included).
+    pub fn is_infected(&self, ip: IpAddr) -> bool {
+        self.host(ip)
+            .is_some_and(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+    }
+
+    /// Patient zero(s): infected roots.
+    pub fn patient_zeros(&self) -> Vec<IpAddr> {
+        self.hosts
+            .iter()
+            .filter(|h| h.role == Role::PatientZero)
+            .map(|h| h.ip)
+            .collect()
+    }
+
+    /// Alerts about `src` raised by `rule`.
+    pub fn alerts_for(&self, src: IpAddr, rule: Rule) -> impl Iterator<Item = &Alert> {
+        self.alerts
+            .iter()
+            .filter(move |a| a.src == src && a.rule == rule)
+    }
+}

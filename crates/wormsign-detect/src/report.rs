@@ -1,0 +1,250 @@
+//! The responder's Markdown report.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::model::{Alert, Detection, Role, Rule, Tier};
+
+/// Formats ns since the Unix epoch as `YYYY-MM-DD hh:mm:ss.mmm UTC`.
+pub fn format_ts(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+fn ids<'a>(alerts: impl Iterator<Item = &'a Alert>) -> String {
+    let v: Vec<&str> = alerts.map(|a| a.id.as_str()).take(6).collect();
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", v.join(", "))
+    }
+}
+
+fn about(d: &Detection, ip: IpAddr) -> impl Iterator<Item = &Alert> {
+    d.alerts.iter().filter(move |a| a.src == ip)
+}
+
+/// Renders a responder's summary in Markdown: patient zero and how it got in, infected
+/// hosts in infection order, what to do first, and every alert by tier. Each claim cites
+/// the alert ids it rests on.
+pub fn render_report(d: &Detection) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Worm outbreak report\n");
+    let infected: Vec<_> = d
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        .collect();
+    let hour = d.alerts.iter().filter(|a| a.tier == Tier::Hour).count();
+    let _ = writeln!(
+        o,
+        "{} alerts ({} hour-level), {} infected hosts, {} propagation edges.\n",
+        d.alerts.len(),
+        hour,
+        infected.len(),
+        d.edges.len()
+    );
+
+    let _ = writeln!(o, "## Patient zero\n");
+    let pz: Vec<_> = infected
+        .iter()
+        .filter(|h| h.role == Role::PatientZero)
+        .collect();
+    if pz.is_empty() {
+        let _ = writeln!(o, "No infected host found.\n");
+    }
+    for h in pz {
+        let first = h.first_malicious_at.map(format_ts).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "- **{}**: first worm behaviour at {first}{}",
+            h.ip,
+            ids(about(d, h.ip).filter(|a| a.infection_sign))
+        );
+        match d.edges.iter().find(|e| e.child == h.ip) {
+            Some(e) => {
+                let _ = writeln!(
+                    o,
+                    "  - got in from outside: external host {} over `{}` (confidence {:.2}, flows at packets {:?}){}",
+                    e.parent,
+                    e.vector,
+                    e.confidence,
+                    e.evidence_flows,
+                    ids(d.alerts.iter().filter(|a| a.src == e.parent
+                        || (a.src == h.ip && a.rule == Rule::ExposedService)))
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  - no successful session on a worm service precedes it in the data: entry point not visible (phishing, USB, or before the capture)"
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\n## Infected hosts in order\n");
+    let _ = writeln!(
+        o,
+        "| # | time | host | generation | parent | vector | alerts |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    for (i, h) in infected.iter().enumerate() {
+        let e = d.edges.iter().find(|e| e.child == h.ip);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |{} |",
+            i + 1,
+            h.first_malicious_at.map(format_ts).unwrap_or_default(),
+            h.ip,
+            h.generation.unwrap_or(0),
+            h.parent
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.map(|e| format!("{} ({:.2})", e.vector, e.confidence))
+                .unwrap_or_else(|| "-".into()),
+            ids(about(d, h.ip).filter(|a| a.infection_sign))
+        );
+    }
+
+    let _ = writeln!(o, "\n## What to do first\n");
+    let mut n = 0;
+    let mut step = |o: &mut String, text: String| {
+        n += 1;
+        let _ = writeln!(o, "{n}. {text}");
+    };
+    if !infected.is_empty() {
+        let list: Vec<String> = infected.iter().map(|h| h.ip.to_string()).collect();
+        step(
+            &mut o,
+            format!(
+                "**Isolate** the infected hosts now: {}{}.",
+                list.join(", "),
+                ids(d.alerts.iter().filter(|a| a.infection_sign))
+            ),
+        );
+    }
+    let cnc: Vec<&Alert> = d.alerts.iter().filter(|a| a.rule.is_cnc()).collect();
+    if !cnc.is_empty() {
+        step(
+            &mut o,
+            format!(
+                "**Block the C&C** names and addresses at the resolver and the firewall{}.",
+                ids(cnc.into_iter())
+            ),
+        );
+    }
+    let exposed: Vec<&Alert> = d
+        .alerts
+        .iter()
+        .filter(|a| a.rule == Rule::ExposedService)
+        .collect();
+    if !exposed.is_empty() {
+        let list: Vec<String> = exposed
+            .iter()
+            .map(|a| format!("{} ({})", a.src, a.service))
+            .collect();
+        step(
+            &mut o,
+            format!(
+                "**Close exposed services** to the internet (RDP behind a VPN/gateway, no SMB or MSSQL from outside): {}{}.",
+                list.join(", "),
+                ids(exposed.into_iter())
+            ),
+        );
+    }
+    let smb: Vec<&Alert> = d
+        .alerts
+        .iter()
+        .filter(|a| (a.service == "smb" || a.service == "netbios") && a.infection_sign)
+        .collect();
+    if !smb.is_empty() {
+        step(
+            &mut o,
+            format!(
+                "**Patch MS17-010** (EternalBlue) on every Windows host and disable SMBv1: SMB is being used to spread{}.",
+                ids(smb.into_iter())
+            ),
+        );
+    }
+    let brute: Vec<&Alert> = d
+        .alerts
+        .iter()
+        .filter(|a| a.rule == Rule::BruteForce)
+        .collect();
+    if !brute.is_empty() {
+        let list: Vec<String> = brute
+            .iter()
+            .filter_map(|a| a.dst.map(|d| format!("{d} ({})", a.service)))
+            .collect();
+        step(
+            &mut o,
+            format!(
+                "**Reset weak passwords** (local administrator, service accounts) on brute-forced hosts: {}{}.",
+                list.join(", "),
+                ids(brute.into_iter())
+            ),
+        );
+    }
+    if n == 0 {
+        let _ = writeln!(o, "Nothing urgent.");
+    }
+
+    let _ = writeln!(o, "\n## Alerts\n");
+    let _ = writeln!(o, "| id | tier | rule | src | dst | service | first seen | attempts | targets | failed | evidence |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut sorted: Vec<&Alert> = d.alerts.iter().collect();
+    sorted.sort_by_key(|a| (a.tier, a.first_seen_ns));
+    for a in sorted {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            a.id,
+            a.tier.as_str(),
+            a.rule.as_str(),
+            a.src,
+            if a.allowlisted { " (allowlisted)" } else { "" },
+            a.dst.map(|d| d.to_string()).unwrap_or_default(),
+            a.service,
+            format_ts(a.first_seen_ns),
+            a.attempts,
+            a.distinct_targets,
+            a.failed_ratio,
+            a.evidence.replace('|', "\\|")
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_ts;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_ts(0), "1970-01-01 00:00:00.000 UTC");
+        // 2017-05-18 08:06:13.281 (the WannaCry capture's first packet).
+        assert_eq!(
+            format_ts(1_495_094_773_281_752_000),
+            "2017-05-18 08:06:13.281 UTC"
+        );
+    }
+}

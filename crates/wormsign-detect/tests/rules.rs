@@ -1,0 +1,464 @@
+//! Each rule and the propagation graph on hand-built flow sequences.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use wormsign_detect::{
+    detect, render_report, ArpEvent, DetectConfig, Detection, DnsEvent, Role, Rule, Tier,
+};
+use wormsign_flow::{
+    ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
+};
+
+const S: i64 = 1_000_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Builds flows with increasing `first_packet` ordinals.
+#[derive(Default)]
+struct Flows {
+    v: Vec<FlowRecord>,
+}
+
+impl Flows {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        t: f64,
+        src: &str,
+        dst: &str,
+        port: u16,
+        proto: u8,
+        state: ConnState,
+        payload: (u64, u64),
+        dur: f64,
+    ) -> &mut Self {
+        let n = self.v.len() as u64;
+        let ts = (t * 1e9) as i64;
+        self.v.push(FlowRecord {
+            first_packet: n * 10,
+            ts_first: ts,
+            ts_last: ts + (dur * 1e9) as i64,
+            orig_addr: ip(src),
+            orig_port: 49_152 + (n % 10_000) as u16,
+            resp_addr: ip(dst),
+            resp_port: port,
+            has_ports: true,
+            proto,
+            vlan: None,
+            orig: DirCounters {
+                packets: 3,
+                ip_bytes: 200 + payload.0,
+                payload_bytes: payload.0,
+                tcp_flags: 0x1a,
+            },
+            resp: DirCounters {
+                packets: u64::from(state != ConnState::S0) * 3,
+                ip_bytes: 200 + payload.1,
+                payload_bytes: payload.1,
+                tcp_flags: 0x12,
+            },
+            conn_state: state,
+            history: History::default(),
+            end_reason: EndReason::Closed,
+            source: FlowSource::Packets,
+        });
+        self
+    }
+
+    /// A SYN nobody answered.
+    fn syn(&mut self, t: f64, src: &str, dst: &str, port: u16) -> &mut Self {
+        self.add(t, src, dst, port, 6, ConnState::S0, (0, 0), 0.0)
+    }
+
+    /// A completed session with payload both ways.
+    fn ok(&mut self, t: f64, src: &str, dst: &str, port: u16, dur: f64, bytes: u64) -> &mut Self {
+        self.add(t, src, dst, port, 6, ConnState::SF, (bytes, bytes), dur)
+    }
+
+    /// SYNs to `n` dead addresses 10.9.<net>.x, one per `step` seconds from `t`.
+    fn scan(&mut self, t: f64, src: &str, net: u8, n: u8, port: u16, step: f64) -> &mut Self {
+        for i in 0..n {
+            let dst = format!("10.9.{net}.{}", i + 1);
+            self.syn(t + f64::from(i) * step, src, &dst, port);
+        }
+        self
+    }
+}
+
+fn run(flows: &Flows) -> Detection {
+    detect(&DetectConfig::default(), &flows.v, &[], &[])
+}
+
+#[test]
+fn trw_flags_pure_scanner_on_fourth_failed_first_contact() {
+    let mut f = Flows::default();
+    f.scan(100.0, "10.0.0.5", 1, 20, 445, 1.0);
+    let d = run(&f);
+    let trw: Vec<_> = d.alerts_for(ip("10.0.0.5"), Rule::Trw).collect();
+    assert_eq!(trw.len(), 1);
+    // The 4th first contact is at 100 + 3 s.
+    assert_eq!(trw[0].detected_ns, 103 * S);
+    assert_eq!(trw[0].attempts, 20);
+    assert_eq!(trw[0].failed_ratio, 1.0);
+    assert_eq!(trw[0].service, "smb");
+    let fan: Vec<_> = d.alerts_for(ip("10.0.0.5"), Rule::ScanFanout).collect();
+    assert_eq!(fan.len(), 1);
+    assert_eq!(fan[0].distinct_targets, 20);
+    assert!(fan[0].infection_sign);
+    // Fan-out threshold 10 within 60 s: the 10th distinct destination at 109 s.
+    assert_eq!(fan[0].detected_ns, 109 * S);
+    assert!(d.is_infected(ip("10.0.0.5")));
+    assert_eq!(d.patient_zeros(), vec![ip("10.0.0.5")]);
+
+    // Three failed first contacts are not enough.
+    let mut f = Flows::default();
+    f.scan(100.0, "10.0.0.5", 1, 3, 445, 1.0);
+    let d = run(&f);
+    assert!(d.alerts.is_empty(), "{:?}", d.alerts);
+    assert!(!d.is_infected(ip("10.0.0.5")));
+}
+
+#[test]
+fn backup_server_with_successful_sessions_is_not_a_scanner() {
+    let mut f = Flows::default();
+    for i in 1..=50 {
+        f.ok(
+            f64::from(i),
+            "10.0.0.9",
+            &format!("10.0.2.{i}"),
+            445,
+            20.0,
+            1_000_000,
+        );
+    }
+    let d = run(&f);
+    assert!(d.alerts_for(ip("10.0.0.9"), Rule::Trw).next().is_none());
+    assert!(!d.is_infected(ip("10.0.0.9")));
+    // The fan-out is still reported, as a day-level heavy hitter, not as an infection.
+    let fan: Vec<_> = d.alerts_for(ip("10.0.0.9"), Rule::ScanFanout).collect();
+    assert_eq!(fan.len(), 1);
+    assert!(!fan[0].infection_sign);
+    assert_eq!(fan[0].tier, Tier::Day);
+}
+
+#[test]
+fn brute_force_without_and_with_success() {
+    let mut f = Flows::default();
+    for i in 0..12 {
+        f.ok(
+            10.0 + f64::from(i) * 5.0,
+            "10.0.0.7",
+            "10.0.0.8",
+            3389,
+            2.0,
+            3000,
+        );
+    }
+    let d = run(&f);
+    let b: Vec<_> = d.alerts_for(ip("10.0.0.7"), Rule::BruteForce).collect();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].dst, Some(ip("10.0.0.8")));
+    assert_eq!(b[0].attempts, 12);
+    assert_eq!(b[0].tier, Tier::Week);
+    assert_eq!(b[0].detected_ns, (10 + 9 * 5) * S);
+    assert!(d.is_infected(ip("10.0.0.7")));
+    assert_eq!(d.host(ip("10.0.0.8")).unwrap().role, Role::Target);
+
+    // A long session afterwards: the password was found.
+    f.ok(100.0, "10.0.0.7", "10.0.0.8", 3389, 600.0, 5_000_000);
+    let d = run(&f);
+    let b: Vec<_> = d.alerts_for(ip("10.0.0.7"), Rule::BruteForce).collect();
+    assert_eq!(b[0].tier, Tier::Hour);
+
+    // Nine sessions are below the threshold.
+    let mut f = Flows::default();
+    for i in 0..9 {
+        f.ok(
+            10.0 + f64::from(i) * 5.0,
+            "10.0.0.7",
+            "10.0.0.8",
+            3389,
+            2.0,
+            3000,
+        );
+    }
+    assert!(run(&f).alerts.is_empty());
+}
+
+fn q(t: f64, client: &str, server: &str, name: &str) -> DnsEvent {
+    DnsEvent {
+        ts_ns: (t * 1e9) as i64,
+        client: ip(client),
+        server: ip(server),
+        qname: Some(name.to_string()),
+        is_response: false,
+        answers: vec![],
+    }
+}
+
+#[test]
+fn cnc_lookup_forwarded_by_resolver_is_attributed_to_client() {
+    let (client, resolver) = ("10.0.0.20", "10.0.0.53");
+    let mut dns = vec![
+        q(50.0, client, resolver, "t.awcna.com"),
+        q(50.2, resolver, "8.8.8.8", "t.awcna.com"),
+        q(60.0, "10.0.0.21", resolver, "example.com"),
+        q(60.1, resolver, "8.8.8.8", "example.com"),
+    ];
+    let mut resp = q(50.3, resolver, "8.8.8.8", "t.awcna.com");
+    resp.is_response = true;
+    resp.answers = vec!["198.51.100.7".into()];
+    dns.push(resp);
+    let mut f = Flows::default();
+    f.ok(51.0, client, "198.51.100.7", 80, 1.0, 500);
+    let d = detect(&DetectConfig::default(), &f.v, &dns, &[]);
+    let a: Vec<_> = d.alerts_for(ip(client), Rule::CncDns).collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].tier, Tier::Hour);
+    assert_eq!(a[0].dst, Some(ip(resolver)));
+    assert!(d.alerts_for(ip(resolver), Rule::CncDns).next().is_none());
+    assert!(d.alerts_for(ip(client), Rule::CncIp).next().is_some());
+    assert!(d.is_infected(ip(client)));
+    assert!(!d.is_infected(ip(resolver)));
+    assert!(!d.is_infected(ip("10.0.0.21")));
+
+    // Without the client's query (2 s earlier is outside the window), the resolver is
+    // the one that asked.
+    let dns = vec![
+        q(48.0, client, resolver, "t.awcna.com"),
+        q(50.2, resolver, "8.8.8.8", "t.awcna.com"),
+    ];
+    let d = detect(&DetectConfig::default(), &[], &dns, &[]);
+    assert!(d.alerts_for(ip(resolver), Rule::CncDns).next().is_some());
+}
+
+#[test]
+fn honeypot_contact() {
+    let config = DetectConfig {
+        honeypots: vec![ip("10.0.0.250")],
+        ..DetectConfig::default()
+    };
+    let mut f = Flows::default();
+    f.syn(5.0, "10.0.0.30", "10.0.0.250", 8080);
+    f.syn(6.0, "10.0.0.31", "10.0.0.251", 8080);
+    let d = detect(&config, &f.v, &[], &[]);
+    let a: Vec<_> = d.alerts_for(ip("10.0.0.30"), Rule::Honeypot).collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].tier, Tier::Hour);
+    assert!(d.is_infected(ip("10.0.0.30")));
+    assert!(!d.is_infected(ip("10.0.0.31")));
+    assert_eq!(d.alerts.len(), 1);
+}
+
+#[test]
+fn arp_sweep() {
+    let arp: Vec<ArpEvent> = (1..=40u8)
+        .map(|i| ArpEvent {
+            ts_ns: i64::from(i) * S,
+            sender: Ipv4Addr::new(10, 0, 0, 40),
+            target: Ipv4Addr::new(10, 0, 0, 100 + i),
+            is_request: true,
+        })
+        .collect();
+    let d = detect(&DetectConfig::default(), &[], &[], &arp);
+    let a: Vec<_> = d.alerts_for(ip("10.0.0.40"), Rule::ArpSweep).collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].detected_ns, 32 * S);
+    assert!(d.is_infected(ip("10.0.0.40")));
+    let d = detect(&DetectConfig::default(), &[], &[], &arp[..31]);
+    assert!(d.alerts.is_empty());
+}
+
+#[test]
+fn exposed_rdp_brute_forced_from_outside_becomes_patient_zero() {
+    let (server, attacker) = ("10.0.0.10", "203.0.113.7");
+    let mut f = Flows::default();
+    for i in 0..15 {
+        f.ok(10.0 + f64::from(i) * 3.0, attacker, server, 3389, 1.5, 4000);
+    }
+    // The password is found: a long interactive session.
+    f.ok(60.0, attacker, server, 3389, 900.0, 3_000_000);
+    // Then the server scans the LAN for SMB.
+    f.scan(1000.0, server, 3, 20, 445, 0.5);
+    let d = run(&f);
+    assert!(d
+        .alerts_for(ip(server), Rule::ExposedService)
+        .next()
+        .is_some());
+    let inbound: Vec<_> = d.alerts_for(ip(attacker), Rule::BruteForce).collect();
+    assert_eq!(inbound.len(), 1);
+    assert_eq!(inbound[0].tier, Tier::Hour);
+    assert!(!d.is_infected(ip(attacker)));
+    let h = d.host(ip(server)).unwrap();
+    assert_eq!(h.role, Role::PatientZero);
+    assert_eq!(h.parent, Some(ip(attacker)));
+    assert_eq!(d.patient_zeros(), vec![ip(server)]);
+    assert_eq!(d.edges.len(), 1);
+    assert_eq!(d.edges[0].parent, ip(attacker));
+    assert_eq!(d.edges[0].vector, "rdp_bruteforce");
+    // The chosen session is the most recent one before the infection: the long one.
+    assert_eq!(d.edges[0].evidence_flows[0], 150);
+    assert_eq!(d.host(ip(attacker)).unwrap().role, Role::ExternalAttacker);
+    let report = render_report(&d);
+    assert!(
+        report.contains("got in from outside: external host 203.0.113.7"),
+        "{report}"
+    );
+    assert!(report.contains("Close exposed services"), "{report}");
+}
+
+/// A scans and exploits B over SMB; B scans and gets into C over RDP; C scans.
+fn chain() -> Flows {
+    let (a, b, c) = ("10.0.0.1", "10.0.0.2", "10.0.0.3");
+    let mut f = Flows::default();
+    f.scan(0.0, a, 1, 12, 445, 1.0);
+    f.ok(20.0, a, b, 445, 3.0, 90_000);
+    // A benign session to B long before: not the most recent one.
+    f.ok(-500.0, "10.0.0.77", b, 445, 3.0, 90_000);
+    f.scan(100.0, b, 2, 12, 445, 1.0);
+    f.ok(150.0, b, c, 3389, 30.0, 90_000);
+    f.scan(300.0, c, 4, 12, 1433, 1.0);
+    // C is contacted by A too, but after C's infection: not a candidate.
+    f.ok(400.0, a, c, 445, 3.0, 90_000);
+    f
+}
+
+#[test]
+fn three_generation_chain() {
+    let d = run(&chain());
+    let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
+    assert_eq!(d.patient_zeros(), vec![a]);
+    let hb = d.host(b).unwrap();
+    let hc = d.host(c).unwrap();
+    assert_eq!(
+        (hb.role, hb.parent, hb.generation),
+        (Role::Infected, Some(a), Some(1))
+    );
+    assert_eq!(
+        (hc.role, hc.parent, hc.generation),
+        (Role::Infected, Some(b), Some(2))
+    );
+    assert_eq!(d.host(a).unwrap().generation, Some(0));
+    assert_eq!(d.edges.len(), 2);
+    assert_eq!(d.edges[0].child, b);
+    assert_eq!(d.edges[0].vector, "eternalblue_smb");
+    assert_eq!(d.edges[1].child, c);
+    assert_eq!(d.edges[1].vector, "rdp");
+    assert_eq!(d.host(ip("10.0.0.77")), None);
+    // Infected hosts come first, in infection order.
+    let order: Vec<IpAddr> = d.hosts.iter().take(3).map(|h| h.ip).collect();
+    assert_eq!(order, vec![a, b, c]);
+    let report = render_report(&d);
+    assert!(report.contains("| 3 |"), "{report}");
+    assert!(report.contains("Patch MS17-010"), "{report}");
+}
+
+#[test]
+fn allowlisted_scanner_is_reported_not_infected() {
+    let config = DetectConfig {
+        allowlist: vec!["10.0.0.99/32".parse().unwrap()],
+        ..DetectConfig::default()
+    };
+    let mut f = Flows::default();
+    f.scan(0.0, "10.0.0.99", 1, 30, 445, 0.5);
+    let d = detect(&config, &f.v, &[], &[]);
+    assert!(!d.alerts.is_empty());
+    assert!(d.alerts.iter().all(|a| a.allowlisted && !a.infection_sign));
+    assert!(d.alerts_for(ip("10.0.0.99"), Rule::Trw).next().is_some());
+    assert!(!d.is_infected(ip("10.0.0.99")));
+    assert_eq!(
+        d.host(ip("10.0.0.99")).unwrap().role,
+        Role::ScannerAllowlisted
+    );
+    assert!(d.edges.is_empty());
+}
+
+#[test]
+fn shuffled_input_gives_identical_results() {
+    let mut f = chain();
+    f.scan(2000.0, "10.0.0.5", 7, 40, 445, 0.1);
+    for i in 0..12 {
+        f.ok(3000.0 + f64::from(i), "10.0.0.7", "10.0.0.8", 22, 1.0, 100);
+    }
+    let base = run(&f);
+    assert!(base.alerts.len() >= 6);
+    let mut v = f.v.clone();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..5 {
+        // Fisher–Yates with an xorshift generator.
+        for i in (1..v.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            v.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        let d = detect(&DetectConfig::default(), &v, &[], &[]);
+        assert_eq!(d, base, "round {round}");
+    }
+    v.reverse();
+    assert_eq!(detect(&DetectConfig::default(), &v, &[], &[]), base);
+}
+
+#[test]
+fn capped_sets_saturate_and_are_counted() {
+    let config = DetectConfig {
+        max_tracked: 8,
+        ..DetectConfig::default()
+    };
+    let mut f = Flows::default();
+    f.scan(0.0, "10.0.0.5", 1, 20, 445, 0.1);
+    let d = detect(&config, &f.v, &[], &[]);
+    assert!(d.stats.cap_hits > 0);
+    assert!(d.stats.saturated_sets >= 2);
+    let trw: Vec<_> = d.alerts_for(ip("10.0.0.5"), Rule::Trw).collect();
+    assert_eq!(trw[0].distinct_targets, 8);
+    assert!(trw[0].evidence.contains("saturated"));
+}
+
+/// The flows as unidirectional NetFlow records: the responder side empty, states from the
+/// source's TCP flags (an established session with data is `S1` or `SF`).
+fn as_netflow(flows: &[FlowRecord]) -> Vec<FlowRecord> {
+    flows
+        .iter()
+        .map(|f| FlowRecord {
+            resp: DirCounters::default(),
+            orig: DirCounters {
+                packets: if f.conn_state == ConnState::S0 { 1 } else { 6 },
+                ..f.orig
+            },
+            source: FlowSource::Netflow(NetflowOrigin {
+                exporter: ip("10.255.0.1"),
+                version: 9,
+                sampling_interval: 1,
+                record_index: 0,
+                input_if: 0,
+                output_if: 0,
+            }),
+            ..f.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn netflow_records_still_find_scanner_and_brute_force() {
+    let mut f = Flows::default();
+    f.scan(100.0, "10.0.0.5", 1, 20, 445, 1.0);
+    for i in 0..12 {
+        f.ok(
+            10.0 + f64::from(i) * 5.0,
+            "10.0.0.7",
+            "10.0.0.8",
+            445,
+            2.0,
+            3000,
+        );
+    }
+    let d = detect(&DetectConfig::default(), &as_netflow(&f.v), &[], &[]);
+    let trw: Vec<_> = d.alerts_for(ip("10.0.0.5"), Rule::Trw).collect();
+    assert_eq!(trw.len(), 1);
+    assert_eq!(trw[0].detected_ns, 103 * S);
+    assert_eq!(d.alerts_for(ip("10.0.0.7"), Rule::BruteForce).count(), 1);
+    assert!(d.is_infected(ip("10.0.0.5")) && d.is_infected(ip("10.0.0.7")));
+}
