@@ -2,6 +2,7 @@
 //! the work is done by the library crates under `crates/` (see ARCHITECTURE.md).
 
 mod collect;
+mod detect;
 mod pipeline;
 mod summary;
 
@@ -9,6 +10,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -34,6 +36,11 @@ enum Mode {
     Analyze(AnalyzeArgs),
     /// Receive NetFlow v5/v9/IPFIX on a UDP socket into rolling Parquet flow files.
     Collect(collect::CollectArgs),
+    /// Run worm-propagation detection over stored flows/dns/arp tables: alerts, hosts,
+    /// propagation graph and a responder's report.
+    Detect(detect::DetectArgs),
+    /// Print the built-in detection rules as TOML (the format `--rules` reads).
+    Rules,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +81,11 @@ struct AnalyzeArgs {
     /// No progress bar and no summary on stderr (warnings are still printed).
     #[arg(long, short)]
     quiet: bool,
+    /// Do not run detection on the outputs (no alerts, hosts, propagation or report files).
+    #[arg(long)]
+    no_detect: bool,
+    #[command(flatten)]
+    detect: detect::DetectOptions,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +93,8 @@ fn main() -> ExitCode {
     let result = match cli.mode {
         Mode::Analyze(args) => analyze(&args),
         Mode::Collect(args) => collect::collect(&args),
+        Mode::Detect(args) => detect::detect_cmd(&args),
+        Mode::Rules => detect::rules_cmd(),
     };
     result.unwrap_or_else(|e| {
         eprintln!("wormsign: error: {e:#}");
@@ -98,6 +112,12 @@ fn seconds_to_ns(name: &str, secs: f64) -> anyhow::Result<i64> {
 
 fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // Rules are read first, so a bad rules file fails before a long run.
+    let detect_config = if args.no_detect {
+        None
+    } else {
+        Some(args.detect.config()?)
+    };
     let inputs = expand_inputs(&args.inputs)?;
     let threads = args
         .threads
@@ -129,6 +149,12 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         })
         .sum();
     let progress = Progress::default();
+    // The first SIGINT/SIGTERM asks the pipeline to stop reading and finish complete
+    // outputs; a second one while it does so ends the process at once.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&progress.stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&progress.stop))?;
+    }
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let finished = AtomicBool::new(false);
     let mut summary = std::thread::scope(|s| {
@@ -156,8 +182,19 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if !usable {
         return Ok(ExitCode::from(1));
     }
+    if progress.stop.load(Ordering::Relaxed) {
+        if !args.quiet {
+            eprint!("{}", summary.render());
+        }
+        return Ok(ExitCode::from(130));
+    }
     if !args.quiet {
         eprint!("{}", summary.render());
+    }
+    // Detection reads the tables just written, so `wormsign detect DIR` later gives the
+    // same results.
+    if let Some(config) = &detect_config {
+        detect::run(&args.out, &args.out, config, args.quiet)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use arrow_array::RecordBatch;
@@ -87,6 +88,9 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Records read.
     pub packets: AtomicU64,
+    /// Set by SIGINT/SIGTERM: the reader stops at the next chunk boundary and the
+    /// pipeline finishes the tables with what was read.
+    pub stop: Arc<AtomicBool>,
 }
 
 struct Job {
@@ -184,6 +188,9 @@ fn read_inputs(
     let mut n_usable = 0;
     let mut bytes_before = 0;
     for input in inputs {
+        if progress.stop.load(Ordering::Relaxed) {
+            break;
+        }
         let mut reader = match input.open() {
             Ok(r) => r,
             Err(e) => {
@@ -193,6 +200,12 @@ fn read_inputs(
         };
         n_usable += 1;
         loop {
+            if progress.stop.load(Ordering::Relaxed) {
+                let at = bytes_before + reader.source_bytes_read();
+                let message = format!("interrupted: stopped reading after {at} input bytes; the outputs hold everything read before");
+                warnings.push(Warning::new(input, None, message));
+                break;
+            }
             let mut chunk = recycled.try_recv().unwrap_or_default();
             let result = reader.read_chunk(&mut chunk, CHUNK_BYTES);
             progress

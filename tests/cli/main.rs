@@ -6,9 +6,11 @@ mod common;
 
 mod collect;
 mod damage;
+mod detection;
 mod determinism;
 mod dns;
 mod formats;
+mod interrupt;
 mod linktypes;
 mod netflow;
 mod real_captures;

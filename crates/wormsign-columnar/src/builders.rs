@@ -36,13 +36,13 @@ pub trait RowBuilder: Default + Send {
     fn finish(&mut self) -> RecordBatch;
 }
 
-type DictBuilder = StringDictionaryBuilder<Int16Type>;
+pub(crate) type DictBuilder = StringDictionaryBuilder<Int16Type>;
 
-fn micros(ts_ns: i64) -> i64 {
+pub(crate) fn micros(ts_ns: i64) -> i64 {
     ts_ns.div_euclid(1000)
 }
 
-fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
+pub(crate) fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             // Dotted quads by hand: `Display` goes through the formatting machinery
@@ -82,7 +82,7 @@ fn write_decimal(n: u8, out: &mut [u8]) -> usize {
     3 - skip
 }
 
-fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+pub(crate) fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(schema, columns).expect("builders match the declared schema")
 }
 

@@ -1,8 +1,10 @@
 //! Arrow schemas, batch builders and atomic Parquet files for wormsign's tables.
 //!
-//! Each table (`flows`, `dns`, `arp`) has its schema declared once ([`flow_schema`],
-//! [`dns_schema`], [`arp_schema`]) and a [`RowBuilder`] that appends rows into one Arrow
-//! builder per column and finishes into a `RecordBatch` (arrow-rs's builder/array split).
+//! Each table (`flows`, `dns`, `arp`, and the detection tables `alerts`, `hosts`,
+//! `propagation`) has its schema declared once ([`flow_schema`], [`dns_schema`],
+//! [`arp_schema`], [`alert_schema`], [`host_schema`], [`propagation_schema`]) and a
+//! [`RowBuilder`] that appends rows into one Arrow builder per column and finishes into a
+//! `RecordBatch` (arrow-rs's builder/array split).
 //! A [`TableWriter`] feeds batches to a [`ParquetSink`], which writes zstd-compressed
 //! Parquet under a temporary name and renames it into place only when complete.
 //!
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod builders;
+mod detect_tables;
 mod schema;
 mod sink;
 
@@ -29,6 +32,10 @@ use std::path::PathBuf;
 pub use builders::{
     proto_name, rcode_name, ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder,
     RowBuilder,
+};
+pub use detect_tables::{
+    alert_schema, host_schema, propagation_schema, AlertBatchBuilder, AlertRow, HostBatchBuilder,
+    HostRow, PropagationBatchBuilder, PropagationRow,
 };
 pub use schema::{arp_schema, dns_schema, flow_schema};
 pub use sink::{ParquetSink, TableWriter, ROW_GROUP_ROWS};

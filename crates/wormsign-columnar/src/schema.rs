@@ -5,19 +5,19 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-fn field(name: &str, data_type: DataType, nullable: bool, description: &str) -> Field {
+pub(crate) fn field(name: &str, data_type: DataType, nullable: bool, description: &str) -> Field {
     Field::new(name, data_type, nullable).with_metadata(HashMap::from([(
         "description".to_string(),
         description.to_string(),
     )]))
 }
 
-fn timestamp() -> DataType {
+pub(crate) fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 /// A dictionary-encoded string: few distinct values, stored once per row group.
-fn dict() -> DataType {
+pub(crate) fn dict() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8))
 }
 

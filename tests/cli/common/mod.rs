@@ -13,7 +13,8 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    DurationMicrosecondType, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    DurationMicrosecondType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    TimestampMicrosecondType,
 };
 use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -204,6 +205,8 @@ pub enum Cell {
     Int(i64),
     Str(String),
     List(Vec<Cell>),
+    /// A float, as the bits of its `f64` value (so rows stay `Eq` and `Ord`).
+    Float(u64),
 }
 
 impl Cell {
@@ -227,6 +230,13 @@ impl Cell {
             other => panic!("not a boolean: {other:?}"),
         }
     }
+
+    pub fn float(&self) -> f64 {
+        match self {
+            Cell::Float(v) => f64::from_bits(*v),
+            other => panic!("not a float: {other:?}"),
+        }
+    }
 }
 
 /// A row: column name to value.
@@ -235,6 +245,13 @@ pub type Row = BTreeMap<String, Cell>;
 /// Reads every row of a Parquet file, sorted by the integer column `key` (and by
 /// `record`, the second sort key of NetFlow rows, where the table has it).
 pub fn read_table(path: &Path, key: &str) -> Vec<Row> {
+    let mut rows = read_rows(path);
+    rows.sort_by_key(|r| (r[key].int(), r.get("record").map_or(0, Cell::int)));
+    rows
+}
+
+/// Reads every row of a Parquet file, in file order.
+pub fn read_rows(path: &Path) -> Vec<Row> {
     let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -259,7 +276,6 @@ pub fn read_table(path: &Path, key: &str) -> Vec<Row> {
             );
         }
     }
-    rows.sort_by_key(|r| (r[key].int(), r.get("record").map_or(0, Cell::int)));
     rows
 }
 
@@ -303,6 +319,14 @@ fn cells(a: &ArrayRef) -> Vec<Cell> {
         (0..n).map(|i| at(i, &|i| Cell::Int(x.value(i)))).collect()
     } else if let Some(x) = a.as_primitive_opt::<DurationMicrosecondType>() {
         (0..n).map(|i| at(i, &|i| Cell::Int(x.value(i)))).collect()
+    } else if let Some(x) = a.as_primitive_opt::<Float64Type>() {
+        (0..n)
+            .map(|i| at(i, &|i| Cell::Float(x.value(i).to_bits())))
+            .collect()
+    } else if let Some(x) = a.as_primitive_opt::<Float32Type>() {
+        (0..n)
+            .map(|i| at(i, &|i| Cell::Float(f64::from(x.value(i)).to_bits())))
+            .collect()
     } else if let Some(x) = any.downcast_ref::<StringArray>() {
         (0..n)
             .map(|i| at(i, &|i| Cell::Str(x.value(i).to_string())))

@@ -1,0 +1,450 @@
+//! The detection tables (`alerts`, `hosts`, `propagation`): schemas and row builders.
+//!
+//! The rows are plain owned values (enumerations already as their output names), so this
+//! crate stays independent of `wormsign-detect`; the CLI converts the detection result.
+
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use crate::builders::{append_ip, batch, micros, DictBuilder};
+use crate::schema::{dict, field, timestamp};
+use crate::RowBuilder;
+
+/// Schema of `alerts.parquet`, one row per alert, in alert id order.
+pub fn alert_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                field(
+                    "alert_id",
+                    DataType::Utf8,
+                    false,
+                    "A0001, A0002, ...; sort key",
+                ),
+                field("rule", dict(), false, "the rule that raised the alert"),
+                field("tier", dict(), false, "urgency: hour, day, week or month"),
+                field(
+                    "src_ip",
+                    DataType::Utf8,
+                    false,
+                    "the host the alert is about",
+                ),
+                field(
+                    "dst_ip",
+                    DataType::Utf8,
+                    true,
+                    "the other side, when there is one",
+                ),
+                field("service", dict(), false, "service name, arp, dns or any"),
+                field("first_seen", timestamp(), false, "first evidence"),
+                field("last_seen", timestamp(), false, "last evidence"),
+                field(
+                    "detected_at",
+                    timestamp(),
+                    false,
+                    "when the threshold was crossed",
+                ),
+                field(
+                    "attempts",
+                    DataType::Int64,
+                    false,
+                    "flows, queries or requests counted",
+                ),
+                field(
+                    "distinct_targets",
+                    DataType::Int64,
+                    false,
+                    "distinct targets (lower bound when saturated)",
+                ),
+                field(
+                    "failed_ratio",
+                    DataType::Float64,
+                    false,
+                    "failed share, 0..1",
+                ),
+                field(
+                    "allowlisted",
+                    DataType::Boolean,
+                    false,
+                    "the source is allowlisted",
+                ),
+                field(
+                    "infection_sign",
+                    DataType::Boolean,
+                    false,
+                    "the alert marks src_ip as infected",
+                ),
+                field("evidence", DataType::Utf8, false, "short evidence text"),
+            ]))
+        })
+        .clone()
+}
+
+/// Schema of `hosts.parquet`, one row per host of interest.
+pub fn host_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                field("ip", DataType::Utf8, false, "host address"),
+                field("role", dict(), false, "what the host was in the outbreak"),
+                field(
+                    "first_malicious_at",
+                    timestamp(),
+                    true,
+                    "infection time (first worm behaviour)",
+                ),
+                field("first_cnc_at", timestamp(), true, "first C&C alert"),
+                field("first_scan_at", timestamp(), true, "first scan alert"),
+                field("parent", DataType::Utf8, true, "the host that infected it"),
+                field(
+                    "generation",
+                    DataType::Int32,
+                    true,
+                    "propagation generation, 0 for patient zero",
+                ),
+            ]))
+        })
+        .clone()
+}
+
+/// Schema of `propagation.parquet`, one row per infection edge, by infection time.
+pub fn propagation_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                field("parent_ip", DataType::Utf8, false, "the infecting host"),
+                field("child_ip", DataType::Utf8, false, "the infected host"),
+                field(
+                    "infected_at",
+                    timestamp(),
+                    false,
+                    "the child's infection time",
+                ),
+                field("vector", dict(), false, "how the child was infected"),
+                field("confidence", DataType::Float32, false, "0..1"),
+                field(
+                    "evidence_flows",
+                    DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+                    false,
+                    "first_packet of the supporting flows, chosen one first",
+                ),
+            ]))
+        })
+        .clone()
+}
+
+/// One `alerts.parquet` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRow {
+    /// `A0001`, …
+    pub id: String,
+    /// Rule name (`scan_fanout`, `trw`, …).
+    pub rule: String,
+    /// Tier name (`hour`, `day`, `week`, `month`).
+    pub tier: String,
+    /// The host the alert is about.
+    pub src: IpAddr,
+    /// The other side, if any.
+    pub dst: Option<IpAddr>,
+    /// Service name.
+    pub service: String,
+    /// First evidence, ns since the Unix epoch.
+    pub first_seen_ns: i64,
+    /// Last evidence, ns since the Unix epoch.
+    pub last_seen_ns: i64,
+    /// Detection time, ns since the Unix epoch.
+    pub detected_ns: i64,
+    /// Flows, queries or requests counted.
+    pub attempts: u64,
+    /// Distinct targets.
+    pub distinct_targets: u64,
+    /// Failed share, 0..1.
+    pub failed_ratio: f64,
+    /// The source is allowlisted.
+    pub allowlisted: bool,
+    /// The alert marks `src` as infected.
+    pub infection_sign: bool,
+    /// Short evidence text.
+    pub evidence: String,
+}
+
+/// One `hosts.parquet` row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRow {
+    /// The address.
+    pub ip: IpAddr,
+    /// Role name (`patient_zero`, `infected`, …).
+    pub role: String,
+    /// Infection time, ns since the Unix epoch.
+    pub first_malicious_ns: Option<i64>,
+    /// First C&C alert, ns since the Unix epoch.
+    pub first_cnc_ns: Option<i64>,
+    /// First scan alert, ns since the Unix epoch.
+    pub first_scan_ns: Option<i64>,
+    /// Who infected it.
+    pub parent: Option<IpAddr>,
+    /// Generation (infected hosts only).
+    pub generation: Option<u32>,
+}
+
+/// One `propagation.parquet` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PropagationRow {
+    /// The infecting host.
+    pub parent: IpAddr,
+    /// The infected host.
+    pub child: IpAddr,
+    /// The child's infection time, ns since the Unix epoch.
+    pub infected_at_ns: i64,
+    /// Vector name.
+    pub vector: String,
+    /// 0..1.
+    pub confidence: f32,
+    /// `first_packet` of the supporting flows.
+    pub evidence_flows: Vec<u64>,
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn append_opt_ip(b: &mut StringBuilder, ip: Option<IpAddr>) {
+    match ip {
+        Some(ip) => append_ip(b, ip),
+        None => b.append_null(),
+    }
+}
+
+fn ts_array(b: &mut TimestampMicrosecondBuilder) -> ArrayRef {
+    Arc::new(b.finish().with_timezone("UTC"))
+}
+
+/// Builds `alerts.parquet` batches from [`AlertRow`]s.
+#[derive(Default)]
+pub struct AlertBatchBuilder {
+    id: StringBuilder,
+    rule: DictBuilder,
+    tier: DictBuilder,
+    src: StringBuilder,
+    dst: StringBuilder,
+    service: DictBuilder,
+    times: [TimestampMicrosecondBuilder; 3],
+    counts: [Int64Builder; 2],
+    failed_ratio: Float64Builder,
+    flags: [BooleanBuilder; 2],
+    evidence: StringBuilder,
+}
+
+impl RowBuilder for AlertBatchBuilder {
+    type Row = AlertRow;
+
+    fn schema() -> SchemaRef {
+        alert_schema()
+    }
+
+    fn append(&mut self, r: &AlertRow) {
+        self.id.append_value(&r.id);
+        self.rule.append_value(&r.rule);
+        self.tier.append_value(&r.tier);
+        append_ip(&mut self.src, r.src);
+        append_opt_ip(&mut self.dst, r.dst);
+        self.service.append_value(&r.service);
+        for (b, ns) in self
+            .times
+            .iter_mut()
+            .zip([r.first_seen_ns, r.last_seen_ns, r.detected_ns])
+        {
+            b.append_value(micros(ns));
+        }
+        self.counts[0].append_value(i64_of(r.attempts));
+        self.counts[1].append_value(i64_of(r.distinct_targets));
+        self.failed_ratio.append_value(r.failed_ratio);
+        self.flags[0].append_value(r.allowlisted);
+        self.flags[1].append_value(r.infection_sign);
+        self.evidence.append_value(&r.evidence);
+    }
+
+    fn len(&self) -> usize {
+        self.evidence.len()
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.id.finish()),
+            Arc::new(self.rule.finish()),
+            Arc::new(self.tier.finish()),
+            Arc::new(self.src.finish()),
+            Arc::new(self.dst.finish()),
+            Arc::new(self.service.finish()),
+        ];
+        columns.extend(self.times.iter_mut().map(ts_array));
+        columns.extend(
+            self.counts
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.failed_ratio.finish()));
+        columns.extend(
+            self.flags
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.evidence.finish()));
+        batch(alert_schema(), columns)
+    }
+}
+
+/// Builds `hosts.parquet` batches from [`HostRow`]s.
+#[derive(Default)]
+pub struct HostBatchBuilder {
+    ip: StringBuilder,
+    role: DictBuilder,
+    times: [TimestampMicrosecondBuilder; 3],
+    parent: StringBuilder,
+    generation: Int32Builder,
+}
+
+impl RowBuilder for HostBatchBuilder {
+    type Row = HostRow;
+
+    fn schema() -> SchemaRef {
+        host_schema()
+    }
+
+    fn append(&mut self, r: &HostRow) {
+        append_ip(&mut self.ip, r.ip);
+        self.role.append_value(&r.role);
+        for (b, ns) in
+            self.times
+                .iter_mut()
+                .zip([r.first_malicious_ns, r.first_cnc_ns, r.first_scan_ns])
+        {
+            b.append_option(ns.map(micros));
+        }
+        append_opt_ip(&mut self.parent, r.parent);
+        self.generation
+            .append_option(r.generation.map(|g| i32::try_from(g).unwrap_or(i32::MAX)));
+    }
+
+    fn len(&self) -> usize {
+        self.generation.len()
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(self.ip.finish()), Arc::new(self.role.finish())];
+        columns.extend(self.times.iter_mut().map(ts_array));
+        columns.push(Arc::new(self.parent.finish()));
+        columns.push(Arc::new(self.generation.finish()));
+        batch(host_schema(), columns)
+    }
+}
+
+/// Builds `propagation.parquet` batches from [`PropagationRow`]s.
+#[derive(Default)]
+pub struct PropagationBatchBuilder {
+    parent: StringBuilder,
+    child: StringBuilder,
+    infected_at: TimestampMicrosecondBuilder,
+    vector: DictBuilder,
+    confidence: Float32Builder,
+    evidence_flows: ListBuilder<Int64Builder>,
+}
+
+impl RowBuilder for PropagationBatchBuilder {
+    type Row = PropagationRow;
+
+    fn schema() -> SchemaRef {
+        propagation_schema()
+    }
+
+    fn append(&mut self, r: &PropagationRow) {
+        append_ip(&mut self.parent, r.parent);
+        append_ip(&mut self.child, r.child);
+        self.infected_at.append_value(micros(r.infected_at_ns));
+        self.vector.append_value(&r.vector);
+        self.confidence.append_value(r.confidence);
+        for &f in &r.evidence_flows {
+            self.evidence_flows.values().append_value(i64_of(f));
+        }
+        self.evidence_flows.append(true);
+    }
+
+    fn len(&self) -> usize {
+        self.confidence.len()
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.parent.finish()),
+            Arc::new(self.child.finish()),
+            ts_array(&mut self.infected_at),
+            Arc::new(self.vector.finish()),
+            Arc::new(self.confidence.finish()),
+            Arc::new(self.evidence_flows.finish()),
+        ];
+        batch(propagation_schema(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_match_schemas() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut a = AlertBatchBuilder::default();
+        a.append(&AlertRow {
+            id: "A0001".into(),
+            rule: "trw".into(),
+            tier: "hour".into(),
+            src: ip,
+            dst: None,
+            service: "smb".into(),
+            first_seen_ns: 1_000,
+            last_seen_ns: 2_000,
+            detected_ns: 2_000,
+            attempts: 4,
+            distinct_targets: 4,
+            failed_ratio: 1.0,
+            allowlisted: false,
+            infection_sign: true,
+            evidence: "x".into(),
+        });
+        assert_eq!(a.finish().num_rows(), 1);
+        let mut h = HostBatchBuilder::default();
+        h.append(&HostRow {
+            ip,
+            role: "patient_zero".into(),
+            first_malicious_ns: Some(1),
+            first_cnc_ns: None,
+            first_scan_ns: Some(1),
+            parent: None,
+            generation: Some(0),
+        });
+        assert_eq!(h.finish().num_rows(), 1);
+        let mut p = PropagationBatchBuilder::default();
+        p.append(&PropagationRow {
+            parent: ip,
+            child: "10.0.0.2".parse().unwrap(),
+            infected_at_ns: 5,
+            vector: "eternalblue_smb".into(),
+            confidence: 0.9,
+            evidence_flows: vec![3, 1],
+        });
+        let b = p.finish();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.schema(), propagation_schema());
+    }
+}

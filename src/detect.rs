@@ -1,0 +1,865 @@
+//! Worm-propagation detection from the command line: `wormsign detect DIR`, the detection
+//! step at the end of `wormsign analyze`, and `wormsign rules`.
+//!
+//! Both entry points read the stored `flows.parquet`, `dns.parquet` and `arp.parquet`
+//! back (so `analyze` and a later `detect` over the same directory see exactly the same
+//! input and write identical results), run [`wormsign_detect::detect`], and write
+//! `alerts.parquet`, `alerts.jsonl`, `hosts.parquet`, `propagation.parquet`, `report.md`
+//! and `report.html`, each under a temporary name renamed into place when complete.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType, UInt16Type, UInt32Type,
+    UInt8Type,
+};
+use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, RecordBatch, StringArray};
+use clap::Args;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use wormsign_columnar::{
+    AlertBatchBuilder, AlertRow, HostBatchBuilder, HostRow as HostTableRow,
+    PropagationBatchBuilder, PropagationRow, RowBuilder, TableWriter,
+};
+use wormsign_detect::{
+    detect, render_report, ArpEvent, Cidr, DetectConfig, Detection, DnsEvent, Role, Tier,
+};
+use wormsign_flow::{
+    ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
+};
+
+/// Detection options shared by `wormsign analyze` and `wormsign detect`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DetectOptions {
+    /// Rules file (TOML, the format `wormsign rules` prints); settings it has replace the
+    /// defaults.
+    #[arg(long, value_name = "FILE.toml")]
+    rules: Option<PathBuf>,
+    /// Indicator file: one C&C domain suffix or IP address per line, `#` comments
+    /// (repeatable; adds to the built-in DriveLife / Lemon Duck list).
+    #[arg(long = "indicators", value_name = "FILE")]
+    indicators: Vec<PathBuf>,
+    /// Internal network (repeatable); replaces the default RFC 1918 + ULA networks.
+    #[arg(long = "internal", value_name = "CIDR")]
+    internal: Vec<Cidr>,
+    /// Honeypot address: any connection to it is an alert (repeatable).
+    #[arg(long = "honeypot", value_name = "IP")]
+    honeypots: Vec<IpAddr>,
+    /// Allowlisted network (authorized scanners, backup servers): still reported, marked
+    /// allowlisted, never infected (repeatable).
+    #[arg(long = "allowlist", value_name = "CIDR")]
+    allowlist: Vec<Cidr>,
+}
+
+impl DetectOptions {
+    /// The rule set: defaults, then the rules file, then the command-line options.
+    pub fn config(&self) -> anyhow::Result<DetectConfig> {
+        let mut c = match &self.rules {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                DetectConfig::from_toml(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?
+            }
+            None => DetectConfig::default(),
+        };
+        for path in &self.indicators {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            c.add_indicators(&text);
+        }
+        if !self.internal.is_empty() {
+            c.internal.clone_from(&self.internal);
+        }
+        c.honeypots.extend(self.honeypots.iter().copied());
+        c.allowlist.extend(self.allowlist.iter().copied());
+        Ok(c)
+    }
+}
+
+/// `wormsign detect`.
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Directory holding flows.parquet (and dns.parquet, arp.parquet) as written by
+    /// `wormsign analyze`.
+    dir: PathBuf,
+    /// Output directory for the alerts, hosts, propagation tables and the report
+    /// (default: DIR).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    options: DetectOptions,
+    /// No summary on stderr (warnings are still printed).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs `wormsign detect`.
+pub fn detect_cmd(args: &DetectArgs) -> anyhow::Result<ExitCode> {
+    let config = args.options.config()?;
+    let out = args.out.as_deref().unwrap_or(&args.dir);
+    run(&args.dir, out, &config, args.quiet)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `wormsign rules`: the built-in rule set as TOML on stdout.
+pub fn rules_cmd() -> anyhow::Result<ExitCode> {
+    let text = DetectConfig::default().to_toml();
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Reads the tables in `in_dir`, detects, writes every detection output into `out_dir`
+/// and (unless `quiet`) prints a short summary on stderr.
+pub fn run(
+    in_dir: &Path,
+    out_dir: &Path,
+    config: &DetectConfig,
+    quiet: bool,
+) -> anyhow::Result<Detection> {
+    let flows_path = in_dir.join("flows.parquet");
+    let flows = read_flows(&flows_path)?;
+    let dns = match optional(&in_dir.join("dns.parquet")) {
+        Some(path) => read_dns(&path)?,
+        None => Vec::new(),
+    };
+    let arp = match optional(&in_dir.join("arp.parquet")) {
+        Some(path) => read_arp(&path)?,
+        None => Vec::new(),
+    };
+    let d = detect(config, &flows, &dns, &arp);
+    drop(flows);
+
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let metadata = output_metadata(&flows_path, config);
+    write_outputs(out_dir, &d, &metadata)?;
+    if !quiet {
+        eprint!("{}", summary(&d, out_dir));
+    }
+    Ok(d)
+}
+
+/// `path` if it exists; otherwise a warning and `None`.
+fn optional(path: &Path) -> Option<PathBuf> {
+    if path.is_file() {
+        Some(path.to_path_buf())
+    } else {
+        eprintln!(
+            "wormsign: warning: {} not found; detecting without it",
+            path.display()
+        );
+        None
+    }
+}
+
+fn output_metadata(flows_path: &Path, config: &DetectConfig) -> Vec<(String, String)> {
+    let mut kv = vec![(
+        "wormsign.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    // Provenance of the flows the detection ran on.
+    if let Some(inputs) = File::open(flows_path)
+        .ok()
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .and_then(|b| {
+            b.metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kvs| {
+                    kvs.iter()
+                        .find(|kv| kv.key == "wormsign.inputs")
+                        .and_then(|kv| kv.value.clone())
+                })
+        })
+    {
+        kv.push(("wormsign.inputs".into(), inputs));
+    }
+    kv.push(("wormsign.rules".into(), config.to_toml()));
+    kv
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the stored tables back.
+
+fn batches(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<RecordBatch>>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("reading {}", path.display()))?
+        .with_batch_size(64 * 1024)
+        .build()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let name = path.display().to_string();
+    Ok(reader.map(move |b| b.with_context(|| format!("reading {name}"))))
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
+    b.column_by_name(name)
+        .with_context(|| format!("column {name} missing"))
+}
+
+/// A string column (plain or dictionary-encoded) as one optional `&str` per row.
+fn strings<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<Vec<Option<&'a str>>> {
+    let a = column(b, name)?;
+    string_values(a).with_context(|| format!("column {name}: not a string column"))
+}
+
+fn string_values(a: &ArrayRef) -> Option<Vec<Option<&str>>> {
+    fn get(s: &StringArray, i: usize) -> Option<&str> {
+        (!s.is_null(i)).then(|| s.value(i))
+    }
+    if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+        return Some((0..s.len()).map(|i| get(s, i)).collect());
+    }
+    let d = a.as_dictionary_opt::<Int16Type>()?;
+    let values = d.values().as_any().downcast_ref::<StringArray>()?;
+    Some(
+        d.keys()
+            .iter()
+            .map(|k| k.and_then(|k| get(values, usize::try_from(k).ok()?)))
+            .collect(),
+    )
+}
+
+/// An integer or timestamp column as one optional `i64` per row.
+fn ints(b: &RecordBatch, name: &str) -> anyhow::Result<Vec<Option<i64>>> {
+    let a = column(b, name)?;
+    macro_rules! try_type {
+        ($t:ty) => {
+            if let Some(x) = a.as_primitive_opt::<$t>() {
+                return Ok(x.iter().map(|v| v.map(i64::from)).collect());
+            }
+        };
+    }
+    try_type!(Int64Type);
+    try_type!(Int32Type);
+    try_type!(Int16Type);
+    try_type!(Int8Type);
+    try_type!(UInt32Type);
+    try_type!(UInt16Type);
+    try_type!(UInt8Type);
+    try_type!(TimestampMicrosecondType);
+    anyhow::bail!("column {name}: not an integer column ({})", a.data_type())
+}
+
+fn bools(b: &RecordBatch, name: &str) -> anyhow::Result<Vec<Option<bool>>> {
+    let a = column(b, name)?;
+    let x = a
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .with_context(|| format!("column {name}: not a boolean column"))?;
+    Ok(x.iter().collect())
+}
+
+fn required<T>(v: Option<T>, name: &str, row: usize) -> anyhow::Result<T> {
+    v.with_context(|| format!("column {name}: null in row {row}"))
+}
+
+fn parse_ip(s: Option<&str>, name: &str, row: usize) -> anyhow::Result<IpAddr> {
+    let s = required(s, name, row)?;
+    s.parse()
+        .with_context(|| format!("column {name}: bad address {s:?} in row {row}"))
+}
+
+fn ns(us: i64) -> i64 {
+    us.saturating_mul(1000)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn read_flows(path: &Path) -> anyhow::Result<Vec<FlowRecord>> {
+    let mut out = Vec::new();
+    for b in batches(path)? {
+        let b = b?;
+        let rows = (|| -> anyhow::Result<()> {
+            let ts = ints(&b, "ts")?;
+            let last_ts = ints(&b, "last_ts")?;
+            let orig_h = strings(&b, "orig_h")?;
+            let orig_p = ints(&b, "orig_p")?;
+            let resp_h = strings(&b, "resp_h")?;
+            let resp_p = ints(&b, "resp_p")?;
+            let ip_proto = ints(&b, "ip_proto")?;
+            let conn_state = strings(&b, "conn_state")?;
+            let names = [
+                "orig_pkts",
+                "orig_ip_bytes",
+                "orig_bytes",
+                "resp_pkts",
+                "resp_ip_bytes",
+                "resp_bytes",
+                "orig_tcp_flags",
+                "resp_tcp_flags",
+            ];
+            let counters: Vec<Vec<Option<i64>>> = names
+                .iter()
+                .map(|n| ints(&b, n))
+                .collect::<Result<_, _>>()?;
+            let vlan = ints(&b, "vlan")?;
+            let end_reason = strings(&b, "end_reason")?;
+            let source = strings(&b, "source")?;
+            let exporter = strings(&b, "exporter")?;
+            let sampling = ints(&b, "sampling_interval")?;
+            let input_if = ints(&b, "input_if")?;
+            let output_if = ints(&b, "output_if")?;
+            let first_packet = ints(&b, "first_packet")?;
+            let record = ints(&b, "record")?;
+            for i in 0..b.num_rows() {
+                let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
+                let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
+                let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
+                let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
+                let state = required(conn_state[i], "conn_state", i)?;
+                let source = if source[i] == Some("netflow") {
+                    FlowSource::Netflow(NetflowOrigin {
+                        exporter: exporter[i]
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                        // The export version is not stored; detection does not use it.
+                        version: 0,
+                        sampling_interval: sampling[i]
+                            .and_then(|v| u32::try_from(v).ok())
+                            .unwrap_or(1),
+                        record_index: record[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                        input_if: input_if[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                        output_if: output_if[i]
+                            .and_then(|v| u32::try_from(v).ok())
+                            .unwrap_or(0),
+                    })
+                } else {
+                    FlowSource::Packets
+                };
+                out.push(FlowRecord {
+                    first_packet: u64_of(required(first_packet[i], "first_packet", i)?),
+                    ts_first: ns(required(ts[i], "ts", i)?),
+                    ts_last: ns(required(last_ts[i], "last_ts", i)?),
+                    orig_addr: parse_ip(orig_h[i], "orig_h", i)?,
+                    orig_port,
+                    resp_addr: parse_ip(resp_h[i], "resp_h", i)?,
+                    resp_port,
+                    // Not stored: ports are 0 exactly when the protocol has none (or a
+                    // fragment's first fragment was missing).
+                    has_ports: matches!(proto, 1 | 6 | 17 | 58 | 132)
+                        && (orig_port != 0 || resp_port != 0),
+                    proto,
+                    vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
+                    orig: DirCounters {
+                        packets: c(0),
+                        ip_bytes: c(1),
+                        payload_bytes: c(2),
+                        tcp_flags: u8::try_from(c(6)).unwrap_or(0),
+                    },
+                    resp: DirCounters {
+                        packets: c(3),
+                        ip_bytes: c(4),
+                        payload_bytes: c(5),
+                        tcp_flags: u8::try_from(c(7)).unwrap_or(0),
+                    },
+                    conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),
+                    // Not used by detection.
+                    history: History::default(),
+                    end_reason: EndReason::ALL
+                        .into_iter()
+                        .find(|r| Some(r.as_str()) == end_reason[i])
+                        .unwrap_or(EndReason::EndOfInput),
+                    source,
+                });
+            }
+            Ok(())
+        })();
+        rows.with_context(|| path.display().to_string())?;
+    }
+    Ok(out)
+}
+
+fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    let l = a
+        .as_any()
+        .downcast_ref::<ListArray>()
+        .with_context(|| format!("column {name}: not a list column"))?;
+    (0..l.len())
+        .map(|i| {
+            if l.is_null(i) {
+                return Ok(Vec::new());
+            }
+            let v = l.value(i);
+            let s = string_values(&v)
+                .with_context(|| format!("column {name}: not a list of strings"))?;
+            Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
+        })
+        .collect()
+}
+
+fn read_dns(path: &Path) -> anyhow::Result<Vec<DnsEvent>> {
+    let mut out = Vec::new();
+    for b in batches(path)? {
+        let b = b?;
+        let rows = (|| -> anyhow::Result<()> {
+            let ts = ints(&b, "ts")?;
+            let client = strings(&b, "client_h")?;
+            let server = strings(&b, "server_h")?;
+            let qname = strings(&b, "qname")?;
+            let is_response = bools(&b, "is_response")?;
+            let answers = list_strings(column(&b, "answers")?, "answers")?;
+            let types = list_strings(column(&b, "answer_types")?, "answer_types")?;
+            for i in 0..b.num_rows() {
+                let answers = answers[i]
+                    .iter()
+                    .zip(&types[i])
+                    .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA")))
+                    .filter_map(|(a, _)| a.clone())
+                    .collect();
+                out.push(DnsEvent {
+                    ts_ns: ns(required(ts[i], "ts", i)?),
+                    client: parse_ip(client[i], "client_h", i)?,
+                    server: parse_ip(server[i], "server_h", i)?,
+                    qname: qname[i].map(|q| q.trim_end_matches('.').to_ascii_lowercase()),
+                    is_response: is_response[i].unwrap_or(false),
+                    answers,
+                });
+            }
+            Ok(())
+        })();
+        rows.with_context(|| path.display().to_string())?;
+    }
+    Ok(out)
+}
+
+fn read_arp(path: &Path) -> anyhow::Result<Vec<ArpEvent>> {
+    let mut out = Vec::new();
+    for b in batches(path)? {
+        let b = b?;
+        let rows = (|| -> anyhow::Result<()> {
+            let ts = ints(&b, "ts")?;
+            let op = strings(&b, "op")?;
+            let sender = strings(&b, "sender_ip")?;
+            let target = strings(&b, "target_ip")?;
+            for i in 0..b.num_rows() {
+                // ARP rows are IPv4 by construction; anything else is skipped.
+                let (Some(Ok(sender)), Some(Ok(target))) = (
+                    sender[i].map(str::parse::<Ipv4Addr>),
+                    target[i].map(str::parse::<Ipv4Addr>),
+                ) else {
+                    continue;
+                };
+                out.push(ArpEvent {
+                    ts_ns: ns(required(ts[i], "ts", i)?),
+                    sender,
+                    target,
+                    is_request: op[i] == Some("request"),
+                });
+            }
+            Ok(())
+        })();
+        rows.with_context(|| path.display().to_string())?;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing the outputs.
+
+fn alert_rows(d: &Detection) -> impl Iterator<Item = AlertRow> + '_ {
+    d.alerts.iter().map(|a| AlertRow {
+        id: a.id.clone(),
+        rule: a.rule.as_str().into(),
+        tier: a.tier.as_str().into(),
+        src: a.src,
+        dst: a.dst,
+        service: a.service.clone(),
+        first_seen_ns: a.first_seen_ns,
+        last_seen_ns: a.last_seen_ns,
+        detected_ns: a.detected_ns,
+        attempts: a.attempts,
+        distinct_targets: a.distinct_targets,
+        failed_ratio: a.failed_ratio,
+        allowlisted: a.allowlisted,
+        infection_sign: a.infection_sign,
+        evidence: a.evidence.clone(),
+    })
+}
+
+fn write_table<B: RowBuilder>(
+    path: &Path,
+    metadata: &[(String, String)],
+    rows: impl Iterator<Item = B::Row>,
+) -> anyhow::Result<()> {
+    let mut w = TableWriter::<B>::create(path, metadata)?;
+    for r in rows {
+        w.push(&r)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Writes `text` to `path` under a temporary name, then renames it into place.
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_outputs(dir: &Path, d: &Detection, metadata: &[(String, String)]) -> anyhow::Result<()> {
+    write_table::<AlertBatchBuilder>(&dir.join("alerts.parquet"), metadata, alert_rows(d))?;
+    write_table::<HostBatchBuilder>(
+        &dir.join("hosts.parquet"),
+        metadata,
+        d.hosts.iter().map(|h| HostTableRow {
+            ip: h.ip,
+            role: h.role.as_str().into(),
+            first_malicious_ns: h.first_malicious_at,
+            first_cnc_ns: h.first_cnc_at,
+            first_scan_ns: h.first_scan_at,
+            parent: h.parent,
+            generation: h.generation,
+        }),
+    )?;
+    write_table::<PropagationBatchBuilder>(
+        &dir.join("propagation.parquet"),
+        metadata,
+        d.edges.iter().map(|e| PropagationRow {
+            parent: e.parent,
+            child: e.child,
+            infected_at_ns: e.infected_at_ns,
+            vector: e.vector.clone(),
+            confidence: e.confidence,
+            evidence_flows: e.evidence_flows.clone(),
+        }),
+    )?;
+    write_atomic(&dir.join("alerts.jsonl"), &alerts_jsonl(d))?;
+    let report = render_report(d);
+    write_atomic(&dir.join("report.html"), &markdown_to_html(&report))?;
+    write_atomic(&dir.join("report.md"), &report)?;
+    Ok(())
+}
+
+/// RFC 3339 UTC time with microseconds (the precision of the Parquet timestamps).
+fn rfc3339(ns: i64) -> String {
+    let us = ns.div_euclid(1000);
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// One JSON object per alert, keys in the column order of `alerts.parquet`.
+fn alerts_jsonl(d: &Detection) -> String {
+    use serde_json::Value;
+    let mut o = String::new();
+    for a in alert_rows(d) {
+        let fields: [(&str, Value); 15] = [
+            ("alert_id", a.id.into()),
+            ("rule", a.rule.into()),
+            ("tier", a.tier.into()),
+            ("src_ip", a.src.to_string().into()),
+            (
+                "dst_ip",
+                a.dst.map_or(Value::Null, |ip| ip.to_string().into()),
+            ),
+            ("service", a.service.into()),
+            ("first_seen", rfc3339(a.first_seen_ns).into()),
+            ("last_seen", rfc3339(a.last_seen_ns).into()),
+            ("detected_at", rfc3339(a.detected_ns).into()),
+            ("attempts", a.attempts.into()),
+            ("distinct_targets", a.distinct_targets.into()),
+            ("failed_ratio", a.failed_ratio.into()),
+            ("allowlisted", a.allowlisted.into()),
+            ("infection_sign", a.infection_sign.into()),
+            ("evidence", a.evidence.into()),
+        ];
+        o.push('{');
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "{}:{}", Value::from(*k), v);
+        }
+        o.push_str("}\n");
+    }
+    o
+}
+
+fn summary(d: &Detection, out_dir: &Path) -> String {
+    let count = |t: Tier| d.alerts.iter().filter(|a| a.tier == t).count();
+    let infected = d
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        .count();
+    let zeros: Vec<String> = d.patient_zeros().iter().map(ToString::to_string).collect();
+    format!(
+        "detection: {} alerts (hour {}, day {}, week {}, month {}), {} infected hosts, \
+         {} propagation edges, patient zero: {}\n  written to {}\n",
+        d.alerts.len(),
+        count(Tier::Hour),
+        count(Tier::Day),
+        count(Tier::Week),
+        count(Tier::Month),
+        infected,
+        d.edges.len(),
+        if zeros.is_empty() {
+            "none".to_string()
+        } else {
+            zeros.join(", ")
+        },
+        out_dir.display()
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The report as HTML.
+
+fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Inline Markdown: `code` and **bold**, everything escaped.
+fn inline(s: &str) -> String {
+    let mut o = String::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('`') {
+            if let Some(end) = after.find('`') {
+                let _ = write!(o, "<code>{}</code>", escape(&after[..end]));
+                rest = &after[end + 1..];
+                continue;
+            }
+        }
+        if let Some(after) = rest.strip_prefix("**") {
+            if let Some(end) = after.find("**") {
+                let _ = write!(o, "<strong>{}</strong>", inline(&after[..end]));
+                rest = &after[end + 2..];
+                continue;
+            }
+        }
+        let first = rest.chars().next().map_or(1, char::len_utf8);
+        let next = rest[first..]
+            .find(['`', '*'])
+            .map_or(rest.len(), |p| p + first);
+        o.push_str(&escape(&rest[..next]));
+        rest = &rest[next..];
+    }
+    o
+}
+
+/// Table cells of a `| a | b |` line; `\|` is a literal bar.
+fn cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|');
+    let inner = inner.strip_suffix('|').unwrap_or(inner);
+    let mut out = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                out.last_mut().expect("non-empty").push('|');
+                chars.next();
+            }
+            '|' => out.push(String::new()),
+            c => out.last_mut().expect("non-empty").push(c),
+        }
+    }
+    out.iter().map(|c| c.trim().to_string()).collect()
+}
+
+/// A minimal, self-contained HTML rendering of the report's Markdown (headings, lists,
+/// nested lists, ordered lists, tables, paragraphs; `code` and **bold**).
+fn markdown_to_html(md: &str) -> String {
+    #[derive(PartialEq)]
+    enum Block {
+        None,
+        Para,
+        Ul(usize),
+        Ol,
+        Table,
+    }
+    let mut o = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Worm outbreak report</title>\n<style>\n\
+         body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em;line-height:1.4}\n\
+         table{border-collapse:collapse;font-size:90%}\n\
+         th,td{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}\n\
+         th{background:#eee}\ncode{background:#f4f4f4;padding:0 .2em}\n\
+         </style>\n</head>\n<body>\n",
+    );
+    let mut block = Block::None;
+    let close = |o: &mut String, block: &mut Block| {
+        match block {
+            Block::None => {}
+            Block::Para => o.push_str("</p>\n"),
+            Block::Ul(depth) => {
+                for _ in 0..*depth {
+                    o.push_str("</li>\n</ul>\n");
+                }
+            }
+            Block::Ol => o.push_str("</li>\n</ol>\n"),
+            Block::Table => o.push_str("</tbody>\n</table>\n"),
+        }
+        *block = Block::None;
+    };
+    for line in md.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.is_empty() {
+            close(&mut o, &mut block);
+        } else if let Some(h) = trimmed.strip_prefix('#').filter(|_| indent == 0) {
+            close(&mut o, &mut block);
+            let level = 1 + h.chars().take_while(|&c| c == '#').count().min(5);
+            let _ = writeln!(
+                o,
+                "<h{level}>{}</h{level}>",
+                inline(h.trim_start_matches('#').trim())
+            );
+        } else if trimmed.starts_with('|') {
+            let row = cells(trimmed);
+            if row
+                .iter()
+                .all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':'))
+            {
+                continue;
+            }
+            if block != Block::Table {
+                close(&mut o, &mut block);
+                o.push_str("<table>\n<thead>\n<tr>");
+                for c in &row {
+                    let _ = write!(o, "<th>{}</th>", inline(c));
+                }
+                o.push_str("</tr>\n</thead>\n<tbody>\n");
+                block = Block::Table;
+            } else {
+                o.push_str("<tr>");
+                for c in &row {
+                    let _ = write!(o, "<td>{}</td>", inline(c));
+                }
+                o.push_str("</tr>\n");
+            }
+        } else if let Some(item) = trimmed.strip_prefix("- ") {
+            let depth = indent / 2 + 1;
+            match block {
+                Block::Ul(d) if d == depth => o.push_str("</li>\n"),
+                Block::Ul(d) if d < depth => {
+                    for _ in d..depth {
+                        o.push_str("\n<ul>\n");
+                    }
+                }
+                Block::Ul(d) => {
+                    for _ in depth..d {
+                        o.push_str("</li>\n</ul>\n");
+                    }
+                    o.push_str("</li>\n");
+                }
+                _ => {
+                    close(&mut o, &mut block);
+                    for _ in 0..depth {
+                        o.push_str("<ul>\n");
+                    }
+                }
+            }
+            let _ = write!(o, "<li>{}", inline(item));
+            block = Block::Ul(depth);
+        } else if let Some(item) = trimmed
+            .split_once(". ")
+            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(_, item)| item)
+        {
+            if block == Block::Ol {
+                o.push_str("</li>\n");
+            } else {
+                close(&mut o, &mut block);
+                o.push_str("<ol>\n");
+            }
+            let _ = write!(o, "<li>{}", inline(item));
+            block = Block::Ol;
+        } else {
+            if block == Block::Para {
+                o.push('\n');
+            } else {
+                close(&mut o, &mut block);
+                o.push_str("<p>");
+            }
+            o.push_str(&inline(trimmed));
+            block = Block::Para;
+        }
+    }
+    close(&mut o, &mut block);
+    o.push_str("</body>\n</html>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_microseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_495_094_773_281_123_456),
+            "2017-05-18T08:06:13.281123Z"
+        );
+    }
+
+    #[test]
+    fn html_escapes_and_structures() {
+        let md = "# Title <x>\n\nSome `a<b>` and **bold & co**.\n\n- one\n  - nested\n- two\n\n\
+                  1. first\n2. second\n\n| a | b |\n|---|---|\n| x \\| y | <z> |\n";
+        let html = markdown_to_html(md);
+        assert!(html.contains("<h1>Title &lt;x&gt;</h1>"));
+        assert!(html.contains("<code>a&lt;b&gt;</code>"));
+        assert!(html.contains("<strong>bold &amp; co</strong>"));
+        assert!(html.contains("<li>nested</li>\n</ul>\n</li>\n<li>two</li>\n</ul>"));
+        assert!(html.contains("<ol>\n<li>first</li>\n<li>second</li>\n</ol>"));
+        assert!(html.contains("<td>x | y</td><td>&lt;z&gt;</td>"));
+        assert!(!html.contains("<x>") && !html.contains("<z>"));
+    }
+}
