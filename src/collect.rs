@@ -1,6 +1,7 @@
 //! `wormsign collect`: a NetFlow v5/v9/IPFIX collector on a UDP socket that writes
 //! rolling Parquet files of flow rows, each renamed into place when complete.
 
+use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use arrow_array::RecordBatch;
 use clap::Args;
-use wormsign_columnar::{FlowBatchBuilder, TableWriter};
-use wormsign_netflow::NetflowDecoder;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use wormsign_columnar::{FlowBatchBuilder, ParquetSink, RowBuilder};
+use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
 use crate::summary::netflow_json;
 
@@ -75,23 +78,44 @@ fn utc_stamp(unix_secs: i64) -> String {
     format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z")
 }
 
-fn open_segment(
-    dir: &Path,
-    metadata: &[(String, String)],
-) -> anyhow::Result<TableWriter<FlowBatchBuilder>> {
+fn open_segment(dir: &Path, metadata: &[(String, String)]) -> anyhow::Result<ParquetSink> {
     let path = dir.join(format!(
         "flows-{}.parquet",
         utc_stamp(now_ns() / 1_000_000_000)
     ));
-    TableWriter::create(&path, metadata).with_context(|| format!("creating {}", path.display()))
+    ParquetSink::create(&path, FlowBatchBuilder::schema(), metadata)
+        .with_context(|| format!("creating {}", path.display()))
 }
 
+/// One received export datagram.
+struct Datagram {
+    ts_ns: i64,
+    from: SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// What the decode thread tells the file writer.
+enum ToWriter {
+    Batch(RecordBatch),
+    Rotate,
+}
+
+/// Received datagrams waiting for the decoder: absorbs bursts the kernel's socket
+/// buffer would drop.
+const QUEUE_DATAGRAMS: usize = 1 << 16;
+/// Flow rows per Arrow batch handed to the writer.
+const BATCH_ROWS: usize = 16 * 1024;
+
 /// Receives export datagrams until SIGINT or SIGTERM, then completes the current file.
+///
+/// Three threads, so no stage's pauses make the socket overflow: one receives
+/// datagrams into a bounded queue, this one decodes them and builds Arrow batches, and
+/// one encodes the batches into the current Parquet file and rotates files.
 pub fn collect(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)?;
     let socket =
         UdpSocket::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
-    // Wake up regularly to notice a signal or a due rotation even without traffic.
+    // Wake up regularly to notice a signal even without traffic.
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -108,58 +132,134 @@ pub fn collect(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         ),
     ];
     eprintln!("wormsign: collecting on udp://{}", socket.local_addr()?);
-    let mut decoder = NetflowDecoder::default();
-    let mut records = Vec::new();
-    let mut writer = open_segment(&args.out, &metadata)?;
+    let (datagram_tx, datagram_rx) = bounded::<Datagram>(QUEUE_DATAGRAMS);
+    let (writer_tx, writer_rx) = bounded::<ToWriter>(8);
     let rotate_ns = i64::try_from(args.rotate.as_nanos()).unwrap_or(i64::MAX);
-    let mut segment_end = now_ns().saturating_add(rotate_ns);
-    let (mut n_datagrams, mut n_files) = (0u64, 0u64);
-    let mut buf = vec![0u8; 65_536];
-    while !stop.load(Ordering::Relaxed) {
-        if now_ns() >= segment_end {
-            writer.finish()?;
-            n_files += 1;
-            writer = open_segment(&args.out, &metadata)?;
-            segment_end = now_ns().saturating_add(rotate_ns);
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| receive(&socket, &stop, datagram_tx));
+        let writer = s.spawn(|| write_segments(&args.out, &metadata, writer_rx));
+        let decoded = decode_datagrams(datagram_rx, writer_tx, rotate_ns);
+        let n_datagrams = receiver.join().expect("receiver thread panicked")?;
+        let n_files = writer.join().expect("writer thread panicked")?;
+        let stats = decoded?;
+        eprintln!(
+            "wormsign: collected {n_datagrams} datagrams: {} decoded, {} records, {} lost by sequence, {} malformed, {} data sets without template; {n_files} files in {}",
+            stats.packets,
+            stats.records,
+            stats.sequence_lost,
+            stats.malformed,
+            stats.data_sets_without_template,
+            args.out.display()
+        );
+        if let Some(path) = &args.summary_json {
+            let json = serde_json::json!({ "datagrams": n_datagrams, "files": n_files, "netflow": netflow_json(&stats) });
+            std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
         }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Receives until `stop` is set; returns the number of datagrams received.
+fn receive(socket: &UdpSocket, stop: &AtomicBool, tx: Sender<Datagram>) -> anyhow::Result<u64> {
+    let mut buf = vec![0u8; 65_536];
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(received) => received,
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
                 ) =>
             {
                 continue
             }
             Err(e) => return Err(e).context("receiving"),
         };
-        decoder.decode(from, now_ns(), &buf[..len], &mut records);
+        let datagram = Datagram {
+            ts_ns: now_ns(),
+            from,
+            payload: buf[..len].to_vec(),
+        };
+        if tx.send(datagram).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Decodes datagrams into flow rows, hands full batches to the writer and asks it to
+/// rotate when the interval has passed. Returns the decoder's counters.
+fn decode_datagrams(
+    rx: Receiver<Datagram>,
+    writer: Sender<ToWriter>,
+    rotate_ns: i64,
+) -> anyhow::Result<NetflowStats> {
+    let mut decoder = NetflowDecoder::default();
+    let mut builder = FlowBatchBuilder::default();
+    let mut records = Vec::new();
+    let mut segment_end = now_ns().saturating_add(rotate_ns);
+    let mut n_datagrams = 0u64;
+    let send = |msg| {
+        writer
+            .send(msg)
+            .map_err(|_| anyhow::anyhow!("the file writer stopped"))
+    };
+    loop {
+        if now_ns() >= segment_end {
+            if !builder.is_empty() {
+                send(ToWriter::Batch(builder.finish()))?;
+            }
+            send(ToWriter::Rotate)?;
+            segment_end = now_ns().saturating_add(rotate_ns);
+        }
+        let datagram = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(d) => d,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        decoder.decode(
+            datagram.from,
+            datagram.ts_ns,
+            &datagram.payload,
+            &mut records,
+        );
         for (record, idx) in records.drain(..).zip(0u32..) {
-            writer.push(&record.to_flow_record(n_datagrams, idx))?;
+            builder.append(&record.to_flow_record(n_datagrams, idx));
         }
         n_datagrams += 1;
+        if builder.len() >= BATCH_ROWS {
+            send(ToWriter::Batch(builder.finish()))?;
+        }
     }
     decoder.finish();
-    writer.finish()?;
-    n_files += 1;
-    let stats = decoder.stats();
-    eprintln!(
-        "wormsign: collected {n_datagrams} datagrams: {} decoded, {} records, {} lost by sequence, {} malformed, {} data sets without template; {n_files} files in {}",
-        stats.packets,
-        stats.records,
-        stats.sequence_lost,
-        stats.malformed,
-        stats.data_sets_without_template,
-        args.out.display()
-    );
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::json!({ "datagrams": n_datagrams, "files": n_files, "netflow": netflow_json(&stats) });
-        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
+    if !builder.is_empty() {
+        send(ToWriter::Batch(builder.finish()))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(decoder.stats())
+}
+
+/// Writes batches into the current segment file; returns the number of files written.
+fn write_segments(
+    dir: &Path,
+    metadata: &[(String, String)],
+    rx: Receiver<ToWriter>,
+) -> anyhow::Result<u64> {
+    let mut sink = open_segment(dir, metadata)?;
+    let mut n_files = 0;
+    for msg in rx {
+        match msg {
+            ToWriter::Batch(batch) => sink.write(&batch)?,
+            ToWriter::Rotate => {
+                sink.finish()?;
+                n_files += 1;
+                sink = open_segment(dir, metadata)?;
+            }
+        }
+    }
+    sink.finish()?;
+    Ok(n_files + 1)
 }
 
 #[cfg(test)]

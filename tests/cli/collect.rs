@@ -133,3 +133,63 @@ fn collector_writes_what_analyze_finds_and_stops_on_sigterm() {
         Some(expected.len() as u64)
     );
 }
+
+#[test]
+fn rotation_completes_each_file() {
+    if captures().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wormsign"))
+        .args(["collect", "--rotate", "1s", "--listen", &listen, "--out"])
+        .arg(dir.path().join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("collector starts");
+    // Keep the pipe open until the collector exits: it prints its counts at the end.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let payloads = export_payloads(&capture("netflow/graylog_netgraph_nfv5_4pkts.pcap"), 2055);
+    let socket = UdpSocket::bind(("127.0.0.4", 0)).unwrap();
+    // One datagram before the first rotation, the rest after it.
+    socket.send_to(&payloads[0], &listen).unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    for p in &payloads[1..] {
+        socket.send_to(p, &listen).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "collector: {status}: {rest}");
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        files.len() >= 3,
+        "a file per second plus the last: {files:?}"
+    );
+    let rows: usize = files
+        .iter()
+        .map(|f| read_table(f, "first_packet").len())
+        .sum();
+    assert_eq!(
+        rows, 120,
+        "every record of the 4 datagrams, across the files"
+    );
+    assert!(
+        files
+            .iter()
+            .filter(|f| !read_table(f, "first_packet").is_empty())
+            .count()
+            >= 2
+    );
+}
