@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use arrow_array::RecordBatch;
 use clap::Args;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{FlowBatchBuilder, ParquetSink, RowBuilder};
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
@@ -61,28 +62,17 @@ fn now_ns() -> i64 {
     i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// `YYYYMMDDTHHMMSSZ` for a Unix time, for file names (civil-from-days, proleptic
-/// Gregorian calendar).
-fn utc_stamp(unix_secs: i64) -> String {
-    let (days, rem) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
-    format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z")
+/// `YYYYMMDDTHHMMSSZ` for a time in ns since the Unix epoch, for file names.
+fn utc_stamp(ns: i64) -> String {
+    let t = UtcTime::from_unix_ns(ns);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
 }
 
 fn open_segment(dir: &Path, metadata: &[(String, String)]) -> anyhow::Result<ParquetSink> {
-    let path = dir.join(format!(
-        "flows-{}.parquet",
-        utc_stamp(now_ns() / 1_000_000_000)
-    ));
+    let path = dir.join(format!("flows-{}.parquet", utc_stamp(now_ns())));
     ParquetSink::create(&path, FlowBatchBuilder::schema(), metadata)
         .with_context(|| format!("creating {}", path.display()))
 }
@@ -269,8 +259,7 @@ mod tests {
     #[test]
     fn stamps_and_intervals() {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(1_546_318_800), "20190101T050000Z");
-        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_546_318_800_000_000_000), "20190101T050000Z");
         assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
         assert!(parse_interval("0s").is_err());

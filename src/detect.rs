@@ -13,6 +13,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use wormsign_capture::time::UtcTime;
 
 use anyhow::Context as _;
 use arrow_array::cast::AsArray;
@@ -559,27 +560,7 @@ fn write_outputs(dir: &Path, d: &Detection, metadata: &[(String, String)]) -> an
 
 /// RFC 3339 UTC time with microseconds (the precision of the Parquet timestamps).
 fn rfc3339(ns: i64) -> String {
-    let us = ns.div_euclid(1000);
-    let secs = us.div_euclid(1_000_000);
-    let frac = us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    UtcTime::from_unix_ns(ns).rfc3339_micros()
 }
 
 /// One JSON object per alert, keys in the column order of `alerts.parquet`.

@@ -75,6 +75,7 @@ pub mod linktype;
 mod pcap;
 mod pcapng;
 mod reader;
+pub mod time;
 
 pub use chunk::{Chunk, RecordMeta};
 pub use error::CaptureError;
