@@ -113,11 +113,12 @@ measure() {
 
 echo "== measuring ($REPEAT runs each: median wall and CPU time, max peak RSS)" >&2
 measure cat "$PACKETS" "$MAIN" -- cat "$MAIN"
-measure wormsign-t1 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 1
-measure wormsign-t2 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 2
-measure wormsign-t2-small "$SMALL_PACKETS" "$SMALL" -- "$WORMSIGN" analyze "$SMALL" --out @OUT --quiet --threads 2
-measure steady-t2 "$PACKETS" "$STEADY" -- "$WORMSIGN" analyze "$STEADY" --out @OUT --quiet --threads 2 "${SHORT[@]}"
-measure steady-t2-small "$SMALL_PACKETS" "$STEADY_SMALL" -- "$WORMSIGN" analyze "$STEADY_SMALL" --out @OUT --quiet --threads 2 "${SHORT[@]}"
+measure wormsign-t1 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --no-detect --threads 1
+measure wormsign-t2 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --no-detect --threads 2
+measure wormsign-t2-detect "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 2
+measure wormsign-t2-small "$SMALL_PACKETS" "$SMALL" -- "$WORMSIGN" analyze "$SMALL" --out @OUT --quiet --no-detect --threads 2
+measure steady-t2 "$PACKETS" "$STEADY" -- "$WORMSIGN" analyze "$STEADY" --out @OUT --quiet --no-detect --threads 2 "${SHORT[@]}"
+measure steady-t2-small "$SMALL_PACKETS" "$STEADY_SMALL" -- "$WORMSIGN" analyze "$STEADY_SMALL" --out @OUT --quiet --no-detect --threads 2 "${SHORT[@]}"
 if command -v nfpcapd >/dev/null; then
     measure nfpcapd "$PACKETS" "$MAIN" -- nfpcapd -r "$MAIN" -w @OUT
 fi
@@ -153,6 +154,8 @@ awk -F'\t' '
         }
         if (("wormsign-t2" in pps) && ("argus" in pps) && pps["argus"] > 0)
             printf "wormsign 2 threads vs argus, packets/s:      %6.2fx  (argus idles ~1 s before it exits: compare CPU s too)\n", pps["wormsign-t2"] / pps["argus"]
+        if (("wormsign-t2-detect" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0)
+            printf "detection's share, 2 threads (wall):          +%3.0f%%  (issue 4 goal <= 15%%)\n", 100 * (wall["wormsign-t2-detect"] / wall["wormsign-t2"] - 1)
         if (("wormsign-t1" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0) {
             r = wall["wormsign-t1"] / wall["wormsign-t2"]
             printf "speed-up 1 -> 2 threads:                     %6.2fx  (goal >= 1.8x)  %s\n", r, verdict(r >= 1.8)
