@@ -155,7 +155,7 @@ awk -F'\t' '
         if (("wormsign-t2" in pps) && ("argus" in pps) && pps["argus"] > 0)
             printf "wormsign 2 threads vs argus, packets/s:      %6.2fx  (argus idles ~1 s before it exits: compare CPU s too)\n", pps["wormsign-t2"] / pps["argus"]
         if (("wormsign-t2-detect" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0)
-            printf "detection's share, 2 threads (wall):          +%3.0f%%  (issue 4 goal <= 15%%)\n", 100 * (wall["wormsign-t2-detect"] / wall["wormsign-t2"] - 1)
+            printf "detection share, 2 threads (wall):            +%3.0f%%  (issue 4 goal <= 15%%)\n", 100 * (wall["wormsign-t2-detect"] / wall["wormsign-t2"] - 1)
         if (("wormsign-t1" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0) {
             r = wall["wormsign-t1"] / wall["wormsign-t2"]
             printf "speed-up 1 -> 2 threads:                     %6.2fx  (goal >= 1.8x)  %s\n", r, verdict(r >= 1.8)
