@@ -22,11 +22,14 @@
 //! IPv6. Packets arrive at `--pps` (default 200 000) packets per second of capture
 //! time, with uniformly random gaps. IP total lengths, UDP
 //! lengths and all checksums (IPv4, TCP, UDP, ICMP, ICMPv6) are correct.
-//! The output is a pure function of `--packets` and `--seed`.
+//! The output is a pure function of `--packets` and `--seed`. Frames, checksums, the PRNG
+//! and the pcap writer are `wormsign_synth::wire` (shared with `wormsign synth`).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::process::ExitCode;
+
+use wormsign_synth::wire::{self, Frame, PcapWriter, Rng, ACK, FIN, PSH, RST, SYN};
 
 const N_CLIENTS: u32 = 2_000;
 const N_SERVERS: u32 = 300;
@@ -39,49 +42,6 @@ const SCAN_PER_MILLE: u64 = 40;
 const START_SEC: u64 = 1_700_000_000;
 /// Largest Ethernet frame written, VLAN tag included.
 const MAX_FRAME: usize = 1514;
-
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
-
-/// xorshift64* — tiny, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // splitmix64 of the seed, never 0.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next() >> 32) * u128::from(n)) >> 32) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `per_mille`/1000.
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 /// How the session's packets are framed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -295,113 +255,26 @@ fn tcp_script(rng: &mut Rng, s: &mut Session) {
     }
 }
 
-/// A frame being appended to a reused buffer.
-struct Frame<'a> {
-    buf: &'a mut Vec<u8>,
-    /// Where the transport header starts.
-    l4: usize,
-    /// Transport protocol (ICMPv6 as 58) and the pseudo-header's checksum sum.
-    proto: u8,
-    pseudo: u64,
-}
-
+/// Starts an Ethernet frame from `src` to `dst`, framed as `encap`.
 fn begin_frame<'a>(buf: &'a mut Vec<u8>, encap: Encap, src: &Host, dst: &Host) -> Frame<'a> {
-    buf.clear();
-    buf.extend_from_slice(&dst.mac);
-    buf.extend_from_slice(&src.mac);
     let ethertype: u16 = if encap == Encap::V6 { 0x86dd } else { 0x0800 };
-    if let Encap::V4Vlan(vid) = encap {
-        buf.extend_from_slice(&0x8100u16.to_be_bytes());
-        buf.extend_from_slice(&vid.to_be_bytes());
-    }
-    buf.extend_from_slice(&ethertype.to_be_bytes());
-    Frame {
-        buf,
-        l4: 0,
-        proto: 0,
-        pseudo: 0,
-    }
+    let vlan = match encap {
+        Encap::V4Vlan(vid) => Some(vid),
+        _ => None,
+    };
+    wire::begin_frame(buf, &dst.mac, &src.mac, vlan, ethertype)
 }
 
-impl Frame<'_> {
-    /// Writes the IP header for `l4_len` bytes of transport header + payload.
-    fn ip(&mut self, encap: Encap, src: &Host, dst: &Host, proto: u8, l4_len: usize, id: u16) {
-        if encap == Encap::V6 {
-            let next = if proto == 1 { 58 } else { proto };
-            self.proto = next;
-            self.pseudo = sum16(&src.v6, sum16(&dst.v6, (l4_len + usize::from(next)) as u64));
-            self.buf.extend_from_slice(&[0x60, 0, 0, 0]);
-            self.buf.extend_from_slice(&(l4_len as u16).to_be_bytes());
-            self.buf.extend_from_slice(&[next, 64]);
-            self.buf.extend_from_slice(&src.v6);
-            self.buf.extend_from_slice(&dst.v6);
-        } else {
-            self.proto = proto;
-            self.pseudo = if proto == 1 {
-                0 // ICMP has no pseudo-header
-            } else {
-                sum16(
-                    &src.v4,
-                    sum16(&dst.v4, (l4_len + usize::from(proto)) as u64),
-                )
-            };
-            let total = (20 + l4_len) as u16;
-            let ttl = if src.v4[0] == 10 { 64 } else { 52 };
-            let mut h = [0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&total.to_be_bytes());
-            h[4..6].copy_from_slice(&id.to_be_bytes());
-            h[6] = 0x40; // DF
-            h[8] = ttl;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&src.v4);
-            h[16..20].copy_from_slice(&dst.v4);
-            let sum = fold(sum16(&h, 0));
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
-            self.buf.extend_from_slice(&h);
-        }
-        self.l4 = self.buf.len();
+/// Writes the IP header for `l4_len` bytes of transport header + payload (ICMP becomes
+/// ICMPv6 over IPv6).
+fn ip(f: &mut Frame, encap: Encap, src: &Host, dst: &Host, proto: u8, l4_len: usize, id: u16) {
+    if encap == Encap::V6 {
+        let next = if proto == 1 { 58 } else { proto };
+        f.ipv6(&src.v6, &dst.v6, next, l4_len);
+    } else {
+        let ttl = if src.v4[0] == 10 { 64 } else { 52 };
+        f.ipv4(src.v4, dst.v4, proto, l4_len, id, ttl);
     }
-
-    /// Fills in the transport checksum, pads to the Ethernet minimum of 60 bytes and
-    /// returns the frame's length.
-    fn finish(self) -> usize {
-        let at = match self.proto {
-            6 => 16,
-            17 => 6,
-            _ => 2, // ICMP, ICMPv6
-        };
-        let mut sum = fold(sum16(&self.buf[self.l4..], self.pseudo));
-        if sum == 0 && self.proto == 17 {
-            sum = 0xffff; // 0 means "no checksum" in UDP
-        }
-        self.buf[self.l4 + at..self.l4 + at + 2].copy_from_slice(&sum.to_be_bytes());
-        if self.buf.len() < 60 {
-            self.buf.resize(60, 0);
-        }
-        self.buf.len()
-    }
-}
-
-/// Adds `data` as big-endian 16-bit words (odd length: zero-padded) to `acc`.
-fn sum16(data: &[u8], acc: u64) -> u64 {
-    let mut words = data.chunks_exact(2);
-    let mut sum = acc;
-    for w in &mut words {
-        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-/// Folds a one's-complement sum and complements it: the Internet checksum.
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Filler for payloads: printable, a little varied, never all zero.
@@ -433,7 +306,7 @@ impl Gen {
         let l4 = 20 + opts.len() + usize::from(payload);
         self.ip_id = self.ip_id.wrapping_add(1);
         let mut f = begin_frame(buf, s.encap, &src, &dst);
-        f.ip(s.encap, &src, &dst, 6, l4, self.ip_id);
+        ip(&mut f, s.encap, &src, &dst, 6, l4, self.ip_id);
         let seq = s.seq[d];
         let ack = if flags & ACK != 0 { s.seq[1 - d] } else { 0 };
         let window: u16 = if d == 0 {
@@ -535,7 +408,7 @@ impl Gen {
         self.ip_id = self.ip_id.wrapping_add(1);
         let mut f = begin_frame(buf, s.encap, &src, &dst);
         let udp_len = 8 + msg.len();
-        f.ip(s.encap, &src, &dst, 17, udp_len, self.ip_id);
+        ip(&mut f, s.encap, &src, &dst, 17, udp_len, self.ip_id);
         f.buf.extend_from_slice(&s.ports[d].to_be_bytes());
         f.buf.extend_from_slice(&s.ports[1 - d].to_be_bytes());
         f.buf.extend_from_slice(&(udp_len as u16).to_be_bytes());
@@ -559,7 +432,7 @@ impl Gen {
         };
         self.ip_id = self.ip_id.wrapping_add(1);
         let mut f = begin_frame(buf, s.encap, &src, &dst);
-        f.ip(s.encap, &src, &dst, 1, 8 + 56, self.ip_id);
+        ip(&mut f, s.encap, &src, &dst, 1, 8 + 56, self.ip_id);
         f.buf.extend_from_slice(&[ty, 0, 0, 0]);
         f.buf.extend_from_slice(&ident.to_be_bytes());
         f.buf.extend_from_slice(&seq.to_be_bytes());
@@ -596,7 +469,7 @@ impl Gen {
         let (src, dst) = if reply { (other, me) } else { (me, other) };
         self.ip_id = self.ip_id.wrapping_add(1);
         let mut f = begin_frame(buf, Encap::V4, &src, &dst);
-        f.ip(Encap::V4, &src, &dst, 6, 20, self.ip_id);
+        ip(&mut f, Encap::V4, &src, &dst, 6, 20, self.ip_id);
         let (sp, dp) = if reply {
             (dport, sport)
         } else {
@@ -655,14 +528,7 @@ fn parse_args() -> Result<Args, String> {
 
 fn run(args: &Args) -> std::io::Result<(u64, f64)> {
     let file = File::create(&args.out)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    // Global header: magic, v2.4, thiszone 0, sigfigs 0, snaplen 65535, Ethernet.
-    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&[0; 8])?;
-    w.write_all(&65_535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
+    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, file))?;
 
     let mut g = Gen {
         rng: Rng::new(args.seed),
@@ -676,7 +542,6 @@ fn run(args: &Args) -> std::io::Result<(u64, f64)> {
         .collect();
     let mut buf = Vec::with_capacity(2048);
     let mut ts_us = START_SEC * 1_000_000;
-    let mut bytes = 24u64;
     let max_gap = 2_000_000 / args.pps;
     for _ in 0..args.packets {
         // Uniform gaps with the requested mean (5 µs at 200 k packets/s).
@@ -701,15 +566,10 @@ fn run(args: &Args) -> std::io::Result<(u64, f64)> {
                 *s = new_session(&mut g.rng, steps);
             }
         }
-        let len = buf.len() as u32;
-        w.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
-        w.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
-        w.write_all(&len.to_le_bytes())?;
-        w.write_all(&len.to_le_bytes())?;
-        w.write_all(&buf)?;
-        bytes += 16 + u64::from(len);
+        w.write(ts_us, &buf)?;
     }
-    w.flush()?;
+    let bytes = w.bytes;
+    w.finish()?;
     Ok((bytes, (ts_us - START_SEC * 1_000_000) as f64 / 1e6))
 }
 

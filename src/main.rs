@@ -5,6 +5,7 @@ mod collect;
 mod detect;
 mod pipeline;
 mod summary;
+mod synth;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ enum Mode {
     Detect(detect::DetectArgs),
     /// Print the built-in detection rules as TOML (the format `--rules` reads).
     Rules,
+    /// Generate a labelled synthetic outbreak capture (capture.pcap + labels.json).
+    Synth(synth::SynthArgs),
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Mode::Collect(args) => collect::collect(&args),
         Mode::Detect(args) => detect::detect_cmd(&args),
         Mode::Rules => detect::rules_cmd(),
+        Mode::Synth(args) => synth::synth(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("wormsign: error: {e:#}");

@@ -14,4 +14,5 @@ mod interrupt;
 mod linktypes;
 mod netflow;
 mod real_captures;
+mod synth;
 mod zeek;
