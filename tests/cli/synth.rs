@@ -536,10 +536,6 @@ fn wannacry_time_to_detect() {
 }
 
 #[test]
-#[ignore = "detector: the parent is the infected host whose successful session most \
-            closely precedes the child's first sign; in a fast worm a sibling re-exploits \
-            the just-infected host before it starts scanning, so the latest session is a \
-            re-exploitation, not the infection (seed 1: edge precision and recall 0.33)"]
 fn wannacry_infection_edges() {
     check("wannacry", &[1, 2], &[assert_edges]);
 }
@@ -550,10 +546,6 @@ fn stealthy_infected_hosts() {
 }
 
 #[test]
-#[ignore = "detector: hosts are ordered by detection time, not first evidence; the slow \
-            patient zero is flagged (12 failed first contacts, ~28 min) after the child it \
-            infected (5 failed first contacts, ~2 min), so the child cannot have it as \
-            parent and becomes a second patient zero (seed 1: edge recall 0)"]
 fn stealthy_patient_zero_and_edges() {
     check("stealthy", &[1, 2], &[assert_patient_zero, assert_edges]);
 }

@@ -119,6 +119,9 @@ fn window_hit(q: &mut VecDeque<i64>, ts: i64, need: usize, window: i64) -> bool 
     q.len() >= need
 }
 
+/// An alert's identity: rule, source, destination, service (unique per alert).
+type EvidenceKey = (Rule, IpAddr, Option<IpAddr>, String);
+
 #[derive(Default)]
 struct TrwState {
     contacted: CappedSet,
@@ -129,6 +132,10 @@ struct TrwState {
     first_ts: i64,
     last_ts: i64,
     detected: Option<(i64, usize)>,
+    /// First failed first contact of the current walk (reset with the walk).
+    walk_first_fail: Option<i64>,
+    /// First evidence of the walk that crossed the threshold.
+    evidence: i64,
 }
 
 #[derive(Default)]
@@ -142,6 +149,8 @@ struct FanState {
     first_ts: i64,
     last_ts: i64,
     detected: Option<i64>,
+    /// Oldest first contact in the window that crossed the threshold.
+    evidence: i64,
 }
 
 #[derive(Default)]
@@ -152,6 +161,8 @@ struct BruteState {
     last_ts: i64,
     detected: Option<i64>,
     success: Option<u64>,
+    /// Oldest short session in the window that crossed the threshold.
+    evidence: i64,
 }
 
 #[derive(Default)]
@@ -284,6 +295,9 @@ pub fn detect(
     let mut trw: HashMap<IpAddr, TrwState> = HashMap::new();
     let mut fan: HashMap<(IpAddr, usize), FanState> = HashMap::new();
     let mut brute: HashMap<(IpAddr, IpAddr, usize), BruteState> = HashMap::new();
+    // (source, destination, first_packet) of the session that ended a brute-force run
+    // successfully.
+    let mut brute_success: HashSet<(IpAddr, IpAddr, u64)> = HashSet::new();
     let mut cnc_flows: HashMap<(IpAddr, IpAddr), CountState> = HashMap::new();
     let mut honey: HashMap<(IpAddr, IpAddr), CountState> = HashMap::new();
     let mut exposed: HashMap<(IpAddr, u16), CountState> = HashMap::new();
@@ -338,12 +352,17 @@ pub fn detect(
                 t.successes += 1;
             }
             if t.detected.is_none() {
+                if failed && t.walk_first_fail.is_none() {
+                    t.walk_first_fail = Some(ts);
+                }
                 t.llr += if failed { ln_fail } else { ln_succ };
                 if t.llr >= ln_eta1 - 1e-9 {
                     t.detected = Some((ts, svc));
+                    t.evidence = t.walk_first_fail.unwrap_or(ts);
                 } else if t.llr <= ln_eta0 {
                     // Benign for now; restart the walk so a later scan is still caught.
                     t.llr = 0.0;
+                    t.walk_first_fail = None;
                 }
             }
         }
@@ -366,6 +385,7 @@ pub fn detect(
                 && s.detected.is_none()
             {
                 s.detected = Some(ts);
+                s.evidence = s.recent.front().copied().unwrap_or(ts);
             }
         }
 
@@ -384,6 +404,7 @@ pub fn detect(
                 && (!short || bytes >= c.brute_success_bytes)
             {
                 b.success = Some(f.first_packet);
+                brute_success.insert((src, dst, f.first_packet));
             }
             if short {
                 if b.short_sessions == 0 {
@@ -395,16 +416,24 @@ pub fn detect(
                     && b.detected.is_none()
                 {
                     b.detected = Some(ts);
+                    b.evidence = b.recent.front().copied().unwrap_or(ts);
                 }
             }
         }
     }
 
     // ---- Alerts from flow state.
+    // First evidence of the behaviour each threshold alert detected, when it is later
+    // than the alert's `first_seen_ns` (the walk, window or sweep that crossed).
+    let mut evidence: HashMap<EvidenceKey, i64> = HashMap::new();
     for (&src, t) in &trw {
         let Some((at, svc)) = t.detected else {
             continue;
         };
+        evidence.insert(
+            (Rule::Trw, src, None, c.services[svc].name.clone()),
+            t.evidence,
+        );
         let internal = c.is_internal(src);
         let tier = if internal && t.successes > 0 {
             Tier::Hour
@@ -443,6 +472,10 @@ pub fn detect(
         let Some(at) = s.detected else {
             continue;
         };
+        evidence.insert(
+            (Rule::ScanFanout, src, None, c.services[svc].name.clone()),
+            s.evidence,
+        );
         let fr = ratio(s.failed, s.first_contacts);
         let worm = fr >= c.fanout_min_failed_ratio;
         let internal = c.is_internal(src);
@@ -491,6 +524,15 @@ pub fn detect(
         let Some(at) = b.detected else {
             continue;
         };
+        evidence.insert(
+            (
+                Rule::BruteForce,
+                src,
+                Some(dst),
+                c.services[svc].name.clone(),
+            ),
+            b.evidence,
+        );
         let tier = if b.success.is_some() {
             Tier::Hour
         } else {
@@ -600,10 +642,9 @@ pub fn detect(
     }
 
     // ---- ARP sweeps.
-    let mut arp_state: HashMap<
-        std::net::Ipv4Addr,
-        (CappedSet, VecDeque<i64>, CountState, Option<i64>),
-    > = HashMap::new();
+    // Per requester: targets, window, counts, and (detection time, first evidence).
+    type ArpState = (CappedSet, VecDeque<i64>, CountState, Option<(i64, i64)>);
+    let mut arp_state: HashMap<std::net::Ipv4Addr, ArpState> = HashMap::new();
     for e in arp.iter().filter(|e| e.is_request && e.sender != e.target) {
         let (set, q, count, det) = arp_state.entry(e.sender).or_default();
         count.touch(e.ts_ns);
@@ -611,13 +652,14 @@ pub fn detect(
             && window_hit(q, e.ts_ns, c.arp_threshold, c.arp_window_ns)
             && det.is_none()
         {
-            *det = Some(e.ts_ns);
+            *det = Some((e.ts_ns, q.front().copied().unwrap_or(e.ts_ns)));
         }
     }
     for (&sender, (set, _, count, det)) in &arp_state {
-        let Some(at) = *det else {
+        let Some((at, ev)) = *det else {
             continue;
         };
+        evidence.insert((Rule::ArpSweep, IpAddr::V4(sender), None, "arp".into()), ev);
         alerts.push(alert(
             c,
             Rule::ArpSweep,
@@ -725,7 +767,7 @@ pub fn detect(
         a.id = format!("A{:04}", i + 1);
     }
 
-    let (edges, hosts) = build_graph(c, &flows, &alerts);
+    let (edges, hosts) = build_graph(c, &flows, &alerts, &evidence, &brute_success);
     Detection {
         alerts,
         edges,
@@ -739,11 +781,24 @@ fn build_graph(
     c: &DetectConfig,
     flows: &[&FlowRecord],
     alerts: &[Alert],
+    evidence: &HashMap<EvidenceKey, i64>,
+    brute_success: &HashSet<(IpAddr, IpAddr, u64)>,
 ) -> (Vec<Edge>, Vec<HostRow>) {
+    // Two times per infected host: when its worm behaviour was first seen (the first
+    // evidence of the behaviour a rule then detected), which orders the graph and bounds
+    // parents, and when a rule first detected it (first_malicious_at, time to detect).
     let mut infected_at: HashMap<IpAddr, i64> = HashMap::new();
+    let mut detected_at: HashMap<IpAddr, i64> = HashMap::new();
     for a in alerts.iter().filter(|a| a.infection_sign) {
-        let t = infected_at.entry(a.src).or_insert(a.detected_ns);
-        *t = (*t).min(a.detected_ns);
+        let ev = evidence
+            .get(&(a.rule, a.src, a.dst, a.service.clone()))
+            .copied()
+            .unwrap_or(a.first_seen_ns)
+            .min(a.detected_ns);
+        let t = infected_at.entry(a.src).or_insert(ev);
+        *t = (*t).min(ev);
+        let d = detected_at.entry(a.src).or_insert(a.detected_ns);
+        *d = (*d).min(a.detected_ns);
     }
     let brute_pairs: HashSet<(IpAddr, IpAddr, &str)> = alerts
         .iter()
@@ -757,8 +812,19 @@ fn build_graph(
         .collect();
 
     // Candidate parents: per child, per parent, the successful sessions on a worm service
-    // before the child's infection (latest last).
-    type Cand = (i64, u64, usize, Vec<u64>);
+    // after the parent's infection and before the child's. The infection is the first
+    // such session that delivered: the session that ended a brute-force run successfully
+    // when there is one, else the first completed session. Later sessions before the child
+    // shows behaviour are re-exploitations (a fast worm's siblings hit the just-infected
+    // host again before it starts scanning), not the infection.
+    struct Cand {
+        /// First completed session: (ts_first, first_packet, service).
+        first: (i64, u64, usize),
+        /// First brute-force success session, same layout.
+        delivered: Option<(i64, u64, usize)>,
+        /// `first_packet` of every supporting session.
+        flows: Vec<u64>,
+    }
     let mut cands: HashMap<IpAddr, HashMap<IpAddr, Cand>> = HashMap::new();
     let mut targets: HashSet<IpAddr> = HashSet::new();
     for f in flows {
@@ -784,27 +850,35 @@ fn build_graph(
         if f.ts_first > tc || !is_completed(f) {
             continue;
         }
+        // The parent must itself have been infected (first evidence) by the time of the
+        // session, or be an outside attacker.
         let p_ok = match infected_at.get(&p) {
-            Some(&tp) => tp < tc,
+            Some(&tp) => tp <= f.ts_first && tp < tc,
             None => !c.is_internal(p),
         };
         if !p_ok {
             continue;
         }
-        let e = cands
-            .entry(child)
-            .or_default()
-            .entry(p)
-            .or_insert((i64::MIN, 0, svc, Vec::new()));
-        if (f.ts_first, f.first_packet) > (e.0, e.1) {
-            e.0 = f.ts_first;
-            e.1 = f.first_packet;
-            e.2 = svc;
+        // Flows are in (ts_first, first_packet) order: the first seen is the earliest.
+        let key = (f.ts_first, f.first_packet, svc);
+        let e = cands.entry(child).or_default().entry(p).or_insert(Cand {
+            first: key,
+            delivered: None,
+            flows: Vec::new(),
+        });
+        // Only runs the brute-force rule flagged count: one short session followed by a
+        // long one is ordinary use, not a guessed password.
+        if e.delivered.is_none()
+            && brute_success.contains(&(p, child, f.first_packet))
+            && brute_pairs.contains(&(p, child, c.services[svc].name.as_str()))
+        {
+            e.delivered = Some(key);
         }
-        e.3.push(f.first_packet);
+        e.flows.push(f.first_packet);
     }
 
-    // Infected hosts in infection order, so parents get their generation first.
+    // Infected hosts in infection order (first evidence), so parents get their generation
+    // first.
     let mut order: Vec<(i64, IpAddr)> = infected_at.iter().map(|(&ip, &t)| (t, ip)).collect();
     order.sort();
     let mut edges = Vec::new();
@@ -813,12 +887,17 @@ fn build_graph(
     for &(tc, child) in &order {
         let best = cands.get(&child).and_then(|m| {
             m.iter()
-                .max_by_key(|(&p, e)| (e.0, e.1, p))
-                .map(|(&p, e)| (p, e))
+                .filter_map(|(&p, e)| Some((e.delivered?, p, e)))
+                .min_by_key(|&(k, p, _)| (k, p))
+                .or_else(|| {
+                    m.iter()
+                        .map(|(&p, e)| (e.first, p, e))
+                        .min_by_key(|&(k, p, _)| (k, p))
+                })
         });
         let gen = match best {
-            Some((p, e)) => {
-                let svc = &c.services[e.2];
+            Some(((ts, pkt, svc), p, e)) => {
+                let svc = &c.services[svc];
                 let brute = brute_pairs.contains(&(p, child, svc.name.as_str()));
                 let mut conf = 0.5f32;
                 if brute {
@@ -827,13 +906,13 @@ fn build_graph(
                 if infected_at.contains_key(&p) || attackers.contains(&p) {
                     conf += 0.2;
                 }
-                if tc - e.0 <= 60_000_000_000 {
+                if tc - ts <= 60_000_000_000 {
                     conf += 0.1;
                 }
-                let mut ev = e.3.clone();
-                ev.sort_unstable_by(|a, b| b.cmp(a));
-                ev.retain(|&x| x != e.1);
-                ev.insert(0, e.1);
+                let mut ev = e.flows.clone();
+                ev.sort_unstable();
+                ev.retain(|&x| x != pkt);
+                ev.insert(0, pkt);
                 ev.truncate(8);
                 edges.push(Edge {
                     parent: p,
@@ -881,7 +960,7 @@ fn build_graph(
     let mut hosts: Vec<HostRow> = ips
         .into_iter()
         .map(|ip| {
-            let inf = infected_at.get(&ip).copied();
+            let inf = detected_at.get(&ip).copied();
             let parent = parent_of.get(&ip).copied();
             let has = |r: Rule| of(ip).iter().any(|a| a.rule == r);
             let role = if inf.is_some() {

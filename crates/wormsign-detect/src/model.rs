@@ -157,7 +157,7 @@ pub struct Edge {
     /// 0..1.
     pub confidence: f32,
     /// `first_packet` of the parent's sessions to the child that support the edge, the
-    /// chosen (latest) one first.
+    /// chosen one (the infecting session) first, then the rest in capture order.
     pub evidence_flows: Vec<u64>,
 }
 
@@ -203,7 +203,9 @@ pub struct HostRow {
     pub ip: IpAddr,
     /// Its role.
     pub role: Role,
-    /// Infection time (allowlisted hosts: their first alert's detection time).
+    /// When the host was first detected as infected: the earliest detection time of its
+    /// infection signs (allowlisted hosts: their first alert's detection time). The
+    /// infection time itself (first evidence) is the `infected_at_ns` of its edge.
     pub first_malicious_at: Option<i64>,
     /// First C&C alert detection time.
     pub first_cnc_at: Option<i64>,
