@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use wormsign_synth::{generate, Scenario, SynthConfig};
+use wormsign_synth::export::{write_export, Meter, NetflowVersion};
+use wormsign_synth::{generate_observed, Scenario, SynthConfig};
 
 /// `wormsign synth`.
 #[derive(Args, Debug)]
@@ -18,13 +19,19 @@ pub struct SynthArgs {
     /// Seed; the same seed and scale give byte-identical files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output directory for capture.pcap and labels.json.
+    /// Output directory for capture.pcap and labels.json (and netflow.pcap).
     #[arg(long, short)]
     out: PathBuf,
     /// Multiplies the benign background traffic (clients and sessions); the worm part
     /// stays the same.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Also write the same traffic as NetFlow export datagrams (v5, v9 or ipfix) to
+    /// netflow.pcap: one record per direction of each flow, metered with idle 15 s and
+    /// active 60 s timeouts, sent by 10.164.1.254:50000 to 10.164.1.250 (port 2055, or
+    /// 4739 for IPFIX).
+    #[arg(long, value_parser = |s: &str| s.parse::<NetflowVersion>())]
+    netflow: Option<NetflowVersion>,
     /// No summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -57,11 +64,24 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
         scale: args.scale,
     };
     let mut result = None;
+    let mut meter = args.netflow.map(|_| Meter::new());
     atomic(&args.out.join("capture.pcap"), |f| {
-        let out = generate(&cfg, f)?;
+        let out = generate_observed(&cfg, f, |ts, frame| {
+            if let Some(m) = meter.as_mut() {
+                m.observe(ts, frame);
+            }
+        })?;
         result = Some(out);
         Ok(())
     })?;
+    let mut exported = None;
+    if let (Some(version), Some(meter)) = (args.netflow, meter) {
+        let records = meter.finish();
+        atomic(&args.out.join("netflow.pcap"), |f| {
+            exported = Some(write_export(version, &records, f)?);
+            Ok(())
+        })?;
+    }
     let out = result.context("generator produced nothing")?;
     atomic(&args.out.join("labels.json"), |mut f| {
         f.write_all(out.labels.to_json().as_bytes())?;
@@ -78,6 +98,17 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
             out.labels.infected.len(),
             args.out.display()
         );
+        if let (Some(version), Some(e)) = (args.netflow, exported) {
+            eprintln!(
+                "synth: netflow {}: {} datagrams, {} records ({} packets, {} bytes), {:.1} MB",
+                version.name(),
+                e.datagrams,
+                e.records,
+                e.packets,
+                e.bytes,
+                e.file_bytes as f64 / 1e6
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,4 +15,5 @@ mod linktypes;
 mod netflow;
 mod real_captures;
 mod synth;
+mod synth_netflow;
 mod zeek;

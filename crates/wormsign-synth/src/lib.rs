@@ -24,6 +24,7 @@
 
 #![deny(missing_docs)]
 
+pub mod export;
 pub mod wire;
 
 use std::cmp::Reverse;
@@ -1270,6 +1271,16 @@ fn background(tx: &mut Tx, rng: &mut Rng, from: Us, to: Us, clients: u64) {
 
 /// Generates the scenario into `w` (a pcap) and returns the ground truth.
 pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> io::Result<Output> {
+    generate_observed(cfg, w, |_, _| {})
+}
+
+/// [`generate`], also handing every frame written, in capture order, to `observe`
+/// (capture time in microseconds since the epoch, frame bytes).
+pub fn generate_observed<W: Write>(
+    cfg: &SynthConfig,
+    w: W,
+    mut observe: impl FnMut(u64, &[u8]),
+) -> io::Result<Output> {
     let scale = if cfg.scale.is_finite() && cfg.scale > 0.0 {
         cfg.scale
     } else {
@@ -1487,12 +1498,14 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> io::Result<Output> {
         while tx.heap.peek().is_some_and(|p| p.0.ts < to) {
             let Reverse(p) = tx.heap.pop().expect("peeked");
             out.write(p.ts as u64, &p.data)?;
+            observe(p.ts as u64, &p.data);
         }
         from = to;
         k += 1;
     }
     while let Some(Reverse(p)) = tx.heap.pop() {
         out.write(p.ts as u64, &p.data)?;
+        observe(p.ts as u64, &p.data);
     }
     let (packets, bytes) = (out.packets, out.bytes);
     out.finish()?.flush()?;
