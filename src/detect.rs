@@ -131,15 +131,7 @@ pub fn run(
     quiet: bool,
 ) -> anyhow::Result<Detection> {
     let flows_path = in_dir.join("flows.parquet");
-    let flows = read_flows(&flows_path)?;
-    let dns = match optional(&in_dir.join("dns.parquet")) {
-        Some(path) => read_dns(&path)?,
-        None => Vec::new(),
-    };
-    let arp = match optional(&in_dir.join("arp.parquet")) {
-        Some(path) => read_arp(&path)?,
-        None => Vec::new(),
-    };
+    let (flows, dns, arp) = read_tables(in_dir)?;
     let d = detect(config, &flows, &dns, &arp);
     drop(flows);
 
@@ -150,6 +142,23 @@ pub fn run(
         eprint!("{}", summary(&d, out_dir));
     }
     Ok(d)
+}
+
+/// Reads `flows.parquet`, `dns.parquet` and `arp.parquet` (the last two optional, with a
+/// warning) from a directory written by `wormsign analyze`.
+pub fn read_tables(
+    in_dir: &Path,
+) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsEvent>, Vec<ArpEvent>)> {
+    let flows = read_flows(&in_dir.join("flows.parquet"))?;
+    let dns = match optional(&in_dir.join("dns.parquet")) {
+        Some(path) => read_dns(&path)?,
+        None => Vec::new(),
+    };
+    let arp = match optional(&in_dir.join("arp.parquet")) {
+        Some(path) => read_arp(&path)?,
+        None => Vec::new(),
+    };
+    Ok((flows, dns, arp))
 }
 
 /// `path` if it exists; otherwise a warning and `None`.

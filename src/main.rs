@@ -1,6 +1,7 @@
 //! `wormsign`: the command line. Only this crate touches argv, stdout and the exit code;
 //! the work is done by the library crates under `crates/` (see ARCHITECTURE.md).
 
+mod bench_rules;
 mod collect;
 mod detect;
 mod pipeline;
@@ -35,6 +36,8 @@ struct Cli {
 enum Mode {
     /// Build flows, DNS and ARP tables from captures and write them as Parquet.
     Analyze(AnalyzeArgs),
+    /// Score detection rule sets (and parameter sweeps) against a labelled capture.
+    BenchRules(bench_rules::BenchRulesArgs),
     /// Receive NetFlow v5/v9/IPFIX on a UDP socket into rolling Parquet flow files.
     Collect(collect::CollectArgs),
     /// Run worm-propagation detection over stored flows/dns/arp tables: alerts, hosts,
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.mode {
         Mode::Analyze(args) => analyze(&args),
+        Mode::BenchRules(args) => bench_rules::bench_rules(&args),
         Mode::Collect(args) => collect::collect(&args),
         Mode::Detect(args) => detect::detect_cmd(&args),
         Mode::Rules => detect::rules_cmd(),

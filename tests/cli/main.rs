@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bench_rules;
 mod collect;
 mod damage;
 mod detection;

@@ -4,13 +4,14 @@
 //! precision and recall >= 0.95, median time to detect <= 4 failed first contacts, the
 //! authorized scanner and benign heavy hitters never infected).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{have_tool, read_rows, read_table, tool, wormsign, Run};
+use crate::bench_rules::bench;
+use crate::common::{have_tool, read_rows, tool, wormsign, Run};
 
 /// Runs `wormsign synth` into `dir`; returns the capture's bytes and the labels.
 fn synth(scenario: &str, seed: u64, scale: f64, dir: &Path) -> (Vec<u8>, Value) {
@@ -40,22 +41,6 @@ fn strs(v: &Value) -> Vec<String> {
         .iter()
         .map(|x| x.as_str().expect("string").to_string())
         .collect()
-}
-
-/// Microseconds since the epoch of an RFC 3339 UTC time `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-fn micros(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().expect("number");
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let frac = s[20..s.len() - 1].parse::<i64>().expect("fraction");
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) * 1_000_000 + frac
 }
 
 #[test]
@@ -203,47 +188,15 @@ fn datasets_match_the_generator() {
     }
 }
 
-/// Detection scored against the labels.
-#[derive(Debug, Default)]
-struct Score {
-    labelled: usize,
-    detected: usize,
-    recall: f64,
-    precision: f64,
-    false_positives: Vec<String>,
-    missed: Vec<String>,
-    patient_zero_ok: bool,
-    labelled_edges: usize,
-    detected_edges: usize,
-    edge_precision: f64,
-    edge_recall: f64,
-    vector_agreement: f64,
-    edge_diffs: Vec<String>,
-    /// Per detected infected host: failed first contacts on worm services from the
-    /// labelled infection time up to the detection time.
-    ttd_failed: Vec<u64>,
-    /// Per detected infected host: detection time minus labelled infection time, seconds.
-    ttd_secs: Vec<f64>,
-    /// Authorized scanners and benign heavy hitters with an infected role.
-    benign_infected: Vec<String>,
-    scanner_roles: Vec<String>,
-}
+/// Detection scored against the labels by `wormsign bench-rules` (one row of its JSON:
+/// the fields of `wormsign_detect::Score`), over the output of an `analyze` run that got
+/// the labels' honeypots and authorized scanners as `--honeypot` and `--allowlist`.
+type Score = Value;
 
-fn ratio(n: usize, d: usize) -> f64 {
-    if d == 0 {
-        1.0
-    } else {
-        n as f64 / d as f64
-    }
+fn f(s: &Score, k: &str) -> f64 {
+    s[k].as_f64()
+        .unwrap_or_else(|| panic!("score field {k} missing: {s}"))
 }
-
-fn median<T: Copy + PartialOrd>(v: &[T]) -> Option<T> {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v.get(v.len().saturating_sub(1) / 2).copied()
-}
-
-const WORM_TCP_PORTS: [i64; 5] = [445, 139, 3389, 1433, 22];
 
 fn score(scenario: &str, seed: u64) -> (Score, Run) {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -258,182 +211,38 @@ fn score(scenario: &str, seed: u64) -> (Score, Run) {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let run = wormsign(&[tmp.path().join("capture.pcap")], &extra);
     run.assert_ok(scenario);
-
-    let hosts = read_rows(&run.out().join("hosts.parquet"));
-    let prop = read_rows(&run.out().join("propagation.parquet"));
-    let infected_roles = ["infected", "patient_zero"];
-    let detected: BTreeMap<String, i64> = hosts
-        .iter()
-        .filter(|h| infected_roles.contains(&h["role"].str()))
-        .map(|h| (h["ip"].str().to_string(), h["first_malicious_at"].int()))
-        .collect();
-    let labelled: BTreeMap<String, &Value> = labels["infected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["ip"].as_str().unwrap().to_string(), h))
-        .collect();
-    let tp = detected
-        .keys()
-        .filter(|ip| labelled.contains_key(*ip))
-        .count();
-    let mut s = Score {
-        labelled: labelled.len(),
-        detected: detected.len(),
-        recall: ratio(tp, labelled.len()),
-        precision: ratio(tp, detected.len()),
-        false_positives: detected
-            .keys()
-            .filter(|ip| !labelled.contains_key(*ip))
-            .cloned()
-            .collect(),
-        missed: labelled
-            .keys()
-            .filter(|ip| !detected.contains_key(*ip))
-            .cloned()
-            .collect(),
-        ..Score::default()
-    };
-    let zeros: BTreeSet<String> = hosts
-        .iter()
-        .filter(|h| h["role"].str() == "patient_zero")
-        .map(|h| h["ip"].str().to_string())
-        .collect();
-    s.patient_zero_ok = zeros == strs(&labels["patient_zero"]).into_iter().collect();
-
-    let lab_edges: BTreeMap<(String, String), String> = labelled
-        .values()
-        .filter(|h| !h["parent"].is_null())
-        .map(|h| {
-            (
-                (
-                    h["parent"].as_str().unwrap().to_string(),
-                    h["ip"].as_str().unwrap().to_string(),
-                ),
-                h["vector"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let det_edges: BTreeMap<(String, String), String> = prop
-        .iter()
-        .map(|e| {
-            (
-                (
-                    e["parent_ip"].str().to_string(),
-                    e["child_ip"].str().to_string(),
-                ),
-                e["vector"].str().to_string(),
-            )
-        })
-        .collect();
-    let matched: Vec<&(String, String)> = det_edges
-        .keys()
-        .filter(|k| lab_edges.contains_key(*k))
-        .collect();
-    s.labelled_edges = lab_edges.len();
-    s.detected_edges = det_edges.len();
-    s.edge_precision = ratio(matched.len(), det_edges.len());
-    s.edge_recall = ratio(matched.len(), lab_edges.len());
-    s.vector_agreement = ratio(
-        matched
-            .iter()
-            .filter(|k| lab_edges[**k] == det_edges[**k])
-            .count(),
-        matched.len(),
+    let b = bench(&run.out(), &tmp.path().join("labels.json"), &[]);
+    assert_eq!(
+        b.code,
+        Some(0),
+        "{scenario}: bench-rules failed: {}",
+        b.stderr
     );
-    for (k, v) in &lab_edges {
-        if det_edges.get(k) != Some(v) {
-            s.edge_diffs.push(format!(
-                "labelled {} -> {} ({v}), detected {:?}",
-                k.0,
-                k.1,
-                det_edges.get(k)
-            ));
-        }
-    }
-    for (k, v) in &det_edges {
-        if !lab_edges.contains_key(k) {
-            s.edge_diffs
-                .push(format!("detected {} -> {} ({v}), not labelled", k.0, k.1));
-        }
-    }
-
-    // Time to detect, in seconds and in failed first contacts.
-    let flows = read_table(&run.out().join("flows.parquet"), "first_packet");
-    for (ip, det_at) in &detected {
-        let Some(h) = labelled.get(ip) else { continue };
-        let t0 = micros(h["infected_at"].as_str().unwrap());
-        s.ttd_secs.push((det_at - t0) as f64 / 1e6);
-        let mut seen = BTreeSet::new();
-        let mut failed = 0;
-        let mut mine: Vec<_> = flows
-            .iter()
-            .filter(|f| f["orig_h"].str() == ip)
-            .filter(|f| {
-                let (p, proto) = (f["resp_p"].int(), f["ip_proto"].int());
-                (proto == 6 && WORM_TCP_PORTS.contains(&p)) || (proto == 17 && p == 1434)
-            })
-            .collect();
-        mine.sort_by_key(|f| (f["ts"].int(), f["first_packet"].int()));
-        for f in mine {
-            if !seen.insert(f["resp_h"].str().to_string()) {
-                continue;
-            }
-            let ts = f["ts"].int();
-            let state = f["conn_state"].str();
-            let no_data = f["orig_bytes"].int() == 0 && f["resp_bytes"].int() == 0;
-            let is_failed =
-                matches!(state, "S0" | "REJ" | "RSTOS0") || (state == "RSTR" && no_data);
-            if ts >= t0 && ts <= *det_at && is_failed {
-                failed += 1;
-            }
-        }
-        s.ttd_failed.push(failed);
-    }
-
-    let roles: BTreeMap<String, String> = hosts
-        .iter()
-        .map(|h| (h["ip"].str().to_string(), h["role"].str().to_string()))
-        .collect();
-    for ip in strs(&labels["authorized_scanners"])
-        .into_iter()
-        .chain(strs(&labels["benign_heavy_hitters"]))
-    {
-        if roles
-            .get(&ip)
-            .is_some_and(|r| infected_roles.contains(&r.as_str()))
-        {
-            s.benign_infected.push(ip);
-        }
-    }
-    for ip in strs(&labels["authorized_scanners"]) {
-        s.scanner_roles
-            .push(roles.get(&ip).cloned().unwrap_or_default());
-    }
+    let s = b.rows()[0].clone();
     println!(
         "{scenario} seed {seed}: {} labelled, {} detected, recall {:.3}, precision {:.3}, \
          patient zero {}, edges {} labelled / {} detected: precision {:.3}, recall {:.3}, \
-         vectors agree {:.3}; time to detect median {:?} failed first contacts (all {:?}), \
-         median {:?} s",
-        s.labelled,
-        s.detected,
-        s.recall,
-        s.precision,
-        if s.patient_zero_ok {
+         vectors agree {:.3}; time to detect median {} failed first contacts (all {}), \
+         median {} s",
+        s["labelled"],
+        s["detected"],
+        f(&s, "recall"),
+        f(&s, "precision"),
+        if s["patient_zero_ok"] == true {
             "correct"
         } else {
             "WRONG"
         },
-        s.labelled_edges,
-        s.detected_edges,
-        s.edge_precision,
-        s.edge_recall,
-        s.vector_agreement,
-        median(&s.ttd_failed),
-        s.ttd_failed,
-        median(&s.ttd_secs),
+        s["labelled_edges"],
+        s["detected_edges"],
+        f(&s, "edge_precision"),
+        f(&s, "edge_recall"),
+        f(&s, "vector_agreement"),
+        s["ttd_failed_median"],
+        s["ttd_failed"],
+        s["ttd_secs_median"],
     );
-    for d in &s.edge_diffs {
+    for d in strs(&s["edge_diffs"]) {
         println!("  {d}");
     }
     (s, run)
@@ -441,56 +250,65 @@ fn score(scenario: &str, seed: u64) -> (Score, Run) {
 
 /// Host-level acceptance: who is infected, and no benign host is.
 fn assert_hosts(s: &Score, what: &str) {
-    assert!(s.labelled > 0, "{what}: the scenario infected nobody");
     assert!(
-        s.recall >= 0.99,
-        "{what}: recall {:.3}, missed {:?}",
-        s.recall,
-        s.missed
+        f(s, "labelled") > 0.0,
+        "{what}: the scenario infected nobody"
     );
     assert!(
-        s.precision >= 0.99,
-        "{what}: precision {:.3}, false positives {:?}",
-        s.precision,
-        s.false_positives
+        f(s, "recall") >= 0.99,
+        "{what}: recall {:.3}, missed {}",
+        f(s, "recall"),
+        s["missed"]
     );
     assert!(
-        s.benign_infected.is_empty(),
-        "{what}: benign hosts infected: {:?}",
-        s.benign_infected
+        f(s, "precision") >= 0.99,
+        "{what}: precision {:.3}, false positives {}",
+        f(s, "precision"),
+        s["false_positives"]
     );
     assert!(
-        s.scanner_roles.iter().all(|r| r == "scanner_allowlisted"),
-        "{what}: authorized scanner roles {:?}",
-        s.scanner_roles
+        strs(&s["benign_infected"]).is_empty(),
+        "{what}: benign hosts infected: {}",
+        s["benign_infected"]
+    );
+    assert!(
+        strs(&s["scanner_roles"])
+            .iter()
+            .all(|r| r == "scanner_allowlisted"),
+        "{what}: authorized scanner roles {}",
+        s["scanner_roles"]
     );
 }
 
 fn assert_patient_zero(s: &Score, what: &str) {
-    assert!(s.patient_zero_ok, "{what}: wrong patient zero");
+    assert!(
+        s["patient_zero_ok"] == true,
+        "{what}: wrong patient zero {}",
+        s["patient_zero"]
+    );
 }
 
 fn assert_time_to_detect(s: &Score, what: &str) {
-    let m = median(&s.ttd_failed).expect("detected hosts");
+    let m = f(s, "ttd_failed_median");
     assert!(
-        m <= 4,
-        "{what}: median time to detect {m} failed first contacts ({:?})",
-        s.ttd_failed
+        m <= 4.0,
+        "{what}: median time to detect {m} failed first contacts ({})",
+        s["ttd_failed"]
     );
 }
 
 fn assert_edges(s: &Score, what: &str) {
     assert!(
-        s.edge_precision >= 0.95 && s.edge_recall >= 0.95,
+        f(s, "edge_precision") >= 0.95 && f(s, "edge_recall") >= 0.95,
         "{what}: edge precision {:.3}, recall {:.3}:\n{}",
-        s.edge_precision,
-        s.edge_recall,
-        s.edge_diffs.join("\n")
+        f(s, "edge_precision"),
+        f(s, "edge_recall"),
+        strs(&s["edge_diffs"]).join("\n")
     );
     assert!(
-        s.vector_agreement >= 0.95,
+        f(s, "vector_agreement") >= 0.95,
         "{what}: vectors agree {:.3}",
-        s.vector_agreement
+        f(s, "vector_agreement")
     );
 }
 
@@ -563,18 +381,23 @@ fn stealthy_time_to_detect() {
 fn benign_scenario_has_no_infected_host() {
     for seed in [1, 2] {
         let (s, run) = score("benign", seed);
-        assert_eq!(s.labelled, 0);
+        assert_eq!(s["labelled"], 0);
         assert!(
-            s.false_positives.is_empty(),
-            "benign seed {seed}: infected {:?}",
-            s.false_positives
+            strs(&s["false_positives"]).is_empty(),
+            "benign seed {seed}: infected {}",
+            s["false_positives"]
         );
-        assert_eq!(s.detected_edges, 0, "benign seed {seed}: propagation edges");
-        assert!(s.benign_infected.is_empty());
+        assert_eq!(
+            s["detected_edges"], 0,
+            "benign seed {seed}: propagation edges"
+        );
+        assert!(strs(&s["benign_infected"]).is_empty());
         assert!(
-            s.scanner_roles.iter().all(|r| r == "scanner_allowlisted"),
-            "{:?}",
-            s.scanner_roles
+            strs(&s["scanner_roles"])
+                .iter()
+                .all(|r| r == "scanner_allowlisted"),
+            "{}",
+            s["scanner_roles"]
         );
         // The confounders do raise alerts (so this test can fail), never infections.
         let alerts = read_rows(&run.out().join("alerts.parquet"));

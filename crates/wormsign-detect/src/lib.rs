@@ -14,6 +14,8 @@
 //!   [`Rule`] and an urgency [`Tier`]), propagation [`Edge`]s and one [`HostRow`] per host
 //!   of interest with its [`Role`].
 //! - [`render_report`] turns a [`Detection`] into the responder's Markdown summary.
+//! - [`score`] compares a [`Detection`] with ground-truth [`Labels`] (`labels.json` from
+//!   `wormsign synth`): host and edge precision/recall, patient zero, time to detect.
 //! - [`DetectConfig::to_toml`] prints the rule set (`wormsign rules`),
 //!   [`DetectConfig::from_toml`] reads a rules file over the defaults, and
 //!   [`DetectConfig::add_indicators`] adds a user indicator file.
@@ -72,6 +74,7 @@ mod engine;
 mod model;
 mod report;
 mod rules_file;
+mod score;
 
 pub use config::{
     parse_indicator_list, Cidr, CidrError, DetectConfig, Service, TrwConfig, DRIVELIFE_INDICATORS,
@@ -82,3 +85,6 @@ pub use model::{
 };
 pub use report::{format_ts, render_report};
 pub use rules_file::RulesError;
+pub use score::{
+    median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
+};
