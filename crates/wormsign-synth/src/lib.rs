@@ -542,44 +542,14 @@ impl Tx {
             let start = (t + rtt + 200 + gap * i as Us).max(now + 200);
             now = start;
             let msg = app_message(app, true, i, creq, salt);
-            for (k, chunk) in msg.chunks(1460).enumerate() {
-                let last = (k + 1) * 1460 >= msg.len();
-                self.seg(
-                    now,
-                    c,
-                    s,
-                    sport,
-                    dport,
-                    cs,
-                    ss,
-                    ACK | if last { PSH } else { 0 },
-                    chunk,
-                );
-                cs = cs.wrapping_add(chunk.len() as u32);
-                now += 30;
-            }
+            now = self.send_message(now, (c, sport), (s, dport), &mut cs, ss, &msg, 30);
             now += rtt / 2 + 300;
             if sresp == 0 {
                 self.seg(now, s, c, dport, sport, ss, cs, ACK, &[]);
                 continue;
             }
             let msg = app_message(app, false, i, sresp, salt);
-            for (k, chunk) in msg.chunks(1460).enumerate() {
-                let last = (k + 1) * 1460 >= msg.len();
-                self.seg(
-                    now,
-                    s,
-                    c,
-                    dport,
-                    sport,
-                    ss,
-                    cs,
-                    ACK | if last { PSH } else { 0 },
-                    chunk,
-                );
-                ss = ss.wrapping_add(chunk.len() as u32);
-                now += 25;
-            }
+            now = self.send_message(now, (s, dport), (c, sport), &mut ss, cs, &msg, 25);
             now += rtt / 2 + 40;
             self.seg(now, c, s, sport, dport, cs, ss, ACK, &[]);
         }
@@ -590,6 +560,30 @@ impl Tx {
         ss = ss.wrapping_add(1);
         self.seg(end + rtt + 50, c, s, sport, dport, cs, ss, ACK, &[]);
         end + rtt + 50
+    }
+
+    /// Sends `msg` from `from` to `to` in segments of at most 1460 bytes, `spacing` µs
+    /// apart, PSH on the last; advances the sender's sequence number `seq`. Returns the
+    /// time after the last segment.
+    #[allow(clippy::too_many_arguments)]
+    fn send_message(
+        &mut self,
+        mut now: Us,
+        from: (Ip, u16),
+        to: (Ip, u16),
+        seq: &mut u32,
+        ack: u32,
+        msg: &[u8],
+        spacing: Us,
+    ) -> Us {
+        for (k, chunk) in msg.chunks(1460).enumerate() {
+            let last = (k + 1) * 1460 >= msg.len();
+            let flags = ACK | if last { PSH } else { 0 };
+            self.seg(now, from.0, to.0, from.1, to.1, *seq, ack, flags, chunk);
+            *seq = seq.wrapping_add(chunk.len() as u32);
+            now += spacing;
+        }
+        now
     }
 
     /// SYN answered by RST-ACK (closed port).
