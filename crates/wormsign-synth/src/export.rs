@@ -356,6 +356,30 @@ fn template_set(b: &mut Vec<u8>, set_id: u16, fields: &[(u16, u16)]) {
     }
 }
 
+/// Appends a data set of `TEMPLATE_ID` holding what `records` writes, padded to a
+/// multiple of 4 bytes when `pad` (v9 recommends it; IPFIX needs none), with its length
+/// filled in.
+fn data_set(b: &mut Vec<u8>, pad: bool, records: impl FnOnce(&mut Vec<u8>)) {
+    let at = b.len();
+    put16(b, TEMPLATE_ID);
+    put16(b, 0);
+    records(b);
+    while pad && (b.len() - at) % 4 != 0 {
+        b.push(0);
+    }
+    let len = (b.len() - at) as u16;
+    b[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The fields every template starts with: addresses, ports and protocol.
+fn put_endpoints(b: &mut Vec<u8>, r: &ExportRecord) {
+    b.extend_from_slice(&r.src);
+    b.extend_from_slice(&r.dst);
+    put16(b, r.src_port);
+    put16(b, r.dst_port);
+    b.push(r.proto);
+}
+
 impl Encoder {
     /// Uptime in ms at `us` (u32 wraps after 49.7 days, as on a router).
     fn uptime(&self, us: u64) -> u32 {
@@ -411,26 +435,16 @@ impl Encoder {
                 if template {
                     template_set(&mut p, 0, &V9_FIELDS);
                 }
-                let at = p.len();
-                put16(&mut p, TEMPLATE_ID);
-                put16(&mut p, 0);
-                for r in batch {
-                    p.extend_from_slice(&r.src);
-                    p.extend_from_slice(&r.dst);
-                    put16(&mut p, r.src_port);
-                    put16(&mut p, r.dst_port);
-                    p.push(r.proto);
-                    p.push(r.tcp_flags);
-                    put32(&mut p, r.packets.min(u64::from(u32::MAX)) as u32);
-                    put32(&mut p, r.bytes.min(u64::from(u32::MAX)) as u32);
-                    put32(&mut p, self.uptime(r.first_us));
-                    put32(&mut p, self.uptime(r.last_us));
-                }
-                while (p.len() - at) % 4 != 0 {
-                    p.push(0);
-                }
-                let len = (p.len() - at) as u16;
-                p[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+                data_set(&mut p, true, |p| {
+                    for r in batch {
+                        put_endpoints(p, r);
+                        p.push(r.tcp_flags);
+                        put32(p, r.packets.min(u64::from(u32::MAX)) as u32);
+                        put32(p, r.bytes.min(u64::from(u32::MAX)) as u32);
+                        put32(p, self.uptime(r.first_us));
+                        put32(p, self.uptime(r.last_us));
+                    }
+                });
             }
             NetflowVersion::Ipfix => {
                 let template = self.datagrams % TEMPLATE_EVERY == 0;
@@ -442,23 +456,16 @@ impl Encoder {
                 if template {
                     template_set(&mut p, 2, &IPFIX_FIELDS);
                 }
-                let at = p.len();
-                put16(&mut p, TEMPLATE_ID);
-                put16(&mut p, 0);
-                for r in batch {
-                    p.extend_from_slice(&r.src);
-                    p.extend_from_slice(&r.dst);
-                    put16(&mut p, r.src_port);
-                    put16(&mut p, r.dst_port);
-                    p.push(r.proto);
-                    put16(&mut p, u16::from(r.tcp_flags));
-                    put64(&mut p, r.packets);
-                    put64(&mut p, r.bytes);
-                    put64(&mut p, r.first_us / 1000);
-                    put64(&mut p, r.last_us / 1000);
-                }
-                let len = (p.len() - at) as u16;
-                p[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+                data_set(&mut p, false, |p| {
+                    for r in batch {
+                        put_endpoints(p, r);
+                        put16(p, u16::from(r.tcp_flags));
+                        put64(p, r.packets);
+                        put64(p, r.bytes);
+                        put64(p, r.first_us / 1000);
+                        put64(p, r.last_us / 1000);
+                    }
+                });
                 let total = p.len() as u16;
                 p[2..4].copy_from_slice(&total.to_be_bytes());
             }
