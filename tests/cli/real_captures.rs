@@ -188,24 +188,17 @@ fn tshark_conversations(file: &std::path::Path) -> TsharkConversations {
         "icmp.type",
         "icmpv6.type",
     ];
-    let mut args: Vec<String> = vec![
-        "-r".into(),
-        file.display().to_string(),
-        "-o".into(),
-        "ip.defragment:FALSE".into(),
-        "-o".into(),
-        "ipv6.defragment:FALSE".into(),
-        "-E".into(),
-        "occurrence=f".into(),
-        "-T".into(),
-        "fields".into(),
+    let options = [
+        "-o",
+        "ip.defragment:FALSE",
+        "-o",
+        "ipv6.defragment:FALSE",
+        "-z",
+        "conv,tcp",
+        "-z",
+        "conv,udp",
     ];
-    for f in fields {
-        args.push("-e".into());
-        args.push(f.into());
-    }
-    args.extend(["-z", "conv,tcp", "-z", "conv,udp"].map(String::from));
-    let text = common::tool("tshark", &args);
+    let text = common::tshark_fields(file, &options, &fields);
     let (packets, tables) = text.split_once("\n====").unwrap_or((&text, ""));
     let mut per_packet: BTreeMap<ConvKey, Dirs> = BTreeMap::new();
     for line in packets.lines() {

@@ -12,32 +12,17 @@ const ACK: u16 = 0x10;
 
 /// TCP packets per tuple from tshark: (frame number, sender endpoint, flags).
 fn tshark_tcp(path: &std::path::Path) -> BTreeMap<ConvKey, Vec<(i64, Endpoint, u16)>> {
-    let text = common::tool(
-        "tshark",
+    let text = common::tshark_fields(
+        path,
+        &["-Y", "tcp && !icmp && !icmpv6"],
         &[
-            "-r",
-            path.to_str().unwrap(),
-            "-Y",
-            "tcp && !icmp && !icmpv6",
-            "-E",
-            "occurrence=f",
-            "-T",
-            "fields",
-            "-e",
             "frame.number",
-            "-e",
             "ip.src",
-            "-e",
             "ip.dst",
-            "-e",
             "ipv6.src",
-            "-e",
             "ipv6.dst",
-            "-e",
             "tcp.srcport",
-            "-e",
             "tcp.dstport",
-            "-e",
             "tcp.flags",
         ],
     );
@@ -172,30 +157,19 @@ fn icmp_echo_is_one_flow() {
         "linktype/sll2_icmp.pcap",
     ] {
         let path = dir.join(file);
-        let text = common::tool(
-            "tshark",
+        let text = common::tshark_fields(
+            &path,
             &[
-                "-r",
-                path.to_str().unwrap(),
                 "-Y",
                 "icmp.type==8 || icmp.type==0 || icmpv6.type==128 || icmpv6.type==129",
-                "-E",
-                "occurrence=f",
-                "-T",
-                "fields",
-                "-e",
+            ],
+            &[
                 "frame.number",
-                "-e",
                 "ip.src",
-                "-e",
                 "ip.dst",
-                "-e",
                 "ipv6.src",
-                "-e",
                 "ipv6.dst",
-                "-e",
                 "icmp.type",
-                "-e",
                 "icmpv6.type",
             ],
         );

@@ -78,6 +78,19 @@ pub fn tool<S: AsRef<OsStr>>(name: &str, args: &[S]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 tool output")
 }
 
+/// `tshark -r FILE EXTRA... -E occurrence=f -T fields -e F...`: one line per packet,
+/// the fields tab-separated, the first occurrence of each (the outer header).
+pub fn tshark_fields(path: &Path, extra: &[&str], fields: &[&str]) -> String {
+    let mut args: Vec<String> = vec!["-r".into(), path.display().to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(["-E", "occurrence=f", "-T", "fields"].map(String::from));
+    for f in fields {
+        args.push("-e".into());
+        args.push(f.to_string());
+    }
+    tool("tshark", &args)
+}
+
 /// The outcome of one `wormsign analyze` run.
 pub struct Run {
     pub status: ExitStatus,
