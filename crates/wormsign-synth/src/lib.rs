@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
+use wormsign_capture::time::UtcTime;
 
 use wire::{arp_frame, begin_frame, dns_message, PcapWriter, Rng, ACK, FIN, PSH, RST, SYN};
 
@@ -186,25 +187,7 @@ pub fn ip_str(ip: Ip) -> String {
 
 /// RFC 3339 UTC with microseconds.
 pub fn rfc3339(us: Us) -> String {
-    let secs = us.div_euclid(SEC);
-    let frac = us.rem_euclid(SEC);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    UtcTime::from_unix_ns(us.saturating_mul(1000)).rfc3339_micros()
 }
 
 impl Labels {
