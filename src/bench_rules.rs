@@ -237,7 +237,7 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
 
     // The flows, built once.
     let existing = match args.inputs.as_slice() {
-        [dir] if dir.join("flows.parquet").is_file() => Some(dir.clone()),
+        [dir] if !crate::detect::table_files(dir, "flows").is_empty() => Some(dir.clone()),
         _ => None,
     };
     let _temp;
@@ -263,6 +263,7 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
                 icmp_timeout: 60.0,
                 active_timeout: 1800.0,
                 netflow_ports: Vec::new(),
+                partition_by: None,
                 summary_json: None,
                 quiet: args.quiet,
                 no_detect: true,

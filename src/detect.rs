@@ -87,8 +87,8 @@ impl DetectOptions {
 /// `wormsign detect`.
 #[derive(Args, Debug)]
 pub struct DetectArgs {
-    /// Directory holding flows.parquet (and dns.parquet, arp.parquet) as written by
-    /// `wormsign analyze`.
+    /// Directory holding flows.parquet (and dns.parquet, arp.parquet), or their
+    /// partitioned directories flows/, dns/, arp/, as written by `wormsign analyze`.
     dir: PathBuf,
     /// Output directory for the alerts, hosts, propagation tables and the report
     /// (default: DIR).
@@ -130,8 +130,8 @@ pub fn run(
     config: &DetectConfig,
     quiet: bool,
 ) -> anyhow::Result<Detection> {
-    let flows_path = in_dir.join("flows.parquet");
     let (flows, dns, arp) = read_tables(in_dir)?;
+    let flows_path = table_files(in_dir, "flows").swap_remove(0);
     let d = detect(config, &flows, &dns, &arp);
     drop(flows);
 
@@ -149,29 +149,29 @@ pub fn run(
 pub fn read_tables(
     in_dir: &Path,
 ) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsEvent>, Vec<ArpEvent>)> {
-    let flows = read_flows(&in_dir.join("flows.parquet"))?;
-    let dns = match optional(&in_dir.join("dns.parquet")) {
-        Some(path) => read_dns(&path)?,
-        None => Vec::new(),
-    };
-    let arp = match optional(&in_dir.join("arp.parquet")) {
-        Some(path) => read_arp(&path)?,
-        None => Vec::new(),
-    };
+    let flow_files = table_files(in_dir, "flows");
+    anyhow::ensure!(
+        !flow_files.is_empty(),
+        "{}: no flows.parquet or flows/ directory (write one with `wormsign analyze`)",
+        in_dir.display()
+    );
+    let flows = read_flows(&flow_files)?;
+    let dns = read_dns(&optional(in_dir, "dns"))?;
+    let arp = read_arp(&optional(in_dir, "arp"))?;
     Ok((flows, dns, arp))
 }
 
-/// `path` if it exists; otherwise a warning and `None`.
-fn optional(path: &Path) -> Option<PathBuf> {
-    if path.is_file() {
-        Some(path.to_path_buf())
-    } else {
+/// The files of table `name`; when the table is missing (not merely empty, as a
+/// partitioned table without rows is), a warning: detection goes on without it.
+fn optional(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let files = table_files(dir, name);
+    if files.is_empty() && !dir.join(name).is_dir() {
         eprintln!(
-            "wormsign: warning: {} not found; detecting without it",
-            path.display()
+            "wormsign: warning: {name}.parquet not found in {}; detecting without it",
+            dir.display()
         );
-        None
     }
+    files
 }
 
 fn output_metadata(flows_path: &Path, config: &DetectConfig) -> Vec<(String, String)> {
@@ -203,15 +203,59 @@ fn output_metadata(flows_path: &Path, config: &DetectConfig) -> Vec<(String, Str
 // ---------------------------------------------------------------------------------------
 // Reading the stored tables back.
 
-fn batches(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<RecordBatch>>> {
+/// The record batches of every file of one table, in file order, each with its file.
+/// Files are opened one at a time, so a dataset of thousands of partitions stays within
+/// the open-file limit.
+fn batches(files: &[PathBuf]) -> impl Iterator<Item = anyhow::Result<(&Path, RecordBatch)>> {
+    type Batches<'a> = Box<dyn Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a>;
+    files.iter().flat_map(|path| -> Batches<'_> {
+        match file_batches(path) {
+            Ok(batches) => Box::new(batches),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    })
+}
+
+fn file_batches(
+    path: &PathBuf,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(&Path, RecordBatch)>> + '_> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?
         .with_batch_size(64 * 1024)
         .build()
         .with_context(|| format!("reading {}", path.display()))?;
-    let name = path.display().to_string();
-    Ok(reader.map(move |b| b.with_context(|| format!("reading {name}"))))
+    Ok(reader.map(move |b| {
+        b.map(|b| (path.as_path(), b))
+            .with_context(|| format!("reading {}", path.display()))
+    }))
+}
+
+/// The files of table `name` in `dir`: `NAME.parquet` and, for `analyze
+/// --partition-by`, every `*.parquet` under `NAME/` (sorted; temporary files of
+/// unfinished writes, which start with a dot, are not part of the table).
+pub fn table_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let single = dir.join(format!("{name}.parquet"));
+    let mut files: Vec<PathBuf> = single.is_file().then_some(single).into_iter().collect();
+    let mut stack = vec![dir.join(name)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            let visible = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'));
+            if path.is_dir() {
+                stack.push(path);
+            } else if visible && path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
@@ -290,10 +334,10 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn read_flows(path: &Path) -> anyhow::Result<Vec<FlowRecord>> {
+fn read_flows(files: &[PathBuf]) -> anyhow::Result<Vec<FlowRecord>> {
     let mut out = Vec::new();
-    for b in batches(path)? {
-        let b = b?;
+    for b in batches(files) {
+        let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
             let ts = ints(&b, "ts")?;
             let last_ts = ints(&b, "last_ts")?;
@@ -412,10 +456,10 @@ fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<Strin
         .collect()
 }
 
-fn read_dns(path: &Path) -> anyhow::Result<Vec<DnsEvent>> {
+fn read_dns(files: &[PathBuf]) -> anyhow::Result<Vec<DnsEvent>> {
     let mut out = Vec::new();
-    for b in batches(path)? {
-        let b = b?;
+    for b in batches(files) {
+        let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
             let ts = ints(&b, "ts")?;
             let client = strings(&b, "client_h")?;
@@ -447,10 +491,10 @@ fn read_dns(path: &Path) -> anyhow::Result<Vec<DnsEvent>> {
     Ok(out)
 }
 
-fn read_arp(path: &Path) -> anyhow::Result<Vec<ArpEvent>> {
+fn read_arp(files: &[PathBuf]) -> anyhow::Result<Vec<ArpEvent>> {
     let mut out = Vec::new();
-    for b in batches(path)? {
-        let b = b?;
+    for b in batches(files) {
+        let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
             let ts = ints(&b, "ts")?;
             let op = strings(&b, "op")?;

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wormsign_columnar::Partitioning;
 use wormsign_flow::FlowConfig;
 
 use pipeline::{Input, PipelineConfig, Progress};
@@ -87,11 +88,23 @@ struct AnalyzeArgs {
     /// No progress bar and no summary on stderr (warnings are still printed).
     #[arg(long, short)]
     quiet: bool,
+    /// Write flows, dns and arp as Hive-partitioned datasets by UTC time of their `ts`:
+    /// OUT/flows/day=YYYY-MM-DD[/hour=HH]/part-RUN-N.parquet. Runs over other inputs
+    /// into the same OUT add files beside these, forming one table.
+    #[arg(long, value_enum, value_name = "PERIOD")]
+    partition_by: Option<PartitionBy>,
     /// Do not run detection on the outputs (no alerts, hosts, propagation or report files).
     #[arg(long)]
     no_detect: bool,
     #[command(flatten)]
     detect: detect::DetectOptions,
+}
+
+/// `--partition-by`: the time period of one partition directory.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PartitionBy {
+    Hour,
+    Day,
 }
 
 fn main() -> ExitCode {
@@ -144,6 +157,10 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         flow,
         out_dir: args.out.clone(),
         metadata: parquet_metadata(&inputs, args),
+        partitioning: args.partition_by.map(|p| match p {
+            PartitionBy::Hour => Partitioning::Hour,
+            PartitionBy::Day => Partitioning::Day,
+        }),
         netflow_ports: wormsign_netflow::DEFAULT_PORTS
             .into_iter()
             .chain(args.netflow_ports.iter().copied())
@@ -276,6 +293,7 @@ fn parquet_metadata(inputs: &[Input], args: &AnalyzeArgs) -> Vec<(String, String
         "icmp_timeout": args.icmp_timeout,
         "active_timeout": args.active_timeout,
         "netflow_ports": args.netflow_ports,
+        "partition_by": args.partition_by.map(|p| format!("{p:?}").to_lowercase()),
     });
     vec![
         ("wormsign.version".into(), env!("CARGO_PKG_VERSION").into()),

@@ -23,8 +23,8 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_columnar::{
-    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, ParquetSink, RowBuilder,
-    TableWriter,
+    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, Partitioning, RowBuilder,
+    TableSink, TableWriter,
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable};
@@ -76,6 +76,8 @@ pub struct PipelineConfig {
     pub out_dir: PathBuf,
     /// Key-value metadata for every Parquet file.
     pub metadata: Vec<(String, String)>,
+    /// Write flows, dns and arp as Hive-partitioned directories instead of single files.
+    pub partitioning: Option<Partitioning>,
     /// UDP destination ports whose datagrams are decoded as NetFlow/IPFIX exports
     /// instead of being metered as flows.
     pub netflow_ports: Vec<u16>,
@@ -165,7 +167,13 @@ pub fn run(
             s.spawn(move || flow_shard(rx, shard_config, out_tx));
         }
         drop(out_tx);
-        let written = write_outputs(&config.out_dir, &config.metadata, out_rx, n);
+        let written = write_outputs(
+            &config.out_dir,
+            &config.metadata,
+            config.partitioning,
+            out_rx,
+            n,
+        );
         let (warnings, n_usable) = reader.join().expect("reader thread panicked");
         let mut summary = written?;
         summary.warnings = warnings;
@@ -445,21 +453,21 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
 }
 
 /// The single writer: encodes batches into the three Parquet files and gathers the
-/// workers' counters. Files appear only when complete (see [`ParquetSink`]).
+/// workers' counters. Files appear only when complete (see [`TableSink`]).
 fn write_outputs(
     out_dir: &Path,
     metadata: &[(String, String)],
+    partitioning: Option<Partitioning>,
     rx: Receiver<Output>,
     n_workers: usize,
 ) -> anyhow::Result<RunSummary> {
     std::fs::create_dir_all(out_dir)?;
-    let mut flows = ParquetSink::create(
-        &out_dir.join("flows.parquet"),
-        FlowBatchBuilder::schema(),
-        metadata,
-    )?;
-    let mut dns = TableWriter::<DnsBatchBuilder>::create(&out_dir.join("dns.parquet"), metadata)?;
-    let mut arp = TableWriter::<ArpBatchBuilder>::create(&out_dir.join("arp.parquet"), metadata)?;
+    let sink = |name, schema| TableSink::create(out_dir, name, schema, metadata, partitioning);
+    let mut flows = sink("flows", FlowBatchBuilder::schema())?;
+    let mut dns =
+        TableWriter::<DnsBatchBuilder>::with_sink(sink("dns", DnsBatchBuilder::schema())?);
+    let mut arp =
+        TableWriter::<ArpBatchBuilder>::with_sink(sink("arp", ArpBatchBuilder::schema())?);
     let mut summary = RunSummary::default();
     let (mut n_decoders_done, mut n_shards_done) = (0, 0);
     for msg in rx {

@@ -14,6 +14,7 @@ mod formats;
 mod interrupt;
 mod linktypes;
 mod netflow;
+mod partition;
 mod real_captures;
 mod synth;
 mod synth_netflow;

@@ -24,6 +24,7 @@
 
 mod builders;
 mod detect_tables;
+mod partition;
 mod schema;
 mod sink;
 
@@ -37,8 +38,9 @@ pub use detect_tables::{
     alert_schema, host_schema, propagation_schema, AlertBatchBuilder, AlertRow, HostBatchBuilder,
     HostRow, PropagationBatchBuilder, PropagationRow,
 };
+pub use partition::{PartitionedSink, Partitioning};
 pub use schema::{arp_schema, dns_schema, flow_schema};
-pub use sink::{ParquetSink, TableWriter, ROW_GROUP_ROWS};
+pub use sink::{ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};
 
 /// Errors writing tables.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,9 @@ pub enum ColumnarError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Splitting a batch failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
     /// The Parquet writer failed.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

@@ -11,7 +11,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use crate::{ColumnarError, RowBuilder};
+use crate::{ColumnarError, PartitionedSink, Partitioning, RowBuilder};
 
 /// Rows per Parquet row group: large enough for good compression and fast scans, small
 /// enough that the writer's buffered row group stays at a few tens of MB.
@@ -80,6 +80,19 @@ impl ParquetSink {
         Ok(())
     }
 
+    /// Bytes encoded into the current row group and not yet written to the file.
+    pub fn buffered_bytes(&self) -> usize {
+        self.writer.as_ref().map_or(0, |w| w.in_progress_size())
+    }
+
+    /// Ends the current row group early, writing what it holds to the file.
+    pub fn flush(&mut self) -> Result<(), ColumnarError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
     /// Writes the footer, syncs and renames the file into place.
     pub fn finish(mut self) -> Result<(), ColumnarError> {
         let Some(writer) = self.writer.take() else {
@@ -104,11 +117,61 @@ impl Drop for ParquetSink {
     }
 }
 
+/// Where a table's batches go: one file `OUT/NAME.parquet`, or a Hive-partitioned
+/// directory `OUT/NAME/` (see [`PartitionedSink`]).
+pub enum TableSink {
+    /// One atomic file.
+    File(Box<ParquetSink>),
+    /// A directory of atomic files, one or more per time partition.
+    Partitioned(PartitionedSink),
+}
+
+impl TableSink {
+    /// Starts table `name` in `out_dir`, partitioned or not.
+    pub fn create(
+        out_dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+        metadata: &[(String, String)],
+        partitioning: Option<Partitioning>,
+    ) -> Result<TableSink, ColumnarError> {
+        Ok(match partitioning {
+            None => TableSink::File(Box::new(ParquetSink::create(
+                &out_dir.join(format!("{name}.parquet")),
+                schema,
+                metadata,
+            )?)),
+            Some(p) => TableSink::Partitioned(PartitionedSink::create(
+                &out_dir.join(name),
+                schema,
+                metadata,
+                p,
+            )?),
+        })
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ColumnarError> {
+        match self {
+            TableSink::File(s) => s.write(batch),
+            TableSink::Partitioned(s) => s.write(batch),
+        }
+    }
+
+    /// Finishes the file or files.
+    pub fn finish(self) -> Result<(), ColumnarError> {
+        match self {
+            TableSink::File(s) => s.finish(),
+            TableSink::Partitioned(s) => s.finish().map(drop),
+        }
+    }
+}
+
 /// Rows in, Parquet out: buffers rows in a [`RowBuilder`] and hands full batches to a
-/// [`ParquetSink`].
+/// [`TableSink`].
 pub struct TableWriter<B: RowBuilder> {
     builder: B,
-    sink: ParquetSink,
+    sink: TableSink,
     batch_rows: usize,
     rows: u64,
 }
@@ -116,12 +179,18 @@ pub struct TableWriter<B: RowBuilder> {
 impl<B: RowBuilder> TableWriter<B> {
     /// Starts the table file at `path`.
     pub fn create(path: &Path, metadata: &[(String, String)]) -> Result<Self, ColumnarError> {
-        Ok(TableWriter {
+        let sink = ParquetSink::create(path, B::schema(), metadata)?;
+        Ok(Self::with_sink(TableSink::File(Box::new(sink))))
+    }
+
+    /// Writes rows into an already started sink.
+    pub fn with_sink(sink: TableSink) -> Self {
+        TableWriter {
             builder: B::default(),
-            sink: ParquetSink::create(path, B::schema(), metadata)?,
+            sink,
             batch_rows: 64 * 1024,
             rows: 0,
-        })
+        }
     }
 
     /// Appends one row, writing a batch when enough have accumulated.
