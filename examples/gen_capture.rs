@@ -22,7 +22,11 @@
 //! IPv6. Packets arrive at `--pps` (default 200 000) packets per second of capture
 //! time, with uniformly random gaps. IP total lengths, UDP
 //! lengths and all checksums (IPv4, TCP, UDP, ICMP, ICMPv6) are correct.
-//! The output is a pure function of `--packets` and `--seed`. Frames, checksums, the PRNG
+//! With `--synflood`, every packet is instead a SYN from a random public source address
+//! and port to 10.164.1.8:445 that nobody answers: 20 M single-packet flows from
+//! (almost) 20 M sources, for the memory benchmark (`benches/synflood.sh`). `--out -`
+//! writes to standard output.
+//! The output is a pure function of `--packets`, `--seed` and `--synflood`. Frames, checksums, the PRNG
 //! and the pcap writer are `wormsign_synth::wire` (shared with `wormsign synth`).
 
 use std::fs::File;
@@ -440,6 +444,30 @@ impl Gen {
         f.finish();
     }
 
+    /// A flood SYN from a random public address (1.0.0.0 to 99.255.255.255, 10/8
+    /// excluded) and port to the file server's SMB port.
+    fn flood_frame(&mut self, buf: &mut Vec<u8>) {
+        let r = self.rng.next();
+        let mut src = ((r >> 32) as u32).to_be_bytes();
+        src[0] = 1 + src[0] % 99;
+        if src[0] == 10 {
+            src[0] = 11;
+        }
+        let attacker = host(src, [0x20, 0x01, 0x0d, 0xb8, 0xfe, 0, 0, 0], 0);
+        let victim = host([10, 164, 1, 8], [0xfd, 0, 0, 0, 0, 0, 0, 0], 8);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let mut f = begin_frame(buf, Encap::V4, &attacker, &victim);
+        ip(&mut f, Encap::V4, &attacker, &victim, 6, 20, self.ip_id);
+        f.buf
+            .extend_from_slice(&(1024 + (r as u16) % 60_000).to_be_bytes());
+        f.buf.extend_from_slice(&445u16.to_be_bytes());
+        f.buf.extend_from_slice(&((r >> 16) as u32).to_be_bytes());
+        f.buf.extend_from_slice(&0u32.to_be_bytes());
+        f.buf
+            .extend_from_slice(&[0x50, SYN, 0x04, 0x00, 0, 0, 0, 0]);
+        f.finish();
+    }
+
     /// A scan SYN from the infected host, or the RST-ACK answering the previous one.
     fn scan_frame(&mut self, buf: &mut Vec<u8>) {
         let me = self.scanner;
@@ -496,11 +524,13 @@ struct Args {
     out: String,
     seed: u64,
     pps: u64,
+    synflood: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut packets, mut out, mut seed, mut pps) = (None, None, 1u64, 200_000u64);
+    let mut synflood = false;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -510,11 +540,11 @@ fn parse_args() -> Result<Args, String> {
             "--out" | "-o" => out = Some(value()?),
             "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--pps" => pps = value()?.parse().map_err(|e| format!("--pps: {e}"))?,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: gen_capture --packets N --out FILE [--seed S] [--pps RATE]".into(),
-                )
-            }
+            "--synflood" => synflood = true,
+            "-h" | "--help" => return Err(
+                "usage: gen_capture --packets N --out FILE|- [--seed S] [--pps RATE] [--synflood]"
+                    .into(),
+            ),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -523,12 +553,17 @@ fn parse_args() -> Result<Args, String> {
         out: out.ok_or("--out is required")?,
         seed,
         pps: pps.clamp(1, 1_000_000),
+        synflood,
     })
 }
 
 fn run(args: &Args) -> std::io::Result<(u64, f64)> {
-    let file = File::create(&args.out)?;
-    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, file))?;
+    let out: Box<dyn std::io::Write> = if args.out == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(File::create(&args.out)?)
+    };
+    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, out))?;
 
     let mut g = Gen {
         rng: Rng::new(args.seed),
@@ -546,7 +581,9 @@ fn run(args: &Args) -> std::io::Result<(u64, f64)> {
     for _ in 0..args.packets {
         // Uniform gaps with the requested mean (5 µs at 200 k packets/s).
         ts_us += g.rng.below(max_gap + 1);
-        if g.scan_pending.is_some() || g.rng.below(1000) < SCAN_PER_MILLE {
+        if args.synflood {
+            g.flood_frame(&mut buf);
+        } else if g.scan_pending.is_some() || g.rng.below(1000) < SCAN_PER_MILLE {
             g.scan_frame(&mut buf);
         } else {
             let i = g.rng.below(POOL as u64) as usize;

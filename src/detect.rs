@@ -29,7 +29,7 @@ use wormsign_columnar::{
     PropagationBatchBuilder, PropagationRow, RowBuilder, TableWriter,
 };
 use wormsign_detect::{
-    detect, render_report, ArpEvent, Cidr, DetectConfig, Detection, DnsEvent, Role, Tier,
+    render_report, ArpEvent, Cidr, DetectConfig, Detection, Detector, DnsEvent, Role, Tier,
 };
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
@@ -130,13 +130,16 @@ pub fn run(
     config: &DetectConfig,
     quiet: bool,
 ) -> anyhow::Result<Detection> {
-    let (flows, dns, arp) = read_tables(in_dir)?;
-    let flows_path = table_files(in_dir, "flows").swap_remove(0);
-    let d = detect(config, &flows, &dns, &arp);
-    drop(flows);
+    let flow_files = flow_files(in_dir)?;
+    let dns = read_dns(&optional(in_dir, "dns"))?;
+    let arp = read_arp(&optional(in_dir, "arp"))?;
+    // Flows stream through the detector: only those a rule can use are held.
+    let mut detector = Detector::new(config, &dns, &arp);
+    for_each_flow(&flow_files, |f| detector.push(&f))?;
+    let d = detector.finish();
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let metadata = output_metadata(&flows_path, config);
+    let metadata = output_metadata(&flow_files[0], config);
     write_outputs(out_dir, &d, &metadata)?;
     if !quiet {
         eprint!("{}", summary(&d, out_dir));
@@ -149,16 +152,21 @@ pub fn run(
 pub fn read_tables(
     in_dir: &Path,
 ) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsEvent>, Vec<ArpEvent>)> {
-    let flow_files = table_files(in_dir, "flows");
-    anyhow::ensure!(
-        !flow_files.is_empty(),
-        "{}: no flows.parquet or flows/ directory (write one with `wormsign analyze`)",
-        in_dir.display()
-    );
-    let flows = read_flows(&flow_files)?;
+    let flows = read_flows(&flow_files(in_dir)?)?;
     let dns = read_dns(&optional(in_dir, "dns"))?;
     let arp = read_arp(&optional(in_dir, "arp"))?;
     Ok((flows, dns, arp))
+}
+
+/// The files of the flows table, at least one.
+fn flow_files(in_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let files = table_files(in_dir, "flows");
+    anyhow::ensure!(
+        !files.is_empty(),
+        "{}: no flows.parquet or flows/ directory (write one with `wormsign analyze`)",
+        in_dir.display()
+    );
+    Ok(files)
 }
 
 /// The files of table `name`; when the table is missing (not merely empty, as a
@@ -336,6 +344,12 @@ fn u64_of(v: i64) -> u64 {
 
 fn read_flows(files: &[PathBuf]) -> anyhow::Result<Vec<FlowRecord>> {
     let mut out = Vec::new();
+    for_each_flow(files, |f| out.push(f))?;
+    Ok(out)
+}
+
+/// Hands every stored flow to `sink`, one batch in memory at a time.
+fn for_each_flow(files: &[PathBuf], mut sink: impl FnMut(FlowRecord)) -> anyhow::Result<()> {
     for b in batches(files) {
         let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
@@ -395,7 +409,7 @@ fn read_flows(files: &[PathBuf]) -> anyhow::Result<Vec<FlowRecord>> {
                 } else {
                     FlowSource::Packets
                 };
-                out.push(FlowRecord {
+                sink(FlowRecord {
                     first_packet: u64_of(required(first_packet[i], "first_packet", i)?),
                     ts_first: ns(required(ts[i], "ts", i)?),
                     ts_last: ns(required(last_ts[i], "last_ts", i)?),
@@ -435,7 +449,7 @@ fn read_flows(files: &[PathBuf]) -> anyhow::Result<Vec<FlowRecord>> {
         })();
         rows.with_context(|| path.display().to_string())?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
@@ -653,6 +667,24 @@ fn alerts_jsonl(d: &Detection) -> String {
     o
 }
 
+/// The detection counters for the run summary JSON.
+pub fn stats_json(d: &Detection) -> serde_json::Value {
+    let s = &d.stats;
+    serde_json::json!({
+        "alerts": d.alerts.len(),
+        "edges": d.edges.len(),
+        "flows": s.flows,
+        "flows_used": s.flows_used,
+        "late_flows": s.late_flows,
+        "dns_events": s.dns_events,
+        "arp_events": s.arp_events,
+        "sources_evicted": s.sources_evicted,
+        "entries_refused": s.entries_refused,
+        "cap_hits": s.cap_hits,
+        "saturated_sets": s.saturated_sets,
+    })
+}
+
 fn summary(d: &Detection, out_dir: &Path) -> String {
     let count = |t: Tier| d.alerts.iter().filter(|a| a.tier == t).count();
     let infected = d
@@ -661,9 +693,11 @@ fn summary(d: &Detection, out_dir: &Path) -> String {
         .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
         .count();
     let zeros: Vec<String> = d.patient_zeros().iter().map(ToString::to_string).collect();
+    let st = &d.stats;
     format!(
         "detection: {} alerts (hour {}, day {}, week {}, month {}), {} infected hosts, \
-         {} propagation edges, patient zero: {}\n  written to {}\n",
+         {} propagation edges, patient zero: {}\n  flows {} (used {}, late {}), \
+         sources evicted {}, entries refused {}, saturated sets {}\n  written to {}\n",
         d.alerts.len(),
         count(Tier::Hour),
         count(Tier::Day),
@@ -676,6 +710,12 @@ fn summary(d: &Detection, out_dir: &Path) -> String {
         } else {
             zeros.join(", ")
         },
+        st.flows,
+        st.flows_used,
+        st.late_flows,
+        st.sources_evicted,
+        st.entries_refused,
+        st.saturated_sets,
         out_dir.display()
     )
 }

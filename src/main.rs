@@ -194,33 +194,36 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     summary.threads = threads;
     summary.input_bytes = progress.bytes.load(Ordering::Relaxed);
 
-    if let Some(path) = &args.summary_json {
-        let text = serde_json::to_string_pretty(&summary.to_json())?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
+    let mut json = summary.to_json();
+    let write_json = |json: &serde_json::Value| -> anyhow::Result<()> {
+        if let Some(path) = &args.summary_json {
+            let text = serde_json::to_string_pretty(json)?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    };
     // Nothing was readable: each input's problem is the error, one line each.
     let usable = summary.inputs_usable > 0;
     let level = if usable { "warning" } else { "error" };
     for w in &summary.warnings {
         eprintln!("wormsign: {level}: {w}");
     }
-    if !usable {
-        return Ok(ExitCode::from(1));
-    }
-    if progress.stop.load(Ordering::Relaxed) {
-        if !args.quiet {
-            eprint!("{}", summary.render());
-        }
-        return Ok(ExitCode::from(130));
-    }
-    if !args.quiet {
+    let stopped = progress.stop.load(Ordering::Relaxed);
+    if usable && !args.quiet {
         eprint!("{}", summary.render());
+    }
+    if !usable || stopped {
+        write_json(&json)?;
+        return Ok(ExitCode::from(if usable { 130 } else { 1 }));
     }
     // Detection reads the tables just written, so `wormsign detect DIR` later gives the
     // same results.
     if let Some(config) = &detect_config {
-        detect::run(&args.out, &args.out, config, args.quiet)?;
+        let d = detect::run(&args.out, &args.out, config, args.quiet)?;
+        json["detection"] = detect::stats_json(&d);
     }
+    write_json(&json)?;
     Ok(ExitCode::SUCCESS)
 }
 

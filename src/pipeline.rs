@@ -36,8 +36,10 @@ use crate::summary::{DecodeStats, RunSummary, Warning};
 const CHUNK_BYTES: usize = 1 << 20;
 /// Flow tables sweep expired flows whenever the capture clock has advanced this much.
 const SWEEP_INTERVAL_NS: i64 = 10_000_000_000;
-/// Flows per Arrow batch built by a shard.
-const FLOW_BATCH_ROWS: usize = 32 * 1024;
+/// Flows per Arrow batch built by a shard: about 2.5 MB of Arrow buffers, so the batches
+/// queued for the writer stay small when it falls behind (as under a SYN flood, where
+/// every packet is a row).
+const FLOW_BATCH_ROWS: usize = 8 * 1024;
 
 /// One input: a path or standard input.
 #[derive(Clone, Debug)]
@@ -148,7 +150,10 @@ pub fn run(
     let (recycle_tx, recycle_rx) = bounded::<Chunk>(4 * n);
     let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) =
         (0..n).map(|_| bounded::<ShardMsg>(4 * n)).unzip();
-    let (out_tx, out_rx) = bounded::<Output>(16 * n);
+    // At most 8 messages per shard queue for the single writer (batches of
+    // FLOW_BATCH_ROWS rows): its back-pressure bounds memory when encoding is the
+    // bottleneck.
+    let (out_tx, out_rx) = bounded::<Output>(8 * n);
     let mut shard_config = config.flow;
     shard_config.max_flows = config.flow.max_flows.div_ceil(n).max(1);
 

@@ -196,6 +196,18 @@ pub struct DetectConfig {
     /// Exact distinct-destination sets hold at most this many addresses per source (and
     /// per source and service); beyond it the set is saturated (default 4096).
     pub max_tracked: usize,
+    /// Scanning sources (TRW walks and their fan-out counters) held at once; beyond it
+    /// the least recently active eighth of the sources no rule has flagged yet is
+    /// evicted (counted in [`crate::DetectStats::sources_evicted`]). Pairs (brute force,
+    /// honeypot, C&C contacts, exposed services) and kept sessions are capped at 64
+    /// times this (default 262 144).
+    pub max_sources: usize,
+    /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
+    /// gathered up to this many, sorted by time and run through the rules; then the next
+    /// batch is gathered. One batch gives results independent of input order; flows
+    /// older than an earlier batch's newest are counted in
+    /// [`crate::DetectStats::late_flows`] (default 1 048 576).
+    pub max_pending_flows: usize,
 }
 
 /// Parses an indicator file: one entry per line, `#` comments and blank lines ignored,
@@ -241,6 +253,8 @@ impl Default for DetectConfig {
             honeypots: Vec::new(),
             allowlist: Vec::new(),
             max_tracked: 4096,
+            max_sources: 262_144,
+            max_pending_flows: 1 << 20,
         }
     }
 }
@@ -259,7 +273,12 @@ impl DetectConfig {
         o.push_str(&format!("allowlist = {}\n", list(&self.allowlist)));
         o.push_str(&format!("honeypots = {}\n", list(&self.honeypots)));
         o.push_str(&format!("exposed_ports = {:?}\n", self.exposed_ports));
-        o.push_str(&format!("max_tracked = {}\n\n[scan]\n", self.max_tracked));
+        o.push_str(&format!("max_tracked = {}\n", self.max_tracked));
+        o.push_str(&format!("max_sources = {}\n", self.max_sources));
+        o.push_str(&format!(
+            "max_pending_flows = {}\n\n[scan]\n",
+            self.max_pending_flows
+        ));
         o.push_str(&format!("window_s = {}\n", s(self.scan_window_ns)));
         o.push_str(&format!("fanout_threshold = {}\n", self.fanout_threshold));
         o.push_str(&format!(

@@ -125,6 +125,8 @@ type EvidenceKey = (Rule, IpAddr, Option<IpAddr>, String);
 #[derive(Default)]
 struct TrwState {
     contacted: CappedSet,
+    /// Time of the source's latest worm-service flow (for eviction).
+    last_seen: i64,
     llr: f64,
     first_contacts: u64,
     failed: u64,
@@ -246,101 +248,268 @@ fn alert(
 ///
 /// The inputs may come in any order: they are sorted internally (flows by
 /// `(ts_first, first_packet)`, DNS and ARP events by all their fields), so the result
-/// depends only on the set of inputs, never on how many threads produced them.
+/// depends only on the set of inputs, never on how many threads produced them (as long
+/// as there are at most [`DetectConfig::max_pending_flows`] usable flows; see
+/// [`Detector`] for more).
 pub fn detect(
     config: &DetectConfig,
     flows: &[FlowRecord],
     dns: &[DnsEvent],
     arp: &[ArpEvent],
 ) -> Detection {
-    let c = config;
-    let mut stats = DetectStats {
-        flows: flows.len() as u64,
-        dns_events: dns.len() as u64,
-        arp_events: arp.len() as u64,
-        ..DetectStats::default()
-    };
-    let mut flows: Vec<&FlowRecord> = flows.iter().collect();
-    flows.sort_by_key(|f| (f.ts_first, f.first_packet));
-    let mut dns: Vec<&DnsEvent> = dns.iter().collect();
-    dns.sort();
-    let mut arp: Vec<&ArpEvent> = arp.iter().collect();
-    arp.sort();
+    let mut detector = Detector::new(config, dns, arp);
+    for f in flows {
+        detector.push(f);
+    }
+    detector.finish()
+}
 
-    let mut alerts = Vec::new();
-    let cap = c.max_tracked.max(1);
-    let pair_cap = cap.saturating_mul(64);
+/// A worm-service contact that did not fail, kept for the propagation graph: completed
+/// sessions are candidate infection vectors, and any answered contact from an attacker
+/// makes its peer a target.
+struct Session {
+    ts: i64,
+    first_packet: u64,
+    src: IpAddr,
+    dst: IpAddr,
+    svc: usize,
+    completed: bool,
+}
 
-    // C&C addresses: listed, plus A/AAAA answers to C&C names.
-    let mut cnc_ips: HashMap<IpAddr, String> = c
-        .cnc_ips
-        .iter()
-        .map(|&ip| (ip, "listed".to_string()))
-        .collect();
-    for e in dns.iter().filter(|e| e.is_response) {
-        let Some(name) = e.qname.as_deref() else {
-            continue;
+/// Detection over a stream of flows, with bounded memory.
+///
+/// DNS and ARP events are given up front (they name the C&C addresses the flow rules
+/// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
+/// are counted and dropped at once, the others gathered up to
+/// [`DetectConfig::max_pending_flows`], sorted by `(ts_first, first_packet)` and run
+/// through the rules, whose state per source and per pair is capped
+/// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
+/// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
+pub struct Detector<'a> {
+    c: &'a DetectConfig,
+    dns: Vec<&'a DnsEvent>,
+    arp: Vec<&'a ArpEvent>,
+    stats: DetectStats,
+    cnc_ips: HashMap<IpAddr, String>,
+    honeypots: HashSet<IpAddr>,
+    ln_fail: f64,
+    ln_succ: f64,
+    pending: Vec<FlowRecord>,
+    last_key: Option<(i64, u64)>,
+    trw: HashMap<IpAddr, TrwState>,
+    fan: HashMap<(IpAddr, usize), FanState>,
+    brute: HashMap<(IpAddr, IpAddr, usize), BruteState>,
+    /// (source, destination, first_packet) of the session that ended a brute-force run
+    /// successfully.
+    brute_success: HashSet<(IpAddr, IpAddr, u64)>,
+    cnc_flows: HashMap<(IpAddr, IpAddr), CountState>,
+    honey: HashMap<(IpAddr, IpAddr), CountState>,
+    exposed: HashMap<(IpAddr, u16), CountState>,
+    sessions: Vec<Session>,
+}
+
+impl<'a> Detector<'a> {
+    /// A detector for `config`, with the run's DNS and ARP events.
+    pub fn new(config: &'a DetectConfig, dns: &'a [DnsEvent], arp: &'a [ArpEvent]) -> Self {
+        let c = config;
+        let mut dns: Vec<&DnsEvent> = dns.iter().collect();
+        dns.sort();
+        let mut arp: Vec<&ArpEvent> = arp.iter().collect();
+        arp.sort();
+        Detector {
+            c,
+            stats: DetectStats {
+                dns_events: dns.len() as u64,
+                arp_events: arp.len() as u64,
+                ..DetectStats::default()
+            },
+            cnc_ips: cnc_addresses(c, &dns),
+            dns,
+            arp,
+            honeypots: c.honeypots.iter().copied().collect(),
+            ln_fail: ((1.0 - c.trw.theta1) / (1.0 - c.trw.theta0)).ln(),
+            ln_succ: (c.trw.theta1 / c.trw.theta0).ln(),
+            pending: Vec::new(),
+            last_key: None,
+            trw: HashMap::new(),
+            fan: HashMap::new(),
+            brute: HashMap::new(),
+            brute_success: HashSet::new(),
+            cnc_flows: HashMap::new(),
+            honey: HashMap::new(),
+            exposed: HashMap::new(),
+            sessions: Vec::new(),
+        }
+    }
+
+    /// Takes one flow.
+    pub fn push(&mut self, f: &FlowRecord) {
+        self.stats.flows += 1;
+        if !self.usable(f) {
+            return;
+        }
+        self.stats.flows_used += 1;
+        self.pending.push(f.clone());
+        if self.pending.len() >= self.c.max_pending_flows.max(1) {
+            self.run_pending();
+        }
+    }
+
+    /// Whether any rule (or the graph) can use `f`.
+    fn usable(&self, f: &FlowRecord) -> bool {
+        let port_of_interest = f.has_ports
+            && (self.c.service_index(f.proto, f.resp_port).is_some()
+                || self.c.exposed_ports.contains(&f.resp_port));
+        port_of_interest
+            || self.honeypots.contains(&f.resp_addr)
+            || self.cnc_ips.contains_key(&f.resp_addr)
+    }
+
+    /// Sorts the gathered flows and runs them through the rules.
+    fn run_pending(&mut self) {
+        let mut flows = std::mem::take(&mut self.pending);
+        flows.sort_unstable_by_key(|f| {
+            (
+                f.ts_first,
+                f.first_packet,
+                f.orig_addr,
+                f.orig_port,
+                f.resp_addr,
+                f.resp_port,
+                f.proto,
+            )
+        });
+        if let Some(last) = self.last_key {
+            let late = flows.partition_point(|f| (f.ts_first, f.first_packet) < last);
+            self.stats.late_flows += late as u64;
+        }
+        for f in &flows {
+            self.observe(f);
+        }
+        if let Some(f) = flows.last() {
+            let key = (f.ts_first, f.first_packet);
+            self.last_key = Some(self.last_key.map_or(key, |k| k.max(key)));
+        }
+        flows.clear();
+        self.pending = flows;
+    }
+
+    /// One flow through every flow rule: TRW, fan-out, brute force, C&C IP, honeypot,
+    /// exposure.
+    fn observe(&mut self, f: &FlowRecord) {
+        self.observe_contacts(f);
+        let Some(svc) = f
+            .has_ports
+            .then(|| self.c.service_index(f.proto, f.resp_port))
+            .flatten()
+        else {
+            return;
         };
-        if c.cnc_domain_match(name).is_some() {
-            for ip in e.answers.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
-                cnc_ips
-                    .entry(ip)
-                    .or_insert_with(|| format!("resolved from {name}"));
+        let failed = is_failed(f);
+        if f.orig_addr != f.resp_addr && !failed {
+            self.keep_session(f, svc);
+        }
+        if self.make_room_for(f.orig_addr) {
+            self.observe_first_contact(f, svc, failed);
+        }
+        if is_completed(f) {
+            self.observe_session(f, svc);
+        }
+    }
+
+    fn pair_cap(&self) -> usize {
+        self.c.max_sources.max(8).saturating_mul(64)
+    }
+
+    fn observe_contacts(&mut self, f: &FlowRecord) {
+        let (src, dst, ts) = (f.orig_addr, f.resp_addr, f.ts_first);
+        let (c, cap, pair_cap) = (self.c, self.c.max_tracked.max(1), self.pair_cap());
+        let stats = &mut self.stats;
+        if self.honeypots.contains(&dst) {
+            if let Some(s) = capped_entry(&mut self.honey, (src, dst), pair_cap, stats) {
+                s.touch(ts);
+            }
+        }
+        if let Some(why) = self.cnc_ips.get(&dst) {
+            if let Some(s) = capped_entry(&mut self.cnc_flows, (src, dst), pair_cap, stats) {
+                s.touch(ts);
+                if s.notes.is_empty() {
+                    s.notes.push(why.clone());
+                }
+            }
+        }
+        if f.has_ports
+            && c.exposed_ports.contains(&f.resp_port)
+            && !c.is_internal(src)
+            && c.is_internal(dst)
+            && is_completed(f)
+        {
+            let key = (dst, f.resp_port);
+            if let Some(s) = capped_entry(&mut self.exposed, key, pair_cap, stats) {
+                s.touch(ts);
+                s.peers.insert(src, cap, stats);
             }
         }
     }
-    let honeypots: HashSet<IpAddr> = c.honeypots.iter().copied().collect();
 
-    // ---- One pass over flows: TRW, fan-out, brute force, C&C IP, honeypot, exposure.
-    let mut trw: HashMap<IpAddr, TrwState> = HashMap::new();
-    let mut fan: HashMap<(IpAddr, usize), FanState> = HashMap::new();
-    let mut brute: HashMap<(IpAddr, IpAddr, usize), BruteState> = HashMap::new();
-    // (source, destination, first_packet) of the session that ended a brute-force run
-    // successfully.
-    let mut brute_success: HashSet<(IpAddr, IpAddr, u64)> = HashSet::new();
-    let mut cnc_flows: HashMap<(IpAddr, IpAddr), CountState> = HashMap::new();
-    let mut honey: HashMap<(IpAddr, IpAddr), CountState> = HashMap::new();
-    let mut exposed: HashMap<(IpAddr, u16), CountState> = HashMap::new();
-    let (ln_fail, ln_succ) = (
-        ((1.0 - c.trw.theta1) / (1.0 - c.trw.theta0)).ln(),
-        (c.trw.theta1 / c.trw.theta0).ln(),
-    );
-    let (ln_eta1, ln_eta0) = (c.trw.eta1().ln(), c.trw.eta0().ln());
-    for f in &flows {
-        let (src, dst, ts) = (f.orig_addr, f.resp_addr, f.ts_first);
-        if honeypots.contains(&dst) {
-            honey.entry((src, dst)).or_default().touch(ts);
+    fn keep_session(&mut self, f: &FlowRecord, svc: usize) {
+        if self.sessions.len() >= self.pair_cap() {
+            self.stats.entries_refused += 1;
+            return;
         }
-        if let Some(why) = cnc_ips.get(&dst) {
-            let s = cnc_flows.entry((src, dst)).or_default();
-            s.touch(ts);
-            if s.notes.is_empty() {
-                s.notes.push(why.clone());
+        self.sessions.push(Session {
+            ts: f.ts_first,
+            first_packet: f.first_packet,
+            src: f.orig_addr,
+            dst: f.resp_addr,
+            svc,
+            completed: is_completed(f),
+        });
+    }
+
+    /// Whether `src` has (or now got) a TRW walk: at `max_sources`, the least recently
+    /// active eighth of the unflagged sources is evicted first. Eviction follows the
+    /// sorted flow order, so it is as deterministic as the rules.
+    fn make_room_for(&mut self, src: IpAddr) -> bool {
+        if self.trw.contains_key(&src) || self.trw.len() < self.c.max_sources.max(8) {
+            return true;
+        }
+        let n_svc = self.c.services.len();
+        let fan = &self.fan;
+        let mut idle: Vec<(i64, IpAddr)> = self
+            .trw
+            .iter()
+            .filter(|(ip, t)| {
+                t.detected.is_none()
+                    && (0..n_svc).all(|s| fan.get(&(**ip, s)).is_none_or(|f| f.detected.is_none()))
+            })
+            .map(|(&ip, t)| (t.last_seen, ip))
+            .collect();
+        if idle.is_empty() {
+            self.stats.entries_refused += 1;
+            return false;
+        }
+        idle.sort_unstable();
+        idle.truncate((self.trw.len() / 8).max(1));
+        for &(_, ip) in &idle {
+            self.trw.remove(&ip);
+            for s in 0..n_svc {
+                self.fan.remove(&(ip, s));
             }
         }
-        let completed = is_completed(f);
-        if completed
-            && c.exposed_ports.contains(&f.resp_port)
-            && f.has_ports
-            && !c.is_internal(src)
-            && c.is_internal(dst)
-        {
-            let s = exposed.entry((dst, f.resp_port)).or_default();
-            s.touch(ts);
-            s.peers.insert(src, cap, &mut stats);
-        }
-        let Some(svc) = f
-            .has_ports
-            .then(|| c.service_index(f.proto, f.resp_port))
-            .flatten()
-        else {
-            continue;
-        };
-        let failed = is_failed(f);
+        self.stats.sources_evicted += idle.len() as u64;
+        true
+    }
 
-        // TRW over first contacts of this source (any worm service).
-        let t = trw.entry(src).or_default();
-        if t.contacted.insert(dst, cap, &mut stats) == Some(true) {
+    /// TRW over first contacts of this source (any worm service), and fan-out per
+    /// (source, service).
+    fn observe_first_contact(&mut self, f: &FlowRecord, svc: usize, failed: bool) {
+        let (c, cap) = (self.c, self.c.max_tracked.max(1));
+        let (src, dst, ts) = (f.orig_addr, f.resp_addr, f.ts_first);
+        let (ln_eta1, ln_eta0) = (c.trw.eta1().ln(), c.trw.eta0().ln());
+        let t = self.trw.entry(src).or_default();
+        t.last_seen = ts;
+        if t.contacted.insert(dst, cap, &mut self.stats) == Some(true) {
             if t.first_contacts == 0 {
                 t.first_ts = ts;
             }
@@ -355,7 +524,7 @@ pub fn detect(
                 if failed && t.walk_first_fail.is_none() {
                     t.walk_first_fail = Some(ts);
                 }
-                t.llr += if failed { ln_fail } else { ln_succ };
+                t.llr += if failed { self.ln_fail } else { self.ln_succ };
                 if t.llr >= ln_eta1 - 1e-9 {
                     t.detected = Some((ts, svc));
                     t.evidence = t.walk_first_fail.unwrap_or(ts);
@@ -367,14 +536,13 @@ pub fn detect(
             }
         }
 
-        // Fan-out per (source, service).
-        let s = fan.entry((src, svc)).or_default();
+        let s = self.fan.entry((src, svc)).or_default();
         if s.attempts == 0 {
             s.first_ts = ts;
         }
         s.attempts += 1;
         s.last_ts = ts;
-        if s.dsts.insert(dst, cap, &mut stats) == Some(true) {
+        if s.dsts.insert(dst, cap, &mut self.stats) == Some(true) {
             s.first_contacts += 1;
             if failed {
                 s.failed += 1;
@@ -388,73 +556,94 @@ pub fn detect(
                 s.evidence = s.recent.front().copied().unwrap_or(ts);
             }
         }
+    }
 
-        // Brute force per (source, destination, service).
-        if completed {
-            let short = f.ts_last - f.ts_first <= c.brute_max_session_ns;
-            let key = (src, dst, svc);
-            if !brute.contains_key(&key) && brute.len() >= pair_cap {
-                stats.cap_hits += 1;
-                continue;
+    /// Brute force per (source, destination, service), over completed sessions.
+    fn observe_session(&mut self, f: &FlowRecord, svc: usize) {
+        let c = self.c;
+        let (src, dst, ts) = (f.orig_addr, f.resp_addr, f.ts_first);
+        let short = f.ts_last - f.ts_first <= c.brute_max_session_ns;
+        let pair_cap = self.pair_cap();
+        let Some(b) = capped_entry(&mut self.brute, (src, dst, svc), pair_cap, &mut self.stats)
+        else {
+            return;
+        };
+        let bytes = f.orig.payload_bytes + f.resp.payload_bytes;
+        if b.short_sessions > 0 && b.success.is_none() && (!short || bytes >= c.brute_success_bytes)
+        {
+            b.success = Some(f.first_packet);
+            self.brute_success.insert((src, dst, f.first_packet));
+        }
+        if short {
+            if b.short_sessions == 0 {
+                b.first_ts = ts;
             }
-            let b = brute.entry(key).or_default();
-            let bytes = f.orig.payload_bytes + f.resp.payload_bytes;
-            if b.short_sessions > 0
-                && b.success.is_none()
-                && (!short || bytes >= c.brute_success_bytes)
+            b.short_sessions += 1;
+            b.last_ts = ts;
+            if window_hit(&mut b.recent, ts, c.brute_threshold, c.brute_window_ns)
+                && b.detected.is_none()
             {
-                b.success = Some(f.first_packet);
-                brute_success.insert((src, dst, f.first_packet));
-            }
-            if short {
-                if b.short_sessions == 0 {
-                    b.first_ts = ts;
-                }
-                b.short_sessions += 1;
-                b.last_ts = ts;
-                if window_hit(&mut b.recent, ts, c.brute_threshold, c.brute_window_ns)
-                    && b.detected.is_none()
-                {
-                    b.detected = Some(ts);
-                    b.evidence = b.recent.front().copied().unwrap_or(ts);
-                }
+                b.detected = Some(ts);
+                b.evidence = b.recent.front().copied().unwrap_or(ts);
             }
         }
     }
 
-    // ---- Alerts from flow state.
-    // First evidence of the behaviour each threshold alert detected, when it is later
-    // than the alert's `first_seen_ns` (the walk, window or sweep that crossed).
-    let mut evidence: HashMap<EvidenceKey, i64> = HashMap::new();
-    for (&src, t) in &trw {
-        let Some((at, svc)) = t.detected else {
-            continue;
-        };
-        evidence.insert(
-            (Rule::Trw, src, None, c.services[svc].name.clone()),
-            t.evidence,
-        );
-        let internal = c.is_internal(src);
-        let tier = if internal && t.successes > 0 {
-            Tier::Hour
-        } else {
-            Tier::Day
-        };
-        alerts.push(alert(
+    /// Runs the last gathered flows, then the DNS and ARP rules, and builds alerts, the
+    /// propagation graph and host roles.
+    pub fn finish(mut self) -> Detection {
+        self.run_pending();
+        let Detector {
             c,
-            Rule::Trw,
-            tier,
-            src,
-            None,
-            &c.services[svc].name,
-            t.first_ts,
-            t.last_ts,
-            at,
-            t.first_contacts,
-            t.contacted.len(),
-            ratio(t.failed, t.first_contacts),
-            true,
-            format!(
+            dns,
+            arp,
+            mut stats,
+            trw,
+            fan,
+            brute,
+            brute_success,
+            cnc_flows,
+            honey,
+            exposed,
+            mut sessions,
+            ..
+        } = self;
+        let cap = c.max_tracked.max(1);
+        let mut alerts = Vec::new();
+
+        // ---- Alerts from flow state.
+        // First evidence of the behaviour each threshold alert detected, when it is later
+        // than the alert's `first_seen_ns` (the walk, window or sweep that crossed).
+        let mut evidence: HashMap<EvidenceKey, i64> = HashMap::new();
+        for (&src, t) in &trw {
+            let Some((at, svc)) = t.detected else {
+                continue;
+            };
+            evidence.insert(
+                (Rule::Trw, src, None, c.services[svc].name.clone()),
+                t.evidence,
+            );
+            let internal = c.is_internal(src);
+            let tier = if internal && t.successes > 0 {
+                Tier::Hour
+            } else {
+                Tier::Day
+            };
+            alerts.push(alert(
+                c,
+                Rule::Trw,
+                tier,
+                src,
+                None,
+                &c.services[svc].name,
+                t.first_ts,
+                t.last_ts,
+                at,
+                t.first_contacts,
+                t.contacted.len(),
+                ratio(t.failed, t.first_contacts),
+                true,
+                format!(
                 "TRW crossed eta1={:.0} at {:.3}s; {} first contacts on worm services, {} failed{}",
                 c.trw.eta1(),
                 secs(at),
@@ -466,34 +655,34 @@ pub fn detect(
                     ""
                 }
             ),
-        ));
-    }
-    for (&(src, svc), s) in &fan {
-        let Some(at) = s.detected else {
-            continue;
-        };
-        evidence.insert(
-            (Rule::ScanFanout, src, None, c.services[svc].name.clone()),
-            s.evidence,
-        );
-        let fr = ratio(s.failed, s.first_contacts);
-        let worm = fr >= c.fanout_min_failed_ratio;
-        let internal = c.is_internal(src);
-        let tier = if worm && internal && s.successes > 0 {
-            Tier::Hour
-        } else {
-            Tier::Day
-        };
-        let dir = s
-            .dsts
-            .set
-            .iter()
-            .map(|&d| direction(c, src, d))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>()
-            .join("+");
-        alerts.push(alert(
+            ));
+        }
+        for (&(src, svc), s) in &fan {
+            let Some(at) = s.detected else {
+                continue;
+            };
+            evidence.insert(
+                (Rule::ScanFanout, src, None, c.services[svc].name.clone()),
+                s.evidence,
+            );
+            let fr = ratio(s.failed, s.first_contacts);
+            let worm = fr >= c.fanout_min_failed_ratio;
+            let internal = c.is_internal(src);
+            let tier = if worm && internal && s.successes > 0 {
+                Tier::Hour
+            } else {
+                Tier::Day
+            };
+            let dir = s
+                .dsts
+                .set
+                .iter()
+                .map(|&d| direction(c, src, d))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join("+");
+            alerts.push(alert(
             c,
             Rule::ScanFanout,
             tier,
@@ -519,267 +708,306 @@ pub fn detect(
                 if worm { "" } else { " (mostly successful: heavy hitter or unconfirmed)" }
             ),
         ));
-    }
-    for (&(src, dst, svc), b) in &brute {
-        let Some(at) = b.detected else {
-            continue;
-        };
-        evidence.insert(
-            (
+        }
+        for (&(src, dst, svc), b) in &brute {
+            let Some(at) = b.detected else {
+                continue;
+            };
+            evidence.insert(
+                (
+                    Rule::BruteForce,
+                    src,
+                    Some(dst),
+                    c.services[svc].name.clone(),
+                ),
+                b.evidence,
+            );
+            let tier = if b.success.is_some() {
+                Tier::Hour
+            } else {
+                Tier::Week
+            };
+            alerts.push(alert(
+                c,
                 Rule::BruteForce,
+                tier,
                 src,
                 Some(dst),
-                c.services[svc].name.clone(),
-            ),
-            b.evidence,
-        );
-        let tier = if b.success.is_some() {
-            Tier::Hour
-        } else {
-            Tier::Week
-        };
-        alerts.push(alert(
-            c,
-            Rule::BruteForce,
-            tier,
-            src,
-            Some(dst),
-            &c.services[svc].name,
-            b.first_ts,
-            b.last_ts,
-            at,
-            b.short_sessions,
-            1,
-            0.0,
-            true,
-            format!(
-                "{}+ short {} sessions within {:.0}s ({} in all, {}){}",
-                c.brute_threshold,
-                c.services[svc].name,
-                secs(c.brute_window_ns),
+                &c.services[svc].name,
+                b.first_ts,
+                b.last_ts,
+                at,
                 b.short_sessions,
-                direction(c, src, dst),
-                match b.success {
-                    Some(p) => format!("; likely success: long/large session at packet {p}"),
-                    None => "; no sign of success".to_string(),
-                }
-            ),
-        ));
-    }
-    for (&(src, dst), s) in &cnc_flows {
-        alerts.push(alert(
-            c,
-            Rule::CncIp,
-            Tier::Hour,
-            src,
-            Some(dst),
-            "any",
-            s.first_ts,
-            s.last_ts,
-            s.first_ts,
-            s.attempts,
-            1,
-            0.0,
-            true,
-            format!(
-                "{} flows to C&C address {dst} ({})",
+                1,
+                0.0,
+                true,
+                format!(
+                    "{}+ short {} sessions within {:.0}s ({} in all, {}){}",
+                    c.brute_threshold,
+                    c.services[svc].name,
+                    secs(c.brute_window_ns),
+                    b.short_sessions,
+                    direction(c, src, dst),
+                    match b.success {
+                        Some(p) => format!("; likely success: long/large session at packet {p}"),
+                        None => "; no sign of success".to_string(),
+                    }
+                ),
+            ));
+        }
+        for (&(src, dst), s) in &cnc_flows {
+            alerts.push(alert(
+                c,
+                Rule::CncIp,
+                Tier::Hour,
+                src,
+                Some(dst),
+                "any",
+                s.first_ts,
+                s.last_ts,
+                s.first_ts,
                 s.attempts,
-                s.notes.join(", ")
-            ),
-        ));
-    }
-    for (&(src, dst), s) in &honey {
-        let internal = c.is_internal(src);
-        alerts.push(alert(
-            c,
-            Rule::Honeypot,
-            if internal { Tier::Hour } else { Tier::Day },
-            src,
-            Some(dst),
-            "any",
-            s.first_ts,
-            s.last_ts,
-            s.first_ts,
-            s.attempts,
-            1,
-            0.0,
-            true,
-            format!("{} flows to honeypot {dst}", s.attempts),
-        ));
-    }
-    for (&(server, port), s) in &exposed {
-        let svc = c
-            .services
-            .iter()
-            .find(|x| x.port == port && x.proto == TCP)
-            .map(|x| x.name.clone())
-            .unwrap_or_else(|| format!("tcp/{port}"));
-        let mut peers: Vec<IpAddr> = s.peers.set.iter().copied().collect();
-        peers.sort();
-        let shown: Vec<String> = peers.iter().take(5).map(|p| p.to_string()).collect();
-        alerts.push(alert(
-            c,
-            Rule::ExposedService,
-            Tier::Day,
-            server,
-            None,
-            &svc,
-            s.first_ts,
-            s.last_ts,
-            s.first_ts,
-            s.attempts,
-            s.peers.len(),
-            0.0,
-            false,
-            format!(
-                "{} completed inbound {svc} sessions from {} external hosts ({}{})",
+                1,
+                0.0,
+                true,
+                format!(
+                    "{} flows to C&C address {dst} ({})",
+                    s.attempts,
+                    s.notes.join(", ")
+                ),
+            ));
+        }
+        for (&(src, dst), s) in &honey {
+            let internal = c.is_internal(src);
+            alerts.push(alert(
+                c,
+                Rule::Honeypot,
+                if internal { Tier::Hour } else { Tier::Day },
+                src,
+                Some(dst),
+                "any",
+                s.first_ts,
+                s.last_ts,
+                s.first_ts,
+                s.attempts,
+                1,
+                0.0,
+                true,
+                format!("{} flows to honeypot {dst}", s.attempts),
+            ));
+        }
+        for (&(server, port), s) in &exposed {
+            let svc = c
+                .services
+                .iter()
+                .find(|x| x.port == port && x.proto == TCP)
+                .map(|x| x.name.clone())
+                .unwrap_or_else(|| format!("tcp/{port}"));
+            let mut peers: Vec<IpAddr> = s.peers.set.iter().copied().collect();
+            peers.sort();
+            let shown: Vec<String> = peers.iter().take(5).map(|p| p.to_string()).collect();
+            alerts.push(alert(
+                c,
+                Rule::ExposedService,
+                Tier::Day,
+                server,
+                None,
+                &svc,
+                s.first_ts,
+                s.last_ts,
+                s.first_ts,
                 s.attempts,
                 s.peers.len(),
-                shown.join(", "),
-                if peers.len() > 5 { ", …" } else { "" }
-            ),
-        ));
-    }
+                0.0,
+                false,
+                format!(
+                    "{} completed inbound {svc} sessions from {} external hosts ({}{})",
+                    s.attempts,
+                    s.peers.len(),
+                    shown.join(", "),
+                    if peers.len() > 5 { ", …" } else { "" }
+                ),
+            ));
+        }
 
-    // ---- ARP sweeps.
-    // Per requester: targets, window, counts, and (detection time, first evidence).
-    type ArpState = (CappedSet, VecDeque<i64>, CountState, Option<(i64, i64)>);
-    let mut arp_state: HashMap<std::net::Ipv4Addr, ArpState> = HashMap::new();
-    for e in arp.iter().filter(|e| e.is_request && e.sender != e.target) {
-        let (set, q, count, det) = arp_state.entry(e.sender).or_default();
-        count.touch(e.ts_ns);
-        if set.insert(IpAddr::V4(e.target), cap, &mut stats) == Some(true)
-            && window_hit(q, e.ts_ns, c.arp_threshold, c.arp_window_ns)
-            && det.is_none()
-        {
-            *det = Some((e.ts_ns, q.front().copied().unwrap_or(e.ts_ns)));
+        // ---- ARP sweeps.
+        // Per requester: targets, window, counts, and (detection time, first evidence).
+        type ArpState = (CappedSet, VecDeque<i64>, CountState, Option<(i64, i64)>);
+        let mut arp_state: HashMap<std::net::Ipv4Addr, ArpState> = HashMap::new();
+        for e in arp.iter().filter(|e| e.is_request && e.sender != e.target) {
+            let (set, q, count, det) = arp_state.entry(e.sender).or_default();
+            count.touch(e.ts_ns);
+            if set.insert(IpAddr::V4(e.target), cap, &mut stats) == Some(true)
+                && window_hit(q, e.ts_ns, c.arp_threshold, c.arp_window_ns)
+                && det.is_none()
+            {
+                *det = Some((e.ts_ns, q.front().copied().unwrap_or(e.ts_ns)));
+            }
+        }
+        for (&sender, (set, _, count, det)) in &arp_state {
+            let Some((at, ev)) = *det else {
+                continue;
+            };
+            evidence.insert((Rule::ArpSweep, IpAddr::V4(sender), None, "arp".into()), ev);
+            alerts.push(alert(
+                c,
+                Rule::ArpSweep,
+                Tier::Day,
+                IpAddr::V4(sender),
+                None,
+                "arp",
+                count.first_ts,
+                count.last_ts,
+                at,
+                count.attempts,
+                set.len(),
+                0.0,
+                true,
+                format!(
+                    "{}+ distinct who-has targets within {:.0}s; {} distinct in all",
+                    c.arp_threshold,
+                    secs(c.arp_window_ns),
+                    set.len()
+                ),
+            ));
+        }
+
+        // ---- C&C DNS, attributing forwarded lookups to the client that asked.
+        let queries: Vec<(&DnsEvent, &str, &str)> = dns
+            .iter()
+            .filter(|e| !e.is_response)
+            .filter_map(|e| {
+                let q = e.qname.as_deref()?;
+                Some((*e, q, c.cnc_domain_match(q)?))
+            })
+            .collect();
+        let mut asked: HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>> = HashMap::new();
+        for &(e, q, _) in &queries {
+            asked
+                .entry((e.server, q))
+                .or_default()
+                .push((e.ts_ns, e.client));
+        }
+        let mut cnc_dns: HashMap<IpAddr, (CountState, IpAddr, Vec<String>)> = HashMap::new();
+        let mut forwarded: HashMap<IpAddr, u64> = HashMap::new();
+        for &(e, q, _) in &queries {
+            let fwd = asked.get(&(e.client, q)).is_some_and(|v| {
+                v.iter().any(|&(t, cl)| {
+                    cl != e.client && t <= e.ts_ns && e.ts_ns - t <= c.dns_forward_window_ns
+                })
+            });
+            if fwd {
+                *forwarded.entry(e.client).or_default() += 1;
+                continue;
+            }
+            let (s, _, names) = cnc_dns
+                .entry(e.client)
+                .or_insert_with(|| (CountState::default(), e.server, Vec::new()));
+            s.touch(e.ts_ns);
+            if names.len() < 5 && !names.iter().any(|n| n == q) {
+                names.push(q.to_string());
+            }
+        }
+        for (&client, (s, server, names)) in &cnc_dns {
+            alerts.push(alert(
+                c,
+                Rule::CncDns,
+                Tier::Hour,
+                client,
+                Some(*server),
+                "dns",
+                s.first_ts,
+                s.last_ts,
+                s.first_ts,
+                s.attempts,
+                names.len() as u64,
+                0.0,
+                true,
+                format!("{} queries for C&C names: {}", s.attempts, names.join(", ")),
+            ));
+        }
+        for a in alerts.iter_mut().filter(|a| a.rule == Rule::CncDns) {
+            if let Some(n) = forwarded.get(&a.src) {
+                a.evidence
+                    .push_str(&format!("; also forwarded {n} such lookups for clients"));
+            }
+        }
+
+        // ---- Ids in time order.
+        alerts.sort_by(|a, b| {
+            (
+                a.first_seen_ns,
+                a.rule,
+                a.src,
+                a.dst,
+                &a.service,
+                a.detected_ns,
+            )
+                .cmp(&(
+                    b.first_seen_ns,
+                    b.rule,
+                    b.src,
+                    b.dst,
+                    &b.service,
+                    b.detected_ns,
+                ))
+        });
+        for (i, a) in alerts.iter_mut().enumerate() {
+            a.id = format!("A{:04}", i + 1);
+        }
+
+        sessions.sort_unstable_by_key(|s| (s.ts, s.first_packet, s.src, s.dst, s.svc));
+        let (edges, hosts) = build_graph(c, &sessions, &alerts, &evidence, &brute_success);
+        Detection {
+            alerts,
+            edges,
+            hosts,
+            stats,
         }
     }
-    for (&sender, (set, _, count, det)) in &arp_state {
-        let Some((at, ev)) = *det else {
+}
+
+/// C&C addresses: listed, plus the A/AAAA answers to C&C names.
+fn cnc_addresses(c: &DetectConfig, dns: &[&DnsEvent]) -> HashMap<IpAddr, String> {
+    let mut cnc_ips: HashMap<IpAddr, String> = c
+        .cnc_ips
+        .iter()
+        .map(|&ip| (ip, "listed".to_string()))
+        .collect();
+    for e in dns.iter().filter(|e| e.is_response) {
+        let Some(name) = e.qname.as_deref() else {
             continue;
         };
-        evidence.insert((Rule::ArpSweep, IpAddr::V4(sender), None, "arp".into()), ev);
-        alerts.push(alert(
-            c,
-            Rule::ArpSweep,
-            Tier::Day,
-            IpAddr::V4(sender),
-            None,
-            "arp",
-            count.first_ts,
-            count.last_ts,
-            at,
-            count.attempts,
-            set.len(),
-            0.0,
-            true,
-            format!(
-                "{}+ distinct who-has targets within {:.0}s; {} distinct in all",
-                c.arp_threshold,
-                secs(c.arp_window_ns),
-                set.len()
-            ),
-        ));
-    }
-
-    // ---- C&C DNS, attributing forwarded lookups to the client that asked.
-    let queries: Vec<(&DnsEvent, &str, &str)> = dns
-        .iter()
-        .filter(|e| !e.is_response)
-        .filter_map(|e| {
-            let q = e.qname.as_deref()?;
-            Some((*e, q, c.cnc_domain_match(q)?))
-        })
-        .collect();
-    let mut asked: HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>> = HashMap::new();
-    for &(e, q, _) in &queries {
-        asked
-            .entry((e.server, q))
-            .or_default()
-            .push((e.ts_ns, e.client));
-    }
-    let mut cnc_dns: HashMap<IpAddr, (CountState, IpAddr, Vec<String>)> = HashMap::new();
-    let mut forwarded: HashMap<IpAddr, u64> = HashMap::new();
-    for &(e, q, _) in &queries {
-        let fwd = asked.get(&(e.client, q)).is_some_and(|v| {
-            v.iter().any(|&(t, cl)| {
-                cl != e.client && t <= e.ts_ns && e.ts_ns - t <= c.dns_forward_window_ns
-            })
-        });
-        if fwd {
-            *forwarded.entry(e.client).or_default() += 1;
-            continue;
-        }
-        let (s, _, names) = cnc_dns
-            .entry(e.client)
-            .or_insert_with(|| (CountState::default(), e.server, Vec::new()));
-        s.touch(e.ts_ns);
-        if names.len() < 5 && !names.iter().any(|n| n == q) {
-            names.push(q.to_string());
+        if c.cnc_domain_match(name).is_some() {
+            for ip in e.answers.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                cnc_ips
+                    .entry(ip)
+                    .or_insert_with(|| format!("resolved from {name}"));
+            }
         }
     }
-    for (&client, (s, server, names)) in &cnc_dns {
-        alerts.push(alert(
-            c,
-            Rule::CncDns,
-            Tier::Hour,
-            client,
-            Some(*server),
-            "dns",
-            s.first_ts,
-            s.last_ts,
-            s.first_ts,
-            s.attempts,
-            names.len() as u64,
-            0.0,
-            true,
-            format!("{} queries for C&C names: {}", s.attempts, names.join(", ")),
-        ));
-    }
-    for a in alerts.iter_mut().filter(|a| a.rule == Rule::CncDns) {
-        if let Some(n) = forwarded.get(&a.src) {
-            a.evidence
-                .push_str(&format!("; also forwarded {n} such lookups for clients"));
-        }
-    }
+    cnc_ips
+}
 
-    // ---- Ids in time order.
-    alerts.sort_by(|a, b| {
-        (
-            a.first_seen_ns,
-            a.rule,
-            a.src,
-            a.dst,
-            &a.service,
-            a.detected_ns,
-        )
-            .cmp(&(
-                b.first_seen_ns,
-                b.rule,
-                b.src,
-                b.dst,
-                &b.service,
-                b.detected_ns,
-            ))
-    });
-    for (i, a) in alerts.iter_mut().enumerate() {
-        a.id = format!("A{:04}", i + 1);
+/// The state of `key`, created if there is room for one more of at most `cap` entries;
+/// `None` (counted) when the table is full.
+fn capped_entry<'m, K: std::hash::Hash + Eq, V: Default>(
+    map: &'m mut HashMap<K, V>,
+    key: K,
+    cap: usize,
+    stats: &mut DetectStats,
+) -> Option<&'m mut V> {
+    if !map.contains_key(&key) && map.len() >= cap {
+        stats.entries_refused += 1;
+        return None;
     }
-
-    let (edges, hosts) = build_graph(c, &flows, &alerts, &evidence, &brute_success);
-    Detection {
-        alerts,
-        edges,
-        hosts,
-        stats,
-    }
+    Some(map.entry(key).or_default())
 }
 
 /// Infection times, parents, generations and host roles.
 fn build_graph(
     c: &DetectConfig,
-    flows: &[&FlowRecord],
+    sessions: &[Session],
     alerts: &[Alert],
     evidence: &HashMap<EvidenceKey, i64>,
     brute_success: &HashSet<(IpAddr, IpAddr, u64)>,
@@ -827,40 +1055,30 @@ fn build_graph(
     }
     let mut cands: HashMap<IpAddr, HashMap<IpAddr, Cand>> = HashMap::new();
     let mut targets: HashSet<IpAddr> = HashSet::new();
-    for f in flows {
-        let Some(svc) = f
-            .has_ports
-            .then(|| c.service_index(f.proto, f.resp_port))
-            .flatten()
-        else {
-            continue;
-        };
-        let (p, child) = (f.orig_addr, f.resp_addr);
-        if p == child {
-            continue;
-        }
+    for f in sessions {
+        let (p, child, svc) = (f.src, f.dst, f.svc);
         let p_bad =
             infected_at.contains_key(&p) || (attackers.contains(&p) && !c.is_allowlisted(p));
-        if p_bad && !is_failed(f) && c.is_internal(child) {
+        if p_bad && c.is_internal(child) {
             targets.insert(child);
         }
         let Some(&tc) = infected_at.get(&child) else {
             continue;
         };
-        if f.ts_first > tc || !is_completed(f) {
+        if f.ts > tc || !f.completed {
             continue;
         }
         // The parent must itself have been infected (first evidence) by the time of the
         // session, or be an outside attacker.
         let p_ok = match infected_at.get(&p) {
-            Some(&tp) => tp <= f.ts_first && tp < tc,
+            Some(&tp) => tp <= f.ts && tp < tc,
             None => !c.is_internal(p),
         };
         if !p_ok {
             continue;
         }
-        // Flows are in (ts_first, first_packet) order: the first seen is the earliest.
-        let key = (f.ts_first, f.first_packet, svc);
+        // Sessions are in (ts, first_packet) order: the first seen is the earliest.
+        let key = (f.ts, f.first_packet, svc);
         let e = cands.entry(child).or_default().entry(p).or_insert(Cand {
             first: key,
             delivered: None,

@@ -10,7 +10,7 @@
 //!   [`DetectConfig`] (defaults built in: RFC 1918 + ULA internal networks, SMB/RDP/MSSQL/SSH
 //!   services, TRW θ0 0.8 / θ1 0.2 / Pd 0.99 / Pf 0.01, the DriveLife / Lemon Duck
 //!   indicator list [`DRIVELIFE_INDICATORS`]).
-//! - [`detect`] runs every rule and returns a [`Detection`]: [`Alert`]s (each with a
+//! - [`detect`] (or a streaming [`Detector`]) runs every rule and returns a [`Detection`]: [`Alert`]s (each with a
 //!   [`Rule`] and an urgency [`Tier`]), propagation [`Edge`]s and one [`HostRow`] per host
 //!   of interest with its [`Role`].
 //! - [`render_report`] turns a [`Detection`] into the responder's Markdown summary.
@@ -20,18 +20,23 @@
 //!   [`DetectConfig::from_toml`] reads a rules file over the defaults, and
 //!   [`DetectConfig::add_indicators`] adds a user indicator file.
 //!
-//! # Design decision: batch over sorted inputs, not streaming per shard
+//! # Design decision: sorted batches of usable flows, bounded state
 //!
-//! [`detect`] takes the whole set of flows and sorts it by `(ts_first, first_packet)`
-//! (DNS and ARP events by all their fields) before running the rules. Flow shards finish
-//! flows in an order that depends on the thread count; sorting first makes every result
-//! (alert ids included) a function of the input set alone, which is the project's
-//! "identical for any `--threads`" invariant. Flow records are small and already held
-//! for the Parquet writer, so the sort costs far less than decoding did. State per source
-//! is bounded instead: distinct-destination sets are exact up to
-//! [`DetectConfig::max_tracked`] addresses and then *saturate* (stop growing, counted in
+//! The rules are order-dependent (windows, TRW walks), and flow shards finish flows in an
+//! order that depends on the thread count. A [`Detector`] therefore drops at once every
+//! flow no rule can use (not a worm service, honeypot, C&C address or exposed port),
+//! gathers the rest up to [`DetectConfig::max_pending_flows`], sorts them by
+//! `(ts_first, first_packet)` and runs them through the rules. While the usable flows
+//! fit in one batch, every result (alert ids included) is a function of the input set
+//! alone, the project's "identical for any `--threads`" invariant; beyond it, flows
+//! older than an earlier batch's newest are still used and counted
+//! ([`DetectStats::late_flows`]). State is capped: scanning sources at
+//! [`DetectConfig::max_sources`] (the least recently active eighth of the unflagged ones
+//! evicted, [`DetectStats::sources_evicted`]), pairs and kept sessions at 64 times that
+//! (new ones refused, [`DetectStats::entries_refused`]), and distinct-destination sets
+//! exact up to [`DetectConfig::max_tracked`] addresses, then *saturated* (counted in
 //! [`DetectStats::cap_hits`]), so counts beyond the cap are lower bounds; a saturated
-//! source has long crossed every threshold.
+//! source has long crossed every threshold. [`detect`] is the one-call form over slices.
 //!
 //! # Example
 //!
@@ -79,7 +84,7 @@ mod score;
 pub use config::{
     parse_indicator_list, Cidr, CidrError, DetectConfig, Service, TrwConfig, DRIVELIFE_INDICATORS,
 };
-pub use engine::{detect, is_completed, is_failed};
+pub use engine::{detect, is_completed, is_failed, Detector};
 pub use model::{
     Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
 };

@@ -231,6 +231,17 @@ pub struct DetectStats {
     pub cap_hits: u64,
     /// Sets that saturated.
     pub saturated_sets: u64,
+    /// Flows gathered for the rules (the rest could not match any).
+    pub flows_used: u64,
+    /// Flows that reached the rules after a later flow had (see
+    /// [`crate::DetectConfig::max_pending_flows`]); 0 means the rules saw every flow in
+    /// time order and results do not depend on input order.
+    pub late_flows: u64,
+    /// Unflagged scanning sources evicted to stay within
+    /// [`crate::DetectConfig::max_sources`].
+    pub sources_evicted: u64,
+    /// Flows not tracked because a capped table was full of flagged entries.
+    pub entries_refused: u64,
 }
 
 /// Everything a detection run finds.

@@ -36,6 +36,8 @@ struct File {
     honeypots: Option<Vec<String>>,
     exposed_ports: Option<Vec<u16>>,
     max_tracked: Option<usize>,
+    max_sources: Option<usize>,
+    max_pending_flows: Option<usize>,
     scan: Option<Scan>,
     trw: Option<Trw>,
     arp: Option<Arp>,
@@ -152,6 +154,12 @@ impl DetectConfig {
         }
         if let Some(v) = f.max_tracked {
             c.max_tracked = v.max(1);
+        }
+        if let Some(v) = f.max_sources {
+            c.max_sources = v.max(8);
+        }
+        if let Some(v) = f.max_pending_flows {
+            c.max_pending_flows = v.max(1);
         }
         if let Some(s) = f.scan {
             if let Some(v) = s.window_s {

@@ -462,3 +462,101 @@ fn netflow_records_still_find_scanner_and_brute_force() {
     assert_eq!(d.alerts_for(ip("10.0.0.7"), Rule::BruteForce).count(), 1);
     assert!(d.is_infected(ip("10.0.0.5")) && d.is_infected(ip("10.0.0.7")));
 }
+
+/// A flood of one-contact sources fills the source table; the unflagged ones are
+/// evicted (counted) so a scanner arriving afterwards is still tracked and caught, and
+/// the sources already flagged are never evicted.
+#[test]
+fn source_table_is_capped_by_evicting_unflagged_sources() {
+    let config = DetectConfig {
+        max_sources: 16,
+        ..DetectConfig::default()
+    };
+    let mut f = Flows::default();
+    f.scan(0.0, "10.0.0.5", 1, 12, 445, 0.1);
+    for i in 0..200u32 {
+        let src = format!("192.0.{}.{}", i / 200, i % 200 + 1);
+        f.syn(10.0 + f64::from(i) * 0.01, &src, "10.0.3.3", 445);
+    }
+    f.scan(20.0, "10.0.0.6", 2, 12, 445, 0.1);
+    let d = detect(&config, &f.v, &[], &[]);
+    assert!(d.stats.sources_evicted >= 180, "{:?}", d.stats);
+    for scanner in ["10.0.0.5", "10.0.0.6"] {
+        assert!(
+            d.alerts_for(ip(scanner), Rule::Trw).next().is_some(),
+            "{scanner}"
+        );
+    }
+    // Without the cap, the same two scanners and nothing else are flagged by TRW.
+    let unbounded = detect(&DetectConfig::default(), &f.v, &[], &[]);
+    let trw = |d: &Detection| d.alerts.iter().filter(|a| a.rule == Rule::Trw).count();
+    assert_eq!(trw(&d), trw(&unbounded));
+    assert_eq!(unbounded.stats.sources_evicted, 0);
+}
+
+/// When every tracked source is flagged, a new source cannot be tracked: refused and
+/// counted, the flagged ones kept.
+#[test]
+fn a_source_table_full_of_flagged_sources_refuses_new_ones() {
+    let config = DetectConfig {
+        max_sources: 8,
+        ..DetectConfig::default()
+    };
+    let mut f = Flows::default();
+    for s in 0..8u8 {
+        f.scan(
+            f64::from(s),
+            &format!("10.0.0.{}", s + 1),
+            s + 1,
+            6,
+            445,
+            0.01,
+        );
+    }
+    f.scan(100.0, "10.0.0.99", 99, 6, 445, 0.01);
+    let d = detect(&config, &f.v, &[], &[]);
+    assert!(d.stats.entries_refused >= 6, "{:?}", d.stats);
+    for s in 0..8u8 {
+        let src = ip(&format!("10.0.0.{}", s + 1));
+        assert!(d.alerts_for(src, Rule::Trw).next().is_some(), "{src}");
+    }
+    assert!(d.alerts_for(ip("10.0.0.99"), Rule::Trw).next().is_none());
+}
+
+/// Flows are held only if a rule can use them, and gathered in batches of
+/// `max_pending_flows`: in time order, any batch size gives the unbatched result; out of
+/// order across batches, the late flows are counted.
+#[test]
+fn flows_stream_through_in_batches_and_late_ones_are_counted() {
+    let mut f = Flows::default();
+    f.scan(0.0, "10.0.0.5", 1, 12, 445, 0.5);
+    f.ok(8.0, "10.0.0.5", "10.0.2.7", 445, 0.2, 4000);
+    f.scan(9.0, "10.0.2.7", 3, 12, 445, 0.5);
+    for i in 0..30u32 {
+        f.ok(f64::from(i), "10.0.0.8", "10.0.0.9", 443, 1.0, 100);
+    }
+    f.v.sort_by_key(|r| (r.ts_first, r.first_packet));
+    let whole = detect(&DetectConfig::default(), &f.v, &[], &[]);
+    assert_eq!(whole.stats.flows, f.v.len() as u64);
+    assert_eq!(
+        whole.stats.flows_used,
+        f.v.len() as u64 - 30,
+        "443 is no rule's"
+    );
+    assert_eq!(whole.edges.len(), 1);
+    for batch in [1, 2, 7] {
+        let config = DetectConfig {
+            max_pending_flows: batch,
+            ..DetectConfig::default()
+        };
+        let d = detect(&config, &f.v, &[], &[]);
+        assert_eq!(d.stats.late_flows, 0);
+        assert_eq!(
+            (&d.alerts, &d.edges, &d.hosts),
+            (&whole.alerts, &whole.edges, &whole.hosts)
+        );
+        let mut reversed = f.v.clone();
+        reversed.reverse();
+        assert!(detect(&config, &reversed, &[], &[]).stats.late_flows > 0);
+    }
+}

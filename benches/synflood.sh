@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Memory under a SYN flood: N single-packet flows, each from a random public source to
+# 10.164.1.8:445 (examples/gen_capture.rs --synflood), streamed straight into
+# `wormsign analyze -` (no capture file on disk), detection included. For each N it
+# prints wall time, packets/s, peak RSS and the evictions counted in the run summary,
+# then checks that peak RSS does not grow with N: the flow table is capped by
+# --max-flows, the detection's per-source state by max_sources and its flow batches by
+# max_pending_flows (both in a rules file written here).
+#
+#   benches/synflood.sh                                     # 5 M, 10 M and 20 M SYNs
+#   WORMSIGN_FLOOD_SIZES="500000 2000000" benches/synflood.sh   # CI-sized
+#
+# Environment:
+#   WORMSIGN_FLOOD_SIZES         flood sizes in packets (default "5000000 10000000 20000000")
+#   WORMSIGN_FLOOD_MAX_FLOWS     --max-flows (default 200000)
+#   WORMSIGN_FLOOD_MAX_SOURCES   detection max_sources (default 262144, the built-in)
+#   WORMSIGN_FLOOD_MAX_PENDING   detection max_pending_flows (default 1048576, built-in)
+#   WORMSIGN_FLOOD_GROWTH        largest/smallest peak RSS allowed (default 1.25)
+#   WORMSIGN_BENCH_SKIP_BUILD=1  use the binaries already built
+#   CARGO_TARGET_DIR             as for cargo
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SIZES=${WORMSIGN_FLOOD_SIZES:-5000000 10000000 20000000}
+MAX_FLOWS=${WORMSIGN_FLOOD_MAX_FLOWS:-200000}
+MAX_SOURCES=${WORMSIGN_FLOOD_MAX_SOURCES:-262144}
+MAX_PENDING=${WORMSIGN_FLOOD_MAX_PENDING:-1048576}
+GROWTH=${WORMSIGN_FLOOD_GROWTH:-1.25}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+TIME=/usr/bin/time
+
+[ -x "$TIME" ] || { echo "synflood: $TIME (GNU time) is required" >&2; exit 2; }
+if [ "${WORMSIGN_BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    echo "== building (release)" >&2
+    (cd "$ROOT" && cargo build --release --quiet --bin wormsign --example gen_capture)
+fi
+WORMSIGN=$TARGET/release/wormsign
+GEN=$TARGET/release/examples/gen_capture
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+printf 'max_sources = %s\nmax_pending_flows = %s\n' "$MAX_SOURCES" "$MAX_PENDING" >"$WORK/rules.toml"
+
+echo "== SYN flood to 10.164.1.8:445 from random sources; --max-flows $MAX_FLOWS," \
+    "max_sources $MAX_SOURCES, max_pending_flows $MAX_PENDING"
+printf '%-10s %8s %10s %8s %14s %14s %12s %10s\n' packets wall_s Mpkt/s rss_MB \
+    flows_evicted sources_evicted flows_late alerts
+rss_all=()
+for n in $SIZES; do
+    out=$WORK/out-$n
+    # pipefail: a failure of the generator or of wormsign fails the run.
+    "$GEN" --synflood --packets "$n" --pps 100000 --out - 2>/dev/null |
+        "$TIME" -f '%e %M' -o "$WORK/time" "$WORMSIGN" analyze - --out "$out" -q \
+            --max-flows "$MAX_FLOWS" --rules "$WORK/rules.toml" --summary-json "$WORK/s.json"
+    read -r wall rss_kb <"$WORK/time"
+    python3 - "$WORK/s.json" "$n" "$wall" "$rss_kb" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+n, wall, rss = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]) / 1024
+d = s["detection"]
+assert s["packets"] == n, (s["packets"], n)
+print(f"{n:<10} {wall:8.2f} {n / wall / 1e6:10.2f} {rss:8.0f} {s['flows_evicted']:14} "
+      f"{d['sources_evicted']:14} {d['late_flows']:12} {d['alerts']:10}")
+EOF
+    rss_all+=("$rss_kb")
+    rm -rf "$out"
+done
+python3 - "$GROWTH" "${rss_all[@]}" <<'EOF'
+import sys
+limit, rss = float(sys.argv[1]), [int(x) for x in sys.argv[2:]]
+growth = max(rss) / min(rss)
+verdict = "flat" if growth <= limit else "GROWS"
+print(f"peak RSS {min(rss) / 1024:.0f}-{max(rss) / 1024:.0f} MB: largest/smallest {growth:.2f} "
+      f"(limit {limit}): {verdict}")
+sys.exit(0 if growth <= limit else 1)
+EOF
