@@ -345,10 +345,6 @@ fn wannacry_infected_hosts_and_patient_zero() {
 }
 
 #[test]
-#[ignore = "detector: TRW (theta0 0.8, theta1 0.2) flags a source once its failed first \
-            contacts outnumber its successes by 4; the LAN sweep also completes sessions \
-            to open SMB ports, so detection takes 5-6 failed first contacts (median 5, \
-            0.056 s after the first probe, seed 1)"]
 fn wannacry_time_to_detect() {
     check("wannacry", &[1, 2], &[assert_time_to_detect]);
 }
@@ -369,10 +365,6 @@ fn stealthy_patient_zero_and_edges() {
 }
 
 #[test]
-#[ignore = "detector: TRW needs 4 more failures than successes, and the stealthy worm \
-            mixes successful first contacts in; the ARP evidence of its probes of dead \
-            addresses is spread too thin for the 60 s ARP window (seed 1: median 5, \
-            patient zero 12 failed first contacts)"]
 fn stealthy_time_to_detect() {
     check("stealthy", &[1, 2], &[assert_time_to_detect]);
 }

@@ -324,12 +324,6 @@ fn wannacry_as_netflow_still_finds_every_scanner() {
 }
 
 #[test]
-#[ignore = "detector on NetFlow: drivelife seed 1 finds 64 of 65 labelled scanners with \
-            v5, v9 and ipfix alike; 10.164.1.114 (gen 1, rdp_bruteforce) is missed (role \
-            target, no alert). On capture.pcap it is found only by cnc_dns/cnc_ip (its C&C \
-            lookup); trw and scan_fanout do not fire there either: 8 failed first contacts \
-            (5 on 445, 2 on 1433, 1 on 3389) mixed with 3 completed SMB sessions. NetFlow \
-            carries no DNS payload, so nothing else can mark it"]
 fn drivelife_as_netflow_still_finds_every_scanner() {
     for version in VERSIONS {
         let (n, missed, _) = missed_scanners("drivelife", 1, version);

@@ -165,6 +165,13 @@ pub struct DetectConfig {
     /// Failed share of first contacts at or above which a fan-out is worm scanning (an
     /// infection sign) rather than a heavy hitter (default 0.5).
     pub fanout_min_failed_ratio: f64,
+    /// Failed first contacts (to distinct addresses, on any worm service) of one source
+    /// within `failed_window_ns` that raise `failed_contacts`; 0 disables (default 4).
+    /// Unlike TRW, successes in between do not offset failures: a worm that also reaches
+    /// open ports (a LAN sweep) is flagged on its 4th miss.
+    pub failed_threshold: usize,
+    /// Window of `failed_contacts` (default 600 s, so slow scanners are caught too).
+    pub failed_window_ns: i64,
     /// TRW parameters.
     pub trw: TrwConfig,
     /// ARP sweep window (default 60 s).
@@ -240,6 +247,8 @@ impl Default for DetectConfig {
             scan_window_ns: 60 * NS_PER_SEC,
             fanout_threshold: 10,
             fanout_min_failed_ratio: 0.5,
+            failed_threshold: 4,
+            failed_window_ns: 600 * NS_PER_SEC,
             trw: TrwConfig::default(),
             arp_window_ns: 60 * NS_PER_SEC,
             arp_threshold: 32,
@@ -282,8 +291,13 @@ impl DetectConfig {
         o.push_str(&format!("window_s = {}\n", s(self.scan_window_ns)));
         o.push_str(&format!("fanout_threshold = {}\n", self.fanout_threshold));
         o.push_str(&format!(
-            "fanout_min_failed_ratio = {:?}\n\n[trw]\n",
+            "fanout_min_failed_ratio = {:?}\n",
             self.fanout_min_failed_ratio
+        ));
+        o.push_str(&format!("failed_threshold = {}\n", self.failed_threshold));
+        o.push_str(&format!(
+            "failed_window_s = {}\n\n[trw]\n",
+            s(self.failed_window_ns)
         ));
         o.push_str(&format!(
             "theta0 = {:?}\ntheta1 = {:?}\npd = {:?}\npf = {:?}\n\n[arp]\n",

@@ -138,6 +138,10 @@ struct TrwState {
     walk_first_fail: Option<i64>,
     /// First evidence of the walk that crossed the threshold.
     evidence: i64,
+    /// Recent failed first contacts, for `failed_contacts`.
+    failures: VecDeque<i64>,
+    /// When `failed_contacts` fired (time, service) and its window's first failure.
+    failed_detected: Option<(i64, usize, i64)>,
 }
 
 #[derive(Default)]
@@ -481,6 +485,7 @@ impl<'a> Detector<'a> {
             .iter()
             .filter(|(ip, t)| {
                 t.detected.is_none()
+                    && t.failed_detected.is_none()
                     && (0..n_svc).all(|s| fan.get(&(**ip, s)).is_none_or(|f| f.detected.is_none()))
             })
             .map(|(&ip, t)| (t.last_seen, ip))
@@ -519,6 +524,13 @@ impl<'a> Detector<'a> {
                 t.failed += 1;
             } else {
                 t.successes += 1;
+            }
+            let fail_hit = failed
+                && c.failed_threshold > 0
+                && window_hit(&mut t.failures, ts, c.failed_threshold, c.failed_window_ns);
+            if fail_hit && t.failed_detected.is_none() {
+                let first = t.failures.front().copied().unwrap_or(ts);
+                t.failed_detected = Some((ts, svc, first));
             }
             if t.detected.is_none() {
                 if failed && t.walk_first_fail.is_none() {
@@ -655,6 +667,42 @@ impl<'a> Detector<'a> {
                     ""
                 }
             ),
+            ));
+        }
+        for (&src, t) in &trw {
+            let Some((at, svc, first)) = t.failed_detected else {
+                continue;
+            };
+            let service = c.services[svc].name.clone();
+            evidence.insert((Rule::FailedContacts, src, None, service.clone()), first);
+            let tier = if c.is_internal(src) && t.successes > 0 {
+                Tier::Hour
+            } else {
+                Tier::Day
+            };
+            alerts.push(alert(
+                c,
+                Rule::FailedContacts,
+                tier,
+                src,
+                None,
+                &service,
+                t.first_ts,
+                t.last_ts,
+                at,
+                t.first_contacts,
+                t.contacted.len(),
+                ratio(t.failed, t.first_contacts),
+                true,
+                format!(
+                    "{} failed first contacts on worm services within {:.0}s (from {:.3}s); \
+                     {} first contacts in all, {} failed",
+                    c.failed_threshold,
+                    secs(c.failed_window_ns),
+                    secs(first),
+                    t.first_contacts,
+                    t.failed
+                ),
             ));
         }
         for (&(src, svc), s) in &fan {

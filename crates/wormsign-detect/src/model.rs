@@ -42,6 +42,8 @@ pub enum Rule {
     ScanFanout,
     /// Threshold Random Walk over first-contact outcomes crossed η1.
     Trw,
+    /// Several failed first contacts on worm services within the failed-contact window.
+    FailedContacts,
     /// Many distinct ARP who-has targets within the ARP window.
     ArpSweep,
     /// Many short completed sessions to one host and service.
@@ -62,6 +64,7 @@ impl Rule {
         match self {
             Rule::ScanFanout => "scan_fanout",
             Rule::Trw => "trw",
+            Rule::FailedContacts => "failed_contacts",
             Rule::ArpSweep => "arp_sweep",
             Rule::BruteForce => "brute_force",
             Rule::CncDns => "cnc_dns",
@@ -71,9 +74,12 @@ impl Rule {
         }
     }
 
-    /// Scan evidence (fan-out, TRW, ARP sweep).
+    /// Scan evidence (fan-out, TRW, failed contacts, ARP sweep).
     pub fn is_scan(self) -> bool {
-        matches!(self, Rule::ScanFanout | Rule::Trw | Rule::ArpSweep)
+        matches!(
+            self,
+            Rule::ScanFanout | Rule::Trw | Rule::FailedContacts | Rule::ArpSweep
+        )
     }
 
     /// C&C evidence.

@@ -52,6 +52,8 @@ struct Scan {
     window_s: Option<f64>,
     fanout_threshold: Option<usize>,
     fanout_min_failed_ratio: Option<f64>,
+    failed_threshold: Option<usize>,
+    failed_window_s: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +172,12 @@ impl DetectConfig {
             }
             if let Some(v) = s.fanout_min_failed_ratio {
                 c.fanout_min_failed_ratio = v;
+            }
+            if let Some(v) = s.failed_threshold {
+                c.failed_threshold = v;
+            }
+            if let Some(v) = s.failed_window_s {
+                c.failed_window_ns = ns(v, "scan.failed_window_s")?;
             }
         }
         if let Some(t) = f.trw {

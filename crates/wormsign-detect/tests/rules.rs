@@ -560,3 +560,41 @@ fn flows_stream_through_in_batches_and_late_ones_are_counted() {
         assert!(detect(&config, &reversed, &[], &[]).stats.late_flows > 0);
     }
 }
+
+/// A LAN-sweeping worm reaches open ports between misses: TRW's walk is set back by each
+/// success, failed_contacts is not and fires on the 4th miss; three misses, or misses
+/// spread beyond the window, do not fire it; threshold 0 disables it.
+#[test]
+fn failed_contacts_fire_on_the_fourth_miss_despite_successes() {
+    let mut f = Flows::default();
+    f.syn(0.0, "10.0.0.5", "10.9.0.1", 445)
+        .ok(0.1, "10.0.0.5", "10.9.0.2", 445, 0.5, 3000)
+        .syn(0.2, "10.0.0.5", "10.9.0.3", 445)
+        .ok(0.3, "10.0.0.5", "10.9.0.4", 445, 0.5, 3000)
+        .syn(0.4, "10.0.0.5", "10.9.0.5", 3389)
+        .syn(0.5, "10.0.0.5", "10.9.0.6", 1433);
+    // Three misses within the window, then a fourth long after: never four in 600 s.
+    f.syn(0.0, "10.0.0.7", "10.9.1.1", 445)
+        .syn(1.0, "10.0.0.7", "10.9.1.2", 445)
+        .syn(2.0, "10.0.0.7", "10.9.1.3", 445)
+        .syn(700.0, "10.0.0.7", "10.9.1.4", 445);
+    f.v.sort_by_key(|r| r.ts_first);
+    let d = run(&f);
+    let a: Vec<_> = d.alerts_for(ip("10.0.0.5"), Rule::FailedContacts).collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].detected_ns, (0.5 * 1e9) as i64, "the 4th miss");
+    assert_eq!(a[0].tier, Tier::Hour, "internal, with successes: spreading");
+    assert!(d.alerts_for(ip("10.0.0.5"), Rule::Trw).next().is_none());
+    assert!(d.is_infected(ip("10.0.0.5")));
+    assert!(d
+        .alerts_for(ip("10.0.0.7"), Rule::FailedContacts)
+        .next()
+        .is_none());
+
+    let off = DetectConfig {
+        failed_threshold: 0,
+        ..DetectConfig::default()
+    };
+    let d = detect(&off, &f.v, &[], &[]);
+    assert!(d.alerts.iter().all(|a| a.rule != Rule::FailedContacts));
+}
