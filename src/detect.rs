@@ -24,6 +24,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, RecordBatch, StringArray};
 use clap::Args;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 use wormsign_columnar::{
     AlertBatchBuilder, AlertRow, HostBatchBuilder, HostRow as HostTableRow,
     PropagationBatchBuilder, PropagationRow, RowBuilder, TableWriter,
@@ -224,12 +225,25 @@ fn batches(files: &[PathBuf]) -> impl Iterator<Item = anyhow::Result<(&Path, Rec
     })
 }
 
+/// Columns detection never reads: the widest of flows.parquet, skipped undecoded.
+const NOT_READ: [&str; 3] = ["community_id", "history", "duration"];
+
 fn file_batches(
     path: &PathBuf,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(&Path, RecordBatch)>> + '_> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("reading {}", path.display()))?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let wanted = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|name| !NOT_READ.contains(name))
+        .collect::<Vec<_>>();
+    let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
+    let reader = builder
+        .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
         .with_context(|| format!("reading {}", path.display()))?;

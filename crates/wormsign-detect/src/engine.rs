@@ -142,6 +142,15 @@ struct TrwState {
     failures: VecDeque<i64>,
     /// When `failed_contacts` fired (time, service) and its window's first failure.
     failed_detected: Option<(i64, usize, i64)>,
+    /// A fan-out of this source fired (so it is never evicted).
+    fan_detected: bool,
+}
+
+impl TrwState {
+    /// Whether any rule over this source's first contacts fired.
+    fn flagged(&self) -> bool {
+        self.detected.is_some() || self.failed_detected.is_some() || self.fan_detected
+    }
 }
 
 #[derive(Default)]
@@ -479,23 +488,20 @@ impl<'a> Detector<'a> {
             return true;
         }
         let n_svc = self.c.services.len();
-        let fan = &self.fan;
         let mut idle: Vec<(i64, IpAddr)> = self
             .trw
             .iter()
-            .filter(|(ip, t)| {
-                t.detected.is_none()
-                    && t.failed_detected.is_none()
-                    && (0..n_svc).all(|s| fan.get(&(**ip, s)).is_none_or(|f| f.detected.is_none()))
-            })
+            .filter(|(_, t)| !t.flagged())
             .map(|(&ip, t)| (t.last_seen, ip))
             .collect();
         if idle.is_empty() {
             self.stats.entries_refused += 1;
             return false;
         }
-        idle.sort_unstable();
-        idle.truncate((self.trw.len() / 8).max(1));
+        // The oldest eighth: a unique set, as (last_seen, ip) pairs are distinct.
+        let n = (self.trw.len() / 8).clamp(1, idle.len());
+        idle.select_nth_unstable(n - 1);
+        idle.truncate(n);
         for &(_, ip) in &idle {
             self.trw.remove(&ip);
             for s in 0..n_svc {
@@ -566,6 +572,9 @@ impl<'a> Detector<'a> {
             {
                 s.detected = Some(ts);
                 s.evidence = s.recent.front().copied().unwrap_or(ts);
+                if let Some(t) = self.trw.get_mut(&src) {
+                    t.fan_detected = true;
+                }
             }
         }
     }
