@@ -238,6 +238,14 @@ fn alert(
     evidence: String,
 ) -> Alert {
     let allowlisted = c.is_allowlisted(src);
+    // Scanning and password guessing by an authorized scanner or known heavy hitter is
+    // expected: a hygiene item (is it still authorized, is the list current?), not an
+    // incident. Its C&C or honeypot contacts keep their urgency.
+    let tier = if allowlisted && (rule.is_scan() || rule == Rule::BruteForce) {
+        Tier::Month
+    } else {
+        tier
+    };
     Alert {
         id: String::new(),
         rule,

@@ -97,7 +97,7 @@ pub enum Tier {
     Day,
     /// Within the week: brute force against one host without success.
     Week,
-    /// Within the month: hygiene.
+    /// Within the month: hygiene (scanning or brute force by allowlisted hosts).
     Month,
 }
 

@@ -184,10 +184,16 @@ pub fn render_report(d: &Detection) -> String {
         .filter(|a| a.rule == Rule::BruteForce)
         .collect();
     if !brute.is_empty() {
-        let list: Vec<String> = brute
+        // One entry per host and service, in order of first appearance.
+        let mut list: Vec<String> = Vec::new();
+        for entry in brute
             .iter()
             .filter_map(|a| a.dst.map(|d| format!("{d} ({})", a.service)))
-            .collect();
+        {
+            if !list.contains(&entry) {
+                list.push(entry);
+            }
+        }
         step(
             &mut o,
             format!(
@@ -199,6 +205,20 @@ pub fn render_report(d: &Detection) -> String {
     }
     if n == 0 {
         let _ = writeln!(o, "Nothing urgent.");
+    }
+    let hygiene: Vec<&Alert> = d.alerts.iter().filter(|a| a.tier == Tier::Month).collect();
+    if !hygiene.is_empty() {
+        let mut hosts: Vec<IpAddr> = hygiene.iter().map(|a| a.src).collect();
+        hosts.sort();
+        hosts.dedup();
+        let list: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            o,
+            "\nWithin the month (hygiene): confirm that the allowlisted hosts that scanned or \
+             guessed passwords are still authorized, and that the allowlist is current: {}{}.",
+            list.join(", "),
+            ids(hygiene.into_iter())
+        );
     }
 
     let _ = writeln!(o, "\n## Alerts\n");

@@ -366,6 +366,14 @@ fn allowlisted_scanner_is_reported_not_infected() {
     let d = detect(&config, &f.v, &[], &[]);
     assert!(!d.alerts.is_empty());
     assert!(d.alerts.iter().all(|a| a.allowlisted && !a.infection_sign));
+    // Authorized scanning is a hygiene item, not an incident.
+    assert!(d.alerts.iter().all(|a| a.tier == Tier::Month));
+    let report = render_report(&d);
+    assert!(report.contains("Nothing urgent."), "{report}");
+    assert!(
+        report.contains("Within the month (hygiene)") && report.contains("10.0.0.99"),
+        "{report}"
+    );
     assert!(d.alerts_for(ip("10.0.0.99"), Rule::Trw).next().is_some());
     assert!(!d.is_infected(ip("10.0.0.99")));
     assert_eq!(
