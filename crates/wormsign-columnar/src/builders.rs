@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
-    BooleanBuilder, DurationMicrosecondBuilder, Int16Builder, Int32Builder, Int64Builder,
-    ListBuilder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::Int16Type;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -111,7 +111,7 @@ pub fn proto_name(proto: u8) -> &'static str {
 pub struct FlowBatchBuilder {
     ts: TimestampMicrosecondBuilder,
     last_ts: TimestampMicrosecondBuilder,
-    duration: DurationMicrosecondBuilder,
+    duration: Float64Builder,
     orig_h: StringBuilder,
     orig_p: Int32Builder,
     resp_h: StringBuilder,
@@ -143,8 +143,10 @@ impl RowBuilder for FlowBatchBuilder {
     fn append(&mut self, r: &FlowRecord) {
         self.ts.append_value(micros(r.ts_first));
         self.last_ts.append_value(micros(r.ts_last));
-        self.duration
-            .append_value(micros(r.ts_last) - micros(r.ts_first));
+        // Seconds as a float, not Arrow's duration type: Parquet has no duration type,
+        // so DuckDB and Spark would read a bare integer of microseconds.
+        let micros_long = micros(r.ts_last) - micros(r.ts_first);
+        self.duration.append_value(micros_long as f64 / 1e6);
         append_ip(&mut self.orig_h, r.orig_addr);
         self.orig_p.append_value(i32::from(r.orig_port));
         append_ip(&mut self.resp_h, r.resp_addr);

@@ -9,7 +9,7 @@
 //! Parquet under a temporary name and renames it into place only when complete.
 //!
 //! Design decision: notebook-friendly types over compact ones. Timestamps are
-//! `timestamp[us, UTC]`, durations `duration[us]`, IP addresses strings, counters signed
+//! `timestamp[us, UTC]`, durations float seconds (Parquet has no duration type), IP addresses strings, counters signed
 //! 64-bit integers and enumerations dictionary-encoded strings, so pandas, polars,
 //! DuckDB and Spark read every file without conversion.
 //!

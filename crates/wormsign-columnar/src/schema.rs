@@ -40,9 +40,9 @@ pub fn flow_schema() -> SchemaRef {
                 ),
                 field(
                     "duration",
-                    DataType::Duration(TimeUnit::Microsecond),
+                    DataType::Float64,
                     false,
-                    "last_ts - ts",
+                    "last_ts - ts in seconds (as Zeek's conn.log duration)",
                 ),
                 field("orig_h", DataType::Utf8, false, "originator IP address"),
                 field(
