@@ -201,7 +201,8 @@ pub struct DetectConfig {
     /// Authorized scanners and heavy hitters: alerted with `allowlisted`, never infected.
     pub allowlist: Vec<Cidr>,
     /// Exact distinct-destination sets hold at most this many addresses per source (and
-    /// per source and service); beyond it the set is saturated (default 4096).
+    /// per source and service); beyond it the set is saturated and a HyperLogLog sketch
+    /// estimates the distinct count (default 4096).
     pub max_tracked: usize,
     /// Scanning sources (TRW walks and their fan-out counters) held at once; beyond it
     /// the least recently active eighth of the sources no rule has flagged yet is

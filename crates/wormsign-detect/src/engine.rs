@@ -7,6 +7,7 @@ use hashbrown::{HashMap, HashSet};
 use wormsign_flow::{ConnState, FlowRecord, FlowSource};
 
 use crate::config::DetectConfig;
+use crate::distinct::CappedSet;
 use crate::model::{
     Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
 };
@@ -72,38 +73,6 @@ pub fn is_completed(f: &FlowRecord) -> bool {
             ),
             _ => true,
         }
-}
-
-/// An exact set of addresses up to a cap; beyond it new addresses are not added and the
-/// set is *saturated* (its size is then a lower bound of the distinct count).
-#[derive(Default)]
-struct CappedSet {
-    set: HashSet<IpAddr>,
-    saturated: bool,
-}
-
-impl CappedSet {
-    /// `Some(true)` if `ip` is new, `Some(false)` if known, `None` if unknown because the
-    /// set is full (then treated as not new, so counts stay lower bounds).
-    fn insert(&mut self, ip: IpAddr, cap: usize, stats: &mut DetectStats) -> Option<bool> {
-        if self.set.contains(&ip) {
-            return Some(false);
-        }
-        if self.set.len() >= cap {
-            stats.cap_hits += 1;
-            if !self.saturated {
-                self.saturated = true;
-                stats.saturated_sets += 1;
-            }
-            return None;
-        }
-        self.set.insert(ip);
-        Some(true)
-    }
-
-    fn len(&self) -> u64 {
-        self.set.len() as u64
-    }
 }
 
 /// Sliding count of events within a window, keeping at most `need` timestamps: true once
@@ -678,8 +647,8 @@ impl<'a> Detector<'a> {
                 secs(at),
                 t.first_contacts,
                 t.failed,
-                if t.contacted.saturated {
-                    " (set saturated: lower bound)"
+                if t.contacted.saturated() {
+                    " (beyond the exact set: estimated)"
                 } else {
                     ""
                 }

@@ -35,7 +35,8 @@
 //! evicted, [`DetectStats::sources_evicted`]), pairs and kept sessions at 64 times that
 //! (new ones refused, [`DetectStats::entries_refused`]), and distinct-destination sets
 //! exact up to [`DetectConfig::max_tracked`] addresses, then *saturated* (counted in
-//! [`DetectStats::cap_hits`]), so counts beyond the cap are lower bounds; a saturated
+//! [`DetectStats::cap_hits`]): a HyperLogLog sketch (1 KiB, ±3 %) estimates the distinct
+//! count beyond the cap, while first-contact counts become lower bounds; a saturated
 //! source has long crossed every threshold. [`detect`] is the one-call form over slices.
 //!
 //! # Example
@@ -75,6 +76,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod distinct;
 mod engine;
 mod model;
 mod report;
