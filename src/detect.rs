@@ -132,12 +132,21 @@ pub fn run(
     quiet: bool,
 ) -> anyhow::Result<Detection> {
     let flow_files = flow_files(in_dir)?;
-    let dns = read_dns(&optional(in_dir, "dns"))?;
+    // Only C&C names matter to the rules: other messages are counted, not kept.
+    let (dns, dns_read) = read_dns(&optional(in_dir, "dns"), |q| {
+        config.cnc_domain_match(q).is_some()
+    })?;
     let arp = read_arp(&optional(in_dir, "arp"))?;
     // Flows stream through the detector: only those a rule can use are held.
     let mut detector = Detector::new(config, &dns, &arp);
-    for_each_flow(&flow_files, |f| detector.push(&f))?;
-    let d = detector.finish();
+    let filter = detector.flow_filter();
+    let flows_read = for_each_flow(
+        &flow_files,
+        |proto, has_ports, port, addr| filter.wants(proto, has_ports, port, addr),
+        |f| detector.push(&f),
+    )?;
+    let mut d = detector.finish();
+    (d.stats.flows, d.stats.dns_events) = (flows_read, dns_read);
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let metadata = output_metadata(&flow_files[0], config);
@@ -154,7 +163,7 @@ pub fn read_tables(
     in_dir: &Path,
 ) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsEvent>, Vec<ArpEvent>)> {
     let flows = read_flows(&flow_files(in_dir)?)?;
-    let dns = read_dns(&optional(in_dir, "dns"))?;
+    let (dns, _) = read_dns(&optional(in_dir, "dns"), |_| true)?;
     let arp = read_arp(&optional(in_dir, "arp"))?;
     Ok((flows, dns, arp))
 }
@@ -215,33 +224,67 @@ fn output_metadata(flows_path: &Path, config: &DetectConfig) -> Vec<(String, Str
 /// The record batches of every file of one table, in file order, each with its file.
 /// Files are opened one at a time, so a dataset of thousands of partitions stays within
 /// the open-file limit.
-fn batches(files: &[PathBuf]) -> impl Iterator<Item = anyhow::Result<(&Path, RecordBatch)>> {
+fn batches<'a>(
+    files: &'a [PathBuf],
+    columns: &'a [&str],
+) -> impl Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> {
     type Batches<'a> = Box<dyn Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a>;
-    files.iter().flat_map(|path| -> Batches<'_> {
-        match file_batches(path) {
+    files.iter().flat_map(move |path| -> Batches<'a> {
+        match file_batches(path, columns) {
             Ok(batches) => Box::new(batches),
             Err(e) => Box::new(std::iter::once(Err(e))),
         }
     })
 }
 
-/// Columns detection never reads: the widest of flows.parquet, skipped undecoded.
-const NOT_READ: [&str; 3] = ["community_id", "history", "duration"];
+/// The columns detection reads from each table; the others (community_id and history
+/// are the widest) are skipped undecoded.
+const FLOW_COLUMNS: [&str; 25] = [
+    "ts",
+    "last_ts",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "ip_proto",
+    "conn_state",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "orig_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "resp_bytes",
+    "orig_tcp_flags",
+    "resp_tcp_flags",
+    "vlan",
+    "end_reason",
+    "source",
+    "exporter",
+    "sampling_interval",
+    "input_if",
+    "output_if",
+    "first_packet",
+    "record",
+];
+const DNS_COLUMNS: [&str; 7] = [
+    "ts",
+    "client_h",
+    "server_h",
+    "qname",
+    "is_response",
+    "answers",
+    "answer_types",
+];
+const ARP_COLUMNS: [&str; 4] = ["ts", "op", "sender_ip", "target_ip"];
 
-fn file_batches(
-    path: &PathBuf,
-) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(&Path, RecordBatch)>> + '_> {
+fn file_batches<'a>(
+    path: &'a PathBuf,
+    columns: &'a [&str],
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?;
-    let wanted = builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .filter(|name| !NOT_READ.contains(name))
-        .collect::<Vec<_>>();
-    let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let reader = builder
         .with_projection(mask)
         .with_batch_size(64 * 1024)
@@ -358,13 +401,20 @@ fn u64_of(v: i64) -> u64 {
 
 fn read_flows(files: &[PathBuf]) -> anyhow::Result<Vec<FlowRecord>> {
     let mut out = Vec::new();
-    for_each_flow(files, |f| out.push(f))?;
+    for_each_flow(files, |_, _, _, _| true, |f| out.push(f))?;
     Ok(out)
 }
 
-/// Hands every stored flow to `sink`, one batch in memory at a time.
-fn for_each_flow(files: &[PathBuf], mut sink: impl FnMut(FlowRecord)) -> anyhow::Result<()> {
-    for b in batches(files) {
+/// Hands every stored flow that `keep(proto, has_ports, resp_port, resp_addr)` accepts to
+/// `sink`, one batch in memory at a time (the others are not decoded further); returns
+/// the number of flows read.
+fn for_each_flow(
+    files: &[PathBuf],
+    keep: impl Fn(u8, bool, u16, IpAddr) -> bool,
+    mut sink: impl FnMut(FlowRecord),
+) -> anyhow::Result<u64> {
+    let mut read = 0u64;
+    for b in batches(files, &FLOW_COLUMNS) {
         let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
             let ts = ints(&b, "ts")?;
@@ -398,11 +448,20 @@ fn for_each_flow(files: &[PathBuf], mut sink: impl FnMut(FlowRecord)) -> anyhow:
             let output_if = ints(&b, "output_if")?;
             let first_packet = ints(&b, "first_packet")?;
             let record = ints(&b, "record")?;
+            read += b.num_rows() as u64;
             for i in 0..b.num_rows() {
                 let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
                 let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
                 let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
                 let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
+                // Not stored: ports are 0 exactly when the protocol has none (or a
+                // fragment's first fragment was missing).
+                let has_ports =
+                    matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0);
+                let resp_addr = parse_ip(resp_h[i], "resp_h", i)?;
+                if !keep(proto, has_ports, resp_port, resp_addr) {
+                    continue;
+                }
                 let state = required(conn_state[i], "conn_state", i)?;
                 let source = if source[i] == Some("netflow") {
                     FlowSource::Netflow(NetflowOrigin {
@@ -429,12 +488,9 @@ fn for_each_flow(files: &[PathBuf], mut sink: impl FnMut(FlowRecord)) -> anyhow:
                     ts_last: ns(required(last_ts[i], "last_ts", i)?),
                     orig_addr: parse_ip(orig_h[i], "orig_h", i)?,
                     orig_port,
-                    resp_addr: parse_ip(resp_h[i], "resp_h", i)?,
+                    resp_addr,
                     resp_port,
-                    // Not stored: ports are 0 exactly when the protocol has none (or a
-                    // fragment's first fragment was missing).
-                    has_ports: matches!(proto, 1 | 6 | 17 | 58 | 132)
-                        && (orig_port != 0 || resp_port != 0),
+                    has_ports,
                     proto,
                     vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
                     orig: DirCounters {
@@ -463,7 +519,7 @@ fn for_each_flow(files: &[PathBuf], mut sink: impl FnMut(FlowRecord)) -> anyhow:
         })();
         rows.with_context(|| path.display().to_string())?;
     }
-    Ok(())
+    Ok(read)
 }
 
 fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
@@ -484,9 +540,14 @@ fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<Strin
         .collect()
 }
 
-fn read_dns(files: &[PathBuf]) -> anyhow::Result<Vec<DnsEvent>> {
-    let mut out = Vec::new();
-    for b in batches(files) {
+/// Reads DNS messages, keeping those whose query name (lower case, no trailing dot)
+/// `keep` accepts; returns them and the number of messages read.
+fn read_dns(
+    files: &[PathBuf],
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<(Vec<DnsEvent>, u64)> {
+    let (mut out, mut read) = (Vec::new(), 0u64);
+    for b in batches(files, &DNS_COLUMNS) {
         let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
             let ts = ints(&b, "ts")?;
@@ -496,7 +557,12 @@ fn read_dns(files: &[PathBuf]) -> anyhow::Result<Vec<DnsEvent>> {
             let is_response = bools(&b, "is_response")?;
             let answers = list_strings(column(&b, "answers")?, "answers")?;
             let types = list_strings(column(&b, "answer_types")?, "answer_types")?;
+            read += b.num_rows() as u64;
             for i in 0..b.num_rows() {
+                let qname = qname[i].map(|q| q.trim_end_matches('.').to_ascii_lowercase());
+                if !qname.as_deref().is_some_and(&keep) {
+                    continue;
+                }
                 let answers = answers[i]
                     .iter()
                     .zip(&types[i])
@@ -507,7 +573,7 @@ fn read_dns(files: &[PathBuf]) -> anyhow::Result<Vec<DnsEvent>> {
                     ts_ns: ns(required(ts[i], "ts", i)?),
                     client: parse_ip(client[i], "client_h", i)?,
                     server: parse_ip(server[i], "server_h", i)?,
-                    qname: qname[i].map(|q| q.trim_end_matches('.').to_ascii_lowercase()),
+                    qname,
                     is_response: is_response[i].unwrap_or(false),
                     answers,
                 });
@@ -516,12 +582,12 @@ fn read_dns(files: &[PathBuf]) -> anyhow::Result<Vec<DnsEvent>> {
         })();
         rows.with_context(|| path.display().to_string())?;
     }
-    Ok(out)
+    Ok((out, read))
 }
 
 fn read_arp(files: &[PathBuf]) -> anyhow::Result<Vec<ArpEvent>> {
     let mut out = Vec::new();
-    for b in batches(files) {
+    for b in batches(files, &ARP_COLUMNS) {
         let (path, b) = b?;
         let rows = (|| -> anyhow::Result<()> {
             let ts = ints(&b, "ts")?;

@@ -254,6 +254,24 @@ pub fn detect(
     detector.finish()
 }
 
+/// Which flows any rule (or the propagation graph) can use: to a worm service or an
+/// exposed port, or to a honeypot or C&C address. [`Detector::push`] drops the others.
+#[derive(Clone)]
+pub struct FlowFilter<'a> {
+    c: &'a DetectConfig,
+    addresses: HashSet<IpAddr>,
+}
+
+impl FlowFilter<'_> {
+    /// Whether a flow of IP protocol `proto` to `resp_addr` port `resp_port` is usable.
+    pub fn wants(&self, proto: u8, has_ports: bool, resp_port: u16, resp_addr: IpAddr) -> bool {
+        let port_of_interest = has_ports
+            && (self.c.service_index(proto, resp_port).is_some()
+                || self.c.exposed_ports.contains(&resp_port));
+        port_of_interest || self.addresses.contains(&resp_addr)
+    }
+}
+
 /// A worm-service contact that did not fail, kept for the propagation graph: completed
 /// sessions are candidate infection vectors, and any answered contact from an attacker
 /// makes its peer a target.
@@ -282,6 +300,7 @@ pub struct Detector<'a> {
     stats: DetectStats,
     cnc_ips: HashMap<IpAddr, String>,
     honeypots: HashSet<IpAddr>,
+    filter: FlowFilter<'a>,
     ln_fail: f64,
     ln_succ: f64,
     pending: Vec<FlowRecord>,
@@ -306,6 +325,7 @@ impl<'a> Detector<'a> {
         dns.sort();
         let mut arp: Vec<&ArpEvent> = arp.iter().collect();
         arp.sort();
+        let cnc_ips = cnc_addresses(c, &dns);
         Detector {
             c,
             stats: DetectStats {
@@ -313,7 +333,11 @@ impl<'a> Detector<'a> {
                 arp_events: arp.len() as u64,
                 ..DetectStats::default()
             },
-            cnc_ips: cnc_addresses(c, &dns),
+            filter: FlowFilter {
+                c,
+                addresses: (c.honeypots.iter().chain(cnc_ips.keys()).copied()).collect(),
+            },
+            cnc_ips,
             dns,
             arp,
             honeypots: c.honeypots.iter().copied().collect(),
@@ -347,12 +371,14 @@ impl<'a> Detector<'a> {
 
     /// Whether any rule (or the graph) can use `f`.
     fn usable(&self, f: &FlowRecord) -> bool {
-        let port_of_interest = f.has_ports
-            && (self.c.service_index(f.proto, f.resp_port).is_some()
-                || self.c.exposed_ports.contains(&f.resp_port));
-        port_of_interest
-            || self.honeypots.contains(&f.resp_addr)
-            || self.cnc_ips.contains_key(&f.resp_addr)
+        self.filter
+            .wants(f.proto, f.has_ports, f.resp_port, f.resp_addr)
+    }
+
+    /// The test [`Detector::push`] applies first, for callers that can skip building
+    /// flows no rule would use.
+    pub fn flow_filter(&self) -> FlowFilter<'a> {
+        self.filter.clone()
     }
 
     /// Sorts the gathered flows and runs them through the rules.

@@ -86,7 +86,7 @@ mod score;
 pub use config::{
     parse_indicator_list, Cidr, CidrError, DetectConfig, Service, TrwConfig, DRIVELIFE_INDICATORS,
 };
-pub use engine::{detect, is_completed, is_failed, Detector};
+pub use engine::{detect, is_completed, is_failed, Detector, FlowFilter};
 pub use model::{
     Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
 };
