@@ -287,7 +287,9 @@ fn file_batches<'a>(
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let reader = builder
         .with_projection(mask)
-        .with_batch_size(64 * 1024)
+        // Small batches: the per-column vectors built from each batch stay below
+        // malloc's mmap threshold, so they are reused instead of page-faulted anew.
+        .with_batch_size(4096)
         .build()
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(reader.map(move |b| {
