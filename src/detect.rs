@@ -230,7 +230,7 @@ fn batches<'a>(
 ) -> impl Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> {
     type Batches<'a> = Box<dyn Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a>;
     files.iter().flat_map(move |path| -> Batches<'a> {
-        match file_batches(path, columns) {
+        match file_batches(path, columns, None) {
             Ok(batches) => Box::new(batches),
             Err(e) => Box::new(std::iter::once(Err(e))),
         }
@@ -280,11 +280,16 @@ const ARP_COLUMNS: [&str; 4] = ["ts", "op", "sender_ip", "target_ip"];
 fn file_batches<'a>(
     path: &'a PathBuf,
     columns: &'a [&str],
+    row_group: Option<usize>,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let builder = match row_group {
+        Some(g) => builder.with_row_groups(vec![g]),
+        None => builder,
+    };
     let reader = builder
         .with_projection(mask)
         // Small batches: the per-column vectors built from each batch stay below
@@ -408,120 +413,160 @@ fn read_flows(files: &[PathBuf]) -> anyhow::Result<Vec<FlowRecord>> {
 }
 
 /// Hands every stored flow that `keep(proto, has_ports, resp_port, resp_addr)` accepts to
-/// `sink`, one batch in memory at a time (the others are not decoded further); returns
-/// the number of flows read.
+/// `sink`, in file and row order (the others are not decoded further); returns the
+/// number of flows read. Row groups are decoded by one thread per core, a few at a time,
+/// so memory stays at a few row groups while detection's reading keeps up with the
+/// pipeline.
 fn for_each_flow(
     files: &[PathBuf],
-    keep: impl Fn(u8, bool, u16, IpAddr) -> bool,
+    keep: impl Fn(u8, bool, u16, IpAddr) -> bool + Sync,
     mut sink: impl FnMut(FlowRecord),
 ) -> anyhow::Result<u64> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut read = 0u64;
-    for b in batches(files, &FLOW_COLUMNS) {
-        let (path, b) = b?;
-        let rows = (|| -> anyhow::Result<()> {
-            let ts = ints(&b, "ts")?;
-            let last_ts = ints(&b, "last_ts")?;
-            let orig_h = strings(&b, "orig_h")?;
-            let orig_p = ints(&b, "orig_p")?;
-            let resp_h = strings(&b, "resp_h")?;
-            let resp_p = ints(&b, "resp_p")?;
-            let ip_proto = ints(&b, "ip_proto")?;
-            let conn_state = strings(&b, "conn_state")?;
-            let names = [
-                "orig_pkts",
-                "orig_ip_bytes",
-                "orig_bytes",
-                "resp_pkts",
-                "resp_ip_bytes",
-                "resp_bytes",
-                "orig_tcp_flags",
-                "resp_tcp_flags",
-            ];
-            let counters: Vec<Vec<Option<i64>>> = names
-                .iter()
-                .map(|n| ints(&b, n))
-                .collect::<Result<_, _>>()?;
-            let vlan = ints(&b, "vlan")?;
-            let end_reason = strings(&b, "end_reason")?;
-            let source = strings(&b, "source")?;
-            let exporter = strings(&b, "exporter")?;
-            let sampling = ints(&b, "sampling_interval")?;
-            let input_if = ints(&b, "input_if")?;
-            let output_if = ints(&b, "output_if")?;
-            let first_packet = ints(&b, "first_packet")?;
-            let record = ints(&b, "record")?;
-            read += b.num_rows() as u64;
-            for i in 0..b.num_rows() {
-                let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
-                let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
-                let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
-                let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
-                // Not stored: ports are 0 exactly when the protocol has none (or a
-                // fragment's first fragment was missing).
-                let has_ports =
-                    matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0);
-                let resp_addr = parse_ip(resp_h[i], "resp_h", i)?;
-                if !keep(proto, has_ports, resp_port, resp_addr) {
-                    continue;
-                }
-                let state = required(conn_state[i], "conn_state", i)?;
-                let source = if source[i] == Some("netflow") {
-                    FlowSource::Netflow(NetflowOrigin {
-                        exporter: exporter[i]
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                        // The export version is not stored; detection does not use it.
-                        version: 0,
-                        sampling_interval: sampling[i]
-                            .and_then(|v| u32::try_from(v).ok())
-                            .unwrap_or(1),
-                        record_index: record[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-                        input_if: input_if[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-                        output_if: output_if[i]
-                            .and_then(|v| u32::try_from(v).ok())
-                            .unwrap_or(0),
-                    })
-                } else {
-                    FlowSource::Packets
-                };
-                sink(FlowRecord {
-                    first_packet: u64_of(required(first_packet[i], "first_packet", i)?),
-                    ts_first: ns(required(ts[i], "ts", i)?),
-                    ts_last: ns(required(last_ts[i], "last_ts", i)?),
-                    orig_addr: parse_ip(orig_h[i], "orig_h", i)?,
-                    orig_port,
-                    resp_addr,
-                    resp_port,
-                    has_ports,
-                    proto,
-                    vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
-                    orig: DirCounters {
-                        packets: c(0),
-                        ip_bytes: c(1),
-                        payload_bytes: c(2),
-                        tcp_flags: u8::try_from(c(6)).unwrap_or(0),
-                    },
-                    resp: DirCounters {
-                        packets: c(3),
-                        ip_bytes: c(4),
-                        payload_bytes: c(5),
-                        tcp_flags: u8::try_from(c(7)).unwrap_or(0),
-                    },
-                    conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),
-                    // Not used by detection.
-                    history: History::default(),
-                    end_reason: EndReason::ALL
-                        .into_iter()
-                        .find(|r| Some(r.as_str()) == end_reason[i])
-                        .unwrap_or(EndReason::EndOfInput),
-                    source,
-                });
+    for path in files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let groups = ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("reading {}", path.display()))?
+            .metadata()
+            .num_row_groups();
+        for window in (0..groups).collect::<Vec<_>>().chunks(workers) {
+            let decoded: Vec<anyhow::Result<(u64, Vec<FlowRecord>)>> = std::thread::scope(|s| {
+                let keep = &keep;
+                let handles: Vec<_> = window
+                    .iter()
+                    .map(|&g| s.spawn(move || flow_row_group(path, g, keep)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("row-group reader panicked"))
+                    .collect()
+            });
+            for result in decoded {
+                let (rows, flows) = result?;
+                read += rows;
+                flows.into_iter().for_each(&mut sink);
             }
-            Ok(())
-        })();
-        rows.with_context(|| path.display().to_string())?;
+        }
     }
     Ok(read)
+}
+
+/// The flows `keep` accepts in row group `group` of `path`, and the rows it holds.
+fn flow_row_group(
+    path: &PathBuf,
+    group: usize,
+    keep: &impl Fn(u8, bool, u16, IpAddr) -> bool,
+) -> anyhow::Result<(u64, Vec<FlowRecord>)> {
+    let (mut rows, mut out) = (0u64, Vec::new());
+    for b in file_batches(path, &FLOW_COLUMNS, Some(group))? {
+        let (_, b) = b?;
+        rows += b.num_rows() as u64;
+        flow_batch(&b, keep, &mut out).with_context(|| path.display().to_string())?;
+    }
+    Ok((rows, out))
+}
+
+/// Converts one batch of stored flows, appending those `keep` accepts to `out`.
+fn flow_batch(
+    b: &RecordBatch,
+    keep: &impl Fn(u8, bool, u16, IpAddr) -> bool,
+    out: &mut Vec<FlowRecord>,
+) -> anyhow::Result<()> {
+    let ts = ints(b, "ts")?;
+    let last_ts = ints(b, "last_ts")?;
+    let orig_h = strings(b, "orig_h")?;
+    let orig_p = ints(b, "orig_p")?;
+    let resp_h = strings(b, "resp_h")?;
+    let resp_p = ints(b, "resp_p")?;
+    let ip_proto = ints(b, "ip_proto")?;
+    let conn_state = strings(b, "conn_state")?;
+    let names = [
+        "orig_pkts",
+        "orig_ip_bytes",
+        "orig_bytes",
+        "resp_pkts",
+        "resp_ip_bytes",
+        "resp_bytes",
+        "orig_tcp_flags",
+        "resp_tcp_flags",
+    ];
+    let counters: Vec<Vec<Option<i64>>> =
+        names.iter().map(|n| ints(b, n)).collect::<Result<_, _>>()?;
+    let vlan = ints(b, "vlan")?;
+    let end_reason = strings(b, "end_reason")?;
+    let source = strings(b, "source")?;
+    let exporter = strings(b, "exporter")?;
+    let sampling = ints(b, "sampling_interval")?;
+    let input_if = ints(b, "input_if")?;
+    let output_if = ints(b, "output_if")?;
+    let first_packet = ints(b, "first_packet")?;
+    let record = ints(b, "record")?;
+    for i in 0..b.num_rows() {
+        let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
+        let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
+        let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
+        let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
+        // Not stored: ports are 0 exactly when the protocol has none (or a
+        // fragment's first fragment was missing).
+        let has_ports =
+            matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0);
+        let resp_addr = parse_ip(resp_h[i], "resp_h", i)?;
+        if !keep(proto, has_ports, resp_port, resp_addr) {
+            continue;
+        }
+        let state = required(conn_state[i], "conn_state", i)?;
+        let source = if source[i] == Some("netflow") {
+            FlowSource::Netflow(NetflowOrigin {
+                exporter: exporter[i]
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                // The export version is not stored; detection does not use it.
+                version: 0,
+                sampling_interval: sampling[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+                record_index: record[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                input_if: input_if[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                output_if: output_if[i]
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0),
+            })
+        } else {
+            FlowSource::Packets
+        };
+        out.push(FlowRecord {
+            first_packet: u64_of(required(first_packet[i], "first_packet", i)?),
+            ts_first: ns(required(ts[i], "ts", i)?),
+            ts_last: ns(required(last_ts[i], "last_ts", i)?),
+            orig_addr: parse_ip(orig_h[i], "orig_h", i)?,
+            orig_port,
+            resp_addr,
+            resp_port,
+            has_ports,
+            proto,
+            vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
+            orig: DirCounters {
+                packets: c(0),
+                ip_bytes: c(1),
+                payload_bytes: c(2),
+                tcp_flags: u8::try_from(c(6)).unwrap_or(0),
+            },
+            resp: DirCounters {
+                packets: c(3),
+                ip_bytes: c(4),
+                payload_bytes: c(5),
+                tcp_flags: u8::try_from(c(7)).unwrap_or(0),
+            },
+            conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),
+            // Not used by detection.
+            history: History::default(),
+            end_reason: EndReason::ALL
+                .into_iter()
+                .find(|r| Some(r.as_str()) == end_reason[i])
+                .unwrap_or(EndReason::EndOfInput),
+            source,
+        });
+    }
+    Ok(())
 }
 
 fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
