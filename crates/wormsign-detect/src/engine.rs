@@ -189,23 +189,40 @@ fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
 }
 
-#[allow(clippy::too_many_arguments)]
-fn alert(
-    c: &DetectConfig,
+/// What a rule found, before the allowlist and tier policy of [`alert`] apply.
+struct Finding<'s> {
     rule: Rule,
     tier: Tier,
     src: IpAddr,
     dst: Option<IpAddr>,
-    service: &str,
+    service: &'s str,
     first: i64,
     last: i64,
     detected: i64,
     attempts: u64,
     distinct: u64,
     failed_ratio: f64,
-    worm_behaviour: bool,
+    /// Worm behaviour: an infection sign when the source is internal and not allowlisted.
+    worm: bool,
     evidence: String,
-) -> Alert {
+}
+
+fn alert(c: &DetectConfig, f: Finding) -> Alert {
+    let Finding {
+        rule,
+        tier,
+        src,
+        dst,
+        service,
+        first,
+        last,
+        detected,
+        attempts,
+        distinct,
+        failed_ratio,
+        worm,
+        evidence,
+    } = f;
     let allowlisted = c.is_allowlisted(src);
     // Scanning and password guessing by an authorized scanner or known heavy hitter is
     // expected: a hygiene item (is it still authorized, is the list current?), not an
@@ -229,7 +246,7 @@ fn alert(
         distinct_targets: distinct,
         failed_ratio,
         allowlisted,
-        infection_sign: worm_behaviour && !allowlisted && c.is_internal(src),
+        infection_sign: worm && !allowlisted && c.is_internal(src),
         evidence,
     }
 }
@@ -655,19 +672,20 @@ impl<'a> Detector<'a> {
             };
             alerts.push(alert(
                 c,
-                Rule::Trw,
-                tier,
-                src,
-                None,
-                &c.services[svc].name,
-                t.first_ts,
-                t.last_ts,
-                at,
-                t.first_contacts,
-                t.contacted.len(),
-                ratio(t.failed, t.first_contacts),
-                true,
-                format!(
+                Finding {
+                    rule: Rule::Trw,
+                    tier,
+                    src,
+                    dst: None,
+                    service: &c.services[svc].name,
+                    first: t.first_ts,
+                    last: t.last_ts,
+                    detected: at,
+                    attempts: t.first_contacts,
+                    distinct: t.contacted.len(),
+                    failed_ratio: ratio(t.failed, t.first_contacts),
+                    worm: true,
+                    evidence: format!(
                 "TRW crossed eta1={:.0} at {:.3}s; {} first contacts on worm services, {} failed{}",
                 c.trw.eta1(),
                 secs(at),
@@ -679,6 +697,7 @@ impl<'a> Detector<'a> {
                     ""
                 }
             ),
+                },
             ));
         }
         for (&src, t) in &trw {
@@ -694,27 +713,29 @@ impl<'a> Detector<'a> {
             };
             alerts.push(alert(
                 c,
-                Rule::FailedContacts,
-                tier,
-                src,
-                None,
-                &service,
-                t.first_ts,
-                t.last_ts,
-                at,
-                t.first_contacts,
-                t.contacted.len(),
-                ratio(t.failed, t.first_contacts),
-                true,
-                format!(
-                    "{} failed first contacts on worm services within {:.0}s (from {:.3}s); \
-                     {} first contacts in all, {} failed",
-                    c.failed_threshold,
-                    secs(c.failed_window_ns),
-                    secs(first),
-                    t.first_contacts,
-                    t.failed
-                ),
+                Finding {
+                    rule: Rule::FailedContacts,
+                    tier,
+                    src,
+                    dst: None,
+                    service: &service,
+                    first: t.first_ts,
+                    last: t.last_ts,
+                    detected: at,
+                    attempts: t.first_contacts,
+                    distinct: t.contacted.len(),
+                    failed_ratio: ratio(t.failed, t.first_contacts),
+                    worm: true,
+                    evidence: format!(
+                        "{} failed first contacts on worm services within {:.0}s (from {:.3}s); \
+                         {} first contacts in all, {} failed",
+                        c.failed_threshold,
+                        secs(c.failed_window_ns),
+                        secs(first),
+                        t.first_contacts,
+                        t.failed
+                    ),
+                },
             ));
         }
         for (&(src, svc), s) in &fan {
@@ -742,22 +763,9 @@ impl<'a> Detector<'a> {
                 .into_iter()
                 .collect::<Vec<_>>()
                 .join("+");
-            alerts.push(alert(
-            c,
-            Rule::ScanFanout,
-            tier,
-            src,
-            None,
-            &c.services[svc].name,
-            s.first_ts,
-            s.last_ts,
-            at,
-            s.attempts,
-            s.dsts.len(),
-            fr,
-            worm,
-            format!(
-                "{}+ distinct {} destinations ({}) within {:.0}s; {} distinct in all, {} of {} first contacts failed{}",
+            let evidence = format!(
+                "{}+ distinct {} destinations ({}) within {:.0}s; {} distinct in all, \
+                 {} of {} first contacts failed{}",
                 c.fanout_threshold,
                 c.services[svc].name,
                 dir,
@@ -765,9 +773,30 @@ impl<'a> Detector<'a> {
                 s.dsts.len(),
                 s.failed,
                 s.first_contacts,
-                if worm { "" } else { " (mostly successful: heavy hitter or unconfirmed)" }
-            ),
-        ));
+                if worm {
+                    ""
+                } else {
+                    " (mostly successful: heavy hitter or unconfirmed)"
+                }
+            );
+            alerts.push(alert(
+                c,
+                Finding {
+                    rule: Rule::ScanFanout,
+                    tier,
+                    src,
+                    dst: None,
+                    service: &c.services[svc].name,
+                    first: s.first_ts,
+                    last: s.last_ts,
+                    detected: at,
+                    attempts: s.attempts,
+                    distinct: s.dsts.len(),
+                    failed_ratio: fr,
+                    worm,
+                    evidence,
+                },
+            ));
         }
         for (&(src, dst, svc), b) in &brute {
             let Some(at) = b.detected else {
@@ -789,71 +818,78 @@ impl<'a> Detector<'a> {
             };
             alerts.push(alert(
                 c,
-                Rule::BruteForce,
-                tier,
-                src,
-                Some(dst),
-                &c.services[svc].name,
-                b.first_ts,
-                b.last_ts,
-                at,
-                b.short_sessions,
-                1,
-                0.0,
-                true,
-                format!(
-                    "{}+ short {} sessions within {:.0}s ({} in all, {}){}",
-                    c.brute_threshold,
-                    c.services[svc].name,
-                    secs(c.brute_window_ns),
-                    b.short_sessions,
-                    direction(c, src, dst),
-                    match b.success {
-                        Some(p) => format!("; likely success: long/large session at packet {p}"),
-                        None => "; no sign of success".to_string(),
-                    }
-                ),
+                Finding {
+                    rule: Rule::BruteForce,
+                    tier,
+                    src,
+                    dst: Some(dst),
+                    service: &c.services[svc].name,
+                    first: b.first_ts,
+                    last: b.last_ts,
+                    detected: at,
+                    attempts: b.short_sessions,
+                    distinct: 1,
+                    failed_ratio: 0.0,
+                    worm: true,
+                    evidence: format!(
+                        "{}+ short {} sessions within {:.0}s ({} in all, {}){}",
+                        c.brute_threshold,
+                        c.services[svc].name,
+                        secs(c.brute_window_ns),
+                        b.short_sessions,
+                        direction(c, src, dst),
+                        match b.success {
+                            Some(p) =>
+                                format!("; likely success: long/large session at packet {p}"),
+                            None => "; no sign of success".to_string(),
+                        }
+                    ),
+                },
             ));
         }
         for (&(src, dst), s) in &cnc_flows {
             alerts.push(alert(
                 c,
-                Rule::CncIp,
-                Tier::Hour,
-                src,
-                Some(dst),
-                "any",
-                s.first_ts,
-                s.last_ts,
-                s.first_ts,
-                s.attempts,
-                1,
-                0.0,
-                true,
-                format!(
-                    "{} flows to C&C address {dst} ({})",
-                    s.attempts,
-                    s.notes.join(", ")
-                ),
+                Finding {
+                    rule: Rule::CncIp,
+                    tier: Tier::Hour,
+                    src,
+                    dst: Some(dst),
+                    service: "any",
+                    first: s.first_ts,
+                    last: s.last_ts,
+                    detected: s.first_ts,
+                    attempts: s.attempts,
+                    distinct: 1,
+                    failed_ratio: 0.0,
+                    worm: true,
+                    evidence: format!(
+                        "{} flows to C&C address {dst} ({})",
+                        s.attempts,
+                        s.notes.join(", ")
+                    ),
+                },
             ));
         }
         for (&(src, dst), s) in &honey {
             let internal = c.is_internal(src);
             alerts.push(alert(
                 c,
-                Rule::Honeypot,
-                if internal { Tier::Hour } else { Tier::Day },
-                src,
-                Some(dst),
-                "any",
-                s.first_ts,
-                s.last_ts,
-                s.first_ts,
-                s.attempts,
-                1,
-                0.0,
-                true,
-                format!("{} flows to honeypot {dst}", s.attempts),
+                Finding {
+                    rule: Rule::Honeypot,
+                    tier: if internal { Tier::Hour } else { Tier::Day },
+                    src,
+                    dst: Some(dst),
+                    service: "any",
+                    first: s.first_ts,
+                    last: s.last_ts,
+                    detected: s.first_ts,
+                    attempts: s.attempts,
+                    distinct: 1,
+                    failed_ratio: 0.0,
+                    worm: true,
+                    evidence: format!("{} flows to honeypot {dst}", s.attempts),
+                },
             ));
         }
         for (&(server, port), s) in &exposed {
@@ -868,25 +904,27 @@ impl<'a> Detector<'a> {
             let shown: Vec<String> = peers.iter().take(5).map(|p| p.to_string()).collect();
             alerts.push(alert(
                 c,
-                Rule::ExposedService,
-                Tier::Day,
-                server,
-                None,
-                &svc,
-                s.first_ts,
-                s.last_ts,
-                s.first_ts,
-                s.attempts,
-                s.peers.len(),
-                0.0,
-                false,
-                format!(
-                    "{} completed inbound {svc} sessions from {} external hosts ({}{})",
-                    s.attempts,
-                    s.peers.len(),
-                    shown.join(", "),
-                    if peers.len() > 5 { ", …" } else { "" }
-                ),
+                Finding {
+                    rule: Rule::ExposedService,
+                    tier: Tier::Day,
+                    src: server,
+                    dst: None,
+                    service: &svc,
+                    first: s.first_ts,
+                    last: s.last_ts,
+                    detected: s.first_ts,
+                    attempts: s.attempts,
+                    distinct: s.peers.len(),
+                    failed_ratio: 0.0,
+                    worm: false,
+                    evidence: format!(
+                        "{} completed inbound {svc} sessions from {} external hosts ({}{})",
+                        s.attempts,
+                        s.peers.len(),
+                        shown.join(", "),
+                        if peers.len() > 5 { ", …" } else { "" }
+                    ),
+                },
             ));
         }
 
@@ -911,24 +949,26 @@ impl<'a> Detector<'a> {
             evidence.insert((Rule::ArpSweep, IpAddr::V4(sender), None, "arp".into()), ev);
             alerts.push(alert(
                 c,
-                Rule::ArpSweep,
-                Tier::Day,
-                IpAddr::V4(sender),
-                None,
-                "arp",
-                count.first_ts,
-                count.last_ts,
-                at,
-                count.attempts,
-                set.len(),
-                0.0,
-                true,
-                format!(
-                    "{}+ distinct who-has targets within {:.0}s; {} distinct in all",
-                    c.arp_threshold,
-                    secs(c.arp_window_ns),
-                    set.len()
-                ),
+                Finding {
+                    rule: Rule::ArpSweep,
+                    tier: Tier::Day,
+                    src: IpAddr::V4(sender),
+                    dst: None,
+                    service: "arp",
+                    first: count.first_ts,
+                    last: count.last_ts,
+                    detected: at,
+                    attempts: count.attempts,
+                    distinct: set.len(),
+                    failed_ratio: 0.0,
+                    worm: true,
+                    evidence: format!(
+                        "{}+ distinct who-has targets within {:.0}s; {} distinct in all",
+                        c.arp_threshold,
+                        secs(c.arp_window_ns),
+                        set.len()
+                    ),
+                },
             ));
         }
 
@@ -971,19 +1011,21 @@ impl<'a> Detector<'a> {
         for (&client, (s, server, names)) in &cnc_dns {
             alerts.push(alert(
                 c,
-                Rule::CncDns,
-                Tier::Hour,
-                client,
-                Some(*server),
-                "dns",
-                s.first_ts,
-                s.last_ts,
-                s.first_ts,
-                s.attempts,
-                names.len() as u64,
-                0.0,
-                true,
-                format!("{} queries for C&C names: {}", s.attempts, names.join(", ")),
+                Finding {
+                    rule: Rule::CncDns,
+                    tier: Tier::Hour,
+                    src: client,
+                    dst: Some(*server),
+                    service: "dns",
+                    first: s.first_ts,
+                    last: s.last_ts,
+                    detected: s.first_ts,
+                    attempts: s.attempts,
+                    distinct: names.len() as u64,
+                    failed_ratio: 0.0,
+                    worm: true,
+                    evidence: format!("{} queries for C&C names: {}", s.attempts, names.join(", ")),
+                },
             ));
         }
         for a in alerts.iter_mut().filter(|a| a.rule == Rule::CncDns) {
