@@ -569,22 +569,18 @@ fn flow_batch(
     Ok(())
 }
 
-fn list_strings(a: &ArrayRef, name: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+/// Row `i` of a list-of-strings column (an empty list for null).
+fn list_row(a: &ArrayRef, name: &str, i: usize) -> anyhow::Result<Vec<Option<String>>> {
     let l = a
         .as_any()
         .downcast_ref::<ListArray>()
         .with_context(|| format!("column {name}: not a list column"))?;
-    (0..l.len())
-        .map(|i| {
-            if l.is_null(i) {
-                return Ok(Vec::new());
-            }
-            let v = l.value(i);
-            let s = string_values(&v)
-                .with_context(|| format!("column {name}: not a list of strings"))?;
-            Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
-        })
-        .collect()
+    if l.is_null(i) {
+        return Ok(Vec::new());
+    }
+    let v = l.value(i);
+    let s = string_values(&v).with_context(|| format!("column {name}: not a list of strings"))?;
+    Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
 }
 
 /// Reads DNS messages, keeping those whose query name (lower case, no trailing dot)
@@ -602,19 +598,19 @@ fn read_dns(
             let server = strings(&b, "server_h")?;
             let qname = strings(&b, "qname")?;
             let is_response = bools(&b, "is_response")?;
-            let answers = list_strings(column(&b, "answers")?, "answers")?;
-            let types = list_strings(column(&b, "answer_types")?, "answer_types")?;
+            // Lists are extracted only for the messages kept.
+            let (answers, types) = (column(&b, "answers")?, column(&b, "answer_types")?);
             read += b.num_rows() as u64;
             for i in 0..b.num_rows() {
                 let qname = qname[i].map(|q| q.trim_end_matches('.').to_ascii_lowercase());
                 if !qname.as_deref().is_some_and(&keep) {
                     continue;
                 }
-                let answers = answers[i]
-                    .iter()
-                    .zip(&types[i])
+                let answers = list_row(answers, "answers", i)?
+                    .into_iter()
+                    .zip(list_row(types, "answer_types", i)?)
                     .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA")))
-                    .filter_map(|(a, _)| a.clone())
+                    .filter_map(|(a, _)| a)
                     .collect();
                 out.push(DnsEvent {
                     ts_ns: ns(required(ts[i], "ts", i)?),
