@@ -583,8 +583,9 @@ fn list_row(a: &ArrayRef, name: &str, i: usize) -> anyhow::Result<Vec<Option<Str
     Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
 }
 
-/// Reads DNS messages, keeping those whose query name (lower case, no trailing dot)
-/// `keep` accepts; returns them and the number of messages read.
+/// Reads DNS messages, keeping those whose query name `keep` accepts (as stored; kept
+/// names are then lower-cased without the trailing dot); returns them and the number of
+/// messages read.
 fn read_dns(
     files: &[PathBuf],
     keep: impl Fn(&str) -> bool,
@@ -602,10 +603,11 @@ fn read_dns(
             let (answers, types) = (column(&b, "answers")?, column(&b, "answer_types")?);
             read += b.num_rows() as u64;
             for i in 0..b.num_rows() {
-                let qname = qname[i].map(|q| q.trim_end_matches('.').to_ascii_lowercase());
-                if !qname.as_deref().is_some_and(&keep) {
+                // `keep` sees the name as stored; only kept names are normalised.
+                let Some(name) = qname[i].filter(|q| keep(q)) else {
                     continue;
-                }
+                };
+                let qname = Some(name.trim_end_matches('.').to_ascii_lowercase());
                 let answers = list_row(answers, "answers", i)?
                     .into_iter()
                     .zip(list_row(types, "answer_types", i)?)

@@ -354,13 +354,16 @@ impl DetectConfig {
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
     pub fn cnc_domain_match(&self, qname: &str) -> Option<&str> {
-        let q = qname.trim_end_matches('.');
+        // Bytes, not str slices: a name with non-ASCII bytes (escaped or replaced by the
+        // DNS parser) must not be cut inside a character.
+        let q = qname.trim_end_matches('.').as_bytes();
         self.cnc_domains
             .iter()
             .find(|d| {
+                let d = d.as_bytes();
                 q.len() >= d.len()
                     && q[q.len() - d.len()..].eq_ignore_ascii_case(d)
-                    && (q.len() == d.len() || q.as_bytes()[q.len() - d.len() - 1] == b'.')
+                    && (q.len() == d.len() || q[q.len() - d.len() - 1] == b'.')
             })
             .map(String::as_str)
     }
@@ -401,6 +404,18 @@ mod tests {
         assert_eq!(c.cnc_domain_match("LPLP.ACKNG.COM"), Some("lplp.ackng.com"));
         assert_eq!(c.cnc_domain_match("notackng.com"), None);
         assert_eq!(c.cnc_domain_match("example.com"), None);
+        // Multi-byte characters where a suffix would start: no panic, no match.
+        for name in [
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}",
+            "é.awcna.co\u{e9}",
+            "ñt.awcna.com",
+        ] {
+            let _ = c.cnc_domain_match(name);
+        }
+        assert_eq!(
+            c.cnc_domain_match("\u{fffd}.t.awcna.com"),
+            Some("t.awcna.com")
+        );
     }
 
     #[test]
