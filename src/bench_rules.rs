@@ -237,7 +237,7 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
 
     // The flows, built once.
     let existing = match args.inputs.as_slice() {
-        [dir] if !crate::detect::table_files(dir, "flows").is_empty() => Some(dir.clone()),
+        [dir] if !wormsign_columnar::table_files(dir, "flows").is_empty() => Some(dir.clone()),
         _ => None,
     };
     let _temp;

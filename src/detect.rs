@@ -26,7 +26,7 @@ use clap::Args;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use wormsign_columnar::{
-    AlertBatchBuilder, AlertRow, HostBatchBuilder, HostRow as HostTableRow,
+    table_files, AlertBatchBuilder, AlertRow, HostBatchBuilder, HostRow as HostTableRow,
     PropagationBatchBuilder, PropagationRow, RowBuilder, TableWriter,
 };
 use wormsign_detect::{
@@ -239,7 +239,7 @@ fn batches<'a>(
 
 /// The columns detection reads from each table; the others (community_id and history
 /// are the widest) are skipped undecoded.
-const FLOW_COLUMNS: [&str; 25] = [
+const FLOW_COLUMNS: [&str; 17] = [
     "ts",
     "last_ts",
     "orig_h",
@@ -248,14 +248,6 @@ const FLOW_COLUMNS: [&str; 25] = [
     "resp_p",
     "ip_proto",
     "conn_state",
-    "orig_pkts",
-    "orig_ip_bytes",
-    "orig_bytes",
-    "resp_pkts",
-    "resp_ip_bytes",
-    "resp_bytes",
-    "orig_tcp_flags",
-    "resp_tcp_flags",
     "vlan",
     "end_reason",
     "source",
@@ -265,6 +257,18 @@ const FLOW_COLUMNS: [&str; 25] = [
     "output_if",
     "first_packet",
     "record",
+];
+/// The per-direction counters of flows.parquet, in `DirCounters` order (originator,
+/// then responder: packets, IP bytes, payload bytes, TCP flags).
+const COUNTER_COLUMNS: [&str; 8] = [
+    "orig_pkts",
+    "orig_ip_bytes",
+    "orig_bytes",
+    "orig_tcp_flags",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "resp_bytes",
+    "resp_tcp_flags",
 ];
 const DNS_COLUMNS: [&str; 7] = [
     "ts",
@@ -301,33 +305,6 @@ fn file_batches<'a>(
         b.map(|b| (path.as_path(), b))
             .with_context(|| format!("reading {}", path.display()))
     }))
-}
-
-/// The files of table `name` in `dir`: `NAME.parquet` and, for `analyze
-/// --partition-by`, every `*.parquet` under `NAME/` (sorted; temporary files of
-/// unfinished writes, which start with a dot, are not part of the table).
-pub fn table_files(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let single = dir.join(format!("{name}.parquet"));
-    let mut files: Vec<PathBuf> = single.is_file().then_some(single).into_iter().collect();
-    let mut stack = vec![dir.join(name)];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for path in entries.flatten().map(|e| e.path()) {
-            let visible = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.'));
-            if path.is_dir() {
-                stack.push(path);
-            } else if visible && path.extension().is_some_and(|e| e == "parquet") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
@@ -459,7 +436,8 @@ fn flow_row_group(
     keep: &impl Fn(u8, bool, u16, IpAddr) -> bool,
 ) -> anyhow::Result<(u64, Vec<FlowRecord>)> {
     let (mut rows, mut out) = (0u64, Vec::new());
-    for b in file_batches(path, &FLOW_COLUMNS, Some(group))? {
+    let columns = [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat();
+    for b in file_batches(path, &columns, Some(group))? {
         let (_, b) = b?;
         rows += b.num_rows() as u64;
         flow_batch(&b, keep, &mut out).with_context(|| path.display().to_string())?;
@@ -481,18 +459,10 @@ fn flow_batch(
     let resp_p = ints(b, "resp_p")?;
     let ip_proto = ints(b, "ip_proto")?;
     let conn_state = strings(b, "conn_state")?;
-    let names = [
-        "orig_pkts",
-        "orig_ip_bytes",
-        "orig_bytes",
-        "resp_pkts",
-        "resp_ip_bytes",
-        "resp_bytes",
-        "orig_tcp_flags",
-        "resp_tcp_flags",
-    ];
-    let counters: Vec<Vec<Option<i64>>> =
-        names.iter().map(|n| ints(b, n)).collect::<Result<_, _>>()?;
+    let counters: Vec<Vec<Option<i64>>> = COUNTER_COLUMNS
+        .iter()
+        .map(|n| ints(b, n))
+        .collect::<Result<_, _>>()?;
     let vlan = ints(b, "vlan")?;
     let end_reason = strings(b, "end_reason")?;
     let source = strings(b, "source")?;
@@ -504,6 +474,13 @@ fn flow_batch(
     let record = ints(b, "record")?;
     for i in 0..b.num_rows() {
         let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
+        // One direction's four counters, from COUNTER_COLUMNS[first..first + 4].
+        let direction = |first: usize| DirCounters {
+            packets: c(first),
+            ip_bytes: c(first + 1),
+            payload_bytes: c(first + 2),
+            tcp_flags: u8::try_from(c(first + 3)).unwrap_or(0),
+        };
         let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
         let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
         let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
@@ -544,18 +521,8 @@ fn flow_batch(
             has_ports,
             proto,
             vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
-            orig: DirCounters {
-                packets: c(0),
-                ip_bytes: c(1),
-                payload_bytes: c(2),
-                tcp_flags: u8::try_from(c(6)).unwrap_or(0),
-            },
-            resp: DirCounters {
-                packets: c(3),
-                ip_bytes: c(4),
-                payload_bytes: c(5),
-                tcp_flags: u8::try_from(c(7)).unwrap_or(0),
-            },
+            orig: direction(0),
+            resp: direction(4),
             conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),
             // Not used by detection.
             history: History::default(),

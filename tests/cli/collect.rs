@@ -60,20 +60,11 @@ fn collector_writes_what_analyze_finds_and_stops_on_sigterm() {
         ("netflow/graylog_nprobe_nfv9_72pkts.pcap", 2055, "127.0.0.3"),
     ];
     let dir = tempfile::tempdir().unwrap();
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wormsign"))
-        .args(["collect", "--listen", &listen, "--out"])
-        .arg(dir.path().join("out"))
-        .arg("--summary-json")
-        .arg(dir.path().join("summary.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("collector starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    assert!(first.contains("collecting on udp://127.0.0.1"), "{first}");
+    let Collector {
+        mut child,
+        stderr: _stderr,
+        listen,
+    } = start_collector(dir.path(), &[]);
 
     let mut expected = Vec::new();
     for (file, port_in_capture, sender) in files {
@@ -140,18 +131,11 @@ fn rotation_completes_each_file() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wormsign"))
-        .args(["collect", "--rotate", "1s", "--listen", &listen, "--out"])
-        .arg(dir.path().join("out"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("collector starts");
-    // Keep the pipe open until the collector exits: it prints its counts at the end.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
+    let Collector {
+        mut child,
+        mut stderr,
+        listen,
+    } = start_collector(dir.path(), &["--rotate", "1s"]);
     let payloads = export_payloads(&capture("netflow/graylog_netgraph_nfv5_4pkts.pcap"), 2055);
     let socket = UdpSocket::bind(("127.0.0.4", 0)).unwrap();
     // One datagram before the first rotation, the rest after it.
@@ -188,6 +172,46 @@ fn rotation_completes_each_file() {
 }
 
 /// A NetFlow v5 datagram with one TCP record `src:sport → 192.0.2.2:445` of `packets`.
+/// A running `wormsign collect`, writing into DIR/out with DIR/summary.json.
+struct Collector {
+    child: std::process::Child,
+    /// Kept open until the collector exits: it prints its counts at the end.
+    stderr: BufReader<std::process::ChildStderr>,
+    listen: String,
+}
+
+/// Starts the collector on a loopback port that was free a moment ago, with `extra`
+/// options, and waits for its first line, which must name that address.
+fn start_collector(dir: &std::path::Path, extra: &[&str]) -> Collector {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wormsign"))
+        .args(["collect", "--listen", &listen, "--out"])
+        .arg(dir.join("out"))
+        .arg("--summary-json")
+        .arg(dir.join("summary.json"))
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("collector starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(
+        first.contains(&format!("collecting on udp://{listen}")),
+        "{first}"
+    );
+    Collector {
+        child,
+        stderr,
+        listen,
+    }
+}
+
 /// Sends `signal` to the collector, waits for it and checks it exited cleanly; returns
 /// the rest of its stderr.
 fn stop_collector(
@@ -239,25 +263,11 @@ fn collector_survives_a_flood_of_malformed_datagrams() {
     assert!(help.contains("[default: 127.0.0.1:2055]"), "{help}");
 
     let dir = tempfile::tempdir().unwrap();
-    // A port that was free a moment ago.
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(bin)
-        .args(["collect", "--listen", &listen, "--out"])
-        .arg(dir.path().join("out"))
-        .arg("--summary-json")
-        .arg(dir.path().join("summary.json"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("collector starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    assert!(first.contains(&listen), "{first}");
+    let Collector {
+        mut child,
+        mut stderr,
+        listen,
+    } = start_collector(dir.path(), &[]);
 
     // 50 000 datagrams at full rate: random bytes, and v5/v9/IPFIX headers with their
     // counts, lengths and sets mangled (truncated, bytes overwritten, junk appended).

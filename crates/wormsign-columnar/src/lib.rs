@@ -38,7 +38,7 @@ pub use detect_tables::{
     alert_schema, host_schema, propagation_schema, AlertBatchBuilder, AlertRow, HostBatchBuilder,
     HostRow, PropagationBatchBuilder, PropagationRow,
 };
-pub use partition::{PartitionedSink, Partitioning};
+pub use partition::{table_files, PartitionedSink, Partitioning};
 pub use schema::{arp_schema, dns_schema, flow_schema};
 pub use sink::{ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};
 

@@ -207,24 +207,52 @@ impl PartitionedSink {
     fn remove_stale_files(&self) {
         let _ = std::fs::remove_file(self.dir.with_extension("parquet"));
         let prefix = format!("part-{}-", self.run_id);
-        let mut stack = vec![self.dir.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for path in entries.flatten().map(|e| e.path()) {
-                let ours = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix));
-                if path.is_dir() {
-                    stack.push(path);
-                } else if ours && !self.written.contains(&path) {
-                    let _ = std::fs::remove_file(&path);
-                }
+        for path in files_under(&self.dir) {
+            let ours = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix));
+            if ours && !self.written.contains(&path) {
+                let _ = std::fs::remove_file(&path);
             }
         }
     }
+}
+
+/// The files of table `name` in `dir`: `NAME.parquet` and every `*.parquet` under the
+/// partitioned directory `NAME/`, sorted. Temporary files of unfinished writes (their
+/// names start with a dot) are not part of the table.
+pub fn table_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let single = dir.join(format!("{name}.parquet"));
+    let mut files: Vec<PathBuf> = single.is_file().then_some(single).into_iter().collect();
+    files.extend(files_under(&dir.join(name)).filter(|path| {
+        let visible = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'));
+        visible && path.extension().is_some_and(|e| e == "parquet")
+    }));
+    files.sort();
+    files
+}
+
+/// Every file below `dir`, at any depth (none if `dir` is missing).
+fn files_under(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.into_iter()
 }
 
 /// FNV-1a over the key-value pairs: a run id stable across platforms and releases of

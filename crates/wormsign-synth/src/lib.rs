@@ -683,64 +683,29 @@ fn pcs() -> impl Iterator<Item = Ip> {
 
 fn build_net(rng: &mut Rng, vulnerable_pm: u64, open_pm: u64) -> BTreeMap<Ip, HostInfo> {
     use Port::*;
-    let mut net = BTreeMap::new();
-    let server = HostInfo {
-        ports: [Open, Open, Closed],
+    // Infrastructure and servers: fixed services, no weak password.
+    let strong = |ports| HostInfo {
+        ports,
         weak: [false; 3],
     };
-    net.insert(
-        ROUTER,
-        HostInfo {
-            ports: [Filtered; 3],
-            weak: [false; 3],
-        },
-    );
-    net.insert(
-        RESOLVER,
-        HostInfo {
-            ports: [Closed; 3],
-            weak: [false; 3],
-        },
-    );
-    net.insert(
-        NAT_GW,
-        HostInfo {
-            ports: [Filtered; 3],
-            weak: [false; 3],
-        },
-    );
-    for s in [
-        FILE_SERVER,
-        BACKUP,
-        APP_SERVER,
-        lan(20),
-        lan(21),
-        lan(22),
-        lan(23),
+    let mut net = BTreeMap::new();
+    for (ip, ports) in [
+        (ROUTER, [Filtered; 3]),
+        (RESOLVER, [Closed; 3]),
+        (NAT_GW, [Filtered; 3]),
+        (FILE_SERVER, [Open, Open, Closed]),
+        (BACKUP, [Open, Open, Closed]),
+        (APP_SERVER, [Open, Open, Closed]),
+        (lan(20), [Open, Open, Closed]),
+        (lan(21), [Open, Open, Closed]),
+        (lan(22), [Open, Open, Closed]),
+        (lan(23), [Open, Open, Closed]),
+        (SQL_SERVER, [Open; 3]),
+        (ADMIN, [Filtered; 3]),
+        (VULN_SCANNER, [Filtered; 3]),
     ] {
-        net.insert(s, server);
+        net.insert(ip, strong(ports));
     }
-    net.insert(
-        SQL_SERVER,
-        HostInfo {
-            ports: [Open, Open, Open],
-            weak: [false, false, false],
-        },
-    );
-    net.insert(
-        ADMIN,
-        HostInfo {
-            ports: [Filtered; 3],
-            weak: [false; 3],
-        },
-    );
-    net.insert(
-        VULN_SCANNER,
-        HostInfo {
-            ports: [Filtered; 3],
-            weak: [false; 3],
-        },
-    );
     for ip in pcs() {
         let r = rng.below(1000);
         let smb = if r < vulnerable_pm {
