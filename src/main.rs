@@ -59,7 +59,8 @@ struct AnalyzeArgs {
     /// Output directory for flows.parquet, dns.parquet and arp.parquet.
     #[arg(long, short)]
     out: PathBuf,
-    /// Decode workers and flow shards (each); default: all cores.
+    /// Decode workers and flow shards (each), and Parquet encoding threads; default: all
+    /// cores.
     #[arg(long)]
     threads: Option<usize>,
     /// Most live flows held at once (split evenly across shards); beyond it the least
@@ -144,6 +145,11 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    // The Parquet writer encodes columns on rayon's pool: --threads sizes it too. It
+    // can only fail if the pool was already built, and then it is built already.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
     let flow = FlowConfig {
         tcp_idle_ns: seconds_to_ns("tcp-timeout", args.tcp_timeout)?,
         udp_idle_ns: seconds_to_ns("udp-timeout", args.udp_timeout)?,

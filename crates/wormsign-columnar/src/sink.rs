@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 
 use crate::{ColumnarError, PartitionedSink, Partitioning, RowBuilder};
 
@@ -23,10 +26,26 @@ const NO_DICTIONARY: [&str; 1] = ["community_id"];
 /// One Parquet file being written. Until [`ParquetSink::finish`] renames it, the data
 /// lives under a hidden temporary name in the same directory, so a reader never sees a
 /// half-written file; dropping an unfinished sink deletes the temporary file.
+///
+/// The columns of each batch are encoded (and their pages compressed) in parallel on
+/// rayon's pool, one task per column; only appending the finished column chunks to the
+/// file is serial. Encoding is most of the writer's work, and the single writer would
+/// otherwise be the pipeline's serial stage, alone on one core while the end-of-input
+/// flush of every live flow is encoded. The bytes do not depend on the pool's size:
+/// each column is encoded by one task, in batch order.
 pub struct ParquetSink {
-    writer: Option<ArrowWriter<File>>,
+    file: Option<SerializedFileWriter<File>>,
+    columns: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    row_group: Option<RowGroup>,
     tmp_path: PathBuf,
     path: PathBuf,
+}
+
+/// The row group being encoded: one writer per leaf column, and the rows they hold.
+struct RowGroup {
+    writers: Vec<ArrowColumnWriter>,
+    rows: usize,
 }
 
 impl ParquetSink {
@@ -64,38 +83,81 @@ impl ParquetSink {
                 p.set_column_dictionary_enabled(ColumnPath::from(*c), false)
             })
             .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
+        // ArrowWriter sets the file up exactly as readers expect (the Parquet schema,
+        // the embedded Arrow schema that restores dictionaries and time zones); its
+        // lower-level parts then let the columns be encoded in parallel.
+        let (file, columns) =
+            ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
         Ok(ParquetSink {
-            writer: Some(writer),
+            file: Some(file),
+            columns,
+            schema,
+            row_group: None,
             tmp_path,
             path: path.to_path_buf(),
         })
     }
 
-    /// Appends a batch.
+    /// Appends a batch, ending row groups at [`ROW_GROUP_ROWS`] rows.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ColumnarError> {
-        if let Some(w) = self.writer.as_mut() {
-            w.write(batch)?;
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let Some(file) = self.file.as_ref() else {
+                return Ok(());
+            };
+            let group = match &mut self.row_group {
+                Some(g) => g,
+                None => self.row_group.insert(RowGroup {
+                    writers: self
+                        .columns
+                        .create_column_writers(file.flushed_row_groups().len())?,
+                    rows: 0,
+                }),
+            };
+            let take = (ROW_GROUP_ROWS - group.rows).min(batch.num_rows() - at);
+            encode(&self.schema, &batch.slice(at, take), &mut group.writers)?;
+            group.rows += take;
+            at += take;
+            if group.rows >= ROW_GROUP_ROWS {
+                self.flush()?;
+            }
         }
         Ok(())
     }
 
     /// Bytes encoded into the current row group and not yet written to the file.
     pub fn buffered_bytes(&self) -> usize {
-        self.writer.as_ref().map_or(0, |w| w.in_progress_size())
+        self.row_group.as_ref().map_or(0, |g| {
+            g.writers
+                .iter()
+                .map(ArrowColumnWriter::get_estimated_total_bytes)
+                .sum()
+        })
     }
 
     /// Ends the current row group early, writing what it holds to the file.
     pub fn flush(&mut self) -> Result<(), ColumnarError> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush()?;
+        let (Some(file), Some(group)) = (self.file.as_mut(), self.row_group.take()) else {
+            return Ok(());
+        };
+        // Closing compresses each column's last page: parallel too.
+        let chunks = group
+            .writers
+            .into_par_iter()
+            .map(ArrowColumnWriter::close)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut row_group = file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
         }
+        row_group.close()?;
         Ok(())
     }
 
     /// Writes the footer, syncs and renames the file into place.
     pub fn finish(mut self) -> Result<(), ColumnarError> {
-        let Some(writer) = self.writer.take() else {
+        self.flush()?;
+        let Some(writer) = self.file.take() else {
             return Ok(());
         };
         let file = writer.into_inner()?;
@@ -109,9 +171,26 @@ impl ParquetSink {
     }
 }
 
+/// Encodes `batch` into the row group's column writers, one rayon task per column.
+fn encode(
+    schema: &SchemaRef,
+    batch: &RecordBatch,
+    writers: &mut [ArrowColumnWriter],
+) -> Result<(), ColumnarError> {
+    let mut leaves = Vec::with_capacity(writers.len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        leaves.extend(compute_leaves(field, column)?);
+    }
+    writers
+        .par_iter_mut()
+        .zip(leaves.into_par_iter())
+        .try_for_each(|(writer, leaf)| writer.write(&leaf))?;
+    Ok(())
+}
+
 impl Drop for ParquetSink {
     fn drop(&mut self) {
-        if self.writer.take().is_some() {
+        if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
