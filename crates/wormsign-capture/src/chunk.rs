@@ -23,13 +23,15 @@ pub struct RecordMeta {
 
 /// Whole records, owned, ready to cross a thread boundary.
 ///
-/// The captured bytes of all records are stored back to back in `buf`;
-/// `records` says where each one starts. Reuse one `Chunk` per worker (or
-/// recycle them through a channel) to keep allocations off the hot path:
-/// [`Chunk::clear`] keeps the capacity.
+/// `buf` is the reader's buffer, taken over as it was filled by `read()` (the
+/// capture's record headers and blocks still in it), so captured bytes are never
+/// copied; `records` says where each record's bytes are. Reuse one `Chunk` per worker
+/// (or recycle them through a channel): the reader continues in a recycled chunk's
+/// buffer, so allocations stay off the hot path.
 #[derive(Default, Debug)]
 pub struct Chunk {
-    /// Captured bytes of every record, concatenated.
+    /// Storage holding every record's captured bytes; only the ranges `records`
+    /// name are meaningful.
     pub buf: Vec<u8>,
     /// One entry per record, in capture-file order.
     pub records: Vec<RecordMeta>,
@@ -59,13 +61,12 @@ impl Chunk {
         self.records.is_empty()
     }
 
-    /// Removes every record, keeping the allocated capacity.
+    /// Removes every record; the storage is kept for reuse.
     pub fn clear(&mut self) {
-        self.buf.clear();
         self.records.clear();
     }
 
-    /// Appends one record. `data_start` is set here.
+    /// Appends one record whose captured bytes are `buf[data_start..][..data_len]`.
     #[inline]
     pub(crate) fn push(
         &mut self,
@@ -73,18 +74,16 @@ impl Chunk {
         link_type: u16,
         orig_len: u32,
         offset: u64,
-        data: &[u8],
+        (data_start, data_len): (usize, usize),
     ) {
-        // Callers bound the buffer to well under 4 GiB (see reader::MAX_CHUNK).
-        let data_start = self.buf.len() as u32;
-        self.buf.extend_from_slice(data);
+        // Callers bound chunks to well under 4 GiB of storage (see reader::MAX_CHUNK).
         self.records.push(RecordMeta {
             ts_ns,
             link_type,
             orig_len,
             offset,
-            data_start,
-            data_len: data.len() as u32,
+            data_start: data_start as u32,
+            data_len: data_len as u32,
         });
     }
 }
@@ -97,16 +96,15 @@ mod tests {
     fn push_iter_clear() {
         let mut c = Chunk::default();
         assert!(c.is_empty());
-        c.push(1, 1, 10, 24, b"abc");
-        c.push(2, 101, 2, 43, b"de");
+        c.buf = b"..abc.de".to_vec();
+        c.push(1, 1, 10, 24, (2, 3));
+        c.push(2, 101, 2, 43, (6, 2));
         assert_eq!(c.len(), 2);
         let v: Vec<_> = c.iter().map(|(r, d)| (r.ts_ns, d.to_vec())).collect();
         assert_eq!(v, vec![(1, b"abc".to_vec()), (2, b"de".to_vec())]);
-        assert_eq!(c.records[1].data_start, 3);
-        let cap = c.buf.capacity();
         c.clear();
-        assert!(c.is_empty() && c.buf.is_empty());
-        assert_eq!(c.buf.capacity(), cap);
+        assert!(c.is_empty());
+        assert_eq!(c.buf.len(), 8, "the storage is kept for reuse");
     }
 
     #[test]

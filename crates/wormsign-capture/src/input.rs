@@ -4,9 +4,13 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Size of one `read()` buffer. Records are copied out of it into chunks.
-pub(crate) const BUF_SIZE: usize = 2 << 20;
-/// Compact before reading when less than this is free at the end.
+/// Initial size of the read buffer; it becomes a chunk's storage (see
+/// [`InBuf::hand_over`]), so it holds a whole chunk of the pipeline's 1 MiB target plus
+/// the read-ahead (at most [`MIN_READ`] beyond what is needed).
+pub(crate) const BUF_SIZE: usize = 3 << 19;
+/// Compact before reading when less than this is free at the end; also the most one
+/// `read()` asks for beyond what is needed, so that little read-ahead is left over
+/// (and copied) when a chunk is handed over.
 const MIN_READ: usize = 256 << 10;
 
 /// Counts the bytes read from the raw (possibly compressed) source.
@@ -24,12 +28,16 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Bytes `buf[pos..end]` are read but not consumed; `consumed` is the stream
-/// offset of `buf[pos]`.
+/// offset of `buf[pos]`. Bytes before `keep` hold records of the chunk being read,
+/// which point into `buf` by index: compaction never moves them, and the chunk takes
+/// the whole buffer over when it is complete ([`InBuf::hand_over`]), so captured
+/// bytes are never copied after `read()`.
 pub(crate) struct InBuf {
     src: Box<dyn Read + Send>,
-    pub(crate) buf: Vec<u8>,
-    pub(crate) pos: usize,
-    pub(crate) end: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    keep: usize,
     eof: bool,
     consumed: u64,
 }
@@ -44,6 +52,7 @@ impl InBuf {
             buf,
             pos: 0,
             end: prefix.len(),
+            keep: 0,
             eof: false,
             consumed: 0,
         }
@@ -75,21 +84,54 @@ impl InBuf {
         self.consumed += n as u64;
     }
 
+    /// Where `data()[0]` lies in the buffer a chunk receives from [`InBuf::hand_over`].
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        self.pos
+    }
+
+    /// Keeps every consumed byte in place until the next [`InBuf::hand_over`]: a
+    /// chunk's records point at them.
+    #[inline]
+    pub(crate) fn keep_consumed(&mut self) {
+        self.keep = self.pos;
+    }
+
+    /// Gives the buffer, with every kept byte at its index, to a chunk and continues
+    /// in `spare` (a recycled chunk's buffer), moving the unconsumed bytes there.
+    pub(crate) fn hand_over(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        let rest = self.avail();
+        // A recycled buffer keeps its length, so it is zeroed only once.
+        if spare.len() < BUF_SIZE.max(rest) {
+            spare.resize(BUF_SIZE.max(rest), 0);
+        }
+        spare[..rest].copy_from_slice(&self.buf[self.pos..self.end]);
+        (self.pos, self.end, self.keep) = (0, rest, 0);
+        std::mem::replace(&mut self.buf, spare)
+    }
+
     /// Reads until at least `need` bytes are buffered or the stream ends.
     /// Returns the number of buffered bytes (less than `need` only at end of input).
     pub(crate) fn fill(&mut self, need: usize) -> io::Result<usize> {
         while self.avail() < need && !self.eof {
-            if self.pos > 0
+            // Move the unconsumed bytes down onto the consumed ones no record keeps.
+            if self.pos > self.keep
                 && (self.buf.len() - self.pos < need || self.buf.len() - self.end < MIN_READ)
             {
-                self.buf.copy_within(self.pos..self.end, 0);
-                self.end -= self.pos;
-                self.pos = 0;
+                self.buf.copy_within(self.pos..self.end, self.keep);
+                self.end -= self.pos - self.keep;
+                self.pos = self.keep;
             }
-            if self.buf.len() - self.pos < need {
-                self.buf.resize(self.pos + need.next_power_of_two(), 0);
+            // Kept bytes cannot move down: grow instead (geometrically; indices stay).
+            if self.buf.len() - self.pos < need || self.end == self.buf.len() {
+                let len = (self.pos + need).max(2 * self.buf.len());
+                self.buf.resize(len, 0);
             }
-            match self.src.read(&mut self.buf[self.end..]) {
+            let stop = self
+                .buf
+                .len()
+                .min(self.end + (need - self.avail()).max(MIN_READ));
+            match self.src.read(&mut self.buf[self.end..stop]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -21,12 +21,15 @@
 //!
 //! # Design: chunks own whole records
 //!
-//! A chunk never ends inside a record and owns copies of the bytes, instead
-//! of lending slices of the reader's read buffer. The copy (one `memcpy` per
-//! record into a buffer that is reused) is cheap next to decoding, and it
-//! lets the reader thread keep refilling its buffer while workers decode
-//! earlier chunks in parallel: a chunk is `Send`, holds no borrow, and needs
-//! no lifetime tricks to cross a channel.
+//! A chunk never ends inside a record and owns its bytes instead of lending
+//! slices of the reader's buffer: it is `Send`, holds no borrow, and needs no
+//! lifetime tricks to cross a channel, so the reader keeps reading while
+//! workers decode earlier chunks. It owns them without a copy: the records
+//! point into the buffer `read()` filled, the chunk takes that buffer over
+//! whole, and the reader continues in the storage of the chunk it was given
+//! (recycled from the workers), moving only the read-ahead past the chunk's
+//! last record. Copying every record into the chunk cost about a tenth of
+//! the pipeline's CPU time.
 //!
 //! Damaged input never panics: the records before the damage are returned,
 //! then an error with the offset, then end of input.

@@ -83,8 +83,8 @@ fn u32_at<const BE: bool>(b: &[u8], at: usize) -> u32 {
     }
 }
 
-/// Appends whole records to `chunk` until its buffer reaches `target` bytes
-/// or the input ends.
+/// Appends whole records to `chunk` until they and their headers span `target`
+/// bytes of the buffer or the input ends.
 pub(crate) fn read_records(
     inb: &mut InBuf,
     f: &PcapFormat,
@@ -111,6 +111,7 @@ fn walk<const BE: bool, const HDR: usize>(
     loop {
         // Walk every whole record already buffered.
         let base = inb.offset();
+        let index = inb.index();
         let data = inb.data();
         let mut p = 0usize;
         let mut need = HDR;
@@ -140,15 +141,16 @@ fn walk<const BE: bool, const HDR: usize>(
                 link_type,
                 orig_len,
                 base + p as u64,
-                &data[p + HDR..p + total],
+                (index + p + HDR, caplen as usize),
             );
             p += total;
-            if chunk.buf.len() >= target {
+            if index + p >= target {
                 full = true;
                 break;
             }
         }
         inb.consume(p);
+        inb.keep_consumed();
         if let Some(caplen) = corrupt {
             return Err(CaptureError::Corrupt {
                 offset: inb.offset(),

@@ -108,8 +108,8 @@ fn corrupt(offset: u64, reason: impl Into<String>) -> CaptureError {
     }
 }
 
-/// Appends whole packet records to `chunk` until its buffer reaches `target`
-/// bytes or the input ends.
+/// Appends whole packet records to `chunk` until the blocks read for it span
+/// `target` bytes of the buffer or the input ends.
 pub(crate) fn read_records(
     inb: &mut InBuf,
     st: &mut NgState,
@@ -267,7 +267,7 @@ pub(crate) fn read_records(
                     iface.link_type,
                     orig_len,
                     offset,
-                    &body[20..20 + caplen as usize],
+                    (inb.index() + 8 + 20, caplen as usize),
                 );
             }
             SPB => {
@@ -293,13 +293,14 @@ pub(crate) fn read_records(
                     iface.link_type,
                     orig_len,
                     offset,
-                    &body[4..4 + caplen],
+                    (inb.index() + 8 + 4, caplen),
                 );
             }
             _ => {}
         }
         inb.consume(len);
-        if chunk.buf.len() >= target && !chunk.is_empty() {
+        inb.keep_consumed();
+        if inb.index() >= target && !chunk.is_empty() {
             return Ok(Walk::Full);
         }
     }

@@ -12,7 +12,8 @@ use crate::input::{read_prefix, Counting, InBuf};
 use crate::pcap::{self, PcapFormat, FILE_HEADER_LEN};
 use crate::pcapng::{self, NgState};
 
-/// Largest chunk buffer: keeps `RecordMeta::data_start` within `u32`.
+/// Largest chunk target: keeps `RecordMeta::data_start` (below the target plus one
+/// record or block) within `u32`.
 const MAX_CHUNK: usize = 1 << 31;
 
 /// The container format of a capture.
@@ -174,8 +175,10 @@ impl CaptureReader {
         self.compression
     }
 
-    /// Clears `chunk`, then appends whole records until their captured bytes
-    /// reach `target_bytes` (at least one record) or the input ends.
+    /// Clears `chunk`, then appends whole records until they span `target_bytes`
+    /// of the stream with their headers (at least one record) or the input ends.
+    /// The chunk takes over the read buffer, and the reader continues in the
+    /// chunk's previous storage: recycle chunks to avoid fresh allocations.
     ///
     /// - `Ok(true)`: the chunk is full; more records may follow.
     /// - `Ok(false)`: clean end of input (the chunk may still hold records).
@@ -195,17 +198,16 @@ impl CaptureReader {
             return Ok(false);
         }
         let target = target_bytes.min(MAX_CHUNK);
-        // One allocation up front for a fresh chunk (reused chunks keep theirs), with room
-        // for the record that crosses the target, so the buffer never grows mid-chunk.
-        chunk
-            .buf
-            .reserve(target.min(64 << 20) + crate::MAX_CAPLEN as usize);
         let result = match &mut self.format {
             Format::Pcap(f) => pcap::read_records(&mut self.input, f, chunk, target)
                 .map(|w| matches!(w, pcap::Walk::Full)),
             Format::PcapNg(st) => pcapng::read_records(&mut self.input, st, chunk, target)
                 .map(|w| matches!(w, pcapng::Walk::Full)),
         };
+        // The records point into the read buffer: the chunk takes it over, and reading
+        // goes on in the chunk's old storage.
+        let spare = std::mem::take(&mut chunk.buf);
+        chunk.buf = self.input.hand_over(spare);
         match result {
             Ok(true) => Ok(true),
             Ok(false) => {
