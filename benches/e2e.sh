@@ -15,10 +15,11 @@
 #   WORMSIGN_BENCH_SKIP_BUILD=1  use the binaries already built
 #   CARGO_TARGET_DIR        as for cargo
 #
-# Peak RSS is measured on the main capture and on one a quarter of its size, with
-# default timeouts (20 s of capture time: flows are still live, so memory tracks them)
-# and in a steady state (the same traffic over 200 s with 10 s timeouts): the goal is
-# that it stays flat as the capture grows.
+# Peak RSS is measured on the main capture and on one a quarter of its size with
+# default timeouts (20 s of capture time: flows are still live, so memory tracks them),
+# and in a steady state on the main capture and one twice its size (the same traffic
+# over 200 s and 400 s with 10 s timeouts): the goal is that it stays flat as the
+# capture grows.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,9 +58,13 @@ SMALL_PACKETS=$((PACKETS / 4))
 SMALL=$(capture "$SMALL_PACKETS")
 # For memory in the steady state: the same traffic stretched 10x in capture time
 # (200 s for 4 M packets), analysed with 10 s timeouts, so flows end and are swept
-# (every 10 s of capture time) well within the capture.
+# (every 10 s of capture time) well within the capture; and twice as much of it.
+# Peak RSS climbs until the Parquet row groups being encoded (128 k rows, their
+# dictionaries growing with them) first fill, so the comparison means something
+# only when the smaller capture is past that: about 1.3 M packets of this traffic
+# (4 M: 390 k flows, 105 k DNS rows).
 STEADY=$(capture "$PACKETS" 20000)
-STEADY_SMALL=$(capture "$SMALL_PACKETS" 20000)
+STEADY_LARGE=$(capture "$((2 * PACKETS))" 20000)
 SHORT=(--tcp-timeout 10 --udp-timeout 10 --icmp-timeout 10)
 if [ "$TSHARK_PACKETS" -gt "$PACKETS" ]; then TSHARK_PACKETS=$PACKETS; fi
 if [ "$TSHARK_PACKETS" -gt 0 ] && command -v tshark >/dev/null; then
@@ -67,7 +72,7 @@ if [ "$TSHARK_PACKETS" -gt 0 ] && command -v tshark >/dev/null; then
 else
     TSHARK_FILE=
 fi
-for f in "$MAIN" "$SMALL" "$STEADY" "$STEADY_SMALL" $TSHARK_FILE; do cat "$f" >/dev/null; done  # warm the page cache
+for f in "$MAIN" "$SMALL" "$STEADY" "$STEADY_LARGE" $TSHARK_FILE; do cat "$f" >/dev/null; done  # warm the page cache
 
 size_of() { stat -c %s "$1"; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
@@ -122,7 +127,7 @@ measure wormsign-t2 "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT
 measure wormsign-t2-detect "$PACKETS" "$MAIN" -- "$WORMSIGN" analyze "$MAIN" --out @OUT --quiet --threads 2
 measure wormsign-t2-small "$SMALL_PACKETS" "$SMALL" -- "$WORMSIGN" analyze "$SMALL" --out @OUT --quiet --no-detect --threads 2
 measure steady-t2 "$PACKETS" "$STEADY" -- "$WORMSIGN" analyze "$STEADY" --out @OUT --quiet --no-detect --threads 2 "${SHORT[@]}"
-measure steady-t2-small "$SMALL_PACKETS" "$STEADY_SMALL" -- "$WORMSIGN" analyze "$STEADY_SMALL" --out @OUT --quiet --no-detect --threads 2 "${SHORT[@]}"
+measure steady-t2-large "$((2 * PACKETS))" "$STEADY_LARGE" -- "$WORMSIGN" analyze "$STEADY_LARGE" --out @OUT --quiet --no-detect --threads 2 "${SHORT[@]}"
 if command -v nfpcapd >/dev/null; then
     measure nfpcapd "$PACKETS" "$MAIN" -- nfpcapd -r "$MAIN" -w @OUT
 fi
@@ -177,10 +182,10 @@ awk -F'\t' '
             printf "peak RSS, 2 threads, default timeouts (all flows live): %.0f MB at %d packets, %.0f MB at %d: %.2fx for 4x the packets and flows\n", \
                 rss["wormsign-t2-small"], n["wormsign-t2-small"], rss["wormsign-t2"], n["wormsign-t2"], r
         }
-        if (("steady-t2" in rss) && ("steady-t2-small" in rss)) {
-            r = rss["steady-t2"] / rss["steady-t2-small"]
-            printf "peak RSS, 2 threads, steady state (10x slower capture, 10 s timeouts): %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat)  %s\n", \
-                rss["steady-t2-small"], n["steady-t2-small"], rss["steady-t2"], n["steady-t2"], r, verdict(r <= 1.25)
+        if (("steady-t2" in rss) && ("steady-t2-large" in rss)) {
+            r = rss["steady-t2-large"] / rss["steady-t2"]
+            printf "peak RSS, 2 threads, steady state (10x slower capture, 10 s timeouts): %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat; below ~1.3 M packets this is row-group warm-up)  %s\n", \
+                rss["steady-t2"], n["steady-t2"], rss["steady-t2-large"], n["steady-t2-large"], r, verdict(r <= 1.1)
         }
     }
 ' "$RESULTS"

@@ -251,9 +251,13 @@ impl TableSink {
 pub struct TableWriter<B: RowBuilder> {
     builder: B,
     sink: TableSink,
-    batch_rows: usize,
     rows: u64,
 }
+
+/// Rows a [`TableWriter`] gathers in its builder before encoding them: like the flow
+/// shards' batches, small enough that Arrow builders (whose strings and lists take
+/// several times their encoded size) add little to the row group being encoded.
+const BATCH_ROWS: usize = 8 * 1024;
 
 impl<B: RowBuilder> TableWriter<B> {
     /// Starts the table file at `path`.
@@ -267,7 +271,6 @@ impl<B: RowBuilder> TableWriter<B> {
         TableWriter {
             builder: B::default(),
             sink,
-            batch_rows: 64 * 1024,
             rows: 0,
         }
     }
@@ -276,7 +279,7 @@ impl<B: RowBuilder> TableWriter<B> {
     pub fn push(&mut self, row: &B::Row) -> Result<(), ColumnarError> {
         self.builder.append(row);
         self.rows += 1;
-        if self.builder.len() >= self.batch_rows {
+        if self.builder.len() >= BATCH_ROWS {
             self.sink.write(&self.builder.finish())?;
         }
         Ok(())
