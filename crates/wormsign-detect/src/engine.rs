@@ -159,6 +159,32 @@ struct CountState {
 }
 
 impl CountState {
+    /// A worm-behaviour finding of `rule` from `src` (to `dst`) that these counts
+    /// summarise: tier hour, any service, one target, detected at the first contact.
+    fn finding<'s>(
+        &self,
+        rule: Rule,
+        src: IpAddr,
+        dst: Option<IpAddr>,
+        evidence: String,
+    ) -> Finding<'s> {
+        Finding {
+            rule,
+            tier: Tier::Hour,
+            src,
+            dst,
+            service: "any",
+            first: self.first_ts,
+            last: self.last_ts,
+            detected: self.first_ts,
+            attempts: self.attempts,
+            distinct: 1,
+            failed_ratio: 0.0,
+            worm: true,
+            evidence,
+        }
+    }
+
     fn touch(&mut self, ts: i64) {
         if self.attempts == 0 {
             self.first_ts = ts;
@@ -848,49 +874,24 @@ impl<'a> Detector<'a> {
             ));
         }
         for (&(src, dst), s) in &cnc_flows {
-            alerts.push(alert(
-                c,
-                Finding {
-                    rule: Rule::CncIp,
-                    tier: Tier::Hour,
-                    src,
-                    dst: Some(dst),
-                    service: "any",
-                    first: s.first_ts,
-                    last: s.last_ts,
-                    detected: s.first_ts,
-                    attempts: s.attempts,
-                    distinct: 1,
-                    failed_ratio: 0.0,
-                    worm: true,
-                    evidence: format!(
-                        "{} flows to C&C address {dst} ({})",
-                        s.attempts,
-                        s.notes.join(", ")
-                    ),
-                },
-            ));
+            let notes = s.notes.join(", ");
+            let evidence = format!("{} flows to C&C address {dst} ({notes})", s.attempts);
+            alerts.push(alert(c, s.finding(Rule::CncIp, src, Some(dst), evidence)));
         }
         for (&(src, dst), s) in &honey {
-            let internal = c.is_internal(src);
-            alerts.push(alert(
-                c,
-                Finding {
-                    rule: Rule::Honeypot,
-                    tier: if internal { Tier::Hour } else { Tier::Day },
-                    src,
-                    dst: Some(dst),
-                    service: "any",
-                    first: s.first_ts,
-                    last: s.last_ts,
-                    detected: s.first_ts,
-                    attempts: s.attempts,
-                    distinct: 1,
-                    failed_ratio: 0.0,
-                    worm: true,
-                    evidence: format!("{} flows to honeypot {dst}", s.attempts),
-                },
-            ));
+            let evidence = format!("{} flows to honeypot {dst}", s.attempts);
+            // An internal host probing the honeypot is spreading (hour); an outside one is
+            // unconfirmed scanning (day).
+            let tier = if c.is_internal(src) {
+                Tier::Hour
+            } else {
+                Tier::Day
+            };
+            let finding = Finding {
+                tier,
+                ..s.finding(Rule::Honeypot, src, Some(dst), evidence)
+            };
+            alerts.push(alert(c, finding));
         }
         for (&(server, port), s) in &exposed {
             let svc = c
@@ -902,30 +903,21 @@ impl<'a> Detector<'a> {
             let mut peers: Vec<IpAddr> = s.peers.set.iter().copied().collect();
             peers.sort();
             let shown: Vec<String> = peers.iter().take(5).map(|p| p.to_string()).collect();
-            alerts.push(alert(
-                c,
-                Finding {
-                    rule: Rule::ExposedService,
-                    tier: Tier::Day,
-                    src: server,
-                    dst: None,
-                    service: &svc,
-                    first: s.first_ts,
-                    last: s.last_ts,
-                    detected: s.first_ts,
-                    attempts: s.attempts,
-                    distinct: s.peers.len(),
-                    failed_ratio: 0.0,
-                    worm: false,
-                    evidence: format!(
-                        "{} completed inbound {svc} sessions from {} external hosts ({}{})",
-                        s.attempts,
-                        s.peers.len(),
-                        shown.join(", "),
-                        if peers.len() > 5 { ", …" } else { "" }
-                    ),
-                },
-            ));
+            let evidence = format!(
+                "{} completed inbound {svc} sessions from {} external hosts ({}{})",
+                s.attempts,
+                s.peers.len(),
+                shown.join(", "),
+                if peers.len() > 5 { ", …" } else { "" }
+            );
+            let finding = Finding {
+                tier: Tier::Day,
+                service: &svc,
+                distinct: s.peers.len(),
+                worm: false,
+                ..s.finding(Rule::ExposedService, server, None, evidence)
+            };
+            alerts.push(alert(c, finding));
         }
 
         // ---- ARP sweeps.
