@@ -20,8 +20,11 @@ use crate::{ColumnarError, PartitionedSink, Partitioning, RowBuilder};
 /// enough that the writer's buffered row group stays at a few tens of MB.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Columns whose values are (nearly) unique per row: dictionary encoding only costs time.
-const NO_DICTIONARY: [&str; 1] = ["community_id"];
+/// Columns whose values are (nearly) unique per row: dictionary encoding only costs time
+/// (interning every value), and its dictionary of unique values is larger than plain
+/// values under zstd. Without it for the time columns and `first_packet`, the 4 M-packet
+/// benchmark's flows.parquet shrank from 22.6 to 19.9 MB and the run took 7 % less time.
+const NO_DICTIONARY: [&str; 5] = ["community_id", "ts", "last_ts", "duration", "first_packet"];
 
 /// One Parquet file being written. Until [`ParquetSink::finish`] renames it, the data
 /// lives under a hidden temporary name in the same directory, so a reader never sees a
