@@ -26,8 +26,8 @@ use clap::Args;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use wormsign_columnar::{
-    table_files, AlertBatchBuilder, AlertRow, HostBatchBuilder, HostRow as HostTableRow,
-    PropagationBatchBuilder, PropagationRow, RowBuilder, TableWriter,
+    table_files, AlertBatchBuilder, HostBatchBuilder, PropagationBatchBuilder, RowBuilder,
+    TableWriter,
 };
 use wormsign_detect::{
     render_report, ArpEvent, Cidr, DetectConfig, Detection, Detector, DnsEvent, Role, Tier,
@@ -631,34 +631,14 @@ fn read_arp(files: &[PathBuf]) -> anyhow::Result<Vec<ArpEvent>> {
 // ---------------------------------------------------------------------------------------
 // Writing the outputs.
 
-fn alert_rows(d: &Detection) -> impl Iterator<Item = AlertRow> + '_ {
-    d.alerts.iter().map(|a| AlertRow {
-        id: a.id.clone(),
-        rule: a.rule.as_str().into(),
-        tier: a.tier.as_str().into(),
-        src: a.src,
-        dst: a.dst,
-        service: a.service.clone(),
-        first_seen_ns: a.first_seen_ns,
-        last_seen_ns: a.last_seen_ns,
-        detected_ns: a.detected_ns,
-        attempts: a.attempts,
-        distinct_targets: a.distinct_targets,
-        failed_ratio: a.failed_ratio,
-        allowlisted: a.allowlisted,
-        infection_sign: a.infection_sign,
-        evidence: a.evidence.clone(),
-    })
-}
-
 fn write_table<B: RowBuilder>(
     path: &Path,
     metadata: &[(String, String)],
-    rows: impl Iterator<Item = B::Row>,
+    rows: &[B::Row],
 ) -> anyhow::Result<()> {
     let mut w = TableWriter::<B>::create(path, metadata)?;
     for r in rows {
-        w.push(&r)?;
+        w.push(r)?;
     }
     w.finish()?;
     Ok(())
@@ -684,32 +664,9 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 fn write_outputs(dir: &Path, d: &Detection, metadata: &[(String, String)]) -> anyhow::Result<()> {
-    write_table::<AlertBatchBuilder>(&dir.join("alerts.parquet"), metadata, alert_rows(d))?;
-    write_table::<HostBatchBuilder>(
-        &dir.join("hosts.parquet"),
-        metadata,
-        d.hosts.iter().map(|h| HostTableRow {
-            ip: h.ip,
-            role: h.role.as_str().into(),
-            first_malicious_ns: h.first_malicious_at,
-            first_cnc_ns: h.first_cnc_at,
-            first_scan_ns: h.first_scan_at,
-            parent: h.parent,
-            generation: h.generation,
-        }),
-    )?;
-    write_table::<PropagationBatchBuilder>(
-        &dir.join("propagation.parquet"),
-        metadata,
-        d.edges.iter().map(|e| PropagationRow {
-            parent: e.parent,
-            child: e.child,
-            infected_at_ns: e.infected_at_ns,
-            vector: e.vector.clone(),
-            confidence: e.confidence,
-            evidence_flows: e.evidence_flows.clone(),
-        }),
-    )?;
+    write_table::<AlertBatchBuilder>(&dir.join("alerts.parquet"), metadata, &d.alerts)?;
+    write_table::<HostBatchBuilder>(&dir.join("hosts.parquet"), metadata, &d.hosts)?;
+    write_table::<PropagationBatchBuilder>(&dir.join("propagation.parquet"), metadata, &d.edges)?;
     write_atomic(&dir.join("alerts.jsonl"), &alerts_jsonl(d))?;
     let report = render_report(d);
     write_atomic(&dir.join("report.html"), &markdown_to_html(&report))?;
@@ -726,17 +683,17 @@ fn rfc3339(ns: i64) -> String {
 fn alerts_jsonl(d: &Detection) -> String {
     use serde_json::Value;
     let mut o = String::new();
-    for a in alert_rows(d) {
+    for a in &d.alerts {
         let fields: [(&str, Value); 15] = [
-            ("alert_id", a.id.into()),
-            ("rule", a.rule.into()),
-            ("tier", a.tier.into()),
+            ("alert_id", a.id.as_str().into()),
+            ("rule", a.rule.as_str().into()),
+            ("tier", a.tier.as_str().into()),
             ("src_ip", a.src.to_string().into()),
             (
                 "dst_ip",
                 a.dst.map_or(Value::Null, |ip| ip.to_string().into()),
             ),
-            ("service", a.service.into()),
+            ("service", a.service.as_str().into()),
             ("first_seen", rfc3339(a.first_seen_ns).into()),
             ("last_seen", rfc3339(a.last_seen_ns).into()),
             ("detected_at", rfc3339(a.detected_ns).into()),
@@ -745,7 +702,7 @@ fn alerts_jsonl(d: &Detection) -> String {
             ("failed_ratio", a.failed_ratio.into()),
             ("allowlisted", a.allowlisted.into()),
             ("infection_sign", a.infection_sign.into()),
-            ("evidence", a.evidence.into()),
+            ("evidence", a.evidence.as_str().into()),
         ];
         o.push('{');
         for (i, (k, v)) in fields.iter().enumerate() {

@@ -1,7 +1,6 @@
-//! The detection tables (`alerts`, `hosts`, `propagation`): schemas and row builders.
-//!
-//! The rows are plain owned values (enumerations already as their output names), so this
-//! crate stays independent of `wormsign-detect`; the CLI converts the detection result.
+//! The detection tables (`alerts`, `hosts`, `propagation`): schemas and row builders
+//! over `wormsign-detect`'s own result types, as the capture tables' builders take
+//! `wormsign-flow`'s records.
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -12,6 +11,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use wormsign_detect::{Alert, Edge, HostRow};
 
 use crate::builders::{append_ip, batch, micros, DictBuilder};
 use crate::schema::{dict, field, timestamp};
@@ -143,77 +144,6 @@ pub fn propagation_schema() -> SchemaRef {
         .clone()
 }
 
-/// One `alerts.parquet` row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AlertRow {
-    /// `A0001`, …
-    pub id: String,
-    /// Rule name (`scan_fanout`, `trw`, …).
-    pub rule: String,
-    /// Tier name (`hour`, `day`, `week`, `month`).
-    pub tier: String,
-    /// The host the alert is about.
-    pub src: IpAddr,
-    /// The other side, if any.
-    pub dst: Option<IpAddr>,
-    /// Service name.
-    pub service: String,
-    /// First evidence, ns since the Unix epoch.
-    pub first_seen_ns: i64,
-    /// Last evidence, ns since the Unix epoch.
-    pub last_seen_ns: i64,
-    /// Detection time, ns since the Unix epoch.
-    pub detected_ns: i64,
-    /// Flows, queries or requests counted.
-    pub attempts: u64,
-    /// Distinct targets.
-    pub distinct_targets: u64,
-    /// Failed share, 0..1.
-    pub failed_ratio: f64,
-    /// The source is allowlisted.
-    pub allowlisted: bool,
-    /// The alert marks `src` as infected.
-    pub infection_sign: bool,
-    /// Short evidence text.
-    pub evidence: String,
-}
-
-/// One `hosts.parquet` row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostRow {
-    /// The address.
-    pub ip: IpAddr,
-    /// Role name (`patient_zero`, `infected`, …).
-    pub role: String,
-    /// Infection time, ns since the Unix epoch.
-    pub first_malicious_ns: Option<i64>,
-    /// First C&C alert, ns since the Unix epoch.
-    pub first_cnc_ns: Option<i64>,
-    /// First scan alert, ns since the Unix epoch.
-    pub first_scan_ns: Option<i64>,
-    /// Who infected it.
-    pub parent: Option<IpAddr>,
-    /// Generation (infected hosts only).
-    pub generation: Option<u32>,
-}
-
-/// One `propagation.parquet` row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PropagationRow {
-    /// The infecting host.
-    pub parent: IpAddr,
-    /// The infected host.
-    pub child: IpAddr,
-    /// The child's infection time, ns since the Unix epoch.
-    pub infected_at_ns: i64,
-    /// Vector name.
-    pub vector: String,
-    /// 0..1.
-    pub confidence: f32,
-    /// `first_packet` of the supporting flows.
-    pub evidence_flows: Vec<u64>,
-}
-
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -229,7 +159,7 @@ fn ts_array(b: &mut TimestampMicrosecondBuilder) -> ArrayRef {
     Arc::new(b.finish().with_timezone("UTC"))
 }
 
-/// Builds `alerts.parquet` batches from [`AlertRow`]s.
+/// Builds `alerts.parquet` batches from [`Alert`]s.
 #[derive(Default)]
 pub struct AlertBatchBuilder {
     id: StringBuilder,
@@ -246,16 +176,16 @@ pub struct AlertBatchBuilder {
 }
 
 impl RowBuilder for AlertBatchBuilder {
-    type Row = AlertRow;
+    type Row = Alert;
 
     fn schema() -> SchemaRef {
         alert_schema()
     }
 
-    fn append(&mut self, r: &AlertRow) {
+    fn append(&mut self, r: &Alert) {
         self.id.append_value(&r.id);
-        self.rule.append_value(&r.rule);
-        self.tier.append_value(&r.tier);
+        self.rule.append_value(r.rule.as_str());
+        self.tier.append_value(r.tier.as_str());
         append_ip(&mut self.src, r.src);
         append_opt_ip(&mut self.dst, r.dst);
         self.service.append_value(&r.service);
@@ -323,11 +253,11 @@ impl RowBuilder for HostBatchBuilder {
 
     fn append(&mut self, r: &HostRow) {
         append_ip(&mut self.ip, r.ip);
-        self.role.append_value(&r.role);
+        self.role.append_value(r.role.as_str());
         for (b, ns) in
             self.times
                 .iter_mut()
-                .zip([r.first_malicious_ns, r.first_cnc_ns, r.first_scan_ns])
+                .zip([r.first_malicious_at, r.first_cnc_at, r.first_scan_at])
         {
             b.append_option(ns.map(micros));
         }
@@ -350,7 +280,7 @@ impl RowBuilder for HostBatchBuilder {
     }
 }
 
-/// Builds `propagation.parquet` batches from [`PropagationRow`]s.
+/// Builds `propagation.parquet` batches from propagation [`Edge`]s.
 #[derive(Default)]
 pub struct PropagationBatchBuilder {
     parent: StringBuilder,
@@ -362,13 +292,13 @@ pub struct PropagationBatchBuilder {
 }
 
 impl RowBuilder for PropagationBatchBuilder {
-    type Row = PropagationRow;
+    type Row = Edge;
 
     fn schema() -> SchemaRef {
         propagation_schema()
     }
 
-    fn append(&mut self, r: &PropagationRow) {
+    fn append(&mut self, r: &Edge) {
         append_ip(&mut self.parent, r.parent);
         append_ip(&mut self.child, r.child);
         self.infected_at.append_value(micros(r.infected_at_ns));
@@ -403,12 +333,13 @@ mod tests {
 
     #[test]
     fn batches_match_schemas() {
+        use wormsign_detect::{Role, Rule, Tier};
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let mut a = AlertBatchBuilder::default();
-        a.append(&AlertRow {
+        a.append(&Alert {
             id: "A0001".into(),
-            rule: "trw".into(),
-            tier: "hour".into(),
+            rule: Rule::Trw,
+            tier: Tier::Hour,
             src: ip,
             dst: None,
             service: "smb".into(),
@@ -422,20 +353,24 @@ mod tests {
             infection_sign: true,
             evidence: "x".into(),
         });
-        assert_eq!(a.finish().num_rows(), 1);
+        let b = a.finish();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.schema(), alert_schema());
         let mut h = HostBatchBuilder::default();
         h.append(&HostRow {
             ip,
-            role: "patient_zero".into(),
-            first_malicious_ns: Some(1),
-            first_cnc_ns: None,
-            first_scan_ns: Some(1),
+            role: Role::PatientZero,
+            first_malicious_at: Some(1),
+            first_cnc_at: None,
+            first_scan_at: Some(1),
             parent: None,
             generation: Some(0),
         });
-        assert_eq!(h.finish().num_rows(), 1);
+        let b = h.finish();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.schema(), host_schema());
         let mut p = PropagationBatchBuilder::default();
-        p.append(&PropagationRow {
+        p.append(&Edge {
             parent: ip,
             child: "10.0.0.2".parse().unwrap(),
             infected_at_ns: 5,

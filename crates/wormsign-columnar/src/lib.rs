@@ -35,8 +35,8 @@ pub use builders::{
     RowBuilder,
 };
 pub use detect_tables::{
-    alert_schema, host_schema, propagation_schema, AlertBatchBuilder, AlertRow, HostBatchBuilder,
-    HostRow, PropagationBatchBuilder, PropagationRow,
+    alert_schema, host_schema, propagation_schema, AlertBatchBuilder, HostBatchBuilder,
+    PropagationBatchBuilder,
 };
 pub use partition::{table_files, PartitionedSink, Partitioning};
 pub use schema::{arp_schema, dns_schema, flow_schema};
