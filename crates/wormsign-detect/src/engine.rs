@@ -427,26 +427,27 @@ impl<'a> Detector<'a> {
     /// Sorts the gathered flows and runs them through the rules.
     fn run_pending(&mut self) {
         let mut flows = std::mem::take(&mut self.pending);
-        flows.sort_unstable_by_key(|f| {
-            (
-                f.ts_first,
-                f.first_packet,
-                f.orig_addr,
-                f.orig_port,
-                f.resp_addr,
-                f.resp_port,
-                f.proto,
-            )
+        // Sort 24-byte (time, packet, position) entries rather than the ~200-byte records
+        // themselves; the rest of the flow key only breaks ties.
+        let tie_break =
+            |f: &FlowRecord| (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
+        let mut order: Vec<(i64, u64, usize)> = (flows.iter().enumerate())
+            .map(|(i, f)| (f.ts_first, f.first_packet, i))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| tie_break(&flows[a.2]).cmp(&tie_break(&flows[b.2])))
         });
         if let Some(last) = self.last_key {
-            let late = flows.partition_point(|f| (f.ts_first, f.first_packet) < last);
+            let late = order.partition_point(|&(ts, packet, _)| (ts, packet) < last);
             self.stats.late_flows += late as u64;
         }
-        for f in &flows {
-            self.observe(f);
+        for &(_, _, i) in &order {
+            self.observe(&flows[i]);
         }
-        if let Some(f) = flows.last() {
-            let key = (f.ts_first, f.first_packet);
+        if let Some(&(ts, packet, _)) = order.last() {
+            let key = (ts, packet);
             self.last_key = Some(self.last_key.map_or(key, |k| k.max(key)));
         }
         flows.clear();
