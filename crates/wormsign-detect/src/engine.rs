@@ -120,6 +120,35 @@ impl TrwState {
     fn flagged(&self) -> bool {
         self.detected.is_some() || self.failed_detected.is_some() || self.fan_detected
     }
+
+    /// A finding over this source's first contacts, detected at `at`: tier hour once an
+    /// internal source also got through somewhere (it is spreading), day otherwise.
+    fn finding<'s>(
+        &self,
+        c: &DetectConfig,
+        rule: Rule,
+        src: IpAddr,
+        service: &'s str,
+        at: i64,
+        evidence: String,
+    ) -> Finding<'s> {
+        let spreading = c.is_internal(src) && self.successes > 0;
+        Finding {
+            rule,
+            tier: if spreading { Tier::Hour } else { Tier::Day },
+            src,
+            dst: None,
+            service,
+            first: self.first_ts,
+            last: self.last_ts,
+            detected: at,
+            attempts: self.first_contacts,
+            distinct: self.contacted.len(),
+            failed_ratio: ratio(self.failed, self.first_contacts),
+            worm: true,
+            evidence,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -691,28 +720,7 @@ impl<'a> Detector<'a> {
                 (Rule::Trw, src, None, c.services[svc].name.clone()),
                 t.evidence,
             );
-            let internal = c.is_internal(src);
-            let tier = if internal && t.successes > 0 {
-                Tier::Hour
-            } else {
-                Tier::Day
-            };
-            alerts.push(alert(
-                c,
-                Finding {
-                    rule: Rule::Trw,
-                    tier,
-                    src,
-                    dst: None,
-                    service: &c.services[svc].name,
-                    first: t.first_ts,
-                    last: t.last_ts,
-                    detected: at,
-                    attempts: t.first_contacts,
-                    distinct: t.contacted.len(),
-                    failed_ratio: ratio(t.failed, t.first_contacts),
-                    worm: true,
-                    evidence: format!(
+            let text = format!(
                 "TRW crossed eta1={:.0} at {:.3}s; {} first contacts on worm services, {} failed{}",
                 c.trw.eta1(),
                 secs(at),
@@ -723,9 +731,9 @@ impl<'a> Detector<'a> {
                 } else {
                     ""
                 }
-            ),
-                },
-            ));
+            );
+            let service = &c.services[svc].name;
+            alerts.push(alert(c, t.finding(c, Rule::Trw, src, service, at, text)));
         }
         for (&src, t) in &trw {
             let Some((at, svc, first)) = t.failed_detected else {
@@ -733,37 +741,17 @@ impl<'a> Detector<'a> {
             };
             let service = c.services[svc].name.clone();
             evidence.insert((Rule::FailedContacts, src, None, service.clone()), first);
-            let tier = if c.is_internal(src) && t.successes > 0 {
-                Tier::Hour
-            } else {
-                Tier::Day
-            };
-            alerts.push(alert(
-                c,
-                Finding {
-                    rule: Rule::FailedContacts,
-                    tier,
-                    src,
-                    dst: None,
-                    service: &service,
-                    first: t.first_ts,
-                    last: t.last_ts,
-                    detected: at,
-                    attempts: t.first_contacts,
-                    distinct: t.contacted.len(),
-                    failed_ratio: ratio(t.failed, t.first_contacts),
-                    worm: true,
-                    evidence: format!(
-                        "{} failed first contacts on worm services within {:.0}s (from {:.3}s); \
-                         {} first contacts in all, {} failed",
-                        c.failed_threshold,
-                        secs(c.failed_window_ns),
-                        secs(first),
-                        t.first_contacts,
-                        t.failed
-                    ),
-                },
-            ));
+            let text = format!(
+                "{} failed first contacts on worm services within {:.0}s (from {:.3}s); \
+                 {} first contacts in all, {} failed",
+                c.failed_threshold,
+                secs(c.failed_window_ns),
+                secs(first),
+                t.first_contacts,
+                t.failed
+            );
+            let finding = t.finding(c, Rule::FailedContacts, src, &service, at, text);
+            alerts.push(alert(c, finding));
         }
         for (&(src, svc), s) in &fan {
             let Some(at) = s.detected else {
