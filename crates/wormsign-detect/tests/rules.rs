@@ -77,6 +77,15 @@ impl Flows {
         self.add(t, src, dst, port, 6, ConnState::SF, (bytes, bytes), dur)
     }
 
+    /// `n` short logins (2 s, 3 000 bytes each way) from `src` to `dst`, one per 5 s from
+    /// 10 s: a brute-force run when there are enough of them.
+    fn logins(&mut self, src: &str, dst: &str, port: u16, n: u32) -> &mut Self {
+        for i in 0..n {
+            self.ok(10.0 + f64::from(i) * 5.0, src, dst, port, 2.0, 3000);
+        }
+        self
+    }
+
     /// SYNs to `n` dead addresses 10.9.<net>.x, one per `step` seconds from `t`.
     fn scan(&mut self, t: f64, src: &str, net: u8, n: u8, port: u16, step: f64) -> &mut Self {
         for i in 0..n {
@@ -146,16 +155,7 @@ fn backup_server_with_successful_sessions_is_not_a_scanner() {
 #[test]
 fn brute_force_without_and_with_success() {
     let mut f = Flows::default();
-    for i in 0..12 {
-        f.ok(
-            10.0 + f64::from(i) * 5.0,
-            "10.0.0.7",
-            "10.0.0.8",
-            3389,
-            2.0,
-            3000,
-        );
-    }
+    f.logins("10.0.0.7", "10.0.0.8", 3389, 12);
     let d = run(&f);
     let b: Vec<_> = d.alerts_for(ip("10.0.0.7"), Rule::BruteForce).collect();
     assert_eq!(b.len(), 1);
@@ -174,16 +174,7 @@ fn brute_force_without_and_with_success() {
 
     // Nine sessions are below the threshold.
     let mut f = Flows::default();
-    for i in 0..9 {
-        f.ok(
-            10.0 + f64::from(i) * 5.0,
-            "10.0.0.7",
-            "10.0.0.8",
-            3389,
-            2.0,
-            3000,
-        );
-    }
+    f.logins("10.0.0.7", "10.0.0.8", 3389, 9);
     assert!(run(&f).alerts.is_empty());
 }
 
@@ -455,16 +446,7 @@ fn as_netflow(flows: &[FlowRecord]) -> Vec<FlowRecord> {
 fn netflow_records_still_find_scanner_and_brute_force() {
     let mut f = Flows::default();
     f.scan(100.0, "10.0.0.5", 1, 20, 445, 1.0);
-    for i in 0..12 {
-        f.ok(
-            10.0 + f64::from(i) * 5.0,
-            "10.0.0.7",
-            "10.0.0.8",
-            445,
-            2.0,
-            3000,
-        );
-    }
+    f.logins("10.0.0.7", "10.0.0.8", 445, 12);
     let d = detect(&DetectConfig::default(), &as_netflow(&f.v), &[], &[]);
     let trw: Vec<_> = d.alerts_for(ip("10.0.0.5"), Rule::Trw).collect();
     assert_eq!(trw.len(), 1);
