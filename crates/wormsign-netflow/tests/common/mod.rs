@@ -19,6 +19,18 @@ pub struct Rec5 {
 }
 
 impl Rec5 {
+    /// Addresses, ports, protocol and TCP flags, as the v9 and IPFIX templates here
+    /// start (fields 8, 12, 7, 11, 4, 6).
+    pub fn key_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&self.src);
+        b.extend_from_slice(&self.dst);
+        b.extend_from_slice(&self.sport.to_be_bytes());
+        b.extend_from_slice(&self.dport.to_be_bytes());
+        b.extend_from_slice(&[self.proto, self.flags]);
+        b
+    }
+
     pub fn new(i: u32) -> Self {
         Rec5 {
             src: [10, 0, (i >> 8) as u8, i as u8],
@@ -181,12 +193,7 @@ pub const V9_FIELDS: [(u16, u16); 12] = [
 /// One record of [`V9_FIELDS`].
 pub fn v9_rec(i: u32, first: u32, last: u32) -> Vec<u8> {
     let r = Rec5::new(i);
-    let mut b = Vec::new();
-    b.extend_from_slice(&r.src);
-    b.extend_from_slice(&r.dst);
-    b.extend_from_slice(&r.sport.to_be_bytes());
-    b.extend_from_slice(&r.dport.to_be_bytes());
-    b.extend_from_slice(&[r.proto, r.flags]);
+    let mut b = r.key_bytes();
     b.extend_from_slice(&r.pkts.to_be_bytes());
     b.extend_from_slice(&r.bytes.to_be_bytes());
     b.extend_from_slice(&first.to_be_bytes());
@@ -213,12 +220,7 @@ pub const IPFIX_FIELDS: [(u16, u16); 10] = [
 /// One record of [`IPFIX_FIELDS`] (times in ms since the epoch).
 pub fn ipfix_rec(i: u32, start_ms: u64, end_ms: u64) -> Vec<u8> {
     let r = Rec5::new(i);
-    let mut b = Vec::new();
-    b.extend_from_slice(&r.src);
-    b.extend_from_slice(&r.dst);
-    b.extend_from_slice(&r.sport.to_be_bytes());
-    b.extend_from_slice(&r.dport.to_be_bytes());
-    b.extend_from_slice(&[r.proto, r.flags]);
+    let mut b = r.key_bytes();
     b.extend_from_slice(&u64::from(r.pkts).to_be_bytes());
     b.extend_from_slice(&u64::from(r.bytes).to_be_bytes());
     b.extend_from_slice(&start_ms.to_be_bytes());
