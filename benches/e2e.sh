@@ -28,16 +28,9 @@ REPEAT=${WORMSIGN_BENCH_REPEAT:-3}
 SEED=${WORMSIGN_BENCH_SEED:-1}
 DATA=${WORMSIGN_BENCH_DATA:-$ROOT/target/bench-data}
 TSHARK_PACKETS=${WORMSIGN_BENCH_TSHARK:-500000}
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-TIME=/usr/bin/time
-
-[ -x "$TIME" ] || { echo "e2e: $TIME (GNU time) is required" >&2; exit 2; }
-if [ "${WORMSIGN_BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    echo "== building (release)" >&2
-    (cd "$ROOT" && cargo build --release --quiet --bin wormsign --example gen_capture)
-fi
-WORMSIGN=$TARGET/release/wormsign
-GEN=$TARGET/release/examples/gen_capture
+NAME=e2e
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 mkdir -p "$DATA"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

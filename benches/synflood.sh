@@ -35,16 +35,9 @@ MAX_SOURCES=${WORMSIGN_FLOOD_MAX_SOURCES:-262144}
 MAX_PENDING=${WORMSIGN_FLOOD_MAX_PENDING:-1048576}
 GROWTH=${WORMSIGN_FLOOD_GROWTH:-1.25}
 REPEAT=${WORMSIGN_FLOOD_REPEAT:-1}
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-TIME=/usr/bin/time
-
-[ -x "$TIME" ] || { echo "synflood: $TIME (GNU time) is required" >&2; exit 2; }
-if [ "${WORMSIGN_BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    echo "== building (release)" >&2
-    (cd "$ROOT" && cargo build --release --quiet --bin wormsign --example gen_capture)
-fi
-WORMSIGN=$TARGET/release/wormsign
-GEN=$TARGET/release/examples/gen_capture
+NAME=synflood
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 printf 'max_sources = %s\nmax_pending_flows = %s\n' "$MAX_SOURCES" "$MAX_PENDING" >"$WORK/rules.toml"

@@ -407,20 +407,22 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
     let mut done: Vec<FlowRecord> = Vec::new();
     let mut builder = FlowBatchBuilder::default();
     let mut n_flows = 0u64;
-    // Sends every full batch at once (the end-of-input flush finishes all live flows
-    // together, and the writer should encode the first batches while later ones are
-    // built), and the partial last batch when `force`d.
+    // Sends every batch as soon as it is full (the end-of-input flush finishes all live
+    // flows together, and the writer should encode the first batches while later ones
+    // are built), and the partial last batch when `force`d. False once the writer is gone.
     let mut emit = |done: &mut Vec<FlowRecord>, force: bool| -> bool {
         for r in done.drain(..) {
             builder.append(&r);
             n_flows += 1;
-            if builder.len() >= FLOW_BATCH_ROWS
-                && out_tx.send(Output::Flows(builder.finish())).is_err()
-            {
+            let full = builder.len() >= FLOW_BATCH_ROWS;
+            if full && out_tx.send(Output::Flows(builder.finish())).is_err() {
                 return false;
             }
         }
-        !force || builder.is_empty() || out_tx.send(Output::Flows(builder.finish())).is_ok()
+        if force && !builder.is_empty() {
+            return out_tx.send(Output::Flows(builder.finish())).is_ok();
+        }
+        true
     };
     for msg in rx {
         pending.insert(msg.seq, msg);

@@ -1,5 +1,7 @@
 //! Owned batches of whole records.
 
+use std::ops::Range;
+
 /// Metadata of one captured record inside a [`Chunk`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordMeta {
@@ -66,7 +68,7 @@ impl Chunk {
         self.records.clear();
     }
 
-    /// Appends one record whose captured bytes are `buf[data_start..][..data_len]`.
+    /// Appends one record whose captured bytes are `buf[data]`.
     #[inline]
     pub(crate) fn push(
         &mut self,
@@ -74,7 +76,7 @@ impl Chunk {
         link_type: u16,
         orig_len: u32,
         offset: u64,
-        (data_start, data_len): (usize, usize),
+        data: Range<usize>,
     ) {
         // Callers bound chunks to well under 4 GiB of storage (see reader::MAX_CHUNK).
         self.records.push(RecordMeta {
@@ -82,8 +84,8 @@ impl Chunk {
             link_type,
             orig_len,
             offset,
-            data_start: data_start as u32,
-            data_len: data_len as u32,
+            data_start: data.start as u32,
+            data_len: data.len() as u32,
         });
     }
 }
@@ -97,8 +99,8 @@ mod tests {
         let mut c = Chunk::default();
         assert!(c.is_empty());
         c.buf = b"..abc.de".to_vec();
-        c.push(1, 1, 10, 24, (2, 3));
-        c.push(2, 101, 2, 43, (6, 2));
+        c.push(1, 1, 10, 24, 2..5);
+        c.push(2, 101, 2, 43, 6..8);
         assert_eq!(c.len(), 2);
         let v: Vec<_> = c.iter().map(|(r, d)| (r.ts_ns, d.to_vec())).collect();
         assert_eq!(v, vec![(1, b"abc".to_vec()), (2, b"de".to_vec())]);

@@ -141,7 +141,7 @@ fn walk<const BE: bool, const HDR: usize>(
                 link_type,
                 orig_len,
                 base + p as u64,
-                (index + p + HDR, caplen as usize),
+                index + p + HDR..index + p + total,
             );
             p += total;
             if index + p >= target {

@@ -198,7 +198,14 @@ pub(crate) fn read_records(
                 ),
             ));
         }
-        let body = &block[8..len - 4];
+        // After the block type and length, before the trailing length.
+        const BODY: usize = 8;
+        let body = &block[BODY..len - 4];
+        // Where `body[at..at + n]` lies in the buffer the chunk takes over.
+        let in_buffer = |at: usize, n: usize| {
+            let start = inb.index() + BODY + at;
+            start..start + n
+        };
         match btype {
             SHB => {
                 if body.len() < 16 {
@@ -267,7 +274,7 @@ pub(crate) fn read_records(
                     iface.link_type,
                     orig_len,
                     offset,
-                    (inb.index() + 8 + 20, caplen as usize),
+                    in_buffer(20, caplen as usize),
                 );
             }
             SPB => {
@@ -293,7 +300,7 @@ pub(crate) fn read_records(
                     iface.link_type,
                     orig_len,
                     offset,
-                    (inb.index() + 8 + 4, caplen),
+                    in_buffer(4, caplen),
                 );
             }
             _ => {}
