@@ -27,7 +27,7 @@ use wormsign_columnar::{
     TableSink, TableWriter,
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
-use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable};
+use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
 use crate::summary::{DecodeStats, RunSummary, Warning};
@@ -104,12 +104,6 @@ struct Job {
     chunk: Chunk,
 }
 
-struct ShardPacket {
-    ts_ns: i64,
-    idx: u64,
-    packet: PacketSummary,
-}
-
 /// A NetFlow/IPFIX export datagram found in the capture.
 struct ExportPacket {
     ts_ns: i64,
@@ -121,7 +115,7 @@ struct ExportPacket {
 struct ShardMsg {
     seq: u64,
     watermark: i64,
-    packets: Vec<ShardPacket>,
+    packets: Vec<TimedPacket>,
     exports: Vec<ExportPacket>,
 }
 
@@ -265,7 +259,7 @@ fn decode_worker(
     let mut stats = DecodeStats::default();
     for job in jobs {
         let per_shard = job.chunk.len() / n_shards + 16;
-        let mut parts: Vec<Vec<ShardPacket>> = (0..n_shards)
+        let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
             .map(|_| Vec::with_capacity(per_shard))
             .collect();
         let mut exports: Vec<Vec<ExportPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
@@ -293,7 +287,7 @@ fn decode_worker(
                     if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
                         dns_rows.push(row);
                     }
-                    parts[shard_of(&packet, n_shards)].push(ShardPacket {
+                    parts[shard_of(&packet, n_shards)].push(TimedPacket {
                         ts_ns: meta.ts_ns,
                         idx,
                         packet,
@@ -428,9 +422,7 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
         pending.insert(msg.seq, msg);
         while let Some(msg) = pending.remove(&next_seq) {
             next_seq += 1;
-            for sp in &msg.packets {
-                table.observe(sp.ts_ns, sp.idx, &sp.packet, &mut done);
-            }
+            table.observe_all(&msg.packets, &mut done);
             for export in &msg.exports {
                 netflow.decode(
                     export.exporter,

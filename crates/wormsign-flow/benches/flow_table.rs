@@ -9,6 +9,10 @@
 //!   ACK), exchanging 14 data/ACK segments and closing (FIN, FIN, ACK), a new session
 //!   replacing each finished one, with `expire` every 10 s of capture time as the
 //!   pipeline does (so closed flows are emitted as records);
+//! * `lookahead/{observe,observe_all}`: 400 000 established flows (a table far larger
+//!   than the caches, as in a busy capture), each packet hits a random one; the same
+//!   packets one at a time and in `observe_all`'s groups, which warm the cache lines of
+//!   a group's flows together;
 //! * `expire/*`: one sweep over 60 k / 1 M live flows when nothing is due (the common
 //!   case), and when every flow is due (records emitted).
 //!
@@ -20,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use wormsign_decode::PacketSummary;
-use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
+use wormsign_flow::{FlowConfig, FlowRecord, FlowTable, TimedPacket};
 
 /// Packets per measured iteration of the `observe` benchmarks.
 const BATCH: u64 = 4_096;
@@ -315,6 +319,45 @@ impl Sessions {
     }
 }
 
+fn lookahead(c: &mut Criterion) {
+    const N: u32 = 400_000;
+    let config = FlowConfig {
+        active_ns: i64::MAX,
+        ..FlowConfig::default()
+    };
+    let (mut table, ts) = established(config, N);
+    let packets: Vec<TimedPacket> = (0..1u64 << 20)
+        .map(|k| {
+            let i = ((k.wrapping_mul(0x9E37_79B9)) % u64::from(N)) as u32;
+            let (c, cp, s, sp) = flow_endpoints(i);
+            TimedPacket {
+                ts_ns: ts + k as i64 * STEP_NS,
+                idx: k,
+                packet: tcp(c, cp, s, sp, ACK, 101, 501 + k as u32, 100),
+            }
+        })
+        .collect();
+    let mut out: Vec<FlowRecord> = Vec::new();
+    let mut g = c.benchmark_group("lookahead");
+    g.throughput(Throughput::Elements(BATCH));
+    let mut batches = packets.chunks(BATCH as usize).cycle();
+    g.bench_function("observe", |b| {
+        b.iter(|| {
+            for tp in batches.next().unwrap() {
+                table.observe(tp.ts_ns, tp.idx, black_box(&tp.packet), &mut out);
+            }
+        })
+    });
+    g.bench_function("observe_all", |b| {
+        b.iter(|| table.observe_all(black_box(batches.next().unwrap()), &mut out))
+    });
+    g.finish();
+    assert!(
+        out.is_empty() && table.len() == N as usize,
+        "no flow may start or end"
+    );
+}
+
 fn expire(c: &mut Criterion) {
     let mut g = c.benchmark_group("expire");
     // Flat sampling: the all-due case rebuilds its table before every iteration.
@@ -348,5 +391,5 @@ fn expire(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, observe, expire);
+criterion_group!(benches, observe, lookahead, expire);
 criterion_main!(benches);

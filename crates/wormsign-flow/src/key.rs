@@ -82,6 +82,11 @@ impl FlowKey {
         self.addr(self.hi)
     }
 
+    /// A value read from the key's first and last fields (see `FlowStore::warm`).
+    pub(crate) fn touch(&self) -> u64 {
+        self.lo as u64 ^ u64::from(self.vlan)
+    }
+
     /// The IP protocol number.
     pub fn proto(&self) -> u8 {
         self.proto

@@ -38,11 +38,13 @@
 mod community_id;
 mod key;
 mod state;
+mod store;
 mod table;
 
 pub use community_id::community_id;
 pub use key::{shard_of, FlowKey};
 pub use state::{tcp_flags, ConnState, History};
 pub use table::{
-    DirCounters, EndReason, FlowConfig, FlowRecord, FlowSource, FlowStats, FlowTable, NetflowOrigin,
+    DirCounters, EndReason, FlowConfig, FlowRecord, FlowSource, FlowStats, FlowTable,
+    NetflowOrigin, TimedPacket,
 };

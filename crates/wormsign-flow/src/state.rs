@@ -233,6 +233,11 @@ pub struct History {
 const LETTERS: &[u8] = b"SHADFRTWIQ^";
 
 impl History {
+    /// Number of letters so far.
+    pub(crate) fn len(&self) -> u8 {
+        self.len
+    }
+
     /// Appends `letter` (upper case) for the originator, or its lower case for the
     /// responder, unless that direction already has it.
     pub(crate) fn add(&mut self, letter: u8, from_orig: bool) {

@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use wormsign_decode::{Fragment, PacketSummary};
-use wormsign_flow::{shard_of, ConnState, EndReason, FlowConfig, FlowRecord, FlowTable};
+use wormsign_flow::{
+    shard_of, ConnState, EndReason, FlowConfig, FlowRecord, FlowTable, TimedPacket,
+};
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -401,6 +403,77 @@ fn full_table_evicts_least_recent_and_counts() {
     // The oldest go first.
     assert_eq!(flows[0].end_reason, EndReason::Evicted);
     assert_eq!(flows[9].end_reason, EndReason::EndOfInput);
+}
+
+/// `observe_all` looks flows up in groups before updating them; whatever the group
+/// boundaries, it must give the same records, in the same order, as `observe` one
+/// packet at a time. The mix has flows created and reused within a group, evictions in
+/// mid-group (cap 64), idle splits, TCP reuse after close, and fragments.
+#[test]
+fn observe_all_matches_observe_packet_by_packet() {
+    let mut rng = 0x853c_49e6_748f_ea9bu64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let packets: Vec<TimedPacket> = (0..20_000u64)
+        .map(|i| {
+            let r = next();
+            let t = i as f64 * 0.02;
+            let client = (
+                format!("10.0.{}.{}", r % 3, r >> 8 & 127),
+                40000 + (r >> 16 & 7) as u16,
+            );
+            let client = (client.0.as_str(), client.1);
+            let flags = [SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, RST][(r >> 24) as usize % 6];
+            let (ts_ns, mut packet) = match r >> 32 & 3 {
+                0 => udp(t, client, (B, 53), 40),
+                1 => icmp(t, client.0, B, [0, 8][(r >> 40) as usize & 1]),
+                _ if r >> 36 & 1 == 0 => tcp(t, client, S, flags, r as u32, 0),
+                _ => tcp(t, S, client, flags, r as u32, (r >> 44 & 3) as u32 * 100),
+            };
+            if r >> 50 & 15 == 0 {
+                packet.fragment = Some(Fragment {
+                    id: (r >> 54 & 3) as u32,
+                    offset: (r >> 56 & 1) as u16 * 1480,
+                    more: r >> 57 & 1 == 0,
+                });
+            }
+            TimedPacket {
+                ts_ns,
+                idx: i,
+                packet,
+            }
+        })
+        .collect();
+    let config = FlowConfig {
+        max_flows: 64,
+        udp_idle_ns: 5_000_000_000,
+        ..FlowConfig::default()
+    };
+    let mut one_by_one = FlowTable::new(config);
+    let mut expected = Vec::new();
+    for tp in &packets {
+        one_by_one.observe(tp.ts_ns, tp.idx, &tp.packet, &mut expected);
+    }
+    one_by_one.flush(&mut expected);
+    assert!(
+        one_by_one.stats().evicted > 1000,
+        "{:?}",
+        one_by_one.stats()
+    );
+    for split in [1, 7, 16, 100, packets.len()] {
+        let mut grouped = FlowTable::new(config);
+        let mut got = Vec::new();
+        for part in packets.chunks(split) {
+            grouped.observe_all(part, &mut got);
+        }
+        grouped.flush(&mut got);
+        assert_eq!(grouped.stats(), one_by_one.stats(), "split {split}");
+        assert!(got == expected, "split {split}: records differ");
+    }
 }
 
 #[test]
