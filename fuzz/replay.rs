@@ -74,7 +74,7 @@ pub fn decode(data: &[u8]) -> Option<(bool, Vec<FlowRecord>)> {
     let mut out = Vec::new();
     table.observe(1_000_000_000, 0, &p, &mut out);
     table.observe(100_000_000_000, 1, &p, &mut out);
-    table.flush(&mut out);
+    out.extend(table.flush());
     for r in &out {
         let _ = r.community_id();
     }

@@ -404,8 +404,8 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
     // Sends every batch as soon as it is full (the end-of-input flush finishes all live
     // flows together, and the writer should encode the first batches while later ones
     // are built), and the partial last batch when `force`d. False once the writer is gone.
-    let mut emit = |done: &mut Vec<FlowRecord>, force: bool| -> bool {
-        for r in done.drain(..) {
+    let mut emit = |records: &mut dyn Iterator<Item = FlowRecord>, force: bool| -> bool {
+        for r in records {
             builder.append(&r);
             n_flows += 1;
             let full = builder.len() >= FLOW_BATCH_ROWS;
@@ -440,14 +440,13 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
                 table.expire(msg.watermark, &mut done);
                 last_sweep = Some(msg.watermark);
             }
-            if !emit(&mut done, false) {
+            if !emit(&mut done.drain(..), false) {
                 return;
             }
         }
     }
-    table.flush(&mut done);
     netflow.finish();
-    if emit(&mut done, true) {
+    if emit(&mut table.flush(), true) {
         let _ = out_tx.send(Output::ShardDone {
             stats: table.stats(),
             netflow: netflow.stats(),

@@ -46,7 +46,7 @@ fn flows_of(path: &Path) -> (Vec<FlowRecord>, Vec<ArpEvent>) {
             break;
         }
     }
-    table.flush(&mut flows);
+    flows.extend(table.flush());
     (flows, arp)
 }
 

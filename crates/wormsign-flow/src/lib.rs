@@ -28,7 +28,7 @@
 //! let mut table = FlowTable::new(FlowConfig::default());
 //! let mut done = Vec::new();
 //! table.observe(1_000_000_000, 0, &syn, &mut done);
-//! table.flush(&mut done);
+//! done.extend(table.flush());
 //! assert_eq!(done[0].conn_state, ConnState::S0);
 //! assert_eq!(done[0].history.as_str(), "S");
 //! assert_eq!(done[0].orig_addr, "10.0.0.1".parse::<IpAddr>().unwrap());

@@ -132,9 +132,9 @@ impl<V: Touch> FlowStore<V> {
     }
 
     /// Removes every entry, in storage order.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (FlowKey, V)> + '_ {
+    pub(crate) fn take_all(&mut self) -> Vec<(FlowKey, V)> {
         self.index.clear();
-        self.entries.drain(..)
+        std::mem::take(&mut self.entries)
     }
 
     fn reindex(&mut self) {
@@ -385,7 +385,7 @@ mod tests {
                 assert!(model.contains_key(k));
             }
         }
-        assert_eq!(store.drain().count(), model.len());
+        assert_eq!(store.take_all().len(), model.len());
         assert!(store.is_empty());
     }
 }

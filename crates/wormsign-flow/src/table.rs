@@ -439,16 +439,21 @@ impl FlowTable {
         self.fragments.retain(|_, (_, _, ts)| *ts >= horizon);
     }
 
-    /// Ends every live flow (end of input), in first-packet order.
-    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
-        let start = out.len();
-        out.extend(
-            self.flows
-                .drain()
-                .map(|(key, state)| finish(&key, &state, EndReason::EndOfInput)),
-        );
-        out[start..].sort_unstable_by_key(|r| r.first_packet);
+    /// Ends every live flow (end of input). The records come one at a time in
+    /// first-packet order, so a caller can encode them without holding them all.
+    pub fn flush(&mut self) -> impl Iterator<Item = FlowRecord> {
+        let entries = self.flows.take_all();
+        let mut order: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(pos, (_, state))| (state.first_packet, pos))
+            .collect();
+        order.sort_unstable();
         self.fragments.clear();
+        order.into_iter().map(move |(_, pos)| {
+            let (key, state) = &entries[pos];
+            finish(key, state, EndReason::EndOfInput)
+        })
     }
 
     /// Ports of a packet as seen from its sender, resolving later IP fragments through

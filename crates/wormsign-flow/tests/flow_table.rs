@@ -71,7 +71,7 @@ fn run(config: FlowConfig, packets: &[(i64, PacketSummary)]) -> (Vec<FlowRecord>
     for (i, (ts, p)) in packets.iter().enumerate() {
         table.observe(*ts, i as u64, p, &mut out);
     }
-    table.flush(&mut out);
+    out.extend(table.flush());
     out.sort_by_key(|r| r.first_packet);
     (out, table)
 }
@@ -458,7 +458,7 @@ fn observe_all_matches_observe_packet_by_packet() {
     for tp in &packets {
         one_by_one.observe(tp.ts_ns, tp.idx, &tp.packet, &mut expected);
     }
-    one_by_one.flush(&mut expected);
+    expected.extend(one_by_one.flush());
     assert!(
         one_by_one.stats().evicted > 1000,
         "{:?}",
@@ -470,7 +470,7 @@ fn observe_all_matches_observe_packet_by_packet() {
         for part in packets.chunks(split) {
             grouped.observe_all(part, &mut got);
         }
-        grouped.flush(&mut got);
+        got.extend(grouped.flush());
         assert_eq!(grouped.stats(), one_by_one.stats(), "split {split}");
         assert!(got == expected, "split {split}: records differ");
     }

@@ -179,7 +179,7 @@ impl Meter {
     /// Ends every live flow at the last packet's time and returns the records in export
     /// order.
     pub fn finish(mut self) -> Vec<ExportRecord> {
-        self.table.flush(&mut self.done);
+        self.done.extend(self.table.flush());
         let end = self.last_us;
         self.drain(end);
         // Export time first (the field order of `ExportRecord`), then the rest of the
