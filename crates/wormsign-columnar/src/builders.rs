@@ -1,6 +1,7 @@
 //! Row-to-column builders, one per table (arrow-rs's "custom builder" pattern).
 
 use std::fmt::Write as _;
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -10,11 +11,11 @@ use arrow_array::builder::{
     StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::Int16Type;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use wormsign_decode::dns::{qtype_name, DnsMessage};
 use wormsign_decode::ArpPacket;
-use wormsign_flow::{FlowRecord, FlowSource};
+use wormsign_flow::{ConnState, EndReason, FlowRecord, FlowSource};
 
 use crate::schema::{arp_schema, dns_schema, flow_schema};
 
@@ -37,6 +38,103 @@ pub trait RowBuilder: Default + Send {
 }
 
 pub(crate) type DictBuilder = StringDictionaryBuilder<Int16Type>;
+
+/// The values of a dictionary column that are known up front (an enum's names).
+pub(crate) trait Labels: Default + Send {
+    /// Every label, in key order.
+    fn labels() -> ArrayRef;
+}
+
+/// Builds a dictionary column over fixed [`Labels`]: a row appends its label's index.
+/// Arrow's `StringDictionaryBuilder` hashes every value to find its key, which showed in
+/// profiles at four such columns per flow. Every batch carries the whole label list.
+#[derive(Default)]
+pub(crate) struct LabelBuilder<L: Labels> {
+    keys: Int16Builder,
+    labels: PhantomData<L>,
+}
+
+impl<L: Labels> LabelBuilder<L> {
+    pub(crate) fn append(&mut self, index: usize) {
+        self.keys
+            .append_value(i16::try_from(index).expect("fewer than 32 768 labels"));
+    }
+
+    pub(crate) fn finish(&mut self) -> ArrayRef {
+        let array = DictionaryArray::<Int16Type>::try_new(self.keys.finish(), L::labels());
+        Arc::new(array.expect("every key indexes a label"))
+    }
+}
+
+/// Names of the IP protocols the `proto` column spells out, as Zeek writes them; every
+/// other protocol is `other`.
+const PROTO_NAMES: [&str; 14] = [
+    "icmp", "igmp", "tcp", "udp", "ipv6", "gre", "esp", "ah", "icmp6", "ospf", "pim", "vrrp",
+    "sctp", "other",
+];
+
+fn proto_index(proto: u8) -> usize {
+    match proto {
+        1 => 0,
+        2 => 1,
+        6 => 2,
+        17 => 3,
+        41 => 4,
+        47 => 5,
+        50 => 6,
+        51 => 7,
+        58 => 8,
+        89 => 9,
+        103 => 10,
+        112 => 11,
+        132 => 12,
+        _ => 13,
+    }
+}
+
+/// `flows.proto`'s labels.
+#[derive(Default)]
+pub(crate) struct ProtoLabels;
+
+impl Labels for ProtoLabels {
+    fn labels() -> ArrayRef {
+        Arc::new(StringArray::from(PROTO_NAMES.to_vec()))
+    }
+}
+
+/// `flows.conn_state`'s labels, keyed by `ConnState as usize`.
+#[derive(Default)]
+pub(crate) struct ConnStateLabels;
+
+impl Labels for ConnStateLabels {
+    fn labels() -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(
+            ConnState::ALL.map(ConnState::as_str),
+        ))
+    }
+}
+
+/// `flows.end_reason`'s labels, keyed by `EndReason as usize`.
+#[derive(Default)]
+pub(crate) struct EndReasonLabels;
+
+impl Labels for EndReasonLabels {
+    fn labels() -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(
+            EndReason::ALL.map(EndReason::as_str),
+        ))
+    }
+}
+
+/// `flows.source`'s labels.
+#[derive(Default)]
+pub(crate) struct SourceLabels;
+
+impl Labels for SourceLabels {
+    fn labels() -> ArrayRef {
+        Arc::new(StringArray::from(vec!["packets", "netflow"]))
+    }
+}
 
 pub(crate) fn micros(ts_ns: i64) -> i64 {
     ts_ns.div_euclid(1000)
@@ -88,22 +186,7 @@ pub(crate) fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
 
 /// Name of an IP protocol as Zeek's `proto` column writes it.
 pub fn proto_name(proto: u8) -> &'static str {
-    match proto {
-        1 => "icmp",
-        2 => "igmp",
-        6 => "tcp",
-        17 => "udp",
-        41 => "ipv6",
-        47 => "gre",
-        50 => "esp",
-        51 => "ah",
-        58 => "icmp6",
-        89 => "ospf",
-        103 => "pim",
-        112 => "vrrp",
-        132 => "sctp",
-        _ => "other",
-    }
+    PROTO_NAMES[proto_index(proto)]
 }
 
 /// Builds `flows.parquet` batches from [`FlowRecord`]s.
@@ -116,16 +199,16 @@ pub struct FlowBatchBuilder {
     orig_p: Int32Builder,
     resp_h: StringBuilder,
     resp_p: Int32Builder,
-    proto: DictBuilder,
+    proto: LabelBuilder<ProtoLabels>,
     ip_proto: Int16Builder,
-    conn_state: DictBuilder,
+    conn_state: LabelBuilder<ConnStateLabels>,
     history: StringBuilder,
     counters: [Int64Builder; 6],
     tcp_flags: [Int16Builder; 2],
     vlan: Int32Builder,
     community_id: StringBuilder,
-    end_reason: DictBuilder,
-    source: DictBuilder,
+    end_reason: LabelBuilder<EndReasonLabels>,
+    source: LabelBuilder<SourceLabels>,
     exporter: StringBuilder,
     sampling: [Int64Builder; 3],
     interfaces: [Int64Builder; 2],
@@ -151,9 +234,9 @@ impl RowBuilder for FlowBatchBuilder {
         self.orig_p.append_value(i32::from(r.orig_port));
         append_ip(&mut self.resp_h, r.resp_addr);
         self.resp_p.append_value(i32::from(r.resp_port));
-        self.proto.append_value(proto_name(r.proto));
+        self.proto.append(proto_index(r.proto));
         self.ip_proto.append_value(i16::from(r.proto));
-        self.conn_state.append_value(r.conn_state.as_str());
+        self.conn_state.append(r.conn_state as usize);
         self.history.append_value(r.history.as_str());
         let values = [
             r.orig.packets,
@@ -170,16 +253,16 @@ impl RowBuilder for FlowBatchBuilder {
         self.tcp_flags[1].append_value(i16::from(r.resp.tcp_flags));
         self.vlan.append_option(r.vlan.map(i32::from));
         self.community_id.append_value(r.community_id());
-        self.end_reason.append_value(r.end_reason.as_str());
+        self.end_reason.append(r.end_reason as usize);
         let (interval, record) = match &r.source {
             FlowSource::Packets => {
-                self.source.append_value("packets");
+                self.source.append(0);
                 self.exporter.append_null();
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
                 (1, 0)
             }
             FlowSource::Netflow(n) => {
-                self.source.append_value("netflow");
+                self.source.append(1);
                 append_ip(&mut self.exporter, n.exporter);
                 self.interfaces[0].append_value(i64::from(n.input_if));
                 self.interfaces[1].append_value(i64::from(n.output_if));
@@ -209,9 +292,9 @@ impl RowBuilder for FlowBatchBuilder {
             Arc::new(self.orig_p.finish()),
             Arc::new(self.resp_h.finish()),
             Arc::new(self.resp_p.finish()),
-            Arc::new(self.proto.finish()),
+            self.proto.finish(),
             Arc::new(self.ip_proto.finish()),
-            Arc::new(self.conn_state.finish()),
+            self.conn_state.finish(),
             Arc::new(self.history.finish()),
         ];
         columns.extend(
@@ -227,8 +310,8 @@ impl RowBuilder for FlowBatchBuilder {
         columns.extend([
             Arc::new(self.vlan.finish()) as ArrayRef,
             Arc::new(self.community_id.finish()),
-            Arc::new(self.end_reason.finish()),
-            Arc::new(self.source.finish()),
+            self.end_reason.finish(),
+            self.source.finish(),
             Arc::new(self.exporter.finish()),
         ]);
         columns.extend(
@@ -479,6 +562,30 @@ impl RowBuilder for ArpBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ConnState as usize` and `EndReason as usize` key their label lists, so the
+    /// lists must be in declaration order.
+    #[test]
+    fn label_keys_name_their_values() {
+        let names = |labels: ArrayRef| -> Vec<String> {
+            let strings = labels.as_any().downcast_ref::<StringArray>().unwrap();
+            strings.iter().map(|v| v.unwrap().to_string()).collect()
+        };
+        let conn_states = names(ConnStateLabels::labels());
+        for c in ConnState::ALL {
+            assert_eq!(conn_states[c as usize], c.as_str());
+        }
+        let end_reasons = names(EndReasonLabels::labels());
+        for e in EndReason::ALL {
+            assert_eq!(end_reasons[e as usize], e.as_str());
+        }
+        for (proto, name) in [(1, "icmp"), (6, "tcp"), (17, "udp"), (58, "icmp6")] {
+            assert_eq!(proto_name(proto), name);
+        }
+        assert_eq!(proto_name(132), "sctp");
+        assert_eq!(proto_name(0), "other");
+        assert_eq!(proto_name(255), "other");
+    }
 
     #[test]
     fn ipv4_text_matches_display() {
