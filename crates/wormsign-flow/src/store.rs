@@ -158,7 +158,7 @@ impl<V: Touch> FlowStore<V> {
 
 /// Open addressing with linear probing over `u64` slots: the low 32 bits hold the low
 /// 32 bits of the key's hash (which also give the home slot, so growing never rehashes
-/// a key), the high 32 bits the entry's position plus one; zero is an empty slot.
+/// a key), the high 32 bits the entry's position; all ones is an empty slot.
 /// Removal shifts the following run back (no tombstones), so a probe ends at the first
 /// empty slot.
 struct PositionIndex {
@@ -166,14 +166,18 @@ struct PositionIndex {
     len: usize,
 }
 
-const EMPTY: u64 = 0;
+/// Not zero: a zeroed allocation is mapped to the shared zero page, and the first write
+/// to each page, after lookups had read it, was a copy-on-write fault that flushed the
+/// TLB of every core (2 % of the CPU profile with two threads). Filling with ones writes
+/// every page up front. No position reaches `u32::MAX` (see [`MAX_ENTRIES`]).
+const EMPTY: u64 = u64::MAX;
 
 fn slot_of(hash: u64, pos: usize) -> u64 {
-    ((pos as u64 + 1) << 32) | (hash & 0xffff_ffff)
+    ((pos as u64) << 32) | (hash & 0xffff_ffff)
 }
 
-fn slot_pos(slot: u64) -> Option<usize> {
-    ((slot >> 32) as usize).checked_sub(1)
+fn slot_pos(slot: u64) -> usize {
+    (slot >> 32) as usize
 }
 
 impl PositionIndex {
@@ -211,7 +215,7 @@ impl PositionIndex {
     fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         self.probe(hash)
             .filter(move |&(_, slot)| slot as u32 == hash as u32)
-            .filter_map(|(_, slot)| slot_pos(slot))
+            .map(|(_, slot)| slot_pos(slot))
     }
 
     /// The position `hash`'s key most likely has, without comparing keys.
@@ -226,7 +230,7 @@ impl PositionIndex {
     /// The slot index holding `pos`, which is indexed under `hash`.
     fn slot_holding(&self, hash: u64, pos: usize) -> usize {
         self.probe(hash)
-            .find(|&(_, slot)| slot_pos(slot) == Some(pos))
+            .find(|&(_, slot)| slot_pos(slot) == pos)
             .map(|(i, _)| i)
             .expect("every entry is indexed under its key's hash")
     }
