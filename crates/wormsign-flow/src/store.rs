@@ -6,9 +6,9 @@
 //! megabytes and every packet's lookup missed the caches and the TLB two or three times
 //! in a row, about a fifth of the pipeline's CPU time. Here:
 //!
-//! * the index is one 8-byte slot per live flow (at most half full), small enough to
-//!   stay mostly in cache, and its layout is ours, so [`FlowStore::warm`] can touch the
-//!   slots and entries of a group of packets together and let their misses overlap;
+//! * the index has two to four 8-byte slots per live flow, small enough to stay mostly
+//!   in cache, and its layout is ours, so [`FlowStore::warm`] can touch the slots and
+//!   entries of a group of packets together and let their misses overlap;
 //! * entries sit in a dense `Vec`; removal swaps the last entry into the hole. Iteration
 //!   order therefore depends only on the sequence of inserts and removals, never on the
 //!   hasher's random seed.
@@ -19,8 +19,9 @@ use hashbrown::DefaultHashBuilder;
 
 use crate::key::FlowKey;
 
-/// Most entries a [`FlowStore`] can hold: a slot keeps a 31-bit position, and the index
-/// (twice as many slots) must stay addressable by the 32 hash bits a slot keeps.
+/// Most entries a [`FlowStore`] can hold: the index has at least twice as many slots,
+/// which the 32 hash bits a slot keeps must still address; positions then also stay
+/// below the empty-slot marker.
 pub(crate) const MAX_ENTRIES: usize = (1 << 31) - 1;
 
 pub(crate) struct FlowStore<V> {

@@ -28,7 +28,7 @@ pub struct FlowConfig {
     /// `tcp_close_delay`); a new SYN on the same tuple starts a new flow at once.
     pub tcp_close_ns: i64,
     /// At most this many live flows; beyond it the least recently active are evicted.
-    /// Values above `u32::MAX` count as `u32::MAX`.
+    /// 0 counts as 1, and values above 2^31 − 1 as 2^31 − 1.
     pub max_flows: usize,
     /// At most this many IPv4/IPv6 datagrams whose first fragment awaits its followers.
     pub max_fragments: usize,
@@ -253,8 +253,9 @@ impl FlowState {
     }
 }
 
-/// How many packets [`FlowTable::observe_all`] looks up ahead of updating them. Eight
-/// overlaps most of the misses; more gains nothing measurable.
+/// How many packets [`FlowTable::observe_all`] looks up ahead of updating them. On the
+/// e2e capture eight left misses exposed (CPU 3.49 s against 3.23 s for sixteen);
+/// thirty-two gained nothing more.
 const LOOKAHEAD: usize = 16;
 
 /// A decoded packet with its capture time and position in the input, as
@@ -291,9 +292,10 @@ struct FragKey {
 /// A bidirectional flow table with Zeek's direction model, idle/active timeouts, and a
 /// cap with least-recently-active eviction.
 ///
-/// Feed packets in capture order with [`FlowTable::observe`]; call
-/// [`FlowTable::expire`] now and then with the capture clock, and
-/// [`FlowTable::flush`] at the end. Finished flows are appended to the caller's `Vec`.
+/// Feed packets in capture order with [`FlowTable::observe`] (or, faster,
+/// [`FlowTable::observe_all`]); call [`FlowTable::expire`] now and then with the capture
+/// clock, and [`FlowTable::flush`] at the end. Flows finished while observing or
+/// expiring are appended to the caller's `Vec`; `flush` yields the rest.
 pub struct FlowTable {
     config: FlowConfig,
     flows: FlowStore<FlowState>,
@@ -343,20 +345,20 @@ impl FlowTable {
     }
 
     /// Accounts packets in order, exactly as [`FlowTable::observe`] on each would, but
-    /// faster with many live flows: the flows of [`LOOKAHEAD`] packets are brought into
+    /// faster with many live flows: the flows of 16 packets are brought into
     /// the cache together (see `FlowStore::warm`) before any is looked up.
     pub fn observe_all(&mut self, packets: &[TimedPacket], out: &mut Vec<FlowRecord>) {
-        let mut located = [None; LOOKAHEAD];
+        let mut keys = [None; LOOKAHEAD];
         let mut hashes = [0; LOOKAHEAD];
         for group in packets.chunks(LOOKAHEAD) {
-            for ((at, hash), tp) in located.iter_mut().zip(&mut hashes).zip(group) {
+            for ((slot, hash), tp) in keys.iter_mut().zip(&mut hashes).zip(group) {
                 let key = self.key_of(tp.ts_ns, &tp.packet);
                 *hash = key.hash;
-                *at = Some(key);
+                *slot = Some(key);
             }
             self.flows.warm(&hashes[..group.len()]);
-            for (at, tp) in located.iter_mut().zip(group) {
-                if let Some(key) = at.take() {
+            for (slot, tp) in keys.iter_mut().zip(group) {
+                if let Some(key) = slot.take() {
                     self.apply(tp.ts_ns, tp.idx, &tp.packet, key, out);
                 }
             }
