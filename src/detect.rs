@@ -230,7 +230,7 @@ fn batches<'a>(
 ) -> impl Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> {
     type Batches<'a> = Box<dyn Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a>;
     files.iter().flat_map(move |path| -> Batches<'a> {
-        match file_batches(path, columns, Rows::ALL) {
+        match file_batches(path, columns, None, None) {
             Ok(batches) => Box::new(batches),
             Err(e) => Box::new(std::iter::once(Err(e))),
         }
@@ -281,34 +281,23 @@ const DNS_COLUMNS: [&str; 7] = [
 ];
 const ARP_COLUMNS: [&str; 4] = ["ts", "op", "sender_ip", "target_ip"];
 
-/// Which rows of a file [`file_batches`] reads: all, or one row group's, and of those
-/// only a selection.
-struct Rows {
-    group: Option<usize>,
-    selection: Option<RowSelection>,
-}
-
-impl Rows {
-    const ALL: Rows = Rows {
-        group: None,
-        selection: None,
-    };
-}
-
+/// The `columns` of `path`: all rows, or row group `group`'s, and of those only the
+/// `selection`.
 fn file_batches<'a>(
     path: &'a PathBuf,
     columns: &'a [&str],
-    rows: Rows,
+    group: Option<usize>,
+    selection: Option<RowSelection>,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(&'a Path, RecordBatch)>> + 'a> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading {}", path.display()))?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    let builder = match rows.group {
+    let builder = match group {
         Some(g) => builder.with_row_groups(vec![g]),
         None => builder,
     };
-    let builder = match rows.selection {
+    let builder = match selection {
         Some(selection) => builder.with_row_selection(selection),
         None => builder,
     };
@@ -323,6 +312,34 @@ fn file_batches<'a>(
         b.map(|b| (path.as_path(), b))
             .with_context(|| format!("reading {}", path.display()))
     }))
+}
+
+/// Reads `path` (all of it, or row group `group`) in two passes, because detection
+/// keeps few rows: `mark` sees batches of `mark_columns` and says which rows to keep,
+/// then `columns` are decoded for those rows only and handed to `each`. Returns the
+/// number of rows the file (or group) holds.
+fn read_marked(
+    path: &PathBuf,
+    group: Option<usize>,
+    mark_columns: &[&str],
+    mut mark: impl FnMut(&RecordBatch) -> anyhow::Result<BooleanArray>,
+    columns: &[&str],
+    mut each: impl FnMut(&RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let in_file = || path.display().to_string();
+    let (mut rows, mut kept) = (0u64, Vec::new());
+    for b in file_batches(path, mark_columns, group, None)? {
+        let (_, b) = b?;
+        rows += b.num_rows() as u64;
+        kept.push(mark(&b).with_context(in_file)?);
+    }
+    if kept.iter().any(|k| k.true_count() > 0) {
+        let selection = RowSelection::from_filters(&kept);
+        for b in file_batches(path, columns, group, Some(selection))? {
+            each(&b?.1).with_context(in_file)?;
+        }
+    }
+    Ok(rows)
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
@@ -453,31 +470,17 @@ fn flow_row_group(
     group: usize,
     keep: &impl Fn(u8, bool, u16, IpAddr) -> bool,
 ) -> anyhow::Result<(u64, Vec<FlowRecord>)> {
-    // The columns `keep` looks at first; the rest are decoded only for the flows it
-    // takes (on the DriveLife sample, under 1 % of them).
-    let (mut rows, mut kept) = (0u64, Vec::new());
-    let in_group = Rows {
-        group: Some(group),
-        selection: None,
-    };
-    for b in file_batches(path, &KEEP_COLUMNS, in_group)? {
-        let (_, b) = b?;
-        rows += b.num_rows() as u64;
-        kept.push(kept_flows(&b, keep).with_context(|| path.display().to_string())?);
-    }
+    // On the DriveLife sample `keep` takes under 1 % of the flows.
     let mut out = Vec::new();
-    if kept.iter().all(|k| k.true_count() == 0) {
-        return Ok((rows, out));
-    }
-    let selected = Rows {
-        group: Some(group),
-        selection: Some(RowSelection::from_filters(&kept)),
-    };
     let columns = [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat();
-    for b in file_batches(path, &columns, selected)? {
-        let (_, b) = b?;
-        flow_batch(&b, &mut out).with_context(|| path.display().to_string())?;
-    }
+    let rows = read_marked(
+        path,
+        Some(group),
+        &KEEP_COLUMNS,
+        |b| kept_flows(b, keep),
+        &columns,
+        |b| flow_batch(b, &mut out),
+    )?;
     Ok((rows, out))
 }
 
@@ -616,27 +619,15 @@ fn read_dns(
     keep: impl Fn(&str) -> bool,
 ) -> anyhow::Result<(Vec<DnsEvent>, u64)> {
     let (mut out, mut read) = (Vec::new(), 0u64);
+    // Names first: the other columns (the answer lists are the widest) are decoded only
+    // for the messages `keep` takes, typically a handful of a million.
+    let wanted = |b: &RecordBatch| -> anyhow::Result<BooleanArray> {
+        let qname = strings(b, "qname")?;
+        Ok(qname.iter().map(|q| Some(q.is_some_and(&keep))).collect())
+    };
     for path in files {
-        // Names first: the other columns (the answer lists are the widest) are decoded
-        // only for the messages `keep` takes, typically a handful of a million.
-        let mut kept = Vec::new();
-        for b in file_batches(path, &["qname"], Rows::ALL)? {
-            let (_, b) = b?;
-            let qname = strings(&b, "qname").with_context(|| path.display().to_string())?;
-            read += b.num_rows() as u64;
-            kept.push(qname.iter().map(|q| Some(q.is_some_and(&keep))).collect());
-        }
-        if kept.iter().all(|k: &BooleanArray| k.true_count() == 0) {
-            continue;
-        }
-        let rows = Rows {
-            group: None,
-            selection: Some(RowSelection::from_filters(&kept)),
-        };
-        for b in file_batches(path, &DNS_COLUMNS, rows)? {
-            let (path, b) = b?;
-            dns_events(&b, &mut out).with_context(|| path.display().to_string())?;
-        }
+        let each = |b: &RecordBatch| dns_events(b, &mut out);
+        read += read_marked(path, None, &["qname"], wanted, &DNS_COLUMNS, each)?;
     }
     Ok((out, read))
 }

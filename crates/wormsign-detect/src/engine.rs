@@ -460,7 +460,9 @@ impl<'a> Detector<'a> {
         // themselves; the rest of the flow key only breaks ties.
         let tie_break =
             |f: &FlowRecord| (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
-        let mut order: Vec<(i64, u64, usize)> = (flows.iter().enumerate())
+        let mut order: Vec<(i64, u64, usize)> = flows
+            .iter()
+            .enumerate()
             .map(|(i, f)| (f.ts_first, f.first_packet, i))
             .collect();
         order.sort_unstable_by(|a, b| {

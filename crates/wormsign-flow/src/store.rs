@@ -132,7 +132,7 @@ impl<V: Touch> FlowStore<V> {
         }
     }
 
-    /// Removes every entry, in storage order.
+    /// Removes every entry and returns them in storage order.
     pub(crate) fn take_all(&mut self) -> Vec<(FlowKey, V)> {
         self.index.clear();
         std::mem::take(&mut self.entries)
@@ -211,7 +211,6 @@ impl PositionIndex {
         self.slots[self.home(hash)]
     }
 
-    /// The position in the home slot of `hash`, if that slot's hash bits match.
     /// Positions whose slots carry `hash`'s bits, in probe order.
     fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         self.probe(hash)
