@@ -5,9 +5,9 @@
 #   benches/thread_cpu.sh THREADS CAPTURE [more analyze args...]
 #
 # Samples /proc/PID/task/*/stat every 20 ms and keeps each thread's last user+system
-# time. Roles are inferred from the spawn order in src/pipeline.rs: the main thread
-# is the Parquet writer, then the reader, THREADS decode workers and THREADS flow
-# shards (threads are unnamed).
+# time. Threads are named by src/pipeline.rs (reader, decode-N, shard-N); the main
+# thread ("wormsign") is the writer, and the other "wormsign" threads are rayon's pool,
+# which encodes Parquet columns.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,9 +31,11 @@ while kill -0 "$pid" 2>/dev/null; do
         read -r line <"$f" 2>/dev/null || continue
         tid=${f#/proc/"$pid"/task/}
         tid=${tid%/stat}
+        name=${line#*(}
+        name=${name%%)*}
         rest=${line##*) }
         set -- $rest
-        echo "$tid $((${12} + ${13}))" >>"$SAMPLES"
+        echo "$tid $name $((${12} + ${13}))" >>"$SAMPLES"
     done
     sleep 0.02
 done
@@ -41,24 +43,20 @@ wait "$pid"
 end=$(date +%s.%N)
 wall=$(echo "$end - $start" | bc -l)
 
-sort -k1,1n -k2,2n "$SAMPLES" | awk -v n="$N" -v tick="$TICK" -v wall="$wall" -v pid="$pid" '
-    { last[$1] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
+sort -k1,1n -k3,3n "$SAMPLES" | awk -v n="$N" -v tick="$TICK" -v wall="$wall" -v pid="$pid" '
+    { last[$1] = $3; name[$1] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
     END {
         printf "wall %.2f s; threads %d (per-thread CPU is sampled, so slightly low)\n", wall, n
         printf "%-8s %-14s %8s %8s\n", "tid", "role", "cpu s", "% wall"
         total = 0
         for (i = 1; i <= k; i++) {
             t = order[i]
+            role = name[t]
             if (t == pid) role = "main/writer"
-            else if (i == 2) role = "reader"
-            else if (i <= 2 + n) role = "decode " (i - 3)
-            else if (i <= 2 + 2 * n) role = "flow shard " (i - 3 - n)
-            else role = "other"
+            else if (role == name[pid]) role = "rayon (parquet)"
             cpu = last[t] / tick
             total += cpu
             printf "%-8s %-14s %8.2f %7.0f%%\n", t, role, cpu, 100 * cpu / wall
         }
         printf "%-8s %-14s %8.2f %7.0f%%\n", "", "total", total, 100 * total / wall
-        if (k != 2 + 2 * n)
-            printf "note: %d threads seen, expected %d: roles may be shifted\n", k, 2 + 2 * n
     }'

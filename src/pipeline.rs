@@ -152,18 +152,24 @@ pub fn run(
     shard_config.max_flows = config.flow.max_flows.div_ceil(n).max(1);
 
     thread::scope(|s| {
-        let reader = s.spawn(move || read_inputs(inputs, job_tx, recycle_rx, progress));
-        for _ in 0..n {
+        let reader = spawn_named(s, "reader".into(), move || {
+            read_inputs(inputs, job_tx, recycle_rx, progress)
+        });
+        for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
             let recycle_tx = recycle_tx.clone();
             let ports = &config.netflow_ports;
-            s.spawn(move || decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports));
+            spawn_named(s, format!("decode-{i}"), move || {
+                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports)
+            });
         }
         drop(recycle_tx);
         drop(shard_txs);
-        for rx in shard_rxs {
+        for (i, rx) in shard_rxs.into_iter().enumerate() {
             let out_tx = out_tx.clone();
-            s.spawn(move || flow_shard(rx, shard_config, out_tx));
+            spawn_named(s, format!("shard-{i}"), move || {
+                flow_shard(rx, shard_config, out_tx)
+            });
         }
         drop(out_tx);
         let written = write_outputs(
@@ -180,6 +186,19 @@ pub fn run(
         summary.inputs = inputs.len() as u64;
         Ok(summary)
     })
+}
+
+/// Spawns a scoped thread with a name, so that `top -H`, `perf` and panic messages say
+/// which stage a thread runs.
+fn spawn_named<'scope, 'env, T: Send + 'scope>(
+    s: &'scope thread::Scope<'scope, 'env>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    thread::Builder::new()
+        .name(name)
+        .spawn_scoped(s, f)
+        .expect("cannot spawn a pipeline thread")
 }
 
 /// Reads every input in order, cutting it into numbered chunks. Returns the warnings
