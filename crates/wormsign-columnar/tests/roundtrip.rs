@@ -92,7 +92,7 @@ fn flows_round_trip_with_types_values_and_metadata() {
     );
     assert_eq!(
         col("community_id").as_string::<i32>().value(0),
-        flow(0).community_id()
+        flow(0).community_id().as_str()
     );
 }
 

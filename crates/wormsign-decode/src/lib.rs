@@ -191,6 +191,34 @@ pub struct PacketSummary {
     pub payload_captured: u32,
 }
 
+/// A port-less packet between unspecified IPv4 addresses with every field zero or empty:
+/// a base for summaries built by hand (`PacketSummary { src, dst, ..Default::default() }`).
+impl Default for PacketSummary {
+    fn default() -> PacketSummary {
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        PacketSummary {
+            src: unspecified,
+            dst: unspecified,
+            proto: 0,
+            src_port: 0,
+            dst_port: 0,
+            has_ports: false,
+            ip_len: 0,
+            payload_len: 0,
+            tcp_flags: 0,
+            tcp_seq: 0,
+            tcp_ack: 0,
+            tcp_window: 0,
+            vlan: None,
+            inner_vlan: None,
+            fragment: None,
+            truncated: false,
+            payload_offset: 0,
+            payload_captured: 0,
+        }
+    }
+}
+
 /// IP fragmentation information.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Fragment {

@@ -3,9 +3,43 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
+use sha1::Digest as _;
 
-/// Computes the Community ID v1 string (`1:` + base64 of a SHA-1) of a flow as seen from
-/// its originator. For ICMP/ICMPv6 the ports are the originator's type and code.
+/// A Community ID v1 string: `1:` and the base64 of a 20-byte SHA-1, 30 ASCII bytes.
+/// Held inline rather than as a `String`: one is made for every flow written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CommunityId([u8; COMMUNITY_ID_LEN]);
+
+const COMMUNITY_ID_LEN: usize = 30;
+
+impl CommunityId {
+    /// The text, e.g. `1:LQU9qZlK+B5F3KDmev6m5PMibrg=`.
+    pub fn as_str(&self) -> &str {
+        // Only `1:` and base64 output are ever stored, so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl PartialEq<&str> for CommunityId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Computes the Community ID v1 (seed 0) of a flow as seen from its originator. For
+/// ICMP/ICMPv6 the ports are the originator's type and code.
 pub fn community_id(
     src: IpAddr,
     src_port: u16,
@@ -13,37 +47,58 @@ pub fn community_id(
     dst_port: u16,
     proto: u8,
     has_ports: bool,
-) -> String {
+) -> CommunityId {
     let (mut sport, mut dport, mut one_way) = (src_port, dst_port, false);
     if proto == 1 || proto == 58 {
-        let (s, d, o) = icmp_port_equivalents(proto, src_port, dst_port);
-        (sport, dport, one_way) = (s, d, o);
+        (sport, dport, one_way) = icmp_port_equivalents(proto, src_port, dst_port);
     }
     let (mut a, mut b) = ((src, sport), (dst, dport));
-    let ordered = (octets(a.0) < octets(b.0)) || (a.0 == b.0 && a.1 <= b.1);
+    // `IpAddr` orders addresses of one family as the spec does, by their bytes.
+    let ordered = (a.0 < b.0) || (a.0 == b.0 && a.1 <= b.1);
     if !one_way && !ordered {
         std::mem::swap(&mut a, &mut b);
     }
-    let mut h = sha1_smol::Sha1::new();
-    h.update(&0u16.to_be_bytes());
-    h.update(&octets(a.0));
-    h.update(&octets(b.0));
-    h.update(&[proto, 0]);
-    if has_ports {
-        h.update(&a.1.to_be_bytes());
-        h.update(&b.1.to_be_bytes());
+    // The hashed tuple, at most 2 + 16 + 16 + 2 + 4 bytes, assembled on the stack.
+    let mut input = [0u8; 40];
+    let mut len = 2; // the seed, 0
+    for part in [octets(a.0).as_slice(), octets(b.0).as_slice(), &[proto, 0]] {
+        input[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
     }
-    let digest = h.digest().bytes();
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
+    if has_ports {
+        input[len..len + 2].copy_from_slice(&a.1.to_be_bytes());
+        input[len + 2..len + 4].copy_from_slice(&b.1.to_be_bytes());
+        len += 4;
+    }
+    let digest: [u8; 20] = sha1::Sha1::digest(&input[..len]).into();
+    let mut text = [0u8; COMMUNITY_ID_LEN];
+    text[..2].copy_from_slice(b"1:");
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(digest, &mut text[2..])
+        .unwrap_or(0);
+    debug_assert_eq!(written, COMMUNITY_ID_LEN - 2);
+    CommunityId(text)
 }
 
-fn octets(a: IpAddr) -> Vec<u8> {
+/// The address's bytes in network order (4 or 16 of them), without allocating.
+fn octets(a: IpAddr) -> Octets {
     match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
+        IpAddr::V4(v) => Octets::V4(v.octets()),
+        IpAddr::V6(v) => Octets::V6(v.octets()),
+    }
+}
+
+enum Octets {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Octets {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Octets::V4(o) => o,
+            Octets::V6(o) => o,
+        }
     }
 }
 

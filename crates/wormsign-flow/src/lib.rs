@@ -41,7 +41,7 @@ mod state;
 mod store;
 mod table;
 
-pub use community_id::community_id;
+pub use community_id::{community_id, CommunityId};
 pub use key::{shard_of, FlowKey};
 pub use state::{tcp_flags, ConnState, History};
 pub use table::{

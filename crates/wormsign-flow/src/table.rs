@@ -174,7 +174,7 @@ pub struct FlowRecord {
 
 impl FlowRecord {
     /// The flow's Community ID v1.
-    pub fn community_id(&self) -> String {
+    pub fn community_id(&self) -> crate::CommunityId {
         crate::community_id(
             self.orig_addr,
             self.orig_port,

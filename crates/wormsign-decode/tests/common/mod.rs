@@ -37,21 +37,7 @@ pub fn base(src: IpAddr, dst: IpAddr, proto: u8) -> PacketSummary {
         src,
         dst,
         proto,
-        src_port: 0,
-        dst_port: 0,
-        has_ports: false,
-        ip_len: 0,
-        payload_len: 0,
-        tcp_flags: 0,
-        tcp_seq: 0,
-        tcp_ack: 0,
-        tcp_window: 0,
-        vlan: None,
-        inner_vlan: None,
-        fragment: None,
-        truncated: false,
-        payload_offset: 0,
-        payload_captured: 0,
+        ..PacketSummary::default()
     }
 }
 
