@@ -149,5 +149,7 @@ pub fn shard_of(packet: &PacketSummary, n_shards: usize) -> usize {
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^= h >> 31;
-    (h % n_shards as u64) as usize
+    // The high half of h × n: in 0..n, as evenly spread as h % n, without the 64-bit
+    // division that cost decode workers about 4 % of their time.
+    ((u128::from(h) * n_shards as u128) >> 64) as usize
 }
