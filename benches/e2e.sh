@@ -8,6 +8,7 @@
 # Environment:
 #   WORMSIGN_BENCH_PACKETS  packets in the main capture (default 4000000)
 #   WORMSIGN_BENCH_REPEAT   runs per command; the median wall time is reported (default 3)
+#   WORMSIGN_BENCH_PAIRS    interleaved one-core/two-thread pairs for the speed-up (default 5)
 #   WORMSIGN_BENCH_SEED     generator seed (default 1)
 #   WORMSIGN_BENCH_DATA     where captures are kept and reused (default target/bench-data)
 #   WORMSIGN_BENCH_TSHARK   packets for the tshark run, 0 to skip (default 500000, at most
@@ -131,6 +132,30 @@ if [ -n "$TSHARK_FILE" ]; then
     measure tshark-conv "$TSHARK_PACKETS" "$TSHARK_FILE" -- tshark -r "$TSHARK_FILE" -q -z conv,tcp
 fi
 
+# The speed-up from one core to two compares two runs, and this VM's speed drifts by
+# 10-30 % over minutes: measured in separate blocks of runs, the ratio moved by more
+# than any change to the code. So it is also measured from interleaved pairs (one core,
+# then two threads, back to back), one ratio per pair, and the median pair is reported.
+PAIRS=${WORMSIGN_BENCH_PAIRS:-5}
+# speedup_pairs -> one ratio per line: one-core wall time / two-thread wall time
+speedup_pairs() {
+    local i t0 t1 t2 out=$WORK/out-pair
+    command -v taskset >/dev/null || return 0
+    for ((i = 0; i < PAIRS; i++)); do
+        rm -rf "$out" && mkdir -p "$out"
+        t0=$EPOCHREALTIME
+        taskset -c 0 "$WORMSIGN" analyze "$MAIN" --out "$out" --quiet --no-detect --threads 1 >/dev/null 2>&1 || return 0
+        t1=$EPOCHREALTIME
+        "$WORMSIGN" analyze "$MAIN" --out "$out" --quiet --no-detect --threads 2 >/dev/null 2>&1 || return 0
+        t2=$EPOCHREALTIME
+        awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f\n", (b - a) / (c - b) }'
+    done
+    rm -rf "$out"
+}
+echo "== speed-up from one core to two: $PAIRS interleaved pairs" >&2
+RATIOS=$(speedup_pairs | sort -g | tr '\n' ' ')
+echo "  ratios: $RATIOS" >&2
+
 echo
 echo "capture: $MAIN ($PACKETS packets, $(($(size_of "$MAIN") / 1000000)) MB); $(nproc) cores; $REPEAT runs, median"
 echo "Mpkt/s and MB/s are per wall second; CPU s is user + system time of all threads."
@@ -161,9 +186,13 @@ awk -F'\t' '
         # --threads counts decode workers and flow shards; the reader and the writer are
         # threads of their own, so --threads 1 already keeps two cores busy. The speed-up
         # from one core to two is therefore measured with the run pinned to one CPU.
-        if (("wormsign-1core" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0) {
-            r = wall["wormsign-1core"] / wall["wormsign-t2"]
-            printf "speed-up 1 -> 2 cores (taskset -c 0 --threads 1 vs --threads 2): %6.2fx  (goal >= 1.8x)  %s\n", r, verdict(r >= 1.8)
+        if (("wormsign-1core" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0)
+            printf "speed-up 1 -> 2 cores (taskset -c 0 --threads 1 vs --threads 2), medians of the blocks above: %6.2fx\n", wall["wormsign-1core"] / wall["wormsign-t2"]
+        n_ratios = split(ratios, r_sorted, " ")
+        if (n_ratios > 0) {
+            r = r_sorted[int((n_ratios + 1) / 2)]
+            printf "speed-up 1 -> 2 cores, median of %d interleaved pairs: %6.2fx (pairs %s to %s)  (goal >= 1.8x)  %s\n", \
+                n_ratios, r, r_sorted[1], r_sorted[n_ratios], verdict(r >= 1.8)
         }
         if (("wormsign-t1" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0)
             printf "--threads 1 -> 2, both on all cores:         %6.2fx\n", wall["wormsign-t1"] / wall["wormsign-t2"]
@@ -181,4 +210,4 @@ awk -F'\t' '
                 rss["steady-t2"], n["steady-t2"], rss["steady-t2-large"], n["steady-t2-large"], r, verdict(r <= 1.1)
         }
     }
-' "$RESULTS"
+' ratios="$RATIOS" "$RESULTS"
