@@ -138,7 +138,10 @@ pub fn run(
     progress: &Progress,
 ) -> anyhow::Result<RunSummary> {
     let n = config.threads.max(1);
-    let (job_tx, job_rx) = bounded::<Job>(2 * n);
+    // One chunk waiting per decoder: a chunk read further ahead is more often out of the
+    // caches by the time it is decoded (the flow tables sweep them), and interleaved runs
+    // were 2-4 % faster with N than with 2N.
+    let (job_tx, job_rx) = bounded::<Job>(n);
     // Decoded chunks go back to the reader, so buffers are reused instead of freshly
     // allocated (and page-faulted) for every megabyte of input.
     let (recycle_tx, recycle_rx) = bounded::<Chunk>(4 * n);
