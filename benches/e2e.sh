@@ -137,23 +137,33 @@ fi
 # than any change to the code. So it is also measured from interleaved pairs (one core,
 # then two threads, back to back), one ratio per pair, and the median pair is reported.
 PAIRS=${WORMSIGN_BENCH_PAIRS:-5}
-# speedup_pairs -> one ratio per line: one-core wall time / two-thread wall time
+# run_timed COMMAND... -> "wall cpu" of one run (CPU: user + system, all threads)
+run_timed() {
+    local t0 t1 user sys
+    t0=$EPOCHREALTIME
+    "$TIME" -f '%U %S' -o "$WORK/pair-time" "$@" >/dev/null 2>&1 || return 1
+    t1=$EPOCHREALTIME
+    read -r user sys <"$WORK/pair-time"
+    awk -v a="$t0" -v b="$t1" -v u="$user" -v s="$sys" 'BEGIN { printf "%.4f %.2f\n", b - a, u + s }'
+}
+# speedup_pairs -> one line per pair: the speed-up (one-core wall / two-thread wall),
+# the two-thread run's CPU over the one-core run's (the cost of splitting the work),
+# and the cores the two-thread run kept busy (its CPU / its wall time).
 speedup_pairs() {
-    local i t0 t1 t2 out=$WORK/out-pair
+    local i one two out=$WORK/out-pair
     command -v taskset >/dev/null || return 0
     for ((i = 0; i < PAIRS; i++)); do
         rm -rf "$out" && mkdir -p "$out"
-        t0=$EPOCHREALTIME
-        taskset -c 0 "$WORMSIGN" analyze "$MAIN" --out "$out" --quiet --no-detect --threads 1 >/dev/null 2>&1 || return 0
-        t1=$EPOCHREALTIME
-        "$WORMSIGN" analyze "$MAIN" --out "$out" --quiet --no-detect --threads 2 >/dev/null 2>&1 || return 0
-        t2=$EPOCHREALTIME
-        awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f\n", (b - a) / (c - b) }'
+        one=$(run_timed taskset -c 0 "$WORMSIGN" analyze "$MAIN" --out "$out" --quiet --no-detect --threads 1) || return 0
+        two=$(run_timed "$WORMSIGN" analyze "$MAIN" --out "$out" --quiet --no-detect --threads 2) || return 0
+        echo "$one $two" | awk '{ printf "%.3f %.3f %.2f\n", $1 / $3, $4 / $2, $4 / $3 }'
     done
     rm -rf "$out"
 }
 echo "== speed-up from one core to two: $PAIRS interleaved pairs" >&2
-RATIOS=$(speedup_pairs | sort -g | tr '\n' ' ')
+PAIR_LINES=$(speedup_pairs)
+column_sorted() { echo "$PAIR_LINES" | awk -v c="$1" 'NF { print $c }' | sort -g | tr '\n' ' '; }
+RATIOS=$(column_sorted 1)
 echo "  ratios: $RATIOS" >&2
 
 echo
@@ -193,6 +203,10 @@ awk -F'\t' '
             r = r_sorted[int((n_ratios + 1) / 2)]
             printf "speed-up 1 -> 2 cores, median of %d interleaved pairs: %6.2fx (pairs %s to %s)  (goal >= 1.8x)  %s\n", \
                 n_ratios, r, r_sorted[1], r_sorted[n_ratios], verdict(r >= 1.8)
+            split(cpu_ratios, c_sorted, " ")
+            split(busy, b_sorted, " ")
+            printf "  of which: CPU at 2 threads / CPU on 1 core %.2fx, cores busy at 2 threads %.2f (medians)\n", \
+                c_sorted[int((n_ratios + 1) / 2)], b_sorted[int((n_ratios + 1) / 2)]
         }
         if (("wormsign-t1" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0)
             printf "--threads 1 -> 2, both on all cores:         %6.2fx\n", wall["wormsign-t1"] / wall["wormsign-t2"]
@@ -210,4 +224,4 @@ awk -F'\t' '
                 rss["steady-t2"], n["steady-t2"], rss["steady-t2-large"], n["steady-t2-large"], r, verdict(r <= 1.1)
         }
     }
-' ratios="$RATIOS" "$RESULTS"
+' ratios="$RATIOS" cpu_ratios="$(column_sorted 2)" busy="$(column_sorted 3)" "$RESULTS"
