@@ -348,7 +348,7 @@ fn decode_worker(
                 }
             }
         }
-        drop(ahead);
+        drop(ahead); // it borrows the chunk, which goes back to the reader now
         stats.arp_packets += arp_rows.len() as u64;
         // A full recycle queue just means the reader has enough buffers.
         let _ = recycle.try_send(job.chunk);

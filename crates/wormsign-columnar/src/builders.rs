@@ -1,7 +1,6 @@
 //! Row-to-column builders, one per table (arrow-rs's "custom builder" pattern).
 
 use std::fmt::Write as _;
-use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,29 +38,25 @@ pub trait RowBuilder: Default + Send {
 
 pub(crate) type DictBuilder = StringDictionaryBuilder<Int16Type>;
 
-/// The values of a dictionary column that are known up front (an enum's names).
-pub(crate) trait Labels: Default + Send {
-    /// Every label, in key order.
-    fn labels() -> ArrayRef;
-}
-
-/// Builds a dictionary column over fixed [`Labels`]: a row appends its label's index.
-/// Arrow's `StringDictionaryBuilder` hashes every value to find its key, which showed in
-/// profiles at four such columns per flow. Every batch carries the whole label list.
+/// Builds a dictionary column whose values are known up front (an enum's names): a row
+/// appends its label's index, and `finish` attaches the whole label list. Arrow's
+/// `StringDictionaryBuilder` hashes every value to find its key, which showed in
+/// profiles at four such columns per flow.
 #[derive(Default)]
-pub(crate) struct LabelBuilder<L: Labels> {
+pub(crate) struct LabelBuilder {
     keys: Int16Builder,
-    labels: PhantomData<L>,
 }
 
-impl<L: Labels> LabelBuilder<L> {
+impl LabelBuilder {
     pub(crate) fn append(&mut self, index: usize) {
         self.keys
             .append_value(i16::try_from(index).expect("fewer than 32 768 labels"));
     }
 
-    pub(crate) fn finish(&mut self) -> ArrayRef {
-        let array = DictionaryArray::<Int16Type>::try_new(self.keys.finish(), L::labels());
+    /// The pending rows over `labels`, every label in key order.
+    pub(crate) fn finish(&mut self, labels: &[&str]) -> ArrayRef {
+        let values = Arc::new(StringArray::from_iter_values(labels));
+        let array = DictionaryArray::<Int16Type>::try_new(self.keys.finish(), values);
         Arc::new(array.expect("every key indexes a label"))
     }
 }
@@ -92,49 +87,8 @@ fn proto_index(proto: u8) -> usize {
     }
 }
 
-/// `flows.proto`'s labels.
-#[derive(Default)]
-pub(crate) struct ProtoLabels;
-
-impl Labels for ProtoLabels {
-    fn labels() -> ArrayRef {
-        Arc::new(StringArray::from(PROTO_NAMES.to_vec()))
-    }
-}
-
-/// `flows.conn_state`'s labels, keyed by `ConnState as usize`.
-#[derive(Default)]
-pub(crate) struct ConnStateLabels;
-
-impl Labels for ConnStateLabels {
-    fn labels() -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(
-            ConnState::ALL.map(ConnState::as_str),
-        ))
-    }
-}
-
-/// `flows.end_reason`'s labels, keyed by `EndReason as usize`.
-#[derive(Default)]
-pub(crate) struct EndReasonLabels;
-
-impl Labels for EndReasonLabels {
-    fn labels() -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(
-            EndReason::ALL.map(EndReason::as_str),
-        ))
-    }
-}
-
-/// `flows.source`'s labels.
-#[derive(Default)]
-pub(crate) struct SourceLabels;
-
-impl Labels for SourceLabels {
-    fn labels() -> ArrayRef {
-        Arc::new(StringArray::from(vec!["packets", "netflow"]))
-    }
-}
+/// `flows.source`'s labels: packets 0, netflow 1.
+const SOURCE_NAMES: [&str; 2] = ["packets", "netflow"];
 
 pub(crate) fn micros(ts_ns: i64) -> i64 {
     ts_ns.div_euclid(1000)
@@ -210,16 +164,16 @@ pub struct FlowBatchBuilder {
     orig_p: Int32Builder,
     resp_h: StringBuilder,
     resp_p: Int32Builder,
-    proto: LabelBuilder<ProtoLabels>,
+    proto: LabelBuilder,
     ip_proto: Int16Builder,
-    conn_state: LabelBuilder<ConnStateLabels>,
+    conn_state: LabelBuilder,
     history: StringBuilder,
     counters: [Int64Builder; 6],
     tcp_flags: [Int16Builder; 2],
     vlan: Int32Builder,
     community_id: StringBuilder,
-    end_reason: LabelBuilder<EndReasonLabels>,
-    source: LabelBuilder<SourceLabels>,
+    end_reason: LabelBuilder,
+    source: LabelBuilder,
     exporter: StringBuilder,
     sampling: [Int64Builder; 3],
     interfaces: [Int64Builder; 2],
@@ -303,9 +257,12 @@ impl RowBuilder for FlowBatchBuilder {
             Arc::new(self.orig_p.finish()),
             Arc::new(self.resp_h.finish()),
             Arc::new(self.resp_p.finish()),
-            self.proto.finish(),
+            self.proto.finish(&PROTO_NAMES),
             Arc::new(self.ip_proto.finish()),
-            self.conn_state.finish(),
+            // `ConnState as usize` and `EndReason as usize` are the keys: `ALL` lists
+            // them in declaration order.
+            self.conn_state
+                .finish(&ConnState::ALL.map(ConnState::as_str)),
             Arc::new(self.history.finish()),
         ];
         columns.extend(
@@ -321,8 +278,9 @@ impl RowBuilder for FlowBatchBuilder {
         columns.extend([
             Arc::new(self.vlan.finish()) as ArrayRef,
             Arc::new(self.community_id.finish()),
-            self.end_reason.finish(),
-            self.source.finish(),
+            self.end_reason
+                .finish(&EndReason::ALL.map(EndReason::as_str)),
+            self.source.finish(&SOURCE_NAMES),
             Arc::new(self.exporter.finish()),
         ]);
         columns.extend(
@@ -591,22 +549,8 @@ mod tests {
         }
     }
 
-    /// `ConnState as usize` and `EndReason as usize` key their label lists, so the
-    /// lists must be in declaration order.
     #[test]
-    fn label_keys_name_their_values() {
-        let names = |labels: ArrayRef| -> Vec<String> {
-            let strings = labels.as_any().downcast_ref::<StringArray>().unwrap();
-            strings.iter().map(|v| v.unwrap().to_string()).collect()
-        };
-        let conn_states = names(ConnStateLabels::labels());
-        for c in ConnState::ALL {
-            assert_eq!(conn_states[c as usize], c.as_str());
-        }
-        let end_reasons = names(EndReasonLabels::labels());
-        for e in EndReason::ALL {
-            assert_eq!(end_reasons[e as usize], e.as_str());
-        }
+    fn protocols_are_named_as_zeek_names_them() {
         for (proto, name) in [(1, "icmp"), (6, "tcp"), (17, "udp"), (58, "icmp6")] {
             assert_eq!(proto_name(proto), name);
         }

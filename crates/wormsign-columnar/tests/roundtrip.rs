@@ -6,7 +6,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use wormsign_columnar::{flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, TableWriter};
+use wormsign_columnar::{
+    flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter,
+};
 use wormsign_decode::dns::{DnsAnswer, DnsMessage};
 use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History};
 
@@ -94,6 +96,36 @@ fn flows_round_trip_with_types_values_and_metadata() {
         col("community_id").as_string::<i32>().value(0),
         flow(0).community_id().as_str()
     );
+}
+
+/// `conn_state` and `end_reason` store `ConnState as usize` / `EndReason as usize` as
+/// keys into name lists, so every value must read back as its own name.
+#[test]
+fn enum_columns_read_back_as_their_names() {
+    let n = ConnState::ALL.len().max(EndReason::ALL.len());
+    let records: Vec<FlowRecord> = (0..n)
+        .map(|i| FlowRecord {
+            conn_state: ConnState::ALL[i % ConnState::ALL.len()],
+            end_reason: EndReason::ALL[i % EndReason::ALL.len()],
+            ..flow(i as u64)
+        })
+        .collect();
+    let mut builder = FlowBatchBuilder::default();
+    records.iter().for_each(|r| builder.append(r));
+    let b = builder.finish();
+    let names = |name: &str| -> Vec<String> {
+        let column = b.column(b.schema().index_of(name).unwrap());
+        let dict = column.as_dictionary::<arrow_array::types::Int16Type>();
+        let values = dict.values().as_string::<i32>();
+        let keys = dict.keys().values().iter();
+        keys.map(|&k| values.value(k as usize).to_string())
+            .collect()
+    };
+    let (conn_states, end_reasons) = (names("conn_state"), names("end_reason"));
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(conn_states[i], r.conn_state.as_str());
+        assert_eq!(end_reasons[i], r.end_reason.as_str());
+    }
 }
 
 #[test]

@@ -150,6 +150,6 @@ pub fn shard_of(packet: &PacketSummary, n_shards: usize) -> usize {
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^= h >> 31;
     // The high half of h × n: in 0..n, as evenly spread as h % n, without the 64-bit
-    // division that cost decode workers about 4 % of their time.
+    // division that drew about 8 % of the decode workers' samples with two shards.
     ((u128::from(h) * n_shards as u128) >> 64) as usize
 }
