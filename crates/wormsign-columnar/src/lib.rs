@@ -25,6 +25,7 @@
 mod builders;
 mod detect_tables;
 mod partition;
+mod row_group;
 mod schema;
 mod sink;
 

@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowLeafColumn, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
-use rayon::prelude::*;
 
+use crate::row_group::RowGroup;
 use crate::{ColumnarError, PartitionedSink, Partitioning, RowBuilder};
 
 /// Rows per Parquet row group: large enough for good compression and fast scans, small
@@ -30,12 +30,13 @@ const NO_DICTIONARY: [&str; 5] = ["community_id", "ts", "last_ts", "duration", "
 /// lives under a hidden temporary name in the same directory, so a reader never sees a
 /// half-written file; dropping an unfinished sink deletes the temporary file.
 ///
-/// The columns of each batch are encoded (and their pages compressed) in parallel on
-/// rayon's pool, one task per column; only appending the finished column chunks to the
-/// file is serial. Encoding is most of the writer's work, and the single writer would
-/// otherwise be the pipeline's serial stage, alone on one core while the end-of-input
-/// flush of every live flow is encoded. The bytes do not depend on the pool's size:
-/// each column is encoded by one task, in batch order.
+/// The columns are encoded (and their pages compressed) in parallel on rayon's pool and
+/// the writing thread, each column on its own lane of the [`RowGroup`], so one batch's
+/// slowest column does not hold back the next batch; only appending the finished column
+/// chunks to the file is serial. Encoding is most of the writer's work, and the single
+/// writer would otherwise be the pipeline's serial stage, alone on one core while the
+/// end-of-input flush of every live flow is encoded. The bytes do not depend on the
+/// pool's size: each column encodes its batches in order, one thread at a time.
 pub struct ParquetSink {
     file: Option<SerializedFileWriter<File>>,
     columns: ArrowRowGroupWriterFactory,
@@ -43,12 +44,6 @@ pub struct ParquetSink {
     row_group: Option<RowGroup>,
     tmp_path: PathBuf,
     path: PathBuf,
-}
-
-/// The row group being encoded: one writer per leaf column, and the rows they hold.
-struct RowGroup {
-    writers: Vec<ArrowColumnWriter>,
-    rows: usize,
 }
 
 impl ParquetSink {
@@ -110,16 +105,13 @@ impl ParquetSink {
             };
             let group = match &mut self.row_group {
                 Some(g) => g,
-                None => self.row_group.insert(RowGroup {
-                    writers: self
-                        .columns
+                None => self.row_group.insert(RowGroup::new(
+                    self.columns
                         .create_column_writers(file.flushed_row_groups().len())?,
-                    rows: 0,
-                }),
+                )),
             };
             let take = (ROW_GROUP_ROWS - group.rows).min(batch.num_rows() - at);
-            encode(&self.schema, &batch.slice(at, take), &mut group.writers)?;
-            group.rows += take;
+            group.push(leaves(&self.schema, &batch.slice(at, take))?, take)?;
             at += take;
             if group.rows >= ROW_GROUP_ROWS {
                 self.flush()?;
@@ -130,12 +122,7 @@ impl ParquetSink {
 
     /// Bytes encoded into the current row group and not yet written to the file.
     pub fn buffered_bytes(&self) -> usize {
-        self.row_group.as_ref().map_or(0, |g| {
-            g.writers
-                .iter()
-                .map(ArrowColumnWriter::get_estimated_total_bytes)
-                .sum()
-        })
+        self.row_group.as_ref().map_or(0, RowGroup::estimated_bytes)
     }
 
     /// Ends the current row group early, writing what it holds to the file.
@@ -143,12 +130,7 @@ impl ParquetSink {
         let (Some(file), Some(group)) = (self.file.as_mut(), self.row_group.take()) else {
             return Ok(());
         };
-        // Closing compresses each column's last page: parallel too.
-        let chunks = group
-            .writers
-            .into_par_iter()
-            .map(ArrowColumnWriter::close)
-            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = group.close()?;
         let mut row_group = file.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut row_group)?;
@@ -174,21 +156,13 @@ impl ParquetSink {
     }
 }
 
-/// Encodes `batch` into the row group's column writers, one rayon task per column.
-fn encode(
-    schema: &SchemaRef,
-    batch: &RecordBatch,
-    writers: &mut [ArrowColumnWriter],
-) -> Result<(), ColumnarError> {
-    let mut leaves = Vec::with_capacity(writers.len());
+/// `batch` as the leaf columns the row group's lanes encode, in lane order.
+fn leaves(schema: &SchemaRef, batch: &RecordBatch) -> Result<Vec<ArrowLeafColumn>, ColumnarError> {
+    let mut leaves = Vec::new();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         leaves.extend(compute_leaves(field, column)?);
     }
-    writers
-        .par_iter_mut()
-        .zip(leaves.into_par_iter())
-        .try_for_each(|(writer, leaf)| writer.write(&leaf))?;
-    Ok(())
+    Ok(leaves)
 }
 
 impl Drop for ParquetSink {

@@ -188,3 +188,83 @@ fn unfinished_table_leaves_no_file() {
         "an aborted write must not leave files: {left:?}"
     );
 }
+
+/// Writes `n` flows that differ in every row through a `TableWriter` running on a rayon
+/// pool of `threads`, finished inside `rayon::join` as the pipeline's writer does, and
+/// returns the file's bytes. Fails instead of hanging if the writer waits for a pool
+/// worker that is itself waiting.
+fn write_on_pool(n: u64, threads: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.parquet");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let target = path.clone();
+    std::thread::spawn(move || {
+        pool.install(|| {
+            let mut w = TableWriter::<FlowBatchBuilder>::create(&target, &[]).unwrap();
+            for i in 0..n {
+                w.push(&distinct_flow(i)).unwrap();
+            }
+            let (rows, ()) = rayon::join(|| w.finish().unwrap(), || ());
+            done_tx.send(rows).unwrap();
+        })
+    });
+    let rows = done_rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the writer did not finish: it waits for work nobody runs");
+    assert_eq!(rows, n);
+    std::fs::read(&path).unwrap()
+}
+
+fn distinct_flow(i: u64) -> FlowRecord {
+    FlowRecord {
+        ts_first: flow(0).ts_first + i as i64 * 1_000,
+        orig_port: i as u16,
+        orig: DirCounters {
+            packets: i,
+            ..flow(0).orig
+        },
+        ..flow(i)
+    }
+}
+
+/// Each column is encoded on its own lane, by whichever thread is free: every column
+/// must still hold its rows in order (a column that ran another column's batches in a
+/// different order would pair one row's `first_packet` with another row's time), and
+/// the file must not depend on the pool's size, a single worker included.
+#[test]
+fn columns_encoded_apart_keep_their_rows_together_on_any_pool() {
+    let n = 300_000; // several row groups, dozens of batches each
+    let one = write_on_pool(n, 1);
+    assert!(
+        one == write_on_pool(n, 4),
+        "the file depends on the pool's size"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.parquet");
+    std::fs::write(&path, one).unwrap();
+    let mut next = 0u64;
+    for b in read(&path).0 {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (first, ts, packets) = (col("first_packet"), col("ts"), col("orig_pkts"));
+        let community = col("community_id");
+        for row in 0..b.num_rows() {
+            let expected = distinct_flow(next);
+            assert_eq!(first.as_primitive::<Int64Type>().value(row) as u64, next);
+            assert_eq!(
+                ts.as_primitive::<TimestampMicrosecondType>().value(row),
+                expected.ts_first / 1_000
+            );
+            assert_eq!(packets.as_primitive::<Int64Type>().value(row) as u64, next);
+            assert_eq!(
+                community.as_string::<i32>().value(row),
+                expected.community_id().as_str()
+            );
+            next += 1;
+        }
+    }
+    assert_eq!(next, n);
+}
