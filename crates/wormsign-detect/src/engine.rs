@@ -335,12 +335,22 @@ pub struct FlowFilter<'a> {
 }
 
 impl FlowFilter<'_> {
-    /// Whether a flow of IP protocol `proto` to `resp_addr` port `resp_port` is usable.
-    pub fn wants(&self, proto: u8, has_ports: bool, resp_port: u16, resp_addr: IpAddr) -> bool {
+    /// Whether a flow of IP protocol `proto` to port `resp_port` of the address
+    /// `resp_addr` returns is usable. The address is asked for only when the port does
+    /// not decide, so a caller reading stored flows parses it only then.
+    pub fn wants(
+        &self,
+        proto: u8,
+        has_ports: bool,
+        resp_port: u16,
+        resp_addr: impl FnOnce() -> Option<IpAddr>,
+    ) -> bool {
         let port_of_interest = has_ports
             && (self.c.service_index(proto, resp_port).is_some()
                 || self.c.exposed_ports.contains(&resp_port));
-        port_of_interest || self.addresses.contains(&resp_addr)
+        port_of_interest
+            || (!self.addresses.is_empty()
+                && resp_addr().is_some_and(|a| self.addresses.contains(&a)))
     }
 }
 
@@ -444,7 +454,7 @@ impl<'a> Detector<'a> {
     /// Whether any rule (or the graph) can use `f`.
     fn usable(&self, f: &FlowRecord) -> bool {
         self.filter
-            .wants(f.proto, f.has_ports, f.resp_port, f.resp_addr)
+            .wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
     }
 
     /// The test [`Detector::push`] applies first, for callers that can skip building
@@ -1306,5 +1316,44 @@ fn inf_key(h: &HostRow) -> (u8, i64) {
     match h.role {
         Role::PatientZero | Role::Infected => (0, h.first_malicious_at.unwrap_or(i64::MAX)),
         _ => (1, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// The filter asks for the responder address only when the port leaves the answer
+    /// open, and then answers by it: `wormsign detect` relies on this to skip parsing
+    /// the address of most stored flows.
+    #[test]
+    fn flow_filter_asks_for_the_address_only_when_the_port_does_not_decide() {
+        let honeypot: IpAddr = "10.0.0.99".parse().unwrap();
+        let other: IpAddr = "10.0.0.7".parse().unwrap();
+        let config = DetectConfig {
+            honeypots: vec![honeypot],
+            ..DetectConfig::default()
+        };
+        let filter = Detector::new(&config, &[], &[]).flow_filter();
+        let asked = &Cell::new(0);
+        let ask = move |a: IpAddr| {
+            move || {
+                asked.set(asked.get() + 1);
+                Some(a)
+            }
+        };
+        assert!(filter.wants(TCP, true, 445, ask(other)));
+        assert_eq!(asked.get(), 0, "a worm-service port decides alone");
+        assert!(!filter.wants(TCP, true, 80, ask(other)));
+        assert!(filter.wants(TCP, true, 80, ask(honeypot)));
+        assert!(!filter.wants(TCP, true, 80, || None));
+        assert_eq!(asked.get(), 2);
+
+        let no_addresses = DetectConfig::default();
+        let filter = Detector::new(&no_addresses, &[], &[]).flow_filter();
+        assert!(!filter.wants(TCP, true, 80, ask(honeypot)));
+        assert_eq!(asked.get(), 2, "no address of interest: never asked");
     }
 }
