@@ -1,10 +1,12 @@
 //! Replays fuzz inputs through the fuzz targets' own code (`fuzz/replay.rs`): crash
-//! reproducers from `tests/fuzz-regressions/<target>/` must finish quickly without a
-//! panic, and the committed seeds in `fuzz/seeds/<target>/` must give their known
-//! results, so the targets' paths stay exercised by `cargo test` on stable.
+//! reproducers and hand-made hostile inputs from `tests/fuzz-regressions/<target>/` must
+//! finish quickly without a panic (the hostile ones with a known outcome), and the
+//! committed seeds in `fuzz/seeds/<target>/` must give their known results, so the
+//! targets' paths stay exercised by `cargo test` on stable.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 #[path = "../fuzz/replay.rs"]
 mod replay;
@@ -33,34 +35,64 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     seeds
 }
 
+/// Replays `data` through `run` on a thread of its own: its outcome (`Debug`), or a
+/// failure when it panics or is still running after 2 s (so a hang fails instead of
+/// blocking the test).
+fn replay_bounded(path: &Path, data: Vec<u8>, run: fn(&[u8]) -> String) -> String {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&data));
+    });
+    match rx.recv_timeout(Duration::from_secs(2)) {
+        Ok(outcome) => outcome,
+        Err(RecvTimeoutError::Timeout) => panic!("{}: still running after 2 s", path.display()),
+        Err(RecvTimeoutError::Disconnected) => panic!("{}: the replay panicked", path.display()),
+    }
+}
+
+/// The hand-made hostile inputs (`hostile_*`, one per bound the invariants promise) and
+/// what replaying each must give.
+const HOSTILE: [(&str, &str, &str); 4] = [
+    // An EPB claiming ~4 GiB: an error, no record, no 4 GiB buffer.
+    ("capture", "hostile_pcapng_block_length_4gib", "(0, true)"),
+    // 200 stacked VLAN tags (the walk stops at 16): not decoded as IP, no flow.
+    ("decode", "hostile_vlan_tags_x200", "Some((false, []))"),
+    // A name that is a compression pointer to itself: no name either way.
+    ("dns", "hostile_name_pointer_loop", "(None, None)"),
+    // A v9 template claiming 65535 fields in a 16-byte body: rejected, no record.
+    ("netflow", "hostile_v9_template_65535_fields", "[]"),
+];
+
 #[test]
 fn crash_reproducers_replay_quickly() {
-    type Replay = fn(&[u8]);
+    type Replay = fn(&[u8]) -> String;
     let targets: [(&str, Replay); 4] = [
-        ("capture", |d| {
-            replay::capture(d);
-        }),
-        ("decode", |d| {
-            replay::decode(d);
-        }),
-        ("dns", |d| {
-            replay::dns(d);
-        }),
-        ("netflow", |d| {
-            replay::netflow(d);
-        }),
+        ("capture", |d| format!("{:?}", replay::capture(d))),
+        ("decode", |d| format!("{:?}", replay::decode(d))),
+        ("dns", |d| format!("{:?}", replay::dns(d))),
+        ("netflow", |d| format!("{:?}", replay::netflow(d))),
     ];
     for (target, run) in targets {
-        for (path, data) in files(&format!("tests/fuzz-regressions/{target}")) {
-            let start = Instant::now();
-            run(&data);
-            let took = start.elapsed();
-            assert!(
-                took < Duration::from_secs(2),
-                "{}: {took:?}",
-                path.display()
-            );
+        let inputs = files(&format!("tests/fuzz-regressions/{target}"));
+        // At least the hostile inputs: an empty directory would check nothing.
+        assert!(
+            !inputs.is_empty(),
+            "tests/fuzz-regressions/{target} holds no input to replay"
+        );
+        let mut hostile_seen = 0;
+        for (path, data) in inputs {
+            let outcome = replay_bounded(&path, data, run);
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some((_, _, want)) = HOSTILE.iter().find(|h| h.0 == target && h.1 == name) {
+                assert_eq!(outcome, *want, "{}", path.display());
+                hostile_seen += 1;
+            }
         }
+        assert_eq!(
+            hostile_seen,
+            HOSTILE.iter().filter(|h| h.0 == target).count(),
+            "tests/fuzz-regressions/{target}: a hostile input is missing"
+        );
     }
 }
 
@@ -118,3 +150,4 @@ fn netflow_seeds_give_one_record_from_the_first_exporter() {
         );
     }
 }
+

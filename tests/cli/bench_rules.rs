@@ -1,10 +1,13 @@
 //! `wormsign bench-rules`: rule sets and sweeps scored against the checked-in labelled
 //! datasets.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use wormsign_detect::parse_rfc3339;
 
 use crate::common::{read_rows, wormsign};
 
@@ -76,12 +79,60 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// `Score::ttd_secs` worked out from `wormsign analyze`'s outputs instead of the scorer:
+/// for each labelled infected host that hosts.parquet calls infected or patient zero, in
+/// address order, its `first_malicious_at` (detection time) minus the label's
+/// `infected_at`, in seconds. The labels' honeypots and authorized scanners are passed as
+/// bench-rules applies them.
+fn ttd_secs_from_outputs(pcap: &Path, labels: &Path) -> Vec<f64> {
+    let truth: Value = serde_json::from_slice(&std::fs::read(labels).expect("labels")).unwrap();
+    let mut args: Vec<String> = Vec::new();
+    for (list, flag) in [
+        ("honeypots", "--honeypot"),
+        ("authorized_scanners", "--allowlist"),
+    ] {
+        for ip in truth[list].as_array().expect(list) {
+            args.extend([
+                flag.to_string(),
+                ip.as_str().expect("an address").to_string(),
+            ]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = wormsign(&[pcap], &args);
+    run.assert_ok("drivelife");
+    let infected_at: BTreeMap<IpAddr, i64> = truth["infected"]
+        .as_array()
+        .expect("infected")
+        .iter()
+        .map(|h| {
+            let ip = h["ip"].as_str().expect("ip").parse().expect("an address");
+            let at = h["infected_at"].as_str().expect("infected_at");
+            (ip, parse_rfc3339(at).expect("RFC 3339 time"))
+        })
+        .collect();
+    let mut ttd: BTreeMap<IpAddr, f64> = BTreeMap::new();
+    for h in read_rows(&run.out().join("hosts.parquet")) {
+        if !matches!(h["role"].str(), "patient_zero" | "infected") {
+            continue;
+        }
+        let ip: IpAddr = h["ip"].str().parse().expect("an address");
+        if let Some(t0) = infected_at.get(&ip) {
+            let detected_ns = h["first_malicious_at"].int() * 1000;
+            ttd.insert(ip, (detected_ns - t0) as f64 / 1e9);
+        }
+    }
+    ttd.into_values().collect()
+}
+
 #[test]
 fn default_rules_score_drivelife_perfectly() {
     let (pcap, labels) = dataset("drivelife");
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("out");
+    let started = std::time::Instant::now();
     let b = bench(&pcap, &labels, &["--out", out.to_str().unwrap()]);
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
     b.assert_ok();
     assert_eq!(table_rows(&b.stdout).len(), 1, "{}", b.stdout);
     let rows = b.rows();
@@ -98,8 +149,38 @@ fn default_rules_score_drivelife_perfectly() {
         "{r}"
     );
     assert!(r["ttd_failed_median"].as_u64().expect("median") <= 4, "{r}");
-    assert!(f(&r["ttd_secs_p90"]) >= f(&r["ttd_secs_median"]));
-    assert!(f(&r["detect_ms"]) >= 0.0);
+    // Time to detect in seconds, recomputed here from what detection wrote and the labels.
+    let want = ttd_secs_from_outputs(&pcap, &labels);
+    let got: Vec<f64> = r["ttd_secs"]
+        .as_array()
+        .expect("ttd_secs")
+        .iter()
+        .map(f)
+        .collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "ttd_secs {got:?}, recomputed {want:?}"
+    );
+    assert!(
+        got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-6),
+        "ttd_secs {got:?}, recomputed {want:?}"
+    );
+    let mut sorted = want.clone();
+    sorted.sort_by(f64::total_cmp);
+    let lower_median = sorted[(sorted.len() - 1) / 2];
+    let p90 = sorted[(sorted.len() * 9).div_ceil(10) - 1];
+    assert!(
+        (f(&r["ttd_secs_median"]) - lower_median).abs() < 1e-6,
+        "{r}"
+    );
+    assert!((f(&r["ttd_secs_p90"]) - p90).abs() < 1e-6, "{r}");
+    // detect_ms is a measured time: positive, and within the whole command's wall time.
+    let detect_ms = f(&r["detect_ms"]);
+    assert!(
+        detect_ms > 0.0 && detect_ms < wall_ms,
+        "detect_ms {detect_ms} not in (0, {wall_ms:.1}) (the command's wall time)"
+    );
     // The Parquet file has the same row.
     let pq = read_rows(&out.join("bench_rules.parquet"));
     assert_eq!(pq.len(), 1);

@@ -39,6 +39,33 @@ fn udp_capture(flows: &[(u32, u8)]) -> Vec<u8> {
 const FIRST: [(u32, u8); 5] = [(0, 1), (1799, 2), (1801, 3), (5400, 4), (12600, 5)];
 const SECOND: [(u32, u8); 2] = [(60, 6), (9000, 7)];
 
+/// Every flow goes to 10.0.1.1: as a honeypot, each source gets an alert, so the alerts
+/// tell which flow rows detection read.
+const HONEYPOT: [&str; 2] = ["--honeypot", "10.0.1.1"];
+
+/// The sources of the honeypot alerts in `dir/alerts.jsonl`, sorted.
+fn honeypot_sources(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("alerts.jsonl")).expect("alerts.jsonl");
+    let mut srcs: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|a| a["rule"] == "honeypot")
+        .map(|a| a["src_ip"].as_str().expect("src_ip").to_string())
+        .collect();
+    srcs.sort();
+    srcs
+}
+
+/// `10.0.0.N` for the sources of `flows`, sorted.
+fn sources(flows: &[&[(u32, u8)]]) -> Vec<String> {
+    let mut v: Vec<String> = flows
+        .iter()
+        .flat_map(|f| f.iter().map(|&(_, src)| format!("10.0.0.{src}")))
+        .collect();
+    v.sort();
+    v
+}
+
 fn analyze(input: &Path, out: &Path, extra: &[&str]) {
     let status = Command::new(env!("CARGO_BIN_EXE_wormsign"))
         .arg("analyze")
@@ -112,13 +139,18 @@ fn partitions_hold_the_single_file_rows_by_utc_hour_and_day() {
     let input = dir.path().join("first.pcap");
     std::fs::write(&input, udp_capture(&FIRST)).unwrap();
     let single = dir.path().join("single");
-    analyze(&input, &single, &[]);
+    analyze(&input, &single, &HONEYPOT);
     let expected = single_rows(&single.join("flows.parquet"));
     assert_eq!(expected.len(), FIRST.len());
+    assert_eq!(honeypot_sources(&single), sources(&[&FIRST]));
 
     for (period, hour) in [("hour", true), ("day", false)] {
         let out = dir.path().join(period);
-        analyze(&input, &out, &["--partition-by", period]);
+        analyze(
+            &input,
+            &out,
+            &[&["--partition-by", period][..], &HONEYPOT].concat(),
+        );
         assert!(!out.join("flows.parquet").exists());
         let rows = partitioned_rows(&out.join("flows"), hour);
         assert_eq!(rows, expected, "--partition-by {period}");
@@ -137,10 +169,17 @@ fn partitions_hold_the_single_file_rows_by_utc_hour_and_day() {
             vec!["day=2019-01-01", "day=2019-01-02"]
         };
         assert_eq!(dirs, want.iter().map(PathBuf::from).collect());
-        // Detection reads the partitioned tables as it reads the single files.
+        // Detection reads the partitioned tables as it reads the single files: every
+        // partition's flows (one honeypot alert per source), and the same alerts.
         assert_eq!(
-            std::fs::read(out.join("alerts.jsonl")).unwrap(),
-            std::fs::read(single.join("alerts.jsonl")).unwrap()
+            honeypot_sources(&out),
+            sources(&[&FIRST]),
+            "--partition-by {period}: alerts for every partition's flows"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("alerts.jsonl")).unwrap(),
+            std::fs::read_to_string(single.join("alerts.jsonl")).unwrap(),
+            "--partition-by {period}: alerts.jsonl differs from the single-file run's"
         );
     }
 }
@@ -172,11 +211,14 @@ fn runs_into_one_directory_form_one_table_and_reruns_replace_their_files() {
     let all = files(&out.join("flows"));
     assert!(after_first.iter().all(|f| all.contains(f)));
     assert_eq!(all.len(), after_first.len() + SECOND.len());
-    // Detection over the directory reads every run's rows.
+    // Detection over the directory reads every run's rows: a honeypot alert for each
+    // source of both runs.
     let status = Command::new(env!("CARGO_BIN_EXE_wormsign"))
         .args(["detect", "-q"])
+        .args(HONEYPOT)
         .arg(&out)
         .status()
         .unwrap();
     assert!(status.success());
+    assert_eq!(honeypot_sources(&out), sources(&[&FIRST, &SECOND]));
 }

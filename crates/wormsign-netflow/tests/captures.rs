@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode, Decoded};
 use wormsign_netflow::{NetflowConfig, NetflowDecoder, NetflowRecord, NetflowStats, DEFAULT_PORTS};
-
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/captures");
+// A missing corpus or file is a printed skip, and a failure under CI.
+use wormsign_testutil::{shared_capture, shared_captures};
 
 /// tshark's default cflow ports plus the `-d udp.port==…,cflow` of EXPECTED.tsv.
 const EXTRA_PORTS: [u16; 4] = [9990, 9991, 9992, 2057];
@@ -45,8 +45,8 @@ fn feed(dec: &mut NetflowDecoder, path: &Path, out: &mut Vec<NetflowRecord>) {
     }
 }
 
-fn expected() -> BTreeMap<(String, String), String> {
-    let text = std::fs::read_to_string(Path::new(DIR).join("EXPECTED.tsv")).expect("EXPECTED.tsv");
+fn expected(dir: &Path) -> BTreeMap<(String, String), String> {
+    let text = std::fs::read_to_string(dir.join("EXPECTED.tsv")).expect("EXPECTED.tsv");
     text.lines()
         .skip(1)
         .filter_map(|l| {
@@ -125,12 +125,10 @@ const EXPLAINED: &[(&str, &str, u64, &str)] = &[
 
 #[test]
 fn captures_match_expected() {
-    let dir = Path::new(DIR);
-    if !dir.join("EXPECTED.tsv").exists() {
-        println!("skipping: {} not found", dir.display());
+    let Some(dir) = shared_captures() else {
         return;
-    }
-    let exp = expected();
+    };
+    let exp = expected(&dir);
     let files: std::collections::BTreeSet<&String> = exp.keys().map(|(f, _)| f).collect();
     let mut failures = Vec::new();
     let mut table = String::new();
@@ -189,11 +187,9 @@ fn captures_match_expected() {
 /// The one file where scoping templates by source port matters: with it, tshark's numbers.
 #[test]
 fn options_reassign_capture_with_port_scoped_templates_matches_tshark() {
-    let path = Path::new(DIR).join("netflow/pmacct_ipfix_sll_options_reassign.pcap");
-    if !path.exists() {
-        println!("skipping: {} not found", path.display());
+    let Some(path) = shared_capture("netflow/pmacct_ipfix_sll_options_reassign.pcap") else {
         return;
-    }
+    };
     let cfg = NetflowConfig {
         scope_by_source_port: true,
         ..NetflowConfig::default()
@@ -224,11 +220,9 @@ fn v9_sequence_loss_matches_tshark() {
         ("netflow/graylog_softflowd_nfv9.pcap", 8, 0),
     ];
     for (file, lost, back) in cases {
-        let path = Path::new(DIR).join(file);
-        if !path.exists() {
-            println!("skipping: {} not found", path.display());
+        let Some(path) = shared_capture(file) else {
             return;
-        }
+        };
         let mut dec = NetflowDecoder::default();
         feed(&mut dec, &path, &mut Vec::new());
         let st = dec.stats();
@@ -256,11 +250,9 @@ fn sampling_from_options_data() {
         ("netflow/pmacct_nfv9_cisco_sampling.pcap", 1),
     ];
     for (file, want) in cases {
-        let path = Path::new(DIR).join(file);
-        if !path.exists() {
-            println!("skipping: {} not found", path.display());
+        let Some(path) = shared_capture(file) else {
             return;
-        }
+        };
         let mut dec = NetflowDecoder::default();
         let mut out = Vec::new();
         feed(&mut dec, &path, &mut out);

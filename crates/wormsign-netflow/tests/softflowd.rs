@@ -5,8 +5,9 @@
 //! (addresses, ports, protocol, packets, bytes, TCP flags, first/last times).
 //!
 //! Skips (with a message) when softflowd / nfcapd / nfdump or the capture are
-//! missing, unless the environment variable `CI` is set. Every wait is bounded
-//! and every child process is killed by its own id.
+//! missing, unless the environment variable `CI` is set, where it fails
+//! (`wormsign-testutil`). Every wait is bounded and every child process is killed
+//! by its own id.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -15,31 +16,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wormsign_netflow::{NetflowDecoder, NetflowRecord};
+use wormsign_testutil::{capture_path, missing, require_tool, shared_capture};
 
-const PCAP: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/captures/general/wikipedia_browse.pcap"
-);
+/// The capture softflowd exports, in the shared corpus.
+const PCAP: &str = "general/wikipedia_browse.pcap";
 
 /// Time of the capture's first packet (capinfos: 2011-03-18 19:06:07.096535 UTC).
 const PCAP_FIRST_MS: i64 = 1_300_475_167_096;
-
-fn have(tool: &str, arg: &str) -> bool {
-    Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn skip(why: &str) -> bool {
-    if std::env::var_os("CI").is_some() {
-        panic!("{why} (CI is set: the tools are required)");
-    }
-    println!("skipping: {why}");
-    true
-}
 
 /// Kills a child by its pid on drop (SIGTERM first for nfcapd's flush, see `stop`).
 struct Guard(Child);
@@ -166,7 +149,7 @@ fn capture_times() -> BTreeMap<Tuple, (i64, i64)> {
     use wormsign_capture::{CaptureReader, Chunk};
     use wormsign_decode::{decode, Decoded};
     let mut map = BTreeMap::new();
-    let mut reader = CaptureReader::open(Path::new(PCAP)).unwrap();
+    let mut reader = CaptureReader::open(&capture_path(PCAP)).unwrap();
     let mut chunk = Chunk::default();
     loop {
         let more = reader.read_chunk(&mut chunk, 1 << 20).unwrap();
@@ -236,7 +219,7 @@ fn run_version(version: &str) -> Option<()> {
         Command::new("softflowd")
             .args([
                 "-r",
-                PCAP,
+                &capture_path(PCAP).display().to_string(),
                 "-n",
                 &format!("127.0.0.1:{our_port}"),
                 "-v",
@@ -406,17 +389,21 @@ fn run_version(version: &str) -> Option<()> {
 
 #[test]
 fn softflowd_exports_match_nfdump() {
-    if !Path::new(PCAP).exists() {
-        skip(&format!("{PCAP} not found"));
+    if shared_capture(PCAP).is_none() {
         return;
     }
-    if !(have("softflowd", "-h") && have("nfcapd", "-V") && have("nfdump", "-V")) {
-        skip("softflowd, nfcapd or nfdump not installed");
+    if !(require_tool("softflowd", "-h")
+        && require_tool("nfcapd", "-V")
+        && require_tool("nfdump", "-V"))
+    {
         return;
     }
     for v in ["5", "9", "10"] {
         if run_version(v).is_none() {
-            skip("could not start softflowd / nfcapd");
+            missing(
+                "softflowd or nfcapd could not be started",
+                "check that softflowd and nfcapd run (tests/install-tools.sh installs them)",
+            );
             return;
         }
     }

@@ -20,47 +20,25 @@ use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-/// The shared capture corpus next to the repository.
-pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures");
+/// The corpus directory (`../shared/captures`, or `$WORMSIGN_SHARED/captures`), or `None`
+/// after a `skipping:` line when it is absent; under CI (`CI` set) a missing corpus fails.
+pub use wormsign_testutil::shared_captures as captures;
 
-/// The corpus directory, or `None` (after printing why) when it is absent.
-pub fn captures() -> Option<PathBuf> {
-    let dir = PathBuf::from(CAPTURES);
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        println!("skipping: ../shared/captures not found");
-        None
-    }
-}
-
-/// A capture in the corpus by its manifest path.
+/// A capture in the corpus by its manifest path (not checked: call [`captures`] first).
 pub fn capture(rel: &str) -> PathBuf {
-    PathBuf::from(CAPTURES).join(rel)
+    wormsign_testutil::capture_path(rel)
 }
 
 /// Whether an external tool can be run. When it cannot: fails under CI (which installs
 /// the tools, see tests/install-tools.sh), otherwise prints a skip message.
+#[track_caller]
 pub fn have_tool(name: &str) -> bool {
     let version_flag = if name == "gzip" || name == "zstd" {
         "--version"
     } else {
         "-v"
     };
-    let ok = Command::new(name)
-        .arg(version_flag)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is required under CI (tests/install-tools.sh installs it)"
-        );
-        println!("skipping: {name} not found");
-    }
-    ok
+    wormsign_testutil::require_tool(name, version_flag)
 }
 
 /// Runs a tool and returns its stdout; panics on failure.
@@ -412,7 +390,7 @@ pub fn read_tsv(path: &Path) -> Vec<HashMap<String, String>> {
 /// `EXPECTED.tsv` as `(path, metric) -> value`, keeping the first line of each metric.
 pub fn expected() -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();
-    for row in read_tsv(&PathBuf::from(CAPTURES).join("EXPECTED.tsv")) {
+    for row in read_tsv(&wormsign_testutil::captures_dir().join("EXPECTED.tsv")) {
         out.entry((row["path"].clone(), row["metric"].clone()))
             .or_insert_with(|| row["value"].clone());
     }

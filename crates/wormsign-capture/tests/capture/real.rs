@@ -2,22 +2,8 @@
 
 use crate::build::drain;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use wormsign_capture::{CaptureReader, Container};
-
-/// The shared captures directory, or `None` (after saying so) when absent.
-fn captures_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/captures"
-    ));
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        println!("skipping: ../shared/captures not found");
-        None
-    }
-}
+use wormsign_testutil::shared_captures;
 
 /// Malformed files where this crate and capinfos legitimately disagree:
 /// path, records read here, why.
@@ -97,7 +83,7 @@ fn read(path: &std::path::Path) -> Seen {
 
 #[test]
 fn real_captures_match_manifest_counts() {
-    let Some(dir) = captures_dir() else { return };
+    let Some(dir) = shared_captures() else { return };
     let rows = manifest(&dir);
     assert!(rows.len() >= 150, "manifest has only {} rows", rows.len());
     let mut failures = Vec::new();
@@ -170,7 +156,7 @@ fn real_captures_match_manifest_counts() {
 
 #[test]
 fn format_pcapng_link_types_are_per_interface() {
-    let Some(dir) = captures_dir() else { return };
+    let Some(dir) = shared_captures() else { return };
     for (file, want) in [
         // Every packet is on interface 48 (Ethernet) of 126 mixing 1, 113 and
         // 274; interfaces 9 and 14 are SLL, so an off-by-one lookup shows.

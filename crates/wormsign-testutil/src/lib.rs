@@ -1,0 +1,114 @@
+//! Test-only helpers shared by every crate's tests: where the shared capture corpus is,
+//! and whether an external tool can be run.
+//!
+//! One policy for anything a test needs from outside the repository: when it is missing,
+//! the test prints `skipping: …` and checks nothing, **unless the environment variable `CI`
+//! is set**, where the test panics with what is missing and how to get it. A run in CI
+//! therefore never passes a check it did not make.
+//!
+//! `WORMSIGN_SHARED` overrides where `../shared` is looked for (the directory holding
+//! `captures/`); pointing it at a missing directory shows what a run without the corpus
+//! does.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The shared material's default place: `../shared`, beside the repository.
+const DEFAULT_SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
+
+/// How to get the capture corpus, for messages.
+const HOW_TO_GET_SHARED: &str = "check out the read-only `shared/` material beside this \
+     repository (so that ../shared/captures/MANIFEST.tsv exists), or point WORMSIGN_SHARED at it";
+
+/// Whether the `CI` environment variable is set (to anything).
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Something a test needs is missing: under CI a panic saying `what` and `how` to get it,
+/// otherwise a `skipping:` line (the caller then returns without checking).
+#[track_caller]
+pub fn missing(what: &str, how: &str) {
+    if under_ci() {
+        panic!("{what}; CI is set, so this fails instead of skipping. To fix: {how}");
+    }
+    println!("skipping: {what} ({how})");
+}
+
+/// The `shared/` directory: `$WORMSIGN_SHARED` if set, else `../shared` beside the
+/// repository. Not checked for existence.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("WORMSIGN_SHARED") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(DEFAULT_SHARED),
+    }
+}
+
+/// The capture corpus directory (`shared/captures`), without checking it.
+pub fn captures_dir() -> PathBuf {
+    shared_dir().join("captures")
+}
+
+/// A capture of the corpus by its manifest path, without checking it.
+pub fn capture_path(rel: &str) -> PathBuf {
+    captures_dir().join(rel)
+}
+
+/// The capture corpus directory when it is there (it holds `MANIFEST.tsv`). When it is
+/// not: `None` after a `skipping:` line, or a panic under CI.
+#[track_caller]
+pub fn shared_captures() -> Option<PathBuf> {
+    let dir = captures_dir();
+    if dir.join("MANIFEST.tsv").is_file() {
+        Some(dir)
+    } else {
+        missing(
+            &format!(
+                "the shared capture corpus is missing: no {}",
+                dir.join("MANIFEST.tsv").display()
+            ),
+            HOW_TO_GET_SHARED,
+        );
+        None
+    }
+}
+
+/// One file of the capture corpus (`rel` as in MANIFEST.tsv) when it is there; otherwise
+/// `None` after a `skipping:` line, or a panic under CI.
+#[track_caller]
+pub fn shared_capture(rel: &str) -> Option<PathBuf> {
+    let dir = shared_captures()?;
+    let path = dir.join(rel);
+    if path.is_file() {
+        Some(path)
+    } else {
+        missing(
+            &format!("capture {} is missing from the corpus", path.display()),
+            HOW_TO_GET_SHARED,
+        );
+        None
+    }
+}
+
+/// Whether the external tool `name` is installed: `name ARG` starts (`ARG` being a
+/// version or help flag; its exit code is ignored, as some tools exit 1 after their help,
+/// except 126/127, a shell's "cannot run"). When it is not: `false` after a `skipping:`
+/// line, or a panic under CI saying to run `tests/install-tools.sh`.
+#[track_caller]
+pub fn require_tool(name: &str, arg: &str) -> bool {
+    let ok = Command::new(name)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| !matches!(s.code(), Some(126 | 127)));
+    if !ok {
+        missing(
+            &format!("the external tool `{name}` is missing (`{name} {arg}` did not run)"),
+            "run tests/install-tools.sh, which installs tshark, capinfos, editcap, mergecap, \
+             tcpdump, nfdump/nfcapd, softflowd and argus",
+        );
+    }
+    ok
+}
