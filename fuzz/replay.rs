@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode as decode_frame, dns as dns_parser, Decoded};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
+use wormsign_inspect::{InspectConfig, Inspector, Segment};
 use wormsign_netflow::{NetflowDecoder, NetflowRecord};
 
 /// The decoder's link types (as in crates/wormsign-decode/tests/fuzz.rs), plus 127
@@ -121,4 +122,68 @@ pub fn netflow(data: &[u8]) -> Vec<NetflowRecord> {
     decoder.finish();
     let _ = decoder.stats();
     all
+}
+
+/// Protocol inspection: SMB, TDS or RDP session bytes through reassembly and the parsers.
+/// Input: a protocol selector byte (0 SMB on 445, 1 TDS on 1433, 2 RDP on 3389, the rest
+/// mapped into these), then segments, each `[flags][u16 BE length][payload]`. Flags: bit 0
+/// sent by the client, bit 1 FIN, bit 2 RST; bits 3-7 as k: 0 in order, 1-15 the segment
+/// lands k*64 bytes beyond the next expected byte (a hole), 16-31 it starts (k-16)*16
+/// bytes before it (a retransmission overlap). Returns each fact and outcome emitted.
+pub fn inspect(data: &[u8]) -> Vec<(&'static str, &'static str)> {
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return Vec::new();
+    };
+    let server_port = [445, 1433, 3389][usize::from(selector % 3)];
+    let (client, server) = (
+        "10.0.0.1".parse().expect("ip"),
+        "10.0.0.2".parse().expect("ip"),
+    );
+    let mut inspector = Inspector::new(InspectConfig {
+        max_bytes: 1 << 16,
+        ..InspectConfig::default()
+    });
+    let mut next = [1000u32, 9000u32];
+    let (mut events, mut packet) = (Vec::new(), 0u64);
+    while let Some((head, tail)) = rest.split_first_chunk::<3>() {
+        let flags = head[0];
+        let len = usize::from(u16::from_be_bytes([head[1], head[2]])).min(tail.len());
+        let (payload, tail) = tail.split_at(len);
+        let from_client = flags & 1 != 0;
+        let dir = &mut next[usize::from(!from_client)];
+        let k = u32::from(flags >> 3);
+        let seq = match k {
+            0 => *dir,
+            1..=15 => dir.wrapping_add(k * 64),
+            _ => dir.wrapping_sub((k - 16) * 16),
+        };
+        if k == 0 || k >= 16 {
+            *dir = (*dir).max(seq.wrapping_add(len as u32));
+        }
+        let (src, dst, src_port, dst_port) = if from_client {
+            (client, server, 50_000, server_port)
+        } else {
+            (server, client, server_port, 50_000)
+        };
+        let segment = Segment {
+            ts_ns: 1_700_000_000_000_000_000 + packet as i64 * 1_000_000,
+            packet,
+            src,
+            src_port,
+            dst,
+            dst_port,
+            seq,
+            flags: (flags >> 1) & 1 | ((flags >> 2) & 1) << 2,
+            payload,
+        };
+        inspector.observe(&segment, &mut events);
+        packet += 1;
+        rest = tail;
+    }
+    inspector.finish(&mut events);
+    let _ = inspector.stats();
+    events
+        .iter()
+        .map(|e| (e.fact.as_str(), e.outcome.as_str()))
+        .collect()
 }

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use clap::Args;
 use wormsign_columnar::ParquetSink;
-use wormsign_detect::{detect, score, Cidr, DetectConfig, Labels, Score};
+use wormsign_detect::{score, Cidr, DetectConfig, Labels, Score};
 
 /// `wormsign bench-rules`.
 #[derive(Args, Debug)]
@@ -263,6 +263,8 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
                 icmp_timeout: 60.0,
                 active_timeout: 1800.0,
                 netflow_ports: Vec::new(),
+                inspect_port: Vec::new(),
+                inspect_bytes: wormsign_inspect::InspectConfig::default().max_bytes,
                 partition_by: None,
                 summary_json: None,
                 quiet: args.quiet,
@@ -275,17 +277,17 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
             dir
         }
     };
-    let (flows, dns, arp) = crate::detect::read_tables(&tables_dir)?;
+    let tables = crate::detect::read_tables(&tables_dir)?;
 
     let mut rows = Vec::new();
     for (rules, params, config) in &runs {
         let started = Instant::now();
-        let d = detect(config, &flows, &dns, &arp);
+        let d = crate::detect::detect_tables(config, &tables);
         let detect_secs = started.elapsed().as_secs_f64();
         rows.push(Row {
             rules: rules.clone(),
             params: params.clone(),
-            score: score(&d, &labels, &flows),
+            score: score(&d, &labels, &tables.flows),
             detect_secs,
         });
     }

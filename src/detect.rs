@@ -30,11 +30,13 @@ use wormsign_columnar::{
     TableWriter,
 };
 use wormsign_detect::{
-    render_report, ArpEvent, Cidr, DetectConfig, Detection, Detector, DnsEvent, Role, Tier,
+    render_report, ArpEvent, Cidr, DetectConfig, Detection, Detector, DnsEvent, Role, SessionEvent,
+    Tier,
 };
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
 };
+use wormsign_inspect::{Fact, Outcome, Protocol};
 
 /// Detection options shared by `wormsign analyze` and `wormsign detect`.
 #[derive(Args, Debug, Clone, Default)]
@@ -137,8 +139,9 @@ pub fn run(
         config.cnc_domain_match(q).is_some()
     })?;
     let arp = read_arp(&optional(in_dir, "arp"))?;
+    let sessions = read_sessions(&optional(in_dir, "sessions"))?;
     // Flows stream through the detector: only those a rule can use are held.
-    let mut detector = Detector::new(config, &dns, &arp);
+    let mut detector = Detector::new(config, &dns, &arp).with_sessions(&sessions);
     let filter = detector.flow_filter();
     let flows_read = for_each_flow(
         &flow_files,
@@ -157,15 +160,32 @@ pub fn run(
     Ok(d)
 }
 
-/// Reads `flows.parquet`, `dns.parquet` and `arp.parquet` (the last two optional, with a
-/// warning) from a directory written by `wormsign analyze`.
-pub fn read_tables(
-    in_dir: &Path,
-) -> anyhow::Result<(Vec<FlowRecord>, Vec<DnsEvent>, Vec<ArpEvent>)> {
-    let flows = read_flows(&flow_files(in_dir)?)?;
-    let (dns, _) = read_dns(&optional(in_dir, "dns"), |_| true)?;
-    let arp = read_arp(&optional(in_dir, "arp"))?;
-    Ok((flows, dns, arp))
+/// Every table detection reads, in memory.
+pub struct Tables {
+    pub flows: Vec<FlowRecord>,
+    pub dns: Vec<DnsEvent>,
+    pub arp: Vec<ArpEvent>,
+    pub sessions: Vec<SessionEvent>,
+}
+
+/// Reads `flows.parquet`, `dns.parquet`, `arp.parquet` and `sessions.parquet` (all but
+/// the first optional, with a warning) from a directory written by `wormsign analyze`.
+pub fn read_tables(in_dir: &Path) -> anyhow::Result<Tables> {
+    Ok(Tables {
+        flows: read_flows(&flow_files(in_dir)?)?,
+        dns: read_dns(&optional(in_dir, "dns"), |_| true)?.0,
+        arp: read_arp(&optional(in_dir, "arp"))?,
+        sessions: read_sessions(&optional(in_dir, "sessions"))?,
+    })
+}
+
+/// Detection over tables in memory: what `run` does with the files.
+pub fn detect_tables(config: &DetectConfig, t: &Tables) -> Detection {
+    let mut detector = Detector::new(config, &t.dns, &t.arp).with_sessions(&t.sessions);
+    for f in &t.flows {
+        detector.push(f);
+    }
+    detector.finish()
 }
 
 /// The files of the flows table, at least one.
@@ -280,6 +300,22 @@ const DNS_COLUMNS: [&str; 7] = [
     "answer_types",
 ];
 const ARP_COLUMNS: [&str; 4] = ["ts", "op", "sender_ip", "target_ip"];
+const SESSION_COLUMNS: [&str; 14] = [
+    "ts",
+    "client_h",
+    "client_p",
+    "server_h",
+    "server_p",
+    "protocol",
+    "fact",
+    "outcome",
+    "status",
+    "user",
+    "domain",
+    "workstation",
+    "detail",
+    "packet",
+];
 
 /// The `columns` of `path`: all rows, or row group `group`'s, and of those only the
 /// `selection`.
@@ -435,7 +471,7 @@ type ResponderAddr<'a> = &'a dyn Fn() -> Option<IpAddr>;
 /// pipeline.
 fn for_each_flow(
     files: &[PathBuf],
-    keep: impl Fn(u8, bool, u16, ResponderAddr) -> bool + Sync,
+    keep: impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool + Sync,
     mut sink: impl FnMut(FlowRecord),
 ) -> anyhow::Result<u64> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -472,7 +508,7 @@ fn for_each_flow(
 fn flow_row_group(
     path: &PathBuf,
     group: usize,
-    keep: &impl Fn(u8, bool, u16, ResponderAddr) -> bool,
+    keep: &impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
 ) -> anyhow::Result<(u64, Vec<FlowRecord>)> {
     // On the DriveLife sample `keep` takes under 1 % of the flows.
     let mut out = Vec::new();
@@ -510,7 +546,7 @@ fn flow_ports(
 /// Which flows of `b` (read with [`KEEP_COLUMNS`]) `keep` accepts.
 fn kept_flows(
     b: &RecordBatch,
-    keep: &impl Fn(u8, bool, u16, ResponderAddr) -> bool,
+    keep: &impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
 ) -> anyhow::Result<BooleanArray> {
     let (ip_proto, orig_p, resp_p) = (ints(b, "ip_proto")?, ints(b, "orig_p")?, ints(b, "resp_p")?);
     let resp_h = strings(b, "resp_h")?;
@@ -667,6 +703,66 @@ fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the protocol facts of `sessions.parquet`.
+fn read_sessions(files: &[PathBuf]) -> anyhow::Result<Vec<SessionEvent>> {
+    let mut out = Vec::new();
+    for b in batches(files, &SESSION_COLUMNS) {
+        let (path, b) = b?;
+        session_events(&b, &mut out).with_context(|| path.display().to_string())?;
+    }
+    Ok(out)
+}
+
+fn session_events(b: &RecordBatch, out: &mut Vec<SessionEvent>) -> anyhow::Result<()> {
+    let (ts, packet, status) = (ints(b, "ts")?, ints(b, "packet")?, ints(b, "status")?);
+    let (client, server) = (strings(b, "client_h")?, strings(b, "server_h")?);
+    let (client_p, server_p) = (ints(b, "client_p")?, ints(b, "server_p")?);
+    let (protocol, fact, outcome) = (
+        strings(b, "protocol")?,
+        strings(b, "fact")?,
+        strings(b, "outcome")?,
+    );
+    let text = |name| -> anyhow::Result<Vec<Option<String>>> {
+        Ok(strings(b, name)?
+            .into_iter()
+            .map(|s| s.map(str::to_string))
+            .collect())
+    };
+    let (user, domain, workstation, detail) = (
+        text("user")?,
+        text("domain")?,
+        text("workstation")?,
+        text("detail")?,
+    );
+    let named = |v: Option<&str>, col: &str, i: usize| -> anyhow::Result<String> {
+        Ok(required(v, col, i)?.to_string())
+    };
+    for i in 0..b.num_rows() {
+        let protocol = named(protocol[i], "protocol", i)?;
+        let (fact, outcome) = (named(fact[i], "fact", i)?, named(outcome[i], "outcome", i)?);
+        out.push(SessionEvent {
+            ts_ns: ns(required(ts[i], "ts", i)?),
+            packet: u64_of(required(packet[i], "packet", i)?),
+            client: parse_ip(client[i], "client_h", i)?,
+            client_port: u16::try_from(required(client_p[i], "client_p", i)?)?,
+            server: parse_ip(server[i], "server_h", i)?,
+            server_port: u16::try_from(required(server_p[i], "server_p", i)?)?,
+            protocol: Protocol::from_name(&protocol)
+                .with_context(|| format!("row {i}: unknown protocol {protocol:?}"))?,
+            fact: Fact::from_name(&fact)
+                .with_context(|| format!("row {i}: unknown fact {fact:?}"))?,
+            outcome: Outcome::from_name(&outcome)
+                .with_context(|| format!("row {i}: unknown outcome {outcome:?}"))?,
+            status: status[i].map(u32::try_from).transpose()?,
+            user: user[i].clone(),
+            domain: domain[i].clone(),
+            workstation: workstation[i].clone(),
+            detail: detail[i].clone(),
+        });
+    }
+    Ok(())
+}
+
 fn read_arp(files: &[PathBuf]) -> anyhow::Result<Vec<ArpEvent>> {
     let mut out = Vec::new();
     for b in batches(files, &ARP_COLUMNS) {
@@ -754,7 +850,7 @@ fn alerts_jsonl(d: &Detection) -> String {
     use serde_json::Value;
     let mut o = String::new();
     for a in &d.alerts {
-        let fields: [(&str, Value); 15] = [
+        let fields: [(&str, Value); 16] = [
             ("alert_id", a.id.as_str().into()),
             ("rule", a.rule.as_str().into()),
             ("tier", a.tier.as_str().into()),
@@ -773,6 +869,7 @@ fn alerts_jsonl(d: &Detection) -> String {
             ("allowlisted", a.allowlisted.into()),
             ("infection_sign", a.infection_sign.into()),
             ("evidence", a.evidence.as_str().into()),
+            ("basis", a.basis.as_str().into()),
         ];
         o.push('{');
         for (i, (k, v)) in fields.iter().enumerate() {
@@ -797,6 +894,7 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
         "late_flows": s.late_flows,
         "dns_events": s.dns_events,
         "arp_events": s.arp_events,
+        "session_events": s.session_events,
         "sources_evicted": s.sources_evicted,
         "entries_refused": s.entries_refused,
         "cap_hits": s.cap_hits,

@@ -83,6 +83,14 @@ struct AnalyzeArgs {
     /// 2055, 9555, 9995, 9996 and 4739 always are).
     #[arg(long = "netflow-port", value_name = "PORT")]
     netflow_ports: Vec<u16>,
+    /// Also read TCP PORT as PROTOCOL (smb, tds or rdp) for sessions.parquet, besides
+    /// 445/139 (smb), 1433 (tds) and 3389 (rdp); repeatable, e.g. `--inspect-port tds=14330`.
+    #[arg(long, value_name = "PROTOCOL=PORT", value_parser = parse_inspect_port)]
+    inspect_port: Vec<(wormsign_inspect::Protocol, u16)>,
+    /// Bytes of each direction of an SMB/TDS/RDP session read for sessions.parquet; 0 reads
+    /// none (detection then rests on flow shapes only).
+    #[arg(long, value_name = "BYTES", default_value_t = wormsign_inspect::InspectConfig::default().max_bytes)]
+    inspect_bytes: u32,
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -171,6 +179,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .chain(args.netflow_ports.iter().copied())
             .collect(),
+        inspect: inspect_config(args),
     };
     let total_bytes: u64 = inputs
         .iter()
@@ -293,6 +302,38 @@ fn walk_dir(dir: &Path, out: &mut Vec<Input>) -> anyhow::Result<()> {
 }
 
 /// Provenance stored in every Parquet file's key-value metadata.
+/// `smb=8445` → (SMB, 8445).
+fn parse_inspect_port(s: &str) -> Result<(wormsign_inspect::Protocol, u16), String> {
+    let (name, port) = s
+        .split_once('=')
+        .ok_or("expected PROTOCOL=PORT, e.g. tds=14330")?;
+    let protocol = wormsign_inspect::Protocol::from_name(name)
+        .ok_or_else(|| format!("unknown protocol {name:?}: smb, tds or rdp"))?;
+    let port = port.parse().map_err(|e| format!("port {port:?}: {e}"))?;
+    Ok((protocol, port))
+}
+
+fn inspect_config(args: &AnalyzeArgs) -> wormsign_inspect::InspectConfig {
+    use wormsign_inspect::Protocol;
+    let mut c = wormsign_inspect::InspectConfig {
+        max_bytes: args.inspect_bytes,
+        ..Default::default()
+    };
+    for &(protocol, port) in &args.inspect_port {
+        match protocol {
+            Protocol::Smb => c.smb_ports.push(port),
+            Protocol::Tds => c.tds_ports.push(port),
+            Protocol::Rdp => c.rdp_ports.push(port),
+        }
+    }
+    if c.max_bytes == 0 {
+        c.smb_ports.clear();
+        c.tds_ports.clear();
+        c.rdp_ports.clear();
+    }
+    c
+}
+
 fn parquet_metadata(inputs: &[Input], args: &AnalyzeArgs) -> Vec<(String, String)> {
     let names: Vec<String> = inputs.iter().map(Input::name).collect();
     let options = serde_json::json!({
@@ -302,6 +343,8 @@ fn parquet_metadata(inputs: &[Input], args: &AnalyzeArgs) -> Vec<(String, String
         "icmp_timeout": args.icmp_timeout,
         "active_timeout": args.active_timeout,
         "netflow_ports": args.netflow_ports,
+        "inspect_ports": args.inspect_port.iter().map(|(p, port)| format!("{}={port}", p.as_str())).collect::<Vec<_>>(),
+        "inspect_bytes": args.inspect_bytes,
         "partition_by": args.partition_by.map(|p| format!("{p:?}").to_lowercase()),
     });
     vec![

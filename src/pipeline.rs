@@ -24,10 +24,11 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_columnar::{
     ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, Partitioning, RowBuilder,
-    TableSink, TableWriter,
+    SessionBatchBuilder, TableSink, TableWriter,
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
+use wormsign_inspect::{InspectConfig, InspectStats, Inspector, Segment, SessionEvent};
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
 use crate::summary::{DecodeStats, RunSummary, Warning};
@@ -83,6 +84,8 @@ pub struct PipelineConfig {
     /// UDP destination ports whose datagrams are decoded as NetFlow/IPFIX exports
     /// instead of being metered as flows.
     pub netflow_ports: Vec<u16>,
+    /// Which TCP ports are read as SMB, TDS and RDP, and how much of each session.
+    pub inspect: InspectConfig,
 }
 
 /// Progress shared with the progress bar.
@@ -112,21 +115,35 @@ struct ExportPacket {
     payload: Vec<u8>,
 }
 
+/// A TCP segment on an inspected port: `packets[packet]` of its message, with its
+/// payload at `payloads[start..end]`.
+struct InspectedSegment {
+    packet: usize,
+    start: usize,
+    end: usize,
+}
+
 struct ShardMsg {
     seq: u64,
     watermark: i64,
     packets: Vec<TimedPacket>,
     exports: Vec<ExportPacket>,
+    /// Segments for the shard's protocol inspector, and their payload bytes (copied: the
+    /// chunk goes back to the reader).
+    segments: Vec<InspectedSegment>,
+    payloads: Vec<u8>,
 }
 
 enum Output {
     Flows(RecordBatch),
     Dns(Vec<DnsRow>),
     Arp(Vec<ArpRow>),
+    Sessions(Vec<SessionEvent>),
     DecodeDone(DecodeStats),
     ShardDone {
         stats: FlowStats,
         netflow: NetflowStats,
+        inspect: InspectStats,
         flows: u64,
     },
 }
@@ -161,7 +178,7 @@ pub fn run(
         for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
             let recycle_tx = recycle_tx.clone();
-            let ports = &config.netflow_ports;
+            let ports = (&config.netflow_ports[..], &config.inspect);
             spawn_named(s, format!("decode-{i}"), move || {
                 decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports)
             });
@@ -169,9 +186,9 @@ pub fn run(
         drop(recycle_tx);
         drop(shard_txs);
         for (i, rx) in shard_rxs.into_iter().enumerate() {
-            let out_tx = out_tx.clone();
+            let (out_tx, inspect) = (out_tx.clone(), config.inspect.clone());
             spawn_named(s, format!("shard-{i}"), move || {
-                flow_shard(rx, shard_config, out_tx)
+                flow_shard(rx, shard_config, inspect, out_tx)
             });
         }
         drop(out_tx);
@@ -291,7 +308,7 @@ fn decode_worker(
     shard_txs: Vec<Sender<ShardMsg>>,
     out_tx: Sender<Output>,
     recycle: Sender<Chunk>,
-    netflow_ports: &[u16],
+    (netflow_ports, inspect): (&[u16], &InspectConfig),
 ) {
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
@@ -301,6 +318,8 @@ fn decode_worker(
             .map(|_| Vec::with_capacity(per_shard))
             .collect();
         let mut exports: Vec<Vec<ExportPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
+        let mut inspected: Vec<(Vec<InspectedSegment>, Vec<u8>)> =
+            (0..n_shards).map(|_| Default::default()).collect();
         let (mut dns_rows, mut arp_rows) = (Vec::new(), Vec::new());
         let mut ahead = job.chunk.iter();
         for (i, (meta, data)) in job.chunk.iter().enumerate() {
@@ -329,7 +348,15 @@ fn decode_worker(
                     if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
                         dns_rows.push(row);
                     }
-                    parts[shard_of(&packet, n_shards)].push(TimedPacket {
+                    let shard = shard_of(&packet, n_shards);
+                    if let Some(payload) = inspected_payload(&packet, data, inspect) {
+                        let (segments, bytes) = &mut inspected[shard];
+                        let start = bytes.len();
+                        bytes.extend_from_slice(payload);
+                        let (packet, end) = (parts[shard].len(), bytes.len());
+                        segments.push(InspectedSegment { packet, start, end });
+                    }
+                    parts[shard].push(TimedPacket {
                         ts_ns: meta.ts_ns,
                         idx,
                         packet,
@@ -352,12 +379,15 @@ fn decode_worker(
         stats.arp_packets += arp_rows.len() as u64;
         // A full recycle queue just means the reader has enough buffers.
         let _ = recycle.try_send(job.chunk);
-        for ((tx, packets), exports) in shard_txs.iter().zip(parts).zip(exports) {
+        let per_shard = parts.into_iter().zip(exports).zip(inspected);
+        for (tx, ((packets, exports), (segments, payloads))) in shard_txs.iter().zip(per_shard) {
             let msg = ShardMsg {
                 seq: job.seq,
                 watermark: job.watermark,
                 packets,
                 exports,
+                segments,
+                payloads,
             };
             if tx.send(msg).is_err() {
                 return;
@@ -383,6 +413,49 @@ fn netflow_payload<'a>(p: &PacketSummary, data: &'a [u8], ports: &[u16]) -> Opti
     let start = p.payload_offset as usize;
     data.get(start..start + p.payload_captured as usize)
         .filter(|payload| !payload.is_empty())
+}
+
+/// The payload of a TCP segment the protocol inspector reads: on an inspected port, not
+/// a fragment, and carrying data or ending the session (FIN, RST).
+fn inspected_payload<'a>(
+    p: &PacketSummary,
+    data: &'a [u8],
+    inspect: &InspectConfig,
+) -> Option<&'a [u8]> {
+    const TCP: u8 = 6;
+    const FIN_OR_RST: u8 = 0x05;
+    if p.proto != TCP || !p.has_ports || p.fragment.is_some() {
+        return None;
+    }
+    if !inspect.wants(p.src_port, p.dst_port) {
+        return None;
+    }
+    let start = p.payload_offset as usize;
+    let payload = data.get(start..start + p.payload_captured as usize)?;
+    (!payload.is_empty() || p.tcp_flags & FIN_OR_RST != 0).then_some(payload)
+}
+
+/// Feeds a message's inspected segments to the shard's inspector.
+fn inspect_segments(msg: &ShardMsg, inspector: &mut Inspector, out: &mut Vec<SessionEvent>) {
+    for s in &msg.segments {
+        let TimedPacket {
+            ts_ns,
+            idx,
+            packet: p,
+        } = &msg.packets[s.packet];
+        let segment = Segment {
+            ts_ns: *ts_ns,
+            packet: *idx,
+            src: p.src,
+            src_port: p.src_port,
+            dst: p.dst,
+            dst_port: p.dst_port,
+            seq: p.tcp_seq,
+            flags: p.tcp_flags,
+            payload: &msg.payloads[s.start..s.end],
+        };
+        inspector.observe(&segment, out);
+    }
 }
 
 /// Parses DNS carried on port 53 (UDP, or one length-prefixed message per TCP segment).
@@ -434,8 +507,15 @@ fn dns_row(
     })
 }
 
-fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>) {
+fn flow_shard(
+    rx: Receiver<ShardMsg>,
+    config: FlowConfig,
+    inspect: InspectConfig,
+    out_tx: Sender<Output>,
+) {
     let mut table = FlowTable::new(config);
+    let mut inspector = Inspector::new(inspect);
+    let mut sessions = Vec::new();
     let mut netflow = NetflowDecoder::default();
     let mut exported = Vec::new();
     let mut pending: BTreeMap<u64, ShardMsg> = BTreeMap::new();
@@ -466,6 +546,7 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
         while let Some(msg) = pending.remove(&next_seq) {
             next_seq += 1;
             table.observe_all(&msg.packets, &mut done);
+            inspect_segments(&msg, &mut inspector, &mut sessions);
             for export in &msg.exports {
                 netflow.decode(
                     export.exporter,
@@ -481,18 +562,28 @@ fn flow_shard(rx: Receiver<ShardMsg>, config: FlowConfig, out_tx: Sender<Output>
                 .saturating_sub(*last_sweep.get_or_insert(msg.watermark));
             if since >= SWEEP_INTERVAL_NS {
                 table.expire(msg.watermark, &mut done);
+                inspector.expire(msg.watermark, &mut sessions);
                 last_sweep = Some(msg.watermark);
             }
             if !emit(&mut done.drain(..), false) {
                 return;
             }
+            let found = std::mem::take(&mut sessions);
+            if !found.is_empty() && out_tx.send(Output::Sessions(found)).is_err() {
+                return;
+            }
         }
     }
     netflow.finish();
+    inspector.finish(&mut sessions);
+    if !sessions.is_empty() && out_tx.send(Output::Sessions(sessions)).is_err() {
+        return;
+    }
     if emit(&mut table.flush(), true) {
         let _ = out_tx.send(Output::ShardDone {
             stats: table.stats(),
             netflow: netflow.stats(),
+            inspect: inspector.stats(),
             flows: n_flows,
         });
     }
@@ -514,6 +605,10 @@ fn write_outputs(
         TableWriter::<DnsBatchBuilder>::with_sink(sink("dns", DnsBatchBuilder::schema())?);
     let mut arp =
         TableWriter::<ArpBatchBuilder>::with_sink(sink("arp", ArpBatchBuilder::schema())?);
+    let mut sessions = TableWriter::<SessionBatchBuilder>::with_sink(sink(
+        "sessions",
+        SessionBatchBuilder::schema(),
+    )?);
     let mut summary = RunSummary::default();
     let (mut n_decoders_done, mut n_shards_done) = (0, 0);
     for msg in rx {
@@ -521,6 +616,7 @@ fn write_outputs(
             Output::Flows(batch) => flows.write(&batch)?,
             Output::Dns(rows) => rows.iter().try_for_each(|r| dns.push(r))?,
             Output::Arp(rows) => rows.iter().try_for_each(|r| arp.push(r))?,
+            Output::Sessions(rows) => rows.iter().try_for_each(|r| sessions.push(r))?,
             Output::DecodeDone(stats) => {
                 summary.decode.merge(&stats);
                 n_decoders_done += 1;
@@ -528,10 +624,12 @@ fn write_outputs(
             Output::ShardDone {
                 stats,
                 netflow,
+                inspect,
                 flows,
             } => {
                 summary.flow.merge(&stats);
                 summary.netflow.merge(&netflow);
+                summary.inspect.merge(&inspect);
                 summary.flows += flows;
                 n_shards_done += 1;
             }
@@ -543,14 +641,20 @@ fn write_outputs(
         n_decoders_done == n_workers && n_shards_done == n_workers,
         "internal error: a pipeline worker stopped early; no output written"
     );
-    // The three files end together: one file's footer and fsync overlap the others'
-    // last encoding instead of following it on an otherwise idle core.
-    let (flows_done, (dns_done, arp_done)) = rayon::join(
+    // The files end together: one file's footer and fsync overlap the others' last
+    // encoding instead of following it on an otherwise idle core.
+    let (flows_done, ((dns_done, arp_done), sessions_done)) = rayon::join(
         || flows.finish(),
-        || rayon::join(|| dns.finish(), || arp.finish()),
+        || {
+            rayon::join(
+                || rayon::join(|| dns.finish(), || arp.finish()),
+                || sessions.finish(),
+            )
+        },
     );
     flows_done?;
     summary.dns_records = dns_done?;
     summary.arp_records = arp_done?;
+    summary.session_records = sessions_done?;
     Ok(summary)
 }

@@ -113,6 +113,10 @@ pub struct RunSummary {
     pub dns_records: u64,
     /// Rows in `arp.parquet`.
     pub arp_records: u64,
+    /// Rows in `sessions.parquet`.
+    pub session_records: u64,
+    /// Protocol inspection counters, summed over shards.
+    pub inspect: wormsign_inspect::InspectStats,
     /// Damaged or unreadable inputs.
     pub warnings: Vec<Warning>,
     /// Wall time of the run.
@@ -166,6 +170,13 @@ impl RunSummary {
             "dns_records": self.dns_records,
             "dns_parse_errors": self.decode.dns_errors,
             "arp_records": self.arp_records,
+            "session_records": self.session_records,
+            "inspect": json!({
+                "sessions": self.inspect.streams,
+                "sessions_refused": self.inspect.streams_refused,
+                "sessions_truncated": self.inspect.streams_truncated,
+                "gaps": self.inspect.gaps,
+            }),
             "netflow": netflow_json(&self.netflow),
             "warnings": self.warnings.iter().map(|w| json!({
                 "input": w.input, "offset": w.offset, "message": w.message,
@@ -204,6 +215,14 @@ impl RunSummary {
             "  ip packets {}, truncated {}, fragments {} (unmatched {})",
             d.ip_packets, d.truncated, self.flow.fragments, self.flow.fragments_unmatched
         );
+        let i = &self.inspect;
+        if i.streams > 0 {
+            let _ = writeln!(
+                s,
+                "  smb/tds/rdp sessions read {} (refused at the cap {}, cut at the byte bound {}), sequence gaps {}, session facts {}",
+                i.streams, i.streams_refused, i.streams_truncated, i.gaps, self.session_records
+            );
+        }
         let nf = &self.netflow;
         if nf.packets > 0 || nf.malformed > 0 || nf.unknown_version > 0 {
             let _ = writeln!(

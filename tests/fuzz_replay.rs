@@ -52,7 +52,7 @@ fn replay_bounded(path: &Path, data: Vec<u8>, run: fn(&[u8]) -> String) -> Strin
 
 /// The hand-made hostile inputs (`hostile_*`, one per bound the invariants promise) and
 /// what replaying each must give.
-const HOSTILE: [(&str, &str, &str); 4] = [
+const HOSTILE: [(&str, &str, &str); 5] = [
     // An EPB claiming ~4 GiB: an error, no record, no 4 GiB buffer.
     ("capture", "hostile_pcapng_block_length_4gib", "(0, true)"),
     // 200 stacked VLAN tags (the walk stops at 16): not decoded as IP, no flow.
@@ -61,16 +61,20 @@ const HOSTILE: [(&str, &str, &str); 4] = [
     ("dns", "hostile_name_pointer_loop", "(None, None)"),
     // A v9 template claiming 65535 fields in a 16-byte body: rejected, no record.
     ("netflow", "hostile_v9_template_65535_fields", "[]"),
+    // An SMB message claiming 16 MiB, then 300 segments each beyond a hole: counted off
+    // and given up as gaps, nothing read as SMB.
+    ("inspect", "hostile_smb_16mib_message_and_300_holes", "[]"),
 ];
 
 #[test]
 fn crash_reproducers_replay_quickly() {
     type Replay = fn(&[u8]) -> String;
-    let targets: [(&str, Replay); 4] = [
+    let targets: [(&str, Replay); 5] = [
         ("capture", |d| format!("{:?}", replay::capture(d))),
         ("decode", |d| format!("{:?}", replay::decode(d))),
         ("dns", |d| format!("{:?}", replay::dns(d))),
         ("netflow", |d| format!("{:?}", replay::netflow(d))),
+        ("inspect", |d| format!("{:?}", replay::inspect(d))),
     ];
     for (target, run) in targets {
         let inputs = files(&format!("tests/fuzz-regressions/{target}"));
@@ -151,3 +155,43 @@ fn netflow_seeds_give_one_record_from_the_first_exporter() {
     }
 }
 
+#[test]
+fn inspect_seeds_give_their_protocol_facts() {
+    // Real sessions from the shared corpus (doublepulsar_backdoor_connect_win7's 445
+    // session and its NTLMSSP session to 139, rdp_proprietary_encryption's refused TLS
+    // request) and a hand-made TDS exchange; what tshark shows of each.
+    let want: [(&str, &[(&str, &str)]); 4] = [
+        ("rdp_cookie_negotiation", &[("rdp_negotiation", "failure")]),
+        (
+            "smb1_doublepulsar_ping_implant_present",
+            &[
+                ("dialect", "success"),
+                ("login", "success"),
+                ("tree_connect", "success"),
+                ("doublepulsar", "present"),
+            ],
+        ),
+        (
+            "smb_ntlmssp_login_then_ipc",
+            &[
+                ("dialect", "success"),
+                ("login", "success"),
+                ("tree_connect", "success"),
+            ],
+        ),
+        (
+            "tds_login_failed_then_loginack",
+            &[("login", "failure"), ("login", "success")],
+        ),
+    ];
+    let seeds = seeds("inspect");
+    assert_eq!(seeds.len(), want.len());
+    for (path, data) in seeds {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (_, facts) = want
+            .iter()
+            .find(|w| w.0 == name)
+            .expect("a seed with known facts");
+        assert_eq!(replay::inspect(&data), facts.to_vec(), "{name}");
+    }
+}

@@ -4,10 +4,12 @@ use std::ffi::OsString;
 
 use crate::common::{self, Row};
 
-fn tables(inputs: &[OsString], threads: &str) -> [Vec<Row>; 3] {
+fn tables(inputs: &[OsString], threads: &str) -> [Vec<Row>; 4] {
     let run = common::wormsign(inputs, &["--threads", threads]);
     run.assert_ok(&format!("--threads {threads}"));
-    [run.flows(), run.dns(), run.arp()]
+    // Sessions sort by `packet`; facts of one packet keep their (per-session) order.
+    let sessions = common::read_table(&run.out().join("sessions.parquet"), "packet");
+    [run.flows(), run.dns(), run.arp(), sessions]
 }
 
 fn assert_same_for_all_thread_counts(what: &str, inputs: &[OsString]) {
@@ -15,7 +17,8 @@ fn assert_same_for_all_thread_counts(what: &str, inputs: &[OsString]) {
     assert!(!base[0].is_empty(), "{what}: no flows");
     for threads in ["2", "8"] {
         let other = tables(inputs, threads);
-        for (name, (a, b)) in ["flows", "dns", "arp"].iter().zip(base.iter().zip(&other)) {
+        let names = ["flows", "dns", "arp", "sessions"];
+        for (name, (a, b)) in names.iter().zip(base.iter().zip(&other)) {
             assert_eq!(
                 a.len(),
                 b.len(),
@@ -29,12 +32,17 @@ fn assert_same_for_all_thread_counts(what: &str, inputs: &[OsString]) {
 }
 
 /// A large SMB capture, and a fragment-heavy one (fragments of one datagram must meet
-/// on one shard), each with 1, 2 and 8 threads: all rows of all three tables equal.
+/// on one shard), each with 1, 2 and 8 threads: all rows of all four tables equal.
 #[test]
 fn same_rows_for_1_2_8_threads() {
     let Some(_) = common::captures() else {
         return;
     };
+    let wannacry = tables(&[common::capture("smb/wannacry_lateral.pcap").into()], "2");
+    assert!(
+        wannacry[3].len() > 100,
+        "the WannaCry trace yields session facts"
+    );
     for file in [
         "smb/wannacry_lateral.pcap",
         "ip/ipv4_frag_spray_af_confusion.pcap",

@@ -15,6 +15,7 @@ mod interrupt;
 mod linktypes;
 mod netflow;
 mod partition;
+mod protocol;
 mod real_captures;
 mod synth;
 mod synth_netflow;

@@ -84,6 +84,12 @@ pub fn alert_schema() -> SchemaRef {
                     "the alert marks src_ip as infected",
                 ),
                 field("evidence", DataType::Utf8, false, "short evidence text"),
+                field(
+                    "basis",
+                    dict(),
+                    false,
+                    "protocol (what the sessions said) or flow (flow shapes only)",
+                ),
             ]))
         })
         .clone()
@@ -132,6 +138,18 @@ pub fn propagation_schema() -> SchemaRef {
                     "the child's infection time",
                 ),
                 field("vector", dict(), false, "how the child was infected"),
+                field(
+                    "seen",
+                    DataType::Utf8,
+                    false,
+                    "what was seen, e.g. EternalBlue exploit, then the DoublePulsar implant answered",
+                ),
+                field(
+                    "basis",
+                    dict(),
+                    false,
+                    "protocol (the delivering session) or flow (flow timing)",
+                ),
                 field("confidence", DataType::Float32, false, "0..1"),
                 field(
                     "evidence_flows",
@@ -173,6 +191,7 @@ pub struct AlertBatchBuilder {
     failed_ratio: Float64Builder,
     flags: [BooleanBuilder; 2],
     evidence: StringBuilder,
+    basis: DictBuilder,
 }
 
 impl RowBuilder for AlertBatchBuilder {
@@ -202,6 +221,7 @@ impl RowBuilder for AlertBatchBuilder {
         self.flags[0].append_value(r.allowlisted);
         self.flags[1].append_value(r.infection_sign);
         self.evidence.append_value(&r.evidence);
+        self.basis.append_value(r.basis.as_str());
     }
 
     fn len(&self) -> usize {
@@ -230,6 +250,7 @@ impl RowBuilder for AlertBatchBuilder {
                 .map(|b| Arc::new(b.finish()) as ArrayRef),
         );
         columns.push(Arc::new(self.evidence.finish()));
+        columns.push(Arc::new(self.basis.finish()));
         batch(alert_schema(), columns)
     }
 }
@@ -287,6 +308,8 @@ pub struct PropagationBatchBuilder {
     child: StringBuilder,
     infected_at: TimestampMicrosecondBuilder,
     vector: DictBuilder,
+    seen: StringBuilder,
+    basis: DictBuilder,
     confidence: Float32Builder,
     evidence_flows: ListBuilder<Int64Builder>,
 }
@@ -303,6 +326,8 @@ impl RowBuilder for PropagationBatchBuilder {
         append_ip(&mut self.child, r.child);
         self.infected_at.append_value(micros(r.infected_at_ns));
         self.vector.append_value(&r.vector);
+        self.seen.append_value(&r.seen);
+        self.basis.append_value(r.basis.as_str());
         self.confidence.append_value(r.confidence);
         for &f in &r.evidence_flows {
             self.evidence_flows.values().append_value(i64_of(f));
@@ -320,6 +345,8 @@ impl RowBuilder for PropagationBatchBuilder {
             Arc::new(self.child.finish()),
             ts_array(&mut self.infected_at),
             Arc::new(self.vector.finish()),
+            Arc::new(self.seen.finish()),
+            Arc::new(self.basis.finish()),
             Arc::new(self.confidence.finish()),
             Arc::new(self.evidence_flows.finish()),
         ];
@@ -352,6 +379,7 @@ mod tests {
             allowlisted: false,
             infection_sign: true,
             evidence: "x".into(),
+            basis: wormsign_detect::Basis::Flow,
         });
         let b = a.finish();
         assert_eq!(b.num_rows(), 1);
@@ -375,6 +403,8 @@ mod tests {
             child: "10.0.0.2".parse().unwrap(),
             infected_at_ns: 5,
             vector: "eternalblue_smb".into(),
+            seen: "EternalBlue exploit, then the DoublePulsar implant answered".into(),
+            basis: wormsign_detect::Basis::Protocol,
             confidence: 0.9,
             evidence_flows: vec![3, 1],
         });

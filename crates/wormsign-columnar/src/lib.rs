@@ -27,6 +27,7 @@ mod detect_tables;
 mod partition;
 mod row_group;
 mod schema;
+mod sessions;
 mod sink;
 
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ pub use detect_tables::{
 };
 pub use partition::{table_files, PartitionedSink, Partitioning};
 pub use schema::{arp_schema, dns_schema, flow_schema};
+pub use sessions::{session_schema, SessionBatchBuilder};
 pub use sink::{ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};
 
 /// Errors writing tables.

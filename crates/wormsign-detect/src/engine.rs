@@ -9,8 +9,10 @@ use wormsign_flow::{ConnState, FlowRecord, FlowSource};
 use crate::config::DetectConfig;
 use crate::distinct::CappedSet;
 use crate::model::{
-    Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
+    Alert, ArpEvent, Basis, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
 };
+use crate::protocol::{self, Delivery};
+use wormsign_inspect::SessionEvent;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -77,7 +79,7 @@ pub fn is_completed(f: &FlowRecord) -> bool {
 
 /// Sliding count of events within a window, keeping at most `need` timestamps: true once
 /// `need` events fall within `window`.
-fn window_hit(q: &mut VecDeque<i64>, ts: i64, need: usize, window: i64) -> bool {
+pub(crate) fn window_hit(q: &mut VecDeque<i64>, ts: i64, need: usize, window: i64) -> bool {
     q.push_back(ts);
     while q.len() > need.max(1) {
         q.pop_front();
@@ -245,24 +247,25 @@ fn secs(ns: i64) -> f64 {
 }
 
 /// What a rule found, before the allowlist and tier policy of [`alert`] apply.
-struct Finding<'s> {
-    rule: Rule,
-    tier: Tier,
-    src: IpAddr,
-    dst: Option<IpAddr>,
-    service: &'s str,
-    first: i64,
-    last: i64,
-    detected: i64,
-    attempts: u64,
-    distinct: u64,
-    failed_ratio: f64,
+pub(crate) struct Finding<'s> {
+    pub rule: Rule,
+    pub tier: Tier,
+    pub src: IpAddr,
+    pub dst: Option<IpAddr>,
+    pub service: &'s str,
+    pub first: i64,
+    pub last: i64,
+    pub detected: i64,
+    pub attempts: u64,
+    pub distinct: u64,
+    pub failed_ratio: f64,
     /// Worm behaviour: an infection sign when the source is internal and not allowlisted.
-    worm: bool,
-    evidence: String,
+    pub worm: bool,
+    pub evidence: String,
 }
 
-fn alert(c: &DetectConfig, f: Finding) -> Alert {
+/// The alert of a flow-shape finding (protocol rules set their own [`Basis`]).
+pub(crate) fn alert(c: &DetectConfig, f: Finding) -> Alert {
     let Finding {
         rule,
         tier,
@@ -303,6 +306,7 @@ fn alert(c: &DetectConfig, f: Finding) -> Alert {
         allowlisted,
         infection_sign: worm && !allowlisted && c.is_internal(src),
         evidence,
+        basis: Basis::Flow,
     }
 }
 
@@ -337,7 +341,8 @@ pub struct FlowFilter<'a> {
 impl FlowFilter<'_> {
     /// Whether a flow of IP protocol `proto` to port `resp_port` of the address
     /// `resp_addr` returns is usable. The address is asked for only when the port does
-    /// not decide, so a caller reading stored flows parses it only then.
+    /// not decide and some honeypot or C&C address is known, so a caller reading stored
+    /// flows parses it only then.
     pub fn wants(
         &self,
         proto: u8,
@@ -379,6 +384,8 @@ pub struct Detector<'a> {
     c: &'a DetectConfig,
     dns: Vec<&'a DnsEvent>,
     arp: Vec<&'a ArpEvent>,
+    /// Protocol facts of the run's sessions, sorted.
+    session_events: Vec<&'a SessionEvent>,
     stats: DetectStats,
     cnc_ips: HashMap<IpAddr, String>,
     honeypots: HashSet<IpAddr>,
@@ -422,6 +429,7 @@ impl<'a> Detector<'a> {
             cnc_ips,
             dns,
             arp,
+            session_events: Vec::new(),
             honeypots: c.honeypots.iter().copied().collect(),
             ln_fail: ((1.0 - c.trw.theta1) / (1.0 - c.trw.theta0)).ln(),
             ln_succ: (c.trw.theta1 / c.trw.theta0).ln(),
@@ -436,6 +444,16 @@ impl<'a> Detector<'a> {
             exposed: HashMap::new(),
             sessions: Vec::new(),
         }
+    }
+
+    /// Adds the protocol facts of the run's sessions (`sessions.parquet`): exploit and
+    /// implant alerts, brute force counted in logins, and the sessions that delivered an
+    /// infection. Without them every rule reads flow shapes only.
+    pub fn with_sessions(mut self, sessions: &'a [SessionEvent]) -> Self {
+        self.session_events = sessions.iter().collect();
+        self.session_events.sort();
+        self.stats.session_events = self.session_events.len() as u64;
+        self
     }
 
     /// Takes one flow.
@@ -706,6 +724,7 @@ impl<'a> Detector<'a> {
             c,
             dns,
             arp,
+            session_events,
             mut stats,
             trw,
             fan,
@@ -718,7 +737,8 @@ impl<'a> Detector<'a> {
             ..
         } = self;
         let cap = c.max_tracked.max(1);
-        let mut alerts = Vec::new();
+        let found = protocol::run(c, &session_events);
+        let mut alerts = found.alerts;
 
         // ---- Alerts from flow state.
         // First evidence of the behaviour each threshold alert detected, when it is later
@@ -829,6 +849,13 @@ impl<'a> Detector<'a> {
             let Some(at) = b.detected else {
                 continue;
             };
+            // Where the protocol shows the logins, they decide (see `protocol`).
+            if found
+                .login_pairs
+                .contains(&(src, dst, c.services[svc].name.clone()))
+            {
+                continue;
+            }
             evidence.insert(
                 (
                     Rule::BruteForce,
@@ -1052,7 +1079,12 @@ impl<'a> Detector<'a> {
         }
 
         sessions.sort_unstable_by_key(|s| (s.ts, s.first_packet, s.src, s.dst, s.svc));
-        let (edges, hosts) = build_graph(c, &sessions, &alerts, &evidence, &brute_success);
+        let flow_evidence = FlowEvidence {
+            sessions: &sessions,
+            evidence: &evidence,
+            brute_success: &brute_success,
+        };
+        let (edges, hosts) = build_graph(c, &flow_evidence, &alerts, &found.deliveries);
         Detection {
             alerts,
             edges,
@@ -1099,21 +1131,46 @@ fn capped_entry<'m, K: std::hash::Hash + Eq, V: Default>(
     Some(map.entry(key).or_default())
 }
 
+/// What the flow rules leave for the propagation graph.
+struct FlowEvidence<'e> {
+    /// Worm-service sessions that did not fail, in (ts, first_packet) order.
+    sessions: &'e [Session],
+    /// First evidence of each threshold alert's behaviour.
+    evidence: &'e HashMap<EvidenceKey, i64>,
+    /// (source, destination, first_packet) of sessions that ended a brute-force run.
+    brute_success: &'e HashSet<(IpAddr, IpAddr, u64)>,
+}
+
+/// A child's candidate parent from flow timing: its sessions on a worm service after the
+/// parent's infection and before the child's.
+struct FlowCandidate {
+    /// First completed session: (ts_first, first_packet, service).
+    first: (i64, u64, usize),
+    /// First brute-force success session, same layout.
+    delivered: Option<(i64, u64, usize)>,
+    /// `first_packet` of every supporting session.
+    flows: Vec<u64>,
+}
+
 /// Infection times, parents, generations and host roles.
+///
+/// A parent is chosen from the protocol first: the delivering session (the exploit the
+/// implant then answered, or a successful login after guessing) names it, and its time
+/// is the infection time. Flow timing decides only where the protocol shows nothing.
 fn build_graph(
     c: &DetectConfig,
-    sessions: &[Session],
+    flows: &FlowEvidence<'_>,
     alerts: &[Alert],
-    evidence: &HashMap<EvidenceKey, i64>,
-    brute_success: &HashSet<(IpAddr, IpAddr, u64)>,
+    deliveries: &[Delivery],
 ) -> (Vec<Edge>, Vec<HostRow>) {
-    // Two times per infected host: when its worm behaviour was first seen (the first
-    // evidence of the behaviour a rule then detected), which orders the graph and bounds
-    // parents, and when a rule first detected it (first_malicious_at, time to detect).
+    // Two times per infected host: when its infection or worm behaviour was first seen,
+    // which orders the graph and bounds parents, and when a rule first detected it
+    // (first_malicious_at, time to detect).
     let mut infected_at: HashMap<IpAddr, i64> = HashMap::new();
     let mut detected_at: HashMap<IpAddr, i64> = HashMap::new();
     for a in alerts.iter().filter(|a| a.infection_sign) {
-        let ev = evidence
+        let ev = flows
+            .evidence
             .get(&(a.rule, a.src, a.dst, a.service.clone()))
             .copied()
             .unwrap_or(a.first_seen_ns)
@@ -1123,6 +1180,12 @@ fn build_graph(
         let d = detected_at.entry(a.src).or_insert(a.detected_ns);
         *d = (*d).min(a.detected_ns);
     }
+    // An exploit the implant then answered infected its target when it was sent.
+    for d in deliveries.iter().filter(|d| d.confirmed) {
+        if let Some(t) = infected_at.get_mut(&d.child) {
+            *t = (*t).min(d.ts);
+        }
+    }
     let brute_pairs: HashSet<(IpAddr, IpAddr, &str)> = alerts
         .iter()
         .filter(|a| a.rule == Rule::BruteForce)
@@ -1130,122 +1193,63 @@ fn build_graph(
         .collect();
     let attackers: HashSet<IpAddr> = alerts
         .iter()
-        .filter(|a| !a.allowlisted && a.rule != Rule::ExposedService)
+        .filter(|a| !a.allowlisted && a.rule != Rule::ExposedService && a.rule != Rule::Implant)
         .map(|a| a.src)
         .collect();
+    let (cands, mut targets) = flow_candidates(c, flows, &infected_at, &attackers, &brute_pairs);
+    targets.extend(
+        alerts
+            .iter()
+            .filter(|a| a.rule == Rule::Exploit)
+            .filter_map(|a| a.dst.filter(|&d| c.is_internal(d))),
+    );
 
-    // Candidate parents: per child, per parent, the successful sessions on a worm service
-    // after the parent's infection and before the child's. The infection is the first
-    // such session that delivered: the session that ended a brute-force run successfully
-    // when there is one, else the first completed session. Later sessions before the child
-    // shows behaviour are re-exploitations (a fast worm's siblings hit the just-infected
-    // host again before it starts scanning), not the infection.
-    struct Cand {
-        /// First completed session: (ts_first, first_packet, service).
-        first: (i64, u64, usize),
-        /// First brute-force success session, same layout.
-        delivered: Option<(i64, u64, usize)>,
-        /// `first_packet` of every supporting session.
-        flows: Vec<u64>,
-    }
-    let mut cands: HashMap<IpAddr, HashMap<IpAddr, Cand>> = HashMap::new();
-    let mut targets: HashSet<IpAddr> = HashSet::new();
-    for f in sessions {
-        let (p, child, svc) = (f.src, f.dst, f.svc);
-        let p_bad =
-            infected_at.contains_key(&p) || (attackers.contains(&p) && !c.is_allowlisted(p));
-        if p_bad && c.is_internal(child) {
-            targets.insert(child);
-        }
-        let Some(&tc) = infected_at.get(&child) else {
-            continue;
-        };
-        if f.ts > tc || !f.completed {
-            continue;
-        }
-        // The parent must itself have been infected (first evidence) by the time of the
-        // session, or be an outside attacker.
-        let p_ok = match infected_at.get(&p) {
-            Some(&tp) => tp <= f.ts && tp < tc,
-            None => !c.is_internal(p),
-        };
-        if !p_ok {
-            continue;
-        }
-        // Sessions are in (ts, first_packet) order: the first seen is the earliest.
-        let key = (f.ts, f.first_packet, svc);
-        let e = cands.entry(child).or_default().entry(p).or_insert(Cand {
-            first: key,
-            delivered: None,
-            flows: Vec::new(),
-        });
-        // Only runs the brute-force rule flagged count: one short session followed by a
-        // long one is ordinary use, not a guessed password.
-        if e.delivered.is_none()
-            && brute_success.contains(&(p, child, f.first_packet))
-            && brute_pairs.contains(&(p, child, c.services[svc].name.as_str()))
-        {
-            e.delivered = Some(key);
-        }
-        e.flows.push(f.first_packet);
-    }
-
-    // Infected hosts in infection order (first evidence), so parents get their generation
-    // first.
+    // Infected hosts in infection order; each takes the parent the protocol names, else
+    // the one flow timing suggests. A parent must have been infected by the session's
+    // time and must not descend from the child, so the graph has no cycles.
     let mut order: Vec<(i64, IpAddr)> = infected_at.iter().map(|(&ip, &t)| (t, ip)).collect();
     order.sort();
-    let mut edges = Vec::new();
+    let mut edges: Vec<Edge> = Vec::new();
     let mut parent_of: HashMap<IpAddr, IpAddr> = HashMap::new();
-    let mut generation: HashMap<IpAddr, u32> = HashMap::new();
     for &(tc, child) in &order {
-        let best = cands.get(&child).and_then(|m| {
-            m.iter()
-                .filter_map(|(&p, e)| Some((e.delivered?, p, e)))
-                .min_by_key(|&(k, p, _)| (k, p))
-                .or_else(|| {
-                    m.iter()
-                        .map(|(&p, e)| (e.first, p, e))
-                        .min_by_key(|&(k, p, _)| (k, p))
-                })
-        });
-        let gen = match best {
-            Some(((ts, pkt, svc), p, e)) => {
-                let svc = &c.services[svc];
-                let brute = brute_pairs.contains(&(p, child, svc.name.as_str()));
-                let mut conf = 0.5f32;
-                if brute {
-                    conf += 0.2;
+        let descends = |p: IpAddr, parent_of: &HashMap<IpAddr, IpAddr>| {
+            let mut at = p;
+            // A chain is at most as long as the hosts in it.
+            for _ in 0..=parent_of.len() {
+                if at == child {
+                    return true;
                 }
-                if infected_at.contains_key(&p) || attackers.contains(&p) {
-                    conf += 0.2;
+                match parent_of.get(&at) {
+                    Some(&up) => at = up,
+                    None => return false,
                 }
-                if tc - ts <= 60_000_000_000 {
-                    conf += 0.1;
-                }
-                let mut ev = e.flows.clone();
-                ev.sort_unstable();
-                ev.retain(|&x| x != pkt);
-                ev.insert(0, pkt);
-                ev.truncate(8);
-                edges.push(Edge {
-                    parent: p,
-                    child,
-                    infected_at_ns: tc,
-                    vector: if brute {
-                        svc.bruteforce_vector.clone()
-                    } else {
-                        svc.vector.clone()
-                    },
-                    confidence: conf.min(1.0),
-                    evidence_flows: ev,
-                });
-                parent_of.insert(child, p);
-                generation.get(&p).map_or(0, |g| g + 1)
             }
-            None => 0,
+            true
         };
-        generation.insert(child, gen);
+        let eligible = |p: IpAddr, ts: i64| match infected_at.get(&p) {
+            Some(&tp) => tp <= ts && p != child && !descends(p, &parent_of),
+            None => !c.is_internal(p),
+        };
+        let delivered = deliveries
+            .iter()
+            .filter(|d| d.child == child && (d.confirmed || d.ts <= tc))
+            .filter(|d| eligible(d.parent, d.ts))
+            .min_by_key(|d| (!d.confirmed, d.ts, d.packet, d.parent));
+        let edge = match delivered {
+            Some(d) => Some(delivered_edge(d, cands.get(&child))),
+            None => cands
+                .get(&child)
+                .and_then(|m| flow_edge(c, child, tc, m, &infected_at, &attackers, &brute_pairs)),
+        };
+        if let Some(e) = edge {
+            parent_of.insert(child, e.parent);
+            edges.push(e);
+        }
     }
+    // A delivering session can precede the child's first behaviour: order by the edges'
+    // own infection times, as propagation.parquet documents.
+    edges.sort_by_key(|e| (e.infected_at_ns, e.child));
+    let generation = generations(&order, &parent_of);
 
     // Host rows.
     let mut ips: HashSet<IpAddr> = HashSet::new();
@@ -1310,6 +1314,186 @@ fn build_graph(
         .collect();
     hosts.sort_by_key(|h| (inf_key(h), h.ip));
     (edges, hosts)
+}
+
+/// Per infected child, per candidate parent, the flow sessions that could have infected
+/// it; and the hosts that infected hosts or attackers reached.
+fn flow_candidates(
+    c: &DetectConfig,
+    flows: &FlowEvidence<'_>,
+    infected_at: &HashMap<IpAddr, i64>,
+    attackers: &HashSet<IpAddr>,
+    brute_pairs: &HashSet<(IpAddr, IpAddr, &str)>,
+) -> (
+    HashMap<IpAddr, HashMap<IpAddr, FlowCandidate>>,
+    HashSet<IpAddr>,
+) {
+    let mut cands: HashMap<IpAddr, HashMap<IpAddr, FlowCandidate>> = HashMap::new();
+    let mut targets: HashSet<IpAddr> = HashSet::new();
+    for f in flows.sessions {
+        let (p, child, svc) = (f.src, f.dst, f.svc);
+        let p_bad =
+            infected_at.contains_key(&p) || (attackers.contains(&p) && !c.is_allowlisted(p));
+        if p_bad && c.is_internal(child) {
+            targets.insert(child);
+        }
+        let Some(&tc) = infected_at.get(&child) else {
+            continue;
+        };
+        if f.ts > tc || !f.completed {
+            continue;
+        }
+        // The parent must itself have been infected (first evidence) by the time of the
+        // session, or be an outside attacker.
+        let p_ok = match infected_at.get(&p) {
+            Some(&tp) => tp <= f.ts && tp < tc,
+            None => !c.is_internal(p),
+        };
+        if !p_ok {
+            continue;
+        }
+        // Sessions are in (ts, first_packet) order: the first seen is the earliest.
+        let key = (f.ts, f.first_packet, svc);
+        let e = cands
+            .entry(child)
+            .or_default()
+            .entry(p)
+            .or_insert(FlowCandidate {
+                first: key,
+                delivered: None,
+                flows: Vec::new(),
+            });
+        // Only runs the brute-force rule flagged count: one short session followed by a
+        // long one is ordinary use, not a guessed password.
+        if e.delivered.is_none()
+            && flows.brute_success.contains(&(p, child, f.first_packet))
+            && brute_pairs.contains(&(p, child, c.services[svc].name.as_str()))
+        {
+            e.delivered = Some(key);
+        }
+        e.flows.push(f.first_packet);
+    }
+    (cands, targets)
+}
+
+/// The edge of a session the protocol shows delivering the infection. Its evidence
+/// flows are the parent's sessions to the child, the one holding the delivering packet
+/// first.
+fn delivered_edge(d: &Delivery, cands: Option<&HashMap<IpAddr, FlowCandidate>>) -> Edge {
+    let mut ev: Vec<u64> = cands
+        .and_then(|m| m.get(&d.parent))
+        .map(|e| e.flows.clone())
+        .unwrap_or_default();
+    ev.sort_unstable();
+    if let Some(i) = ev.iter().rposition(|&f| f <= d.packet) {
+        let holding = ev.remove(i);
+        ev.insert(0, holding);
+    }
+    ev.truncate(8);
+    Edge {
+        parent: d.parent,
+        child: d.child,
+        infected_at_ns: d.ts,
+        vector: d.vector.clone(),
+        seen: d.seen.clone(),
+        basis: Basis::Protocol,
+        confidence: if d.confirmed { 0.95 } else { 0.85 },
+        evidence_flows: ev,
+    }
+}
+
+/// The edge flow timing suggests: the session that ended a brute-force run
+/// successfully when there is one, else the first completed session. Later sessions
+/// before the child shows behaviour are re-exploitations (a fast worm's siblings hit the
+/// just-infected host again before it starts scanning), not the infection.
+fn flow_edge(
+    c: &DetectConfig,
+    child: IpAddr,
+    tc: i64,
+    cands: &HashMap<IpAddr, FlowCandidate>,
+    infected_at: &HashMap<IpAddr, i64>,
+    attackers: &HashSet<IpAddr>,
+    brute_pairs: &HashSet<(IpAddr, IpAddr, &str)>,
+) -> Option<Edge> {
+    let ((ts, pkt, svc), p, e) = cands
+        .iter()
+        .filter_map(|(&p, e)| Some((e.delivered?, p, e)))
+        .min_by_key(|&(k, p, _)| (k, p))
+        .or_else(|| {
+            cands
+                .iter()
+                .map(|(&p, e)| (e.first, p, e))
+                .min_by_key(|&(k, p, _)| (k, p))
+        })?;
+    let svc = &c.services[svc];
+    let brute = brute_pairs.contains(&(p, child, svc.name.as_str()));
+    let mut conf = 0.5f32;
+    if brute {
+        conf += 0.2;
+    }
+    if infected_at.contains_key(&p) || attackers.contains(&p) {
+        conf += 0.2;
+    }
+    if tc - ts <= 60_000_000_000 {
+        conf += 0.1;
+    }
+    let mut ev = e.flows.clone();
+    ev.sort_unstable();
+    ev.retain(|&x| x != pkt);
+    ev.insert(0, pkt);
+    ev.truncate(8);
+    let seen = if brute {
+        format!(
+            "short {} sessions, then a long or large one (flow shapes)",
+            svc.name
+        )
+    } else {
+        format!(
+            "a completed {} session before the host's own worm behaviour (flow timing)",
+            svc.name
+        )
+    };
+    Some(Edge {
+        parent: p,
+        child,
+        infected_at_ns: tc,
+        vector: if brute {
+            svc.bruteforce_vector.clone()
+        } else {
+            svc.vector.clone()
+        },
+        seen,
+        basis: Basis::Flow,
+        confidence: conf.min(1.0),
+        evidence_flows: ev,
+    })
+}
+
+/// Each infected host's generation: 0 for a root, else its parent's plus one.
+fn generations(
+    order: &[(i64, IpAddr)],
+    parent_of: &HashMap<IpAddr, IpAddr>,
+) -> HashMap<IpAddr, u32> {
+    let mut generation: HashMap<IpAddr, u32> = HashMap::new();
+    for &(_, ip) in order {
+        let mut chain = vec![ip];
+        // The graph has no cycles (see `build_graph`), so this ends within the hosts.
+        while let Some(&up) = parent_of.get(chain.last().unwrap_or(&ip)) {
+            if generation.contains_key(&up) || chain.len() > parent_of.len() {
+                break;
+            }
+            chain.push(up);
+        }
+        let top = *chain.last().unwrap_or(&ip);
+        let base = parent_of
+            .get(&top)
+            .and_then(|p| generation.get(p))
+            .map_or(0, |g| g + 1);
+        for (g, &h) in (base..).zip(chain.iter().rev()) {
+            generation.insert(h, g);
+        }
+    }
+    generation
 }
 
 fn inf_key(h: &HostRow) -> (u8, i64) {

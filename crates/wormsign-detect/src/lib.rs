@@ -79,6 +79,7 @@ mod config;
 mod distinct;
 mod engine;
 mod model;
+mod protocol;
 mod report;
 mod rules_file;
 mod score;
@@ -88,10 +89,11 @@ pub use config::{
 };
 pub use engine::{detect, is_completed, is_failed, Detector, FlowFilter};
 pub use model::{
-    Alert, ArpEvent, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
+    Alert, ArpEvent, Basis, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
 };
 pub use report::{format_ts, render_report};
 pub use rules_file::RulesError;
 pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
+pub use wormsign_inspect::SessionEvent;

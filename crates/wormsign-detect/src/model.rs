@@ -56,6 +56,10 @@ pub enum Rule {
     Honeypot,
     /// Completed inbound sessions from outside to an internal RDP/SMB/MSSQL server.
     ExposedService,
+    /// MS17-010 exploit or DoublePulsar messages from one host to another (protocol).
+    Exploit,
+    /// A DoublePulsar implant answered on this host (protocol): it is infected.
+    Implant,
 }
 
 impl Rule {
@@ -71,6 +75,8 @@ impl Rule {
             Rule::CncIp => "cnc_ip",
             Rule::Honeypot => "honeypot",
             Rule::ExposedService => "exposed_service",
+            Rule::Exploit => "exploit",
+            Rule::Implant => "implant",
         }
     }
 
@@ -85,6 +91,26 @@ impl Rule {
     /// C&C evidence.
     pub fn is_cnc(self) -> bool {
         matches!(self, Rule::CncDns | Rule::CncIp)
+    }
+}
+
+/// What an alert rests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Basis {
+    /// What the sessions said: logins and their status, exploit messages, implant replies.
+    Protocol,
+    /// Flow shapes only (sizes, durations, connection states): the protocol was opaque
+    /// (TLS, cut by snaplen, NetFlow) or the rule has no protocol to read (scans, DNS).
+    Flow,
+}
+
+impl Basis {
+    /// Name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Protocol => "protocol",
+            Basis::Flow => "flow",
+        }
     }
 }
 
@@ -147,6 +173,8 @@ pub struct Alert {
     pub infection_sign: bool,
     /// Short human-readable evidence.
     pub evidence: String,
+    /// Whether the evidence is what the protocol said or flow shapes.
+    pub basis: Basis,
 }
 
 /// One propagation edge: `parent` infected `child`.
@@ -156,10 +184,18 @@ pub struct Edge {
     pub parent: IpAddr,
     /// The infected host.
     pub child: IpAddr,
-    /// The child's infection time (its first worm behaviour).
+    /// The child's infection time: the delivering session (an exploit the implant then
+    /// answered, a successful login after guessing) when the protocol shows one, else
+    /// the child's first worm behaviour.
     pub infected_at_ns: i64,
     /// `eternalblue_smb`, `smb_bruteforce`, `rdp`, `rdp_bruteforce`, `mssql`, `ssh`, …
     pub vector: String,
+    /// What was seen, for the report: "EternalBlue exploit, then the DoublePulsar implant
+    /// answered", "212 failed smb logins then success as administrator", or the flow
+    /// evidence.
+    pub seen: String,
+    /// Whether the edge rests on protocol evidence or on flow timing.
+    pub basis: Basis,
     /// 0..1.
     pub confidence: f32,
     /// `first_packet` of the parent's sessions to the child that support the edge, the
@@ -232,6 +268,8 @@ pub struct DetectStats {
     pub dns_events: u64,
     /// ARP events read.
     pub arp_events: u64,
+    /// Session facts read (`sessions.parquet`).
+    pub session_events: u64,
     /// Times an exact distinct-destination set was full and an address was not added
     /// (the set is then saturated and its count is a lower bound).
     pub cap_hits: u64,

@@ -76,9 +76,11 @@ pub fn render_report(d: &Detection) -> String {
             Some(e) => {
                 let _ = writeln!(
                     o,
-                    "  - got in from outside: external host {} over `{}` (confidence {:.2}, flows at packets {:?}){}",
+                    "  - got in from outside: external host {} over `{}`: {} ({} evidence, confidence {:.2}, flows at packets {:?}){}",
                     e.parent,
                     e.vector,
+                    e.seen,
+                    e.basis.as_str(),
                     e.confidence,
                     e.evidence_flows,
                     ids(d.alerts.iter().filter(|a| a.src == e.parent
@@ -97,14 +99,14 @@ pub fn render_report(d: &Detection) -> String {
     let _ = writeln!(o, "\n## Infected hosts in order\n");
     let _ = writeln!(
         o,
-        "| # | time | host | generation | parent | vector | alerts |"
+        "| # | time | host | generation | parent | vector | what was seen | alerts |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for (i, h) in infected.iter().enumerate() {
         let e = d.edges.iter().find(|e| e.child == h.ip);
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} |{} |",
+            "| {} | {} | {} | {} | {} | {} | {} |{} |",
             i + 1,
             h.first_malicious_at.map(format_ts).unwrap_or_default(),
             h.ip,
@@ -113,6 +115,8 @@ pub fn render_report(d: &Detection) -> String {
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
             e.map(|e| format!("{} ({:.2})", e.vector, e.confidence))
+                .unwrap_or_else(|| "-".into()),
+            e.map(|e| format!("{} ({})", e.seen, e.basis.as_str()).replace('|', "\\|"))
                 .unwrap_or_else(|| "-".into()),
             ids(about(d, h.ip).filter(|a| a.infection_sign))
         );
@@ -222,14 +226,14 @@ pub fn render_report(d: &Detection) -> String {
     }
 
     let _ = writeln!(o, "\n## Alerts\n");
-    let _ = writeln!(o, "| id | tier | rule | src | dst | service | first seen | attempts | targets | failed | evidence |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| id | tier | rule | src | dst | service | first seen | attempts | targets | failed | evidence | basis |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut sorted: Vec<&Alert> = d.alerts.iter().collect();
     sorted.sort_by_key(|a| (a.tier, a.first_seen_ns));
     for a in sorted {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
             a.id,
             a.tier.as_str(),
             a.rule.as_str(),
@@ -241,7 +245,8 @@ pub fn render_report(d: &Detection) -> String {
             a.attempts,
             a.distinct_targets,
             a.failed_ratio,
-            a.evidence.replace('|', "\\|")
+            a.evidence.replace('|', "\\|"),
+            a.basis.as_str()
         );
     }
     o

@@ -81,6 +81,8 @@ fn edge(parent: &str, child: &str, vector: &str, at: i64) -> Edge {
         child: ip(child),
         infected_at_ns: T0 + at * S,
         vector: vector.to_string(),
+        seen: String::new(),
+        basis: wormsign_detect::Basis::Flow,
         confidence: 0.8,
         evidence_flows: Vec::new(),
     }

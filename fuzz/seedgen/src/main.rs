@@ -7,7 +7,9 @@
 //! - `dns/`: UDP and TCP payloads to or from port 53;
 //! - `netflow/`: NetFlow/IPFIX payloads framed as the netflow target reads them
 //!   (`[u16 BE: exporter bit | length][datagram]`), each alone and each file's whole
-//!   sequence in one seed (so data follows its template).
+//!   sequence in one seed (so data follows its template);
+//! - `inspect/`: each SMB/TDS/RDP TCP session's segments in capture order, framed as the
+//!   inspect target reads them (`[selector]` then `[flags][u16 BE length][payload]`).
 //!
 //! Files are named by a hash of their content, so reruns do not duplicate seeds.
 //! Unreadable or non-capture inputs are skipped with a message.
@@ -116,6 +118,7 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
     let mut netflow_single = HashSet::new();
     let mut exporters: Vec<IpAddr> = Vec::new();
     let mut sequence = Vec::new();
+    let mut sessions: HashMap<(IpAddr, u16, IpAddr, u16), Vec<u8>> = HashMap::new();
     let mut chunk = Chunk::default();
     loop {
         // Damage ends the file; what was read before it still makes seeds.
@@ -134,6 +137,9 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
             let Some(payload) = frame.get(start..start + p.payload_captured as usize) else {
                 continue;
             };
+            if p.proto == 6 && p.has_ports {
+                inspect_segment(&p, payload, &mut sessions);
+            }
             if payload.is_empty() || !p.has_ports {
                 continue;
             }
@@ -170,7 +176,44 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
     if netflow_single.len() > 1 {
         out.write("netflow", &sequence);
     }
+    let mut sessions: Vec<_> = sessions.into_iter().collect();
+    sessions.sort();
+    for (_, seed) in sessions.iter().take(PER_FILE) {
+        out.write("inspect", seed);
+    }
     Ok(())
+}
+
+/// The inspect target's selector of a server port (0 SMB, 1 TDS, 2 RDP).
+fn inspect_selector(port: u16) -> Option<u8> {
+    match port {
+        445 | 139 => Some(0),
+        1433 => Some(1),
+        3389 => Some(2),
+        _ => None,
+    }
+}
+
+/// Appends a TCP segment to its session's inspect seed, in order (flags: sent by the
+/// client, FIN, RST).
+fn inspect_segment(
+    p: &wormsign_decode::PacketSummary,
+    payload: &[u8],
+    sessions: &mut HashMap<(IpAddr, u16, IpAddr, u16), Vec<u8>>,
+) {
+    let (key, from_client, selector) = match (inspect_selector(p.dst_port), inspect_selector(p.src_port)) {
+        (Some(s), _) => ((p.src, p.src_port, p.dst, p.dst_port), true, s),
+        (None, Some(s)) => ((p.dst, p.dst_port, p.src, p.src_port), false, s),
+        _ => return,
+    };
+    let seed = sessions.entry(key).or_insert_with(|| vec![selector]);
+    if payload.is_empty() && p.tcp_flags & 0x05 == 0 || seed.len() + payload.len() + 3 > MAX_SEED {
+        return;
+    }
+    let flags = u8::from(from_client) | (p.tcp_flags & 1) << 1 | (p.tcp_flags & 4);
+    seed.push(flags);
+    seed.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    seed.extend_from_slice(payload);
 }
 
 fn main() {
