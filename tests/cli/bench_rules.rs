@@ -329,3 +329,33 @@ fn bad_arguments_are_errors() {
     assert_eq!(b.code, Some(2), "{}", b.stderr);
     assert!(b.stderr.contains("labels.json"), "{}", b.stderr);
 }
+
+/// Issue 22: on DriveLife the generator's C&C names are the detector's built-in
+/// indicators and the labels date each infection by that lookup, so "every host found,
+/// 0 failed contacts to detect" holds by construction. With the indicator list emptied,
+/// the scanning and propagation rules alone must still find every infected host, the
+/// right patient zero and the edges; it then takes a few failed first contacts.
+#[test]
+fn drivelife_without_the_cnc_shortcut_still_finds_every_host_and_edge() {
+    let (pcap, labels) = dataset("drivelife");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let no_cnc = tmp.path().join("no_cnc.toml");
+    std::fs::write(&no_cnc, "[cnc]\ndomains = []\nips = []\n").expect("rules file");
+    let b = bench(&pcap, &labels, &["--rules", no_cnc.to_str().unwrap()]);
+    b.assert_ok();
+    let r = &b.rows()[0];
+    assert_eq!(f(&r["recall"]), 1.0, "{r}");
+    assert_eq!(f(&r["precision"]), 1.0, "{r}");
+    assert_eq!(r["patient_zero_ok"], true, "{r}");
+    assert_eq!(r["false_alarms"], 0, "{r}");
+    assert!(
+        f(&r["edge_precision"]) >= 0.95 && f(&r["edge_recall"]) >= 0.95,
+        "{r}"
+    );
+    // Not by construction any more: detection waits for scanning evidence.
+    let fc = r["ttd_failed_median"].as_u64().expect("median");
+    assert!(
+        (1..=8).contains(&fc),
+        "median failed first contacts to detect: {r}"
+    );
+}

@@ -1469,22 +1469,26 @@ fn flow_edge(
     })
 }
 
-/// Each infected host's generation: 0 for a root, else its parent's plus one.
+/// Each infected host's generation: 0 for a root (also one infected from outside), else
+/// its infected parent's plus one.
 fn generations(
     order: &[(i64, IpAddr)],
     parent_of: &HashMap<IpAddr, IpAddr>,
 ) -> HashMap<IpAddr, u32> {
+    let infected: HashSet<IpAddr> = order.iter().map(|&(_, ip)| ip).collect();
     let mut generation: HashMap<IpAddr, u32> = HashMap::new();
     for &(_, ip) in order {
+        // Up to the first ancestor whose generation is known, or the root. The graph has
+        // no cycles (see `build_graph`); the length check only bounds the walk.
         let mut chain = vec![ip];
-        // The graph has no cycles (see `build_graph`), so this ends within the hosts.
-        while let Some(&up) = parent_of.get(chain.last().unwrap_or(&ip)) {
-            if generation.contains_key(&up) || chain.len() > parent_of.len() {
+        while let Some(&up) = chain.last().and_then(|h| parent_of.get(h)) {
+            if !infected.contains(&up) || generation.contains_key(&up) || chain.len() > order.len()
+            {
                 break;
             }
             chain.push(up);
         }
-        let top = *chain.last().unwrap_or(&ip);
+        let top = chain[chain.len() - 1];
         let base = parent_of
             .get(&top)
             .and_then(|p| generation.get(p))
