@@ -526,7 +526,7 @@ mod tests {
         let c = config_for("x", base, &[(&s, 1)]).unwrap();
         assert_eq!(c.trw.pd, 0.95);
         assert_eq!(c.trw.pf, 0.02);
-        assert_eq!(c.fanout_threshold, 7);
+        assert_eq!(c.scan.fanout_threshold, 7);
         let c = config_for("x", "", &[(&s, 0)]).unwrap();
         assert_eq!(c.trw.pd, 0.9);
         let unknown = parse_sweep("trw.nope=1").unwrap();

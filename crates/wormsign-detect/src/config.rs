@@ -1,13 +1,15 @@
-//! Detection configuration: networks, services, thresholds, indicators.
+//! The rule set: networks, services, the detector's caps, and every rule's section
+//! (declared beside its rule, see [`crate::settings`]); reading and printing rules files.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-const NS_PER_SEC: i64 = 1_000_000_000;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The DriveLife / Lemon Duck indicator file shipped with the crate.
-pub const DRIVELIFE_INDICATORS: &str = include_str!("../indicators/drivelife.txt");
+use crate::rules::{ArpConfig, BruteForceConfig, CncConfig, ScanConfig, TrwConfig};
+use crate::settings::{addresses, at_least, settings};
 
 /// An IPv4 or IPv6 network in CIDR notation, e.g. `10.0.0.0/8` or `fc00::/7`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,8 +84,21 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// A network service worms spread over.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+/// A network service worms spread over: one `[[service]]` of a rules file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ServiceEntry", into = "ServiceEntry")]
 pub struct Service {
     /// Short name used in alerts, e.g. `smb`.
     pub name: String,
@@ -110,112 +125,128 @@ impl Service {
     }
 }
 
-/// Threshold Random Walk parameters (Jung, Paxson, Berger, Balakrishnan 2004).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrwConfig {
-    /// P(first contact succeeds | benign host).
-    pub theta0: f64,
-    /// P(first contact succeeds | scanner).
-    pub theta1: f64,
-    /// Desired detection probability.
-    pub pd: f64,
-    /// Tolerated false-positive probability.
-    pub pf: f64,
+/// A `[[service]]` as written. Unlike [`Service`], its protocol is a name and it may
+/// leave out what follows from the name: `proto` (tcp), `vector` (the name) and
+/// `bruteforce_vector` (the name + `_bruteforce`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    name: String,
+    port: u16,
+    proto: Option<String>,
+    vector: Option<String>,
+    bruteforce_vector: Option<String>,
 }
 
-impl Default for TrwConfig {
-    fn default() -> Self {
-        TrwConfig {
-            theta0: 0.8,
-            theta1: 0.2,
-            pd: 0.99,
-            pf: 0.01,
+impl TryFrom<ServiceEntry> for Service {
+    type Error = String;
+
+    fn try_from(entry: ServiceEntry) -> Result<Service, String> {
+        let proto = match entry.proto.as_deref().unwrap_or("tcp") {
+            "tcp" => 6,
+            "udp" => 17,
+            p => {
+                return Err(format!(
+                    "service {}: proto {p:?} is not tcp or udp",
+                    entry.name
+                ))
+            }
+        };
+        let vector = entry.vector.unwrap_or_else(|| entry.name.clone());
+        let bruteforce_vector = entry
+            .bruteforce_vector
+            .unwrap_or_else(|| format!("{}_bruteforce", entry.name));
+        Ok(Service::new(
+            &entry.name,
+            entry.port,
+            proto,
+            &vector,
+            &bruteforce_vector,
+        ))
+    }
+}
+
+impl From<Service> for ServiceEntry {
+    fn from(s: Service) -> ServiceEntry {
+        ServiceEntry {
+            proto: Some(if s.proto == 17 { "udp" } else { "tcp" }.to_string()),
+            vector: Some(s.vector),
+            bruteforce_vector: Some(s.bruteforce_vector),
+            name: s.name,
+            port: s.port,
         }
     }
 }
 
-impl TrwConfig {
-    /// Upper threshold η1 = Pd / Pf: at or above it, the source is a scanner.
-    pub fn eta1(&self) -> f64 {
-        self.pd / self.pf
-    }
-
-    /// Lower threshold η0 = (1 − Pd) / (1 − Pf): at or below it, the source is benign.
-    pub fn eta0(&self) -> f64 {
-        (1.0 - self.pd) / (1.0 - self.pf)
+settings! {
+    /// Everything the detector needs to know: a rules file's top level and its sections,
+    /// in the order `wormsign rules` prints them. [`DetectConfig::default`] is the built-in
+    /// rule set; every field is public so a caller can override any of it.
+    pub struct DetectConfig {
+        /// Internal networks (default RFC 1918 and fc00::/7).
+        pub internal: Vec<Cidr> = private_networks(),
+        /// Authorized scanners and heavy hitters: alerted with `allowlisted`, never
+        /// infected.
+        pub allowlist: Vec<Cidr> = Vec::new(),
+        /// Honeypot addresses: any flow to one raises `honeypot`.
+        #[serde(deserialize_with = "addresses")]
+        pub honeypots: Vec<IpAddr> = Vec::new(),
+        /// Ports whose completed inbound sessions from outside raise `exposed_service`
+        /// (default 3389, 445, 1433).
+        pub exposed_ports: Vec<u16> = vec![3389, 445, 1433],
+        /// Exact distinct-destination sets hold at most this many addresses per source
+        /// (and per source and service); beyond it the set is saturated and a HyperLogLog
+        /// sketch estimates the distinct count (default 4096).
+        #[serde(deserialize_with = "at_least::<1, _>")]
+        pub max_tracked: usize = 4096,
+        /// Scanning sources (TRW walks and their fan-out counters) held at once; beyond it
+        /// the least recently active eighth of the sources no rule has flagged yet is
+        /// evicted (counted in [`crate::DetectStats::sources_evicted`]). Pairs (brute
+        /// force, honeypot, C&C contacts, exposed services) and kept sessions are capped at
+        /// 64 times this (default 262 144).
+        #[serde(deserialize_with = "at_least::<8, _>")]
+        pub max_sources: usize = 262_144,
+        /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
+        /// gathered up to this many, sorted by time and run through the rules; then the
+        /// next batch is gathered. One batch gives results independent of input order;
+        /// flows older than an earlier batch's newest are counted in
+        /// [`crate::DetectStats::late_flows`] (default 1 048 576).
+        #[serde(deserialize_with = "at_least::<1, _>")]
+        pub max_pending_flows: usize = 1 << 20,
+        /// `[scan]`: scan fan-out and failed first contacts.
+        pub scan: ScanConfig = ScanConfig::default(),
+        /// `[trw]`: Threshold Random Walk.
+        pub trw: TrwConfig = TrwConfig::default(),
+        /// `[arp]`: ARP sweeps.
+        pub arp: ArpConfig = ArpConfig::default(),
+        /// `[brute_force]`: brute force, by flow shapes and by logins.
+        pub brute_force: BruteForceConfig = BruteForceConfig::default(),
+        /// `[cnc]`: C&C indicators and lookups.
+        pub cnc: CncConfig = CncConfig::default(),
+        /// `[[service]]`: worm services (default SMB 445 and 139, RDP 3389, MSSQL 1433/tcp
+        /// and 1434/udp, SSH 22). Any `[[service]]` in a rules file replaces the whole
+        /// list.
+        #[serde(rename = "service")]
+        pub services: Vec<Service> = worm_services(),
     }
 }
 
-/// Everything the detector needs to know. [`DetectConfig::default`] is the built-in rule
-/// set; every field is public so a caller can override any of it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetectConfig {
-    /// Internal networks (default RFC 1918 and fc00::/7).
-    pub internal: Vec<Cidr>,
-    /// Worm services (default SMB 445 and 139, RDP 3389, MSSQL 1433/tcp and 1434/udp, SSH 22).
-    pub services: Vec<Service>,
-    /// Ports whose completed inbound sessions from outside raise `exposed_service`
-    /// (default 3389, 445, 1433).
-    pub exposed_ports: Vec<u16>,
-    /// Fan-out window (default 60 s).
-    pub scan_window_ns: i64,
-    /// Distinct destinations of one source on one service within the window that raise
-    /// `scan_fanout` (default 10).
-    pub fanout_threshold: usize,
-    /// Failed share of first contacts at or above which a fan-out is worm scanning (an
-    /// infection sign) rather than a heavy hitter (default 0.5).
-    pub fanout_min_failed_ratio: f64,
-    /// Failed first contacts (to distinct addresses, on any worm service) of one source
-    /// within `failed_window_ns` that raise `failed_contacts`; 0 disables (default 4).
-    /// Unlike TRW, successes in between do not offset failures: a worm that also reaches
-    /// open ports (a LAN sweep) is flagged on its 4th miss.
-    pub failed_threshold: usize,
-    /// Window of `failed_contacts` (default 600 s, so slow scanners are caught too).
-    pub failed_window_ns: i64,
-    /// TRW parameters.
-    pub trw: TrwConfig,
-    /// ARP sweep window (default 60 s).
-    pub arp_window_ns: i64,
-    /// Distinct who-has targets of one requester within the window (default 32).
-    pub arp_threshold: usize,
-    /// Brute-force window (default 300 s).
-    pub brute_window_ns: i64,
-    /// Short completed sessions of one (source, destination, service) within the window
-    /// (default 10).
-    pub brute_threshold: usize,
-    /// A session lasting at most this long is short (default 30 s).
-    pub brute_max_session_ns: i64,
-    /// A session of the pair carrying at least this many payload bytes (both directions),
-    /// or lasting longer than `brute_max_session_ns`, after brute-forcing began counts as
-    /// a successful login (default 64 KiB).
-    pub brute_success_bytes: u64,
-    /// C&C domain suffixes, lower case, no trailing dot (default: the DriveLife list).
-    pub cnc_domains: Vec<String>,
-    /// C&C addresses.
-    pub cnc_ips: Vec<IpAddr>,
-    /// A resolver's upstream query for a C&C name this soon after a client asked it the
-    /// same name is attributed to the client (default 1 s).
-    pub dns_forward_window_ns: i64,
-    /// Honeypot addresses.
-    pub honeypots: Vec<IpAddr>,
-    /// Authorized scanners and heavy hitters: alerted with `allowlisted`, never infected.
-    pub allowlist: Vec<Cidr>,
-    /// Exact distinct-destination sets hold at most this many addresses per source (and
-    /// per source and service); beyond it the set is saturated and a HyperLogLog sketch
-    /// estimates the distinct count (default 4096).
-    pub max_tracked: usize,
-    /// Scanning sources (TRW walks and their fan-out counters) held at once; beyond it
-    /// the least recently active eighth of the sources no rule has flagged yet is
-    /// evicted (counted in [`crate::DetectStats::sources_evicted`]). Pairs (brute force,
-    /// honeypot, C&C contacts, exposed services) and kept sessions are capped at 64
-    /// times this (default 262 144).
-    pub max_sources: usize,
-    /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
-    /// gathered up to this many, sorted by time and run through the rules; then the next
-    /// batch is gathered. One batch gives results independent of input order; flows
-    /// older than an earlier batch's newest are counted in
-    /// [`crate::DetectStats::late_flows`] (default 1 048 576).
-    pub max_pending_flows: usize,
+fn private_networks() -> Vec<Cidr> {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+fn worm_services() -> Vec<Service> {
+    vec![
+        Service::new("smb", 445, 6, "eternalblue_smb", "smb_bruteforce"),
+        Service::new("netbios", 139, 6, "eternalblue_smb", "smb_bruteforce"),
+        Service::new("rdp", 3389, 6, "rdp", "rdp_bruteforce"),
+        Service::new("mssql", 1433, 6, "mssql", "mssql_bruteforce"),
+        Service::new("mssql_browser", 1434, 17, "mssql", "mssql"),
+        Service::new("ssh", 22, 6, "ssh", "ssh_bruteforce"),
+    ]
 }
 
 /// Parses an indicator file: one entry per line, `#` comments and blank lines ignored,
@@ -228,111 +259,54 @@ pub fn parse_indicator_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-impl Default for DetectConfig {
-    fn default() -> Self {
-        let internal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        DetectConfig {
-            internal,
-            services: vec![
-                Service::new("smb", 445, 6, "eternalblue_smb", "smb_bruteforce"),
-                Service::new("netbios", 139, 6, "eternalblue_smb", "smb_bruteforce"),
-                Service::new("rdp", 3389, 6, "rdp", "rdp_bruteforce"),
-                Service::new("mssql", 1433, 6, "mssql", "mssql_bruteforce"),
-                Service::new("mssql_browser", 1434, 17, "mssql", "mssql"),
-                Service::new("ssh", 22, 6, "ssh", "ssh_bruteforce"),
-            ],
-            exposed_ports: vec![3389, 445, 1433],
-            scan_window_ns: 60 * NS_PER_SEC,
-            fanout_threshold: 10,
-            fanout_min_failed_ratio: 0.5,
-            failed_threshold: 4,
-            failed_window_ns: 600 * NS_PER_SEC,
-            trw: TrwConfig::default(),
-            arp_window_ns: 60 * NS_PER_SEC,
-            arp_threshold: 32,
-            brute_window_ns: 300 * NS_PER_SEC,
-            brute_threshold: 10,
-            brute_max_session_ns: 30 * NS_PER_SEC,
-            brute_success_bytes: 64 * 1024,
-            cnc_domains: parse_indicator_list(DRIVELIFE_INDICATORS),
-            cnc_ips: Vec::new(),
-            dns_forward_window_ns: NS_PER_SEC,
-            honeypots: Vec::new(),
-            allowlist: Vec::new(),
-            max_tracked: 4096,
-            max_sources: 262_144,
-            max_pending_flows: 1 << 20,
-        }
+/// Why a rules file or an indicator list was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesError {
+    /// What is wrong, with the TOML parser's line and column when it found it.
+    pub message: String,
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid rules: {}", self.message)
     }
 }
+
+impl std::error::Error for RulesError {}
 
 impl DetectConfig {
     /// The rule set as TOML (for `wormsign rules`), in the format
     /// [`DetectConfig::from_toml`] reads. Times are in seconds.
     pub fn to_toml(&self) -> String {
-        fn list<T: fmt::Display>(v: &[T]) -> String {
-            let items: Vec<String> = v.iter().map(|x| format!("\"{x}\"")).collect();
-            format!("[{}]", items.join(", "))
+        // Every field is a number, string, list or table of those: TOML can hold it all.
+        toml::to_string(self).expect("a rule set is always expressible in TOML")
+    }
+
+    /// The defaults with every setting present in `text` (a TOML rules file in the format
+    /// of [`DetectConfig::to_toml`]) replacing its default. Lists replace the default
+    /// list, except `[cnc] extra_domains`, which adds to it; any `[[service]]` replaces
+    /// the whole service list. Unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<DetectConfig, RulesError> {
+        let mut config: DetectConfig = toml::from_str(text).map_err(|e| RulesError {
+            message: e.to_string(),
+        })?;
+        config.cnc.add_extra_domains();
+        config
+            .trw
+            .check()
+            .map_err(|message| RulesError { message })?;
+        Ok(config)
+    }
+
+    /// Adds a user indicator file: one entry per line, `#` comments; entries that parse
+    /// as IP addresses become C&C addresses, the others C&C domain suffixes.
+    pub fn add_indicators(&mut self, text: &str) {
+        for entry in parse_indicator_list(text) {
+            match entry.parse::<IpAddr>() {
+                Ok(ip) => self.cnc.ips.push(ip),
+                Err(_) => self.cnc.domains.push(entry),
+            }
         }
-        let s = |ns: i64| format!("{:?}", ns as f64 / NS_PER_SEC as f64);
-        let mut o = String::new();
-        o.push_str(&format!("internal = {}\n", list(&self.internal)));
-        o.push_str(&format!("allowlist = {}\n", list(&self.allowlist)));
-        o.push_str(&format!("honeypots = {}\n", list(&self.honeypots)));
-        o.push_str(&format!("exposed_ports = {:?}\n", self.exposed_ports));
-        o.push_str(&format!("max_tracked = {}\n", self.max_tracked));
-        o.push_str(&format!("max_sources = {}\n", self.max_sources));
-        o.push_str(&format!(
-            "max_pending_flows = {}\n\n[scan]\n",
-            self.max_pending_flows
-        ));
-        o.push_str(&format!("window_s = {}\n", s(self.scan_window_ns)));
-        o.push_str(&format!("fanout_threshold = {}\n", self.fanout_threshold));
-        o.push_str(&format!(
-            "fanout_min_failed_ratio = {:?}\n",
-            self.fanout_min_failed_ratio
-        ));
-        o.push_str(&format!("failed_threshold = {}\n", self.failed_threshold));
-        o.push_str(&format!(
-            "failed_window_s = {}\n\n[trw]\n",
-            s(self.failed_window_ns)
-        ));
-        o.push_str(&format!(
-            "theta0 = {:?}\ntheta1 = {:?}\npd = {:?}\npf = {:?}\n\n[arp]\n",
-            self.trw.theta0, self.trw.theta1, self.trw.pd, self.trw.pf
-        ));
-        o.push_str(&format!(
-            "window_s = {}\nthreshold = {}\n\n[brute_force]\n",
-            s(self.arp_window_ns),
-            self.arp_threshold
-        ));
-        o.push_str(&format!(
-            "window_s = {}\nthreshold = {}\nmax_session_s = {}\nsuccess_bytes = {}\n\n[cnc]\n",
-            s(self.brute_window_ns),
-            self.brute_threshold,
-            s(self.brute_max_session_ns),
-            self.brute_success_bytes
-        ));
-        o.push_str(&format!(
-            "forward_window_s = {}\n",
-            s(self.dns_forward_window_ns)
-        ));
-        o.push_str(&format!("domains = {}\n", list(&self.cnc_domains)));
-        o.push_str(&format!("ips = {}\n", list(&self.cnc_ips)));
-        for sv in &self.services {
-            o.push_str(&format!(
-                "\n[[service]]\nname = \"{}\"\nport = {}\nproto = \"{}\"\nvector = \"{}\"\nbruteforce_vector = \"{}\"\n",
-                sv.name,
-                sv.port,
-                if sv.proto == 17 { "udp" } else { "tcp" },
-                sv.vector,
-                sv.bruteforce_vector
-            ));
-        }
-        o
     }
 
     /// Whether `ip` is in an internal network.
@@ -354,18 +328,23 @@ impl DetectConfig {
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
     pub fn cnc_domain_match(&self, qname: &str) -> Option<&str> {
-        // Bytes, not str slices: a name with non-ASCII bytes (escaped or replaced by the
-        // DNS parser) must not be cut inside a character.
-        let q = qname.trim_end_matches('.').as_bytes();
-        self.cnc_domains
-            .iter()
-            .find(|d| {
-                let d = d.as_bytes();
-                q.len() >= d.len()
-                    && q[q.len() - d.len()..].eq_ignore_ascii_case(d)
-                    && (q.len() == d.len() || q[q.len() - d.len() - 1] == b'.')
-            })
-            .map(String::as_str)
+        self.cnc.domain_match(qname)
+    }
+
+    /// Exact distinct-address sets hold at most this many addresses.
+    pub(crate) fn exact_set_cap(&self) -> usize {
+        self.max_tracked.max(1)
+    }
+
+    /// Scanning sources held at once.
+    pub(crate) fn source_cap(&self) -> usize {
+        self.max_sources.max(8)
+    }
+
+    /// Pair tables and kept sessions hold at most this many entries: pairs outnumber
+    /// sources, but a flood of them must not grow memory without bound either.
+    pub(crate) fn pair_cap(&self) -> usize {
+        self.source_cap().saturating_mul(64)
     }
 }
 
@@ -431,8 +410,10 @@ mod tests {
             t.contains("[trw]\ntheta0 = 0.8\ntheta1 = 0.2\npd = 0.99\npf = 0.01\n"),
             "{t}"
         );
+        assert!(t.contains("[scan]\nwindow_s = 60.0\n"), "{t}");
         assert!(t.contains("\"t.awcna.com\""), "{t}");
         assert!(t.contains("port = 1434\nproto = \"udp\""), "{t}");
+        assert!(!t.contains("extra_domains"), "{t}");
     }
 
     #[test]
@@ -446,5 +427,139 @@ mod tests {
         );
         assert_eq!(c.service_index(17, 445), None);
         assert!((c.trw.eta1() - 99.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn defaults_round_trip() {
+        let d = DetectConfig::default();
+        assert_eq!(DetectConfig::from_toml(&d.to_toml()).unwrap(), d);
+        assert_eq!(DetectConfig::from_toml("").unwrap(), d);
+    }
+
+    /// Every setting changed from its default is printed and read back as set.
+    #[test]
+    fn changed_settings_round_trip() {
+        let mut c = DetectConfig::from_toml(
+            r#"
+allowlist = ["10.0.0.99"]
+honeypots = ["fc00::99"]
+exposed_ports = [22]
+max_tracked = 7
+max_sources = 9
+max_pending_flows = 11
+[scan]
+window_s = 0.25
+fanout_threshold = 3
+fanout_min_failed_ratio = 0.75
+failed_threshold = 0
+failed_window_s = 1e-3
+[trw]
+theta0 = 0.7
+theta1 = 0.3
+pd = 0.9
+pf = 0.05
+[arp]
+window_s = 5
+threshold = 2
+[brute_force]
+window_s = 1.5
+threshold = 4
+max_session_s = 2
+success_bytes = 10
+[cnc]
+forward_window_s = 0
+domains = ["a.example"]
+extra_domains = ["b.example"]
+ips = ["192.0.2.1"]
+[[service]]
+proto = "udp"
+port = 1434
+name = "browser"
+vector = "mssql"
+"#,
+        )
+        .unwrap();
+        c.add_indicators("c.example\n");
+        assert_eq!(c.cnc.domains, ["a.example", "b.example", "c.example"]);
+        assert_eq!(c.scan.failed_window.ns(), 1_000_000);
+        assert_eq!(DetectConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn overrides() {
+        let c = DetectConfig::from_toml(
+            r#"
+allowlist = ["10.0.0.99", "10.5.0.0/16"]
+honeypots = ["10.0.0.250"]
+[trw]
+pd = 0.999
+[brute_force]
+threshold = 5
+window_s = 120
+[cnc]
+extra_domains = ["evil.example."]
+ips = ["198.51.100.7"]
+[[service]]
+name = "winrm"
+port = 5985
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.allowlist.len(), 2);
+        assert!(c.is_allowlisted("10.5.3.4".parse().unwrap()));
+        assert_eq!(c.trw.pd, 0.999);
+        assert_eq!(c.trw.theta0, 0.8);
+        assert_eq!(c.brute_force.threshold, 5);
+        assert_eq!(c.brute_force.window.ns(), 120_000_000_000);
+        assert_eq!(c.cnc_domain_match("a.evil.example"), Some("evil.example"));
+        assert!(c.cnc_domain_match("t.awcna.com").is_some());
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].vector, "winrm");
+        assert_eq!(c.services[0].bruteforce_vector, "winrm_bruteforce");
+        assert_eq!(c.service_index(6, 5985), Some(0));
+    }
+
+    #[test]
+    fn thresholds_and_caps_are_raised_to_their_minimum() {
+        let c = DetectConfig::from_toml(
+            "max_tracked = 0\nmax_sources = 1\nmax_pending_flows = 0\n\
+             [scan]\nfanout_threshold = 0\nfailed_threshold = 0\n\
+             [arp]\nthreshold = 0\n[brute_force]\nthreshold = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_tracked, c.max_sources, c.max_pending_flows),
+            (1, 8, 1)
+        );
+        assert_eq!(c.scan.fanout_threshold, 1);
+        assert_eq!(c.scan.failed_threshold, 0, "0 disables failed_contacts");
+        assert_eq!((c.arp.threshold, c.brute_force.threshold), (1, 1));
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            "unknown = 1",
+            "internal = [\"10.0.0.0/99\"]",
+            "[trw]\ntheta1 = 0.9",
+            "[trw]\npd = 1.0",
+            "[trw]\nnope = 1",
+            "[scan]\nwindow_s = -1.0",
+            "[cnc]\nforward_window_s = \"1\"",
+            "[[service]]\nname = \"x\"\nport = 1\nproto = \"sctp\"",
+            "[[service]]\nport = 1",
+            "honeypots = [\"nope\"]",
+            "[cnc]\nips = [\"10.0.0.1/8\"]",
+        ] {
+            assert!(DetectConfig::from_toml(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_indicators() {
+        let mut c = DetectConfig::default();
+        c.add_indicators("# mine\nbad.example\n203.0.113.9\n");
+        assert!(c.cnc_domain_match("x.bad.example").is_some());
+        assert_eq!(c.cnc.ips, vec!["203.0.113.9".parse::<IpAddr>().unwrap()]);
     }
 }

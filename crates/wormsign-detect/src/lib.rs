@@ -6,19 +6,47 @@
 //!
 //! # Main types
 //!
-//! - Inputs: [`wormsign_flow::FlowRecord`], [`DnsEvent`], [`ArpEvent`], and the rule set
-//!   [`DetectConfig`] (defaults built in: RFC 1918 + ULA internal networks, SMB/RDP/MSSQL/SSH
-//!   services, TRW θ0 0.8 / θ1 0.2 / Pd 0.99 / Pf 0.01, the DriveLife / Lemon Duck
-//!   indicator list [`DRIVELIFE_INDICATORS`]).
-//! - [`detect`] (or a streaming [`Detector`]) runs every rule and returns a [`Detection`]: [`Alert`]s (each with a
-//!   [`Rule`] and an urgency [`Tier`]), propagation [`Edge`]s and one [`HostRow`] per host
-//!   of interest with its [`Role`].
+//! - Inputs: [`wormsign_flow::FlowRecord`], [`DnsEvent`], [`ArpEvent`], [`SessionEvent`],
+//!   and the rule set [`DetectConfig`] (defaults built in: RFC 1918 + ULA internal
+//!   networks, SMB/RDP/MSSQL/SSH services, TRW θ0 0.8 / θ1 0.2 / Pd 0.99 / Pf 0.01, the
+//!   DriveLife / Lemon Duck indicator list [`DRIVELIFE_INDICATORS`]).
+//! - [`detect`] (or a streaming [`Detector`]) runs every rule and returns a [`Detection`]:
+//!   [`Alert`]s (each with a [`Rule`] and an urgency [`Tier`]), propagation [`Edge`]s and
+//!   one [`HostRow`] per host of interest with its [`Role`].
 //! - [`render_report`] turns a [`Detection`] into the responder's Markdown summary.
 //! - [`score`] compares a [`Detection`] with ground-truth [`Labels`] (`labels.json` from
 //!   `wormsign synth`): host and edge precision/recall, patient zero, time to detect.
 //! - [`DetectConfig::to_toml`] prints the rule set (`wormsign rules`),
 //!   [`DetectConfig::from_toml`] reads a rules file over the defaults, and
 //!   [`DetectConfig::add_indicators`] adds a user indicator file.
+//!
+//! # Where things are
+//!
+//! - `detector.rs`: [`Detector`] and [`FlowFilter`], the loop: which flows any rule can
+//!   use, sorted batches of them through every rule, the end of the run.
+//! - `rules/`: one module per rule (its state, what it does with each flow or event, the
+//!   alerts it raises, its settings section) and `RULES`, the list the detector runs.
+//!   Flow rules: `trw`, `failed_contacts`, `scan_fanout`, `brute_force` (flow shapes),
+//!   `cnc_ip`, `honeypot`, `exposed_service`; event rules: `arp_sweep`, `cnc_dns`,
+//!   `exploit` (with `implant`), `login_brute_force`.
+//! - `sources.rs`: scanning sources' first contacts, shared by TRW and failed contacts,
+//!   capped by evicting unflagged sources.
+//! - `propagation.rs`: infection times, parents, generations and host roles.
+//! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
+//!   (doc, key, default) so that serde both reads and prints it.
+//!
+//! # Adding a rule
+//!
+//! A rule is one file in `rules/` and one line in `rules::RULES`. The file holds a
+//! `start` function and the rule's state, a type implementing `rules::RuleState`:
+//! `observe` sees each usable flow in time order (its worm service, failed or completed
+//! state and first-contact facts already worked out), `finish` reads the DNS, ARP or
+//! session events the rule needs and raises its alerts into `Findings`; `watch` asks for
+//! flows to other addresses or ports, `forget_source` drops per-source state when the
+//! source table evicts a source. Settings are a section declared in the same file with
+//! `settings!` (doc, key, default, once) and named by one field of [`DetectConfig`]:
+//! rules files, `wormsign rules` and `bench-rules --sweep` follow from it. New kinds of
+//! alert also need a [`Rule`] variant, the `alerts.rule` vocabulary.
 //!
 //! # Design decision: sorted batches of usable flows, bounded state
 //!
@@ -76,24 +104,29 @@
 #![deny(missing_docs)]
 
 mod config;
+mod detector;
 mod distinct;
-mod engine;
 mod model;
-mod protocol;
+mod outcome;
+mod propagation;
 mod report;
-mod rules_file;
+mod rules;
 mod score;
+mod settings;
+mod sources;
 
-pub use config::{
-    parse_indicator_list, Cidr, CidrError, DetectConfig, Service, TrwConfig, DRIVELIFE_INDICATORS,
-};
-pub use engine::{detect, is_completed, is_failed, Detector, FlowFilter};
+pub use config::{parse_indicator_list, Cidr, CidrError, DetectConfig, RulesError, Service};
+pub use detector::{detect, Detector, FlowFilter};
 pub use model::{
     Alert, ArpEvent, Basis, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
 };
+pub use outcome::{is_completed, is_failed};
 pub use report::{format_ts, render_report};
-pub use rules_file::RulesError;
+pub use rules::{
+    ArpConfig, BruteForceConfig, CncConfig, ScanConfig, TrwConfig, DRIVELIFE_INDICATORS,
+};
 pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
+pub use settings::TimeSpan;
 pub use wormsign_inspect::SessionEvent;

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use wormsign_flow::FlowRecord;
 
-use crate::engine::is_failed;
 use crate::model::{Detection, Role};
+use crate::outcome::is_failed;
 
 /// TCP ports of worm services whose failed first contacts count as time to detect (SMB,
 /// NetBIOS, RDP, MSSQL, SSH), fixed so that the metric does not move with the rule set

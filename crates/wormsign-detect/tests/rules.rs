@@ -3,7 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use wormsign_detect::{
-    detect, render_report, ArpEvent, DetectConfig, Detection, DnsEvent, Role, Rule, Tier,
+    detect, render_report, ArpEvent, DetectConfig, Detection, DnsEvent, Role, Rule, ScanConfig,
+    Tier,
 };
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
@@ -584,7 +585,10 @@ fn failed_contacts_fire_on_the_fourth_miss_despite_successes() {
         .is_none());
 
     let off = DetectConfig {
-        failed_threshold: 0,
+        scan: ScanConfig {
+            failed_threshold: 0,
+            ..ScanConfig::default()
+        },
         ..DetectConfig::default()
     };
     let d = detect(&off, &f.v, &[], &[]);

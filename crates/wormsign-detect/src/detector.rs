@@ -1,0 +1,322 @@
+//! The detector loop: which flows the rules can use, sorted batches of them through every
+//! rule of [`crate::rules::RULES`], the capped scanning-source table, and the end of the
+//! run (alerts numbered, the propagation graph drawn).
+
+use std::net::IpAddr;
+
+use wormsign_flow::FlowRecord;
+use wormsign_inspect::SessionEvent;
+
+use crate::config::DetectConfig;
+use crate::model::{ArpEvent, DetectStats, Detection, DnsEvent};
+use crate::outcome::{is_completed, is_failed};
+use crate::propagation::{self, FlowEvidence, SessionLog};
+use crate::rules::{
+    number_in_time_order, Contact, Events, Findings, FlowFacts, RuleState, RunState, Watchlist,
+    RULES,
+};
+use crate::sources::Sources;
+
+/// Runs every rule over the inputs and builds the propagation graph.
+///
+/// The inputs may come in any order: they are sorted internally (flows by
+/// `(ts_first, first_packet)`, DNS and ARP events by all their fields), so the result
+/// depends only on the set of inputs, never on how many threads produced them (as long
+/// as there are at most [`DetectConfig::max_pending_flows`] usable flows; see
+/// [`Detector`] for more).
+pub fn detect(
+    config: &DetectConfig,
+    flows: &[FlowRecord],
+    dns: &[DnsEvent],
+    arp: &[ArpEvent],
+) -> Detection {
+    let mut detector = Detector::new(config, dns, arp);
+    for f in flows {
+        detector.push(f);
+    }
+    detector.finish()
+}
+
+/// Which flows any rule (or the propagation graph) can use: to a worm service, or to an
+/// address or port a rule watches (honeypots, C&C addresses, exposed ports).
+/// [`Detector::push`] drops the others.
+#[derive(Clone)]
+pub struct FlowFilter<'a> {
+    c: &'a DetectConfig,
+    watched: Watchlist,
+}
+
+impl FlowFilter<'_> {
+    /// Whether a flow of IP protocol `proto` to port `resp_port` of the address
+    /// `resp_addr` returns is usable. The address is asked for only when the port does
+    /// not decide and some address is watched, so a caller reading stored flows parses
+    /// it only then.
+    pub fn wants(
+        &self,
+        proto: u8,
+        has_ports: bool,
+        resp_port: u16,
+        resp_addr: impl FnOnce() -> Option<IpAddr>,
+    ) -> bool {
+        let port_of_interest = has_ports
+            && (self.c.service_index(proto, resp_port).is_some()
+                || self.watched.ports.contains(&resp_port));
+        let addresses = &self.watched.addresses;
+        port_of_interest
+            || (!addresses.is_empty() && resp_addr().is_some_and(|a| addresses.contains(&a)))
+    }
+}
+
+/// Detection over a stream of flows, with bounded memory.
+///
+/// DNS and ARP events are given up front (they name the C&C addresses the flow rules
+/// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
+/// are counted and dropped at once, the others gathered up to
+/// [`DetectConfig::max_pending_flows`], sorted by `(ts_first, first_packet)` and run
+/// through the rules, whose state per source and per pair is capped
+/// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
+/// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
+pub struct Detector<'a> {
+    c: &'a DetectConfig,
+    events: Events<'a>,
+    stats: DetectStats,
+    filter: FlowFilter<'a>,
+    /// Usable flows not yet run through the rules.
+    pending: Vec<FlowRecord>,
+    /// The largest `(ts_first, first_packet)` run through the rules so far.
+    last_key: Option<(i64, u64)>,
+    sources: Sources,
+    sessions: SessionLog,
+    rules: Vec<Box<dyn RuleState + 'a>>,
+}
+
+impl<'a> Detector<'a> {
+    /// A detector for `config`, with the run's DNS and ARP events.
+    pub fn new(config: &'a DetectConfig, dns: &'a [DnsEvent], arp: &'a [ArpEvent]) -> Self {
+        let mut dns: Vec<&DnsEvent> = dns.iter().collect();
+        dns.sort();
+        let mut arp: Vec<&ArpEvent> = arp.iter().collect();
+        arp.sort();
+        let rules: Vec<Box<dyn RuleState + 'a>> =
+            RULES.iter().map(|start| start(config, &dns)).collect();
+        let mut watched = Watchlist::default();
+        for rule in &rules {
+            rule.watch(&mut watched);
+        }
+        Detector {
+            c: config,
+            stats: DetectStats {
+                dns_events: dns.len() as u64,
+                arp_events: arp.len() as u64,
+                ..DetectStats::default()
+            },
+            events: Events {
+                dns,
+                arp,
+                sessions: Vec::new(),
+            },
+            filter: FlowFilter { c: config, watched },
+            pending: Vec::new(),
+            last_key: None,
+            sources: Sources::default(),
+            sessions: SessionLog::default(),
+            rules,
+        }
+    }
+
+    /// Adds the protocol facts of the run's sessions (`sessions.parquet`): exploit and
+    /// implant alerts, brute force counted in logins, and the sessions that delivered an
+    /// infection. Without them every rule reads flow shapes only.
+    pub fn with_sessions(mut self, sessions: &'a [SessionEvent]) -> Self {
+        self.events.sessions = sessions.iter().collect();
+        self.events.sessions.sort();
+        self.stats.session_events = self.events.sessions.len() as u64;
+        self
+    }
+
+    /// Takes one flow.
+    pub fn push(&mut self, f: &FlowRecord) {
+        self.stats.flows += 1;
+        if !self.usable(f) {
+            return;
+        }
+        self.stats.flows_used += 1;
+        self.pending.push(f.clone());
+        if self.pending.len() >= self.c.max_pending_flows.max(1) {
+            self.run_pending();
+        }
+    }
+
+    /// Whether any rule (or the graph) can use `f`.
+    fn usable(&self, f: &FlowRecord) -> bool {
+        self.filter
+            .wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
+    }
+
+    /// The test [`Detector::push`] applies first, for callers that can skip building
+    /// flows no rule would use.
+    pub fn flow_filter(&self) -> FlowFilter<'a> {
+        self.filter.clone()
+    }
+
+    /// Sorts the gathered flows and runs them through the rules.
+    fn run_pending(&mut self) {
+        let mut flows = std::mem::take(&mut self.pending);
+        // Sort 24-byte (time, packet, position) entries rather than the ~200-byte records
+        // themselves; the rest of the flow key only breaks ties.
+        let tie_break =
+            |f: &FlowRecord| (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
+        let mut order: Vec<(i64, u64, usize)> = flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.ts_first, f.first_packet, i))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| tie_break(&flows[a.2]).cmp(&tie_break(&flows[b.2])))
+        });
+        if let Some(last) = self.last_key {
+            let late = order.partition_point(|&(ts, packet, _)| (ts, packet) < last);
+            self.stats.late_flows += late as u64;
+        }
+        for &(_, _, i) in &order {
+            self.observe(&flows[i]);
+        }
+        if let Some(&(ts, packet, _)) = order.last() {
+            let key = (ts, packet);
+            self.last_key = Some(self.last_key.map_or(key, |k| k.max(key)));
+        }
+        flows.clear();
+        self.pending = flows;
+    }
+
+    /// One flow: kept for the graph, counted as its source's contact, then through every
+    /// rule.
+    fn observe(&mut self, f: &FlowRecord) {
+        let mut flow = FlowFacts {
+            flow: f,
+            service: f
+                .has_ports
+                .then(|| self.c.service_index(f.proto, f.resp_port))
+                .flatten(),
+            failed: is_failed(f),
+            completed: is_completed(f),
+            contact: None,
+        };
+        if let Some(service) = flow.service {
+            self.sessions.keep(&flow, self.c, &mut self.stats);
+            flow.contact = self.contact(f, service, flow.failed);
+        }
+        let mut run = RunState {
+            config: self.c,
+            stats: &mut self.stats,
+            sources: &mut self.sources,
+        };
+        for rule in &mut self.rules {
+            rule.observe(&flow, &mut run);
+        }
+    }
+
+    /// The worm-service flow `f` as a contact of its source, if the source table has (or
+    /// makes) room for the source; evicted sources are forgotten by every rule.
+    fn contact(&mut self, f: &FlowRecord, service: usize, failed: bool) -> Option<Contact> {
+        let mut evicted = Vec::new();
+        let room = self
+            .sources
+            .make_room_for(f.orig_addr, self.c, &mut self.stats, &mut evicted);
+        for &ip in &evicted {
+            for rule in &mut self.rules {
+                rule.forget_source(ip);
+            }
+        }
+        room.then(|| Contact {
+            service,
+            is_first: self.sources.record(f, failed, self.c, &mut self.stats),
+        })
+    }
+
+    /// Runs the last gathered flows, then asks every rule for its alerts, numbers them
+    /// and builds the propagation graph and host roles.
+    pub fn finish(mut self) -> Detection {
+        self.run_pending();
+        let Detector {
+            c,
+            events,
+            mut stats,
+            mut sources,
+            sessions,
+            rules,
+            ..
+        } = self;
+        let mut found = Findings::default();
+        let mut run = RunState {
+            config: c,
+            stats: &mut stats,
+            sources: &mut sources,
+        };
+        for rule in rules {
+            rule.finish(&events, &mut run, &mut found);
+        }
+        number_in_time_order(&mut found.alerts);
+        let evidence = FlowEvidence {
+            first_evidence: &found.first_evidence,
+            brute_success: &found.brute_success,
+        };
+        let (edges, hosts) =
+            propagation::build(c, sessions, &evidence, &found.alerts, &found.deliveries);
+        Detection {
+            alerts: found.alerts,
+            edges,
+            hosts,
+            stats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    const TCP: u8 = 6;
+
+    /// The filter asks for the responder address only when the port leaves the answer
+    /// open, and then answers by it: `wormsign detect` relies on this to skip parsing
+    /// the address of most stored flows.
+    #[test]
+    fn flow_filter_asks_for_the_address_only_when_the_port_does_not_decide() {
+        let honeypot: IpAddr = "10.0.0.99".parse().unwrap();
+        let other: IpAddr = "10.0.0.7".parse().unwrap();
+        let config = DetectConfig {
+            honeypots: vec![honeypot],
+            ..DetectConfig::default()
+        };
+        let filter = Detector::new(&config, &[], &[]).flow_filter();
+        let asked = &Cell::new(0);
+        let ask = move |a: IpAddr| {
+            move || {
+                asked.set(asked.get() + 1);
+                Some(a)
+            }
+        };
+        assert!(filter.wants(TCP, true, 445, ask(other)));
+        assert_eq!(asked.get(), 0, "a worm-service port decides alone");
+        assert!(filter.wants(TCP, true, 3389, ask(other)));
+        assert!(
+            filter.wants(17, true, 1433, ask(other)),
+            "exposed port, any protocol"
+        );
+        assert_eq!(asked.get(), 0, "an exposed port decides alone");
+        assert!(!filter.wants(TCP, true, 80, ask(other)));
+        assert!(filter.wants(TCP, true, 80, ask(honeypot)));
+        assert!(!filter.wants(TCP, true, 80, || None));
+        assert_eq!(asked.get(), 2);
+
+        let no_addresses = DetectConfig::default();
+        let filter = Detector::new(&no_addresses, &[], &[]).flow_filter();
+        assert!(!filter.wants(TCP, true, 80, ask(honeypot)));
+        assert_eq!(asked.get(), 2, "no address of interest: never asked");
+    }
+}

@@ -1,0 +1,155 @@
+//! `cnc_dns`: DNS queries for C&C names. A resolver forwarding a client's lookup
+//! upstream is not the infected host: a query for the same name that its client asked it
+//! moments before is attributed to that client.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use super::counting::Tally;
+use super::finding::Finding;
+use super::{Events, Findings, RuleState, RunState};
+use crate::config::{parse_indicator_list, DetectConfig};
+use crate::model::{DnsEvent, Rule};
+use crate::settings::{addresses, indicator_list, settings, TimeSpan};
+
+/// The DriveLife / Lemon Duck indicator file shipped with the crate.
+pub const DRIVELIFE_INDICATORS: &str = include_str!("../../indicators/drivelife.txt");
+
+settings! {
+    /// `[cnc]`: C&C indicators (read by `cnc_dns` and `cnc_ip`) and lookups.
+    pub struct CncConfig {
+        /// A resolver's upstream query for a C&C name this soon after a client asked it
+        /// the same name is attributed to the client (default 1 s).
+        #[serde(rename = "forward_window_s")]
+        pub forward_window: TimeSpan = TimeSpan::from_secs(1),
+        /// C&C domain suffixes, lower case, no trailing dot (default: the DriveLife list).
+        #[serde(deserialize_with = "indicator_list")]
+        pub domains: Vec<String> = parse_indicator_list(DRIVELIFE_INDICATORS),
+        /// Rules files only: suffixes [`crate::DetectConfig::from_toml`] adds to `domains`,
+        /// so a file can extend the built-in list instead of replacing it. Never printed,
+        /// and empty once the file is read.
+        #[serde(skip_serializing, deserialize_with = "indicator_list")]
+        pub extra_domains: Vec<String> = Vec::new(),
+        /// C&C addresses.
+        #[serde(deserialize_with = "addresses")]
+        pub ips: Vec<IpAddr> = Vec::new(),
+    }
+}
+
+impl CncConfig {
+    /// Moves `extra_domains` to the end of `domains`.
+    pub(crate) fn add_extra_domains(&mut self) {
+        let extra = std::mem::take(&mut self.extra_domains);
+        self.domains.extend(extra);
+    }
+
+    /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
+    pub(crate) fn domain_match(&self, qname: &str) -> Option<&str> {
+        // Bytes, not str slices: a name with non-ASCII bytes (escaped or replaced by the
+        // DNS parser) must not be cut inside a character.
+        let q = qname.trim_end_matches('.').as_bytes();
+        self.domains
+            .iter()
+            .find(|d| {
+                let d = d.as_bytes();
+                q.len() >= d.len()
+                    && q[q.len() - d.len()..].eq_ignore_ascii_case(d)
+                    && (q.len() == d.len() || q[q.len() - d.len() - 1] == b'.')
+            })
+            .map(String::as_str)
+    }
+}
+
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+    Box::new(CncDns { c })
+}
+
+/// Reads DNS queries only, at the end of the run.
+struct CncDns<'a> {
+    c: &'a DetectConfig,
+}
+
+/// One client's queries for C&C names.
+struct Querier {
+    queries: Tally,
+    /// The resolver of its first query.
+    server: IpAddr,
+    /// The first five distinct names asked.
+    names: Vec<String>,
+}
+
+impl RuleState for CncDns<'_> {
+    fn finish(self: Box<Self>, events: &Events<'_>, _: &mut RunState<'_>, found: &mut Findings) {
+        let c = self.c;
+        // (query, its name) for every query of a C&C name.
+        let queries: Vec<(&DnsEvent, &str)> = events
+            .dns
+            .iter()
+            .filter(|e| !e.is_response)
+            .filter_map(|e| {
+                let q = e.qname.as_deref()?;
+                c.cnc_domain_match(q)?;
+                Some((*e, q))
+            })
+            .collect();
+        let mut asked: HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>> = HashMap::new();
+        for &(e, q) in &queries {
+            asked
+                .entry((e.server, q))
+                .or_default()
+                .push((e.ts_ns, e.client));
+        }
+        let mut queriers: HashMap<IpAddr, Querier> = HashMap::new();
+        let mut forwarded: HashMap<IpAddr, u64> = HashMap::new();
+        for &(e, q) in &queries {
+            if self.is_forwarded(&asked, e, q) {
+                *forwarded.entry(e.client).or_default() += 1;
+                continue;
+            }
+            let s = queriers.entry(e.client).or_insert_with(|| Querier {
+                queries: Tally::default(),
+                server: e.server,
+                names: Vec::new(),
+            });
+            s.queries.touch(e.ts_ns);
+            if s.names.len() < 5 && !s.names.iter().any(|n| n == q) {
+                s.names.push(q.to_string());
+            }
+        }
+        for (&client, s) in &queriers {
+            let mut evidence = format!(
+                "{} queries for C&C names: {}",
+                s.queries.attempts,
+                s.names.join(", ")
+            );
+            if let Some(n) = forwarded.get(&client) {
+                evidence.push_str(&format!("; also forwarded {n} such lookups for clients"));
+            }
+            let finding = Finding {
+                service: "dns",
+                distinct: s.names.len() as u64,
+                ..s.queries
+                    .finding(Rule::CncDns, client, Some(s.server), evidence)
+            };
+            found.raise(finding.alert(c));
+        }
+    }
+}
+
+impl CncDns<'_> {
+    /// Whether `e`, sent by a resolver, forwards a query for `qname` that one of its
+    /// clients asked it within the forward window.
+    fn is_forwarded(
+        &self,
+        asked: &HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>>,
+        e: &DnsEvent,
+        qname: &str,
+    ) -> bool {
+        let window = self.c.cnc.forward_window.ns();
+        asked.get(&(e.client, qname)).is_some_and(|v| {
+            v.iter()
+                .any(|&(t, client)| client != e.client && t <= e.ts_ns && e.ts_ns - t <= window)
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! The detection rules, one module each, and [`RULES`], the list the detector runs.
+//!
+//! A rule is a [`RuleState`]: state that grows as the usable flows go by in time order
+//! ([`RuleState::observe`]), and the alerts that state adds up to once they have all gone
+//! by ([`RuleState::finish`]). Rules over DNS, ARP or session facts read those events
+//! in `finish`. Its settings are a section declared beside it with
+//! [`crate::settings::settings!`] and named by one field of [`crate::DetectConfig`].
+
+use std::net::IpAddr;
+
+use hashbrown::{HashMap, HashSet};
+use wormsign_flow::FlowRecord;
+use wormsign_inspect::SessionEvent;
+
+use crate::config::DetectConfig;
+use crate::distinct::CappedSet;
+use crate::model::{ArpEvent, DetectStats, DnsEvent};
+use crate::sources::Sources;
+
+mod arp_sweep;
+mod brute_force;
+mod cnc_dns;
+mod cnc_ip;
+mod counting;
+mod exploit;
+mod exposed_service;
+mod failed_contacts;
+mod finding;
+mod honeypot;
+mod login_brute_force;
+mod scan_fanout;
+mod session_facts;
+mod trw;
+
+pub use arp_sweep::ArpConfig;
+pub use brute_force::BruteForceConfig;
+pub use cnc_dns::{CncConfig, DRIVELIFE_INDICATORS};
+pub use scan_fanout::ScanConfig;
+pub use trw::TrwConfig;
+
+pub(crate) use finding::{number_in_time_order, ratio, EvidenceKey, Finding, Findings};
+
+/// Starts one rule for a run: its empty state, from the rule set and the run's DNS
+/// messages (C&C addresses are the answers to C&C names).
+pub(crate) type StartRule =
+    for<'a> fn(&'a DetectConfig, &[&'a DnsEvent]) -> Box<dyn RuleState + 'a>;
+
+/// The rules the detector runs, in this order. Alerts are numbered in time order
+/// afterwards, so the order matters only where a rule reads what an earlier one left in
+/// [`Findings`] (the flow-shape `brute_force` stays silent on the pairs whose logins
+/// `login_brute_force` saw, so it comes after it) and for the order of deliveries
+/// (exploits before logins) the graph breaks ties in.
+pub(crate) const RULES: &[StartRule] = &[
+    exploit::start,
+    login_brute_force::start,
+    trw::start,
+    failed_contacts::start,
+    scan_fanout::start,
+    brute_force::start,
+    cnc_ip::start,
+    honeypot::start,
+    exposed_service::start,
+    arp_sweep::start,
+    cnc_dns::start,
+];
+
+/// One rule's state over a run.
+pub(crate) trait RuleState {
+    /// Flows the rule needs besides those to worm services, which the detector would
+    /// otherwise drop unread (see [`crate::FlowFilter`]).
+    fn watch(&self, _watchlist: &mut Watchlist) {}
+
+    /// One usable flow; flows come in `(ts_first, first_packet)` order.
+    fn observe(&mut self, _flow: &FlowFacts<'_>, _run: &mut RunState<'_>) {}
+
+    /// Forgets `src`, evicted from the scanning sources (see [`Sources`]): a rule that
+    /// keeps state per scanning source drops it here.
+    fn forget_source(&mut self, _src: IpAddr) {}
+
+    /// The alerts (and what the graph and later rules need) once every flow went by.
+    fn finish(self: Box<Self>, events: &Events<'_>, run: &mut RunState<'_>, found: &mut Findings);
+}
+
+/// Flows that are no worm service's but that some rule reads.
+#[derive(Clone, Default)]
+pub(crate) struct Watchlist {
+    /// Responder addresses (honeypots, C&C addresses).
+    pub addresses: HashSet<IpAddr>,
+    /// Responder ports, any IP protocol (exposed services).
+    pub ports: HashSet<u16>,
+}
+
+/// The run's events besides flows, each list sorted.
+pub(crate) struct Events<'a> {
+    pub dns: Vec<&'a DnsEvent>,
+    pub arp: Vec<&'a ArpEvent>,
+    pub sessions: Vec<&'a SessionEvent>,
+}
+
+/// What rules share during a run: the rule set, the counters, and the scanning sources.
+pub(crate) struct RunState<'r> {
+    pub config: &'r DetectConfig,
+    pub stats: &'r mut DetectStats,
+    pub sources: &'r mut Sources,
+}
+
+impl RunState<'_> {
+    /// The state of a pair (or any other key) in `table`, created if the pair cap leaves
+    /// room for one more; `None` (counted) when the table is full.
+    pub fn pair_entry<'m, K, V>(
+        &mut self,
+        table: &'m mut HashMap<K, V>,
+        key: K,
+    ) -> Option<&'m mut V>
+    where
+        K: std::hash::Hash + Eq,
+        V: Default,
+    {
+        if !table.contains_key(&key) && table.len() >= self.config.pair_cap() {
+            self.stats.entries_refused += 1;
+            return None;
+        }
+        Some(table.entry(key).or_default())
+    }
+
+    /// Adds `ip` to a distinct-address set (see [`CappedSet::insert`]).
+    pub fn insert_distinct(&mut self, set: &mut CappedSet, ip: IpAddr) -> Option<bool> {
+        set.insert(ip, self.config.exact_set_cap(), self.stats)
+    }
+}
+
+/// One usable flow with what several rules would otherwise each work out again.
+pub(crate) struct FlowFacts<'f> {
+    pub flow: &'f FlowRecord,
+    /// The worm service it went to (an index into [`DetectConfig::services`]).
+    pub service: Option<usize>,
+    /// A failed first contact ([`crate::is_failed`]).
+    pub failed: bool,
+    /// A completed session ([`crate::is_completed`]).
+    pub completed: bool,
+    /// A worm-service contact by a source the scanning-source table holds.
+    pub contact: Option<Contact>,
+}
+
+/// A worm-service flow of a tracked scanning source.
+#[derive(Clone, Copy)]
+pub(crate) struct Contact {
+    /// The worm service.
+    pub service: usize,
+    /// The source's first contact with this destination (the unit TRW and failed
+    /// contacts count; `false` as well when the source's set is saturated and cannot
+    /// tell).
+    pub is_first: bool,
+}
