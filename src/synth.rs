@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use wormsign_synth::export::{write_export, Meter, NetflowVersion};
-use wormsign_synth::{generate_observed, Scenario, SynthConfig};
+use wormsign_synth::{generate_labelled, FlowLabel, Scenario, SynthConfig};
 
 /// `wormsign synth`.
 #[derive(Args, Debug)]
@@ -19,13 +19,22 @@ pub struct SynthArgs {
     /// Seed; the same seed and scale give byte-identical files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output directory for capture.pcap and labels.json (and netflow.pcap).
+    /// Output directory for capture.pcap, labels.json and flow_labels.csv (and
+    /// netflow.pcap). flow_labels.csv has one row per flow with a packet in the capture:
+    /// community_id, ts (first captured packet, RFC 3339 UTC), proto, orig_h, orig_p
+    /// (the side that opened it), resp_h, resp_p, label (exploit, implant_ping,
+    /// brute_force_attempt, scan_probe, cnc or benign).
     #[arg(long, short)]
     out: PathBuf,
     /// Multiplies the benign background traffic (clients and sessions); the worm part
     /// stays the same.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Start the capture this many seconds into the scenario (at most 2700): earlier
+    /// packets are not written, so sessions in flight appear without their handshake.
+    /// The labels keep the whole scenario's ground truth.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=2700))]
+    capture_start: u64,
     /// Also write the same traffic as NetFlow export datagrams (v5, v9 or ipfix) to
     /// netflow.pcap: one record per direction of each flow, metered with idle 15 s and
     /// active 60 s timeouts, sent by 10.164.1.254:50000 to 10.164.1.250 (port 2055, or
@@ -62,17 +71,20 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
         scenario: args.scenario,
         seed: args.seed,
         scale: args.scale,
+        capture_start: args.capture_start,
     };
     let mut result = None;
     let mut meter = args.netflow.map(|_| Meter::new());
     atomic(&args.out.join("capture.pcap"), |f| {
-        let out = generate_observed(&cfg, f, |ts, frame| {
-            if let Some(m) = meter.as_mut() {
-                m.observe(ts, frame);
-            }
-        })?;
-        result = Some(out);
-        Ok(())
+        atomic(&args.out.join("flow_labels.csv"), |labels| {
+            let out = generate_labelled(&cfg, &f, labels, |ts, frame| {
+                if let Some(m) = meter.as_mut() {
+                    m.observe(ts, frame);
+                }
+            })?;
+            result = Some(out);
+            Ok(())
+        })
     })?;
     let mut exported = None;
     if let (Some(version), Some(meter)) = (args.netflow, meter) {
@@ -98,6 +110,12 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
             out.labels.infected.len(),
             args.out.display()
         );
+        let flows: Vec<String> = FlowLabel::ALL
+            .iter()
+            .zip(out.flow_labels)
+            .map(|(l, n)| format!("{} {n}", l.as_str()))
+            .collect();
+        eprintln!("synth: flows labelled: {}", flows.join(", "));
         if let (Some(version), Some(e)) = (args.netflow, exported) {
             eprintln!(
                 "synth: netflow {}: {} datagrams, {} records ({} packets, {} bytes), {:.1} MB",

@@ -130,7 +130,14 @@ def check_3(df: pl.DataFrame, labels):
     for r in parent_ok:
         t = truth[r["child_ip"]]
         assert r["vector"] == t["vector"], r
-        assert r["infected_at"] == rfc3339(t["infected_at"]), r
+        if r["basis"] == "protocol":
+            # Dated by the delivering session: the exploit, shortly before the payload
+            # arrived (the label's compromised_at, the DoublePulsar upload).
+            compromised = rfc3339(t["compromised_at"])
+            assert compromised - dt.timedelta(seconds=60) <= r["infected_at"] <= compromised, r
+        else:
+            assert r["infected_at"] == rfc3339(t["infected_at"]), r
+    assert {r["basis"] for r in rows} == {"protocol", "flow"}, "DriveLife has both kinds"
     gen_ok = [r for r in rows if r["generation"] == truth[r["child_ip"]]["generation"]]
     assert len(gen_ok) >= len(rows) - 1
     pz = labels["patient_zero"][0]

@@ -19,4 +19,5 @@ mod protocol;
 mod real_captures;
 mod synth;
 mod synth_netflow;
+mod synth_protocol;
 mod zeek;

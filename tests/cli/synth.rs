@@ -14,10 +14,23 @@ use crate::bench_rules::bench;
 use crate::common::{have_tool, read_rows, tool, wormsign, Run};
 
 /// Runs `wormsign synth` into `dir`; returns the capture's bytes and the labels.
-fn synth(scenario: &str, seed: u64, scale: f64, dir: &Path) -> (Vec<u8>, Value) {
+pub(crate) fn synth(scenario: &str, seed: u64, scale: f64, dir: &Path) -> (Vec<u8>, Value) {
+    synth_with(scenario, seed, scale, &[], dir)
+}
+
+/// [`synth`] with `extra` options.
+pub(crate) fn synth_with(
+    scenario: &str,
+    seed: u64,
+    scale: f64,
+    extra: &[&str],
+    dir: &Path,
+) -> (Vec<u8>, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_wormsign"))
         .args(["synth", "--scenario", scenario, "--seed", &seed.to_string()])
-        .args(["--scale", &scale.to_string(), "-q", "--out"])
+        .args(["--scale", &scale.to_string(), "-q"])
+        .args(extra)
+        .arg("--out")
         .arg(dir)
         .stdin(Stdio::null())
         .output()
@@ -175,17 +188,26 @@ fn datasets_match_the_generator() {
             std::fs::read(dir.join("labels.json")).unwrap(),
             "datasets/{scenario}/labels.json is stale (see datasets/README.md)"
         );
-        let out = Command::new("gzip")
-            .arg("-dc")
-            .arg(dir.join("capture.pcap.gz"))
-            .output()
-            .expect("gzip");
-        assert!(out.status.success());
         assert!(
-            out.stdout == pcap,
+            gunzip(&dir.join("capture.pcap.gz")) == pcap,
             "datasets/{scenario}/capture.pcap.gz is stale (see datasets/README.md)"
         );
+        assert!(
+            gunzip(&dir.join("flow_labels.csv.gz"))
+                == std::fs::read(fresh.join("flow_labels.csv")).unwrap(),
+            "datasets/{scenario}/flow_labels.csv.gz is stale (see datasets/README.md)"
+        );
     }
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let out = Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .expect("gzip");
+    assert!(out.status.success(), "gzip -dc {}", path.display());
+    out.stdout
 }
 
 /// Detection scored against the labels by `wormsign bench-rules` (one row of its JSON:

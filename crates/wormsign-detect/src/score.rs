@@ -49,6 +49,10 @@ pub struct LabelledHost {
     pub vector: String,
     /// First worm behaviour on the wire, RFC 3339 UTC (`2024-03-04T09:06:44.792862Z`).
     pub infected_at: String,
+    /// When the host was compromised (the payload arrived), if the labels know: time to
+    /// detect runs from here, since protocol evidence (an implant answering) can come
+    /// before the host's first worm behaviour.
+    pub compromised_at: Option<String>,
 }
 
 /// How a detection compares with the labels. Lists of addresses are sorted.
@@ -266,7 +270,8 @@ pub fn score(d: &Detection, labels: &Labels, flows: &[FlowRecord]) -> Score {
         let (Some(h), Some(det_at)) = (labelled.get(ip), det_at) else {
             continue;
         };
-        let Some(t0) = parse_rfc3339(&h.infected_at) else {
+        let since = h.compromised_at.as_deref().unwrap_or(&h.infected_at);
+        let Some(t0) = parse_rfc3339(since) else {
             continue;
         };
         s.ttd_secs.push((det_at - t0) as f64 / 1e9);

@@ -42,6 +42,7 @@ fn labelled(host: &str, parent: Option<&str>, vector: &str, at: &str) -> Labelle
         parent: parent.map(ip),
         vector: vector.to_string(),
         infected_at: at.to_string(),
+        compromised_at: None,
     }
 }
 

@@ -3,7 +3,13 @@
 //! [`generate`] writes a pcap of an office network (Ethernet, IPv4) with benign
 //! background traffic, benign heavy hitters (backup server, admin workstation, pooled
 //! MSSQL, an authorized vulnerability scanner, a NAT gateway) and, except in the `benign`
-//! [`Scenario`], a worm outbreak, and returns the ground truth as [`Labels`].
+//! [`Scenario`], a worm outbreak, and returns the ground truth as [`Labels`];
+//! [`generate_labelled`] also writes what each flow is ([`FlowLabel`], `flow_labels.csv`).
+//!
+//! The worm services speak their protocols (modules `smb`, `tds`): EternalBlue and
+//! DoublePulsar messages on infection, the MS17-010 probe, NTLMSSP and LOGIN7 password
+//! guessing that fails until it works, pooled application logins that succeed, ordinary
+//! SMB 3 file sessions; RDP shows its X.224 negotiation, then TLS.
 //!
 //! Packets are valid: correct IP/TCP/UDP lengths and checksums, three-way handshakes and
 //! FIN teardowns for sessions, RST-ACK from closed ports, silence (a SYN and one
@@ -24,7 +30,11 @@
 
 #![deny(missing_docs)]
 
+mod bytes;
 pub mod export;
+mod flow_labels;
+mod smb;
+mod tds;
 pub mod wire;
 
 use std::cmp::Reverse;
@@ -34,6 +44,9 @@ use std::io::{self, Write};
 use std::str::FromStr;
 use wormsign_capture::time::UtcTime;
 
+pub use flow_labels::{FlowLabel, HEADER as FLOW_LABELS_HEADER};
+use flow_labels::{FlowLabelWriter, FlowMeta};
+use smb::{Account, Guess, Ms17};
 use wire::{arp_frame, begin_frame, dns_message, PcapWriter, Rng, ACK, FIN, PSH, RST, SYN};
 
 /// An IPv4 address as bytes.
@@ -128,6 +141,10 @@ pub struct SynthConfig {
     pub seed: u64,
     /// Background-traffic multiplier (> 0; 1 = about 100 clients).
     pub scale: f64,
+    /// Seconds into the scenario at which the capture starts: packets before it are not
+    /// written, so sessions in flight then appear without their handshake (0: from the
+    /// start).
+    pub capture_start: u64,
 }
 
 /// One infected host of the ground truth.
@@ -178,6 +195,9 @@ pub struct Labels {
     /// Internal hosts that completed a worm-service session with an attacker but were
     /// never infected.
     pub targets_not_infected: Vec<Ip>,
+    /// When the capture starts (the scenario's start, or later with
+    /// [`SynthConfig::capture_start`]).
+    pub capture_start: Us,
 }
 
 /// Dotted-quad text of an address.
@@ -216,6 +236,7 @@ impl Labels {
             "scenario": self.scenario,
             "seed": self.seed,
             "scale": self.scale,
+            "capture_start": rfc3339(self.capture_start),
             "internal": self.internal,
             "honeypots": ips(&self.honeypots),
             "patient_zero": ips(&self.patient_zero),
@@ -240,6 +261,8 @@ pub struct Output {
     pub packets: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Flows labelled, per label in [`FlowLabel::ALL`] order.
+    pub flow_labels: [u64; 6],
 }
 
 // ---------------------------------------------------------------------------------------
@@ -248,6 +271,8 @@ pub struct Output {
 struct Pkt {
     ts: Us,
     seq: u64,
+    /// The flow the packet belongs to (0: none, as ARP).
+    flow: u64,
     data: Vec<u8>,
 }
 
@@ -338,13 +363,11 @@ fn app_message(app: App, client: bool, round: usize, n: usize, salt: u32) -> Vec
                 m
             }
         }
-        App::Smb => {
-            // NetBIOS session message framing around opaque (encrypted SMB3) data.
-            let n = n.clamp(4, 0xff_ffff);
-            let mut m = vec![0, (n >> 16) as u8, (n >> 8) as u8, n as u8];
-            m.extend_from_slice(&filler(n, salt ^ (round as u32) << 1 ^ u32::from(client)));
-            m
-        }
+        App::Smb => smb::encrypted(
+            n.clamp(16, 0xff_0000),
+            u64::from(salt) | 1,
+            salt ^ (round as u32) << 1 ^ u32::from(client),
+        ),
         App::Rdp if round == 0 => {
             if client {
                 // TPKT + X.224 Connection Request with an RDP negotiation request (TLS).
@@ -357,18 +380,8 @@ fn app_message(app: App, client: bool, round: usize, n: usize, salt: u32) -> Vec
             }
         }
         App::Rdp | App::Raw => tls_records(n, salt ^ (round as u32) << 1 ^ u32::from(client)),
-        App::Tds => {
-            // TDS pre-login packets carrying TLS records (the encrypted login exchange).
-            let body = tls_records(
-                n.clamp(24, 4000),
-                salt ^ (round as u32) << 1 ^ u32::from(client),
-            );
-            let mut m = vec![0x12, 1];
-            m.extend_from_slice(&((body.len() + 8) as u16).to_be_bytes());
-            m.extend_from_slice(&[0, 0, 1, 0]);
-            m.extend_from_slice(&body);
-            m
-        }
+        App::Tds if client => tds::sql_batch(n, salt.wrapping_add(round as u32)),
+        App::Tds => tds::result_rows(n, salt.wrapping_add(round as u32)),
     }
 }
 
@@ -388,6 +401,64 @@ fn tls_records(n: usize, salt: u32) -> Vec<u8> {
     m
 }
 
+/// One request and the reply to it; an empty reply is a bare acknowledgement.
+pub(crate) struct Turn {
+    pub request: Vec<u8>,
+    pub reply: Vec<u8>,
+}
+
+impl Turn {
+    /// A request the server only acknowledges.
+    pub(crate) fn unanswered(request: Vec<u8>) -> Turn {
+        Turn {
+            request,
+            reply: Vec::new(),
+        }
+    }
+}
+
+/// The turns of a session of `rounds` (request bytes, reply bytes) of `app` data.
+fn app_turns(app: App, rounds: &[(usize, usize)], salt: u32) -> Vec<Turn> {
+    rounds
+        .iter()
+        .enumerate()
+        .map(|(i, &(up, down))| Turn {
+            request: app_message(app, true, i, up, salt),
+            reply: if down == 0 {
+                Vec::new()
+            } else {
+                app_message(app, false, i, down, salt)
+            },
+        })
+        .collect()
+}
+
+/// A connection to open: who talks to whom on which service, and what the flow is.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    client: Ip,
+    server: Ip,
+    port: u16,
+    label: FlowLabel,
+}
+
+impl Conn {
+    fn new(client: Ip, server: Ip, port: u16, label: FlowLabel) -> Conn {
+        Conn {
+            client,
+            server,
+            port,
+            label,
+        }
+    }
+}
+
+/// When a session's turns began (each request's first segment), and its last packet.
+struct Timeline {
+    turns: Vec<Us>,
+    end: Us,
+}
+
 /// Packet emitter: builds frames and keeps them in capture-time order.
 struct Tx {
     rng: Rng,
@@ -395,6 +466,10 @@ struct Tx {
     seq: u64,
     heap: BinaryHeap<Reverse<Pkt>>,
     buf: Vec<u8>,
+    /// The flow the next packets belong to.
+    flow: u64,
+    /// Flows opened and not yet handed to the label writer.
+    opened: Vec<(u64, FlowMeta)>,
 }
 
 impl Tx {
@@ -405,6 +480,8 @@ impl Tx {
             seq: 0,
             heap: BinaryHeap::new(),
             buf: Vec::with_capacity(2048),
+            flow: 0,
+            opened: Vec::new(),
         }
     }
 
@@ -414,8 +491,32 @@ impl Tx {
         self.heap.push(Reverse(Pkt {
             ts,
             seq: self.seq,
+            flow: self.flow,
             data,
         }));
+    }
+
+    /// Starts a flow: the packets pushed from now on belong to it. Returns its id.
+    fn open_flow(&mut self, proto: u8, orig: (Ip, u16), resp: (Ip, u16), label: FlowLabel) -> u64 {
+        self.flow = self.seq + 1;
+        let meta = FlowMeta {
+            label,
+            proto,
+            orig,
+            resp,
+        };
+        self.opened.push((self.flow, meta));
+        self.flow
+    }
+
+    /// A TCP flow of `conn` from client port `sport`.
+    fn open_tcp(&mut self, conn: Conn, sport: u16) {
+        self.open_flow(
+            6,
+            (conn.client, sport),
+            (conn.server, conn.port),
+            conn.label,
+        );
     }
 
     fn rtt(a: Ip, b: Ip) -> Us {
@@ -493,25 +594,27 @@ impl Tx {
     }
 
     fn arp_who_has(&mut self, ts: Us, sender: Ip, target: Ip) {
+        self.flow = 0;
         arp_frame(&mut self.buf, true, &mac(sender), sender, &[0; 6], target);
         self.push(ts);
     }
 
-    /// A complete TCP session: handshake, `rounds` (client bytes, server bytes) spread
-    /// over `duration`, FIN teardown by the client. Returns the last packet's time.
-    fn session(
-        &mut self,
-        t: Us,
-        c: Ip,
-        s: Ip,
-        dport: u16,
-        rounds: &[(usize, usize)],
-        duration: Us,
-    ) -> Us {
-        let app = app_of(dport);
+    /// A complete TCP session of `rounds` (client bytes, server bytes) of the service's
+    /// usual data, spread over `duration` (see [`Tx::converse`]). Returns the last
+    /// packet's time.
+    fn session(&mut self, t: Us, conn: Conn, rounds: &[(usize, usize)], duration: Us) -> Us {
+        let salt = self.rng.next() as u32;
+        let turns = app_turns(app_of(conn.port), rounds, salt);
+        self.converse(t, conn, &turns, duration).end
+    }
+
+    /// A complete TCP session carrying `turns`: handshake, the turns spread over
+    /// `duration`, FIN teardown by the client.
+    fn converse(&mut self, t: Us, conn: Conn, turns: &[Turn], duration: Us) -> Timeline {
+        let (c, s, dport) = (conn.client, conn.server, conn.port);
         let rtt = Tx::rtt(c, s);
         let sport = self.port();
-        let salt = self.rng.next() as u32;
+        self.open_tcp(conn, sport);
         let (mut cs, mut ss) = (self.rng.next() as u32, self.rng.next() as u32);
         self.seg(t, c, s, sport, dport, cs, 0, SYN, &[]);
         cs = cs.wrapping_add(1);
@@ -519,20 +622,19 @@ impl Tx {
         ss = ss.wrapping_add(1);
         let mut now = t + rtt + 60;
         self.seg(now, c, s, sport, dport, cs, ss, ACK, &[]);
-        let n = rounds.len().max(1) as Us;
+        let n = turns.len().max(1) as Us;
         let gap = ((duration - 3 * rtt) / n).max(rtt + 2 * MS);
-        for (i, &(creq, sresp)) in rounds.iter().enumerate() {
-            let start = (t + rtt + 200 + gap * i as Us).max(now + 200);
-            now = start;
-            let msg = app_message(app, true, i, creq, salt);
-            now = self.send_message(now, (c, sport), (s, dport), &mut cs, ss, &msg, 30);
+        let mut started = Vec::with_capacity(turns.len());
+        for (i, turn) in turns.iter().enumerate() {
+            now = (t + rtt + 200 + gap * i as Us).max(now + 200);
+            started.push(now);
+            now = self.send_message(now, (c, sport), (s, dport), &mut cs, ss, &turn.request, 30);
             now += rtt / 2 + 300;
-            if sresp == 0 {
+            if turn.reply.is_empty() {
                 self.seg(now, s, c, dport, sport, ss, cs, ACK, &[]);
                 continue;
             }
-            let msg = app_message(app, false, i, sresp, salt);
-            now = self.send_message(now, (s, dport), (c, sport), &mut ss, cs, &msg, 25);
+            now = self.send_message(now, (s, dport), (c, sport), &mut ss, cs, &turn.reply, 25);
             now += rtt / 2 + 40;
             self.seg(now, c, s, sport, dport, cs, ss, ACK, &[]);
         }
@@ -542,7 +644,10 @@ impl Tx {
         self.seg(end + rtt, s, c, dport, sport, ss, cs, FIN | ACK, &[]);
         ss = ss.wrapping_add(1);
         self.seg(end + rtt + 50, c, s, sport, dport, cs, ss, ACK, &[]);
-        end + rtt + 50
+        Timeline {
+            turns: started,
+            end: end + rtt + 50,
+        }
     }
 
     /// Sends `msg` from `from` to `to` in segments of at most 1460 bytes, `spacing` µs
@@ -570,8 +675,10 @@ impl Tx {
     }
 
     /// SYN answered by RST-ACK (closed port).
-    fn reject(&mut self, t: Us, c: Ip, s: Ip, dport: u16) {
+    fn reject(&mut self, t: Us, conn: Conn) {
+        let (c, s, dport) = (conn.client, conn.server, conn.port);
         let sport = self.port();
+        self.open_tcp(conn, sport);
         let isn = self.rng.next() as u32;
         self.seg(t, c, s, sport, dport, isn, 0, SYN, &[]);
         self.seg(
@@ -588,8 +695,10 @@ impl Tx {
     }
 
     /// SYN (and `retries` retransmissions) that nobody answers.
-    fn silent(&mut self, t: Us, c: Ip, s: Ip, dport: u16, retries: u32) {
+    fn silent(&mut self, t: Us, conn: Conn, retries: u32) {
+        let (c, s, dport) = (conn.client, conn.server, conn.port);
         let sport = self.port();
+        self.open_tcp(conn, sport);
         let isn = self.rng.next() as u32;
         for k in 0..=retries {
             self.seg(t + Us::from(k) * SEC, c, s, sport, dport, isn, 0, SYN, &[]);
@@ -597,13 +706,22 @@ impl Tx {
     }
 
     /// A lookup through the resolver: client query, optionally the resolver's upstream
-    /// query and its answer, the answer to the client (NXDOMAIN without `answer`).
-    /// Returns when the client has its answer.
-    fn dns(&mut self, t: Us, client: Ip, forward: bool, qname: &str, answer: Option<Ip>) -> Us {
+    /// query and its answer, the answer to the client (NXDOMAIN without `answer`). Both
+    /// exchanges are flows labelled `label`. Returns when the client has its answer.
+    fn dns(
+        &mut self,
+        t: Us,
+        client: Ip,
+        forward: bool,
+        qname: &str,
+        answer: Option<Ip>,
+        label: FlowLabel,
+    ) -> Us {
         let sport = self.port();
         let id = self.rng.next() as u16;
         let answers: Vec<Ip> = answer.into_iter().collect();
         let rcode = if answer.is_some() { 0 } else { 3 };
+        let lookup = self.open_flow(17, (client, sport), (RESOLVER, 53), label);
         self.udp(
             t,
             client,
@@ -616,6 +734,7 @@ impl Tx {
         if forward {
             let up_port = self.port();
             let up_id = self.rng.next() as u16;
+            self.open_flow(17, (RESOLVER, up_port), (UPSTREAM_DNS, 53), label);
             self.udp(
                 now,
                 RESOLVER,
@@ -635,6 +754,7 @@ impl Tx {
             );
             now += 120;
         }
+        self.flow = lookup;
         self.udp(
             now,
             RESOLVER,
@@ -746,6 +866,9 @@ struct Style {
     extra_ports_pm: u64,
     /// Start a brute-force campaign on an open RDP/MSSQL/SMB port found, per mille.
     brute_pm: u64,
+    /// Send EternalBlue to a patched SMB host without probing first, per mille (the
+    /// others are probed, found patched and left alone).
+    blind_exploit_pm: u64,
     honeypot_pm: u64,
     dc_pm: u64,
     /// Random external addresses probed after the LAN.
@@ -847,13 +970,14 @@ impl Sim {
         if st.cnc {
             first_cnc = Some(now);
             for (name, addr) in CNC {
-                let answered = self.tx.dns(now, host, true, name, Some(addr));
+                let answered = self
+                    .tx
+                    .dns(now, host, true, name, Some(addr), FlowLabel::Cnc);
                 now = answered + self.rng.irange(300 * MS, 2 * SEC);
             }
             // The payload download from the C&C address.
-            let end = self
-                .tx
-                .session(now, host, CNC[1].1, 80, &[(200, 6000)], 2 * SEC);
+            let download = Conn::new(host, CNC[1].1, 80, FlowLabel::Cnc);
+            let end = self.tx.session(now, download, &[(200, 6000)], 2 * SEC);
             // The scanner module is fetched and started later.
             now = end
                 + self
@@ -861,7 +985,9 @@ impl Sim {
                     .irange(st.scan_after.0 * SEC, st.scan_after.1 * SEC);
         }
         if st.killswitch {
-            let answered = self.tx.dns(now, host, true, KILLSWITCH, None);
+            let answered = self
+                .tx
+                .dns(now, host, true, KILLSWITCH, None, FlowLabel::Cnc);
             now = answered + self.rng.irange(50 * MS, 300 * MS);
         }
         let first_scan = now;
@@ -902,9 +1028,15 @@ impl Sim {
                 if i as u64 % every == every - 1 {
                     let s = servers[(k % servers.len() as u64) as usize];
                     k += 1;
-                    let end =
-                        self.tx
-                            .session(now, host, s, 445, &[(300, 500), (600, 3000)], 3 * SEC);
+                    let turns = smb::file_session(
+                        s,
+                        "share",
+                        &user_account(host),
+                        &[(300, 500), (600, 3000)],
+                        &mut self.rng,
+                    );
+                    let conn = Conn::new(host, s, 445, FlowLabel::ScanProbe);
+                    let end = self.tx.converse(now, conn, &turns, 3 * SEC).end;
                     now = end + self.rng.irange(st.gap.0, st.gap.1);
                 }
             }
@@ -947,18 +1079,19 @@ impl Sim {
 
     fn probe(&mut self, t: Us, src: Ip, dst: Ip, port: u16, follow: bool) {
         let svc = svc_index(port).expect("worm port");
+        let probe = Conn::new(src, dst, port, FlowLabel::ScanProbe);
         if dst == HONEYPOT {
-            self.tx.session(t, src, dst, port, &[(200, 300)], 600 * MS);
+            let turns = self.first_look(svc);
+            self.tx.converse(t, probe, &turns, 600 * MS);
             self.touched.insert(dst);
             return;
         }
         if !in_lan(dst) {
             // Routed: a data centre behind a firewall that drops, or the internet.
             if dst[0] != 10 && self.rng.chance(30) {
-                self.tx.reject(t, src, dst, port);
+                self.tx.reject(t, probe);
             } else {
-                self.tx
-                    .silent(t, src, dst, port, if dst[0] == 10 { 1 } else { 0 });
+                self.tx.silent(t, probe, if dst[0] == 10 { 1 } else { 0 });
             }
             return;
         }
@@ -975,38 +1108,21 @@ impl Sim {
         };
         let mut fell = false;
         match state {
-            Port::Filtered => self.tx.silent(t, src, dst, port, 1),
-            Port::Closed => self.tx.reject(t, src, dst, port),
+            Port::Filtered => self.tx.silent(t, probe, 1),
+            Port::Closed => self.tx.reject(t, probe),
             Port::Vulnerable if svc == 0 => {
-                // EternalBlue: negotiate, exploit, payload; the host runs it at the end.
-                let end = self.tx.session(
-                    t,
-                    src,
-                    dst,
-                    port,
-                    &[(180, 250), (1200, 300), (4300, 120), (2600, 90)],
-                    2 * SEC + self.rng.irange(0, SEC),
-                );
                 self.touched.insert(dst);
-                fell = !self.infected.contains_key(&dst);
-                self.schedule(
-                    end,
-                    Ev::Infect {
-                        host: dst,
-                        parent: Some(src),
-                        vector: vector_of(0, false),
-                    },
-                );
+                fell = self.ms17_010(t, src, dst);
             }
             Port::Vulnerable | Port::Open => {
                 // Open but patched: the session completes, the exploit fails.
-                let rounds: &[(usize, usize)] = if svc == 0 {
-                    &[(180, 250), (1200, 90)]
-                } else {
-                    &[(20, 20), (300, 1100)]
-                };
-                self.tx.session(t, src, dst, port, rounds, SEC / 2);
                 self.touched.insert(dst);
+                if svc == 0 {
+                    self.patched_smb(t, src, dst);
+                } else {
+                    let turns = self.first_look(svc);
+                    self.tx.converse(t, probe, &turns, SEC / 2);
+                }
                 if self.rng.chance(self.style.brute_pm) {
                     let at = t + self.rng.irange(2 * SEC, 10 * SEC);
                     self.schedule(at, Ev::Brute { src, dst, svc });
@@ -1029,41 +1145,83 @@ impl Sim {
         }
     }
 
+    /// What a worm sends an open service it is not exploiting: the SMB negotiation, the
+    /// RDP connection request (then TLS), the TDS PRELOGIN.
+    fn first_look(&mut self, svc: usize) -> Vec<Turn> {
+        match svc {
+            0 => smb::negotiate_only(),
+            1 => app_turns(App::Rdp, &[(20, 20), (300, 1100)], self.rng.next() as u32),
+            _ => tds::probe(),
+        }
+    }
+
+    /// EternalBlue against a vulnerable host, or only the DoublePulsar check when its
+    /// implant is already there. Returns whether the host falls now.
+    fn ms17_010(&mut self, t: Us, src: Ip, dst: Ip) -> bool {
+        if self.infected.contains_key(&dst) {
+            let turns = smb::ms17_010_session(Ms17::ImplantCheck, dst, &mut self.rng);
+            let check = Conn::new(src, dst, 445, FlowLabel::ImplantPing);
+            self.tx.converse(t, check, &turns, SEC);
+            return false;
+        }
+        let turns = smb::ms17_010_session(Ms17::Infect, dst, &mut self.rng);
+        let exploit = Conn::new(src, dst, 445, FlowLabel::Exploit);
+        let len = 2 * SEC + self.rng.irange(0, SEC);
+        let timeline = self.tx.converse(t, exploit, &turns, len);
+        // The host falls with the payload upload, the session's last turn.
+        let delivered = *timeline.turns.last().expect("an exploit session has turns");
+        self.schedule(
+            delivered,
+            Ev::Infect {
+                host: dst,
+                parent: Some(src),
+                vector: vector_of(0, false),
+            },
+        );
+        true
+    }
+
+    /// A patched SMB host: the worm's probe says so, or an exploit sent without probing
+    /// finds no implant afterwards.
+    fn patched_smb(&mut self, t: Us, src: Ip, dst: Ip) {
+        let (kind, label, len) = if self.rng.chance(self.style.blind_exploit_pm) {
+            (Ms17::BlindExploit, FlowLabel::Exploit, SEC)
+        } else {
+            (
+                Ms17::Probe { vulnerable: false },
+                FlowLabel::ScanProbe,
+                SEC / 2,
+            )
+        };
+        let turns = smb::ms17_010_session(kind, dst, &mut self.rng);
+        self.tx
+            .converse(t, Conn::new(src, dst, 445, label), &turns, len);
+    }
+
     fn brute(&mut self, t: Us, src: Ip, dst: Ip, svc: usize) {
-        let port = SVC_PORTS[svc];
+        let conn = Conn::new(src, dst, SVC_PORTS[svc], FlowLabel::BruteForceAttempt);
         let info = self.net.get(&dst).copied();
         let attempts = self.rng.range(12, 18);
         let mut now = t;
         for _ in 0..attempts {
             if svc == 0 && self.blocked(dst, now) {
-                self.tx.silent(now, src, dst, port, 1);
+                self.tx.silent(now, conn, 1);
             } else {
-                let rounds: &[(usize, usize)] = match svc {
-                    0 => &[(180, 250), (400, 120)],
-                    1 => &[(20, 20), (500, 1400), (300, 60)],
-                    _ => &[(60, 40), (350, 30)],
-                };
-                self.tx.session(
-                    now,
-                    src,
-                    dst,
-                    port,
-                    rounds,
-                    self.rng.irange(800 * MS, 2 * SEC),
-                );
+                let turns = self.wrong_passwords(src, dst, svc);
+                let len = self.rng.irange(800 * MS, 2 * SEC);
+                self.tx.converse(now, conn, &turns, len);
             }
             now += self.rng.irange(6 * SEC, 14 * SEC);
         }
         self.touched.insert(dst);
         let weak = info.is_some_and(|h| h.weak[svc] && h.ports[svc] != Port::Closed);
         if weak && !(svc == 0 && self.blocked(dst, now)) {
-            // The password worked: a long session that drops and runs the payload.
+            // The password worked: a long session that drops the payload, which runs
+            // a little later.
+            let (turns, drop) = self.right_password(src, dst, svc);
             let len = self.rng.irange(60 * SEC, 120 * SEC);
-            let rounds: Vec<(usize, usize)> = (0..8)
-                .map(|i| if i == 2 { (9000, 200) } else { (400, 900) })
-                .collect();
-            self.tx.session(now, src, dst, port, &rounds, len);
-            let run_at = now + self.rng.irange(10 * SEC, 20 * SEC);
+            let timeline = self.tx.converse(now, conn, &turns, len);
+            let run_at = timeline.turns[drop] + self.rng.irange(10 * SEC, 20 * SEC);
             self.schedule(
                 run_at,
                 Ev::Infect {
@@ -1074,25 +1232,161 @@ impl Sim {
             );
         }
     }
+
+    /// One session of wrong guesses: one to three SMB logins, one MSSQL login, or an
+    /// RDP connection (whose login TLS hides).
+    fn wrong_passwords(&mut self, src: Ip, dst: Ip, svc: usize) -> Vec<Turn> {
+        let salt = self.rng.next() as u32;
+        match svc {
+            0 => {
+                let guesses: Vec<Guess<'_>> = (0..self.rng.range(1, 3))
+                    .map(|_| Guess {
+                        user: self.guessed_account(),
+                        accepted: false,
+                    })
+                    .collect();
+                smb::password_guesses(dst, &host_name(src), &guesses, 0, &mut self.rng)
+            }
+            1 => app_turns(App::Rdp, &[(20, 20), (500, 1400), (300, 60)], salt),
+            _ => {
+                let password = self.guessed_password();
+                mssql_login(src, dst, password, false, &[], salt)
+            }
+        }
+    }
+
+    /// The session whose password works, and what the worm does with it: writes its
+    /// payload to `ADMIN$` (after one more wrong guess), works over RDP, or runs it
+    /// through SQL batches; with the index of the turn that drops the payload.
+    fn right_password(&mut self, src: Ip, dst: Ip, svc: usize) -> (Vec<Turn>, usize) {
+        let salt = self.rng.next() as u32;
+        let rounds = payload_rounds();
+        match svc {
+            0 => {
+                let guesses = [
+                    Guess {
+                        user: self.guessed_account(),
+                        accepted: false,
+                    },
+                    Guess {
+                        user: "administrator",
+                        accepted: true,
+                    },
+                ];
+                let turns =
+                    smb::password_guesses(dst, &host_name(src), &guesses, 9000, &mut self.rng);
+                let last_write = turns.len() - 1;
+                (turns, last_write)
+            }
+            1 => (app_turns(App::Rdp, &rounds, salt), DROP_ROUND),
+            _ => (
+                mssql_login(src, dst, "P@ssw0rd", true, &rounds, salt),
+                tds::LOGIN_TURNS + DROP_ROUND,
+            ),
+        }
+    }
+
+    /// An account a password guesser tries (mostly the administrator's).
+    fn guessed_account(&mut self) -> &'static str {
+        ["administrator", "administrator", "admin", "test"][self.rng.below(4) as usize]
+    }
+
+    fn guessed_password(&mut self) -> &'static str {
+        [
+            "123456", "password", "sa", "1qaz@WSX", "admin123", "sql2019",
+        ][self.rng.below(6) as usize]
+    }
+}
+
+/// The round of a session that drops a worm's payload.
+const DROP_ROUND: usize = 2;
+
+/// Eight rounds of (client bytes, server bytes) of a worm at work after logging in, the
+/// payload in round [`DROP_ROUND`].
+fn payload_rounds() -> Vec<(usize, usize)> {
+    (0..8)
+        .map(|i| {
+            if i == DROP_ROUND {
+                (9000, 200)
+            } else {
+                (400, 900)
+            }
+        })
+        .collect()
+}
+
+/// A TDS session from `src` logging in to `dst` as `sa`, as a worm's MSSQL brute force
+/// does.
+fn mssql_login(
+    src: Ip,
+    dst: Ip,
+    password: &str,
+    accepted: bool,
+    rounds: &[(usize, usize)],
+    salt: u32,
+) -> Vec<Turn> {
+    let (host, server) = (host_name(src), ip_str(dst));
+    let login = tds::Login {
+        host: &host,
+        user: "sa",
+        password,
+        app: "",
+        server: &server,
+        database: "master",
+    };
+    tds::login_session(&login, accepted, rounds, salt)
+}
+
+/// A host's NetBIOS name.
+fn host_name(ip: Ip) -> String {
+    format!("WKS-{}", ip[3])
+}
+
+/// The domain account of the user logged on at `ip`.
+fn user_account(ip: Ip) -> Account {
+    Account {
+        user: format!("user{}", ip[3]),
+        domain: "CORP".into(),
+        workstation: host_name(ip),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Benign confounders and background.
 
 fn confounders(tx: &mut Tx, rng: &mut Rng, net: &BTreeMap<Ip, HostInfo>) {
-    // Backup server: one long SMB session to each of 40 hosts, four at a time.
+    backup_sessions(tx, rng, net);
+    admin_rdp(tx, rng);
+    application_sql(tx, rng);
+    branch_office(tx, rng);
+    vulnerability_scan(tx, rng, net);
+}
+
+/// Backup server: one long SMB session to each of 40 hosts, four at a time, logged in
+/// as its service account.
+fn backup_sessions(tx: &mut Tx, rng: &mut Rng, net: &BTreeMap<Ip, HostInfo>) {
     let reachable: Vec<Ip> = net
         .iter()
         .filter(|(ip, h)| matches!(h.ports[0], Port::Open | Port::Vulnerable) && **ip != BACKUP)
         .map(|(&ip, _)| ip)
         .collect();
+    let account = Account {
+        user: "svc_backup".into(),
+        domain: "CORP".into(),
+        workstation: "BACKUP01".into(),
+    };
     for (i, &ip) in reachable.iter().take(40).enumerate() {
         let t = T0 + 60 * SEC + i as Us * 10 * SEC + rng.irange(0, 2 * SEC);
         let rounds: Vec<(usize, usize)> = (0..6).map(|_| (300, 4000)).collect();
-        tx.session(t, BACKUP, ip, 445, &rounds, rng.irange(40 * SEC, 90 * SEC));
+        let turns = smb::file_session(ip, "C$", &account, &rounds, rng);
+        let conn = Conn::new(BACKUP, ip, 445, FlowLabel::Benign);
+        tx.converse(t, conn, &turns, rng.irange(40 * SEC, 90 * SEC));
     }
-    // Admin workstation: RDP into the servers.
-    for (k, s) in [
+}
+
+/// Admin workstation: RDP into the servers.
+fn admin_rdp(tx: &mut Tx, rng: &mut Rng) {
+    let servers = [
         FILE_SERVER,
         SQL_SERVER,
         APP_SERVER,
@@ -1100,15 +1394,28 @@ fn confounders(tx: &mut Tx, rng: &mut Rng, net: &BTreeMap<Ip, HostInfo>) {
         lan(21),
         lan(22),
         lan(23),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    for (k, s) in servers.into_iter().enumerate() {
         let t = T0 + 3 * 60 * SEC + k as Us * 5 * 60 * SEC + rng.irange(0, 60 * SEC);
         let rounds: Vec<(usize, usize)> = (0..12).map(|_| (300, 1500)).collect();
-        tx.session(t, ADMIN, s, 3389, &rounds, rng.irange(120 * SEC, 300 * SEC));
+        let conn = Conn::new(ADMIN, s, 3389, FlowLabel::Benign);
+        tx.session(t, conn, &rounds, rng.irange(120 * SEC, 300 * SEC));
     }
-    // Application server: four pooled MSSQL connections, recycled every 10–15 minutes.
+}
+
+/// The application server's database logins: four pooled connections recycled every
+/// 10–15 minutes, and a reporting job that opens a short connection per query every
+/// 5–15 s (hundreds of successful logins, no failure).
+fn application_sql(tx: &mut Tx, rng: &mut Rng) {
+    let login = tds::Login {
+        host: "APP01",
+        user: "app_svc",
+        password: "Orders!2024",
+        app: "OrdersService",
+        server: "SQL01",
+        database: "orders",
+    };
+    let conn = Conn::new(APP_SERVER, SQL_SERVER, 1433, FlowLabel::Benign);
     for _ in 0..4 {
         let mut t = T0 + rng.irange(0, 30 * SEC);
         while t < T0 + SPAN - 60 * SEC {
@@ -1117,32 +1424,48 @@ fn confounders(tx: &mut Tx, rng: &mut Rng, net: &BTreeMap<Ip, HostInfo>) {
             let rounds: Vec<(usize, usize)> = (0..n)
                 .map(|_| (rng.range(150, 900) as usize, rng.range(200, 3000) as usize))
                 .collect();
-            tx.session(t, APP_SERVER, SQL_SERVER, 1433, &rounds, len);
+            let turns = tds::login_session(&login, true, &rounds, rng.next() as u32);
+            tx.converse(t, conn, &turns, len);
             t += len + rng.irange(SEC, 5 * SEC);
         }
     }
-    // NAT gateway of a branch office: a long SMB session, and web to many servers.
-    tx.session(
-        T0 + 20 * SEC,
-        NAT_GW,
-        FILE_SERVER,
-        445,
-        &[(300, 8000), (300, 8000), (300, 8000)],
-        200 * SEC,
-    );
+    let mut t = T0 + rng.irange(0, 10 * SEC);
+    while t < T0 + SPAN - 10 * SEC {
+        let rounds: Vec<(usize, usize)> = (0..rng.range(1, 2))
+            .map(|_| (rng.range(150, 400) as usize, rng.range(200, 1200) as usize))
+            .collect();
+        let turns = tds::login_session(&login, true, &rounds, rng.next() as u32);
+        tx.converse(t, conn, &turns, rng.irange(200 * MS, 900 * MS));
+        t += rng.irange(5 * SEC, 15 * SEC);
+    }
+}
+
+/// NAT gateway of a branch office: a long SMB session, and web to many servers.
+fn branch_office(tx: &mut Tx, rng: &mut Rng) {
+    let account = Account {
+        user: "branch01".into(),
+        domain: "CORP".into(),
+        workstation: "BRANCH-GW".into(),
+    };
+    let rounds = [(300, 8000), (300, 8000), (300, 8000)];
+    let turns = smb::file_session(FILE_SERVER, "share", &account, &rounds, rng);
+    let smb = Conn::new(NAT_GW, FILE_SERVER, 445, FlowLabel::Benign);
+    tx.converse(T0 + 20 * SEC, smb, &turns, 200 * SEC);
     for _ in 0..600 {
         let t = T0 + rng.irange(0, SPAN - 10 * SEC);
         let srv = [151, 101, rng.range(0, 3) as u8, rng.range(1, 200) as u8];
         tx.session(
             t,
-            NAT_GW,
-            srv,
-            80,
+            Conn::new(NAT_GW, srv, 80, FlowLabel::Benign),
             &[(200, rng.range(300, 3000) as usize)],
             rng.irange(100 * MS, 800 * MS),
         );
     }
-    // Authorized vulnerability scanner: many hosts and ports, many failures.
+}
+
+/// Authorized vulnerability scanner: many hosts and ports, many failures; on SMB it runs
+/// the MS17-010 check, on MSSQL the PRELOGIN.
+fn vulnerability_scan(tx: &mut Tx, rng: &mut Rng, net: &BTreeMap<Ip, HostInfo>) {
     let mut t = T0 + 30 * 60 * SEC;
     let mut addrs: Vec<Ip> = (3..=254u8)
         .map(lan)
@@ -1158,19 +1481,25 @@ fn confounders(tx: &mut Tx, rng: &mut Rng, net: &BTreeMap<Ip, HostInfo>) {
         for port in [22u16, 80, 135, 443, 445, 1433, 3389, 8080] {
             let state = match svc_index(port) {
                 Some(i) => h.ports[i],
-                None if net.get(&a).is_some_and(|h| h.ports[0] == Port::Open)
-                    && (port == 135 || port == 80) =>
-                {
-                    Port::Open
-                }
+                None if h.ports[0] == Port::Open && (port == 135 || port == 80) => Port::Open,
                 None if h.ports[0] == Port::Filtered => Port::Filtered,
                 None => Port::Closed,
             };
+            let conn = Conn::new(VULN_SCANNER, a, port, FlowLabel::ScanProbe);
             match state {
-                Port::Filtered => tx.silent(t, VULN_SCANNER, a, port, 0),
-                Port::Closed => tx.reject(t, VULN_SCANNER, a, port),
-                _ => {
-                    tx.session(t, VULN_SCANNER, a, port, &[], 50 * MS);
+                Port::Filtered => tx.silent(t, conn, 0),
+                Port::Closed => tx.reject(t, conn),
+                open => {
+                    let turns = match port {
+                        445 => {
+                            let vulnerable = open == Port::Vulnerable;
+                            smb::ms17_010_session(Ms17::Probe { vulnerable }, a, rng)
+                        }
+                        1433 => tds::probe(),
+                        _ => Vec::new(),
+                    };
+                    let len = if turns.is_empty() { 50 * MS } else { 200 * MS };
+                    tx.converse(t, conn, &turns, len);
                 }
             }
             t += rng.irange(20 * MS, 60 * MS);
@@ -1196,15 +1525,14 @@ fn background(tx: &mut Tx, rng: &mut Rng, from: Us, to: Us, clients: u64) {
         let site = rng.below(400) as u32;
         let server = [93, 184, (site >> 8) as u8 + 1, site as u8];
         let name = format!("www{}.site{}.com", site % 7, site);
-        let answered = tx.dns(t, client, rng.chance(300), &name, Some(server));
+        let forward = rng.chance(300);
+        let answered = tx.dns(t, client, forward, &name, Some(server), FlowLabel::Benign);
         let rounds: Vec<(usize, usize)> = (0..rng.range(1, 3))
             .map(|_| (200, rng.range(200, 2500) as usize))
             .collect();
         tx.session(
             answered + rng.irange(MS, 20 * MS),
-            client,
-            server,
-            80,
+            Conn::new(client, server, 80, FlowLabel::Benign),
             &rounds,
             rng.irange(150 * MS, 1500 * MS),
         );
@@ -1213,15 +1541,19 @@ fn background(tx: &mut Tx, rng: &mut Rng, from: Us, to: Us, clients: u64) {
 
 /// Generates the scenario into `w` (a pcap) and returns the ground truth.
 pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> io::Result<Output> {
-    generate_observed(cfg, w, |_, _| {})
+    generate_labelled(cfg, w, io::sink(), |_, _| {})
 }
 
-/// [`generate`], also handing every frame written, in capture order, to `observe`
-/// (capture time in microseconds since the epoch, frame bytes).
-pub fn generate_observed<W: Write>(
+/// [`generate`], also writing the per-flow labels (`flow_labels.csv`: the
+/// [`FLOW_LABELS_HEADER`] line, then one row per flow with a packet in the capture, in
+/// the order of its first packet) to `flow_labels`, and handing every frame written, in
+/// capture order, to `observe` (capture time in microseconds since the epoch, frame
+/// bytes).
+pub fn generate_labelled<W: Write, L: Write>(
     cfg: &SynthConfig,
     w: W,
-    mut observe: impl FnMut(u64, &[u8]),
+    flow_labels: L,
+    observe: impl FnMut(u64, &[u8]),
 ) -> io::Result<Output> {
     let scale = if cfg.scale.is_finite() && cfg.scale > 0.0 {
         cfg.scale
@@ -1252,6 +1584,7 @@ pub fn generate_observed<W: Write>(
         honeypots: vec![HONEYPOT],
         authorized_scanners: vec![VULN_SCANNER],
         benign_heavy_hitters: vec![RESOLVER, NAT_GW, BACKUP, ADMIN, APP_SERVER],
+        capture_start: T0 + cfg.capture_start.min(SPAN as u64 / SEC as u64) as Us * SEC,
         ..Labels::default()
     };
     let style = match cfg.scenario {
@@ -1263,6 +1596,7 @@ pub fn generate_observed<W: Write>(
             gap: (500 * MS, 3 * SEC),
             extra_ports_pm: 300,
             brute_pm: 250,
+            blind_exploit_pm: 300,
             honeypot_pm: 300,
             dc_pm: 300,
             external: 0,
@@ -1278,6 +1612,7 @@ pub fn generate_observed<W: Write>(
             gap: (2 * MS, 5 * MS),
             extra_ports_pm: 0,
             brute_pm: 0,
+            blind_exploit_pm: 0,
             honeypot_pm: 0,
             dc_pm: 0,
             external: 1500,
@@ -1293,6 +1628,7 @@ pub fn generate_observed<W: Write>(
             gap: (20 * SEC, 40 * SEC),
             extra_ports_pm: 0,
             brute_pm: 0,
+            blind_exploit_pm: 0,
             honeypot_pm: 0,
             dc_pm: 0,
             external: 0,
@@ -1319,31 +1655,34 @@ pub fn generate_observed<W: Write>(
             Scenario::Drivelife => {
                 // The internet brute-forces the exposed RDP of the file server.
                 let mut t = T0 + 120 * SEC;
-                for _ in 0..24 {
-                    sim.tx.session(
-                        t,
-                        EXTERNAL_ATTACKER,
-                        FILE_SERVER,
-                        3389,
-                        &[(20, 20), (500, 1400), (300, 60)],
-                        sim.rng.irange(SEC, 3 * SEC),
-                    );
-                    t += sim.rng.irange(8 * SEC, 12 * SEC);
-                }
-                let rounds: Vec<(usize, usize)> = (0..40)
-                    .map(|i| if i == 3 { (12_000, 300) } else { (300, 1200) })
-                    .collect();
-                sim.tx.session(
-                    t,
+                let guess = Conn::new(
                     EXTERNAL_ATTACKER,
                     FILE_SERVER,
                     3389,
-                    &rounds,
-                    13 * 60 * SEC,
+                    FlowLabel::BruteForceAttempt,
                 );
+                for _ in 0..24 {
+                    let len = sim.rng.irange(SEC, 3 * SEC);
+                    sim.tx
+                        .session(t, guess, &[(20, 20), (500, 1400), (300, 60)], len);
+                    t += sim.rng.irange(8 * SEC, 12 * SEC);
+                }
+                // The password works: the attacker drops its tools in the fourth round.
+                const DROP: usize = 3;
+                let rounds: Vec<(usize, usize)> = (0..40)
+                    .map(|i| {
+                        if i == DROP {
+                            (12_000, 300)
+                        } else {
+                            (300, 1200)
+                        }
+                    })
+                    .collect();
+                let turns = app_turns(App::Rdp, &rounds, sim.rng.next() as u32);
+                let timeline = sim.tx.converse(t, guess, &turns, 13 * 60 * SEC);
                 labels.external_attackers.push(EXTERNAL_ATTACKER);
                 sim.schedule(
-                    t + 30 * SEC,
+                    timeline.turns[DROP] + 30 * SEC,
                     Ev::Infect {
                         host: FILE_SERVER,
                         parent: Some(EXTERNAL_ATTACKER),
@@ -1427,7 +1766,12 @@ pub fn generate_observed<W: Write>(
 
     // Merge the fixed part with the background, slice by slice.
     let clients = ((f64::from(N_PCS) * scale).round() as u64).max(1);
-    let mut out = PcapWriter::new(io::BufWriter::with_capacity(1 << 20, w))?;
+    let mut cap = Capture {
+        pcap: PcapWriter::new(io::BufWriter::with_capacity(1 << 20, w))?,
+        flows: FlowLabelWriter::new(io::BufWriter::new(flow_labels))?,
+        start: labels.capture_start,
+        observe,
+    };
     let slice = 10 * SEC;
     let mut from = T0;
     let mut k = 0u64;
@@ -1437,23 +1781,44 @@ pub fn generate_observed<W: Write>(
             cfg.seed.wrapping_mul(0x100_0000_01B3) ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xB6,
         );
         background(&mut tx, &mut brng, from, to, clients);
+        cap.flows.open(tx.opened.drain(..));
         while tx.heap.peek().is_some_and(|p| p.0.ts < to) {
             let Reverse(p) = tx.heap.pop().expect("peeked");
-            out.write(p.ts as u64, &p.data)?;
-            observe(p.ts as u64, &p.data);
+            cap.write(&p)?;
         }
         from = to;
         k += 1;
     }
     while let Some(Reverse(p)) = tx.heap.pop() {
-        out.write(p.ts as u64, &p.data)?;
-        observe(p.ts as u64, &p.data);
+        cap.write(&p)?;
     }
-    let (packets, bytes) = (out.packets, out.bytes);
-    out.finish()?.flush()?;
+    let (packets, bytes) = (cap.pcap.packets, cap.pcap.bytes);
+    cap.pcap.finish()?.flush()?;
+    let flow_labels = cap.flows.finish()?;
     Ok(Output {
         labels,
         packets,
         bytes,
+        flow_labels,
     })
+}
+
+/// Where generated packets go: the pcap (from the capture start on), the observer, and
+/// the label row of each flow at its first packet written.
+struct Capture<W: Write, L: Write, F: FnMut(u64, &[u8])> {
+    pcap: PcapWriter<io::BufWriter<W>>,
+    flows: FlowLabelWriter<io::BufWriter<L>>,
+    start: Us,
+    observe: F,
+}
+
+impl<W: Write, L: Write, F: FnMut(u64, &[u8])> Capture<W, L, F> {
+    fn write(&mut self, p: &Pkt) -> io::Result<()> {
+        if p.ts < self.start {
+            return Ok(());
+        }
+        self.pcap.write(p.ts as u64, &p.data)?;
+        (self.observe)(p.ts as u64, &p.data);
+        self.flows.packet(p.flow, p.ts)
+    }
 }

@@ -1,7 +1,10 @@
-//! The synth crate on its own: checksums, DNS wire format, labels and determinism.
+//! The synth crate on its own: checksums, DNS wire format, labels, per-flow labels and
+//! determinism.
 
 use wormsign_synth::wire::{begin_frame, dns_message, fold, sum16, Rng};
-use wormsign_synth::{generate, rfc3339, Scenario, SynthConfig};
+use wormsign_synth::{
+    generate, generate_labelled, rfc3339, FlowLabel, Scenario, SynthConfig, FLOW_LABELS_HEADER,
+};
 
 #[test]
 fn ipv4_and_udp_checksums_verify() {
@@ -54,6 +57,7 @@ fn same_seed_same_bytes_other_scale_same_outbreak() {
                 scenario: Scenario::Wannacry,
                 seed,
                 scale,
+                capture_start: 0,
             },
             &mut out,
         )
@@ -70,4 +74,38 @@ fn same_seed_same_bytes_other_scale_same_outbreak() {
     assert!(!la.infected.is_empty());
     assert_eq!(la.patient_zero.len(), 1);
     assert!(la.infected.iter().all(|h| h.first_scan_at.is_some()));
+}
+
+#[test]
+fn flow_labels_have_a_row_per_flow_in_capture_order() {
+    let cfg = SynthConfig {
+        scenario: Scenario::Wannacry,
+        seed: 1,
+        scale: 0.1,
+        capture_start: 600,
+    };
+    let (mut pcap, mut csv) = (Vec::new(), Vec::new());
+    let out = generate_labelled(&cfg, &mut pcap, &mut csv, |_, _| {}).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(FLOW_LABELS_HEADER));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len() as u64, out.flow_labels.iter().sum::<u64>());
+    let names: Vec<&str> = FlowLabel::ALL.iter().map(|l| l.as_str()).collect();
+    for (k, name) in names.iter().enumerate() {
+        let n = rows.iter().filter(|r| r[7] == *name).count() as u64;
+        assert_eq!(n, out.flow_labels[k], "{name}");
+    }
+    assert!(rows.iter().all(|r| r.len() == 8 && r[0].starts_with("1:")));
+    // In the order of each flow's first packet, none before the capture start.
+    assert!(rows.windows(2).all(|w| w[0][1] <= w[1][1]));
+    assert!(rows[0][1] >= "2024-03-04T09:10:00.000000Z", "{:?}", rows[0]);
+    assert_eq!(
+        rfc3339(out.labels.capture_start),
+        "2024-03-04T09:10:00.000000Z"
+    );
+    // The outbreak's flows: exploits, sibling implant checks, probes, the kill switch.
+    for label in ["exploit", "implant_ping", "scan_probe", "cnc", "benign"] {
+        assert!(rows.iter().any(|r| r[7] == label), "no {label} flow");
+    }
 }

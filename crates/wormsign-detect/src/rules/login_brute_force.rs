@@ -78,7 +78,11 @@ impl LoginBruteForce<'_> {
                         detected = Some(e.ts_ns);
                     }
                 }
-                _ if failed > 0 && success.is_none() => success = Some((*e, failed)),
+                // An anonymous (null session) or Kerberos login names no account: it
+                // is not a guessed password coming right.
+                _ if failed > 0 && success.is_none() && e.user.is_some() => {
+                    success = Some((*e, failed));
+                }
                 _ => {}
             }
         }
