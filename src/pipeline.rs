@@ -28,7 +28,9 @@ use wormsign_columnar::{
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
-use wormsign_inspect::{InspectConfig, InspectStats, Inspector, Segment, SessionEvent};
+use wormsign_inspect::{
+    InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
+};
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
 use crate::summary::{DecodeStats, RunSummary, Warning};
@@ -171,6 +173,7 @@ pub fn run(
     let mut shard_config = config.flow;
     shard_config.max_flows = config.flow.max_flows.div_ceil(n).max(1);
 
+    let inspected_ports = InspectedPorts::new(&config.inspect);
     thread::scope(|s| {
         let reader = spawn_named(s, "reader".into(), move || {
             read_inputs(inputs, job_tx, recycle_rx, progress)
@@ -178,7 +181,7 @@ pub fn run(
         for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
             let recycle_tx = recycle_tx.clone();
-            let ports = (&config.netflow_ports[..], &config.inspect);
+            let ports = (&config.netflow_ports[..], &inspected_ports);
             spawn_named(s, format!("decode-{i}"), move || {
                 decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports)
             });
@@ -308,7 +311,7 @@ fn decode_worker(
     shard_txs: Vec<Sender<ShardMsg>>,
     out_tx: Sender<Output>,
     recycle: Sender<Chunk>,
-    (netflow_ports, inspect): (&[u16], &InspectConfig),
+    (netflow_ports, inspect): (&[u16], &InspectedPorts),
 ) {
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
@@ -420,7 +423,7 @@ fn netflow_payload<'a>(p: &PacketSummary, data: &'a [u8], ports: &[u16]) -> Opti
 fn inspected_payload<'a>(
     p: &PacketSummary,
     data: &'a [u8],
-    inspect: &InspectConfig,
+    inspect: &InspectedPorts,
 ) -> Option<&'a [u8]> {
     const TCP: u8 = 6;
     const FIN_OR_RST: u8 = 0x05;

@@ -349,10 +349,35 @@ impl InspectConfig {
             None
         }
     }
+}
+
+/// The inspected ports as a bitmap: whether a packet may be inspected is asked of every
+/// TCP packet, so it must not search the port lists.
+#[derive(Clone)]
+pub struct InspectedPorts(Box<[u64; 1024]>);
+
+impl InspectedPorts {
+    /// The ports of `config` (none when `max_bytes` is 0).
+    pub fn new(config: &InspectConfig) -> InspectedPorts {
+        let mut bits = Box::new([0u64; 1024]);
+        let lists = [&config.smb_ports, &config.tds_ports, &config.rdp_ports];
+        for &port in lists.into_iter().flatten().filter(|_| config.max_bytes > 0) {
+            bits[usize::from(port / 64)] |= 1 << (port % 64);
+        }
+        InspectedPorts(bits)
+    }
 
     /// Whether a TCP packet between these ports may carry an inspected protocol.
     pub fn wants(&self, src_port: u16, dst_port: u16) -> bool {
-        self.protocol_of(dst_port).is_some() || self.protocol_of(src_port).is_some()
+        let has = |p: u16| self.0[usize::from(p / 64)] & (1 << (p % 64)) != 0;
+        has(dst_port) || has(src_port)
+    }
+}
+
+impl fmt::Debug for InspectedPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ports: Vec<u16> = (0..=u16::MAX).filter(|&p| self.wants(p, p)).collect();
+        f.debug_tuple("InspectedPorts").field(&ports).finish()
     }
 }
 
@@ -446,6 +471,16 @@ pub(crate) trait SessionParser {
     fn message(&mut self, msg: &[u8], len: usize, from_client: bool, out: &mut Vec<Found>);
     /// Facts still pending when the session ends (requests never answered).
     fn finish(&mut self, _out: &mut Vec<Found>) {}
+    /// Whether a direction whose first bytes are `first` is clearly another protocol, so
+    /// it is not searched for a message boundary.
+    fn foreign(&self, _first: &[u8]) -> bool {
+        false
+    }
+    /// Whether the rest of the session can tell nothing more (RDP after the connection
+    /// confirm, TDS after the login's answer): its bytes are then not even buffered.
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 /// How [`SessionParser::frame`] sees the front of a direction's bytes.
@@ -453,8 +488,12 @@ pub(crate) trait SessionParser {
 pub(crate) enum Framing {
     /// A message of this many bytes starts here.
     Message(usize),
-    /// Drop this many bytes (not a message boundary).
+    /// Drop this many bytes: not a message boundary (garbage, or a capture that began
+    /// mid-message).
     Skip(usize),
+    /// Drop this many bytes: a well-formed unit the parser has no use for (a NetBIOS
+    /// keepalive or session request).
+    Ignore(usize),
     /// Wait for more bytes.
     NeedMore,
     /// Not this protocol: stop reading the session.
@@ -467,7 +506,8 @@ struct Session {
     dirs: [stream::Direction; 2],
     fins: u8,
     last_ts: i64,
-    opaque: bool,
+    /// No more bytes are read: the parser is done, or the bytes are not its protocol.
+    stopped: bool,
 }
 
 /// Reads the worm services' sessions out of TCP segments; see the crate docs.
@@ -544,7 +584,7 @@ impl Inspector {
         }
         let session = self.sessions.get_mut(&key).expect("inserted above");
         session.last_ts = seg.ts_ns;
-        if !session.opaque && !seg.payload.is_empty() {
+        if !session.stopped && !seg.payload.is_empty() {
             session.take(
                 seg,
                 from_client,
@@ -653,7 +693,7 @@ impl Session {
             dirs: Default::default(),
             fins: 0,
             last_ts: i64::MIN,
-            opaque: false,
+            stopped: false,
         }
     }
 
@@ -676,7 +716,9 @@ impl Session {
         let opaque = dir.drain_messages(self.parser.as_mut(), from_client, found);
         if opaque {
             found.push(Found::new(Fact::Opaque, Outcome::Unknown));
-            self.opaque = true;
+        }
+        if opaque || self.parser.done() {
+            self.stopped = true;
             self.dirs = Default::default();
         }
     }
@@ -722,4 +764,27 @@ pub(crate) fn ascii(b: &[u8]) -> String {
 /// `Some(s)` unless `s` is empty.
 pub(crate) fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspected_ports_are_the_configured_ones_and_none_at_zero_bytes() {
+        let config = InspectConfig {
+            tds_ports: vec![1433, 65535],
+            ..InspectConfig::default()
+        };
+        let ports = InspectedPorts::new(&config);
+        for p in [445, 139, 1433, 65535, 3389] {
+            assert!(ports.wants(p, 50_000) && ports.wants(50_000, p), "{p}");
+        }
+        assert!(!ports.wants(0, 80) && !ports.wants(1434, 443));
+        let off = InspectedPorts::new(&InspectConfig {
+            max_bytes: 0,
+            ..config
+        });
+        assert!(!off.wants(445, 445));
+    }
 }

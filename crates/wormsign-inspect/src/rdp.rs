@@ -22,9 +22,6 @@ pub(crate) struct RdpParser {
 
 impl SessionParser for RdpParser {
     fn frame(&self, buf: &[u8], _from_client: bool) -> Framing {
-        if self.done {
-            return Framing::Skip(buf.len());
-        }
         if buf.len() < 4 {
             return Framing::NeedMore;
         }
@@ -65,6 +62,10 @@ impl SessionParser for RdpParser {
             }
             _ => {}
         }
+    }
+
+    fn done(&self) -> bool {
+        self.done
     }
 
     fn finish(&mut self, out: &mut Vec<Found>) {
@@ -172,7 +173,7 @@ mod tests {
             Some("requested=tls+hybrid; selected=hybrid")
         );
         assert_eq!((out[0].outcome, out[0].status), (Outcome::Success, None));
-        // After the confirm the rest of the session is skipped, not called opaque.
-        assert_eq!(p.frame(&[0x16, 3, 1, 0, 5], true), Framing::Skip(5));
+        // After the confirm the session has nothing more to tell.
+        assert!(p.done());
     }
 }

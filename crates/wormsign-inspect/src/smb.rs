@@ -91,6 +91,14 @@ impl SessionParser for SmbParser {
         frame(buf)
     }
 
+    /// A NetBIOS session message around something that is not SMB, at the very start of
+    /// a direction: a sender writes whole messages, so a capture that begins mid-session
+    /// still starts a direction at a header far more often than not, and what starts with
+    /// a session header but no SMB magic is another protocol on the port.
+    fn foreign(&self, first: &[u8]) -> bool {
+        first.len() >= 8 && first[0] == 0 && !is_smb_magic(&first[4..8])
+    }
+
     fn message(&mut self, msg: &[u8], _len: usize, from_client: bool, out: &mut Vec<Found>) {
         let Some(smb) = msg.get(4..) else {
             return;
@@ -122,13 +130,17 @@ fn frame(buf: &[u8]) -> Framing {
     const KEEPALIVE_AND_SESSION_SETUP: [u8; 5] = [0x81, 0x82, 0x83, 0x84, 0x85];
     let len = (usize::from(buf[1]) << 16) | usize::from(be16(buf, 2).unwrap_or(0));
     if KEEPALIVE_AND_SESSION_SETUP.contains(&buf[0]) && len < 512 {
-        return Framing::Skip(4 + len);
+        return Framing::Ignore(4 + len);
     }
     if buf[0] == 0 && is_smb_magic(&buf[4..8]) {
         return Framing::Message(4 + len);
     }
-    let next =
-        (1..buf.len().saturating_sub(7)).find(|&i| buf[i] == 0 && is_smb_magic(&buf[i + 4..i + 8]));
+    // The next "SMB" preceded by a magic byte and a session message header's type 0.
+    let next = memchr::memmem::find_iter(&buf[1..], b"SMB")
+        .map(|at| at + 1)
+        .filter(|&at| at >= 5)
+        .map(|at| at - 5)
+        .find(|&start| start > 0 && buf[start] == 0 && is_smb_magic(&buf[start + 4..start + 8]));
     Framing::Skip(next.unwrap_or(buf.len() - 7))
 }
 

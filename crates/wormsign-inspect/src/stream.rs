@@ -18,6 +18,11 @@ pub const MAX_MESSAGE: usize = 16 * 1024;
 /// Out-of-order segments held per direction while a hole is open.
 pub const MAX_WAITING: usize = 32;
 
+/// Bytes a framer may skip in a direction looking for a message boundary before the
+/// bytes are taken for another protocol (a mid-stream start finds a boundary within a
+/// message; searching a whole megabyte of something else costs more than it can tell).
+pub const MAX_UNFRAMED: usize = 64 * 1024;
+
 /// One direction's reassembly state.
 #[derive(Debug, Default)]
 pub struct Direction {
@@ -29,6 +34,10 @@ pub struct Direction {
     buf: Vec<u8>,
     /// Bytes of the current message still to count off unbuffered.
     skip: usize,
+    /// Bytes the framer skipped looking for a message boundary.
+    unframed: usize,
+    /// Whether any message (or ignored unit) was framed yet.
+    framed: bool,
     /// Segments from beyond `next_seq`, waiting for the hole before them.
     waiting: Vec<(u32, Vec<u8>)>,
     /// Ordinal of the last packet seen in this direction.
@@ -112,6 +121,11 @@ impl Direction {
     ) -> bool {
         let mut message =
             |p: &mut dyn SessionParser, m: &[u8], len| p.message(m, len, from_client, found);
+        let untouched = !self.framed && self.unframed == 0;
+        if untouched && parser.foreign(&self.buf) {
+            self.buf.clear();
+            return true;
+        }
         let mut start = 0;
         // Each turn consumes bytes or stops, so this ends within `buf.len()` turns.
         while start < self.buf.len() {
@@ -120,11 +134,13 @@ impl Direction {
                 Framing::Message(len) if len <= rest.len() => {
                     message(parser, &rest[..len], len);
                     start += len.max(1);
+                    self.framed = true;
                 }
                 Framing::Message(len) if rest.len() >= MAX_MESSAGE => {
                     message(parser, &rest[..MAX_MESSAGE], len);
                     self.skip = len - rest.len();
                     start = self.buf.len();
+                    self.framed = true;
                 }
                 Framing::Message(_) | Framing::NeedMore => {
                     if rest.len() >= MAX_MESSAGE {
@@ -132,7 +148,19 @@ impl Direction {
                     }
                     break;
                 }
-                Framing::Skip(n) => start += n.clamp(1, rest.len()),
+                Framing::Ignore(n) => {
+                    start += n.clamp(1, rest.len());
+                    self.framed = true;
+                }
+                Framing::Skip(n) => {
+                    let n = n.clamp(1, rest.len());
+                    start += n;
+                    self.unframed += n;
+                    if self.unframed > MAX_UNFRAMED {
+                        self.buf.clear();
+                        return true;
+                    }
+                }
                 Framing::Opaque => {
                     self.buf.clear();
                     return true;
@@ -180,6 +208,32 @@ mod tests {
             vec![vec![3, b'a', b'b'], vec![3, b'x', b'y'], vec![2, b'z']]
         );
         assert_eq!(stats.gaps, 0);
+    }
+
+    /// A framer that never finds a boundary.
+    struct NoBoundary;
+
+    impl SessionParser for NoBoundary {
+        fn frame(&self, _: &[u8], _: bool) -> Framing {
+            Framing::Skip(1000)
+        }
+        fn message(&mut self, _: &[u8], _: usize, _: bool, _: &mut Vec<Found>) {}
+    }
+
+    #[test]
+    fn bytes_with_no_message_boundary_are_given_up_after_max_unframed() {
+        let mut d = Direction::default();
+        let mut stats = InspectStats::default();
+        let chunk = vec![7u8; 16 * 1024];
+        let mut gave_up_after = None;
+        for i in 0..8u32 {
+            d.push(i * chunk.len() as u32, &chunk, 1 << 20, &mut stats);
+            if d.drain_messages(&mut NoBoundary, true, &mut Vec::new()) {
+                gave_up_after = Some((i as usize + 1) * chunk.len());
+                break;
+            }
+        }
+        assert_eq!(gave_up_after, Some(MAX_UNFRAMED + chunk.len()));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) struct TdsParser {
     /// A login was sent and not yet answered: the user (None when encrypted).
     login: Option<Option<String>>,
     workstation: Option<String>,
+    /// The login was answered: a connection logs in once, the rest is queries.
+    answered: bool,
 }
 
 impl SessionParser for TdsParser {
@@ -70,6 +72,7 @@ impl SessionParser for TdsParser {
             }
             TABULAR_RESULT if !from_client && self.login.is_some() => {
                 if let Some((outcome, status)) = login_result(body) {
+                    self.answered = true;
                     let user = self.login.take().flatten();
                     out.push(Found {
                         user,
@@ -81,6 +84,10 @@ impl SessionParser for TdsParser {
             }
             _ => {}
         }
+    }
+
+    fn done(&self) -> bool {
+        self.answered
     }
 
     fn finish(&mut self, out: &mut Vec<Found>) {
