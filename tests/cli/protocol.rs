@@ -36,7 +36,7 @@ const SMB: [&str; 20] = [
 /// Captures with ordinary SMB, TDS and RDP use only: no alert may come out of them.
 /// (`smbv1_ndpi.pcap` is not here: after its anonymous IPC$ connect it sends a DoublePulsar
 /// ping, Trans2 subcommand 0x000e, which tshark shows too.)
-const BENIGN: [&str; 18] = [
+pub(crate) const BENIGN: [&str; 18] = [
     "smb/smb1_osx_ntlmssp.pcap",
     "smb/smb2_file_read_zeek.pcap",
     "smb/smb2_mimikatz_copy_to_host.pcap",
@@ -538,4 +538,70 @@ fn rdp_negotiation_matches_tshark() {
     // rdp_to_ssl 2, rdp_x509 1, rdp_no_cookie 1, rdp_proprietary 2, rdp_003 1,
     // esteemedaudit 5 (tshark's CR frames).
     assert_eq!(compared, 12, "RDP connection requests compared");
+}
+
+/// Issue 16: a failed exploit against a patched host is an attempt, not an infection. The
+/// real corpus has no such session (`eternalblue_failed_patched_win7.pcap` holds no TCP),
+/// so this uses the DriveLife dataset, whose patched hosts get EternalBlue and answer the
+/// DoublePulsar ping with the request's own multiplex id. Which hosts those are comes from
+/// tshark: TRANS2_SECONDARY sent to them, and no Trans2 reply with MID 81/82 from them.
+#[test]
+fn failed_exploits_against_patched_hosts_are_attempts_not_infections() {
+    if !have_tool("tshark") {
+        return;
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/drivelife");
+    let pcap = dir.join("capture.pcap.gz");
+    let exploited: BTreeSet<String> = tshark_fields(&pcap, &["-Y", "smb.cmd==0x33"], &["ip.dst"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let implanted: BTreeSet<String> = tshark_fields(
+        &pcap,
+        &[
+            "-Y",
+            "smb.cmd==0x32 && smb.flags.response==1 && (smb.mid==81 || smb.mid==82)",
+        ],
+        &["ip.src"],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    let failed: Vec<&String> = exploited.difference(&implanted).collect();
+    assert!(!failed.is_empty(), "the dataset has failed exploits");
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("labels.json")).expect("labels")).unwrap();
+    let infected: BTreeSet<&str> = labels["infected"]
+        .as_array()
+        .expect("infected")
+        .iter()
+        .map(|h| h["ip"].as_str().expect("ip"))
+        .collect();
+    let run = wormsign(
+        &[pcap],
+        &["--honeypot", "10.200.0.99", "--allowlist", "10.164.1.13"],
+    );
+    run.assert_ok("drivelife");
+    let alerts = table(&run, "alerts");
+    let hosts = table(&run, "hosts");
+    for t in failed {
+        assert!(!infected.contains(t.as_str()), "{t}: labelled infected");
+        assert!(
+            alerts
+                .iter()
+                .any(|a| s(a, "rule") == "exploit" && s(a, "dst_ip") == *t),
+            "{t}: the attempt is an exploit alert"
+        );
+        assert!(
+            !alerts
+                .iter()
+                .any(|a| s(a, "rule") == "implant" && s(a, "src_ip") == *t),
+            "{t}: no implant"
+        );
+        let role = hosts
+            .iter()
+            .find(|h| s(h, "ip") == *t)
+            .map(|h| s(h, "role"));
+        assert_eq!(role.as_deref(), Some("target"), "{t}");
+    }
 }
