@@ -1,5 +1,8 @@
 //! `wormsign collect` receives the same export datagrams that `analyze` finds in a
-//! capture and writes the same flow rows, and finishes its file on SIGTERM.
+//! capture and writes the same flow rows, and finishes its file on SIGTERM. The row
+//! comparison is a consistency check between two wormsign paths (the collector and
+//! `analyze` share the NetFlow decoder), not an independent reference; the record count
+//! is also checked against tshark's.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -9,7 +12,7 @@ use std::time::{Duration, Instant};
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode, Decoded};
 
-use crate::common::{capture, captures, read_table, wormsign, Row};
+use crate::common::{capture, captures, have_tool, read_table, tool, wormsign, Row};
 
 /// The UDP payloads of every datagram to `port` in a capture.
 fn export_payloads(file: &std::path::Path, port: u16) -> Vec<Vec<u8>> {
@@ -32,6 +35,51 @@ fn export_payloads(file: &std::path::Path, port: u16) -> Vec<Vec<u8>> {
     }
 }
 
+/// Flow records tshark decodes in a capture's export datagrams to `port`: one per v5
+/// "pdu" plus the "(N flows)" of each v9/IPFIX data set, leaving out those of options
+/// templates (options data is not a flow row; EXPECTED.tsv's `flow_records_decoded`
+/// counts both).
+fn tshark_flows(rel: &str, port: u16) -> usize {
+    let text = tool(
+        "tshark",
+        &[
+            "-r".to_string(),
+            capture(rel).display().to_string(),
+            "-d".to_string(),
+            format!("udp.port=={port},cflow"),
+            "-V".to_string(),
+        ],
+    );
+    // "pdu 3/30"; "FlowSet 2 [id=1] (Options Template): 259"; "FlowSet 1 [id=257] (15 flows)"
+    let mut options = std::collections::BTreeSet::new();
+    let mut sets = Vec::new();
+    let mut pdus = 0;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("pdu ") {
+            pdus += 1;
+        }
+        let Some((_, rest)) = line.split_once(" [id=") else {
+            continue;
+        };
+        let Some((id, tail)) = rest.split_once("] (") else {
+            continue;
+        };
+        if let Some(ids) = tail.strip_prefix("Options Template): ") {
+            options.extend(ids.split(',').map(|i| i.trim().to_string()));
+        } else if let Some(n) = tail.strip_suffix(" flows)") {
+            sets.push((id.to_string(), n.parse::<usize>().expect("a flow count")));
+        }
+    }
+    let n = pdus
+        + sets
+            .iter()
+            .filter(|(id, _)| !options.contains(id))
+            .map(|s| s.1)
+            .sum::<usize>();
+    assert!(n > 0, "{rel}: tshark decoded no flow records");
+    n
+}
+
 /// The columns a collector row shares with the analyze row of the same record.
 fn record_key(r: &Row) -> (String, i64, String, i64, String, i64, i64, String) {
     (
@@ -46,8 +94,10 @@ fn record_key(r: &Row) -> (String, i64, String, i64, String, i64, i64, String) {
     )
 }
 
+/// Consistency between `collect` and `analyze` (same decoder), row for row, plus one
+/// independent number: as many rows as tshark decodes records in the two captures.
 #[test]
-fn collector_writes_what_analyze_finds_and_stops_on_sigterm() {
+fn collector_rows_equal_analyze_rows_and_tshark_record_count_and_stop_on_sigterm() {
     if captures().is_none() {
         return;
     }
@@ -67,6 +117,7 @@ fn collector_writes_what_analyze_finds_and_stops_on_sigterm() {
     } = start_collector(dir.path(), &[]);
 
     let mut expected = Vec::new();
+    let files_sent: Vec<(&str, u16)> = files.iter().map(|f| (f.0, f.1)).collect();
     for (file, port_in_capture, sender) in files {
         // Each capture's exporter gets its own loopback address, as distinct exporters
         // would: their template ids must not mix.
@@ -115,6 +166,15 @@ fn collector_writes_what_analyze_finds_and_stops_on_sigterm() {
     got.sort();
     expected.sort();
     assert!(!expected.is_empty());
+    // Independent: tshark's count of flow records (not options data) in the captures.
+    if have_tool("tshark") {
+        let tshark_records: usize = files_sent.iter().map(|&(f, p)| tshark_flows(f, p)).sum();
+        assert_eq!(
+            got.len(),
+            tshark_records,
+            "collector rows vs tshark flow records"
+        );
+    }
     assert_eq!(got, expected);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())

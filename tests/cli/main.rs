@@ -14,6 +14,7 @@ mod formats;
 mod interrupt;
 mod linktypes;
 mod netflow;
+mod outcomes;
 mod partition;
 mod protocol;
 mod real_captures;

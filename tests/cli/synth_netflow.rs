@@ -1,7 +1,8 @@
 //! `wormsign synth --netflow v5|v9|ipfix`: the generated traffic as NetFlow / IPFIX export
 //! datagrams in `netflow.pcap` — valid for tshark, record for record what the generator
 //! says it wrote, totalling exactly the capture's IPv4 packets and bytes, metered like the
-//! capture's own flows with the router timeouts (idle 15 s, active 60 s), and still good
+//! capture's own flows with the router timeouts (idle 15 s, active 60 s; a consistency
+//! check: the exporter meters with the analyzer's own `FlowTable`), and still good
 //! enough for issue 4's "the same scenario exported as NetFlow still finds every scanner".
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -141,8 +142,16 @@ fn netflow_export_is_valid_for_tshark_and_counts_the_records_written() {
     }
 }
 
+/// Two checks of different standing. Independent: the records' packet and IP-byte sums
+/// equal the IPv4 packets and total lengths of `capture.pcap`, read here from the pcap
+/// records themselves. Not independent, a consistency check between two wormsign paths:
+/// the exporter meters with `wormsign_flow::FlowTable` (crates/wormsign-synth/src/export.rs),
+/// the same table `analyze` uses, so "the records are the directions of wormsign's own
+/// flows of the capture with the same timeouts" shows the export path loses or alters
+/// nothing, not that the metering is right (zeek.rs checks flows against tshark, and
+/// crates/wormsign-netflow/tests/softflowd.rs decoding against nfdump).
 #[test]
-fn netflow_rows_total_the_capture_and_match_its_flows_metered_the_same_way() {
+fn netflow_rows_total_the_capture_and_agree_with_wormsigns_own_metering() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for version in VERSIONS {
         let dir = tmp.path().join(version);
@@ -164,9 +173,10 @@ fn netflow_rows_total_the_capture_and_match_its_flows_metered_the_same_way() {
             assert_eq!(s[clean].as_u64(), Some(0), "{version}: {clean} in {s}");
         }
         // Compared: the sums over all records of packets and IP bytes vs (a) the IPv4
-        // packets and their total lengths in capture.pcap, read here, and (b) the packet
-        // and IP-byte sums of wormsign's own flows of capture.pcap with the same
-        // timeouts, whose directions with packets are exactly the records.
+        // packets and their total lengths in capture.pcap, read here (independent), and
+        // (b) the packet and IP-byte sums of wormsign's own flows of capture.pcap with the
+        // same timeouts, whose directions with packets are exactly the records (the same
+        // FlowTable on both sides: consistency, not an independent reference).
         let (pkts, bytes) = ipv4_totals(&dir.join("capture.pcap"));
         assert_eq!(sum(&rows, "orig_pkts") as u64, pkts, "{version} packets");
         assert_eq!(sum(&rows, "orig_ip_bytes") as u64, bytes, "{version} bytes");

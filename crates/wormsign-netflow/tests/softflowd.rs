@@ -2,7 +2,8 @@
 //! (v5, v9, IPFIX); this test receives every datagram, decodes it, and relays
 //! it unchanged to an `nfcapd` collector. Both sides saw exactly the same
 //! datagrams, so the records must agree one by one with what `nfdump -r` prints
-//! (addresses, ports, protocol, packets, bytes, TCP flags, first/last times).
+//! (addresses, ports, protocol, packets, bytes, TCP flags, first/last times), and
+//! every record's first/last times agree with the packet times tshark reads.
 //!
 //! Skips (with a message) when softflowd / nfcapd / nfdump or the capture are
 //! missing, unless the environment variable `CI` is set, where it fails
@@ -144,36 +145,60 @@ fn bidir(a: String, b: String, pa: u16, pb: u16, proto: u8) -> Tuple {
     }
 }
 
-/// First and last packet time (ms) of every TCP/UDP connection of the capture.
+/// First and last packet time (ms) of every TCP/UDP connection of the capture, as
+/// tshark reads it (not wormsign's own reader and decoder: the reference must not share
+/// their mistakes). The capture holds no IP fragments, so each TCP/UDP packet is one row.
 fn capture_times() -> BTreeMap<Tuple, (i64, i64)> {
-    use wormsign_capture::{CaptureReader, Chunk};
-    use wormsign_decode::{decode, Decoded};
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(capture_path(PCAP))
+        .args(["-Y", "(tcp or udp) and not icmp and not icmpv6"])
+        .args(["-E", "occurrence=f", "-T", "fields"])
+        .args(["-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src"])
+        .args(["-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.srcport"])
+        .args([
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running tshark");
+    assert!(out.status.success(), "tshark failed");
     let mut map = BTreeMap::new();
-    let mut reader = CaptureReader::open(&capture_path(PCAP)).unwrap();
-    let mut chunk = Chunk::default();
-    loop {
-        let more = reader.read_chunk(&mut chunk, 1 << 20).unwrap();
-        for (meta, data) in chunk.iter() {
-            if let Decoded::Ip(p) = decode(meta.link_type, data) {
-                if (p.proto == 6 || p.proto == 17) && p.has_ports {
-                    let key = bidir(
-                        p.src.to_string(),
-                        p.dst.to_string(),
-                        p.src_port,
-                        p.dst_port,
-                        p.proto,
-                    );
-                    let t = meta.ts_ns.div_euclid(1_000_000);
-                    let e = map.entry(key).or_insert((t, t));
-                    e.0 = e.0.min(t);
-                    e.1 = e.1.max(t);
-                }
-            }
-        }
-        if !more {
-            break;
-        }
+    for line in String::from_utf8(out.stdout).expect("utf-8").lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let or = |a: &str, b: &str| if a.is_empty() { b } else { a }.to_string();
+        let (proto, sp, dp) = if f[5].is_empty() {
+            (17, f[7], f[8])
+        } else {
+            (6, f[5], f[6])
+        };
+        let key = bidir(
+            or(f[1], f[2])
+                .parse::<std::net::IpAddr>()
+                .unwrap()
+                .to_string(),
+            or(f[3], f[4])
+                .parse::<std::net::IpAddr>()
+                .unwrap()
+                .to_string(),
+            sp.parse().unwrap(),
+            dp.parse().unwrap(),
+            proto,
+        );
+        // "1300475167.096535000": whole milliseconds, in integers (floor, as times after
+        // 1970 are positive).
+        let (sec, frac) = f[0].split_once('.').expect("epoch time");
+        let t = sec.parse::<i64>().unwrap() * 1000 + frac[..3].parse::<i64>().unwrap();
+        let e = map.entry(key).or_insert((t, t));
+        e.0 = e.0.min(t);
+        e.1 = e.1.max(t);
     }
+    assert!(!map.is_empty(), "tshark read no TCP/UDP packets");
     map
 }
 
@@ -393,6 +418,7 @@ fn softflowd_exports_match_nfdump() {
         return;
     }
     if !(require_tool("softflowd", "-h")
+        && require_tool("tshark", "-v")
         && require_tool("nfcapd", "-V")
         && require_tool("nfdump", "-V"))
     {
