@@ -605,3 +605,43 @@ fn failed_exploits_against_patched_hosts_are_attempts_not_infections() {
         assert_eq!(role.as_deref(), Some("target"), "{t}");
     }
 }
+
+/// `smbv1_ndpi.pcap` holds one DoublePulsar ping with no reply after an anonymous IPC$
+/// connect (tshark: Trans2 subcommand 0x000e): an implant check, which WannaCry sends to
+/// every target. By default it is an exploit alert; `[exploit] implant_checks_alert =
+/// false` silences such checks (an authorized scanner's), and `wormsign rules` prints it.
+#[test]
+fn an_implant_check_alone_alerts_unless_the_rules_say_otherwise() {
+    let Some(_) = captures() else {
+        return;
+    };
+    let rel = "smb/smbv1_ndpi.pcap";
+    let rules = |a: &Row| (s(a, "rule"), s(a, "src_ip"), s(a, "dst_ip"));
+    let alerts = table(&analyze(rel), "alerts");
+    let want = (
+        "exploit".to_string(),
+        "172.16.156.130".to_string(),
+        "10.128.0.243".to_string(),
+    );
+    assert_eq!(alerts.iter().map(rules).collect::<Vec<_>>(), vec![want]);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quiet = dir.path().join("rules.toml");
+    std::fs::write(&quiet, "[exploit]\nimplant_checks_alert = false\n").expect("rules file");
+    let run = wormsign(
+        &[crate::common::capture(rel)],
+        &["--rules", quiet.to_str().unwrap()],
+    );
+    run.assert_ok(rel);
+    assert!(table(&run, "alerts").is_empty());
+
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_wormsign"))
+        .arg("rules")
+        .output()
+        .expect("wormsign rules");
+    let printed = String::from_utf8(printed.stdout).expect("utf-8");
+    assert!(
+        printed.contains("[exploit]\nimplant_checks_alert = true\n"),
+        "{printed}"
+    );
+}

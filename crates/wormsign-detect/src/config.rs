@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::rules::{ArpConfig, BruteForceConfig, CncConfig, ScanConfig, TrwConfig};
+use crate::rules::{ArpConfig, BruteForceConfig, CncConfig, ExploitConfig, ScanConfig, TrwConfig};
 use crate::settings::{addresses, at_least, settings};
 
 /// An IPv4 or IPv6 network in CIDR notation, e.g. `10.0.0.0/8` or `fc00::/7`.
@@ -223,6 +223,8 @@ settings! {
         pub brute_force: BruteForceConfig = BruteForceConfig::default(),
         /// `[cnc]`: C&C indicators and lookups.
         pub cnc: CncConfig = CncConfig::default(),
+        /// `[exploit]`: MS17-010 exploits and the DoublePulsar implant.
+        pub exploit: ExploitConfig = ExploitConfig::default(),
         /// `[[service]]`: worm services (default SMB 445 and 139, RDP 3389, MSSQL 1433/tcp
         /// and 1434/udp, SSH 22). Any `[[service]]` in a rules file replaces the whole
         /// list.
@@ -471,6 +473,8 @@ forward_window_s = 0
 domains = ["a.example"]
 extra_domains = ["b.example"]
 ips = ["192.0.2.1"]
+[exploit]
+implant_checks_alert = false
 [[service]]
 proto = "udp"
 port = 1434
@@ -482,6 +486,7 @@ vector = "mssql"
         c.add_indicators("c.example\n");
         assert_eq!(c.cnc.domains, ["a.example", "b.example", "c.example"]);
         assert_eq!(c.scan.failed_window.ns(), 1_000_000);
+        assert!(!c.exploit.implant_checks_alert);
         assert_eq!(DetectConfig::from_toml(&c.to_toml()).unwrap(), c);
     }
 

@@ -123,7 +123,8 @@ pub use model::{
 pub use outcome::{is_completed, is_failed};
 pub use report::{format_ts, render_report};
 pub use rules::{
-    ArpConfig, BruteForceConfig, CncConfig, ScanConfig, TrwConfig, DRIVELIFE_INDICATORS,
+    ArpConfig, BruteForceConfig, CncConfig, ExploitConfig, ScanConfig, TrwConfig,
+    DRIVELIFE_INDICATORS,
 };
 pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,

@@ -35,6 +35,7 @@ mod trw;
 pub use arp_sweep::ArpConfig;
 pub use brute_force::BruteForceConfig;
 pub use cnc_dns::{CncConfig, DRIVELIFE_INDICATORS};
+pub use exploit::ExploitConfig;
 pub use scan_fanout::ScanConfig;
 pub use trw::TrwConfig;
 
