@@ -734,12 +734,17 @@ fn session_events(b: &RecordBatch, out: &mut Vec<SessionEvent>) -> anyhow::Resul
         text("workstation")?,
         text("detail")?,
     );
-    let named = |v: Option<&str>, col: &str, i: usize| -> anyhow::Result<String> {
-        Ok(required(v, col, i)?.to_string())
-    };
+    // Names back to their enums, without copying the names.
+    fn named<T>(
+        v: Option<&str>,
+        col: &str,
+        i: usize,
+        of: fn(&str) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let name = required(v, col, i)?;
+        of(name).with_context(|| format!("row {i}: unknown {col} {name:?}"))
+    }
     for i in 0..b.num_rows() {
-        let protocol = named(protocol[i], "protocol", i)?;
-        let (fact, outcome) = (named(fact[i], "fact", i)?, named(outcome[i], "outcome", i)?);
         out.push(SessionEvent {
             ts_ns: ns(required(ts[i], "ts", i)?),
             packet: u64_of(required(packet[i], "packet", i)?),
@@ -747,12 +752,9 @@ fn session_events(b: &RecordBatch, out: &mut Vec<SessionEvent>) -> anyhow::Resul
             client_port: u16::try_from(required(client_p[i], "client_p", i)?)?,
             server: parse_ip(server[i], "server_h", i)?,
             server_port: u16::try_from(required(server_p[i], "server_p", i)?)?,
-            protocol: Protocol::from_name(&protocol)
-                .with_context(|| format!("row {i}: unknown protocol {protocol:?}"))?,
-            fact: Fact::from_name(&fact)
-                .with_context(|| format!("row {i}: unknown fact {fact:?}"))?,
-            outcome: Outcome::from_name(&outcome)
-                .with_context(|| format!("row {i}: unknown outcome {outcome:?}"))?,
+            protocol: named(protocol[i], "protocol", i, Protocol::from_name)?,
+            fact: named(fact[i], "fact", i, Fact::from_name)?,
+            outcome: named(outcome[i], "outcome", i, Outcome::from_name)?,
             status: status[i].map(u32::try_from).transpose()?,
             user: user[i].clone(),
             domain: domain[i].clone(),

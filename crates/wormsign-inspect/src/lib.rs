@@ -46,6 +46,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 mod ntlmssp;
@@ -571,18 +572,20 @@ impl Inspector {
         };
         const FIN: u8 = 0x01;
         const RST: u8 = 0x04;
-        if !self.sessions.contains_key(&key) {
-            if seg.payload.is_empty() {
-                return;
-            }
-            if self.sessions.len() >= self.config.max_streams {
+        let full = self.sessions.len() >= self.config.max_streams;
+        let session = match self.sessions.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            // A session starts with its first data; a bare SYN, ACK or FIN starts none.
+            Entry::Vacant(_) if seg.payload.is_empty() => return,
+            Entry::Vacant(_) if full => {
                 self.stats.streams_refused += 1;
                 return;
             }
-            self.stats.streams += 1;
-            self.sessions.insert(key, Session::new(protocol));
-        }
-        let session = self.sessions.get_mut(&key).expect("inserted above");
+            Entry::Vacant(e) => {
+                self.stats.streams += 1;
+                e.insert(Session::new(protocol))
+            }
+        };
         session.last_ts = seg.ts_ns;
         if !session.stopped && !seg.payload.is_empty() {
             session.take(
@@ -764,6 +767,22 @@ pub(crate) fn ascii(b: &[u8]) -> String {
 /// `Some(s)` unless `s` is empty.
 pub(crate) fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
+}
+
+/// Feeds whole messages to a parser as the inspector would (each must frame as itself),
+/// then ends the session: what the parsers' unit tests read facts from.
+#[cfg(test)]
+pub(crate) fn parse_messages(
+    parser: &mut dyn SessionParser,
+    messages: &[(bool, Vec<u8>)],
+) -> Vec<Found> {
+    let mut out = Vec::new();
+    for (from_client, m) in messages {
+        assert_eq!(parser.frame(m, *from_client), Framing::Message(m.len()));
+        parser.message(m, m.len(), *from_client, &mut out);
+    }
+    parser.finish(&mut out);
+    out
 }
 
 #[cfg(test)]

@@ -161,11 +161,7 @@ mod tests {
             0,
         ];
         let mut p = RdpParser::default();
-        let mut out = Vec::new();
-        for (from_client, m) in [(true, tpkt(&cr)), (false, tpkt(&cc))] {
-            assert_eq!(p.frame(&m, from_client), Framing::Message(m.len()));
-            p.message(&m, m.len(), from_client, &mut out);
-        }
+        let out = crate::parse_messages(&mut p, &[(true, tpkt(&cr)), (false, tpkt(&cc))]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].user.as_deref(), Some("administr"));
         assert_eq!(

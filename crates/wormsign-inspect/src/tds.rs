@@ -156,14 +156,7 @@ mod tests {
     }
 
     fn run(messages: &[(bool, Vec<u8>)]) -> Vec<Found> {
-        let mut p = TdsParser::default();
-        let mut out = Vec::new();
-        for (from_client, m) in messages {
-            assert_eq!(p.frame(m, *from_client), Framing::Message(m.len()));
-            p.message(m, m.len(), *from_client, &mut out);
-        }
-        p.finish(&mut out);
-        out
+        crate::parse_messages(&mut TdsParser::default(), messages)
     }
 
     #[test]

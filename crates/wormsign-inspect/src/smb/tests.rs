@@ -45,14 +45,7 @@ fn nt_transact_words(total_data: u32, data: u32, function: u16) -> Vec<u8> {
 }
 
 fn run(messages: &[(bool, Vec<u8>)]) -> Vec<Found> {
-    let mut p = SmbParser::default();
-    let mut out = Vec::new();
-    for (from_client, m) in messages {
-        assert_eq!(p.frame(m, *from_client), Framing::Message(m.len()));
-        p.message(m, m.len(), *from_client, &mut out);
-    }
-    p.finish(&mut out);
-    out
+    crate::parse_messages(&mut SmbParser::default(), messages)
 }
 
 fn facts(found: &[Found]) -> Vec<(Fact, Outcome)> {
