@@ -645,3 +645,42 @@ fn an_implant_check_alone_alerts_unless_the_rules_say_otherwise() {
         "{printed}"
     );
 }
+
+/// Brute force counted in failed logins, on traffic nobody here generated: with the
+/// threshold lowered to 2 (no corpus capture guesses 10 times), the pairs with a
+/// protocol-based brute-force alert are exactly those where tshark sees two or more failed
+/// session-setup replies (doublepulsar_backdoor_connect_win7: .203 -> .204, ACCESS_DENIED
+/// twice; the WannaCry hosts -> .150, likewise). Pairs whose logins the protocol does not
+/// show may still get a flow-shape alert at this low threshold (smb2_psexec_add_user).
+#[test]
+fn brute_force_alerts_follow_tshark_failed_logins() {
+    let Some(_) = captures() else {
+        return;
+    };
+    if !have_tool("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[brute_force]\nthreshold = 2\n").expect("rules file");
+    let mut pairs = 0;
+    for rel in SMB.iter().filter(|r| r.starts_with("smb/")) {
+        let path = crate::common::capture(rel);
+        let want: BTreeSet<(String, String)> = tshark_login_statuses(&path)
+            .into_iter()
+            .filter(|(_, statuses)| statuses.iter().filter(|&&s| s != 0).count() >= 2)
+            .map(|(pair, _)| pair)
+            .collect();
+        let run = wormsign(&[path], &["--rules", rules.to_str().unwrap()]);
+        run.assert_ok(rel);
+        let alerts = table(&run, "alerts");
+        let got: BTreeSet<(String, String)> = alerts
+            .iter()
+            .filter(|a| s(a, "rule") == "brute_force" && s(a, "basis") == "protocol")
+            .map(|a| (s(a, "src_ip"), s(a, "dst_ip")))
+            .collect();
+        assert_eq!(got, want, "{rel}");
+        pairs += want.len();
+    }
+    assert_eq!(pairs, 3, "pairs with repeated failed logins in the corpus");
+}
