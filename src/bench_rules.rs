@@ -13,14 +13,14 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context as _;
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use clap::Args;
 use wormsign_columnar::ParquetSink;
-use wormsign_detect::{score, Cidr, DetectConfig, Labels, Score};
+use wormsign_detect::Labels;
+use wormsign_engine::{
+    bench_table, BenchPlan, BenchRow, Control, DetectInputs, PipelineConfig, RuleSet, Sweep,
+};
 
 /// `wormsign bench-rules`.
 #[derive(Args, Debug)]
@@ -56,128 +56,6 @@ pub struct BenchRulesArgs {
     quiet: bool,
 }
 
-/// One swept setting.
-struct Sweep {
-    /// `section.key` as given.
-    name: String,
-    /// Table path and key.
-    path: Vec<String>,
-    values: Vec<toml::Value>,
-    /// The values as printed (the text they were generated as).
-    texts: Vec<String>,
-}
-
-fn decimals(s: &str) -> usize {
-    s.split_once('.').map_or(0, |(_, f)| f.len())
-}
-
-fn parse_sweep(spec: &str) -> anyhow::Result<Sweep> {
-    let bad = || format!("--sweep {spec:?}: expected SECTION.KEY=FROM..TO:STEP or KEY=A,B,C");
-    let (name, range) = spec.split_once('=').with_context(bad)?;
-    let path: Vec<String> = name.trim().split('.').map(str::to_string).collect();
-    anyhow::ensure!(path.iter().all(|p| !p.is_empty()), bad());
-    let texts: Vec<String> = if let Some((from, rest)) = range.split_once("..") {
-        let (to, step) = rest.split_once(':').with_context(bad)?;
-        let (from, to, step) = (from.trim(), to.trim(), step.trim());
-        if let (Ok(a), Ok(b), Ok(s)) = (from.parse::<i64>(), to.parse::<i64>(), step.parse::<i64>())
-        {
-            anyhow::ensure!(
-                s > 0 && b >= a,
-                "--sweep {spec:?}: needs FROM <= TO, STEP > 0"
-            );
-            anyhow::ensure!((b - a) / s < 10_000, "--sweep {spec:?}: too many points");
-            (0..=(b - a) / s).map(|i| (a + i * s).to_string()).collect()
-        } else {
-            let num = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite());
-            let (a, b, s) = (
-                num(from).with_context(bad)?,
-                num(to).with_context(bad)?,
-                num(step).with_context(bad)?,
-            );
-            anyhow::ensure!(
-                s > 0.0 && b >= a,
-                "--sweep {spec:?}: needs FROM <= TO, STEP > 0"
-            );
-            let n = ((b - a) / s + 1e-9).floor();
-            anyhow::ensure!(n < 10_000.0, "--sweep {spec:?}: too many points");
-            let dec = decimals(from).max(decimals(to)).max(decimals(step)).max(1);
-            (0..=n as i64)
-                .map(|i| format!("{:.*}", dec, a + i as f64 * s))
-                .collect()
-        }
-    } else {
-        range.split(',').map(|t| t.trim().to_string()).collect()
-    };
-    let values = texts
-        .iter()
-        .map(|t| {
-            t.parse::<i64>()
-                .map(toml::Value::Integer)
-                .or_else(|_| t.parse::<f64>().map(toml::Value::Float))
-                .or_else(|_| t.parse::<bool>().map(toml::Value::Boolean))
-                .with_context(|| format!("--sweep {spec:?}: {t:?} is not a number"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!values.is_empty(), bad());
-    Ok(Sweep {
-        name: name.trim().to_string(),
-        path,
-        values,
-        texts,
-    })
-}
-
-/// The rule set `base` (TOML text) with `overrides` set, read over the defaults.
-fn config_for(
-    what: &str,
-    base: &str,
-    overrides: &[(&Sweep, usize)],
-) -> anyhow::Result<DetectConfig> {
-    let mut table: toml::Table = toml::from_str(base).with_context(|| what.to_string())?;
-    for (sweep, i) in overrides {
-        let (key, sections) = sweep.path.split_last().expect("non-empty path");
-        let mut t = &mut table;
-        for s in sections {
-            t = t
-                .entry(s.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .with_context(|| format!("--sweep {}: {s} is not a table", sweep.name))?;
-        }
-        t.insert(key.clone(), sweep.values[*i].clone());
-    }
-    let text = toml::to_string(&table)?;
-    DetectConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{what}: {}", e.message))
-}
-
-/// One rule set at one sweep point, scored.
-struct Row {
-    rules: String,
-    /// (setting, value as text) per sweep.
-    params: Vec<(String, String)>,
-    score: Score,
-    detect_secs: f64,
-}
-
-impl Row {
-    fn sweep_text(&self) -> String {
-        self.params
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs `wormsign bench-rules`.
 pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
     let labels: Labels = serde_json::from_slice(
@@ -188,109 +66,52 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
     let sweeps = args
         .sweep
         .iter()
-        .map(|s| parse_sweep(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let rule_sets: Vec<(String, String)> = if args.rules.is_empty() {
-        vec![("default".into(), String::new())]
+        .map(|s| Sweep::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rule_sets: Vec<RuleSet> = if args.rules.is_empty() {
+        vec![RuleSet {
+            name: "default".into(),
+            text: String::new(),
+        }]
     } else {
         args.rules
             .iter()
             .map(|p| {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                Ok((p.display().to_string(), text))
+                Ok(RuleSet {
+                    name: p.display().to_string(),
+                    text,
+                })
             })
             .collect::<anyhow::Result<_>>()?
     };
-    // Every sweep point: the cartesian product of the sweeps' values.
-    let mut points: Vec<Vec<usize>> = vec![Vec::new()];
-    for s in &sweeps {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                (0..s.values.len()).map(move |i| {
-                    let mut p = p.clone();
-                    p.push(i);
-                    p
-                })
-            })
-            .collect();
-    }
     // Every configuration is built (and so checked) before the long part starts.
-    let mut runs = Vec::new();
-    for (name, text) in &rule_sets {
-        for point in &points {
-            let overrides: Vec<(&Sweep, usize)> =
-                sweeps.iter().zip(point.iter().copied()).collect();
-            let mut config = config_for(name, text, &overrides)?;
-            config.honeypots.extend(labels.honeypots.iter().copied());
-            config
-                .allowlist
-                .extend(labels.authorized_scanners.iter().map(|&ip| Cidr::host(ip)));
-            let params: Vec<(String, String)> = overrides
-                .iter()
-                .map(|(s, i)| (s.name.clone(), s.texts[*i].clone()))
-                .collect();
-            runs.push((name.clone(), params, config));
+    let plan = BenchPlan::new(&labels, &rule_sets, &sweeps)?;
+
+    // The tables, built once (in memory) or read from a directory `analyze` wrote.
+    let defaults = PipelineConfig::default();
+    let config = PipelineConfig {
+        threads: args.threads.unwrap_or(defaults.threads).max(1),
+        ..defaults
+    };
+    let (tables, summary) = DetectInputs::load(&args.inputs, &config, &Control::default())?;
+    if let Some(summary) = summary {
+        let usable = summary.inputs_usable > 0;
+        for w in &summary.warnings {
+            eprintln!(
+                "wormsign: {}: {w}",
+                if usable { "warning" } else { "error" }
+            );
+        }
+        if !usable {
+            return Ok(ExitCode::from(1));
+        }
+        if !args.quiet {
+            eprint!("{}", summary.render());
         }
     }
-
-    // The flows, built once.
-    let existing = match args.inputs.as_slice() {
-        [dir] if !wormsign_columnar::table_files(dir, "flows").is_empty() => Some(dir.clone()),
-        _ => None,
-    };
-    let _temp;
-    let tables_dir = match existing {
-        Some(dir) => dir,
-        None => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir().join(format!(
-                "wormsign-bench-rules-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            _temp = TempDir(dir.clone());
-            let code = crate::analyze(&crate::AnalyzeArgs {
-                inputs: args.inputs.clone(),
-                out: dir.clone(),
-                threads: args.threads,
-                max_flows: 4_000_000,
-                tcp_timeout: 300.0,
-                udp_timeout: 60.0,
-                icmp_timeout: 60.0,
-                active_timeout: 1800.0,
-                netflow_ports: Vec::new(),
-                inspect_port: Vec::new(),
-                inspect_bytes: wormsign_inspect::InspectConfig::default().max_bytes,
-                partition_by: None,
-                summary_json: None,
-                quiet: args.quiet,
-                no_detect: true,
-                detect: crate::detect::DetectOptions::default(),
-            })?;
-            if code != ExitCode::SUCCESS {
-                return Ok(code);
-            }
-            dir
-        }
-    };
-    let tables = crate::detect::read_tables(&tables_dir)?;
-
-    let mut rows = Vec::new();
-    for (rules, params, config) in &runs {
-        let started = Instant::now();
-        let d = crate::detect::detect_tables(config, &tables);
-        let detect_secs = started.elapsed().as_secs_f64();
-        rows.push(Row {
-            rules: rules.clone(),
-            params: params.clone(),
-            score: score(&d, &labels, &tables.flows),
-            detect_secs,
-        });
-    }
+    let rows = plan.run(&tables, &labels);
 
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&to_json(&rows, &labels, args)?)?;
@@ -319,7 +140,7 @@ fn opt_secs(v: Option<f64>) -> String {
 }
 
 /// The rows as an aligned text table.
-fn table(rows: &[Row]) -> String {
+fn table(rows: &[BenchRow]) -> String {
     let header = [
         "rules",
         "sweep",
@@ -384,7 +205,7 @@ fn table(rows: &[Row]) -> String {
 }
 
 fn to_json(
-    rows: &[Row],
+    rows: &[BenchRow],
     labels: &Labels,
     args: &BenchRulesArgs,
 ) -> anyhow::Result<serde_json::Value> {
@@ -415,79 +236,8 @@ fn to_json(
     }))
 }
 
-fn write_parquet(path: &Path, rows: &[Row], sweeps: &[Sweep]) -> anyhow::Result<()> {
-    let f64s = |f: &dyn Fn(&Row) -> Option<f64>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<Float64Array>())
-    };
-    let i64s = |f: &dyn Fn(&Row) -> Option<i64>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<Int64Array>())
-    };
-    let mut columns: Vec<(String, ArrayRef, bool)> = vec![
-        (
-            "rules".into(),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.rules.as_str()),
-            )),
-            false,
-        ),
-        (
-            "sweep".into(),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(Row::sweep_text),
-            )),
-            false,
-        ),
-    ];
-    for (i, s) in sweeps.iter().enumerate() {
-        columns.push((s.name.clone(), f64s(&|r| r.params[i].1.parse().ok()), true));
-    }
-    let n = |f: fn(&Score) -> usize| i64s(&move |r| Some(f(&r.score) as i64));
-    let x = |f: fn(&Score) -> f64| f64s(&move |r| Some(f(&r.score)));
-    columns.extend([
-        ("labelled".into(), n(|s| s.labelled), false),
-        ("detected".into(), n(|s| s.detected), false),
-        ("true_positives".into(), n(|s| s.true_positives), false),
-        ("precision".into(), x(|s| s.precision), false),
-        ("recall".into(), x(|s| s.recall), false),
-        ("f1".into(), x(|s| s.f1), false),
-        (
-            "patient_zero_ok".into(),
-            Arc::new(
-                rows.iter()
-                    .map(|r| Some(r.score.patient_zero_ok))
-                    .collect::<BooleanArray>(),
-            ) as ArrayRef,
-            false,
-        ),
-        ("labelled_edges".into(), n(|s| s.labelled_edges), false),
-        ("detected_edges".into(), n(|s| s.detected_edges), false),
-        ("edge_precision".into(), x(|s| s.edge_precision), false),
-        ("edge_recall".into(), x(|s| s.edge_recall), false),
-        ("vector_agreement".into(), x(|s| s.vector_agreement), false),
-        (
-            "ttd_median_s".into(),
-            f64s(&|r| r.score.ttd_secs_median),
-            true,
-        ),
-        ("ttd_p90_s".into(), f64s(&|r| r.score.ttd_secs_p90), true),
-        (
-            "ttd_median_failed_contacts".into(),
-            i64s(&|r| r.score.ttd_failed_median.map(|v| v as i64)),
-            true,
-        ),
-        (
-            "ttd_p90_failed_contacts".into(),
-            i64s(&|r| r.score.ttd_failed_p90.map(|v| v as i64)),
-            true,
-        ),
-        ("false_alarms".into(), n(|s| s.false_alarms), false),
-        (
-            "detect_ms".into(),
-            f64s(&|r| Some(r.detect_secs * 1e3)),
-            false,
-        ),
-    ]);
-    let batch = RecordBatch::try_from_iter_with_nullable(columns)?;
+fn write_parquet(path: &Path, rows: &[BenchRow], sweeps: &[Sweep]) -> anyhow::Result<()> {
+    let batch = bench_table(rows, sweeps)?;
     let metadata = vec![(
         "wormsign.version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
@@ -496,40 +246,4 @@ fn write_parquet(path: &Path, rows: &[Row], sweeps: &[Sweep]) -> anyhow::Result<
     sink.write(&batch)?;
     sink.finish()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sweeps_parse() {
-        let s = parse_sweep("trw.pd=0.9..0.99:0.03").unwrap();
-        assert_eq!(s.path, ["trw", "pd"]);
-        assert_eq!(s.texts, ["0.90", "0.93", "0.96", "0.99"]);
-        let s = parse_sweep("scan.fanout_threshold=5..20:5").unwrap();
-        assert_eq!(s.texts, ["5", "10", "15", "20"]);
-        assert_eq!(s.values[1], toml::Value::Integer(10));
-        let s = parse_sweep("max_tracked=100,200").unwrap();
-        assert_eq!(s.path, ["max_tracked"]);
-        assert_eq!(s.texts, ["100", "200"]);
-        assert!(parse_sweep("trw.pd").is_err());
-        assert!(parse_sweep("trw.pd=0.9..0.8:0.1").is_err());
-        assert!(parse_sweep("trw.pd=a..b:c").is_err());
-        assert!(parse_sweep(".pd=1").is_err());
-    }
-
-    #[test]
-    fn overrides_apply_over_a_rules_file() {
-        let s = parse_sweep("trw.pd=0.9,0.95").unwrap();
-        let base = "[trw]\npf = 0.02\n[scan]\nfanout_threshold = 7\n";
-        let c = config_for("x", base, &[(&s, 1)]).unwrap();
-        assert_eq!(c.trw.pd, 0.95);
-        assert_eq!(c.trw.pf, 0.02);
-        assert_eq!(c.scan.fanout_threshold, 7);
-        let c = config_for("x", "", &[(&s, 0)]).unwrap();
-        assert_eq!(c.trw.pd, 0.9);
-        let unknown = parse_sweep("trw.nope=1").unwrap();
-        assert!(config_for("x", "", &[(&unknown, 0)]).is_err());
-    }
 }

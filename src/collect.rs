@@ -17,7 +17,7 @@ use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{FlowBatchBuilder, ParquetSink, RowBuilder};
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
-use crate::summary::netflow_json;
+use wormsign_engine::netflow_json;
 
 #[derive(Args, Debug)]
 pub struct CollectArgs {
@@ -188,7 +188,7 @@ fn decode_datagrams(
 ) -> anyhow::Result<NetflowStats> {
     let mut decoder = NetflowDecoder::default();
     let mut builder = FlowBatchBuilder::default();
-    let mut records = Vec::new();
+    let (mut records, mut flows) = (Vec::new(), Vec::new());
     let mut segment_end = now_ns().saturating_add(rotate_ns);
     let mut n_datagrams = 0u64;
     let send = |msg| {
@@ -209,15 +209,15 @@ fn decode_datagrams(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        decoder.decode(
+        decoder.decode_flows(
             datagram.from,
             datagram.ts_ns,
             &datagram.payload,
+            n_datagrams,
             &mut records,
+            &mut flows,
         );
-        for (record, idx) in records.drain(..).zip(0u32..) {
-            builder.append(&record.to_flow_record(n_datagrams, idx));
-        }
+        flows.drain(..).for_each(|f| builder.append(&f));
         n_datagrams += 1;
         if builder.len() >= BATCH_ROWS {
             send(ToWriter::Batch(builder.finish()))?;

@@ -4,12 +4,10 @@
 mod bench_rules;
 mod collect;
 mod detect;
-mod pipeline;
-mod summary;
 mod synth;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,9 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wormsign_columnar::Partitioning;
+use wormsign_engine::{expand_inputs, Control, Input, Output, PipelineConfig};
 use wormsign_flow::FlowConfig;
-
-use pipeline::{Input, PipelineConfig, Progress};
 
 #[derive(Parser)]
 #[command(
@@ -65,19 +62,19 @@ struct AnalyzeArgs {
     threads: Option<usize>,
     /// Most live flows held at once (split evenly across shards); beyond it the least
     /// recently active flows are evicted and counted.
-    #[arg(long, default_value_t = 4_000_000)]
+    #[arg(long, default_value_t = FlowConfig::default().max_flows)]
     max_flows: usize,
     /// TCP idle timeout, seconds.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = secs(FlowConfig::default().tcp_idle_ns))]
     tcp_timeout: f64,
     /// UDP idle timeout, seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = secs(FlowConfig::default().udp_idle_ns))]
     udp_timeout: f64,
     /// ICMP and other-protocol idle timeout, seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = secs(FlowConfig::default().other_idle_ns))]
     icmp_timeout: f64,
     /// Active timeout: longer flows are split into several records, seconds.
-    #[arg(long, default_value_t = 1800.0)]
+    #[arg(long, default_value_t = secs(FlowConfig::default().active_ns))]
     active_timeout: f64,
     /// Also decode UDP datagrams to this port as NetFlow/IPFIX exports (repeatable;
     /// 2055, 9555, 9995, 9996 and 4739 always are).
@@ -132,16 +129,45 @@ fn main() -> ExitCode {
     })
 }
 
+/// A duration setting's default, as the seconds the options take.
+fn secs(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
 fn seconds_to_ns(name: &str, secs: f64) -> anyhow::Result<i64> {
-    anyhow::ensure!(
-        secs.is_finite() && secs > 0.0,
-        "--{name} must be a positive number of seconds"
-    );
-    Ok((secs * 1e9).min(i64::MAX as f64) as i64)
+    Ok(wormsign_engine::seconds_to_ns(&format!("--{name}"), secs)?)
+}
+
+impl AnalyzeArgs {
+    /// The options laid over the engine's defaults.
+    fn pipeline_config(&self) -> anyhow::Result<PipelineConfig> {
+        let defaults = PipelineConfig::default();
+        let flow = FlowConfig {
+            tcp_idle_ns: seconds_to_ns("tcp-timeout", self.tcp_timeout)?,
+            udp_idle_ns: seconds_to_ns("udp-timeout", self.udp_timeout)?,
+            other_idle_ns: seconds_to_ns("icmp-timeout", self.icmp_timeout)?,
+            active_ns: seconds_to_ns("active-timeout", self.active_timeout)?,
+            max_flows: self.max_flows.max(1),
+            ..defaults.flow
+        };
+        Ok(PipelineConfig {
+            threads: self.threads.unwrap_or(defaults.threads).max(1),
+            flow,
+            netflow_ports: defaults
+                .netflow_ports
+                .into_iter()
+                .chain(self.netflow_ports.iter().copied())
+                .collect(),
+            inspect: inspect_ports(self),
+            partitioning: self.partition_by.map(|p| match p {
+                PartitionBy::Hour => Partitioning::Hour,
+                PartitionBy::Day => Partitioning::Day,
+            }),
+        })
+    }
 }
 
 fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
     // Rules are read first, so a bad rules file fails before a long run.
     let detect_config = if args.no_detect {
         None
@@ -149,65 +175,27 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         Some(args.detect.config()?)
     };
     let inputs = expand_inputs(&args.inputs)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    // The Parquet writer encodes columns on rayon's pool: --threads sizes it too. It
-    // can only fail if the pool was already built, and then it is built already.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
-    let flow = FlowConfig {
-        tcp_idle_ns: seconds_to_ns("tcp-timeout", args.tcp_timeout)?,
-        udp_idle_ns: seconds_to_ns("udp-timeout", args.udp_timeout)?,
-        other_idle_ns: seconds_to_ns("icmp-timeout", args.icmp_timeout)?,
-        active_ns: seconds_to_ns("active-timeout", args.active_timeout)?,
-        max_flows: args.max_flows.max(1),
-        ..FlowConfig::default()
-    };
-    let config = PipelineConfig {
-        threads,
-        flow,
-        out_dir: args.out.clone(),
-        metadata: parquet_metadata(&inputs, args),
-        partitioning: args.partition_by.map(|p| match p {
-            PartitionBy::Hour => Partitioning::Hour,
-            PartitionBy::Day => Partitioning::Day,
-        }),
-        netflow_ports: wormsign_netflow::DEFAULT_PORTS
-            .into_iter()
-            .chain(args.netflow_ports.iter().copied())
-            .collect(),
-        inspect: inspect_config(args),
-    };
-    let total_bytes: u64 = inputs
-        .iter()
-        .filter_map(|i| match i {
-            Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
-            Input::Stdin => None,
-        })
-        .sum();
-    let progress = Progress::default();
+    let config = args.pipeline_config()?;
+    let total_bytes: u64 = inputs.iter().filter_map(Input::size).sum();
+    let control = Control::default();
     // The first SIGINT/SIGTERM asks the pipeline to stop reading and finish complete
     // outputs; a second one while it does so ends the process at once.
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&progress.stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&progress.stop))?;
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&control.stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&control.stop))?;
     }
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let finished = AtomicBool::new(false);
-    let mut summary = std::thread::scope(|s| {
+    let output = Output::Parquet(args.out.clone());
+    let summary = std::thread::scope(|s| {
         if show_progress {
-            s.spawn(|| draw_progress(&progress, total_bytes, &finished));
+            s.spawn(|| draw_progress(&control, total_bytes, &finished));
         }
-        let result = pipeline::run(&inputs, &config, &progress);
+        let result = wormsign_engine::analyze(&inputs, &config, &control, &output);
         finished.store(true, Ordering::Relaxed);
         result
-    })?;
-    summary.wall = started.elapsed();
-    summary.threads = threads;
-    summary.input_bytes = progress.bytes.load(Ordering::Relaxed);
+    })?
+    .summary;
 
     let mut json = summary.to_json();
     let write_json = |json: &serde_json::Value| -> anyhow::Result<()> {
@@ -224,7 +212,7 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     for w in &summary.warnings {
         eprintln!("wormsign: {level}: {w}");
     }
-    let stopped = progress.stop.load(Ordering::Relaxed);
+    let stopped = control.stop.load(Ordering::Relaxed);
     if usable && !args.quiet {
         eprint!("{}", summary.render());
     }
@@ -236,13 +224,13 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // same results.
     if let Some(config) = &detect_config {
         let d = detect::run(&args.out, &args.out, config, args.quiet)?;
-        json["detection"] = detect::stats_json(&d);
+        json["detection"] = wormsign_engine::stats_json(&d);
     }
     write_json(&json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn draw_progress(progress: &Progress, total_bytes: u64, finished: &AtomicBool) {
+fn draw_progress(progress: &Control, total_bytes: u64, finished: &AtomicBool) {
     let bar = if total_bytes > 0 {
         indicatif::ProgressBar::new(total_bytes)
     } else {
@@ -264,44 +252,6 @@ fn draw_progress(progress: &Progress, total_bytes: u64, finished: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-/// Expands directories recursively, in sorted order; keeps files and `-` as given.
-fn expand_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            out.push(Input::Stdin);
-        } else if path.is_dir() {
-            walk_dir(path, &mut out)?;
-        } else {
-            anyhow::ensure!(
-                path.exists(),
-                "{}: no such file or directory",
-                path.display()
-            );
-            out.push(Input::File(path.clone()));
-        }
-    }
-    anyhow::ensure!(!out.is_empty(), "no files found in the inputs");
-    Ok(out)
-}
-
-fn walk_dir(dir: &Path, out: &mut Vec<Input>) -> anyhow::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk_dir(&path, out)?;
-        } else if path.is_file() {
-            out.push(Input::File(path));
-        }
-    }
-    Ok(())
-}
-
-/// Provenance stored in every Parquet file's key-value metadata.
 /// `smb=8445` → (SMB, 8445).
 fn parse_inspect_port(s: &str) -> Result<(wormsign_inspect::Protocol, u16), String> {
     let (name, port) = s
@@ -313,12 +263,12 @@ fn parse_inspect_port(s: &str) -> Result<(wormsign_inspect::Protocol, u16), Stri
     Ok((protocol, port))
 }
 
-fn inspect_config(args: &AnalyzeArgs) -> wormsign_inspect::InspectConfig {
+/// The inspected ports: the defaults and `--inspect-port`s, read up to
+/// `--inspect-bytes` (0: none).
+fn inspect_ports(args: &AnalyzeArgs) -> wormsign_inspect::InspectConfig {
     use wormsign_inspect::Protocol;
-    let mut c = wormsign_inspect::InspectConfig {
-        max_bytes: args.inspect_bytes,
-        ..Default::default()
-    };
+    let mut config = PipelineConfig::default();
+    let c = &mut config.inspect;
     for &(protocol, port) in &args.inspect_port {
         match protocol {
             Protocol::Smb => c.smb_ports.push(port),
@@ -326,33 +276,6 @@ fn inspect_config(args: &AnalyzeArgs) -> wormsign_inspect::InspectConfig {
             Protocol::Rdp => c.rdp_ports.push(port),
         }
     }
-    if c.max_bytes == 0 {
-        c.smb_ports.clear();
-        c.tds_ports.clear();
-        c.rdp_ports.clear();
-    }
-    c
-}
-
-fn parquet_metadata(inputs: &[Input], args: &AnalyzeArgs) -> Vec<(String, String)> {
-    let names: Vec<String> = inputs.iter().map(Input::name).collect();
-    let options = serde_json::json!({
-        "max_flows": args.max_flows,
-        "tcp_timeout": args.tcp_timeout,
-        "udp_timeout": args.udp_timeout,
-        "icmp_timeout": args.icmp_timeout,
-        "active_timeout": args.active_timeout,
-        "netflow_ports": args.netflow_ports,
-        "inspect_ports": args.inspect_port.iter().map(|(p, port)| format!("{}={port}", p.as_str())).collect::<Vec<_>>(),
-        "inspect_bytes": args.inspect_bytes,
-        "partition_by": args.partition_by.map(|p| format!("{p:?}").to_lowercase()),
-    });
-    vec![
-        ("wormsign.version".into(), env!("CARGO_PKG_VERSION").into()),
-        (
-            "wormsign.inputs".into(),
-            serde_json::to_string(&names).unwrap_or_default(),
-        ),
-        ("wormsign.options".into(), options.to_string()),
-    ]
+    config.set_inspect_bytes(args.inspect_bytes);
+    config.inspect
 }

@@ -1,14 +1,11 @@
 //! `wormsign synth`: a labelled synthetic outbreak capture (see `wormsign-synth`).
 
-use std::fs::File;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
-use wormsign_synth::export::{write_export, Meter, NetflowVersion};
-use wormsign_synth::{generate_labelled, FlowLabel, Scenario, SynthConfig};
+use wormsign_synth::export::NetflowVersion;
+use wormsign_synth::{write_dataset, Dataset, FlowLabel, Scenario, SynthConfig};
 
 /// `wormsign synth`.
 #[derive(Args, Debug)]
@@ -46,59 +43,22 @@ pub struct SynthArgs {
     quiet: bool,
 }
 
-/// Writes `path` through a temporary name renamed into place.
-fn atomic(path: &Path, write: impl FnOnce(File) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = File::create(&tmp)
-        .map_err(anyhow::Error::from)
-        .and_then(write)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(Into::into));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
-
 /// Runs `wormsign synth`.
 pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.scale.is_finite() && args.scale > 0.0,
         "--scale must be a positive number"
     );
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let cfg = SynthConfig {
         scenario: args.scenario,
         seed: args.seed,
         scale: args.scale,
         capture_start: args.capture_start,
     };
-    let mut result = None;
-    let mut meter = args.netflow.map(|_| Meter::new());
-    atomic(&args.out.join("capture.pcap"), |f| {
-        atomic(&args.out.join("flow_labels.csv"), |labels| {
-            let out = generate_labelled(&cfg, &f, labels, |ts, frame| {
-                if let Some(m) = meter.as_mut() {
-                    m.observe(ts, frame);
-                }
-            })?;
-            result = Some(out);
-            Ok(())
-        })
-    })?;
-    let mut exported = None;
-    if let (Some(version), Some(meter)) = (args.netflow, meter) {
-        let records = meter.finish();
-        atomic(&args.out.join("netflow.pcap"), |f| {
-            exported = Some(write_export(version, &records, f)?);
-            Ok(())
-        })?;
-    }
-    let out = result.context("generator produced nothing")?;
-    atomic(&args.out.join("labels.json"), |mut f| {
-        f.write_all(out.labels.to_json().as_bytes())?;
-        Ok(())
-    })?;
+    let Dataset {
+        output: out,
+        exported,
+    } = write_dataset(&args.out, &cfg, args.netflow)?;
     if !args.quiet {
         eprintln!(
             "synth: {} seed {} scale {}: {} packets, {:.1} MB, {} infected hosts -> {}",

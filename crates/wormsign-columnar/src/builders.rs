@@ -36,7 +36,8 @@ pub trait RowBuilder: Default + Send {
     fn finish(&mut self) -> RecordBatch;
 }
 
-pub(crate) type DictBuilder = StringDictionaryBuilder<Int16Type>;
+/// Builds a dictionary-encoded string column ([`crate::parts::dict`]).
+pub type DictBuilder = StringDictionaryBuilder<Int16Type>;
 
 /// Builds a dictionary column whose values are known up front (an enum's names): a row
 /// appends its label's index, and `finish` attaches the whole label list. Arrow's
@@ -90,11 +91,13 @@ fn proto_index(proto: u8) -> usize {
 /// `flows.source`'s labels: packets 0, netflow 1.
 const SOURCE_NAMES: [&str; 2] = ["packets", "netflow"];
 
-pub(crate) fn micros(ts_ns: i64) -> i64 {
+/// ns since the epoch → the µs the tables store (floored, also before 1970).
+pub fn micros(ts_ns: i64) -> i64 {
     ts_ns.div_euclid(1000)
 }
 
-pub(crate) fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
+/// Appends an address as text (the tables' address format).
+pub fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             // Dotted quads by table, one fixed 4-byte copy per octet: `Display` goes
@@ -145,7 +148,8 @@ const fn octet_text() -> [([u8; 4], usize); 256] {
     table
 }
 
-pub(crate) fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+/// A `RecordBatch` of columns built to match `schema` (a mismatch is a bug).
+pub fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(schema, columns).expect("builders match the declared schema")
 }
 

@@ -1,9 +1,8 @@
 //! Arrow schemas, batch builders and atomic Parquet files for wormsign's tables.
 //!
-//! Each table (`flows`, `dns`, `arp`, and the detection tables `alerts`, `hosts`,
-//! `propagation`) has its schema declared once ([`flow_schema`], [`dns_schema`],
-//! [`arp_schema`], [`alert_schema`], [`host_schema`], [`propagation_schema`]) and a
-//! [`RowBuilder`] that appends rows into one Arrow builder per column and finishes into a
+//! Each table of the data path (`flows`, `dns`, `arp`, `sessions`) has its schema
+//! declared once ([`flow_schema`], [`dns_schema`], [`arp_schema`], [`session_schema`])
+//! and a [`RowBuilder`] that appends rows into one Arrow builder per column and finishes into a
 //! `RecordBatch` (arrow-rs's builder/array split).
 //! A [`TableWriter`] feeds batches to a [`ParquetSink`], which writes zstd-compressed
 //! Parquet under a temporary name and renames it into place only when complete.
@@ -23,8 +22,8 @@
 #![deny(missing_docs)]
 
 mod builders;
-mod detect_tables;
 mod partition;
+mod read;
 mod row_group;
 mod schema;
 mod sessions;
@@ -36,14 +35,20 @@ pub use builders::{
     proto_name, rcode_name, ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder,
     RowBuilder,
 };
-pub use detect_tables::{
-    alert_schema, host_schema, propagation_schema, AlertBatchBuilder, HostBatchBuilder,
-    PropagationBatchBuilder,
-};
 pub use partition::{table_files, PartitionedSink, Partitioning};
+pub use read::{
+    arp_events, dns_events, flow_batch, for_each_flow, read_arp, read_batches, read_dns,
+    read_flows, read_sessions, session_events, ResponderAddr,
+};
 pub use schema::{arp_schema, dns_schema, flow_schema};
 pub use sessions::{session_schema, SessionBatchBuilder};
-pub use sink::{ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};
+/// Building blocks for tables declared downstream (the detection tables): a column with
+/// its description, dictionary strings, timestamps.
+pub mod parts {
+    pub use crate::builders::{append_ip, batch, micros, DictBuilder};
+    pub use crate::schema::{dict, field, timestamp};
+}
+pub use sink::{FinishedTable, ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};
 
 /// Errors writing tables.
 #[derive(Debug, thiserror::Error)]
@@ -63,4 +68,9 @@ pub enum ColumnarError {
     /// The Parquet writer failed.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A stored table could not be read back, or is not what wormsign writes (a missing
+    /// or mistyped column, a null where none may be); the message names the file, column
+    /// and row.
+    #[error("{0}")]
+    Read(String),
 }

@@ -5,19 +5,21 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-pub(crate) fn field(name: &str, data_type: DataType, nullable: bool, description: &str) -> Field {
+/// A column with its description in the field metadata (`docs/schema.md` lists them).
+pub fn field(name: &str, data_type: DataType, nullable: bool, description: &str) -> Field {
     Field::new(name, data_type, nullable).with_metadata(HashMap::from([(
         "description".to_string(),
         description.to_string(),
     )]))
 }
 
-pub(crate) fn timestamp() -> DataType {
+/// `timestamp[us, UTC]`, every table's time type.
+pub fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 /// A dictionary-encoded string: few distinct values, stored once per row group.
-pub(crate) fn dict() -> DataType {
+pub fn dict() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8))
 }
 

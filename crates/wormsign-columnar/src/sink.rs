@@ -173,13 +173,15 @@ impl Drop for ParquetSink {
     }
 }
 
-/// Where a table's batches go: one file `OUT/NAME.parquet`, or a Hive-partitioned
-/// directory `OUT/NAME/` (see [`PartitionedSink`]).
+/// Where a table's batches go: one file `OUT/NAME.parquet`, a Hive-partitioned
+/// directory `OUT/NAME/` (see [`PartitionedSink`]), or memory.
 pub enum TableSink {
     /// One atomic file.
     File(Box<ParquetSink>),
     /// A directory of atomic files, one or more per time partition.
     Partitioned(PartitionedSink),
+    /// The batches themselves, for a caller that wants tables without files.
+    Memory(Vec<RecordBatch>),
 }
 
 impl TableSink {
@@ -206,19 +208,31 @@ impl TableSink {
         })
     }
 
+    /// A sink that keeps the batches in memory.
+    pub fn memory() -> TableSink {
+        TableSink::Memory(Vec::new())
+    }
+
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ColumnarError> {
         match self {
             TableSink::File(s) => s.write(batch),
             TableSink::Partitioned(s) => s.write(batch),
+            // Cheap: a batch is reference-counted buffers.
+            TableSink::Memory(batches) => {
+                batches.push(batch.clone());
+                Ok(())
+            }
         }
     }
 
-    /// Finishes the file or files.
-    pub fn finish(self) -> Result<(), ColumnarError> {
+    /// Finishes the file or files; returns the batches a memory sink kept (none for
+    /// files).
+    pub fn finish(self) -> Result<Vec<RecordBatch>, ColumnarError> {
         match self {
-            TableSink::File(s) => s.finish(),
-            TableSink::Partitioned(s) => s.finish().map(drop),
+            TableSink::File(s) => s.finish().map(|()| Vec::new()),
+            TableSink::Partitioned(s) => s.finish().map(|_| Vec::new()),
+            TableSink::Memory(batches) => Ok(batches),
         }
     }
 }
@@ -267,12 +281,24 @@ impl<B: RowBuilder> TableWriter<B> {
         self.rows
     }
 
-    /// Writes what is buffered and renames the file into place; returns the row count.
-    pub fn finish(mut self) -> Result<u64, ColumnarError> {
+    /// Writes what is buffered and renames the file into place.
+    pub fn finish(mut self) -> Result<FinishedTable, ColumnarError> {
         if self.builder.len() > 0 {
             self.sink.write(&self.builder.finish())?;
         }
-        self.sink.finish()?;
-        Ok(self.rows)
+        let batches = self.sink.finish()?;
+        Ok(FinishedTable {
+            rows: self.rows,
+            batches,
+        })
     }
+}
+
+/// What a finished [`TableWriter`] wrote.
+#[derive(Debug)]
+pub struct FinishedTable {
+    /// Rows written.
+    pub rows: u64,
+    /// The batches, when the sink kept them in memory ([`TableSink::Memory`]).
+    pub batches: Vec<RecordBatch>,
 }

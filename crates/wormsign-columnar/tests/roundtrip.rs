@@ -62,7 +62,7 @@ fn flows_round_trip_with_types_values_and_metadata() {
     for i in 0..100_000 {
         w.push(&flow(i)).unwrap();
     }
-    assert_eq!(w.finish().unwrap(), 100_000);
+    assert_eq!(w.finish().unwrap().rows, 100_000);
     let (batches, kv) = read(&path);
     assert!(kv.contains(&meta[0]));
     assert_eq!(
@@ -208,7 +208,7 @@ fn write_on_pool(n: u64, threads: usize) -> Vec<u8> {
             for i in 0..n {
                 w.push(&distinct_flow(i)).unwrap();
             }
-            let (rows, ()) = rayon::join(|| w.finish().unwrap(), || ());
+            let (rows, ()) = rayon::join(|| w.finish().unwrap().rows, || ());
             done_tx.send(rows).unwrap();
         })
     });

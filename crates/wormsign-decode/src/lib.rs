@@ -56,8 +56,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 pub mod dns;
+mod events;
 mod ip;
 mod link;
+
+pub use events::{ArpEvent, DnsEvent};
 
 /// `LINKTYPE_NULL` (0): BSD loopback, 4-byte address family in host byte order.
 pub const LINKTYPE_NULL: u16 = 0;

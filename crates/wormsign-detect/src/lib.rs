@@ -117,9 +117,7 @@ mod sources;
 
 pub use config::{parse_indicator_list, Cidr, CidrError, DetectConfig, RulesError, Service};
 pub use detector::{detect, Detector, FlowFilter};
-pub use model::{
-    Alert, ArpEvent, Basis, DetectStats, Detection, DnsEvent, Edge, HostRow, Role, Rule, Tier,
-};
+pub use model::{Alert, Basis, DetectStats, Detection, Edge, HostRow, Role, Rule, Tier};
 pub use outcome::{is_completed, is_failed};
 pub use report::{format_ts, render_report};
 pub use rules::{
@@ -130,4 +128,5 @@ pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
 pub use settings::TimeSpan;
+pub use wormsign_decode::{ArpEvent, DnsEvent};
 pub use wormsign_inspect::SessionEvent;

@@ -1,39 +1,9 @@
 //! Inputs besides flows, and every output type.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-/// One DNS message, owned and stripped to what detection needs (convert from the
-/// columnar `DnsRow`: `client`, `server`, `message.qname`, `message.is_response`, and the
-/// `rdata` of A/AAAA answers).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DnsEvent {
-    /// Capture time, ns since the Unix epoch.
-    pub ts_ns: i64,
-    /// The side that asks (a query's sender, a response's receiver).
-    pub client: IpAddr,
-    /// The side that answers.
-    pub server: IpAddr,
-    /// First question's name, lower case, no trailing dot.
-    pub qname: Option<String>,
-    /// The QR bit.
-    pub is_response: bool,
-    /// A/AAAA answers as address strings (other record types may be left out).
-    pub answers: Vec<String>,
-}
-
-/// One ARP packet (convert from the columnar `ArpRow`: `arp.sender_ip`, `arp.target_ip`,
-/// `arp.op == 1`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ArpEvent {
-    /// Capture time, ns since the Unix epoch.
-    pub ts_ns: i64,
-    /// Sender protocol address.
-    pub sender: Ipv4Addr,
-    /// Target protocol address (the address asked for in a request).
-    pub target: Ipv4Addr,
-    /// A who-has request (op 1).
-    pub is_request: bool,
-}
+// Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
+pub(crate) use wormsign_decode::{ArpEvent, DnsEvent};
 
 /// The rule that raised an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

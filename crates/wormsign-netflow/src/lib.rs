@@ -394,6 +394,23 @@ impl NetflowDecoder {
         }
     }
 
+    /// Decodes one export datagram straight into rows of the flows table (see
+    /// [`NetflowRecord::to_flow_record`]): `datagram` is its ordinal, `records` a scratch
+    /// buffer. The one NetFlow-to-rows step of `analyze` and `collect`.
+    pub fn decode_flows(
+        &mut self,
+        exporter: SocketAddr,
+        ts_ns: i64,
+        payload: &[u8],
+        datagram: u64,
+        records: &mut Vec<NetflowRecord>,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        self.decode(exporter, ts_ns, payload, records);
+        let numbered = records.drain(..).zip(0u32..);
+        out.extend(numbered.map(|(r, i)| r.to_flow_record(datagram, i)));
+    }
+
     /// Looks up or creates a stream; `None` when `max_streams` is reached.
     fn stream(&mut self, key: StreamKey) -> Option<&mut Stream> {
         if !self.streams.contains_key(&key) && self.streams.len() >= self.config.max_streams {

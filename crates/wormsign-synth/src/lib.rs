@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod bytes;
+mod dataset;
 pub mod export;
 mod flow_labels;
 mod smb;
@@ -44,6 +45,7 @@ use std::io::{self, Write};
 use std::str::FromStr;
 use wormsign_capture::time::UtcTime;
 
+pub use dataset::{write_dataset, Dataset};
 pub use flow_labels::{FlowLabel, HEADER as FLOW_LABELS_HEADER};
 use flow_labels::{FlowLabelWriter, FlowMeta};
 use smb::{Account, Guess, Ms17};

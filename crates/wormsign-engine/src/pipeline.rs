@@ -14,16 +14,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use wormsign_capture::{CaptureReader, Chunk};
+use wormsign_capture::Chunk;
 use wormsign_columnar::{
-    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, Partitioning, RowBuilder,
+    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder,
     SessionBatchBuilder, TableSink, TableWriter,
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
@@ -34,6 +33,7 @@ use wormsign_inspect::{
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
 use crate::summary::{DecodeStats, RunSummary, Warning};
+use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 
 /// Captured bytes per chunk handed to a decode worker.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -44,62 +44,13 @@ const SWEEP_INTERVAL_NS: i64 = 10_000_000_000;
 /// every packet is a row).
 const FLOW_BATCH_ROWS: usize = 8 * 1024;
 
-/// One input: a path or standard input.
-#[derive(Clone, Debug)]
-pub enum Input {
-    /// A capture file.
-    File(PathBuf),
-    /// Standard input (`-`).
-    Stdin,
-}
-
-impl Input {
-    /// How the input is named in warnings and metadata.
-    pub fn name(&self) -> String {
-        match self {
-            Input::File(p) => p.display().to_string(),
-            Input::Stdin => "-".to_string(),
-        }
-    }
-
-    fn open(&self) -> Result<CaptureReader, wormsign_capture::CaptureError> {
-        match self {
-            Input::File(p) => CaptureReader::open(p),
-            Input::Stdin => CaptureReader::new(Box::new(std::io::stdin())),
-        }
-    }
-}
-
-/// What the pipeline needs to know.
-#[derive(Clone, Debug)]
-pub struct PipelineConfig {
-    /// Decode workers and flow shards (each).
-    pub threads: usize,
-    /// Flow-table settings; `max_flows` is the total, split evenly across shards.
-    pub flow: FlowConfig,
-    /// Output directory.
-    pub out_dir: PathBuf,
-    /// Key-value metadata for every Parquet file.
-    pub metadata: Vec<(String, String)>,
-    /// Write flows, dns and arp as Hive-partitioned directories instead of single files.
-    pub partitioning: Option<Partitioning>,
-    /// UDP destination ports whose datagrams are decoded as NetFlow/IPFIX exports
-    /// instead of being metered as flows.
-    pub netflow_ports: Vec<u16>,
-    /// Which TCP ports are read as SMB, TDS and RDP, and how much of each session.
-    pub inspect: InspectConfig,
-}
-
-/// Progress shared with the progress bar.
-#[derive(Default, Debug)]
-pub struct Progress {
-    /// Source bytes consumed.
-    pub bytes: AtomicU64,
-    /// Records read.
-    pub packets: AtomicU64,
-    /// Set by SIGINT/SIGTERM: the reader stops at the next chunk boundary and the
-    /// pipeline finishes the tables with what was read.
-    pub stop: Arc<AtomicBool>,
+/// What `analyze` returns.
+#[derive(Debug)]
+pub struct Analysis {
+    /// Counters of every stage, warnings and timing.
+    pub summary: RunSummary,
+    /// The tables, for [`Output::Memory`]; empty for [`Output::Parquet`].
+    pub tables: Tables,
 }
 
 struct Job {
@@ -136,7 +87,8 @@ struct ShardMsg {
     payloads: Vec<u8>,
 }
 
-enum Output {
+/// What the workers send the writer.
+enum ToWriter {
     Flows(RecordBatch),
     Dns(Vec<DnsRow>),
     Arp(Vec<ArpRow>),
@@ -150,13 +102,28 @@ enum Output {
     },
 }
 
-/// Runs the whole pipeline over `inputs` and writes the tables into `config.out_dir`.
-pub fn run(
+/// Runs the whole pipeline over `inputs`: reads, decodes, meters flows, inspects
+/// sessions and writes the flows, dns, arp and sessions tables to `output`.
+///
+/// A damaged or unreadable input is a warning in the summary, not an error; check
+/// [`RunSummary::inputs_usable`] for "nothing could be read". Setting `control.stop`
+/// ends the run early with complete tables of what was read.
+pub fn analyze(
     inputs: &[Input],
     config: &PipelineConfig,
-    progress: &Progress,
-) -> anyhow::Result<RunSummary> {
+    control: &Control,
+    output: &Output,
+) -> Result<Analysis, Error> {
+    let started = Instant::now();
     let n = config.threads.max(1);
+    // The writer runs on this pool and the Parquet sinks encode columns on it: one thread
+    // for the writer and `n` for encoding, as the CLI had with rayon's global pool and
+    // its main thread. Its own pool, so a caller's rayon work is never shared or resized.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n + 1)
+        .thread_name(|i| format!("encode-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the encoding pool: {e}")))?;
     // One chunk waiting per decoder: a chunk read further ahead is more often out of the
     // caches by the time it is decoded (the flow tables sweep them), and interleaved runs
     // were 2-4 % faster with N than with 2N.
@@ -169,14 +136,15 @@ pub fn run(
     // At most 8 messages per shard queue for the single writer (batches of
     // FLOW_BATCH_ROWS rows): its back-pressure bounds memory when encoding is the
     // bottleneck.
-    let (out_tx, out_rx) = bounded::<Output>(8 * n);
+    let (out_tx, out_rx) = bounded::<ToWriter>(8 * n);
     let mut shard_config = config.flow;
     shard_config.max_flows = config.flow.max_flows.div_ceil(n).max(1);
+    let sinks = TableSinks::create(output, config, inputs)?;
 
     let inspected_ports = InspectedPorts::new(&config.inspect);
-    thread::scope(|s| {
+    let (mut summary, tables) = thread::scope(|s| {
         let reader = spawn_named(s, "reader".into(), move || {
-            read_inputs(inputs, job_tx, recycle_rx, progress)
+            read_inputs(inputs, job_tx, recycle_rx, control)
         });
         for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
@@ -195,20 +163,18 @@ pub fn run(
             });
         }
         drop(out_tx);
-        let written = write_outputs(
-            &config.out_dir,
-            &config.metadata,
-            config.partitioning,
-            out_rx,
-            n,
-        );
+        let written = pool.install(|| write_outputs(sinks, out_rx, n));
         let (warnings, n_usable) = reader.join().expect("reader thread panicked");
-        let mut summary = written?;
+        let (mut summary, tables) = written?;
         summary.warnings = warnings;
         summary.inputs_usable = n_usable;
-        summary.inputs = inputs.len() as u64;
-        Ok(summary)
-    })
+        Ok::<_, Error>((summary, tables))
+    })?;
+    summary.inputs = inputs.len() as u64;
+    summary.input_bytes = control.bytes.load(Ordering::Relaxed);
+    summary.threads = n;
+    summary.wall = started.elapsed();
+    Ok(Analysis { summary, tables })
 }
 
 /// Spawns a scoped thread with a name, so that `top -H`, `perf` and panic messages say
@@ -230,14 +196,14 @@ fn read_inputs(
     inputs: &[Input],
     job_tx: Sender<Job>,
     recycled: Receiver<Chunk>,
-    progress: &Progress,
+    control: &Control,
 ) -> (Vec<Warning>, u64) {
     let (mut seq, mut n_packets, mut watermark) = (0u64, 0u64, i64::MIN);
     let mut warnings = Vec::new();
     let mut n_usable = 0;
     let mut bytes_before = 0;
     for input in inputs {
-        if progress.stop.load(Ordering::Relaxed) {
+        if control.stop.load(Ordering::Relaxed) {
             break;
         }
         let mut reader = match input.open() {
@@ -249,7 +215,7 @@ fn read_inputs(
         };
         n_usable += 1;
         loop {
-            if progress.stop.load(Ordering::Relaxed) {
+            if control.stop.load(Ordering::Relaxed) {
                 let at = bytes_before + reader.source_bytes_read();
                 let message = format!("interrupted: stopped reading after {at} input bytes; the outputs hold everything read before");
                 warnings.push(Warning::new(input, None, message));
@@ -257,7 +223,7 @@ fn read_inputs(
             }
             let mut chunk = recycled.try_recv().unwrap_or_default();
             let result = reader.read_chunk(&mut chunk, CHUNK_BYTES);
-            progress
+            control
                 .bytes
                 .store(bytes_before + reader.source_bytes_read(), Ordering::Relaxed);
             if !chunk.is_empty() {
@@ -274,7 +240,7 @@ fn read_inputs(
                 }
                 seq += 1;
                 n_packets += n;
-                progress.packets.store(n_packets, Ordering::Relaxed);
+                control.packets.store(n_packets, Ordering::Relaxed);
             }
             match result {
                 Ok(true) => {}
@@ -309,7 +275,7 @@ fn warm_headers<'a>(frames: impl Iterator<Item = &'a [u8]>) {
 fn decode_worker(
     jobs: Receiver<Job>,
     shard_txs: Vec<Sender<ShardMsg>>,
-    out_tx: Sender<Output>,
+    out_tx: Sender<ToWriter>,
     recycle: Sender<Chunk>,
     (netflow_ports, inspect): (&[u16], &InspectedPorts),
 ) {
@@ -396,14 +362,14 @@ fn decode_worker(
                 return;
             }
         }
-        if !dns_rows.is_empty() && out_tx.send(Output::Dns(dns_rows)).is_err() {
+        if !dns_rows.is_empty() && out_tx.send(ToWriter::Dns(dns_rows)).is_err() {
             return;
         }
-        if !arp_rows.is_empty() && out_tx.send(Output::Arp(arp_rows)).is_err() {
+        if !arp_rows.is_empty() && out_tx.send(ToWriter::Arp(arp_rows)).is_err() {
             return;
         }
     }
-    let _ = out_tx.send(Output::DecodeDone(stats));
+    let _ = out_tx.send(ToWriter::DecodeDone(stats));
 }
 
 /// The UDP payload of a NetFlow/IPFIX export datagram: sent to one of `ports`, not a
@@ -514,7 +480,7 @@ fn flow_shard(
     rx: Receiver<ShardMsg>,
     config: FlowConfig,
     inspect: InspectConfig,
-    out_tx: Sender<Output>,
+    out_tx: Sender<ToWriter>,
 ) {
     let mut table = FlowTable::new(config);
     let mut inspector = Inspector::new(inspect);
@@ -535,12 +501,12 @@ fn flow_shard(
             builder.append(&r);
             n_flows += 1;
             let full = builder.len() >= FLOW_BATCH_ROWS;
-            if full && out_tx.send(Output::Flows(builder.finish())).is_err() {
+            if full && out_tx.send(ToWriter::Flows(builder.finish())).is_err() {
                 return false;
             }
         }
         if force && !builder.is_empty() {
-            return out_tx.send(Output::Flows(builder.finish())).is_ok();
+            return out_tx.send(ToWriter::Flows(builder.finish())).is_ok();
         }
         true
     };
@@ -551,14 +517,14 @@ fn flow_shard(
             table.observe_all(&msg.packets, &mut done);
             inspect_segments(&msg, &mut inspector, &mut sessions);
             for export in &msg.exports {
-                netflow.decode(
+                netflow.decode_flows(
                     export.exporter,
                     export.ts_ns,
                     &export.payload,
+                    export.idx,
                     &mut exported,
+                    &mut done,
                 );
-                let records = exported.drain(..).zip(0u32..);
-                done.extend(records.map(|(r, i)| r.to_flow_record(export.idx, i)));
             }
             let since = msg
                 .watermark
@@ -572,18 +538,18 @@ fn flow_shard(
                 return;
             }
             let found = std::mem::take(&mut sessions);
-            if !found.is_empty() && out_tx.send(Output::Sessions(found)).is_err() {
+            if !found.is_empty() && out_tx.send(ToWriter::Sessions(found)).is_err() {
                 return;
             }
         }
     }
     netflow.finish();
     inspector.finish(&mut sessions);
-    if !sessions.is_empty() && out_tx.send(Output::Sessions(sessions)).is_err() {
+    if !sessions.is_empty() && out_tx.send(ToWriter::Sessions(sessions)).is_err() {
         return;
     }
     if emit(&mut table.flush(), true) {
-        let _ = out_tx.send(Output::ShardDone {
+        let _ = out_tx.send(ToWriter::ShardDone {
             stats: table.stats(),
             netflow: netflow.stats(),
             inspect: inspector.stats(),
@@ -592,39 +558,63 @@ fn flow_shard(
     }
 }
 
-/// The single writer: encodes batches into the three Parquet files and gathers the
-/// workers' counters. Files appear only when complete (see [`TableSink`]).
+/// The four tables' sinks: Parquet files or batches in memory.
+struct TableSinks {
+    flows: TableSink,
+    dns: TableWriter<DnsBatchBuilder>,
+    arp: TableWriter<ArpBatchBuilder>,
+    sessions: TableWriter<SessionBatchBuilder>,
+}
+
+impl TableSinks {
+    fn create(output: &Output, config: &PipelineConfig, inputs: &[Input]) -> Result<Self, Error> {
+        let sink = |name, schema| -> Result<TableSink, Error> {
+            Ok(match output {
+                Output::Memory => TableSink::memory(),
+                Output::Parquet(dir) => {
+                    let metadata = config.provenance(inputs);
+                    TableSink::create(dir, name, schema, &metadata, config.partitioning)?
+                }
+            })
+        };
+        if let Output::Parquet(dir) = output {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        }
+        Ok(TableSinks {
+            flows: sink("flows", FlowBatchBuilder::schema())?,
+            dns: TableWriter::with_sink(sink("dns", DnsBatchBuilder::schema())?),
+            arp: TableWriter::with_sink(sink("arp", ArpBatchBuilder::schema())?),
+            sessions: TableWriter::with_sink(sink("sessions", SessionBatchBuilder::schema())?),
+        })
+    }
+}
+
+/// The single writer: encodes batches into the four tables and gathers the workers'
+/// counters. Files appear only when complete (see [`TableSink`]).
 fn write_outputs(
-    out_dir: &Path,
-    metadata: &[(String, String)],
-    partitioning: Option<Partitioning>,
-    rx: Receiver<Output>,
+    sinks: TableSinks,
+    rx: Receiver<ToWriter>,
     n_workers: usize,
-) -> anyhow::Result<RunSummary> {
-    std::fs::create_dir_all(out_dir)?;
-    let sink = |name, schema| TableSink::create(out_dir, name, schema, metadata, partitioning);
-    let mut flows = sink("flows", FlowBatchBuilder::schema())?;
-    let mut dns =
-        TableWriter::<DnsBatchBuilder>::with_sink(sink("dns", DnsBatchBuilder::schema())?);
-    let mut arp =
-        TableWriter::<ArpBatchBuilder>::with_sink(sink("arp", ArpBatchBuilder::schema())?);
-    let mut sessions = TableWriter::<SessionBatchBuilder>::with_sink(sink(
-        "sessions",
-        SessionBatchBuilder::schema(),
-    )?);
+) -> Result<(RunSummary, Tables), Error> {
+    let TableSinks {
+        mut flows,
+        mut dns,
+        mut arp,
+        mut sessions,
+    } = sinks;
     let mut summary = RunSummary::default();
     let (mut n_decoders_done, mut n_shards_done) = (0, 0);
     for msg in rx {
         match msg {
-            Output::Flows(batch) => flows.write(&batch)?,
-            Output::Dns(rows) => rows.iter().try_for_each(|r| dns.push(r))?,
-            Output::Arp(rows) => rows.iter().try_for_each(|r| arp.push(r))?,
-            Output::Sessions(rows) => rows.iter().try_for_each(|r| sessions.push(r))?,
-            Output::DecodeDone(stats) => {
+            ToWriter::Flows(batch) => flows.write(&batch)?,
+            ToWriter::Dns(rows) => rows.iter().try_for_each(|r| dns.push(r))?,
+            ToWriter::Arp(rows) => rows.iter().try_for_each(|r| arp.push(r))?,
+            ToWriter::Sessions(rows) => rows.iter().try_for_each(|r| sessions.push(r))?,
+            ToWriter::DecodeDone(stats) => {
                 summary.decode.merge(&stats);
                 n_decoders_done += 1;
             }
-            Output::ShardDone {
+            ToWriter::ShardDone {
                 stats,
                 netflow,
                 inspect,
@@ -640,10 +630,11 @@ fn write_outputs(
     }
     // A worker that died without reporting leaves the temporary files to be deleted
     // (the sinks' Drop) rather than renaming incomplete tables into place.
-    anyhow::ensure!(
-        n_decoders_done == n_workers && n_shards_done == n_workers,
-        "internal error: a pipeline worker stopped early; no output written"
-    );
+    if n_decoders_done != n_workers || n_shards_done != n_workers {
+        return Err(Error::Internal(
+            "a pipeline worker stopped early; no output written".into(),
+        ));
+    }
     // The files end together: one file's footer and fsync overlap the others' last
     // encoding instead of following it on an otherwise idle core.
     let (flows_done, ((dns_done, arp_done), sessions_done)) = rayon::join(
@@ -655,9 +646,15 @@ fn write_outputs(
             )
         },
     );
-    flows_done?;
-    summary.dns_records = dns_done?;
-    summary.arp_records = arp_done?;
-    summary.session_records = sessions_done?;
-    Ok(summary)
+    let (dns, arp, sessions) = (dns_done?, arp_done?, sessions_done?);
+    summary.dns_records = dns.rows;
+    summary.arp_records = arp.rows;
+    summary.session_records = sessions.rows;
+    let tables = Tables {
+        flows: flows_done?,
+        dns: dns.batches,
+        arp: arp.batches,
+        sessions: sessions.batches,
+    };
+    Ok((summary, tables))
 }

@@ -1,5 +1,5 @@
-//! The run summary: counters gathered from every stage, printed on stderr and written
-//! as JSON with `--summary-json`.
+//! The run summary: counters gathered from every stage, as text (the CLI prints it on
+//! stderr) and as JSON (`--summary-json`, Python's `summary`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,7 +10,7 @@ use wormsign_decode::SkipReason;
 use wormsign_flow::FlowStats;
 use wormsign_netflow::NetflowStats;
 
-use crate::pipeline::Input;
+use crate::Input;
 
 /// A problem with one input that did not stop the run.
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub struct Warning {
 }
 
 impl Warning {
-    pub fn new(input: &Input, offset: Option<u64>, message: String) -> Warning {
+    pub(crate) fn new(input: &Input, offset: Option<u64>, message: String) -> Warning {
         Warning {
             input: input.name(),
             offset,
@@ -66,7 +66,7 @@ pub struct DecodeStats {
 }
 
 impl DecodeStats {
-    pub fn count_skip(&mut self, reason: SkipReason) {
+    pub(crate) fn count_skip(&mut self, reason: SkipReason) {
         let idx = SkipReason::ALL
             .iter()
             .position(|r| *r == reason)
@@ -74,7 +74,7 @@ impl DecodeStats {
         self.skipped[idx] += 1;
     }
 
-    pub fn merge(&mut self, o: &DecodeStats) {
+    pub(crate) fn merge(&mut self, o: &DecodeStats) {
         self.packets += o.packets;
         self.wire_bytes += o.wire_bytes;
         self.captured_bytes += o.captured_bytes;

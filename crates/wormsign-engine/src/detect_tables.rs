@@ -1,6 +1,7 @@
 //! The detection tables (`alerts`, `hosts`, `propagation`): schemas and row builders
-//! over `wormsign-detect`'s own result types, as the capture tables' builders take
-//! `wormsign-flow`'s records.
+//! over `wormsign-detect`'s own result types, as the capture tables' builders in
+//! `wormsign-columnar` take `wormsign-flow`'s records. Here, downstream of detect, so
+//! that no crate looks further down the data path than itself.
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -14,9 +15,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use wormsign_detect::{Alert, Edge, HostRow};
 
-use crate::builders::{append_ip, batch, micros, DictBuilder};
-use crate::schema::{dict, field, timestamp};
-use crate::RowBuilder;
+use wormsign_columnar::parts::{append_ip, batch, dict, field, micros, timestamp, DictBuilder};
+use wormsign_columnar::RowBuilder;
 
 /// Schema of `alerts.parquet`, one row per alert, in alert id order.
 pub fn alert_schema() -> SchemaRef {

@@ -1,0 +1,634 @@
+//! Reading wormsign's tables back: the inverse of the schemas in this crate, for
+//! detection (which must see exactly what was stored, so that `analyze` and a later
+//! `wormsign detect` agree) and for callers holding the tables in memory.
+//!
+//! Files are read in two passes where detection keeps few rows: the columns a filter
+//! needs first, then every column of the kept rows only (parquet's `RowSelection`).
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType, UInt16Type, UInt32Type,
+    UInt8Type,
+};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::ProjectionMask;
+use wormsign_decode::{ArpEvent, DnsEvent};
+use wormsign_flow::{
+    ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
+};
+use wormsign_inspect::{Fact, Outcome, Protocol, SessionEvent};
+
+use crate::ColumnarError;
+
+type Result<T> = std::result::Result<T, ColumnarError>;
+
+/// `with_context` for the read-back: a failure becomes [`ColumnarError::Read`] with the
+/// file, column or row it concerns in front.
+trait WithContext<T> {
+    fn with_context<S: std::fmt::Display>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> WithContext<T> for Option<T> {
+    fn with_context<S: std::fmt::Display>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.ok_or_else(|| ColumnarError::Read(what().to_string()))
+    }
+}
+
+impl<T, E: std::fmt::Display> WithContext<T> for std::result::Result<T, E> {
+    fn with_context<S: std::fmt::Display>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| ColumnarError::Read(format!("{}: {e}", what())))
+    }
+}
+
+/// The record batches of every file of one table, in file order, each with its file.
+/// Files are opened one at a time, so a dataset of thousands of partitions stays within
+/// the open-file limit.
+fn batches<'a>(
+    files: &'a [PathBuf],
+    columns: &'a [&str],
+) -> impl Iterator<Item = Result<(&'a Path, RecordBatch)>> {
+    type Batches<'a> = Box<dyn Iterator<Item = Result<(&'a Path, RecordBatch)>> + 'a>;
+    files.iter().flat_map(move |path| -> Batches<'a> {
+        match file_batches(path, columns, None, None) {
+            Ok(batches) => Box::new(batches),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    })
+}
+
+/// Every column of every row of `files` (one table's files, in order).
+pub fn read_batches(files: &[PathBuf]) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for path in files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .with_context(|| format!("reading {}", path.display()))?;
+        for batch in reader {
+            out.push(batch.with_context(|| format!("reading {}", path.display()))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The columns detection reads from each table; the others (community_id and history
+/// are the widest) are skipped undecoded.
+const FLOW_COLUMNS: [&str; 17] = [
+    "ts",
+    "last_ts",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "ip_proto",
+    "conn_state",
+    "vlan",
+    "end_reason",
+    "source",
+    "exporter",
+    "sampling_interval",
+    "input_if",
+    "output_if",
+    "first_packet",
+    "record",
+];
+/// The per-direction counters of flows.parquet, in `DirCounters` order (originator,
+/// then responder: packets, IP bytes, payload bytes, TCP flags).
+const COUNTER_COLUMNS: [&str; 8] = [
+    "orig_pkts",
+    "orig_ip_bytes",
+    "orig_bytes",
+    "orig_tcp_flags",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "resp_bytes",
+    "resp_tcp_flags",
+];
+const DNS_COLUMNS: [&str; 7] = [
+    "ts",
+    "client_h",
+    "server_h",
+    "qname",
+    "is_response",
+    "answers",
+    "answer_types",
+];
+const ARP_COLUMNS: [&str; 4] = ["ts", "op", "sender_ip", "target_ip"];
+const SESSION_COLUMNS: [&str; 14] = [
+    "ts",
+    "client_h",
+    "client_p",
+    "server_h",
+    "server_p",
+    "protocol",
+    "fact",
+    "outcome",
+    "status",
+    "user",
+    "domain",
+    "workstation",
+    "detail",
+    "packet",
+];
+
+/// The `columns` of `path`: all rows, or row group `group`'s, and of those only the
+/// `selection`.
+fn file_batches<'a>(
+    path: &'a PathBuf,
+    columns: &'a [&str],
+    group: Option<usize>,
+    selection: Option<RowSelection>,
+) -> Result<impl Iterator<Item = Result<(&'a Path, RecordBatch)>> + 'a> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let builder = match group {
+        Some(g) => builder.with_row_groups(vec![g]),
+        None => builder,
+    };
+    let builder = match selection {
+        Some(selection) => builder.with_row_selection(selection),
+        None => builder,
+    };
+    let reader = builder
+        .with_projection(mask)
+        // Small batches: the per-column vectors built from each batch stay below
+        // malloc's mmap threshold, so they are reused instead of page-faulted anew.
+        .with_batch_size(4096)
+        .build()
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(reader.map(move |b| {
+        b.map(|b| (path.as_path(), b))
+            .with_context(|| format!("reading {}", path.display()))
+    }))
+}
+
+/// Reads `path` (all of it, or row group `group`) in two passes, because detection
+/// keeps few rows: `mark` sees batches of `mark_columns` and says which rows to keep,
+/// then `columns` are decoded for those rows only and handed to `each`. Returns the
+/// number of rows the file (or group) holds.
+fn read_marked(
+    path: &PathBuf,
+    group: Option<usize>,
+    mark_columns: &[&str],
+    mut mark: impl FnMut(&RecordBatch) -> Result<BooleanArray>,
+    columns: &[&str],
+    mut each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let in_file = || path.display().to_string();
+    let (mut rows, mut kept) = (0u64, Vec::new());
+    for b in file_batches(path, mark_columns, group, None)? {
+        let (_, b) = b?;
+        rows += b.num_rows() as u64;
+        kept.push(mark(&b).with_context(in_file)?);
+    }
+    if kept.iter().any(|k| k.true_count() > 0) {
+        let selection = RowSelection::from_filters(&kept);
+        for b in file_batches(path, columns, group, Some(selection))? {
+            each(&b?.1).with_context(in_file)?;
+        }
+    }
+    Ok(rows)
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    b.column_by_name(name)
+        .with_context(|| format!("column {name} missing"))
+}
+
+/// A string column (plain or dictionary-encoded) as one optional `&str` per row.
+fn strings<'a>(b: &'a RecordBatch, name: &str) -> Result<Vec<Option<&'a str>>> {
+    let a = column(b, name)?;
+    string_values(a).with_context(|| format!("column {name}: not a string column"))
+}
+
+/// A string column as one optional `&str` per row: what wormsign writes (`Utf8`, or a
+/// dictionary of it), and the layouts other Arrow producers use for the same data
+/// (`LargeUtf8`, `Utf8View`, dictionaries with other keys: polars, DuckDB), so tables
+/// that went through them read back the same.
+fn string_values(a: &dyn Array) -> Option<Vec<Option<&str>>> {
+    if let Some(s) = a.as_string_opt::<i32>() {
+        return Some(s.iter().collect());
+    }
+    if let Some(s) = a.as_string_opt::<i64>() {
+        return Some(s.iter().collect());
+    }
+    if let Some(s) = a.as_string_view_opt() {
+        return Some(s.iter().collect());
+    }
+    let d = a.as_any_dictionary_opt()?;
+    let values = string_values(d.values().as_ref())?;
+    let keys = d.normalized_keys();
+    let row = |i: usize| values.get(keys[i]).copied().flatten();
+    Some(
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| row(i)).flatten())
+            .collect(),
+    )
+}
+
+/// An integer or timestamp column as one optional `i64` per row.
+fn ints(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let a = column(b, name)?;
+    macro_rules! try_type {
+        ($t:ty) => {
+            if let Some(x) = a.as_primitive_opt::<$t>() {
+                return Ok(x.iter().map(|v| v.map(i64::from)).collect());
+            }
+        };
+    }
+    try_type!(Int64Type);
+    try_type!(Int32Type);
+    try_type!(Int16Type);
+    try_type!(Int8Type);
+    try_type!(UInt32Type);
+    try_type!(UInt16Type);
+    try_type!(UInt8Type);
+    try_type!(TimestampMicrosecondType);
+    Err(ColumnarError::Read(format!(
+        "column {name}: not an integer column ({})",
+        a.data_type()
+    )))
+}
+
+fn bools(b: &RecordBatch, name: &str) -> Result<Vec<Option<bool>>> {
+    let a = column(b, name)?;
+    let x = a
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .with_context(|| format!("column {name}: not a boolean column"))?;
+    Ok(x.iter().collect())
+}
+
+fn required<T>(v: Option<T>, name: &str, row: usize) -> Result<T> {
+    v.with_context(|| format!("column {name}: null in row {row}"))
+}
+
+fn parse_ip(s: Option<&str>, name: &str, row: usize) -> Result<IpAddr> {
+    let s = required(s, name, row)?;
+    s.parse()
+        .with_context(|| format!("column {name}: bad address {s:?} in row {row}"))
+}
+
+fn ns(us: i64) -> i64 {
+    us.saturating_mul(1000)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Every stored flow of `files`, in file and row order.
+pub fn read_flows(files: &[PathBuf]) -> Result<Vec<FlowRecord>> {
+    let mut out = Vec::new();
+    for_each_flow(files, |_, _, _, _| true, |f| out.push(f))?;
+    Ok(out)
+}
+
+/// The responder address of a stored flow, parsed only when asked for (`None` if it is
+/// null or not an address).
+pub type ResponderAddr<'a> = &'a dyn Fn() -> Option<IpAddr>;
+
+/// Hands every stored flow that `keep(proto, has_ports, resp_port, resp_addr)` accepts to
+/// `sink`, in file and row order (the others are not decoded further); returns the
+/// number of flows read. Row groups are decoded by one thread per core, a few at a time,
+/// so memory stays at a few row groups while detection's reading keeps up with the
+/// pipeline.
+pub fn for_each_flow(
+    files: &[PathBuf],
+    keep: impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool + Sync,
+    mut sink: impl FnMut(FlowRecord),
+) -> Result<u64> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut read = 0u64;
+    for path in files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let groups = ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("reading {}", path.display()))?
+            .metadata()
+            .num_row_groups();
+        for window in (0..groups).collect::<Vec<_>>().chunks(workers) {
+            let decoded: Vec<Result<(u64, Vec<FlowRecord>)>> = std::thread::scope(|s| {
+                let keep = &keep;
+                let handles: Vec<_> = window
+                    .iter()
+                    .map(|&g| s.spawn(move || flow_row_group(path, g, keep)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("row-group reader panicked"))
+                    .collect()
+            });
+            for result in decoded {
+                let (rows, flows) = result?;
+                read += rows;
+                flows.into_iter().for_each(&mut sink);
+            }
+        }
+    }
+    Ok(read)
+}
+
+/// The flows `keep` accepts in row group `group` of `path`, and the rows it holds.
+fn flow_row_group(
+    path: &PathBuf,
+    group: usize,
+    keep: &impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
+) -> Result<(u64, Vec<FlowRecord>)> {
+    // On the DriveLife sample `keep` takes under 1 % of the flows.
+    let mut out = Vec::new();
+    let columns = [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat();
+    let rows = read_marked(
+        path,
+        Some(group),
+        &KEEP_COLUMNS,
+        |b| kept_flows(b, keep),
+        &columns,
+        |b| flow_batch(b, &mut out),
+    )?;
+    Ok((rows, out))
+}
+
+/// The flow columns that `keep` in [`for_each_flow`] needs.
+const KEEP_COLUMNS: [&str; 4] = ["ip_proto", "orig_p", "resp_p", "resp_h"];
+
+/// Row `i`'s protocol, originator port, responder port and whether the ports are real.
+fn flow_ports(
+    ip_proto: &[Option<i64>],
+    orig_p: &[Option<i64>],
+    resp_p: &[Option<i64>],
+    i: usize,
+) -> Result<(u8, u16, u16, bool)> {
+    let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
+    let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
+    let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
+    // Not stored: ports are 0 exactly when the protocol has none (or a fragment's first
+    // fragment was missing).
+    let has_ports = matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0);
+    Ok((proto, orig_port, resp_port, has_ports))
+}
+
+/// Which flows of `b` (read with [`KEEP_COLUMNS`]) `keep` accepts.
+fn kept_flows(
+    b: &RecordBatch,
+    keep: &impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
+) -> Result<BooleanArray> {
+    let (ip_proto, orig_p, resp_p) = (ints(b, "ip_proto")?, ints(b, "orig_p")?, ints(b, "resp_p")?);
+    let resp_h = strings(b, "resp_h")?;
+    (0..b.num_rows())
+        .map(|i| {
+            let (proto, _, resp_port, has_ports) = flow_ports(&ip_proto, &orig_p, &resp_p, i)?;
+            let resp_addr = || resp_h[i].and_then(|s| s.parse().ok());
+            Ok(Some(keep(proto, has_ports, resp_port, &resp_addr)))
+        })
+        .collect()
+}
+
+/// Converts one batch of stored flows (all the columns detection reads), appending them
+/// to `out`.
+pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
+    let ts = ints(b, "ts")?;
+    let last_ts = ints(b, "last_ts")?;
+    let orig_h = strings(b, "orig_h")?;
+    let orig_p = ints(b, "orig_p")?;
+    let resp_h = strings(b, "resp_h")?;
+    let resp_p = ints(b, "resp_p")?;
+    let ip_proto = ints(b, "ip_proto")?;
+    let conn_state = strings(b, "conn_state")?;
+    let counters: Vec<Vec<Option<i64>>> = COUNTER_COLUMNS
+        .iter()
+        .map(|n| ints(b, n))
+        .collect::<Result<_>>()?;
+    let vlan = ints(b, "vlan")?;
+    let end_reason = strings(b, "end_reason")?;
+    let source = strings(b, "source")?;
+    let exporter = strings(b, "exporter")?;
+    let sampling = ints(b, "sampling_interval")?;
+    let input_if = ints(b, "input_if")?;
+    let output_if = ints(b, "output_if")?;
+    let first_packet = ints(b, "first_packet")?;
+    let record = ints(b, "record")?;
+    for i in 0..b.num_rows() {
+        let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
+        // One direction's four counters, from COUNTER_COLUMNS[first..first + 4].
+        let direction = |first: usize| DirCounters {
+            packets: c(first),
+            ip_bytes: c(first + 1),
+            payload_bytes: c(first + 2),
+            tcp_flags: u8::try_from(c(first + 3)).unwrap_or(0),
+        };
+        let (proto, orig_port, resp_port, has_ports) = flow_ports(&ip_proto, &orig_p, &resp_p, i)?;
+        let resp_addr = parse_ip(resp_h[i], "resp_h", i)?;
+        let state = required(conn_state[i], "conn_state", i)?;
+        let source = if source[i] == Some("netflow") {
+            FlowSource::Netflow(NetflowOrigin {
+                exporter: exporter[i]
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                // The export version is not stored; detection does not use it.
+                version: 0,
+                sampling_interval: sampling[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+                record_index: record[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                input_if: input_if[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                output_if: output_if[i]
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0),
+            })
+        } else {
+            FlowSource::Packets
+        };
+        out.push(FlowRecord {
+            first_packet: u64_of(required(first_packet[i], "first_packet", i)?),
+            ts_first: ns(required(ts[i], "ts", i)?),
+            ts_last: ns(required(last_ts[i], "last_ts", i)?),
+            orig_addr: parse_ip(orig_h[i], "orig_h", i)?,
+            orig_port,
+            resp_addr,
+            resp_port,
+            has_ports,
+            proto,
+            vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
+            orig: direction(0),
+            resp: direction(4),
+            conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),
+            // Not used by detection.
+            history: History::default(),
+            end_reason: EndReason::ALL
+                .into_iter()
+                .find(|r| Some(r.as_str()) == end_reason[i])
+                .unwrap_or(EndReason::EndOfInput),
+            source,
+        });
+    }
+    Ok(())
+}
+
+/// Row `i` of a list-of-strings column (an empty list for null).
+fn list_row(a: &ArrayRef, name: &str, i: usize) -> Result<Vec<Option<String>>> {
+    if a.is_null(i) {
+        return Ok(Vec::new());
+    }
+    let v = match (a.as_list_opt::<i32>(), a.as_list_opt::<i64>()) {
+        (Some(l), _) => l.value(i),
+        (None, Some(l)) => l.value(i),
+        (None, None) => {
+            return Err(ColumnarError::Read(format!(
+                "column {name}: not a list column"
+            )))
+        }
+    };
+    let s = string_values(&v).with_context(|| format!("column {name}: not a list of strings"))?;
+    Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
+}
+
+/// Reads DNS messages, keeping those whose query name `keep` accepts (as stored; kept
+/// names are then lower-cased without the trailing dot); returns them and the number of
+/// messages read.
+pub fn read_dns(files: &[PathBuf], keep: impl Fn(&str) -> bool) -> Result<(Vec<DnsEvent>, u64)> {
+    let (mut out, mut read) = (Vec::new(), 0u64);
+    // Names first: the other columns (the answer lists are the widest) are decoded only
+    // for the messages `keep` takes, typically a handful of a million.
+    let wanted = |b: &RecordBatch| -> Result<BooleanArray> {
+        let qname = strings(b, "qname")?;
+        Ok(qname.iter().map(|q| Some(q.is_some_and(&keep))).collect())
+    };
+    for path in files {
+        let each = |b: &RecordBatch| dns_events(b, &mut out);
+        read += read_marked(path, None, &["qname"], wanted, &DNS_COLUMNS, each)?;
+    }
+    Ok((out, read))
+}
+
+/// Appends the messages of `b` (rows whose `qname` is set) to `out`.
+pub fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> Result<()> {
+    let ts = ints(b, "ts")?;
+    let client = strings(b, "client_h")?;
+    let server = strings(b, "server_h")?;
+    let qname = strings(b, "qname")?;
+    let is_response = bools(b, "is_response")?;
+    let (answers, types) = (column(b, "answers")?, column(b, "answer_types")?);
+    for i in 0..b.num_rows() {
+        let Some(name) = qname[i] else {
+            continue;
+        };
+        let qname = Some(name.trim_end_matches('.').to_ascii_lowercase());
+        let answers = list_row(answers, "answers", i)?
+            .into_iter()
+            .zip(list_row(types, "answer_types", i)?)
+            .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA")))
+            .filter_map(|(a, _)| a)
+            .collect();
+        out.push(DnsEvent {
+            ts_ns: ns(required(ts[i], "ts", i)?),
+            client: parse_ip(client[i], "client_h", i)?,
+            server: parse_ip(server[i], "server_h", i)?,
+            qname,
+            is_response: is_response[i].unwrap_or(false),
+            answers,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the protocol facts of `sessions.parquet`.
+pub fn read_sessions(files: &[PathBuf]) -> Result<Vec<SessionEvent>> {
+    let mut out = Vec::new();
+    for b in batches(files, &SESSION_COLUMNS) {
+        let (path, b) = b?;
+        session_events(&b, &mut out).with_context(|| path.display().to_string())?;
+    }
+    Ok(out)
+}
+
+/// Appends the session facts of `b` to `out`.
+pub fn session_events(b: &RecordBatch, out: &mut Vec<SessionEvent>) -> Result<()> {
+    let (ts, packet, status) = (ints(b, "ts")?, ints(b, "packet")?, ints(b, "status")?);
+    let (client, server) = (strings(b, "client_h")?, strings(b, "server_h")?);
+    let (client_p, server_p) = (ints(b, "client_p")?, ints(b, "server_p")?);
+    let (protocol, fact, outcome) = (
+        strings(b, "protocol")?,
+        strings(b, "fact")?,
+        strings(b, "outcome")?,
+    );
+    let text = |name| -> Result<Vec<Option<String>>> {
+        Ok(strings(b, name)?
+            .into_iter()
+            .map(|s| s.map(str::to_string))
+            .collect())
+    };
+    let (user, domain, workstation, detail) = (
+        text("user")?,
+        text("domain")?,
+        text("workstation")?,
+        text("detail")?,
+    );
+    // Names back to their enums, without copying the names.
+    fn named<T>(v: Option<&str>, col: &str, i: usize, of: fn(&str) -> Option<T>) -> Result<T> {
+        let name = required(v, col, i)?;
+        of(name).with_context(|| format!("row {i}: unknown {col} {name:?}"))
+    }
+    for i in 0..b.num_rows() {
+        out.push(SessionEvent {
+            ts_ns: ns(required(ts[i], "ts", i)?),
+            packet: u64_of(required(packet[i], "packet", i)?),
+            client: parse_ip(client[i], "client_h", i)?,
+            client_port: u16::try_from(required(client_p[i], "client_p", i)?)
+                .with_context(|| format!("column client_p, row {i}"))?,
+            server: parse_ip(server[i], "server_h", i)?,
+            server_port: u16::try_from(required(server_p[i], "server_p", i)?)
+                .with_context(|| format!("column server_p, row {i}"))?,
+            protocol: named(protocol[i], "protocol", i, Protocol::from_name)?,
+            fact: named(fact[i], "fact", i, Fact::from_name)?,
+            outcome: named(outcome[i], "outcome", i, Outcome::from_name)?,
+            status: status[i]
+                .map(u32::try_from)
+                .transpose()
+                .with_context(|| format!("column status, row {i}"))?,
+            user: user[i].clone(),
+            domain: domain[i].clone(),
+            workstation: workstation[i].clone(),
+            detail: detail[i].clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the ARP packets of `arp.parquet`.
+pub fn read_arp(files: &[PathBuf]) -> Result<Vec<ArpEvent>> {
+    let mut out = Vec::new();
+    for b in batches(files, &ARP_COLUMNS) {
+        let (path, b) = b?;
+        arp_events(&b, &mut out).with_context(|| path.display())?;
+    }
+    Ok(out)
+}
+
+/// Appends the ARP packets of `b` to `out` (IPv4 by construction; anything else is
+/// skipped).
+pub fn arp_events(b: &RecordBatch, out: &mut Vec<ArpEvent>) -> Result<()> {
+    let ts = ints(b, "ts")?;
+    let op = strings(b, "op")?;
+    let sender = strings(b, "sender_ip")?;
+    let target = strings(b, "target_ip")?;
+    for i in 0..b.num_rows() {
+        let (Some(Ok(sender)), Some(Ok(target))) = (
+            sender[i].map(str::parse::<Ipv4Addr>),
+            target[i].map(str::parse::<Ipv4Addr>),
+        ) else {
+            continue;
+        };
+        out.push(ArpEvent {
+            ts_ns: ns(required(ts[i], "ts", i)?),
+            sender,
+            target,
+            is_request: op[i] == Some("request"),
+        });
+    }
+    Ok(())
+}

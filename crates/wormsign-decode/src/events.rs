@@ -1,0 +1,37 @@
+//! DNS messages and ARP packets reduced to what detection reads: the rows of
+//! `dns.parquet` and `arp.parquet` read back, owned and small.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// One DNS message, owned and stripped to what detection needs, as read back from
+/// `dns.parquet` (`client`, `server`, `message.qname`, `message.is_response`, and the `rdata` of A/AAAA
+/// answers).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsEvent {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// The side that asks (a query's sender, a response's receiver).
+    pub client: IpAddr,
+    /// The side that answers.
+    pub server: IpAddr,
+    /// First question's name, lower case, no trailing dot.
+    pub qname: Option<String>,
+    /// The QR bit.
+    pub is_response: bool,
+    /// A/AAAA answers as address strings (other record types may be left out).
+    pub answers: Vec<String>,
+}
+
+/// One ARP packet as detection reads it back from `arp.parquet` (`sender_ip`, `target_ip`,
+/// `op == request`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ArpEvent {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// Sender protocol address.
+    pub sender: Ipv4Addr,
+    /// Target protocol address (the address asked for in a request).
+    pub target: Ipv4Addr,
+    /// A who-has request (op 1).
+    pub is_request: bool,
+}

@@ -1,0 +1,174 @@
+//! What a run is told: [`PipelineConfig`] (every setting, with its default declared once
+//! here or in the stage that owns it), [`Output`] (where the tables go), [`Control`]
+//! (how the caller watches and stops it), and [`DetectSettings`] (where detection's rule
+//! set comes from).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use wormsign_columnar::Partitioning;
+use wormsign_detect::{Cidr, DetectConfig};
+use wormsign_flow::FlowConfig;
+use wormsign_inspect::InspectConfig;
+
+use crate::{Error, Input};
+
+/// Every setting of the analyze pipeline. `Default` is the CLI's defaults: the command
+/// line, `bench-rules` and the Python package all start from it.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Decode workers and flow shards (each), and Parquet encoding threads.
+    pub threads: usize,
+    /// Flow-table settings; `max_flows` is the total, split evenly across shards.
+    pub flow: FlowConfig,
+    /// UDP destination ports whose datagrams are decoded as NetFlow/IPFIX exports
+    /// instead of being metered as flows.
+    pub netflow_ports: Vec<u16>,
+    /// Which TCP ports are read as SMB, TDS and RDP, and how much of each session.
+    pub inspect: InspectConfig,
+    /// Write flows, dns, arp and sessions as Hive-partitioned directories instead of
+    /// single files (Parquet output only).
+    pub partitioning: Option<Partitioning>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            flow: FlowConfig::default(),
+            netflow_ports: wormsign_netflow::DEFAULT_PORTS.to_vec(),
+            inspect: InspectConfig::default(),
+            partitioning: None,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads at most `max_bytes` of each direction of an SMB, TDS or RDP session; 0 turns
+    /// protocol inspection off (detection then rests on flow shapes only).
+    pub fn set_inspect_bytes(&mut self, max_bytes: u32) {
+        self.inspect.max_bytes = max_bytes;
+        if max_bytes == 0 {
+            self.inspect.smb_ports.clear();
+            self.inspect.tds_ports.clear();
+            self.inspect.rdp_ports.clear();
+        }
+    }
+
+    /// Provenance stored in every Parquet file's key-value metadata: the version, the
+    /// inputs and the settings that shape the rows.
+    pub fn provenance(&self, inputs: &[Input]) -> Vec<(String, String)> {
+        let names: Vec<String> = inputs.iter().map(Input::name).collect();
+        let secs = |ns: i64| ns as f64 / 1e9;
+        let f = &self.flow;
+        let i = &self.inspect;
+        let options = serde_json::json!({
+            "max_flows": f.max_flows,
+            "tcp_timeout": secs(f.tcp_idle_ns),
+            "udp_timeout": secs(f.udp_idle_ns),
+            "icmp_timeout": secs(f.other_idle_ns),
+            "active_timeout": secs(f.active_ns),
+            "netflow_ports": self.netflow_ports,
+            "inspect_ports": {"smb": i.smb_ports, "tds": i.tds_ports, "rdp": i.rdp_ports},
+            "inspect_bytes": i.max_bytes,
+            "partition_by": self.partitioning.map(|p| format!("{p:?}").to_lowercase()),
+        });
+        vec![
+            ("wormsign.version".into(), env!("CARGO_PKG_VERSION").into()),
+            (
+                "wormsign.inputs".into(),
+                serde_json::to_string(&names).unwrap_or_default(),
+            ),
+            ("wormsign.options".into(), options.to_string()),
+        ]
+    }
+}
+
+/// Where `analyze` puts its tables.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Parquet files in this directory (created if missing): `flows.parquet`,
+    /// `dns.parquet`, `arp.parquet`, `sessions.parquet`, or their partitioned
+    /// directories. Each appears only when complete.
+    Parquet(PathBuf),
+    /// Arrow record batches kept in memory and returned in [`crate::Tables`].
+    Memory,
+}
+
+/// Shared between a run and its caller: progress counters to watch, and a flag to stop.
+#[derive(Default, Debug)]
+pub struct Control {
+    /// Source bytes consumed.
+    pub bytes: AtomicU64,
+    /// Records read.
+    pub packets: AtomicU64,
+    /// Set to stop: the reader stops at the next chunk boundary and the pipeline
+    /// finishes the tables with what was read (the summary says so in a warning).
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A rule set's text: a rules file (TOML, the format `wormsign rules` prints) or the
+/// TOML itself.
+#[derive(Clone, Debug)]
+pub enum Rules {
+    /// A rules file.
+    File(PathBuf),
+    /// Rules-file text.
+    Toml(String),
+}
+
+/// Where detection's settings come from, each over the one before: the built-in rules,
+/// a rules file, indicator files, then networks and addresses given one by one. The CLI's
+/// options and the Python package's arguments both fill this in.
+#[derive(Clone, Debug, Default)]
+pub struct DetectSettings {
+    /// Settings it has replace the defaults.
+    pub rules: Option<Rules>,
+    /// Indicator files: one C&C domain suffix or IP address per line, `#` comments;
+    /// added to the built-in list.
+    pub indicators: Vec<PathBuf>,
+    /// Internal networks; when any is given they replace the default RFC 1918 + ULA ones.
+    pub internal: Vec<Cidr>,
+    /// Honeypot addresses: any connection to one is an alert.
+    pub honeypots: Vec<IpAddr>,
+    /// Allowlisted networks (authorized scanners): reported, marked, never infected.
+    pub allowlist: Vec<Cidr>,
+}
+
+impl DetectSettings {
+    /// The rule set these settings make.
+    pub fn config(&self) -> Result<DetectConfig, Error> {
+        let mut c = match &self.rules {
+            None => DetectConfig::default(),
+            Some(Rules::Toml(text)) => DetectConfig::from_toml(text)
+                .map_err(|e| Error::Config(format!("rules: {}", e.message)))?,
+            Some(Rules::File(path)) => {
+                let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+                DetectConfig::from_toml(&text)
+                    .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message)))?
+            }
+        };
+        for path in &self.indicators {
+            c.add_indicators(&std::fs::read_to_string(path).map_err(Error::io(path))?);
+        }
+        if !self.internal.is_empty() {
+            c.internal.clone_from(&self.internal);
+        }
+        c.honeypots.extend(self.honeypots.iter().copied());
+        c.allowlist.extend(self.allowlist.iter().copied());
+        Ok(c)
+    }
+}
+
+/// A duration option given in seconds (`name` for the error) as the ns the flow table
+/// counts in: it must be positive and finite.
+pub fn seconds_to_ns(name: &str, secs: f64) -> Result<i64, Error> {
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(Error::Config(format!(
+            "{name} must be a positive number of seconds"
+        )));
+    }
+    Ok((secs * 1e9).min(i64::MAX as f64) as i64)
+}

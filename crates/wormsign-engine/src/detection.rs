@@ -1,0 +1,391 @@
+//! Worm-propagation detection over the four tables, wherever they are: stored by a run
+//! (read back column by column, keeping only what a rule can use) or held in memory;
+//! and the detection outputs (`alerts.parquet`, `alerts.jsonl`, `hosts.parquet`,
+//! `propagation.parquet`, `report.md`, `report.html`), each under a temporary name
+//! renamed into place when complete.
+//!
+//! `analyze` then `detect DIR` see exactly the same input, so both write identical
+//! results; tables in memory are the batches that would have been stored, so they give
+//! the same detection too.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use wormsign_capture::time::UtcTime;
+use wormsign_columnar::{
+    arp_events, dns_events, flow_batch, for_each_flow, read_arp, read_dns, read_flows,
+    read_sessions, session_events, table_files, RowBuilder, TableWriter,
+};
+use wormsign_detect::{
+    render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, Role, SessionEvent, Tier,
+};
+use wormsign_flow::FlowRecord;
+
+use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatchBuilder};
+use crate::html::markdown_to_html;
+use crate::{analyze, expand_inputs, Control, Error, Output, PipelineConfig, RunSummary, Tables};
+
+/// A detection and what the reading of its inputs had to say.
+#[derive(Debug)]
+pub struct Detected {
+    /// Alerts, hosts, the propagation graph and the detector's counters.
+    pub detection: Detection,
+    /// Tables that were missing (detection went on without them).
+    pub warnings: Vec<String>,
+    /// Provenance for the outputs' metadata: the version, the inputs of the flows, the
+    /// rules.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Detects over the tables stored in `in_dir` by `analyze` (single files or
+/// partitioned directories). Only `flows` is required.
+pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Error> {
+    let flow_files = table_files(in_dir, "flows");
+    if flow_files.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: no flows.parquet or flows/ directory (write one with `wormsign analyze`)",
+            in_dir.display()
+        )));
+    }
+    let mut warnings = Vec::new();
+    let mut optional = |name: &str| {
+        let files = table_files(in_dir, name);
+        // A partitioned table without rows is an empty directory, not a missing table.
+        if files.is_empty() && !in_dir.join(name).is_dir() {
+            warnings.push(format!(
+                "{name}.parquet not found in {}; detecting without it",
+                in_dir.display()
+            ));
+        }
+        files
+    };
+    // Only C&C names matter to the rules: other messages are counted, not kept.
+    let (dns, dns_read) = read_dns(&optional("dns"), |q| config.cnc_domain_match(q).is_some())?;
+    let arp = read_arp(&optional("arp"))?;
+    let sessions = read_sessions(&optional("sessions"))?;
+    // Flows stream through the detector: only those a rule can use are held.
+    let mut detector = Detector::new(config, &dns, &arp).with_sessions(&sessions);
+    let filter = detector.flow_filter();
+    let flows_read = for_each_flow(
+        &flow_files,
+        |proto, has_ports, port, addr| filter.wants(proto, has_ports, port, addr),
+        |f| detector.push(&f),
+    )?;
+    let mut detection = detector.finish();
+    (detection.stats.flows, detection.stats.dns_events) = (flows_read, dns_read);
+    let metadata = output_metadata(stored_inputs(&flow_files[0]), config);
+    Ok(Detected {
+        detection,
+        warnings,
+        metadata,
+    })
+}
+
+/// Detection's inputs, decoded from the tables once: for running many rule sets over the
+/// same traffic (`bench-rules`, parameter sweeps).
+#[derive(Clone, Debug, Default)]
+pub struct DetectInputs {
+    /// Every flow record.
+    pub flows: Vec<FlowRecord>,
+    /// Every DNS message with a query name.
+    pub dns: Vec<DnsEvent>,
+    /// Every ARP packet.
+    pub arp: Vec<ArpEvent>,
+    /// Every session fact.
+    pub sessions: Vec<SessionEvent>,
+}
+
+impl DetectInputs {
+    /// Decodes tables held in memory.
+    pub fn from_tables(tables: &Tables) -> Result<DetectInputs, Error> {
+        let mut d = DetectInputs::default();
+        tables
+            .flows
+            .iter()
+            .try_for_each(|b| flow_batch(b, &mut d.flows))?;
+        tables
+            .dns
+            .iter()
+            .try_for_each(|b| dns_events(b, &mut d.dns))?;
+        tables
+            .arp
+            .iter()
+            .try_for_each(|b| arp_events(b, &mut d.arp))?;
+        tables
+            .sessions
+            .iter()
+            .try_for_each(|b| session_events(b, &mut d.sessions))?;
+        Ok(d)
+    }
+
+    /// Reads the tables `analyze` stored in `dir` (missing tables but flows are empty).
+    pub fn read(dir: &Path) -> Result<DetectInputs, Error> {
+        Ok(DetectInputs {
+            flows: read_flows(&table_files(dir, "flows"))?,
+            dns: read_dns(&table_files(dir, "dns"), |_| true)?.0,
+            arp: read_arp(&table_files(dir, "arp"))?,
+            sessions: read_sessions(&table_files(dir, "sessions"))?,
+        })
+    }
+
+    /// What `paths` hold: one directory `analyze` wrote (read back), or captures, analysed
+    /// in memory with `config` (no files written; their run summary comes too, and has
+    /// `inputs_usable == 0` when nothing could be read).
+    pub fn load<P: AsRef<Path>>(
+        paths: &[P],
+        config: &PipelineConfig,
+        control: &Control,
+    ) -> Result<(DetectInputs, Option<RunSummary>), Error> {
+        if let [dir] = paths {
+            if !table_files(dir.as_ref(), "flows").is_empty() {
+                return Ok((DetectInputs::read(dir.as_ref())?, None));
+            }
+        }
+        let inputs = expand_inputs(paths)?;
+        let run = analyze(&inputs, config, control, &Output::Memory)?;
+        let decoded = if run.summary.inputs_usable > 0 {
+            DetectInputs::from_tables(&run.tables)?
+        } else {
+            DetectInputs::default()
+        };
+        Ok((decoded, Some(run.summary)))
+    }
+
+    /// Runs detection with `config`.
+    pub fn detect(&self, config: &DetectConfig) -> Detection {
+        let mut detector =
+            Detector::new(config, &self.dns, &self.arp).with_sessions(&self.sessions);
+        self.flows.iter().for_each(|f| detector.push(f));
+        let mut detection = detector.finish();
+        detection.stats.flows = self.flows.len() as u64;
+        detection
+    }
+}
+
+/// Detects over tables held in memory (as `analyze` returns them with
+/// [`crate::Output::Memory`]): the same detection as over the same tables stored.
+pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {
+    let mut detection = DetectInputs::from_tables(tables)?.detect(config);
+    detection.stats.dns_events = rows(&tables.dns);
+    Ok(detection)
+}
+
+fn rows(batches: &[RecordBatch]) -> u64 {
+    batches.iter().map(|b| b.num_rows() as u64).sum()
+}
+
+/// The `wormsign.inputs` metadata of a stored flows file: what the detection ran on.
+fn stored_inputs(flows_path: &Path) -> Option<String> {
+    let file = File::open(flows_path).ok()?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    let kvs = builder.metadata().file_metadata().key_value_metadata()?;
+    kvs.iter()
+        .find(|kv| kv.key == "wormsign.inputs")
+        .and_then(|kv| kv.value.clone())
+}
+
+/// Provenance of detection outputs: the version, the inputs (when known), the rules.
+pub fn output_metadata(inputs: Option<String>, config: &DetectConfig) -> Vec<(String, String)> {
+    let mut kv = vec![(
+        "wormsign.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    if let Some(inputs) = inputs {
+        kv.push(("wormsign.inputs".into(), inputs));
+    }
+    kv.push(("wormsign.rules".into(), config.to_toml()));
+    kv
+}
+
+/// The detection tables as Arrow batches, with the columns of the files
+/// [`write_detection`] writes.
+#[derive(Clone, Debug)]
+pub struct DetectionTables {
+    /// `alerts`: one row per alert, in alert id order.
+    pub alerts: RecordBatch,
+    /// `hosts`: one row per host with a role.
+    pub hosts: RecordBatch,
+    /// `propagation`: one row per edge of the propagation graph.
+    pub propagation: RecordBatch,
+}
+
+impl DetectionTables {
+    /// Builds the three tables from `d`.
+    pub fn new(d: &Detection) -> DetectionTables {
+        DetectionTables {
+            alerts: build::<AlertBatchBuilder>(&d.alerts),
+            hosts: build::<HostBatchBuilder>(&d.hosts),
+            propagation: build::<PropagationBatchBuilder>(&d.edges),
+        }
+    }
+}
+
+fn build<B: RowBuilder>(rows: &[B::Row]) -> RecordBatch {
+    let mut b = B::default();
+    rows.iter().for_each(|r| b.append(r));
+    b.finish()
+}
+
+fn write_table<B: RowBuilder>(
+    path: &Path,
+    metadata: &[(String, String)],
+    rows: &[B::Row],
+) -> Result<(), Error> {
+    let mut w = TableWriter::<B>::create(path, metadata)?;
+    rows.iter().try_for_each(|r| w.push(r))?;
+    w.finish()?;
+    Ok(())
+}
+
+/// Writes every detection output into `dir` (created if missing).
+pub fn write_detection(
+    dir: &Path,
+    d: &Detection,
+    metadata: &[(String, String)],
+) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    write_table::<AlertBatchBuilder>(&dir.join("alerts.parquet"), metadata, &d.alerts)?;
+    write_table::<HostBatchBuilder>(&dir.join("hosts.parquet"), metadata, &d.hosts)?;
+    write_table::<PropagationBatchBuilder>(&dir.join("propagation.parquet"), metadata, &d.edges)?;
+    write_atomic(&dir.join("alerts.jsonl"), &alerts_jsonl(d))?;
+    let report = render_report(d);
+    write_atomic(&dir.join("report.html"), &markdown_to_html(&report))?;
+    write_atomic(&dir.join("report.md"), &report)?;
+    Ok(())
+}
+
+/// Writes `text` to `path` under a temporary name, then renames it into place.
+fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(Error::io(path))
+}
+
+/// RFC 3339 UTC time with microseconds (the precision of the Parquet timestamps).
+fn rfc3339(ns: i64) -> String {
+    UtcTime::from_unix_ns(ns).rfc3339_micros()
+}
+
+/// One JSON object per alert, keys in the column order of `alerts.parquet`.
+fn alerts_jsonl(d: &Detection) -> String {
+    use serde_json::Value;
+    let mut o = String::new();
+    for a in &d.alerts {
+        let fields: [(&str, Value); 16] = [
+            ("alert_id", a.id.as_str().into()),
+            ("rule", a.rule.as_str().into()),
+            ("tier", a.tier.as_str().into()),
+            ("src_ip", a.src.to_string().into()),
+            (
+                "dst_ip",
+                a.dst.map_or(Value::Null, |ip| ip.to_string().into()),
+            ),
+            ("service", a.service.as_str().into()),
+            ("first_seen", rfc3339(a.first_seen_ns).into()),
+            ("last_seen", rfc3339(a.last_seen_ns).into()),
+            ("detected_at", rfc3339(a.detected_ns).into()),
+            ("attempts", a.attempts.into()),
+            ("distinct_targets", a.distinct_targets.into()),
+            ("failed_ratio", a.failed_ratio.into()),
+            ("allowlisted", a.allowlisted.into()),
+            ("infection_sign", a.infection_sign.into()),
+            ("evidence", a.evidence.as_str().into()),
+            ("basis", a.basis.as_str().into()),
+        ];
+        o.push('{');
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "{}:{}", Value::from(*k), v);
+        }
+        o.push_str("}\n");
+    }
+    o
+}
+
+/// The detection counters for the run summary JSON.
+pub fn stats_json(d: &Detection) -> serde_json::Value {
+    let s = &d.stats;
+    serde_json::json!({
+        "alerts": d.alerts.len(),
+        "edges": d.edges.len(),
+        "flows": s.flows,
+        "flows_used": s.flows_used,
+        "late_flows": s.late_flows,
+        "dns_events": s.dns_events,
+        "arp_events": s.arp_events,
+        "session_events": s.session_events,
+        "sources_evicted": s.sources_evicted,
+        "entries_refused": s.entries_refused,
+        "cap_hits": s.cap_hits,
+        "saturated_sets": s.saturated_sets,
+    })
+}
+
+/// A few lines for the terminal: alerts by tier, infected hosts, patient zero, the
+/// detector's counters and where the outputs are.
+pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
+    let count = |t: Tier| d.alerts.iter().filter(|a| a.tier == t).count();
+    let infected = d
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        .count();
+    let zeros: Vec<String> = d.patient_zeros().iter().map(ToString::to_string).collect();
+    let st = &d.stats;
+    format!(
+        "detection: {} alerts (hour {}, day {}, week {}, month {}), {} infected hosts, \
+         {} propagation edges, patient zero: {}\n  flows {} (used {}, late {}), \
+         sources evicted {}, entries refused {}, saturated sets {}\n  written to {}\n",
+        d.alerts.len(),
+        count(Tier::Hour),
+        count(Tier::Day),
+        count(Tier::Week),
+        count(Tier::Month),
+        infected,
+        d.edges.len(),
+        if zeros.is_empty() {
+            "none".to_string()
+        } else {
+            zeros.join(", ")
+        },
+        st.flows,
+        st.flows_used,
+        st.late_flows,
+        st.sources_evicted,
+        st.entries_refused,
+        st.saturated_sets,
+        out_dir.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_microseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_495_094_773_281_123_456),
+            "2017-05-18T08:06:13.281123Z"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The engine's one error type.
+
+use std::path::PathBuf;
+
+/// Why a run produced no outputs. Damage to an input is not an error: it is a
+/// [`crate::Warning`] in the run summary, and the outputs hold everything read before it
+/// (a run that could read no input at all says so with `inputs_usable == 0`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Writing a table, or reading a stored one back, failed.
+    #[error(transparent)]
+    Table(#[from] wormsign_columnar::ColumnarError),
+    /// An option or rules file is not valid.
+    #[error("{0}")]
+    Config(String),
+    /// A pipeline thread stopped without reporting; nothing was written.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
