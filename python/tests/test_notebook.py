@@ -60,6 +60,8 @@ def test_runs_on_sample_analysis(sample_out, monkeypatch, wormsign_bin):
     assert "t.awcna.com" in out and "down.ackng.com" in out
     assert "65 hosts looked up C&C names" in out
     assert "65 edges joined to their session" in out
+    # the what-if cell: detection again from Python with a stricter scan rule
+    assert "scan_fanout alerts:" in out and "with fanout_threshold 50" in out
     assert images(nb) >= 4  # timeline, fan-out, tree, C&C lookups
 
 

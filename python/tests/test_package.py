@@ -1,0 +1,261 @@
+"""The `wormsign` Python package (python/wormsign, built by maturin) against the CLI.
+
+The CLI's Parquet files are the reference: the package's tables must hold the same rows
+(after sorting, as docs/schema.md says rows are compared) for the bundled sample and for
+a real capture nobody here wrote. Then: the tables reach polars and DuckDB without
+pandas or a copy, Ctrl-C leaves complete files of what was read, and bad input raises
+an exception that names the file and the byte offset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import wormsign
+from conftest import DRIVELIFE, README_ARGS, REPO, run_analyze
+
+SHARED = REPO.parent / "shared" / "captures"
+WANNACRY = SHARED / "smb" / "wannacry_lateral.pcap"
+CAPTURE_TABLES = ["flows", "dns", "arp", "sessions"]
+DETECTION_TABLES = ["alerts", "hosts", "propagation"]
+
+
+def sorted_rows(table: pa.Table) -> list[tuple]:
+    """Every row as a tuple of its values, sorted: the order rows were produced in is not
+    part of the contract, their content is."""
+    rows = table.to_pylist()
+    return sorted((tuple(r.items()) for r in rows), key=repr)
+
+
+def assert_same_table(name: str, got: pa.Table, stored: Path) -> None:
+    want = pq.read_table(stored)
+    assert got.schema.names == want.schema.names, name
+    assert got.schema.types == want.schema.types, f"{name}: {got.schema} vs {want.schema}"
+    assert got.num_rows == want.num_rows, f"{name}: {got.num_rows} rows, CLI {want.num_rows}"
+    assert sorted_rows(got) == sorted_rows(want), f"{name}: rows differ from the CLI's"
+
+
+def readme_options() -> dict:
+    """README_ARGS (--honeypot IP --allowlist CIDR) as keyword arguments."""
+    pairs = dict(zip(README_ARGS[::2], README_ARGS[1::2]))
+    return {"honeypot": [pairs["--honeypot"]], "allowlist": [pairs["--allowlist"]]}
+
+
+@pytest.fixture(scope="module")
+def sample_run() -> wormsign.Analysis:
+    return wormsign.analyze(DRIVELIFE, progress=False, **readme_options())
+
+
+def test_sample_tables_equal_the_cli_files(sample_run, sample_out):
+    assert sample_run.flows.num_rows > 1000 and sample_run.alerts.num_rows > 10
+    for name in CAPTURE_TABLES + DETECTION_TABLES:
+        assert_same_table(name, getattr(sample_run, name), sample_out / f"{name}.parquet")
+    assert sample_run.report_md == (sample_out / "report.md").read_text()
+
+
+def test_real_capture_tables_equal_the_cli_files(wormsign_bin, tmp_path):
+    if not WANNACRY.exists():
+        pytest.skip(f"{WANNACRY} absent: the shared capture corpus is not beside the repo")
+    out = tmp_path / "cli"
+    run_analyze(wormsign_bin, [WANNACRY], out)
+    run = wormsign.analyze(WANNACRY, progress=False)
+    # The real WannaCry trace: its SMB sessions must be read, or this compares nothing.
+    assert run.sessions.num_rows > 0 and run.flows.num_rows > 0
+    for name in CAPTURE_TABLES + DETECTION_TABLES:
+        assert_same_table(name, run.tables()[name], out / f"{name}.parquet")
+    # With out=, the package writes what the CLI writes and returns the same tables.
+    written = tmp_path / "py"
+    again = wormsign.analyze(WANNACRY, out=written, progress=False)
+    for name in CAPTURE_TABLES + DETECTION_TABLES:
+        assert_same_table(name, again.tables()[name], out / f"{name}.parquet")
+        assert_same_table(name, pq.read_table(written / f"{name}.parquet"), out / f"{name}.parquet")
+    assert (written / "report.md").read_text() == (out / "report.md").read_text()
+
+
+def test_summary_and_detection_counters(sample_run, wormsign_bin, tmp_path):
+    summary = tmp_path / "summary.json"
+    run_analyze(wormsign_bin, [DRIVELIFE], tmp_path / "out", *README_ARGS,
+                "--summary-json", str(summary))
+    cli = json.loads(summary.read_text())
+    timing = {"wall_seconds", "packets_per_second", "megabytes_per_second", "threads",
+              "input_bytes"}
+    for key, value in cli.items():
+        if key not in timing:
+            assert sample_run.summary[key] == value, key
+    assert sample_run.detection.stats == cli["detection"]
+
+
+ZERO_COPY = textwrap.dedent("""
+    import sys
+    import duckdb, polars as pl, pyarrow as pa
+    import wormsign
+    before = pa.total_allocated_bytes()
+    run = wormsign.analyze(sys.argv[1], progress=False, honeypot=["10.200.0.99"])
+    # The tables' buffers are the engine's: pyarrow allocated none of them.
+    assert pa.total_allocated_bytes() == before, pa.total_allocated_bytes() - before
+    flows = run.flows
+    n = duckdb.sql("SELECT count(*) FROM flows WHERE resp_p = 445").fetchall()[0][0]
+    df = pl.from_arrow(run.flows)
+    assert n == df.filter(pl.col("resp_p") == 445).height > 0
+    # polars took the integer column's buffer as it is.
+    col = run.flows.column("orig_pkts").chunk(0)
+    series = pl.from_arrow(pa.chunked_array([col]))
+    assert series.to_arrow().buffers()[1].address == col.buffers()[1].address
+    assert "pandas" not in sys.modules, "a pandas conversion crept in"
+    print(n)
+""")
+
+
+def test_tables_reach_polars_and_duckdb_without_a_copy():
+    proc = subprocess.run([sys.executable, "-c", ZERO_COPY, str(DRIVELIFE)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 100
+
+
+INTERRUPT = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import wormsign
+    fifo, out, half = sys.argv[1], sys.argv[2], sys.argv[3]
+    data = open(half, "rb").read()
+
+    def feed():
+        # The first half of the records, then silence: the reader waits for more when
+        # Ctrl-C comes, and the pipe closes only after it.
+        with open(fifo, "wb") as w:
+            w.write(data)
+            w.flush()
+            time.sleep(0.8)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+
+    threading.Thread(target=feed, daemon=True).start()
+    ticks = []
+    try:
+        wormsign.analyze(fifo, out=out, progress=lambda *a: ticks.append(a))
+    except KeyboardInterrupt:
+        print("interrupted", len(ticks) > 0)
+        sys.exit(0)
+    print("not interrupted")
+    sys.exit(1)
+""")
+
+
+def pcap_records(pcap: bytes) -> list[int]:
+    """The byte offset of every record of a little-endian µs pcap."""
+    offsets, at = [], 24
+    while at + 16 <= len(pcap):
+        offsets.append(at)
+        at += 16 + int.from_bytes(pcap[at + 8:at + 12], "little")
+    return offsets
+
+
+def test_ctrl_c_leaves_complete_files_of_what_was_read(tmp_path):
+    pcap = gzip.decompress(DRIVELIFE.read_bytes())
+    assert pcap[:4] == b"\xd4\xc3\xb2\xa1", "expected a little-endian µs pcap"
+    records = pcap_records(pcap)
+    half = tmp_path / "half.pcap"
+    half.write_bytes(pcap[:records[len(records) // 2]])
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", INTERRUPT, str(fifo), str(out), str(half)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["interrupted", "True"], proc.stdout
+    # What the CLI leaves on SIGINT: the capture tables, complete, of every record read
+    # (the first half), no detection, no temporary file.
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{t}.parquet" for t in CAPTURE_TABLES), names
+    whole_half = wormsign.analyze(half, detect=False, progress=False)
+    for t in CAPTURE_TABLES:
+        assert_same_table(t, whole_half.tables()[t], out / f"{t}.parquet")
+
+
+def test_unreadable_input_raises_naming_the_file(tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("these are not packets\n" * 10)
+    with pytest.raises(wormsign.InputError, match=str(junk)):
+        wormsign.analyze(junk, progress=False)
+    with pytest.raises(ValueError, match="no such file"):
+        wormsign.analyze(tmp_path / "missing.pcap", progress=False)
+
+
+def test_damaged_input_warns_with_the_offset_and_keeps_what_came_before(tmp_path):
+    pcap = gzip.decompress(DRIVELIFE.read_bytes())
+    records = pcap_records(pcap)
+    cut = records[len(records) // 3]
+    damaged = tmp_path / "damaged.pcap"
+    # A record header claiming 1 GB: nothing after it can be read.
+    damaged.write_bytes(pcap[:cut] + pcap[cut:cut + 8] + (1 << 30).to_bytes(4, "little") * 2
+                        + pcap[cut + 16:])
+    with pytest.warns(wormsign.WormsignWarning, match=rf"{damaged}.*\b{cut}\b"):
+        run = wormsign.analyze(damaged, progress=False, detect=False)
+    assert run.summary["packets"] == len(records) // 3
+    assert run.warnings and run.warnings[0][1] == cut
+
+
+def test_detect_over_a_directory_and_over_tables_agree(sample_run, sample_out, tmp_path):
+    opts = readme_options()
+    stored = wormsign.detect(sample_out, **opts)
+    again = wormsign.detect(sample_run, out=tmp_path, **opts)
+    from_polars = wormsign.detect({t: pl.from_arrow(getattr(sample_run, t))
+                                   for t in CAPTURE_TABLES}, **opts)
+    for name in DETECTION_TABLES:
+        want = sample_out / f"{name}.parquet"
+        assert_same_table(name, getattr(stored, name), want)
+        assert_same_table(name, getattr(again, name), want)
+        assert_same_table(name, pq.read_table(tmp_path / f"{name}.parquet"), want)
+        assert sorted_rows(getattr(from_polars, name)) == sorted_rows(pq.read_table(want))
+
+
+def test_rules_round_trip_and_change_the_outcome(sample_run):
+    rules = wormsign.rules()
+    cli = subprocess.run([str(REPO / "target" / "release" / "wormsign"), "rules"],
+                         capture_output=True, text=True, check=True).stdout
+    import tomllib
+    assert rules == tomllib.loads(cli)
+    # No honeypot alert without the honeypot; the rule set as a dict is taken as given.
+    plain = wormsign.detect(sample_run, rules=rules)
+    assert "honeypot" not in plain.alerts.column("rule").to_pylist()
+    assert "honeypot" in sample_run.alerts.column("rule").to_pylist()
+    with pytest.raises(ValueError, match="rules"):
+        wormsign.detect(sample_run, rules={"scan": {"no_such_key": 1}})
+
+
+def test_synth_writes_what_the_cli_writes(wormsign_bin, tmp_path):
+    counts = wormsign.synth("wannacry", tmp_path / "py", seed=7, scale=0.2)
+    subprocess.run([str(wormsign_bin), "synth", "--scenario", "wannacry", "--seed", "7",
+                    "--scale", "0.2", "--quiet", "--out", str(tmp_path / "cli")], check=True)
+    for name in ["capture.pcap", "labels.json", "flow_labels.csv"]:
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    assert counts["packets"] > 0 and counts["capture"].exists()
+
+
+def test_bench_rules_equals_the_cli_parquet(wormsign_bin, sample_out, tmp_path):
+    from conftest import DRIVELIFE_LABELS
+    sweep = ["scan.fanout_threshold=5..15:5"]
+    subprocess.run([str(wormsign_bin), "bench-rules", str(sample_out), "--labels",
+                    str(DRIVELIFE_LABELS), "--sweep", sweep[0], "--quiet", "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    cli = pq.read_table(tmp_path / "bench_rules.parquet")
+    for source in [sample_out, DRIVELIFE]:
+        got = wormsign.bench_rules(source, DRIVELIFE_LABELS, sweep=sweep)
+        # Every column but the detection time, which is a measurement.
+        assert got.drop(["detect_ms"]).equals(cli.drop(["detect_ms"])), source
+    assert got.num_rows == 3
+    assert got.column("recall").to_pylist()[0] > 0.5
+    with pytest.raises(ValueError, match="sweep"):
+        wormsign.bench_rules(sample_out, DRIVELIFE_LABELS, sweep=["scan.fanout_threshold"])
