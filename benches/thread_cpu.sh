@@ -5,9 +5,10 @@
 #   benches/thread_cpu.sh THREADS CAPTURE [more analyze args...]
 #
 # Samples /proc/PID/task/*/stat every 20 ms and keeps each thread's last user+system
-# time. Threads are named by src/pipeline.rs (reader, decode-N, shard-N); the main
-# thread ("wormsign") is the writer, and the other "wormsign" threads are rayon's pool,
-# which encodes Parquet columns.
+# time. Threads are named by crates/wormsign-engine/src/pipeline.rs (reader, decode-N,
+# shard-N, and encode-N: the pipeline's own pool, one of whose threads runs the writer
+# while the others encode Parquet columns); the main thread ("wormsign") waits for them,
+# then runs detection.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,8 +53,7 @@ sort -k1,1n -k3,3n "$SAMPLES" | awk -v n="$N" -v tick="$TICK" -v wall="$wall" -v
         for (i = 1; i <= k; i++) {
             t = order[i]
             role = name[t]
-            if (t == pid) role = "main/writer"
-            else if (role == name[pid]) role = "rayon (parquet)"
+            if (t == pid) role = "main/detect"
             cpu = last[t] / tick
             total += cpu
             printf "%-8s %-14s %8.2f %7.0f%%\n", t, role, cpu, 100 * cpu / wall

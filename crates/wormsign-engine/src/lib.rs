@@ -4,6 +4,7 @@
 //! - [`analyze`] runs the multi-threaded pipeline (capture → decode → inspect → flow →
 //!   columnar) over captures and writes the `flows`, `dns`, `arp` and `sessions` tables
 //!   as Parquet files or keeps them in memory ([`Output`]).
+//! - [`Collector`] receives NetFlow/IPFIX exports on a UDP socket into rolling flow files.
 //! - [`detect_dir`] and [`detect_tables`] run worm-propagation detection over those
 //!   tables, stored or in memory; [`write_detection`] and [`DetectionTables`] give its
 //!   outputs as files or Arrow batches.
@@ -23,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod bench;
+mod collect;
 mod config;
 mod detect_tables;
 mod detection;
@@ -38,6 +40,7 @@ use arrow_array::RecordBatch;
 use wormsign_columnar::{read_batches, table_files};
 
 pub use bench::{bench_table, BenchPlan, BenchRow, RuleSet, Sweep};
+pub use collect::{CollectConfig, CollectSummary, Collector};
 pub use config::{seconds_to_ns, Control, DetectSettings, Output, PipelineConfig, Rules};
 pub use detect_tables::{alert_schema, host_schema, propagation_schema};
 pub use detection::{
