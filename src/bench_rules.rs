@@ -1,25 +1,27 @@
 //! `wormsign bench-rules`: detection rule sets (and parameter sweeps over them) scored
 //! against a labelled capture.
 //!
-//! The flows are built once: captures go through the `analyze` pipeline (without
-//! detection) into a temporary directory, or a directory already written by
-//! `wormsign analyze` is read as is. Then, for every rule set and every sweep point,
-//! [`wormsign_detect::detect`] runs over the same flows and [`wormsign_detect::score`]
-//! compares the result with `labels.json`. One row per (rule set, sweep point): a table on
-//! stdout, and the same as JSON (`--json`) and Parquet (`--out DIR/bench_rules.parquet`).
+//! The tables are built once: captures go through the `analyze` pipeline (without
+//! detection) into memory, or a directory already written by `wormsign analyze` is read
+//! as is. Then, for every rule set and every sweep point, `wormsign_engine::BenchPlan`
+//! detects over the same tables and scores the result against `labels.json`. One row per
+//! (rule set, sweep point): a table on stdout, and the same as JSON (`--json`) and
+//! Parquet (`--out DIR/bench_rules.parquet`).
 //! Every figure but the detection wall time is a function of the inputs alone.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use clap::Args;
 use wormsign_columnar::ParquetSink;
 use wormsign_detect::Labels;
 use wormsign_engine::{
-    bench_table, BenchPlan, BenchRow, Control, DetectInputs, PipelineConfig, RuleSet, Sweep,
+    bench_table, read_labels, BenchPlan, BenchRow, Control, DetectInputs, PipelineConfig, RuleSet,
+    Sweep,
 };
 
 /// `wormsign bench-rules`.
@@ -58,34 +60,13 @@ pub struct BenchRulesArgs {
 
 /// Runs `wormsign bench-rules`.
 pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
-    let labels: Labels = serde_json::from_slice(
-        &std::fs::read(&args.labels)
-            .with_context(|| format!("reading {}", args.labels.display()))?,
-    )
-    .with_context(|| format!("parsing {}", args.labels.display()))?;
+    let labels = read_labels(&args.labels)?;
     let sweeps = args
         .sweep
         .iter()
         .map(|s| Sweep::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let rule_sets: Vec<RuleSet> = if args.rules.is_empty() {
-        vec![RuleSet {
-            name: "default".into(),
-            text: String::new(),
-        }]
-    } else {
-        args.rules
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                Ok(RuleSet {
-                    name: p.display().to_string(),
-                    text,
-                })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let rule_sets = RuleSet::read_files(&args.rules)?;
     // Every configuration is built (and so checked) before the long part starts.
     let plan = BenchPlan::new(&labels, &rule_sets, &sweeps)?;
 
@@ -95,8 +76,21 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads.unwrap_or(defaults.threads).max(1),
         ..defaults
     };
-    let (tables, summary) = DetectInputs::load(&args.inputs, &config, &Control::default())?;
-    if let Some(summary) = summary {
+    let control = Control::default();
+    let total_bytes = args
+        .inputs
+        .iter()
+        .filter(|p| p.is_file())
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let loaded = crate::watched(&control, total_bytes, args.quiet, || {
+        DetectInputs::load(&args.inputs, &config, &control)
+    })??;
+    for w in &loaded.warnings {
+        eprintln!("wormsign: warning: {w}");
+    }
+    if let Some(summary) = &loaded.summary {
         let usable = summary.inputs_usable > 0;
         for w in &summary.warnings {
             eprintln!(
@@ -110,7 +104,12 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
         if !args.quiet {
             eprint!("{}", summary.render());
         }
+        if control.stop.load(Ordering::Relaxed) {
+            // Interrupted: scores over part of the traffic would mislead.
+            return Ok(ExitCode::from(130));
+        }
     }
+    let tables = loaded.inputs;
     let rows = plan.run(&tables, &labels);
 
     if let Some(path) = &args.json {

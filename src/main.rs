@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wormsign_columnar::Partitioning;
-use wormsign_engine::{expand_inputs, Control, Input, Output, PipelineConfig};
+use wormsign_engine::{expand_inputs, Control, Input, Output, PipelineConfig, PipelineOptions};
 use wormsign_flow::FlowConfig;
 
 #[derive(Parser)]
@@ -134,36 +134,25 @@ fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn seconds_to_ns(name: &str, secs: f64) -> anyhow::Result<i64> {
-    Ok(wormsign_engine::seconds_to_ns(&format!("--{name}"), secs)?)
-}
-
 impl AnalyzeArgs {
     /// The options laid over the engine's defaults.
     fn pipeline_config(&self) -> anyhow::Result<PipelineConfig> {
-        let defaults = PipelineConfig::default();
-        let flow = FlowConfig {
-            tcp_idle_ns: seconds_to_ns("tcp-timeout", self.tcp_timeout)?,
-            udp_idle_ns: seconds_to_ns("udp-timeout", self.udp_timeout)?,
-            other_idle_ns: seconds_to_ns("icmp-timeout", self.icmp_timeout)?,
-            active_ns: seconds_to_ns("active-timeout", self.active_timeout)?,
-            max_flows: self.max_flows.max(1),
-            ..defaults.flow
-        };
-        Ok(PipelineConfig {
-            threads: self.threads.unwrap_or(defaults.threads).max(1),
-            flow,
-            netflow_ports: defaults
-                .netflow_ports
-                .into_iter()
-                .chain(self.netflow_ports.iter().copied())
-                .collect(),
-            inspect: inspect_ports(self),
-            partitioning: self.partition_by.map(|p| match p {
+        let options = PipelineOptions {
+            threads: self.threads,
+            max_flows: Some(self.max_flows),
+            tcp_timeout: Some(self.tcp_timeout),
+            udp_timeout: Some(self.udp_timeout),
+            icmp_timeout: Some(self.icmp_timeout),
+            active_timeout: Some(self.active_timeout),
+            netflow_ports: self.netflow_ports.clone(),
+            inspect_ports: self.inspect_port.clone(),
+            inspect_bytes: Some(self.inspect_bytes),
+            partition_by: self.partition_by.map(|p| match p {
                 PartitionBy::Hour => Partitioning::Hour,
                 PartitionBy::Day => Partitioning::Day,
             }),
-        })
+        };
+        Ok(options.config()?)
     }
 }
 
@@ -178,23 +167,10 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let config = args.pipeline_config()?;
     let total_bytes: u64 = inputs.iter().filter_map(Input::size).sum();
     let control = Control::default();
-    // The first SIGINT/SIGTERM asks the pipeline to stop reading and finish complete
-    // outputs; a second one while it does so ends the process at once.
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&control.stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&control.stop))?;
-    }
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let finished = AtomicBool::new(false);
     let output = Output::Parquet(args.out.clone());
-    let summary = std::thread::scope(|s| {
-        if show_progress {
-            s.spawn(|| draw_progress(&control, total_bytes, &finished));
-        }
-        let result = wormsign_engine::analyze(&inputs, &config, &control, &output);
-        finished.store(true, Ordering::Relaxed);
-        result
-    })?
+    let summary = watched(&control, total_bytes, args.quiet, || {
+        wormsign_engine::analyze(&inputs, &config, &control, &output)
+    })??
     .summary;
 
     let mut json = summary.to_json();
@@ -230,6 +206,31 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs `work` with SIGINT/SIGTERM wired to `control.stop` (the first asks the pipeline
+/// to stop reading and finish complete outputs; a second one while it does so ends the
+/// process at once), and a progress bar on a terminal unless `quiet`.
+pub(crate) fn watched<T: Send>(
+    control: &Control,
+    total_bytes: u64,
+    quiet: bool,
+    work: impl FnOnce() -> T + Send,
+) -> anyhow::Result<T> {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&control.stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&control.stop))?;
+    }
+    let show_progress = !quiet && std::io::stderr().is_terminal();
+    let finished = AtomicBool::new(false);
+    Ok(std::thread::scope(|s| {
+        if show_progress {
+            s.spawn(|| draw_progress(control, total_bytes, &finished));
+        }
+        let result = work();
+        finished.store(true, Ordering::Relaxed);
+        result
+    }))
+}
+
 fn draw_progress(progress: &Control, total_bytes: u64, finished: &AtomicBool) {
     let bar = if total_bytes > 0 {
         indicatif::ProgressBar::new(total_bytes)
@@ -252,30 +253,7 @@ fn draw_progress(progress: &Control, total_bytes: u64, finished: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-/// `smb=8445` → (SMB, 8445).
+/// `--inspect-port`: `smb=8445` → (SMB, 8445).
 fn parse_inspect_port(s: &str) -> Result<(wormsign_inspect::Protocol, u16), String> {
-    let (name, port) = s
-        .split_once('=')
-        .ok_or("expected PROTOCOL=PORT, e.g. tds=14330")?;
-    let protocol = wormsign_inspect::Protocol::from_name(name)
-        .ok_or_else(|| format!("unknown protocol {name:?}: smb, tds or rdp"))?;
-    let port = port.parse().map_err(|e| format!("port {port:?}: {e}"))?;
-    Ok((protocol, port))
-}
-
-/// The inspected ports: the defaults and `--inspect-port`s, read up to
-/// `--inspect-bytes` (0: none).
-fn inspect_ports(args: &AnalyzeArgs) -> wormsign_inspect::InspectConfig {
-    use wormsign_inspect::Protocol;
-    let mut config = PipelineConfig::default();
-    let c = &mut config.inspect;
-    for &(protocol, port) in &args.inspect_port {
-        match protocol {
-            Protocol::Smb => c.smb_ports.push(port),
-            Protocol::Tds => c.tds_ports.push(port),
-            Protocol::Rdp => c.rdp_ports.push(port),
-        }
-    }
-    config.set_inspect_bytes(args.inspect_bytes);
-    config.inspect
+    wormsign_engine::parse_inspect_port(s).map_err(|e| e.to_string())
 }

@@ -4,7 +4,8 @@
 >>> run = wormsign.analyze("capture.pcap", honeypot=["10.200.0.99"])   # doctest: +SKIP
 >>> run.flows.num_rows, run.alerts.num_rows                            # doctest: +SKIP
 >>> import polars as pl; pl.from_arrow(run.hosts)                      # doctest: +SKIP
->>> import duckdb; duckdb.sql("SELECT * FROM run.alerts WHERE tier = 'hour'")  # doctest: +SKIP
+>>> alerts = run.alerts                                              # doctest: +SKIP
+>>> import duckdb; duckdb.sql("SELECT * FROM alerts WHERE tier = 'hour'")  # doctest: +SKIP
 
 The tables are the ones ``wormsign analyze`` writes as Parquet (``docs/schema.md``
 describes every column), handed over through the Arrow C data interface: polars, DuckDB
@@ -189,6 +190,7 @@ def analyze(
     icmp_timeout: float | None = None,
     active_timeout: float | None = None,
     netflow_ports: Iterable[int] = (),
+    inspect_port: Iterable[str] = (),
     inspect_bytes: int | None = None,
     partition_by: str | None = None,
     progress: Progress = None,
@@ -197,9 +199,10 @@ def analyze(
     ``wormsign analyze`` does, and detect worm propagation unless ``detect=False``.
 
     Without ``out`` the tables stay in memory; with ``out`` the same files as the command
-    line are written there (and the tables returned are read back from them). Options
-    left as None take the command line's defaults; ``rules`` is a rules file or a dict
-    shaped like :func:`rules`.
+    line are written there too (``partition_by`` needs ``out``), and detection reads the
+    whole directory as ``wormsign analyze`` does. Options left as None take the command
+    line's defaults; ``inspect_port`` takes ``"tds=14330"``-style extra ports; ``rules`` is
+    a rules file or a dict shaped like :func:`rules`.
 
     A damaged input is a :class:`WormsignWarning` and its readable part is analysed; if
     no input can be read at all, :class:`InputError` names each file and the byte offset
@@ -213,6 +216,7 @@ def analyze(
         "icmp_timeout": icmp_timeout,
         "active_timeout": active_timeout,
         "netflow_ports": [int(p) for p in netflow_ports],
+        "inspect_ports": _strings(inspect_port),
         "inspect_bytes": inspect_bytes,
         "partition_by": partition_by,
     }

@@ -35,6 +35,15 @@ pub enum Partitioning {
 }
 
 impl Partitioning {
+    /// `hour` or `day`, as `--partition-by` takes it.
+    pub fn from_name(name: &str) -> Option<Partitioning> {
+        match name {
+            "hour" => Some(Partitioning::Hour),
+            "day" => Some(Partitioning::Day),
+            _ => None,
+        }
+    }
+
     fn bucket_us(self) -> i64 {
         match self {
             Partitioning::Day => 86_400_000_000,

@@ -224,6 +224,12 @@ fn string_values(a: &dyn Array) -> Option<Vec<Option<&str>>> {
     }
     let d = a.as_any_dictionary_opt()?;
     let values = string_values(d.values().as_ref())?;
+    if values.is_empty() {
+        // Every key is null (`normalized_keys` asserts a non-empty dictionary).
+        return Some(vec![None; a.len()]);
+    }
+    // A key past the dictionary (which no writer produces) reads as its last value:
+    // arrow's normalized keys are clamped, never out of bounds.
     let keys = d.normalized_keys();
     let row = |i: usize| values.get(keys[i]).copied().flatten();
     Some(
@@ -390,6 +396,20 @@ fn kept_flows(
         .collect()
 }
 
+/// The flows of one batch that `keep` accepts (see [`for_each_flow`]), appended to
+/// `out`; the others are not decoded further, as when reading files.
+pub fn kept_flow_batch(
+    b: &RecordBatch,
+    keep: impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
+    out: &mut Vec<FlowRecord>,
+) -> Result<()> {
+    let kept = kept_flows(b, &keep)?;
+    if kept.true_count() > 0 {
+        flow_batch(&arrow_select::filter::filter_record_batch(b, &kept)?, out)?;
+    }
+    Ok(())
+}
+
 /// Converts one batch of stored flows (all the columns detection reads), appending them
 /// to `out`.
 pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
@@ -503,6 +523,23 @@ pub fn read_dns(files: &[PathBuf], keep: impl Fn(&str) -> bool) -> Result<(Vec<D
         read += read_marked(path, None, &["qname"], wanted, &DNS_COLUMNS, each)?;
     }
     Ok((out, read))
+}
+
+/// The messages of one batch whose query name `keep` accepts (as stored), appended to
+/// `out`, as [`read_dns`] keeps them from files.
+pub fn kept_dns_events(
+    b: &RecordBatch,
+    keep: impl Fn(&str) -> bool,
+    out: &mut Vec<DnsEvent>,
+) -> Result<()> {
+    let wanted: BooleanArray = strings(b, "qname")?
+        .iter()
+        .map(|q| Some(q.is_some_and(&keep)))
+        .collect();
+    if wanted.true_count() > 0 {
+        dns_events(&arrow_select::filter::filter_record_batch(b, &wanted)?, out)?;
+    }
+    Ok(())
 }
 
 /// Appends the messages of `b` (rows whose `qname` is set) to `out`.
@@ -631,4 +668,48 @@ pub fn arp_events(b: &RecordBatch, out: &mut Vec<ArpEvent>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::types::{Int16Type, UInt32Type};
+    use arrow_array::{
+        DictionaryArray, Int16Array, LargeStringArray, StringArray, StringViewArray, UInt32Array,
+    };
+
+    use super::*;
+
+    #[test]
+    fn string_layouts_of_other_producers_read_the_same() {
+        let want = vec![Some("a"), None, Some("b")];
+        let plain: ArrayRef = Arc::new(StringArray::from(want.clone()));
+        let large: ArrayRef = Arc::new(LargeStringArray::from(want.clone()));
+        let view: ArrayRef = Arc::new(StringViewArray::from(want.clone()));
+        let values: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        let keys = UInt32Array::from(vec![Some(0), None, Some(1)]);
+        let dict: ArrayRef =
+            Arc::new(DictionaryArray::<UInt32Type>::try_new(keys, values).unwrap());
+        for a in [plain, large, view, dict] {
+            assert_eq!(
+                string_values(a.as_ref()),
+                Some(want.clone()),
+                "{}",
+                a.data_type()
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_dictionary_reads_as_nulls_without_panicking() {
+        let empty: ArrayRef = Arc::new(StringArray::from(Vec::<&str>::new()));
+        let all_null = Int16Array::from(vec![None, None]);
+        let dict = DictionaryArray::<Int16Type>::try_new(all_null, empty.clone()).unwrap();
+        assert_eq!(string_values(&dict), Some(vec![None, None]));
+        let no_rows =
+            DictionaryArray::<Int16Type>::try_new(Int16Array::from(Vec::<i16>::new()), empty)
+                .unwrap();
+        assert_eq!(string_values(&no_rows), Some(vec![]));
+    }
 }

@@ -182,6 +182,8 @@ pub enum TableSink {
     Partitioned(PartitionedSink),
     /// The batches themselves, for a caller that wants tables without files.
     Memory(Vec<RecordBatch>),
+    /// Files, and the batches written to them kept in memory too.
+    Keeping(Box<TableSink>, Vec<RecordBatch>),
 }
 
 impl TableSink {
@@ -213,6 +215,11 @@ impl TableSink {
         TableSink::Memory(Vec::new())
     }
 
+    /// This sink, keeping the batches it writes in memory too.
+    pub fn and_keep(self) -> TableSink {
+        TableSink::Keeping(Box::new(self), Vec::new())
+    }
+
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ColumnarError> {
         match self {
@@ -220,6 +227,11 @@ impl TableSink {
             TableSink::Partitioned(s) => s.write(batch),
             // Cheap: a batch is reference-counted buffers.
             TableSink::Memory(batches) => {
+                batches.push(batch.clone());
+                Ok(())
+            }
+            TableSink::Keeping(files, batches) => {
+                files.write(batch)?;
                 batches.push(batch.clone());
                 Ok(())
             }
@@ -233,6 +245,7 @@ impl TableSink {
             TableSink::File(s) => s.finish().map(|()| Vec::new()),
             TableSink::Partitioned(s) => s.finish().map(|_| Vec::new()),
             TableSink::Memory(batches) => Ok(batches),
+            TableSink::Keeping(files, batches) => files.finish().map(|_| batches),
         }
     }
 }

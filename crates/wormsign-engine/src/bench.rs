@@ -4,6 +4,7 @@
 //! detection over it and a [`score`] against `labels.json`. Every figure but the
 //! detection time is a function of the inputs alone.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -132,6 +133,36 @@ pub struct RuleSet {
     pub name: String,
     /// Rules-file TOML, read over the defaults.
     pub text: String,
+}
+
+impl RuleSet {
+    /// The rule sets of these rules files, by file name; with none, the built-in rules
+    /// (named `default`).
+    pub fn read_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<RuleSet>, Error> {
+        if paths.is_empty() {
+            return Ok(vec![RuleSet {
+                name: "default".into(),
+                text: String::new(),
+            }]);
+        }
+        paths
+            .iter()
+            .map(|p| {
+                let p = p.as_ref();
+                Ok(RuleSet {
+                    name: p.display().to_string(),
+                    text: std::fs::read_to_string(p).map_err(Error::io(p))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The ground truth `wormsign synth` writes (`labels.json`).
+pub fn read_labels(path: &Path) -> Result<Labels, Error> {
+    let text = std::fs::read(path).map_err(Error::io(path))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("{}: not a labels.json: {e}", path.display())))
 }
 
 /// One rule set at one sweep point, scored.

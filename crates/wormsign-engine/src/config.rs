@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wormsign_columnar::Partitioning;
 use wormsign_detect::{Cidr, DetectConfig};
 use wormsign_flow::FlowConfig;
-use wormsign_inspect::InspectConfig;
+use wormsign_inspect::{InspectConfig, Protocol};
 
 use crate::{Error, Input};
 
@@ -86,6 +86,85 @@ impl PipelineConfig {
     }
 }
 
+/// The pipeline's settings as a front end takes them: seconds, names, ports; `None` (or
+/// empty) leaves the default. The CLI's options and the Python keywords both fill this in,
+/// so they cannot drift apart.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineOptions {
+    /// Decode workers and flow shards (each), and Parquet encoding threads.
+    pub threads: Option<usize>,
+    /// Most live flows held at once.
+    pub max_flows: Option<usize>,
+    /// TCP idle timeout, seconds.
+    pub tcp_timeout: Option<f64>,
+    /// UDP idle timeout, seconds.
+    pub udp_timeout: Option<f64>,
+    /// ICMP and other-protocol idle timeout, seconds.
+    pub icmp_timeout: Option<f64>,
+    /// Active timeout, seconds.
+    pub active_timeout: Option<f64>,
+    /// UDP ports decoded as NetFlow/IPFIX besides the default ones.
+    pub netflow_ports: Vec<u16>,
+    /// TCP ports read as a protocol besides the default ones.
+    pub inspect_ports: Vec<(Protocol, u16)>,
+    /// Bytes of each session direction read (0: no inspection).
+    pub inspect_bytes: Option<u32>,
+    /// Hive partitioning of the Parquet tables.
+    pub partition_by: Option<Partitioning>,
+}
+
+impl PipelineOptions {
+    /// These options laid over [`PipelineConfig::default`].
+    pub fn config(&self) -> Result<PipelineConfig, Error> {
+        let mut c = PipelineConfig::default();
+        if let Some(threads) = self.threads {
+            c.threads = threads.max(1);
+        }
+        if let Some(max_flows) = self.max_flows {
+            c.flow.max_flows = max_flows.max(1);
+        }
+        let timeouts = [
+            ("tcp timeout", self.tcp_timeout, &mut c.flow.tcp_idle_ns),
+            ("udp timeout", self.udp_timeout, &mut c.flow.udp_idle_ns),
+            ("icmp timeout", self.icmp_timeout, &mut c.flow.other_idle_ns),
+            ("active timeout", self.active_timeout, &mut c.flow.active_ns),
+        ];
+        for (name, secs, ns) in timeouts {
+            if let Some(secs) = secs {
+                *ns = seconds_to_ns(name, secs)?;
+            }
+        }
+        c.netflow_ports.extend(&self.netflow_ports);
+        for &(protocol, port) in &self.inspect_ports {
+            let ports = match protocol {
+                Protocol::Smb => &mut c.inspect.smb_ports,
+                Protocol::Tds => &mut c.inspect.tds_ports,
+                Protocol::Rdp => &mut c.inspect.rdp_ports,
+            };
+            ports.push(port);
+        }
+        if let Some(bytes) = self.inspect_bytes {
+            c.set_inspect_bytes(bytes);
+        }
+        c.partitioning = self.partition_by;
+        Ok(c)
+    }
+}
+
+/// `smb=8445` → (SMB, 8445): an extra inspected port as `--inspect-port` takes it.
+pub fn parse_inspect_port(s: &str) -> Result<(Protocol, u16), Error> {
+    let bad = |what: String| Error::Config(format!("inspect port {s:?}: {what}"));
+    let (name, port) = s
+        .split_once('=')
+        .ok_or_else(|| bad("expected PROTOCOL=PORT, e.g. tds=14330".into()))?;
+    let protocol = Protocol::from_name(name)
+        .ok_or_else(|| bad(format!("unknown protocol {name:?}: smb, tds or rdp")))?;
+    let port = port
+        .parse()
+        .map_err(|e| bad(format!("port {port:?}: {e}")))?;
+    Ok((protocol, port))
+}
+
 /// Where `analyze` puts its tables.
 #[derive(Clone, Debug)]
 pub enum Output {
@@ -95,6 +174,8 @@ pub enum Output {
     Parquet(PathBuf),
     /// Arrow record batches kept in memory and returned in [`crate::Tables`].
     Memory,
+    /// Both: the Parquet files of [`Output::Parquet`], and this run's batches in memory.
+    ParquetAndMemory(PathBuf),
 }
 
 /// Shared between a run and its caller: progress counters to watch, and a flag to stop.
@@ -105,7 +186,8 @@ pub struct Control {
     /// Records read.
     pub packets: AtomicU64,
     /// Set to stop: the reader stops at the next chunk boundary and the pipeline
-    /// finishes the tables with what was read (the summary says so in a warning).
+    /// finishes the tables with what was read (when it cut an input short, the summary
+    /// says so in a warning).
     pub stop: Arc<AtomicBool>,
 }
 

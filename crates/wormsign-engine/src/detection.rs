@@ -11,14 +11,15 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{
-    arp_events, dns_events, flow_batch, for_each_flow, read_arp, read_dns, read_flows,
-    read_sessions, session_events, table_files, RowBuilder, TableWriter,
+    arp_events, dns_events, flow_batch, for_each_flow, kept_dns_events, kept_flow_batch, read_arp,
+    read_dns, read_flows, read_sessions, session_events, table_files, ResponderAddr, RowBuilder,
+    TableWriter,
 };
 use wormsign_detect::{
     render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, Role, SessionEvent, Tier,
@@ -52,17 +53,7 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
         )));
     }
     let mut warnings = Vec::new();
-    let mut optional = |name: &str| {
-        let files = table_files(in_dir, name);
-        // A partitioned table without rows is an empty directory, not a missing table.
-        if files.is_empty() && !in_dir.join(name).is_dir() {
-            warnings.push(format!(
-                "{name}.parquet not found in {}; detecting without it",
-                in_dir.display()
-            ));
-        }
-        files
-    };
+    let mut optional = |name: &str| optional_table(in_dir, name, &mut warnings);
     // Only C&C names matter to the rules: other messages are counted, not kept.
     let (dns, dns_read) = read_dns(&optional("dns"), |q| config.cnc_domain_match(q).is_some())?;
     let arp = read_arp(&optional("arp"))?;
@@ -122,13 +113,14 @@ impl DetectInputs {
         Ok(d)
     }
 
-    /// Reads the tables `analyze` stored in `dir` (missing tables but flows are empty).
-    pub fn read(dir: &Path) -> Result<DetectInputs, Error> {
+    /// Reads the tables `analyze` stored in `dir`; a missing table but flows is empty,
+    /// with a warning pushed to `warnings`.
+    pub fn read(dir: &Path, warnings: &mut Vec<String>) -> Result<DetectInputs, Error> {
         Ok(DetectInputs {
             flows: read_flows(&table_files(dir, "flows"))?,
-            dns: read_dns(&table_files(dir, "dns"), |_| true)?.0,
-            arp: read_arp(&table_files(dir, "arp"))?,
-            sessions: read_sessions(&table_files(dir, "sessions"))?,
+            dns: read_dns(&optional_table(dir, "dns", warnings), |_| true)?.0,
+            arp: read_arp(&optional_table(dir, "arp", warnings))?,
+            sessions: read_sessions(&optional_table(dir, "sessions", warnings))?,
         })
     }
 
@@ -139,10 +131,17 @@ impl DetectInputs {
         paths: &[P],
         config: &PipelineConfig,
         control: &Control,
-    ) -> Result<(DetectInputs, Option<RunSummary>), Error> {
+    ) -> Result<Loaded, Error> {
         if let [dir] = paths {
-            if !table_files(dir.as_ref(), "flows").is_empty() {
-                return Ok((DetectInputs::read(dir.as_ref())?, None));
+            let dir = dir.as_ref();
+            if !table_files(dir, "flows").is_empty() {
+                let mut warnings = Vec::new();
+                let inputs = DetectInputs::read(dir, &mut warnings)?;
+                return Ok(Loaded {
+                    inputs,
+                    summary: None,
+                    warnings,
+                });
             }
         }
         let inputs = expand_inputs(paths)?;
@@ -152,7 +151,11 @@ impl DetectInputs {
         } else {
             DetectInputs::default()
         };
-        Ok((decoded, Some(run.summary)))
+        Ok(Loaded {
+            inputs: decoded,
+            summary: Some(run.summary),
+            warnings: Vec::new(),
+        })
     }
 
     /// Runs detection with `config`.
@@ -166,12 +169,63 @@ impl DetectInputs {
     }
 }
 
+/// What [`DetectInputs::load`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Detection's inputs.
+    pub inputs: DetectInputs,
+    /// The run summary, when captures were analysed.
+    pub summary: Option<RunSummary>,
+    /// Tables missing from a stored directory.
+    pub warnings: Vec<String>,
+}
+
 /// Detects over tables held in memory (as `analyze` returns them with
 /// [`crate::Output::Memory`]): the same detection as over the same tables stored.
+///
+/// It reads as [`detect_dir`] does: only DNS messages naming C&C domains are kept, and
+/// flows are decoded a batch at a time, only those a rule can use, so memory stays
+/// within the detector's caps beyond the tables themselves.
 pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {
-    let mut detection = DetectInputs::from_tables(tables)?.detect(config);
+    let (mut dns, mut arp, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
+    for b in &tables.dns {
+        kept_dns_events(b, |q| config.cnc_domain_match(q).is_some(), &mut dns)?;
+    }
+    tables
+        .arp
+        .iter()
+        .try_for_each(|b| arp_events(b, &mut arp))?;
+    tables
+        .sessions
+        .iter()
+        .try_for_each(|b| session_events(b, &mut sessions))?;
+    let mut detector = Detector::new(config, &dns, &arp).with_sessions(&sessions);
+    let filter = detector.flow_filter();
+    let mut flows = Vec::new();
+    for b in &tables.flows {
+        let keep = |proto, has_ports, port, addr: ResponderAddr<'_>| {
+            filter.wants(proto, has_ports, port, addr)
+        };
+        kept_flow_batch(b, keep, &mut flows)?;
+        flows.drain(..).for_each(|f| detector.push(&f));
+    }
+    let mut detection = detector.finish();
+    detection.stats.flows = rows(&tables.flows);
     detection.stats.dns_events = rows(&tables.dns);
     Ok(detection)
+}
+
+/// The files of table `name`; when the table is missing (not merely empty, as a
+/// partitioned table without rows is), a warning: detection goes on without it.
+fn optional_table(dir: &Path, name: &str, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+    let files = table_files(dir, name);
+    if files.is_empty() && !dir.join(name).is_dir() {
+        warnings.push(format!(
+            "{name}.parquet not found in {}; detecting without it",
+            dir.display()
+        ));
+    }
+    files
 }
 
 fn rows(batches: &[RecordBatch]) -> u64 {

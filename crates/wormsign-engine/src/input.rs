@@ -41,8 +41,8 @@ impl Input {
 }
 
 /// The inputs named by `paths`: directories expanded recursively in sorted order, files
-/// and `-` (standard input) kept as given. A path that does not exist is an error, as is
-/// finding no file at all.
+/// and `-` (standard input) kept as given. A path that does not exist is an error
+/// ([`Error::Io`], not found), as is finding no file at all.
 pub fn expand_inputs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Input>, Error> {
     let mut out = Vec::new();
     for path in paths {
@@ -54,10 +54,9 @@ pub fn expand_inputs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Input>, Error> {
         } else if path.exists() {
             out.push(Input::File(path.to_path_buf()));
         } else {
-            return Err(Error::Config(format!(
-                "{}: no such file or directory",
-                path.display()
-            )));
+            let missing =
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory");
+            return Err(Error::io(path)(missing));
         }
     }
     if out.is_empty() {

@@ -39,9 +39,12 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use wormsign_columnar::{read_batches, table_files};
 
-pub use bench::{bench_table, BenchPlan, BenchRow, RuleSet, Sweep};
+pub use bench::{bench_table, read_labels, BenchPlan, BenchRow, RuleSet, Sweep};
 pub use collect::{CollectConfig, CollectSummary, Collector};
-pub use config::{seconds_to_ns, Control, DetectSettings, Output, PipelineConfig, Rules};
+pub use config::{
+    parse_inspect_port, seconds_to_ns, Control, DetectSettings, Output, PipelineConfig,
+    PipelineOptions, Rules,
+};
 pub use detect_tables::{alert_schema, host_schema, propagation_schema};
 pub use detection::{
     detect_dir, detect_tables, detection_summary, output_metadata, stats_json, write_detection,

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Instant;
@@ -49,7 +50,8 @@ const FLOW_BATCH_ROWS: usize = 8 * 1024;
 pub struct Analysis {
     /// Counters of every stage, warnings and timing.
     pub summary: RunSummary,
-    /// The tables, for [`Output::Memory`]; empty for [`Output::Parquet`].
+    /// The tables, for [`Output::Memory`] and [`Output::ParquetAndMemory`]; empty for
+    /// [`Output::Parquet`].
     pub tables: Tables,
 }
 
@@ -568,16 +570,18 @@ struct TableSinks {
 
 impl TableSinks {
     fn create(output: &Output, config: &PipelineConfig, inputs: &[Input]) -> Result<Self, Error> {
+        let metadata = config.provenance(inputs);
+        let files = |dir: &Path, name, schema| {
+            TableSink::create(dir, name, schema, &metadata, config.partitioning)
+        };
         let sink = |name, schema| -> Result<TableSink, Error> {
             Ok(match output {
                 Output::Memory => TableSink::memory(),
-                Output::Parquet(dir) => {
-                    let metadata = config.provenance(inputs);
-                    TableSink::create(dir, name, schema, &metadata, config.partitioning)?
-                }
+                Output::Parquet(dir) => files(dir, name, schema)?,
+                Output::ParquetAndMemory(dir) => files(dir, name, schema)?.and_keep(),
             })
         };
-        if let Output::Parquet(dir) = output {
+        if let Output::Parquet(dir) | Output::ParquetAndMemory(dir) = output {
             std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         }
         Ok(TableSinks {

@@ -81,7 +81,7 @@ fn memory_tables_are_the_stored_rows_and_detect_the_same() {
 }
 
 #[test]
-fn a_stopped_run_says_so_and_keeps_complete_tables() {
+fn a_run_stopped_before_it_starts_writes_complete_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SynthConfig {
         scenario: Scenario::Benign,
@@ -126,4 +126,45 @@ fn bad_settings_and_missing_inputs_are_errors_not_panics() {
     assert!(wormsign_engine::seconds_to_ns("tcp_timeout", f64::NAN).is_err());
     let e = detect_dir(dir.path(), &Default::default()).unwrap_err();
     assert!(e.to_string().contains("no flows.parquet"), "{e}");
+}
+
+#[test]
+fn a_stop_mid_run_cuts_the_input_short_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        scenario: Scenario::Drivelife,
+        seed: 5,
+        scale: 1.0,
+        capture_start: 0,
+    };
+    let written = write_dataset(dir.path(), &cfg, None).unwrap();
+    let inputs = expand_inputs(&[dir.path().join("capture.pcap")]).unwrap();
+    let config = PipelineConfig {
+        threads: 1,
+        ..PipelineConfig::default()
+    };
+    let control = Control::default();
+    // Stops as soon as the first chunk is read; the channels hold back the reader, so it
+    // cannot have read the whole capture by then.
+    let run = std::thread::scope(|s| {
+        s.spawn(|| {
+            while control.packets.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            control.stop.store(true, Ordering::Relaxed);
+        });
+        analyze(&inputs, &config, &control, &Output::Memory).unwrap()
+    });
+    let read = run.summary.decode.packets;
+    assert!(
+        read > 0 && read < written.output.packets,
+        "read {read} of {}",
+        written.output.packets
+    );
+    assert_eq!(rows(&run.tables.dns) as u64, run.summary.dns_records);
+    let warning = &run.summary.warnings[..];
+    assert!(
+        warning.len() == 1 && warning[0].message.starts_with("interrupted"),
+        "{warning:?}"
+    );
 }

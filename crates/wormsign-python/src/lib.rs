@@ -9,22 +9,25 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_pyarrow::{PyArrowType, Table};
 use arrow_schema::SchemaRef;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyOSError, PyValueError};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use wormsign_columnar::{arp_schema, dns_schema, flow_schema, session_schema, Partitioning};
-use wormsign_detect::{render_report, Cidr, DetectConfig, Detection, Labels};
+use wormsign_columnar::{
+    arp_schema, dns_schema, flow_schema, session_schema, ColumnarError, Partitioning,
+};
+use wormsign_detect::{render_report, Cidr, DetectConfig, Detection};
 use wormsign_engine::{
     alert_schema, analyze, bench_table, detect_dir, detect_tables, expand_inputs, host_schema,
-    propagation_schema, seconds_to_ns, stats_json, write_detection, BenchPlan, Control,
-    DetectInputs, DetectSettings, DetectionTables, Error, Output, PipelineConfig, RuleSet, Rules,
-    RunSummary, Sweep, Tables,
+    parse_inspect_port, propagation_schema, read_labels, stats_json, write_detection, BenchPlan,
+    Control, DetectInputs, DetectSettings, DetectionTables, Error, Output, PipelineConfig,
+    PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
 };
 use wormsign_synth::export::NetflowVersion;
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
@@ -45,11 +48,18 @@ create_exception!(
 /// How often the calling thread wakes to check for Ctrl-C and report progress.
 const POLL: Duration = Duration::from_millis(100);
 
+/// The Python exception for an engine error: files that are not there are
+/// `FileNotFoundError`, other I/O `OSError`, bad settings `ValueError`, the rest
+/// `WormsignError`.
 fn py_err(e: Error) -> PyErr {
+    let message = e.to_string();
     match e {
-        Error::Io { .. } => PyOSError::new_err(e.to_string()),
-        Error::Config(_) => PyValueError::new_err(e.to_string()),
-        e => WormsignError::new_err(e.to_string()),
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(message)
+        }
+        Error::Io { .. } | Error::Table(ColumnarError::Io { .. }) => PyOSError::new_err(message),
+        Error::Config(_) => PyValueError::new_err(message),
+        _ => WormsignError::new_err(message),
     }
 }
 
@@ -64,45 +74,39 @@ struct AnalyzeOptions {
     icmp_timeout: Option<f64>,
     active_timeout: Option<f64>,
     netflow_ports: Vec<u16>,
+    inspect_ports: Vec<String>,
     inspect_bytes: Option<u32>,
     partition_by: Option<String>,
 }
 
 impl AnalyzeOptions {
     fn config(&self) -> Result<PipelineConfig, Error> {
-        let mut c = PipelineConfig::default();
-        if let Some(threads) = self.threads {
-            c.threads = threads.max(1);
+        let partition_by = self
+            .partition_by
+            .as_deref()
+            .map(|p| {
+                Partitioning::from_name(p).ok_or_else(|| {
+                    Error::Config(format!("partition_by {p:?}: \"hour\" or \"day\""))
+                })
+            })
+            .transpose()?;
+        PipelineOptions {
+            threads: self.threads,
+            max_flows: self.max_flows,
+            tcp_timeout: self.tcp_timeout,
+            udp_timeout: self.udp_timeout,
+            icmp_timeout: self.icmp_timeout,
+            active_timeout: self.active_timeout,
+            netflow_ports: self.netflow_ports.clone(),
+            inspect_ports: self
+                .inspect_ports
+                .iter()
+                .map(|s| parse_inspect_port(s))
+                .collect::<Result<_, _>>()?,
+            inspect_bytes: self.inspect_bytes,
+            partition_by,
         }
-        if let Some(max_flows) = self.max_flows {
-            c.flow.max_flows = max_flows.max(1);
-        }
-        let timeouts = [
-            ("tcp_timeout", self.tcp_timeout, &mut c.flow.tcp_idle_ns),
-            ("udp_timeout", self.udp_timeout, &mut c.flow.udp_idle_ns),
-            ("icmp_timeout", self.icmp_timeout, &mut c.flow.other_idle_ns),
-            ("active_timeout", self.active_timeout, &mut c.flow.active_ns),
-        ];
-        for (name, secs, ns) in timeouts {
-            if let Some(secs) = secs {
-                *ns = seconds_to_ns(name, secs)?;
-            }
-        }
-        c.netflow_ports.extend(&self.netflow_ports);
-        if let Some(bytes) = self.inspect_bytes {
-            c.set_inspect_bytes(bytes);
-        }
-        c.partitioning = match self.partition_by.as_deref() {
-            None => None,
-            Some("hour") => Some(Partitioning::Hour),
-            Some("day") => Some(Partitioning::Day),
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "partition_by {other:?}: \"hour\" or \"day\""
-                )))
-            }
-        };
-        Ok(c)
+        .config()
     }
 }
 
@@ -193,13 +197,17 @@ fn put_detection(py: Python<'_>, out: &Bound<'_, PyDict>, d: &Detection) -> PyRe
 /// for Ctrl-C (then sets `control.stop`, so the run ends with complete outputs of what
 /// it read) and calls `progress(bytes, total_bytes, packets)`. Returns the work's result
 /// and the interrupt or callback error, if any, to raise after it.
+///
+/// Known limit: after the first Ctrl-C it waits for the work to end. A reader blocked on
+/// a pipe that never delivers more data cannot be cut short; the CLI's second Ctrl-C
+/// ends the process, which a library must not do.
 fn run_watched<T: Send>(
     py: Python<'_>,
     control: &Control,
     total_bytes: u64,
     progress: Option<&Py<PyAny>>,
     work: impl FnOnce() -> T + Send,
-) -> (T, Option<PyErr>) {
+) -> PyResult<(T, Option<PyErr>)> {
     let report = |py: Python<'_>| -> PyResult<()> {
         match progress {
             Some(cb) => {
@@ -212,24 +220,36 @@ fn run_watched<T: Send>(
     };
     py.detach(|| {
         std::thread::scope(|s| {
-            let worker = s.spawn(work);
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let worker = s.spawn(move || {
+                let result = work();
+                let _ = done_tx.send(());
+                result
+            });
             let mut raised: Option<PyErr> = None;
-            while !worker.is_finished() {
-                std::thread::sleep(POLL);
-                if raised.is_some() {
-                    continue;
-                }
-                let polled = Python::attach(|py| py.check_signals().and_then(|()| report(py)));
-                if let Err(e) = polled {
-                    control.stop.store(true, Ordering::Relaxed);
-                    raised = Some(e);
+            // Wakes every POLL, or at once when the work is done (or its thread died).
+            while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(POLL) {
+                if raised.is_none() {
+                    let polled = Python::attach(|py| py.check_signals().and_then(|()| report(py)));
+                    if let Err(e) = polled {
+                        control.stop.store(true, Ordering::Relaxed);
+                        raised = Some(e);
+                    }
                 }
             }
-            let result = worker.join().expect("the engine thread panicked");
+            let result = worker.join().map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                WormsignError::new_err(format!("internal error: the engine panicked: {what}"))
+            })?;
             if raised.is_none() {
-                raised = Python::attach(report).err();
+                // The bar's last step; the run is complete whatever the callback says.
+                let _ = Python::attach(report);
             }
-            (result, raised)
+            Ok((result, raised))
         })
     })
 }
@@ -238,6 +258,19 @@ fn run_watched<T: Send>(
 fn no_usable_input(summary: &RunSummary) -> PyErr {
     let lines: Vec<String> = summary.warnings.iter().map(ToString::to_string).collect();
     InputError::new_err(format!("no input could be read:\n  {}", lines.join("\n  ")))
+}
+
+/// Each message as a `wormsign.WormsignWarning`.
+fn warn_all(py: Python<'_>, messages: &[String]) -> PyResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let category = py.import("wormsign")?.getattr("WormsignWarning")?;
+    for m in messages {
+        let text = std::ffi::CString::new(m.replace('\0', " ")).expect("no NUL left");
+        PyErr::warn(py, &category, &text, 1)?;
+    }
+    Ok(())
 }
 
 /// The warnings of a run as `(input, offset, message)` tuples.
@@ -264,14 +297,21 @@ fn analyze_paths(
 ) -> PyResult<Py<PyDict>> {
     // Settings first, so a bad rules file fails before a long run.
     let pipeline = options.config().map_err(py_err)?;
+    if out.is_none() && pipeline.partitioning.is_some() {
+        return Err(PyValueError::new_err(
+            "partition_by needs out=: partitions are directories of files",
+        ));
+    }
     let detect_config = detect.map(|d| d.config()).transpose().map_err(py_err)?;
     let inputs = expand_inputs(&paths).map_err(py_err)?;
     let total_bytes = inputs.iter().filter_map(|i| i.size()).sum();
     let control = Control::default();
-    let output = out.clone().map_or(Output::Memory, Output::Parquet);
+    // With out=, this run's tables are kept as written: the directory may hold earlier
+    // runs' partitions too (detection, as the CLI's, reads them all).
+    let output = out.clone().map_or(Output::Memory, Output::ParquetAndMemory);
     let (result, raised) = run_watched(py, &control, total_bytes, progress.as_ref(), || {
         analyze(&inputs, &pipeline, &control, &output)
-    });
+    })?;
     let analysis = result.map_err(py_err)?;
     if let Some(e) = raised {
         // Interrupted (or the callback failed): the tables hold what was read, as the
@@ -285,10 +325,7 @@ fn analyze_paths(
     let dict = PyDict::new(py);
     let mut summary_json = summary.to_json();
     dict.set_item("warnings", warnings(&summary))?;
-    let tables = match &out {
-        None => analysis.tables,
-        Some(dir) => py.detach(|| Tables::read(dir)).map_err(py_err)?,
-    };
+    let tables = analysis.tables;
     if let Some(config) = &detect_config {
         let d = py
             .detach(|| detect_and_write(&tables, out.as_deref(), config))
@@ -405,17 +442,13 @@ fn synth(
         .map(str::parse)
         .transpose()
         .map_err(PyValueError::new_err)?;
-    if !(scale.is_finite() && scale > 0.0) || capture_start > 2700 {
-        return Err(PyValueError::new_err(
-            "scale must be a positive number and capture_start at most 2700",
-        ));
-    }
     let cfg = SynthConfig {
         scenario,
         seed,
         scale,
         capture_start,
     };
+    cfg.check().map_err(PyValueError::new_err)?;
     let dataset = py
         .detach(|| write_dataset(&out, &cfg, netflow))
         .map_err(|e| PyOSError::new_err(e.to_string()))?;
@@ -440,33 +473,13 @@ fn bench_rules(
     sweeps: Vec<String>,
     threads: Option<usize>,
 ) -> PyResult<Py<PyAny>> {
-    let text = std::fs::read(&labels)
-        .map_err(|e| PyOSError::new_err(format!("{}: {e}", labels.display())))?;
-    let labels: Labels = serde_json::from_slice(&text)
-        .map_err(|e| PyValueError::new_err(format!("{}: {e}", labels.display())))?;
+    let labels = read_labels(&labels).map_err(py_err)?;
     let sweeps = sweeps
         .iter()
         .map(|s| Sweep::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(py_err)?;
-    let rule_sets = if rules.is_empty() {
-        vec![RuleSet {
-            name: "default".into(),
-            text: String::new(),
-        }]
-    } else {
-        rules
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p).map_err(Error::io(p))?;
-                Ok(RuleSet {
-                    name: p.display().to_string(),
-                    text,
-                })
-            })
-            .collect::<Result<_, Error>>()
-            .map_err(py_err)?
-    };
+    let rule_sets = RuleSet::read_files(&rules).map_err(py_err)?;
     let plan = BenchPlan::new(&labels, &rule_sets, &sweeps).map_err(py_err)?;
     let mut config = PipelineConfig::default();
     if let Some(threads) = threads {
@@ -475,16 +488,17 @@ fn bench_rules(
     let control = Control::default();
     let (result, raised) = run_watched(py, &control, 0, None, || {
         DetectInputs::load(&paths, &config, &control)
-    });
-    let (inputs, summary) = result.map_err(py_err)?;
+    })?;
+    let loaded = result.map_err(py_err)?;
     if let Some(e) = raised {
         return Err(e);
     }
-    if let Some(summary) = summary.filter(|s| s.inputs_usable == 0) {
+    if let Some(summary) = loaded.summary.filter(|s| s.inputs_usable == 0) {
         return Err(no_usable_input(&summary));
     }
+    warn_all(py, &loaded.warnings)?;
     let batch = py
-        .detach(|| bench_table(&plan.run(&inputs, &labels), &sweeps))
+        .detach(|| bench_table(&plan.run(&loaded.inputs, &labels), &sweeps))
         .map_err(py_err)?;
     table(py, vec![batch.clone()], batch.schema())
 }

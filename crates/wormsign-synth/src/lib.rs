@@ -149,6 +149,30 @@ pub struct SynthConfig {
     pub capture_start: u64,
 }
 
+impl SynthConfig {
+    /// The latest `capture_start`: the scenarios' worm activity is over by then.
+    pub const MAX_CAPTURE_START: u64 = 2700;
+
+    /// Why these settings cannot be generated, if they cannot: `scale` must be positive
+    /// and finite, `capture_start` at most [`Self::MAX_CAPTURE_START`].
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(format!(
+                "scale must be a positive number, not {}",
+                self.scale
+            ));
+        }
+        if self.capture_start > Self::MAX_CAPTURE_START {
+            return Err(format!(
+                "capture start must be at most {} s, not {}",
+                Self::MAX_CAPTURE_START,
+                self.capture_start
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One infected host of the ground truth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InfectedHost {
