@@ -7,7 +7,14 @@
 #
 # Environment: WORMSIGN_BENCH_SCALE (default 100), WORMSIGN_BENCH_REPEAT (runs of each
 # analyze, interleaved; default 5), WORMSIGN_BENCH_DATA (default
-# target/bench-data), WORMSIGN_BENCH_SKIP_BUILD=1, CARGO_TARGET_DIR as for cargo.
+# target/bench-data), WORMSIGN_BENCH_SKIP_BUILD=1, CARGO_TARGET_DIR as for cargo,
+# WORMSIGN_BENCH_STRICT=1 to exit non-zero when the detection-share goal is MISSED (for a
+# scale where it applies: at small scales the fixed cost of detection's read-back and
+# report dominates runs of a tenth of a second, so CI's scale 5 does not set it).
+#
+# Wall times are taken with nanosecond clocks (GNU time's %e has 10 ms steps, too coarse
+# for 0.05 s runs); the detection share is the median over the interleaved pairs of
+# (with detection / without), so drift between pairs cancels.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCALE=${WORMSIGN_BENCH_SCALE:-100}
@@ -29,12 +36,16 @@ BYTES=$(stat -c %s "$CAPTURE")
 cat "$CAPTURE" > /dev/null
 FLAGS=(--honeypot 10.200.0.99 --allowlist 10.164.1.13 --quiet)
 
-# run LABEL -- COMMAND...: wall seconds and peak RSS of one run
+# run LABEL -- COMMAND...: wall seconds (ns clock) and peak RSS of one run; a failing
+# command fails the script (set -e).
 run() {
     local label=$1; shift 2
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" > /dev/null
-    read -r wall rss < "$WORK/time"
-    echo "$label $wall $rss"
+    local start end
+    start=$(date +%s%N)
+    /usr/bin/time -f "%M" -o "$WORK/time" "$@" > /dev/null
+    end=$(date +%s%N)
+    read -r rss < "$WORK/time"
+    echo "$label $(( (end - start) / 1000 ))e-6 $rss"
 }
 
 echo "capture: $CAPTURE ($BYTES bytes, scale $SCALE)"
@@ -64,10 +75,27 @@ printf '\n| run (median of %s) | wall s | packets/s | MB/s | peak RSS MB |\n|---
 while read -r label wall rss; do
     awk -v l="$label" -v w="$wall" -v r="$rss" -v p="$PACKETS" -v b="$BYTES" 'BEGIN {
         w = (w > 0) ? w : 0.001
-        printf "| %s | %.2f | %.0f | %.1f | %.0f |\n", l, w, p / w, b / w / 1e6, r / 1024 }'
+        printf "| %s | %.3f | %.0f | %.1f | %.0f |\n", l, w, p / w, b / w / 1e6, r / 1024 }'
 done < "$WORK/runs"
-awk '$1 == "analyze-no-detect" { base = $2 } $1 == "analyze-detect" { d = $2 }
-     END { if (base > 0) printf "\ndetection adds %.0f%% to analyze wall time (issue 4 goal <= 15%%)\n", 100 * (d / base - 1) }' "$WORK/runs"
+# The detection share: per interleaved pair, then the median of the pairs.
+python3 - "$WORK/all" > "$WORK/verdict" <<'EOF'
+import statistics, sys
+base, detect = [], []
+for line in open(sys.argv[1]):
+    label, wall, _ = line.split()
+    {"analyze-no-detect": base, "analyze-detect": detect}.get(label, []).append(float(wall))
+shares = sorted(d / b - 1 for b, d in zip(base, detect))
+share = statistics.median(shares)
+verdict = "ok" if share <= 0.15 else "MISSED"
+print(f"\ndetection adds {100 * share:.0f}% to analyze wall time, median of {len(shares)} "
+      f"interleaved pairs ({100 * shares[0]:.0f}% to {100 * shares[-1]:.0f}%)  "
+      f"(issue 4 goal <= 15%)  {verdict}")
+EOF
+cat "$WORK/verdict"
 echo
 echo "bench-rules (DriveLife labels, flows built once, 3 sweep points):"
 "$WORMSIGN" bench-rules "$WORK/a" --labels "$LABELS" --sweep scan.fanout_threshold=5..15:5 --quiet
+if [ "${WORMSIGN_BENCH_STRICT:-0}" = 1 ] && grep -q MISSED "$WORK/verdict"; then
+    echo "rules: FAILED (WORMSIGN_BENCH_STRICT=1): the detection-share goal was MISSED" >&2
+    exit 1
+fi
