@@ -246,7 +246,7 @@ impl DetectSettings {
 
 /// A duration option given in seconds (`name` for the error) as the ns the flow table
 /// counts in: it must be positive and finite.
-pub fn seconds_to_ns(name: &str, secs: f64) -> Result<i64, Error> {
+fn seconds_to_ns(name: &str, secs: f64) -> Result<i64, Error> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(Error::Config(format!(
             "{name} must be a positive number of seconds"

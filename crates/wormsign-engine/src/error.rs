@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file or directory could not be read or written.
+    /// A file, directory or socket (named `udp://ADDR`) could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
         /// The file concerned.

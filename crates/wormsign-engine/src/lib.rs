@@ -42,8 +42,7 @@ use wormsign_columnar::{read_batches, table_files};
 pub use bench::{bench_table, read_labels, BenchPlan, BenchRow, RuleSet, Sweep};
 pub use collect::{CollectConfig, CollectSummary, Collector};
 pub use config::{
-    parse_inspect_port, seconds_to_ns, Control, DetectSettings, Output, PipelineConfig,
-    PipelineOptions, Rules,
+    parse_inspect_port, Control, DetectSettings, Output, PipelineConfig, PipelineOptions, Rules,
 };
 pub use detect_tables::{alert_schema, host_schema, propagation_schema};
 pub use detection::{

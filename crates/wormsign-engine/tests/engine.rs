@@ -122,8 +122,13 @@ fn bad_settings_and_missing_inputs_are_errors_not_panics() {
     let missing = dir.path().join("missing.pcap");
     let e = expand_inputs(&[missing]).unwrap_err();
     assert!(e.to_string().contains("missing.pcap"), "{e}");
-    assert!(wormsign_engine::seconds_to_ns("tcp_timeout", -1.0).is_err());
-    assert!(wormsign_engine::seconds_to_ns("tcp_timeout", f64::NAN).is_err());
+    for secs in [-1.0, f64::NAN] {
+        let options = wormsign_engine::PipelineOptions {
+            tcp_timeout: Some(secs),
+            ..Default::default()
+        };
+        assert!(options.config().is_err(), "tcp timeout {secs} accepted");
+    }
     let e = detect_dir(dir.path(), &Default::default()).unwrap_err();
     assert!(e.to_string().contains("no flows.parquet"), "{e}");
 }
