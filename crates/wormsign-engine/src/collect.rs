@@ -30,7 +30,15 @@ pub struct CollectConfig {
     pub out: PathBuf,
     /// How often a new file starts.
     pub rotate: Duration,
+    /// The socket receive buffer to ask the kernel for (`SO_RCVBUF`), in bytes: what
+    /// absorbs an exporter's bursts while the receive thread is descheduled. Linux caps
+    /// it at `net.core.rmem_max` and reports double what was granted (its bookkeeping
+    /// overhead); [`Collector::recv_buffer`] says what the socket got.
+    pub recv_buffer: usize,
 }
+
+/// The receive buffer asked for by default: 8 MiB, what nfcapd is usually given with `-B`.
+pub const DEFAULT_RECV_BUFFER: usize = 8 << 20;
 
 /// What a collector did.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +47,8 @@ pub struct CollectSummary {
     pub datagrams: u64,
     /// Files written.
     pub files: u64,
+    /// The socket's receive buffer as the kernel reports it, in bytes.
+    pub recv_buffer: usize,
     /// The decoder's counters (records, templates, losses by sequence number, ...).
     pub netflow: NetflowStats,
 }
@@ -55,11 +65,7 @@ impl Collector {
     pub fn bind(config: &CollectConfig) -> Result<Collector, Error> {
         std::fs::create_dir_all(&config.out).map_err(Error::io(&config.out))?;
         let name = format!("udp://{}", config.listen);
-        let socket = UdpSocket::bind(config.listen).map_err(Error::io(&name))?;
-        // Wake up regularly to notice `stop` even without traffic.
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(Error::io(&name))?;
+        let socket = bind_udp(config.listen, config.recv_buffer).map_err(Error::io(&name))?;
         Ok(Collector {
             socket,
             config: config.clone(),
@@ -70,6 +76,13 @@ impl Collector {
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         self.socket
             .local_addr()
+            .map_err(Error::io(socket_name(&self.socket)))
+    }
+
+    /// The socket's receive buffer as the kernel reports it, in bytes.
+    pub fn recv_buffer(&self) -> Result<usize, Error> {
+        socket2::SockRef::from(&self.socket)
+            .recv_buffer_size()
             .map_err(Error::io(socket_name(&self.socket)))
     }
 
@@ -97,10 +110,23 @@ impl Collector {
             Ok(CollectSummary {
                 datagrams,
                 files,
+                recv_buffer: self.recv_buffer()?,
                 netflow: decoded?,
             })
         })
     }
+}
+
+/// A UDP socket bound to `addr` with a receive buffer of `recv_buffer` bytes asked for
+/// before binding, so no datagram arrives into a smaller one.
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(recv_buffer)?;
+    socket.bind(&addr.into())?;
+    // Wake up regularly to notice `stop` even without traffic.
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(socket.into())
 }
 
 fn socket_name(socket: &UdpSocket) -> String {
@@ -264,5 +290,28 @@ mod tests {
     fn stamps() {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(1_546_318_800_000_000_000), "20190101T050000Z");
+    }
+
+    /// The receive buffer asked for is the one the socket gets. Both sizes are below
+    /// Linux's smallest default `rmem_max` (208 KiB), so no sysctl caps them.
+    #[test]
+    fn receive_buffer_is_set() {
+        let out = tempfile::tempdir().unwrap();
+        let granted = |recv_buffer| {
+            let config = CollectConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                out: out.path().to_path_buf(),
+                rotate: Duration::from_secs(60),
+                recv_buffer,
+            };
+            Collector::bind(&config).unwrap().recv_buffer().unwrap()
+        };
+        let (small, large) = (granted(32 << 10), granted(96 << 10));
+        assert!(small >= 32 << 10, "asked for 32 KiB, got {small} bytes");
+        assert!(large >= 96 << 10, "asked for 96 KiB, got {large} bytes");
+        assert!(
+            small < large,
+            "{small} bytes for 32 KiB, {large} for 96 KiB"
+        );
     }
 }

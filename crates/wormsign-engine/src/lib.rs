@@ -40,7 +40,7 @@ use arrow_array::RecordBatch;
 use wormsign_columnar::{read_batches, table_files};
 
 pub use bench::{bench_table, read_labels, BenchPlan, BenchRow, RuleSet, Sweep};
-pub use collect::{CollectConfig, CollectSummary, Collector};
+pub use collect::{CollectConfig, CollectSummary, Collector, DEFAULT_RECV_BUFFER};
 pub use config::{
     parse_inspect_port, Control, DetectSettings, Output, PipelineConfig, PipelineOptions, Rules,
 };
