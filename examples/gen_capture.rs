@@ -22,11 +22,15 @@
 //! IPv6. Packets arrive at `--pps` (default 200 000) packets per second of capture
 //! time, with uniformly random gaps. IP total lengths, UDP
 //! lengths and all checksums (IPv4, TCP, UDP, ICMP, ICMPv6) are correct.
+//! `--shape` changes the mix, for benchmarks across traffic shapes (`benches/e2e.sh`):
+//! `mix` is the above; `scan` is scan-heavy, about 40 % scan SYNs and otherwise mostly
+//! rejected connections, under two packets per flow; `dns` is 95 % DNS exchanges;
+//! `ipv6` is the mix with 90 % of sessions over IPv6.
 //! With `--synflood`, every packet is instead a SYN from a random public source address
 //! and port to 10.164.1.8:445 that nobody answers: 20 M single-packet flows from
 //! (almost) 20 M sources, for the memory benchmark (`benches/synflood.sh`). `--out -`
 //! writes to standard output.
-//! The output is a pure function of `--packets`, `--seed` and `--synflood`. Frames, checksums, the PRNG
+//! The output is a pure function of `--packets`, `--seed`, `--pps`, `--shape` and `--synflood`. Frames, checksums, the PRNG
 //! and the pcap writer are `wormsign_synth::wire` (shared with `wormsign synth`).
 
 use std::fs::File;
@@ -40,8 +44,50 @@ const N_SERVERS: u32 = 300;
 const N_RESOLVERS: u32 = 4;
 /// Sessions in progress at once (their packets interleave).
 const POOL: usize = 4_096;
-/// Share of packets that belong to the SYN scan, in 1/1000.
-const SCAN_PER_MILLE: u64 = 40;
+/// The traffic mix (`--shape`).
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Packets that belong to the SYN scan, per 1000.
+    scan: u64,
+    /// New sessions, per 1000: below `tcp` a TCP session, below `rejected` a rejected
+    /// connection, below `dns` a DNS exchange, the rest ICMP echo.
+    tcp: u64,
+    rejected: u64,
+    dns: u64,
+    /// Sessions over IPv6, per 10 (the next one in 10 is 802.1Q-tagged IPv4).
+    v6: u64,
+}
+
+impl Shape {
+    fn named(name: &str) -> Option<Shape> {
+        let mix = Shape {
+            scan: 40,
+            tcp: 700,
+            rejected: 730,
+            dns: 960,
+            v6: 1,
+        };
+        Some(match name {
+            "mix" => mix,
+            "scan" => Shape {
+                scan: 400,
+                tcp: 0,
+                rejected: 900,
+                dns: 1000,
+                ..mix
+            },
+            "dns" => Shape {
+                scan: 0,
+                tcp: 50,
+                rejected: 50,
+                dns: 1000,
+                ..mix
+            },
+            "ipv6" => Shape { v6: 9, ..mix },
+            _ => return None,
+        })
+    }
+}
 /// First packet's time (2023-11-14T22:13:20Z).
 const START_SEC: u64 = 1_700_000_000;
 /// Largest Ethernet frame written, VLAN tag included.
@@ -147,10 +193,10 @@ fn ip_len(encap: Encap) -> usize {
     }
 }
 
-fn new_session(rng: &mut Rng, steps: Vec<Step>) -> Session {
+fn new_session(rng: &mut Rng, shape: &Shape, steps: Vec<Step>) -> Session {
     let encap = match rng.below(10) {
-        0 => Encap::V6,
-        1 => Encap::V4Vlan([10, 20, 30][rng.below(3) as usize]),
+        r if r < shape.v6 => Encap::V6,
+        r if r == shape.v6 => Encap::V4Vlan([10, 20, 30][rng.below(3) as usize]),
         _ => Encap::V4,
     };
     let c = client(rng.below(u64::from(N_CLIENTS)) as u32);
@@ -165,9 +211,9 @@ fn new_session(rng: &mut Rng, steps: Vec<Step>) -> Session {
         next: 0,
     };
     s.steps.clear();
-    if roll < 700 {
+    if roll < shape.tcp {
         tcp_script(rng, &mut s);
-    } else if roll < 730 {
+    } else if roll < shape.rejected {
         // Rejected connection: SYN (sometimes retried), RST-ACK.
         s.ports[1] = [23, 3389, 5900, 8443][rng.below(4) as usize];
         let tries = if rng.chance(300) { 2 } else { 1 };
@@ -183,7 +229,7 @@ fn new_session(rng: &mut Rng, steps: Vec<Step>) -> Session {
             flags: RST | ACK,
             payload: 0,
         });
-    } else if roll < 960 {
+    } else if roll < shape.dns {
         s.hosts[1] = resolver(rng.below(u64::from(N_RESOLVERS)) as u32);
         s.ports[1] = 53;
         s.kind = Kind::Dns {
@@ -524,6 +570,7 @@ struct Args {
     out: String,
     seed: u64,
     pps: u64,
+    shape: Shape,
     synflood: bool,
 }
 
@@ -531,6 +578,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut packets, mut out, mut seed, mut pps) = (None, None, 1u64, 200_000u64);
     let mut synflood = false;
+    let mut shape = Shape::named("mix").expect("the default shape");
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -541,8 +589,13 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--pps" => pps = value()?.parse().map_err(|e| format!("--pps: {e}"))?,
             "--synflood" => synflood = true,
+            "--shape" => {
+                let name = value()?;
+                shape = Shape::named(&name)
+                    .ok_or(format!("--shape {name:?}: use mix, scan, dns or ipv6"))?;
+            }
             "-h" | "--help" => return Err(
-                "usage: gen_capture --packets N --out FILE|- [--seed S] [--pps RATE] [--synflood]"
+                "usage: gen_capture --packets N --out FILE|- [--seed S] [--pps RATE] [--shape mix|scan|dns|ipv6] [--synflood]"
                     .into(),
             ),
             other => return Err(format!("unknown argument {other:?}")),
@@ -553,6 +606,7 @@ fn parse_args() -> Result<Args, String> {
         out: out.ok_or("--out is required")?,
         seed,
         pps: pps.clamp(1, 1_000_000),
+        shape,
         synflood,
     })
 }
@@ -573,7 +627,7 @@ fn run(args: &Args) -> std::io::Result<(u64, f64)> {
         scan_pending: None,
     };
     let mut pool: Vec<Session> = (0..POOL)
-        .map(|_| new_session(&mut g.rng, Vec::new()))
+        .map(|_| new_session(&mut g.rng, &args.shape, Vec::new()))
         .collect();
     let mut buf = Vec::with_capacity(2048);
     let mut ts_us = START_SEC * 1_000_000;
@@ -583,7 +637,7 @@ fn run(args: &Args) -> std::io::Result<(u64, f64)> {
         ts_us += g.rng.below(max_gap + 1);
         if args.synflood {
             g.flood_frame(&mut buf);
-        } else if g.scan_pending.is_some() || g.rng.below(1000) < SCAN_PER_MILLE {
+        } else if g.scan_pending.is_some() || g.rng.below(1000) < args.shape.scan {
             g.scan_frame(&mut buf);
         } else {
             let i = g.rng.below(POOL as u64) as usize;
@@ -600,7 +654,7 @@ fn run(args: &Args) -> std::io::Result<(u64, f64)> {
             s.next += 1;
             if s.done() {
                 let steps = std::mem::take(&mut s.steps);
-                *s = new_session(&mut g.rng, steps);
+                *s = new_session(&mut g.rng, &args.shape, steps);
             }
         }
         w.write(ts_us, &buf)?;

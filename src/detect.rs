@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use wormsign_detect::{Cidr, DetectConfig, Detection};
-use wormsign_engine::{DetectSettings, Rules};
+use wormsign_engine::{DetectSettings, Detected, Rules};
 
 /// Detection options shared by `wormsign analyze` and `wormsign detect`.
 #[derive(Args, Debug, Clone, Default)]
@@ -94,7 +94,12 @@ pub fn run(
     config: &DetectConfig,
     quiet: bool,
 ) -> anyhow::Result<Detection> {
-    let detected = wormsign_engine::detect_dir(in_dir, config)?;
+    write(out_dir, wormsign_engine::detect_dir(in_dir, config)?, quiet)
+}
+
+/// Writes every detection output of `detected` into `out_dir` and (unless `quiet`) prints
+/// its warnings and a short summary on stderr.
+pub fn write(out_dir: &Path, detected: Detected, quiet: bool) -> anyhow::Result<Detection> {
     for w in &detected.warnings {
         eprintln!("wormsign: warning: {w}");
     }

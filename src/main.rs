@@ -168,10 +168,18 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let total_bytes: u64 = inputs.iter().filter_map(Input::size).sum();
     let control = Control::default();
     let output = Output::Parquet(args.out.clone());
-    let summary = watched(&control, total_bytes, args.quiet, || {
-        wormsign_engine::analyze(&inputs, &config, &control, &output)
-    })??
-    .summary;
+    // Detection is fed from the pipeline as it stores the tables, so `wormsign detect DIR`
+    // later gives the same results without this run reading them back.
+    let (analysis, detected) =
+        watched(&control, total_bytes, args.quiet, || match &detect_config {
+            Some(detect) => {
+                wormsign_engine::analyze_and_detect(&inputs, &config, detect, &control, &output)
+            }
+            None => {
+                wormsign_engine::analyze(&inputs, &config, &control, &output).map(|a| (a, None))
+            }
+        })??;
+    let summary = analysis.summary;
 
     let mut json = summary.to_json();
     let write_json = |json: &serde_json::Value| -> anyhow::Result<()> {
@@ -196,11 +204,11 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         write_json(&json)?;
         return Ok(ExitCode::from(if usable { 130 } else { 1 }));
     }
-    // Detection reads the tables just written, so `wormsign detect DIR` later gives the
-    // same results.
-    if let Some(config) = &detect_config {
-        let d = detect::run(&args.out, &args.out, config, args.quiet)?;
+    if let Some(detected) = detected {
+        let input = detected.input.name();
+        let d = detect::write(&args.out, detected, args.quiet)?;
         json["detection"] = wormsign_engine::stats_json(&d);
+        json["detection"]["input"] = input.into();
     }
     write_json(&json)?;
     Ok(ExitCode::SUCCESS)

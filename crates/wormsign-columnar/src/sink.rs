@@ -279,14 +279,17 @@ impl<B: RowBuilder> TableWriter<B> {
         }
     }
 
-    /// Appends one row, writing a batch when enough have accumulated.
-    pub fn push(&mut self, row: &B::Row) -> Result<(), ColumnarError> {
+    /// Appends one row, writing a batch when enough have accumulated; returns that batch
+    /// (shared buffers, no copy), for a caller that reads what was stored as it goes.
+    pub fn push(&mut self, row: &B::Row) -> Result<Option<RecordBatch>, ColumnarError> {
         self.builder.append(row);
         self.rows += 1;
         if self.builder.len() >= BATCH_ROWS {
-            self.sink.write(&self.builder.finish())?;
+            let batch = self.builder.finish();
+            self.sink.write(&batch)?;
+            return Ok(Some(batch));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Rows pushed so far.
@@ -296,13 +299,15 @@ impl<B: RowBuilder> TableWriter<B> {
 
     /// Writes what is buffered and renames the file into place.
     pub fn finish(mut self) -> Result<FinishedTable, ColumnarError> {
-        if self.builder.len() > 0 {
-            self.sink.write(&self.builder.finish())?;
+        let tail = (self.builder.len() > 0).then(|| self.builder.finish());
+        if let Some(batch) = &tail {
+            self.sink.write(batch)?;
         }
         let batches = self.sink.finish()?;
         Ok(FinishedTable {
             rows: self.rows,
             batches,
+            tail,
         })
     }
 }
@@ -314,4 +319,7 @@ pub struct FinishedTable {
     pub rows: u64,
     /// The batches, when the sink kept them in memory ([`TableSink::Memory`]).
     pub batches: Vec<RecordBatch>,
+    /// The last batch, written by `finish` from the rows still buffered (the others were
+    /// returned by [`TableWriter::push`]).
+    pub tail: Option<RecordBatch>,
 }

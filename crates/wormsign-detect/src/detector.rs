@@ -65,6 +65,12 @@ impl FlowFilter<'_> {
         port_of_interest
             || (!addresses.is_empty() && resp_addr().is_some_and(|a| addresses.contains(&a)))
     }
+
+    /// Whether this filter keeps flows to an address `other` does not watch: a C&C address
+    /// resolved from the run's DNS answers, when `other` was made before they were known.
+    pub fn watches_addresses_beyond(&self, other: &FlowFilter<'_>) -> bool {
+        !self.watched.addresses.is_subset(&other.watched.addresses)
+    }
 }
 
 /// Detection over a stream of flows, with bounded memory.

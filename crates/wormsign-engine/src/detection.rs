@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -27,8 +28,13 @@ use wormsign_detect::{
 use wormsign_flow::FlowRecord;
 
 use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatchBuilder};
+use crate::feed::{Feed, FeedOutcome, StoredFlows};
 use crate::html::markdown_to_html;
-use crate::{analyze, expand_inputs, Control, Error, Output, PipelineConfig, RunSummary, Tables};
+use crate::pipeline::run;
+use crate::{
+    analyze, expand_inputs, Analysis, Control, Error, Input, Output, PipelineConfig, RunSummary,
+    Tables,
+};
 
 /// A detection and what the reading of its inputs had to say.
 #[derive(Debug)]
@@ -40,6 +46,94 @@ pub struct Detected {
     /// Provenance for the outputs' metadata: the version, the inputs of the flows, the
     /// rules.
     pub metadata: Vec<(String, String)>,
+    /// Where detection read its inputs.
+    pub input: DetectionInput,
+}
+
+/// Where a detection read its inputs; the results are the same either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectionInput {
+    /// Gathered from the pipeline as it stored the tables ([`analyze_and_detect`]);
+    /// `cnc_pass` when the run's DNS named C&C addresses beyond the configured ones, so
+    /// the flows to them were read from the flows table afterwards.
+    Pipeline {
+        /// Whether the pass over the flows table for resolved C&C addresses ran.
+        cnc_pass: bool,
+    },
+    /// Read back from the stored tables (or decoded from the tables in memory).
+    Tables,
+}
+
+impl DetectionInput {
+    /// `pipeline`, `pipeline+cnc_pass` or `tables`, as the run summary's
+    /// `detection.input` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectionInput::Pipeline { cnc_pass: false } => "pipeline",
+            DetectionInput::Pipeline { cnc_pass: true } => "pipeline+cnc_pass",
+            DetectionInput::Tables => "tables",
+        }
+    }
+}
+
+/// [`analyze`], then detection over the tables it stored: the same [`Detected`] as
+/// [`detect_dir`] over `output` (or [`detect_tables`] over the tables in memory), fed
+/// from the pipeline as it stores them instead of read back (see `feed.rs`). Nothing is
+/// detected (`None`) when the run was stopped or no input could be read.
+///
+/// Partitioned output is read back: its directory may hold earlier runs' partitions,
+/// which detection reads too.
+pub fn analyze_and_detect(
+    inputs: &[Input],
+    config: &PipelineConfig,
+    detect: &DetectConfig,
+    control: &Control,
+    output: &Output,
+) -> Result<(Analysis, Option<Detected>), Error> {
+    let stored_dir = match output {
+        Output::Memory => None,
+        Output::Parquet(dir) | Output::ParquetAndMemory(dir) => Some(dir.as_path()),
+    };
+    let mut feed =
+        (stored_dir.is_none() || config.partitioning.is_none()).then(|| Feed::new(detect));
+    let analysis = run(inputs, config, control, output, feed.as_mut())?;
+    if analysis.summary.inputs_usable == 0 || control.stop.load(Ordering::Relaxed) {
+        return Ok((analysis, None));
+    }
+    let stored = match stored_dir {
+        Some(dir) => StoredFlows::Files(table_files(dir, "flows")),
+        None => StoredFlows::Memory(&analysis.tables.flows),
+    };
+    let outcome = match feed {
+        Some(feed) => feed.finish(stored)?,
+        None => FeedOutcome::ReadBack,
+    };
+    let detected = match (outcome, stored_dir) {
+        (
+            FeedOutcome::Detected {
+                detection,
+                cnc_pass,
+            },
+            _,
+        ) => {
+            let names = config.provenance(inputs);
+            let inputs = names.into_iter().find(|(k, _)| k == "wormsign.inputs");
+            Detected {
+                detection,
+                warnings: Vec::new(),
+                metadata: output_metadata(inputs.map(|(_, v)| v), detect),
+                input: DetectionInput::Pipeline { cnc_pass },
+            }
+        }
+        (FeedOutcome::ReadBack, Some(dir)) => detect_dir(dir, detect)?,
+        (FeedOutcome::ReadBack, None) => Detected {
+            detection: detect_tables(&analysis.tables, detect)?,
+            warnings: Vec::new(),
+            metadata: output_metadata(None, detect),
+            input: DetectionInput::Tables,
+        },
+    };
+    Ok((analysis, Some(detected)))
 }
 
 /// Detects over the tables stored in `in_dir` by `analyze` (single files or
@@ -73,6 +167,7 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
         detection,
         warnings,
         metadata,
+        input: DetectionInput::Tables,
     })
 }
 
@@ -290,7 +385,7 @@ fn write_table<B: RowBuilder>(
     rows: &[B::Row],
 ) -> Result<(), Error> {
     let mut w = TableWriter::<B>::create(path, metadata)?;
-    rows.iter().try_for_each(|r| w.push(r))?;
+    rows.iter().try_for_each(|r| w.push(r).map(drop))?;
     w.finish()?;
     Ok(())
 }

@@ -29,6 +29,7 @@ mod config;
 mod detect_tables;
 mod detection;
 mod error;
+mod feed;
 mod html;
 mod input;
 mod pipeline;
@@ -46,8 +47,8 @@ pub use config::{
 };
 pub use detect_tables::{alert_schema, host_schema, propagation_schema};
 pub use detection::{
-    detect_dir, detect_tables, detection_summary, output_metadata, stats_json, write_detection,
-    DetectInputs, Detected, DetectionTables,
+    analyze_and_detect, detect_dir, detect_tables, detection_summary, output_metadata, stats_json,
+    write_detection, DetectInputs, Detected, DetectionInput, DetectionTables,
 };
 pub use error::Error;
 pub use input::{expand_inputs, Input};

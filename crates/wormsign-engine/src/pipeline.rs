@@ -27,12 +27,14 @@ use wormsign_columnar::{
     SessionBatchBuilder, TableSink, TableWriter,
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
+use wormsign_detect::FlowFilter;
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
 };
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
+use crate::feed::{usable_flows, Feed};
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 
@@ -91,7 +93,8 @@ struct ShardMsg {
 
 /// What the workers send the writer.
 enum ToWriter {
-    Flows(RecordBatch),
+    /// A batch of flows, and those of its flows detection can use (when it is fed).
+    Flows(RecordBatch, Result<Vec<FlowRecord>, Error>),
     Dns(Vec<DnsRow>),
     Arp(Vec<ArpRow>),
     Sessions(Vec<SessionEvent>),
@@ -115,6 +118,17 @@ pub fn analyze(
     config: &PipelineConfig,
     control: &Control,
     output: &Output,
+) -> Result<Analysis, Error> {
+    run(inputs, config, control, output, None)
+}
+
+/// [`analyze`], handing what it stores to `feed` too.
+pub(crate) fn run(
+    inputs: &[Input],
+    config: &PipelineConfig,
+    control: &Control,
+    output: &Output,
+    feed: Option<&mut Feed<'_>>,
 ) -> Result<Analysis, Error> {
     let started = Instant::now();
     let n = config.threads.max(1);
@@ -144,6 +158,7 @@ pub fn analyze(
     let sinks = TableSinks::create(output, config, inputs)?;
 
     let inspected_ports = InspectedPorts::new(&config.inspect);
+    let filter = feed.as_deref().map(Feed::shard_filter);
     let (mut summary, tables) = thread::scope(|s| {
         let reader = spawn_named(s, "reader".into(), move || {
             read_inputs(inputs, job_tx, recycle_rx, control)
@@ -160,12 +175,13 @@ pub fn analyze(
         drop(shard_txs);
         for (i, rx) in shard_rxs.into_iter().enumerate() {
             let (out_tx, inspect) = (out_tx.clone(), config.inspect.clone());
+            let filter = filter.as_ref();
             spawn_named(s, format!("shard-{i}"), move || {
-                flow_shard(rx, shard_config, inspect, out_tx)
+                flow_shard(rx, shard_config, inspect, filter, out_tx)
             });
         }
         drop(out_tx);
-        let written = pool.install(|| write_outputs(sinks, out_rx, n));
+        let written = pool.install(|| write_outputs(sinks, out_rx, n, feed));
         let (warnings, n_usable) = reader.join().expect("reader thread panicked");
         let (mut summary, tables) = written?;
         summary.warnings = warnings;
@@ -482,6 +498,7 @@ fn flow_shard(
     rx: Receiver<ShardMsg>,
     config: FlowConfig,
     inspect: InspectConfig,
+    filter: Option<&FlowFilter<'_>>,
     out_tx: Sender<ToWriter>,
 ) {
     let mut table = FlowTable::new(config);
@@ -495,6 +512,12 @@ fn flow_shard(
     let mut done: Vec<FlowRecord> = Vec::new();
     let mut builder = FlowBatchBuilder::default();
     let mut n_flows = 0u64;
+    // A batch, with the flows detection can use picked out here, in parallel, rather
+    // than by the single writer.
+    let send_batch = |batch: RecordBatch| -> bool {
+        let usable = filter.map_or(Ok(Vec::new()), |f| usable_flows(&batch, f));
+        out_tx.send(ToWriter::Flows(batch, usable)).is_ok()
+    };
     // Sends every batch as soon as it is full (the end-of-input flush finishes all live
     // flows together, and the writer should encode the first batches while later ones
     // are built), and the partial last batch when `force`d. False once the writer is gone.
@@ -502,13 +525,12 @@ fn flow_shard(
         for r in records {
             builder.append(&r);
             n_flows += 1;
-            let full = builder.len() >= FLOW_BATCH_ROWS;
-            if full && out_tx.send(ToWriter::Flows(builder.finish())).is_err() {
+            if builder.len() >= FLOW_BATCH_ROWS && !send_batch(builder.finish()) {
                 return false;
             }
         }
         if force && !builder.is_empty() {
-            return out_tx.send(ToWriter::Flows(builder.finish())).is_ok();
+            return send_batch(builder.finish());
         }
         true
     };
@@ -593,12 +615,36 @@ impl TableSinks {
     }
 }
 
-/// The single writer: encodes batches into the four tables and gathers the workers'
-/// counters. Files appear only when complete (see [`TableSink`]).
+/// Stores `rows` in `table`, handing each batch it writes to `stored`.
+fn store<B: RowBuilder>(
+    table: &mut TableWriter<B>,
+    rows: &[B::Row],
+    mut stored: impl FnMut(&RecordBatch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for r in rows {
+        if let Some(batch) = table.push(r)? {
+            stored(&batch)?;
+        }
+    }
+    Ok(())
+}
+
+/// `step` on the feed, if there is one.
+fn fed(
+    feed: &mut Option<&mut Feed<'_>>,
+    step: impl FnOnce(&mut Feed<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    feed.as_deref_mut().map_or(Ok(()), step)
+}
+
+/// The single writer: encodes batches into the four tables, hands each stored batch to
+/// `feed`, and gathers the workers' counters. Files appear only when complete (see
+/// [`TableSink`]).
 fn write_outputs(
     sinks: TableSinks,
     rx: Receiver<ToWriter>,
     n_workers: usize,
+    mut feed: Option<&mut Feed<'_>>,
 ) -> Result<(RunSummary, Tables), Error> {
     let TableSinks {
         mut flows,
@@ -610,10 +656,17 @@ fn write_outputs(
     let (mut n_decoders_done, mut n_shards_done) = (0, 0);
     for msg in rx {
         match msg {
-            ToWriter::Flows(batch) => flows.write(&batch)?,
-            ToWriter::Dns(rows) => rows.iter().try_for_each(|r| dns.push(r))?,
-            ToWriter::Arp(rows) => rows.iter().try_for_each(|r| arp.push(r))?,
-            ToWriter::Sessions(rows) => rows.iter().try_for_each(|r| sessions.push(r))?,
+            ToWriter::Flows(batch, usable) => {
+                flows.write(&batch)?;
+                if let Some(feed) = feed.as_deref_mut() {
+                    feed.flows(batch.num_rows(), usable?);
+                }
+            }
+            ToWriter::Dns(rows) => store(&mut dns, &rows, |b| fed(&mut feed, |f| f.dns(b)))?,
+            ToWriter::Arp(rows) => store(&mut arp, &rows, |b| fed(&mut feed, |f| f.arp(b)))?,
+            ToWriter::Sessions(rows) => {
+                store(&mut sessions, &rows, |b| fed(&mut feed, |f| f.sessions(b)))?;
+            }
             ToWriter::DecodeDone(stats) => {
                 summary.decode.merge(&stats);
                 n_decoders_done += 1;
@@ -651,6 +704,11 @@ fn write_outputs(
         },
     );
     let (dns, arp, sessions) = (dns_done?, arp_done?, sessions_done?);
+    if let Some(feed) = feed {
+        dns.tail.iter().try_for_each(|b| feed.dns(b))?;
+        arp.tail.iter().try_for_each(|b| feed.arp(b))?;
+        sessions.tail.iter().try_for_each(|b| feed.sessions(b))?;
+    }
     summary.dns_records = dns.rows;
     summary.arp_records = arp.rows;
     summary.session_records = sessions.rows;

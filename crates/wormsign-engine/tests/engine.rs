@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use arrow_array::RecordBatch;
 use wormsign_engine::{
-    analyze, detect_dir, detect_tables, expand_inputs, Control, DetectionTables, Output,
+    analyze, detect_dir, detect_tables, expand_inputs, Control, DetectionTables, Input, Output,
     PipelineConfig, Tables,
 };
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
@@ -29,17 +29,22 @@ fn assert_same(name: &str, memory: &[RecordBatch], stored: &[RecordBatch]) {
     assert_eq!(concat(memory), concat(stored), "{name}: rows differ");
 }
 
-#[test]
-fn memory_tables_are_the_stored_rows_and_detect_the_same() {
-    let dir = tempfile::tempdir().unwrap();
+/// A small labelled DriveLife outbreak written into `dir`, as the engine's inputs.
+fn drivelife(dir: &std::path::Path, seed: u64) -> Vec<Input> {
     let cfg = SynthConfig {
         scenario: Scenario::Drivelife,
-        seed: 3,
+        seed,
         scale: 0.2,
         capture_start: 0,
     };
-    write_dataset(dir.path(), &cfg, None).unwrap();
-    let inputs = expand_inputs(&[dir.path().join("capture.pcap")]).unwrap();
+    write_dataset(dir, &cfg, None).unwrap();
+    expand_inputs(&[dir.join("capture.pcap")]).unwrap()
+}
+
+#[test]
+fn memory_tables_are_the_stored_rows_and_detect_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = drivelife(dir.path(), 3);
     let config = PipelineConfig {
         threads: 1,
         ..PipelineConfig::default()
@@ -172,4 +177,79 @@ fn a_stop_mid_run_cuts_the_input_short_and_says_so() {
         warning.len() == 1 && warning[0].message.starts_with("interrupted"),
         "{warning:?}"
     );
+}
+
+/// Detection fed from the pipeline is `wormsign detect DIR` over the tables the run
+/// stored, for any thread count; the pass for C&C addresses resolved by the run's DNS
+/// runs (DriveLife resolves its C&C names), and more usable flows than one sorted run
+/// holds makes it read the tables back instead, with the same result.
+#[test]
+fn detection_fed_from_the_pipeline_equals_detect_dir() {
+    use wormsign_detect::{DetectConfig, Rule};
+    use wormsign_engine::{analyze_and_detect, DetectionInput};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = drivelife(dir.path(), 5);
+    let control = Control::default();
+    let small_cap = DetectConfig {
+        max_pending_flows: 10,
+        ..DetectConfig::default()
+    };
+    let mut reference = None;
+    for (threads, rules, want_input) in [
+        (
+            1,
+            DetectConfig::default(),
+            DetectionInput::Pipeline { cnc_pass: true },
+        ),
+        (
+            2,
+            DetectConfig::default(),
+            DetectionInput::Pipeline { cnc_pass: true },
+        ),
+        (
+            4,
+            DetectConfig::default(),
+            DetectionInput::Pipeline { cnc_pass: true },
+        ),
+        (2, small_cap, DetectionInput::Tables),
+    ] {
+        let config = PipelineConfig {
+            threads,
+            ..PipelineConfig::default()
+        };
+        let out = dir
+            .path()
+            .join(format!("out-{threads}-{}", rules.max_pending_flows));
+        let output = Output::Parquet(out.clone());
+        let (_, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
+        let fed = fed.expect("a complete run detects");
+        assert_eq!(fed.input, want_input, "{threads} threads");
+        let read = detect_dir(&out, &rules).unwrap();
+        assert_eq!(fed.detection, read.detection, "{threads} threads");
+        assert_eq!(fed.metadata, read.metadata, "{threads} threads");
+        let d = &fed.detection;
+        assert!(
+            d.alerts.iter().any(|a| a.rule == Rule::CncIp),
+            "the C&C pass found the flows to resolved addresses"
+        );
+        assert!(!d.edges.is_empty() && d.stats.flows > 0);
+        if rules.max_pending_flows == DetectConfig::default().max_pending_flows {
+            let first = reference.get_or_insert_with(|| fed.detection.clone());
+            assert_eq!(first, &fed.detection, "{threads} threads vs 1");
+        }
+    }
+
+    // Tables in memory: the same as detect_tables over them.
+    let config = PipelineConfig {
+        threads: 2,
+        ..PipelineConfig::default()
+    };
+    let rules = DetectConfig::default();
+    let (run, fed) =
+        analyze_and_detect(&inputs, &config, &rules, &control, &Output::Memory).unwrap();
+    let fed = fed.unwrap();
+    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
+    assert_eq!(fed.detection, detect_tables(&run.tables, &rules).unwrap());
+    assert_eq!(Some(&fed.detection), reference.as_ref());
 }

@@ -7,7 +7,7 @@
 //! options as a dict whose keys it names.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
@@ -24,10 +24,10 @@ use wormsign_columnar::{
 };
 use wormsign_detect::{render_report, Cidr, DetectConfig, Detection};
 use wormsign_engine::{
-    alert_schema, analyze, bench_table, detect_dir, detect_tables, expand_inputs, host_schema,
-    parse_inspect_port, propagation_schema, read_labels, stats_json, write_detection, BenchPlan,
-    Control, DetectInputs, DetectSettings, DetectionTables, Error, Output, PipelineConfig,
-    PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
+    alert_schema, analyze, analyze_and_detect, bench_table, detect_dir, detect_tables,
+    expand_inputs, host_schema, parse_inspect_port, propagation_schema, read_labels, stats_json,
+    write_detection, BenchPlan, Control, DetectInputs, DetectSettings, DetectionTables, Error,
+    Output, PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
 };
 use wormsign_synth::export::NetflowVersion;
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
@@ -309,10 +309,20 @@ fn analyze_paths(
     // With out=, this run's tables are kept as written: the directory may hold earlier
     // runs' partitions too (detection, as the CLI's, reads them all).
     let output = out.clone().map_or(Output::Memory, Output::ParquetAndMemory);
-    let (result, raised) = run_watched(py, &control, total_bytes, progress.as_ref(), || {
-        analyze(&inputs, &pipeline, &control, &output)
-    })?;
-    let analysis = result.map_err(py_err)?;
+    // Detection is fed from the pipeline as it stores the tables (the same results as
+    // reading them back, as `wormsign detect` does).
+    let (result, raised) =
+        run_watched(
+            py,
+            &control,
+            total_bytes,
+            progress.as_ref(),
+            || match &detect_config {
+                Some(config) => analyze_and_detect(&inputs, &pipeline, config, &control, &output),
+                None => analyze(&inputs, &pipeline, &control, &output).map(|a| (a, None)),
+            },
+        )?;
+    let (analysis, detected) = result.map_err(py_err)?;
     if let Some(e) = raised {
         // Interrupted (or the callback failed): the tables hold what was read, as the
         // CLI leaves them; no detection.
@@ -326,34 +336,19 @@ fn analyze_paths(
     let mut summary_json = summary.to_json();
     dict.set_item("warnings", warnings(&summary))?;
     let tables = analysis.tables;
-    if let Some(config) = &detect_config {
-        let d = py
-            .detach(|| detect_and_write(&tables, out.as_deref(), config))
-            .map_err(py_err)?;
-        summary_json["detection"] = stats_json(&d.0);
-        put_detection(py, &dict, &d.0)?;
-        dict.set_item("detect_warnings", d.1)?;
+    if let Some(detected) = detected {
+        if let Some(dir) = &out {
+            py.detach(|| write_detection(dir, &detected.detection, &detected.metadata))
+                .map_err(py_err)?;
+        }
+        summary_json["detection"] = stats_json(&detected.detection);
+        summary_json["detection"]["input"] = detected.input.name().into();
+        put_detection(py, &dict, &detected.detection)?;
+        dict.set_item("detect_warnings", detected.warnings)?;
     }
     put_tables(py, &dict, tables)?;
     dict.set_item("summary_json", summary_json.to_string())?;
     Ok(dict.unbind())
-}
-
-/// Detection over fresh tables: from the files in `out` (and its outputs written there,
-/// exactly as `wormsign analyze` does) or from memory. Returns it and its warnings.
-fn detect_and_write(
-    tables: &Tables,
-    out: Option<&Path>,
-    config: &DetectConfig,
-) -> Result<(Detection, Vec<String>), Error> {
-    match out {
-        None => Ok((detect_tables(tables, config)?, Vec::new())),
-        Some(dir) => {
-            let detected = detect_dir(dir, config)?;
-            write_detection(dir, &detected.detection, &detected.metadata)?;
-            Ok((detected.detection, detected.warnings))
-        }
-    }
 }
 
 /// Detects over the tables stored in `dir` (writing the outputs into `out` if given).

@@ -1,0 +1,175 @@
+//! Detection fed from the pipeline: what `wormsign detect DIR` would read back from the
+//! stored tables, gathered from the batches as the pipeline stores them.
+//!
+//! Flow shards pick out the flows a rule can use from each batch they build (the same
+//! `kept_flow_batch` that reading the files back uses, on the same batches, so the
+//! records are the ones a read-back would make), and the writer hands every DNS, ARP and
+//! session batch it stores to [`Feed`]. When the pipeline ends, the detector runs over
+//! what was gathered: no table is decoded again.
+//!
+//! Two things can only be known at the end:
+//! - **C&C addresses resolved from the run's DNS answers.** The shards filter with what is
+//!   known before the run (service and exposed ports, honeypots, listed addresses). If
+//!   the DNS names a C&C address beyond those, one more pass over the flows table reads
+//!   its four filter columns and decodes only the flows to those addresses.
+//! - **Whether the usable flows fit in one sorted run.** The detector sorts up to
+//!   [`DetectConfig::max_pending_flows`] usable flows at a time; within that cap the
+//!   result depends only on the set of flows, so it is the same however they arrived,
+//!   for any thread count. The feed holds at most that many. Beyond it, it stops
+//!   gathering (its memory is freed, and [`FeedOutcome::ReadBack`] says so) and detection
+//!   reads the stored tables back, exactly as `wormsign detect DIR` does.
+//!
+//! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
+
+use std::path::PathBuf;
+
+use arrow_array::RecordBatch;
+use wormsign_columnar::{
+    arp_events, for_each_flow, kept_dns_events, kept_flow_batch, session_events, ResponderAddr,
+};
+use wormsign_detect::{
+    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, SessionEvent,
+};
+use wormsign_flow::FlowRecord;
+
+use crate::Error;
+
+/// What any rule can use, knowing only the configuration (not yet the run's DNS).
+fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
+    Detector::new(config, &[], &[]).flow_filter()
+}
+
+/// The flows of `batch` that `filter` keeps, as reading them back would give them.
+pub(crate) fn usable_flows(
+    batch: &RecordBatch,
+    filter: &FlowFilter<'_>,
+) -> Result<Vec<FlowRecord>, Error> {
+    let mut usable = Vec::new();
+    let keep = |proto, has_ports, port, addr: ResponderAddr<'_>| {
+        filter.wants(proto, has_ports, port, addr)
+    };
+    kept_flow_batch(batch, keep, &mut usable)?;
+    Ok(usable)
+}
+
+/// Where the flows of this run are, for the pass that only the end of the run can ask for.
+pub(crate) enum StoredFlows<'a> {
+    /// The run's flow files.
+    Files(Vec<PathBuf>),
+    /// The run's flow batches.
+    Memory(&'a [RecordBatch]),
+}
+
+/// Detection's inputs gathered during the run.
+pub(crate) struct Feed<'a> {
+    config: &'a DetectConfig,
+    /// Usable flows, until there are more than one sorted run holds.
+    flows: Option<Vec<FlowRecord>>,
+    flows_seen: u64,
+    dns: Vec<DnsEvent>,
+    dns_seen: u64,
+    arp: Vec<ArpEvent>,
+    sessions: Vec<SessionEvent>,
+}
+
+/// How the feed ended.
+pub(crate) enum FeedOutcome {
+    /// The detection, from the gathered inputs (and, with `cnc_pass`, the flows to
+    /// C&C addresses resolved by the run's DNS, read from the flows table).
+    Detected {
+        detection: Detection,
+        cnc_pass: bool,
+    },
+    /// More usable flows than one sorted run holds: read the stored tables back.
+    ReadBack,
+}
+
+impl<'a> Feed<'a> {
+    pub(crate) fn new(config: &'a DetectConfig) -> Self {
+        Feed {
+            config,
+            flows: Some(Vec::new()),
+            flows_seen: 0,
+            dns: Vec::new(),
+            dns_seen: 0,
+            arp: Vec::new(),
+            sessions: Vec::new(),
+        }
+    }
+
+    /// The filter flow shards apply to their batches (see [`usable_flows`]).
+    pub(crate) fn shard_filter(&self) -> FlowFilter<'a> {
+        configured_filter(self.config)
+    }
+
+    /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.
+    pub(crate) fn flows(&mut self, rows: usize, usable: Vec<FlowRecord>) {
+        self.flows_seen += rows as u64;
+        let cap = self.config.max_pending_flows.max(1);
+        if let Some(flows) = &mut self.flows {
+            flows.extend(usable);
+            if flows.len() >= cap {
+                self.flows = None;
+            }
+        }
+    }
+
+    /// A DNS batch was stored: only messages naming C&C domains are kept, as read-back does.
+    pub(crate) fn dns(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        self.dns_seen += batch.num_rows() as u64;
+        let c = self.config;
+        Ok(kept_dns_events(
+            batch,
+            |q| c.cnc_domain_match(q).is_some(),
+            &mut self.dns,
+        )?)
+    }
+
+    /// An ARP batch was stored.
+    pub(crate) fn arp(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        Ok(arp_events(batch, &mut self.arp)?)
+    }
+
+    /// A sessions batch was stored.
+    pub(crate) fn sessions(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        Ok(session_events(batch, &mut self.sessions)?)
+    }
+
+    /// Runs the detector over what was gathered, after the flows to C&C addresses the
+    /// run's DNS resolved (read from `stored`).
+    pub(crate) fn finish(self, stored: StoredFlows<'_>) -> Result<FeedOutcome, Error> {
+        let Some(mut flows) = self.flows else {
+            return Ok(FeedOutcome::ReadBack);
+        };
+        let c = self.config;
+        let mut detector = Detector::new(c, &self.dns, &self.arp).with_sessions(&self.sessions);
+        let (full, shards) = (detector.flow_filter(), configured_filter(c));
+        let cnc_pass = full.watches_addresses_beyond(&shards);
+        if cnc_pass {
+            let missed = |proto, has_ports, port, addr: ResponderAddr<'_>| {
+                full.wants(proto, has_ports, port, addr)
+                    && !shards.wants(proto, has_ports, port, addr)
+            };
+            match stored {
+                StoredFlows::Files(files) => {
+                    for_each_flow(&files, missed, |f| flows.push(f))?;
+                }
+                StoredFlows::Memory(batches) => {
+                    for b in batches {
+                        kept_flow_batch(b, missed, &mut flows)?;
+                    }
+                }
+            }
+            if flows.len() >= c.max_pending_flows.max(1) {
+                return Ok(FeedOutcome::ReadBack);
+            }
+        }
+        flows.iter().for_each(|f| detector.push(f));
+        let mut detection = detector.finish();
+        (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
+        Ok(FeedOutcome::Detected {
+            detection,
+            cnc_pass,
+        })
+    }
+}
