@@ -1,10 +1,11 @@
 //! Detection fed from the pipeline: what `wormsign detect DIR` would read back from the
 //! stored tables, gathered from the batches as the pipeline stores them.
 //!
-//! Flow shards pick out the flows a rule can use from each batch they build (the same
-//! `kept_flow_batch` that reading the files back uses, on the same batches, so the
-//! records are the ones a read-back would make), and the writer hands every DNS, ARP and
-//! session batch it stores to [`Feed`]. When the pipeline ends, the detector runs over
+//! Flow shards pick out the flows a rule can use from each batch they build, and decode
+//! workers the DNS messages naming C&C domains from each DNS batch they build (the same
+//! `kept_flow_batch` and `kept_dns_events` that reading the files back uses, on the same
+//! batches, so the records are the ones a read-back would make); the writer hands them,
+//! and every ARP and session batch it stores, to [`Feed`]. When the pipeline ends, the detector runs over
 //! what was gathered: no table is decoded again.
 //!
 //! Two things can only be known at the end:
@@ -50,6 +51,17 @@ pub(crate) fn usable_flows(
     };
     kept_flow_batch(batch, keep, &mut usable)?;
     Ok(usable)
+}
+
+/// The messages of a DNS batch that name C&C domains, as reading them back keeps them
+/// (only those matter to the rules).
+pub(crate) fn cnc_dns_events(
+    batch: &RecordBatch,
+    config: &DetectConfig,
+) -> Result<Vec<DnsEvent>, Error> {
+    let mut events = Vec::new();
+    kept_dns_events(batch, |q| config.cnc_domain_match(q).is_some(), &mut events)?;
+    Ok(events)
 }
 
 /// Where the flows of this run are, for the pass that only the end of the run can ask for.
@@ -114,15 +126,15 @@ impl<'a> Feed<'a> {
         }
     }
 
-    /// A DNS batch was stored: only messages naming C&C domains are kept, as read-back does.
-    pub(crate) fn dns(&mut self, batch: &RecordBatch) -> Result<(), Error> {
-        self.dns_seen += batch.num_rows() as u64;
-        let c = self.config;
-        Ok(kept_dns_events(
-            batch,
-            |q| c.cnc_domain_match(q).is_some(),
-            &mut self.dns,
-        )?)
+    /// The rules, for the decode workers' [`cnc_dns_events`].
+    pub(crate) fn config(&self) -> &'a DetectConfig {
+        self.config
+    }
+
+    /// A DNS batch of `rows` messages was stored; `events` are those naming C&C domains.
+    pub(crate) fn dns(&mut self, rows: usize, events: Vec<DnsEvent>) {
+        self.dns_seen += rows as u64;
+        self.dns.extend(events);
     }
 
     /// An ARP batch was stored.

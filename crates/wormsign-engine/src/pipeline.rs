@@ -27,14 +27,14 @@ use wormsign_columnar::{
     SessionBatchBuilder, TableSink, TableWriter,
 };
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
-use wormsign_detect::FlowFilter;
+use wormsign_detect::{DetectConfig, DnsEvent, FlowFilter};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
 };
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
-use crate::feed::{usable_flows, Feed};
+use crate::feed::{cnc_dns_events, usable_flows, Feed};
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 
@@ -42,6 +42,9 @@ use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 const CHUNK_BYTES: usize = 1 << 20;
 /// Flow tables sweep expired flows whenever the capture clock has advanced this much.
 const SWEEP_INTERVAL_NS: i64 = 10_000_000_000;
+/// DNS messages a decode worker gathers before it sends them as a batch: the writer
+/// encodes batches; building their rows is the workers' part, done in parallel.
+const DNS_BATCH_ROWS: usize = 8 * 1024;
 /// Flows per Arrow batch built by a shard: about 2.5 MB of Arrow buffers, so the batches
 /// queued for the writer stay small when it falls behind (as under a SYN flood, where
 /// every packet is a row).
@@ -95,7 +98,8 @@ struct ShardMsg {
 enum ToWriter {
     /// A batch of flows, and those of its flows detection can use (when it is fed).
     Flows(RecordBatch, Result<Vec<FlowRecord>, Error>),
-    Dns(Vec<DnsRow>),
+    /// A batch of DNS messages, and those naming C&C domains (when detection is fed).
+    Dns(RecordBatch, Result<Vec<DnsEvent>, Error>),
     Arp(Vec<ArpRow>),
     Sessions(Vec<SessionEvent>),
     DecodeDone(DecodeStats),
@@ -159,6 +163,7 @@ pub(crate) fn run(
 
     let inspected_ports = InspectedPorts::new(&config.inspect);
     let filter = feed.as_deref().map(Feed::shard_filter);
+    let cnc = feed.as_deref().map(Feed::config);
     let (mut summary, tables) = thread::scope(|s| {
         let reader = spawn_named(s, "reader".into(), move || {
             read_inputs(inputs, job_tx, recycle_rx, control)
@@ -168,7 +173,7 @@ pub(crate) fn run(
             let recycle_tx = recycle_tx.clone();
             let ports = (&config.netflow_ports[..], &inspected_ports);
             spawn_named(s, format!("decode-{i}"), move || {
-                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports)
+                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports, cnc)
             });
         }
         drop(recycle_tx);
@@ -296,9 +301,16 @@ fn decode_worker(
     out_tx: Sender<ToWriter>,
     recycle: Sender<Chunk>,
     (netflow_ports, inspect): (&[u16], &InspectedPorts),
+    cnc: Option<&DetectConfig>,
 ) {
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
+    let mut dns = DnsBatchBuilder::default();
+    // A batch, with the messages naming C&C domains picked out here when detection is fed.
+    let send_dns = |batch: RecordBatch| -> bool {
+        let events = cnc.map_or(Ok(Vec::new()), |c| cnc_dns_events(&batch, c));
+        out_tx.send(ToWriter::Dns(batch, events)).is_ok()
+    };
     for job in jobs {
         let per_shard = job.chunk.len() / n_shards + 16;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
@@ -307,7 +319,7 @@ fn decode_worker(
         let mut exports: Vec<Vec<ExportPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
         let mut inspected: Vec<(Vec<InspectedSegment>, Vec<u8>)> =
             (0..n_shards).map(|_| Default::default()).collect();
-        let (mut dns_rows, mut arp_rows) = (Vec::new(), Vec::new());
+        let mut arp_rows = Vec::new();
         let mut ahead = job.chunk.iter();
         for (i, (meta, data)) in job.chunk.iter().enumerate() {
             if i % WARM_FRAMES == 0 {
@@ -333,7 +345,7 @@ fn decode_worker(
                         continue;
                     }
                     if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
-                        dns_rows.push(row);
+                        dns.append(&row);
                     }
                     let shard = shard_of(&packet, n_shards);
                     if let Some(payload) = inspected_payload(&packet, data, inspect) {
@@ -380,12 +392,15 @@ fn decode_worker(
                 return;
             }
         }
-        if !dns_rows.is_empty() && out_tx.send(ToWriter::Dns(dns_rows)).is_err() {
+        if dns.len() >= DNS_BATCH_ROWS && !send_dns(dns.finish()) {
             return;
         }
         if !arp_rows.is_empty() && out_tx.send(ToWriter::Arp(arp_rows)).is_err() {
             return;
         }
+    }
+    if !dns.is_empty() && !send_dns(dns.finish()) {
+        return;
     }
     let _ = out_tx.send(ToWriter::DecodeDone(stats));
 }
@@ -585,7 +600,7 @@ fn flow_shard(
 /// The four tables' sinks: Parquet files or batches in memory.
 struct TableSinks {
     flows: TableSink,
-    dns: TableWriter<DnsBatchBuilder>,
+    dns: TableSink,
     arp: TableWriter<ArpBatchBuilder>,
     sessions: TableWriter<SessionBatchBuilder>,
 }
@@ -608,7 +623,7 @@ impl TableSinks {
         }
         Ok(TableSinks {
             flows: sink("flows", FlowBatchBuilder::schema())?,
-            dns: TableWriter::with_sink(sink("dns", DnsBatchBuilder::schema())?),
+            dns: sink("dns", DnsBatchBuilder::schema())?,
             arp: TableWriter::with_sink(sink("arp", ArpBatchBuilder::schema())?),
             sessions: TableWriter::with_sink(sink("sessions", SessionBatchBuilder::schema())?),
         })
@@ -662,7 +677,13 @@ fn write_outputs(
                     feed.flows(batch.num_rows(), usable?);
                 }
             }
-            ToWriter::Dns(rows) => store(&mut dns, &rows, |b| fed(&mut feed, |f| f.dns(b)))?,
+            ToWriter::Dns(batch, events) => {
+                dns.write(&batch)?;
+                summary.dns_records += batch.num_rows() as u64;
+                if let Some(feed) = feed.as_deref_mut() {
+                    feed.dns(batch.num_rows(), events?);
+                }
+            }
             ToWriter::Arp(rows) => store(&mut arp, &rows, |b| fed(&mut feed, |f| f.arp(b)))?,
             ToWriter::Sessions(rows) => {
                 store(&mut sessions, &rows, |b| fed(&mut feed, |f| f.sessions(b)))?;
@@ -703,18 +724,16 @@ fn write_outputs(
             )
         },
     );
-    let (dns, arp, sessions) = (dns_done?, arp_done?, sessions_done?);
+    let (arp, sessions) = (arp_done?, sessions_done?);
     if let Some(feed) = feed {
-        dns.tail.iter().try_for_each(|b| feed.dns(b))?;
         arp.tail.iter().try_for_each(|b| feed.arp(b))?;
         sessions.tail.iter().try_for_each(|b| feed.sessions(b))?;
     }
-    summary.dns_records = dns.rows;
     summary.arp_records = arp.rows;
     summary.session_records = sessions.rows;
     let tables = Tables {
         flows: flows_done?,
-        dns: dns.batches,
+        dns: dns_done?,
         arp: arp.batches,
         sessions: sessions.batches,
     };
