@@ -14,10 +14,16 @@
 #   WORMSIGN_BENCH_TSHARK   packets for the tshark run, 0 to skip (default 500000, at most
 #                           WORMSIGN_BENCH_PACKETS; tshark is two orders of magnitude slower)
 #   WORMSIGN_BENCH_SKIP_BUILD=1  use the binaries already built
-#   WORMSIGN_BENCH_STRICT=1 exit non-zero when a goal below is MISSED (for a machine and a
-#                           capture size where the goals apply; CI's 200 k packets are below
-#                           the row-group warm-up, so CI does not set it). A command that
-#                           fails always makes the script fail, strict or not.
+#   WORMSIGN_BENCH_STRICT=1 exit non-zero when a goal below is MISSED. A command that fails
+#                           always makes the script fail, strict or not.
+#   WORMSIGN_GOAL_NFPCAPD   wormsign's packets/s over nfpcapd's, at least (default 2.5)
+#   WORMSIGN_GOAL_SPEEDUP   the 1 -> 2-core speed-up, at least (default 1.8)
+#   WORMSIGN_GOAL_RSS       steady-state peak RSS, twice the capture over once, at most
+#                           (default 1.1). CI runs strict with goals that fit its noise and
+#                           its small capture (below ~1.3 M packets the RSS ratio is the
+#                           row-group warm-up): see .ci/run.
+#   WORMSIGN_BENCH_SHAPES=0 skip benches/shapes.sh, which runs afterwards (with the same
+#                           WORMSIGN_BENCH_* settings) on five traffic shapes
 #   CARGO_TARGET_DIR        as for cargo
 #
 # Peak RSS is measured on the main capture and on one a quarter of its size with
@@ -210,16 +216,16 @@ awk -F'\t' '
     END {
         if (("wormsign-t2" in wall) && ("cat" in wall) && wall["cat"] > 0) {
             r = wall["wormsign-t2"] / wall["cat"]
-            printf "wormsign 2 threads vs cat, wall time:        %6.2fx  (goal <= 1.5x)  %s\n", r, verdict(r <= 1.5)
+            printf "wormsign 2 threads vs cat, wall time:        %6.2fx  (for orientation: the <= 1.5x goal was withdrawn, Parquet output cannot reach it)\n", r
         }
         if (("wormsign-t2" in pps) && ("nfpcapd" in pps) && pps["nfpcapd"] > 0) {
             r = pps["wormsign-t2"] / pps["nfpcapd"]
-            printf "wormsign 2 threads vs nfpcapd, packets/s:    %6.2fx  (goal >= 2.5x)  %s\n", r, verdict(r >= 2.5)
+            printf "wormsign 2 threads vs nfpcapd, packets/s:    %6.2fx  (goal >= %gx)  %s\n", r, goal_nfpcapd, verdict(r >= goal_nfpcapd)
         }
         if (("wormsign-t2" in pps) && ("argus" in pps) && pps["argus"] > 0)
             printf "wormsign 2 threads vs argus, packets/s:      %6.2fx  (argus idles ~1 s before it exits: compare CPU s too)\n", pps["wormsign-t2"] / pps["argus"]
         if (("wormsign-t2-detect" in wall) && ("wormsign-t2" in wall) && wall["wormsign-t2"] > 0)
-            printf "detection share, 2 threads (wall):            +%3.0f%%  (issue 4 goal <= 15%%)\n", 100 * (wall["wormsign-t2-detect"] / wall["wormsign-t2"] - 1)
+            printf "detection share, 2 threads (wall):            +%3.0f%%  (on the mix alone; shapes.sh below gives it per shape, with a verdict)\n", 100 * (wall["wormsign-t2-detect"] / wall["wormsign-t2"] - 1)
         # --threads counts decode workers and flow shards; the reader and the writer are
         # threads of their own, so --threads 1 already keeps two cores busy. The speed-up
         # from one core to two is therefore measured with the run pinned to one CPU.
@@ -228,8 +234,8 @@ awk -F'\t' '
         n_ratios = split(ratios, r_sorted, " ")
         if (n_ratios > 0) {
             r = r_sorted[int((n_ratios + 1) / 2)]
-            printf "speed-up 1 -> 2 cores, median of %d interleaved pairs: %6.2fx (pairs %s to %s)  (goal >= 1.8x)  %s\n", \
-                n_ratios, r, r_sorted[1], r_sorted[n_ratios], verdict(r >= 1.8)
+            printf "speed-up 1 -> 2 cores, median of %d interleaved pairs: %6.2fx (pairs %s to %s)  (goal >= %gx)  %s\n", \
+                n_ratios, r, r_sorted[1], r_sorted[n_ratios], goal_speedup, verdict(r >= goal_speedup)
             split(cpu_ratios, c_sorted, " ")
             split(busy, b_sorted, " ")
             printf "  of which: CPU at 2 threads / CPU on 1 core %.2fx, cores busy at 2 threads %.2f (medians)\n", \
@@ -251,11 +257,13 @@ awk -F'\t' '
         }
         if (("steady-t2" in rss) && ("steady-t2-large" in rss)) {
             r = rss["steady-t2-large"] / rss["steady-t2"]
-            printf "peak RSS, 2 threads, steady state (10x slower capture, 10 s timeouts): %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat; below ~1.3 M packets this is row-group warm-up)  %s\n", \
-                rss["steady-t2"], n["steady-t2"], rss["steady-t2-large"], n["steady-t2-large"], r, verdict(r <= 1.1)
+            printf "peak RSS, 2 threads, steady state (10x slower capture, 10 s timeouts): %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat, <= %gx; below ~1.3 M packets this is row-group warm-up)  %s\n", \
+                rss["steady-t2"], n["steady-t2"], rss["steady-t2-large"], n["steady-t2-large"], r, goal_rss, verdict(r <= goal_rss)
         }
     }
 ' ratios="$RATIOS" cpu_ratios="$(column_sorted 2)" busy="$(column_sorted 3)" \
+    goal_nfpcapd="${WORMSIGN_GOAL_NFPCAPD:-2.5}" goal_speedup="${WORMSIGN_GOAL_SPEEDUP:-1.8}" \
+    goal_rss="${WORMSIGN_GOAL_RSS:-1.1}" \
     ceilings="$(column_sorted 4)" shares="$(column_sorted 5)" "$RESULTS" | tee "$WORK/verdicts"
 
 if [ -s "$FAILED" ]; then
@@ -265,4 +273,9 @@ fi
 if [ "${WORMSIGN_BENCH_STRICT:-0}" = 1 ] && grep -q MISSED "$WORK/verdicts"; then
     echo "e2e: FAILED (WORMSIGN_BENCH_STRICT=1): a goal above was MISSED" >&2
     exit 1
+fi
+if [ "${WORMSIGN_BENCH_SHAPES:-1}" != 0 ]; then
+    echo
+    WORMSIGN_BENCH_PACKETS=$PACKETS WORMSIGN_BENCH_DATA=$DATA WORMSIGN_BENCH_SKIP_BUILD=1 \
+        "$ROOT/benches/shapes.sh"
 fi

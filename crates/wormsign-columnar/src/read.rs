@@ -364,6 +364,47 @@ fn flow_row_group(
 /// The flow columns that `keep` in [`for_each_flow`] needs.
 const KEEP_COLUMNS: [&str; 4] = ["ip_proto", "orig_p", "resp_p", "resp_h"];
 
+/// A flow as storing it in the flows table and reading it back with [`flow_batch`] gives
+/// it: times cut to microseconds, counters capped at `i64::MAX`, no TCP history and no
+/// export version (not stored), and "has ports" as the stored columns imply it. So a
+/// caller holding the records themselves (the pipeline, feeding detection) sees exactly
+/// what a later read-back will, without building and parsing the rows.
+pub fn as_stored(f: &FlowRecord) -> FlowRecord {
+    let time = |ns_: i64| ns(crate::builders::micros(ns_));
+    let count = |v: u64| v.min(i64::MAX as u64);
+    let direction = |d: &DirCounters| DirCounters {
+        packets: count(d.packets),
+        ip_bytes: count(d.ip_bytes),
+        payload_bytes: count(d.payload_bytes),
+        tcp_flags: d.tcp_flags,
+    };
+    let source = match f.source {
+        FlowSource::Packets => FlowSource::Packets,
+        FlowSource::Netflow(n) => FlowSource::Netflow(NetflowOrigin {
+            version: 0,
+            record_index: n.record_index.min(i32::MAX as u32),
+            ..n
+        }),
+    };
+    FlowRecord {
+        first_packet: count(f.first_packet),
+        ts_first: time(f.ts_first),
+        ts_last: time(f.ts_last),
+        has_ports: stored_has_ports(f.proto, f.orig_port, f.resp_port),
+        orig: direction(&f.orig),
+        resp: direction(&f.resp),
+        history: History::default(),
+        source,
+        ..f.clone()
+    }
+}
+
+/// Not stored: ports are 0 exactly when the protocol has none (or a fragment's first
+/// fragment was missing).
+fn stored_has_ports(proto: u8, orig_port: u16, resp_port: u16) -> bool {
+    matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0)
+}
+
 /// Row `i`'s protocol, originator port, responder port and whether the ports are real.
 fn flow_ports(
     ip_proto: &[Option<i64>],
@@ -374,10 +415,12 @@ fn flow_ports(
     let proto = u8::try_from(required(ip_proto[i], "ip_proto", i)?).unwrap_or(0);
     let orig_port = u16::try_from(orig_p[i].unwrap_or(0)).unwrap_or(0);
     let resp_port = u16::try_from(resp_p[i].unwrap_or(0)).unwrap_or(0);
-    // Not stored: ports are 0 exactly when the protocol has none (or a fragment's first
-    // fragment was missing).
-    let has_ports = matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0);
-    Ok((proto, orig_port, resp_port, has_ports))
+    Ok((
+        proto,
+        orig_port,
+        resp_port,
+        stored_has_ports(proto, orig_port, resp_port),
+    ))
 }
 
 /// Which flows of `b` (read with [`KEEP_COLUMNS`]) `keep` accepts.

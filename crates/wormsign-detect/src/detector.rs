@@ -32,7 +32,7 @@ pub fn detect(
 ) -> Detection {
     let mut detector = Detector::new(config, dns, arp);
     for f in flows {
-        detector.push(f);
+        detector.push(f.clone());
     }
     detector.finish()
 }
@@ -66,6 +66,11 @@ impl FlowFilter<'_> {
             || (!addresses.is_empty() && resp_addr().is_some_and(|a| addresses.contains(&a)))
     }
 
+    /// Whether any rule (or the graph) can use `f`.
+    pub fn wants_flow(&self, f: &FlowRecord) -> bool {
+        self.wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
+    }
+
     /// Whether this filter keeps flows to an address `other` does not watch: a C&C address
     /// resolved from the run's DNS answers, when `other` was made before they were known.
     pub fn watches_addresses_beyond(&self, other: &FlowFilter<'_>) -> bool {
@@ -87,8 +92,11 @@ pub struct Detector<'a> {
     events: Events<'a>,
     stats: DetectStats,
     filter: FlowFilter<'a>,
-    /// Usable flows not yet run through the rules.
-    pending: Vec<FlowRecord>,
+    /// Usable flows not yet run through the rules, in the vectors they came in
+    /// ([`Detector::push_all`] hands over whole vectors: no flow is moved or copied).
+    pending: Vec<Vec<FlowRecord>>,
+    /// How many flows `pending` holds.
+    n_pending: usize,
     /// The largest `(ts_first, first_packet)` run through the rules so far.
     last_key: Option<(i64, u64)>,
     sources: Sources,
@@ -123,6 +131,7 @@ impl<'a> Detector<'a> {
             },
             filter: FlowFilter { c: config, watched },
             pending: Vec::new(),
+            n_pending: 0,
             last_key: None,
             sources: Sources::default(),
             sessions: SessionLog::default(),
@@ -140,23 +149,41 @@ impl<'a> Detector<'a> {
         self
     }
 
-    /// Takes one flow.
-    pub fn push(&mut self, f: &FlowRecord) {
+    /// Takes one flow (owned: a usable one is kept as it is, not copied).
+    pub fn push(&mut self, f: FlowRecord) {
         self.stats.flows += 1;
-        if !self.usable(f) {
+        if !self.filter.wants_flow(&f) {
             return;
         }
         self.stats.flows_used += 1;
-        self.pending.push(f.clone());
-        if self.pending.len() >= self.c.max_pending_flows.max(1) {
+        match self.pending.last_mut() {
+            Some(last) => last.push(f),
+            None => self.pending.push(vec![f]),
+        }
+        self.n_pending += 1;
+        if self.n_pending >= self.c.max_pending_flows.max(1) {
             self.run_pending();
         }
     }
 
-    /// Whether any rule (or the graph) can use `f`.
-    fn usable(&self, f: &FlowRecord) -> bool {
-        self.filter
-            .wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
+    /// Takes many flows at once, keeping the usable ones in the vector they came in: the
+    /// same as pushing them one by one, without moving hundreds of megabytes of records
+    /// into a vector of the detector's own.
+    pub fn push_all(&mut self, mut flows: Vec<FlowRecord>) {
+        self.stats.flows += flows.len() as u64;
+        flows.retain(|f| self.filter.wants_flow(f));
+        self.stats.flows_used += flows.len() as u64;
+        let cap = self.c.max_pending_flows.max(1);
+        while !flows.is_empty() {
+            // Runs at the same flows as one push at a time would.
+            let rest = flows.split_off(flows.len().min(cap - self.n_pending));
+            self.n_pending += flows.len();
+            self.pending.push(flows);
+            if self.n_pending >= cap {
+                self.run_pending();
+            }
+            flows = rest;
+        }
     }
 
     /// The test [`Detector::push`] applies first, for callers that can skip building
@@ -167,34 +194,39 @@ impl<'a> Detector<'a> {
 
     /// Sorts the gathered flows and runs them through the rules.
     fn run_pending(&mut self) {
-        let mut flows = std::mem::take(&mut self.pending);
-        // Sort 24-byte (time, packet, position) entries rather than the ~200-byte records
-        // themselves; the rest of the flow key only breaks ties.
+        let chunks = std::mem::take(&mut self.pending);
+        self.n_pending = 0;
+        // Sort 24-byte (time, packet, chunk, position) entries rather than the ~200-byte
+        // records themselves; the rest of the flow key only breaks ties.
         let tie_break =
             |f: &FlowRecord| (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
-        let mut order: Vec<(i64, u64, usize)> = flows
+        let flow = |&(_, _, chunk, i): &(i64, u64, u32, u32)| &chunks[chunk as usize][i as usize];
+        let mut order: Vec<(i64, u64, u32, u32)> = chunks
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.ts_first, f.first_packet, i))
+            .flat_map(|(c, flows)| {
+                flows
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, f)| (f.ts_first, f.first_packet, c as u32, i as u32))
+            })
             .collect();
         order.sort_unstable_by(|a, b| {
             (a.0, a.1)
                 .cmp(&(b.0, b.1))
-                .then_with(|| tie_break(&flows[a.2]).cmp(&tie_break(&flows[b.2])))
+                .then_with(|| tie_break(flow(a)).cmp(&tie_break(flow(b))))
         });
         if let Some(last) = self.last_key {
-            let late = order.partition_point(|&(ts, packet, _)| (ts, packet) < last);
+            let late = order.partition_point(|&(ts, packet, _, _)| (ts, packet) < last);
             self.stats.late_flows += late as u64;
         }
-        for &(_, _, i) in &order {
-            self.observe(&flows[i]);
+        for entry in &order {
+            self.observe(flow(entry));
         }
-        if let Some(&(ts, packet, _)) = order.last() {
+        if let Some(&(ts, packet, _, _)) = order.last() {
             let key = (ts, packet);
             self.last_key = Some(self.last_key.map_or(key, |k| k.max(key)));
         }
-        flows.clear();
-        self.pending = flows;
     }
 
     /// One flow: kept for the graph, counted as its source's contact, then through every

@@ -1,11 +1,11 @@
 //! Detection fed from the pipeline: what `wormsign detect DIR` would read back from the
 //! stored tables, gathered from the batches as the pipeline stores them.
 //!
-//! Flow shards pick out the flows a rule can use from each batch they build, and decode
-//! workers the DNS messages naming C&C domains from each DNS batch they build (the same
-//! `kept_flow_batch` and `kept_dns_events` that reading the files back uses, on the same
-//! batches, so the records are the ones a read-back would make); the writer hands them,
-//! and every ARP and session batch it stores, to [`Feed`]. When the pipeline ends, the detector runs over
+//! Flow shards pick out the flows a rule can use as they build their batches, each as
+//! reading it back will give it (`as_stored`, which a test holds to the read-back), and
+//! decode workers the DNS messages naming C&C domains from each DNS batch they build (the
+//! same `kept_dns_events` that reading the files back uses, on the same batches); the
+//! writer hands them, and every ARP and session batch it stores, to [`Feed`]. When the pipeline ends, the detector runs over
 //! what was gathered: no table is decoded again.
 //!
 //! Two things can only be known at the end:
@@ -26,7 +26,8 @@ use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
-    arp_events, for_each_flow, kept_dns_events, kept_flow_batch, session_events, ResponderAddr,
+    arp_events, as_stored, for_each_flow, kept_dns_events, kept_flow_batch, session_events,
+    ResponderAddr,
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, SessionEvent,
@@ -40,17 +41,10 @@ fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
     Detector::new(config, &[], &[]).flow_filter()
 }
 
-/// The flows of `batch` that `filter` keeps, as reading them back would give them.
-pub(crate) fn usable_flows(
-    batch: &RecordBatch,
-    filter: &FlowFilter<'_>,
-) -> Result<Vec<FlowRecord>, Error> {
-    let mut usable = Vec::new();
-    let keep = |proto, has_ports, port, addr: ResponderAddr<'_>| {
-        filter.wants(proto, has_ports, port, addr)
-    };
-    kept_flow_batch(batch, keep, &mut usable)?;
-    Ok(usable)
+/// `flow` as reading it back from the flows table will give it, if `filter` keeps it.
+pub(crate) fn usable_flow(flow: &FlowRecord, filter: &FlowFilter<'_>) -> Option<FlowRecord> {
+    let stored = as_stored(flow);
+    filter.wants_flow(&stored).then_some(stored)
 }
 
 /// The messages of a DNS batch that name C&C domains, as reading them back keeps them
@@ -75,8 +69,10 @@ pub(crate) enum StoredFlows<'a> {
 /// Detection's inputs gathered during the run.
 pub(crate) struct Feed<'a> {
     config: &'a DetectConfig,
-    /// Usable flows, until there are more than one sorted run holds.
-    flows: Option<Vec<FlowRecord>>,
+    /// Usable flows as the shards sent them (kept apart, not moved into one growing
+    /// vector), until there are more than one sorted run holds.
+    flows: Option<Vec<Vec<FlowRecord>>>,
+    n_usable: usize,
     flows_seen: u64,
     dns: Vec<DnsEvent>,
     dns_seen: u64,
@@ -101,6 +97,7 @@ impl<'a> Feed<'a> {
         Feed {
             config,
             flows: Some(Vec::new()),
+            n_usable: 0,
             flows_seen: 0,
             dns: Vec::new(),
             dns_seen: 0,
@@ -117,10 +114,10 @@ impl<'a> Feed<'a> {
     /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.
     pub(crate) fn flows(&mut self, rows: usize, usable: Vec<FlowRecord>) {
         self.flows_seen += rows as u64;
-        let cap = self.config.max_pending_flows.max(1);
+        self.n_usable += usable.len();
         if let Some(flows) = &mut self.flows {
-            flows.extend(usable);
-            if flows.len() >= cap {
+            flows.push(usable);
+            if self.n_usable >= self.config.max_pending_flows.max(1) {
                 self.flows = None;
             }
         }
@@ -150,7 +147,7 @@ impl<'a> Feed<'a> {
     /// Runs the detector over what was gathered, after the flows to C&C addresses the
     /// run's DNS resolved (read from `stored`).
     pub(crate) fn finish(self, stored: StoredFlows<'_>) -> Result<FeedOutcome, Error> {
-        let Some(mut flows) = self.flows else {
+        let Some(mut batches) = self.flows else {
             return Ok(FeedOutcome::ReadBack);
         };
         let c = self.config;
@@ -162,21 +159,25 @@ impl<'a> Feed<'a> {
                 full.wants(proto, has_ports, port, addr)
                     && !shards.wants(proto, has_ports, port, addr)
             };
+            let mut flows = Vec::new();
             match stored {
                 StoredFlows::Files(files) => {
                     for_each_flow(&files, missed, |f| flows.push(f))?;
                 }
-                StoredFlows::Memory(batches) => {
-                    for b in batches {
+                StoredFlows::Memory(stored) => {
+                    for b in stored {
                         kept_flow_batch(b, missed, &mut flows)?;
                     }
                 }
             }
-            if flows.len() >= c.max_pending_flows.max(1) {
+            if self.n_usable + flows.len() >= c.max_pending_flows.max(1) {
                 return Ok(FeedOutcome::ReadBack);
             }
+            batches.push(flows);
         }
-        flows.iter().for_each(|f| detector.push(f));
+        batches
+            .into_iter()
+            .for_each(|flows| detector.push_all(flows));
         let mut detection = detector.finish();
         (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
         Ok(FeedOutcome::Detected {

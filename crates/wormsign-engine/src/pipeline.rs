@@ -34,7 +34,7 @@ use wormsign_inspect::{
 };
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
-use crate::feed::{cnc_dns_events, usable_flows, Feed};
+use crate::feed::{cnc_dns_events, usable_flow, Feed};
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 
@@ -96,8 +96,9 @@ struct ShardMsg {
 
 /// What the workers send the writer.
 enum ToWriter {
-    /// A batch of flows, and those of its flows detection can use (when it is fed).
-    Flows(RecordBatch, Result<Vec<FlowRecord>, Error>),
+    /// A batch of flows, and those of its flows detection can use (when it is fed), as
+    /// reading them back would give them.
+    Flows(RecordBatch, Vec<FlowRecord>),
     /// A batch of DNS messages, and those naming C&C domains (when detection is fed).
     Dns(RecordBatch, Result<Vec<DnsEvent>, Error>),
     Arp(Vec<ArpRow>),
@@ -527,25 +528,27 @@ fn flow_shard(
     let mut done: Vec<FlowRecord> = Vec::new();
     let mut builder = FlowBatchBuilder::default();
     let mut n_flows = 0u64;
-    // A batch, with the flows detection can use picked out here, in parallel, rather
-    // than by the single writer.
-    let send_batch = |batch: RecordBatch| -> bool {
-        let usable = filter.map_or(Ok(Vec::new()), |f| usable_flows(&batch, f));
-        out_tx.send(ToWriter::Flows(batch, usable)).is_ok()
-    };
+    // The flows of the batch being built that detection can use, picked out here, in
+    // parallel, rather than by the single writer.
+    let mut usable = Vec::new();
     // Sends every batch as soon as it is full (the end-of-input flush finishes all live
     // flows together, and the writer should encode the first batches while later ones
     // are built), and the partial last batch when `force`d. False once the writer is gone.
     let mut emit = |records: &mut dyn Iterator<Item = FlowRecord>, force: bool| -> bool {
+        let send = |batch, usable: &mut Vec<_>| {
+            let msg = ToWriter::Flows(batch, std::mem::take(usable));
+            out_tx.send(msg).is_ok()
+        };
         for r in records {
             builder.append(&r);
             n_flows += 1;
-            if builder.len() >= FLOW_BATCH_ROWS && !send_batch(builder.finish()) {
+            usable.extend(filter.and_then(|f| usable_flow(&r, f)));
+            if builder.len() >= FLOW_BATCH_ROWS && !send(builder.finish(), &mut usable) {
                 return false;
             }
         }
         if force && !builder.is_empty() {
-            return send_batch(builder.finish());
+            return send(builder.finish(), &mut usable);
         }
         true
     };
@@ -674,7 +677,7 @@ fn write_outputs(
             ToWriter::Flows(batch, usable) => {
                 flows.write(&batch)?;
                 if let Some(feed) = feed.as_deref_mut() {
-                    feed.flows(batch.num_rows(), usable?);
+                    feed.flows(batch.num_rows(), usable);
                 }
             }
             ToWriter::Dns(batch, events) => {
