@@ -8,9 +8,10 @@
 # Environment: WORMSIGN_BENCH_SCALE (default 100), WORMSIGN_BENCH_REPEAT (runs of each
 # analyze, interleaved; default 5), WORMSIGN_BENCH_DATA (default
 # target/bench-data), WORMSIGN_BENCH_SKIP_BUILD=1, CARGO_TARGET_DIR as for cargo,
-# WORMSIGN_BENCH_STRICT=1 to exit non-zero when the detection-share goal is MISSED (for a
-# scale where it applies: at small scales the fixed cost of detection's read-back and
-# report dominates runs of a tenth of a second, so CI's scale 5 does not set it).
+# WORMSIGN_BENCH_STRICT=1 to exit non-zero when the detection-share goal is MISSED,
+# WORMSIGN_GOAL_DETECT the goal in % (default 15, the detection issue's; at small scales
+# the fixed cost of detection's report dominates runs of a tenth of a second, so CI's
+# scale-5 run is strict with a guard above what it measures).
 #
 # Wall times are taken with nanosecond clocks (GNU time's %e has 10 ms steps, too coarse
 # for 0.05 s runs); the detection share is the median over the interleaved pairs of
@@ -78,18 +79,19 @@ while read -r label wall rss; do
         printf "| %s | %.3f | %.0f | %.1f | %.0f |\n", l, w, p / w, b / w / 1e6, r / 1024 }'
 done < "$WORK/runs"
 # The detection share: per interleaved pair, then the median of the pairs.
-python3 - "$WORK/all" > "$WORK/verdict" <<'EOF'
+python3 - "$WORK/all" "${WORMSIGN_GOAL_DETECT:-15}" > "$WORK/verdict" <<'EOF'
 import statistics, sys
+goal = float(sys.argv[2])
 base, detect = [], []
 for line in open(sys.argv[1]):
     label, wall, _ = line.split()
     {"analyze-no-detect": base, "analyze-detect": detect}.get(label, []).append(float(wall))
 shares = sorted(d / b - 1 for b, d in zip(base, detect))
 share = statistics.median(shares)
-verdict = "ok" if share <= 0.15 else "MISSED"
+verdict = "ok" if 100 * share <= goal else "MISSED"
 print(f"\ndetection adds {100 * share:.0f}% to analyze wall time, median of {len(shares)} "
       f"interleaved pairs ({100 * shares[0]:.0f}% to {100 * shares[-1]:.0f}%)  "
-      f"(issue 4 goal <= 15%)  {verdict}")
+      f"(goal <= {goal:g}%)  {verdict}")
 EOF
 cat "$WORK/verdict"
 echo
