@@ -5,8 +5,8 @@
 //! reading it back will give it (`as_stored`, which a test holds to the read-back), and
 //! decode workers the DNS messages naming C&C domains from each DNS batch they build (the
 //! same `kept_dns_events` that reading the files back uses, on the same batches); the
-//! writer hands them, and every ARP and session batch it stores, to [`Feed`]. When the pipeline ends, the detector runs over
-//! what was gathered: no table is decoded again.
+//! writer hands them, and every ARP and session batch it stores, to [`Feed`]. When the
+//! pipeline ends, the detector runs over what was gathered: no table is decoded again.
 //!
 //! Two things can only be known at the end:
 //! - **C&C addresses resolved from the run's DNS answers.** The shards filter with what is

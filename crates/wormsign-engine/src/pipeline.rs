@@ -3,14 +3,16 @@
 //! ```text
 //! reader ──chunks──▶ decode workers ──per-shard packets──▶ flow shards ──batches──▶ writer
 //!   (1)      (bounded)      (N)           (bounded)            (N)      (bounded)    (1)
-//!                             └──────────── DNS / ARP rows ─────────────────────────▲
+//!                             └────────────  DNS batches, ARP rows ────────────────────────▲
 //! ```
 //!
 //! The reader cuts inputs into chunks of whole records and numbers them (`seq`); decode
 //! workers take chunks in any order and split the packets by [`shard_of`]; each flow
 //! shard puts the pieces back in `seq` order before touching its table, so every table
 //! sees its packets in capture order whatever the thread count. Flow shards also build
-//! the Arrow batches for their flows, so the writer only encodes Parquet.
+//! the Arrow batches for their flows, and decode workers those of the DNS messages, so
+//! the writer mostly encodes Parquet. With detection fed (`feed.rs`), each picks out what
+//! the detector will need from what it builds.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
