@@ -6,14 +6,16 @@
 #
 # Stages, by the symbol a sample landed in (the first pattern that matches wins):
 #   read        the capture reader and the kernel copying file pages to it
-#   decode      frame decoding and DNS parsing (wormsign-decode)
+#   decode      frame decoding and DNS parsing (wormsign-decode, inlined into decode_worker)
 #   flow table  flow metering (wormsign-flow)
 #   inspect     SMB/TDS/RDP session inspection (wormsign-inspect)
 #   netflow     NetFlow/IPFIX export decoding (wormsign-netflow)
-#   rows        Arrow row building (wormsign-columnar builders, arrow arrays and buffers)
+#   rows        Arrow row building (wormsign-columnar builders, arrow arrays and buffers,
+#               the Community ID hash)
 #   parquet     Parquet encoding and compression (parquet, zstd)
 #   detection   the detector, its feed and filters (wormsign-detect, engine feed, read-back)
-#   memory      allocation, copies and page faults anywhere
+#   memory      allocation, copies and page faults anywhere (with the kernel's page
+#               lists' lock, which faulting in fresh pages takes)
 #   threads     channels, futexes, scheduling
 #   other       the rest (the percentage of the top unmatched symbols is listed)
 # Needs perf (apt-get install linux-perf) and symbols in the release binary (the
@@ -36,15 +38,15 @@ perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2>/dev/null |
     python3 -c '
 import re, sys
 stages = [
-    ("read", r"wormsign_capture|copy_user|_copy_to_iter|filemap|ksys_read|vfs_read|xas_|folio|page_cache"),
-    ("decode", r"wormsign_decode"),
+    ("read", r"wormsign_capture|copy_user|_copy_to_iter|filemap|ksys_read|vfs_read|xas_|folio|page_cache|workingset"),
+    ("decode", r"wormsign_decode|pipeline::decode_worker"),
     ("flow table", r"wormsign_flow"),
     ("inspect", r"wormsign_inspect|memchr|memmem"),
     ("netflow", r"wormsign_netflow"),
     ("detection", r"wormsign_detect|wormsign_engine::feed|kept_flow|wormsign_columnar::read"),
-    ("rows", r"wormsign_columnar|arrow_array|arrow_buffer|arrow_data|arrow_select|arrow_schema"),
+    ("rows", r"wormsign_columnar|arrow_array|arrow_buffer|arrow_data|arrow_select|arrow_schema|community_id|sha1"),
     ("parquet", r"parquet::|ZSTD|zstd|HUF_|FSE_"),
-    ("memory", r"malloc|free|memmove|memcpy|memset|realloc|page_fault|clear_page|do_anonymous|mmap|munmap|brk|_int_|alloc::"),
+    ("memory", r"malloc|free|memmove|memcpy|memset|realloc|page_fault|mm_fault|clear_page|do_anonymous|mmap|munmap|brk|_int_|alloc::|_raw_spin_unlock_irqrestore"),
     ("threads", r"crossbeam|futex|schedule|switch|rayon|syscall|entry_SYSCALL|pthread|sched_|try_to_wake"),
 ]
 totals, other = {}, {}
