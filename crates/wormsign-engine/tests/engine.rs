@@ -253,3 +253,55 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
     assert_eq!(fed.detection, detect_tables(&run.tables, &rules).unwrap());
     assert_eq!(Some(&fed.detection), reference.as_ref());
 }
+
+/// On every capture of the shared corpus (traffic nobody here made: SMB, RDP, TDS,
+/// NetFlow exports, tunnels, scans, damaged files), detection fed from the pipeline is
+/// detection over the stored tables: the same alerts, hosts, edges, counters and
+/// metadata. NetFlow is decoded on the ports the corpus's exports use.
+#[test]
+fn fed_detection_equals_detect_dir_on_the_shared_corpus() {
+    use wormsign_detect::DetectConfig;
+    use wormsign_engine::{analyze_and_detect, DetectionInput};
+
+    let Some(corpus) = wormsign_testutil::shared_captures() else {
+        return;
+    };
+    let manifest = std::fs::read_to_string(corpus.join("MANIFEST.tsv")).unwrap();
+    let config = PipelineConfig {
+        threads: 2,
+        netflow_ports: vec![2055, 4739, 9990, 9995, 9996],
+        ..PipelineConfig::default()
+    };
+    let rules = DetectConfig::default();
+    let control = Control::default();
+    let (mut compared, mut with_alerts, mut cnc_passes) = (0, 0, 0);
+    for rel in manifest.lines().filter_map(|l| l.split('\t').next()) {
+        let path = corpus.join(rel);
+        if rel.starts_with('#') || !path.is_file() {
+            continue;
+        }
+        let inputs = expand_inputs(&[&path]).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let output = Output::Parquet(out.path().to_path_buf());
+        let (_, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
+        let Some(fed) = fed else {
+            continue; // nothing readable: no tables to compare
+        };
+        let read = detect_dir(out.path(), &rules).unwrap();
+        assert_eq!(fed.detection, read.detection, "{rel}");
+        assert_eq!(fed.metadata, read.metadata, "{rel}");
+        assert!(
+            matches!(fed.input, DetectionInput::Pipeline { .. }),
+            "{rel}"
+        );
+        compared += 1;
+        with_alerts += usize::from(!fed.detection.alerts.is_empty());
+        cnc_passes += usize::from(fed.input == DetectionInput::Pipeline { cnc_pass: true });
+    }
+    assert!(compared >= 150, "only {compared} captures compared");
+    assert!(
+        with_alerts >= 8,
+        "only {with_alerts} captures raised alerts"
+    );
+    eprintln!("{compared} captures, {with_alerts} with alerts, {cnc_passes} C&C passes");
+}
