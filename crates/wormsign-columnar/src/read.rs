@@ -399,9 +399,9 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
     }
 }
 
-/// Not stored: ports are 0 exactly when the protocol has none (or a fragment's first
-/// fragment was missing).
-fn stored_has_ports(proto: u8, orig_port: u16, resp_port: u16) -> bool {
+/// Whether a flow with these ports reads back with `has_ports` set. Not stored: ports
+/// are 0 exactly when the protocol has none (or a fragment's first fragment was missing).
+pub fn stored_has_ports(proto: u8, orig_port: u16, resp_port: u16) -> bool {
     matches!(proto, 1 | 6 | 17 | 58 | 132) && (orig_port != 0 || resp_port != 0)
 }
 

@@ -60,7 +60,6 @@ impl PipelineConfig {
     /// Provenance stored in every Parquet file's key-value metadata: the version, the
     /// inputs and the settings that shape the rows.
     pub fn provenance(&self, inputs: &[Input]) -> Vec<(String, String)> {
-        let names: Vec<String> = inputs.iter().map(Input::name).collect();
         let secs = |ns: i64| ns as f64 / 1e9;
         let f = &self.flow;
         let i = &self.inspect;
@@ -77,10 +76,7 @@ impl PipelineConfig {
         });
         vec![
             ("wormsign.version".into(), env!("CARGO_PKG_VERSION").into()),
-            (
-                "wormsign.inputs".into(),
-                serde_json::to_string(&names).unwrap_or_default(),
-            ),
+            ("wormsign.inputs".into(), input_names(inputs)),
             ("wormsign.options".into(), options.to_string()),
         ]
     }
@@ -253,4 +249,11 @@ fn seconds_to_ns(name: &str, secs: f64) -> Result<i64, Error> {
         )));
     }
     Ok((secs * 1e9).min(i64::MAX as f64) as i64)
+}
+
+/// The `wormsign.inputs` metadata of a run's tables (and of detection over them): the
+/// inputs' names as a JSON list.
+pub(crate) fn input_names(inputs: &[Input]) -> String {
+    let names: Vec<String> = inputs.iter().map(Input::name).collect();
+    serde_json::to_string(&names).unwrap_or_default()
 }

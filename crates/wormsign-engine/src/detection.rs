@@ -18,17 +18,17 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{
-    arp_events, dns_events, flow_batch, for_each_flow, kept_dns_events, kept_flow_batch, read_arp,
-    read_dns, read_flows, read_sessions, session_events, table_files, ResponderAddr, RowBuilder,
-    TableWriter,
+    arp_events, dns_events, flow_batch, for_each_flow, kept_flow_batch, read_arp, read_dns,
+    read_flows, read_sessions, session_events, table_files, ResponderAddr, RowBuilder, TableWriter,
 };
 use wormsign_detect::{
     render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, Role, SessionEvent, Tier,
 };
 use wormsign_flow::FlowRecord;
 
+use crate::config::input_names;
 use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatchBuilder};
-use crate::feed::{Feed, FeedOutcome, StoredFlows};
+use crate::feed::{cnc_dns_events, Feed, FeedOutcome, StoredFlows};
 use crate::html::markdown_to_html;
 use crate::pipeline::run;
 use crate::{
@@ -115,16 +115,12 @@ pub fn analyze_and_detect(
                 cnc_pass,
             },
             _,
-        ) => {
-            let names = config.provenance(inputs);
-            let inputs = names.into_iter().find(|(k, _)| k == "wormsign.inputs");
-            Detected {
-                detection,
-                warnings: Vec::new(),
-                metadata: output_metadata(inputs.map(|(_, v)| v), detect),
-                input: DetectionInput::Pipeline { cnc_pass },
-            }
-        }
+        ) => Detected {
+            detection,
+            warnings: Vec::new(),
+            metadata: output_metadata(Some(input_names(inputs)), detect),
+            input: DetectionInput::Pipeline { cnc_pass },
+        },
         (FeedOutcome::ReadBack, Some(dir)) => detect_dir(dir, detect)?,
         (FeedOutcome::ReadBack, None) => Detected {
             detection: detect_tables(&analysis.tables, detect)?,
@@ -284,7 +280,7 @@ pub struct Loaded {
 pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {
     let (mut dns, mut arp, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
     for b in &tables.dns {
-        kept_dns_events(b, |q| config.cnc_domain_match(q).is_some(), &mut dns)?;
+        dns.extend(cnc_dns_events(b, config)?);
     }
     tables
         .arp

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
     arp_events, as_stored, for_each_flow, kept_dns_events, kept_flow_batch, session_events,
-    ResponderAddr,
+    stored_has_ports, ResponderAddr,
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, SessionEvent,
@@ -42,9 +42,14 @@ fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
 }
 
 /// `flow` as reading it back from the flows table will give it, if `filter` keeps it.
+/// The filter reads the fields as stored (of those, only `has_ports` can differ), and the
+/// record is converted only when kept: this runs for every flow.
 pub(crate) fn usable_flow(flow: &FlowRecord, filter: &FlowFilter<'_>) -> Option<FlowRecord> {
-    let stored = as_stored(flow);
-    filter.wants_flow(&stored).then_some(stored)
+    let has_ports = stored_has_ports(flow.proto, flow.orig_port, flow.resp_port);
+    let wanted = filter.wants(flow.proto, has_ports, flow.resp_port, || {
+        Some(flow.resp_addr)
+    });
+    wanted.then(|| as_stored(flow))
 }
 
 /// The messages of a DNS batch that name C&C domains, as reading them back keeps them

@@ -305,3 +305,88 @@ fn fed_detection_equals_detect_dir_on_the_shared_corpus() {
     );
     eprintln!("{compared} captures, {with_alerts} with alerts, {cnc_passes} C&C passes");
 }
+
+/// The C&C pass on traffic nobody here made: a Wikipedia browsing capture, with
+/// `upload.wikimedia.org` taken as a C&C name. Its address comes only from the capture's
+/// DNS answer and its flows are plain HTTP, which the shards do not keep, so only the
+/// pass after the run finds them. tshark counts the connections to that address; the
+/// C&C-by-IP alert must count the same, and equal detection over the stored tables.
+#[test]
+fn cnc_pass_finds_the_connections_tshark_counts_on_a_real_capture() {
+    use std::collections::BTreeMap;
+
+    use wormsign_detect::{CncConfig, DetectConfig, Rule};
+    use wormsign_engine::{analyze_and_detect, DetectionInput};
+
+    let Some(pcap) = wormsign_testutil::shared_capture("general/wikipedia_browse.pcap") else {
+        return;
+    };
+    if !wormsign_testutil::require_tool("tshark", "--version") {
+        return;
+    }
+    let name = "upload.wikimedia.org";
+    let tshark = |filter: &str, fields: &[&str]| -> Vec<String> {
+        let mut cmd = std::process::Command::new("tshark");
+        cmd.arg("-r")
+            .arg(&pcap)
+            .args(["-Y", filter, "-T", "fields"]);
+        fields.iter().for_each(|f| {
+            cmd.args(["-e", f]);
+        });
+        let out = cmd.output().expect("running tshark");
+        let text = String::from_utf8(out.stdout).expect("tshark prints UTF-8");
+        text.lines().map(str::to_string).collect()
+    };
+    let answers = tshark(
+        &format!("dns.flags.response == 1 && dns.qry.name == \"{name}\""),
+        &["dns.a"],
+    );
+    let address = answers
+        .iter()
+        .flat_map(|a| a.split(','))
+        .find(|a| !a.is_empty())
+        .expect("tshark finds an A answer for the name")
+        .to_string();
+    // Connections (TCP streams opened by a SYN) to the address, per source.
+    let mut want: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let syn = format!("ip.dst == {address} && tcp.flags.syn == 1 && tcp.flags.ack == 0");
+    for line in tshark(&syn, &["ip.src", "tcp.stream"]) {
+        let (src, stream) = line.split_once('\t').expect("two fields");
+        want.entry(src.to_string())
+            .or_default()
+            .insert(stream.to_string());
+    }
+    assert!(!want.is_empty(), "tshark sees no connection to {address}");
+
+    let rules = DetectConfig {
+        cnc: CncConfig {
+            domains: vec![name.to_string()],
+            ..CncConfig::default()
+        },
+        ..DetectConfig::default()
+    };
+    let inputs = expand_inputs(&[&pcap]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = Output::Parquet(out.path().to_path_buf());
+    let config = PipelineConfig::default();
+    let (_, fed) =
+        analyze_and_detect(&inputs, &config, &rules, &Control::default(), &output).unwrap();
+    let fed = fed.expect("the capture is readable");
+    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
+    assert_eq!(
+        fed.detection,
+        detect_dir(out.path(), &rules).unwrap().detection
+    );
+    let got: BTreeMap<String, u64> = fed
+        .detection
+        .alerts
+        .iter()
+        .filter(|a| a.rule == Rule::CncIp && a.dst.map(|d| d.to_string()) == Some(address.clone()))
+        .map(|a| (a.src.to_string(), a.attempts))
+        .collect();
+    let want: BTreeMap<String, u64> = want.into_iter().map(|(k, v)| (k, v.len() as u64)).collect();
+    assert_eq!(
+        got, want,
+        "C&C-by-IP alerts to {address} against tshark's connections"
+    );
+}
