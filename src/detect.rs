@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use wormsign_detect::{Cidr, DetectConfig, Detection};
+use wormsign_detect::{parse_zone, Cidr, DetectConfig, Detection};
 use wormsign_engine::{DetectSettings, Detected, Rules};
 
 /// Detection options shared by `wormsign analyze` and `wormsign detect`.
@@ -32,6 +32,13 @@ pub struct DetectOptions {
     /// allowlisted, never infected (repeatable).
     #[arg(long = "allowlist", value_name = "CIDR")]
     allowlist: Vec<Cidr>,
+    /// Zone for the segmentation check, `NAME=CIDR` (repeatable; a zone may have several
+    /// networks, and the longest matching prefix decides an address's zone).
+    #[arg(long = "zone", value_name = "NAME=CIDR", value_parser = parse_zone)]
+    zones: Vec<(String, Cidr)>,
+    /// Zones file: one `NAME=CIDR` per line, `#` comments (repeatable).
+    #[arg(long = "zones", value_name = "FILE")]
+    zone_files: Vec<PathBuf>,
 }
 
 impl DetectOptions {
@@ -43,6 +50,8 @@ impl DetectOptions {
             internal: self.internal.clone(),
             honeypots: self.honeypots.clone(),
             allowlist: self.allowlist.clone(),
+            zones: self.zones.clone(),
+            zone_files: self.zone_files.clone(),
         };
         Ok(settings.config()?)
     }

@@ -2,6 +2,7 @@
 //! the work is done by the library crates under `crates/` (see ARCHITECTURE.md).
 
 mod bench_rules;
+mod carve;
 mod collect;
 mod detect;
 mod synth;
@@ -36,6 +37,8 @@ enum Mode {
     Analyze(AnalyzeArgs),
     /// Score detection rule sets (and parameter sweeps) against a labelled capture.
     BenchRules(bench_rules::BenchRulesArgs),
+    /// Write the packets behind an alert, a host, a propagation edge or a flow to a pcap.
+    Carve(carve::CarveArgs),
     /// Receive NetFlow v5/v9/IPFIX on a UDP socket into rolling Parquet flow files.
     Collect(collect::CollectArgs),
     /// Run worm-propagation detection over stored flows/dns/arp tables: alerts, hosts,
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
     let result = match cli.mode {
         Mode::Analyze(args) => analyze(&args),
         Mode::BenchRules(args) => bench_rules::bench_rules(&args),
+        Mode::Carve(args) => carve::carve_cmd(&args),
         Mode::Collect(args) => collect::collect(&args),
         Mode::Detect(args) => detect::detect_cmd(&args),
         Mode::Rules => detect::rules_cmd(),

@@ -12,6 +12,7 @@ command -v softflowd >/dev/null || need+=(softflowd)
 command -v argus >/dev/null || need+=(argus-server argus-client)
 command -v zstd >/dev/null || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -24,7 +24,10 @@ DATASETS = REPO / "datasets"
 DRIVELIFE = DATASETS / "drivelife" / "capture.pcap.gz"
 DRIVELIFE_LABELS = DATASETS / "drivelife" / "labels.json"
 BENIGN = DATASETS / "benign" / "capture.pcap.gz"
-README_ARGS = ["--honeypot", "10.200.0.99", "--allowlist", "10.164.1.13"]
+README_ARGS = [
+    "--honeypot", "10.200.0.99", "--allowlist", "10.164.1.13",
+    "--zone", "branch=10.164.0.0/16", "--zone", "hq-dc=10.210.0.0/16",
+]
 INDICATORS = REPO / "crates" / "wormsign-detect" / "indicators" / "drivelife.txt"
 
 TABLES = ["flows", "dns", "arp", "alerts", "hosts", "propagation"]

@@ -44,6 +44,7 @@ QUESTIONS = {
     3: "infected whom",
     4: "C&C",
     5: "exposed services",
+    6: "host by host",
 }
 
 
@@ -83,8 +84,8 @@ def run_python(code: str) -> tuple[pl.DataFrame, dict]:
     return ns["result"], ns
 
 
-def test_page_has_the_five_questions():
-    assert sorted(SECTIONS) == [1, 2, 3, 4, 5]
+def test_page_has_every_question():
+    assert sorted(SECTIONS) == sorted(QUESTIONS)
     for n, key in QUESTIONS.items():
         s = SECTIONS[n]
         assert key.lower() in s["title"].lower(), (n, s["title"])
@@ -169,7 +170,23 @@ def check_5(df: pl.DataFrame, labels):
     assert rows[0]["first_session"] < rfc3339(pz_label["infected_at"])
 
 
-CHECKS = {1: check_1, 2: check_2, 3: check_3, 4: check_4, 5: check_5}
+def check_6(df: pl.DataFrame, labels):
+    rows = df.to_dicts()
+    isolate = {r["host"] for r in rows if r["action"] == "isolate"}
+    assert isolate == {h["ip"] for h in labels["infected"]}
+    assert all(r["tier"] == "hour" for r in rows if r["action"] == "isolate")
+    reset = {r["host"]: r["detail"] for r in rows if r["action"] == "reset_password"}
+    accounts = {"smb_bruteforce": "administrator", "mssql_bruteforce": "sa"}
+    for h in labels["infected"]:
+        if h["vector"] in accounts:
+            assert reset[h["ip"]].endswith("as " + accounts[h["vector"]]), (h, reset.get(h["ip"]))
+    # the page's order: tier first
+    order = {"hour": 0, "day": 1, "week": 2, "month": 3}
+    tiers = [order[r["tier"]] for r in rows]
+    assert tiers == sorted(tiers)
+
+
+CHECKS = {1: check_1, 2: check_2, 3: check_3, 4: check_4, 5: check_5, 6: check_6}
 
 
 # ----------------------------------------------------------------- running the blocks

@@ -29,7 +29,7 @@ from conftest import DRIVELIFE, README_ARGS, REPO, run_analyze
 SHARED = REPO.parent / "shared" / "captures"
 WANNACRY = SHARED / "smb" / "wannacry_lateral.pcap"
 CAPTURE_TABLES = ["flows", "dns", "arp", "sessions"]
-DETECTION_TABLES = ["alerts", "hosts", "propagation"]
+DETECTION_TABLES = ["alerts", "hosts", "propagation", "timeline", "segmentation", "remediation"]
 
 
 def sorted_rows(table: pa.Table) -> list[tuple]:
@@ -48,9 +48,12 @@ def assert_same_table(name: str, got: pa.Table, stored: Path) -> None:
 
 
 def readme_options() -> dict:
-    """README_ARGS (--honeypot IP --allowlist CIDR) as keyword arguments."""
-    pairs = dict(zip(README_ARGS[::2], README_ARGS[1::2]))
-    return {"honeypot": [pairs["--honeypot"]], "allowlist": [pairs["--allowlist"]]}
+    """README_ARGS (--honeypot IP --allowlist CIDR --zone NAME=CIDR ...) as keyword
+    arguments."""
+    options: dict = {"honeypot": [], "allowlist": [], "zone": []}
+    for flag, value in zip(README_ARGS[::2], README_ARGS[1::2]):
+        options[flag.removeprefix("--")].append(value)
+    return options
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def sample_run() -> wormsign.Analysis:
 def test_sample_tables_equal_the_cli_files(sample_run, sample_out):
     assert sample_run.flows.num_rows > 1000 and sample_run.alerts.num_rows > 10
     for name in CAPTURE_TABLES + DETECTION_TABLES:
-        assert_same_table(name, getattr(sample_run, name), sample_out / f"{name}.parquet")
+        assert_same_table(name, sample_run.tables()[name], sample_out / f"{name}.parquet")
     assert sample_run.report_md == (sample_out / "report.md").read_text()
 
 

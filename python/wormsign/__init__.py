@@ -56,13 +56,16 @@ class WormsignWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Detection:
-    """Worm-propagation detection: the tables ``alerts``, ``hosts`` and ``propagation``
-    (the columns of ``alerts.parquet``, ``hosts.parquet``, ``propagation.parquet``), the
-    responder's report as Markdown, and the detector's counters."""
+    """Worm-propagation detection: the tables ``alerts``, ``hosts``, ``propagation``,
+    ``timeline``, ``segmentation`` and ``remediation`` (the columns of the files of the
+    same names), the responder's report as Markdown, and the detector's counters."""
 
     alerts: pa.Table
     hosts: pa.Table
     propagation: pa.Table
+    timeline: pa.Table
+    segmentation: pa.Table
+    remediation: pa.Table
     report_md: str
     stats: dict
 
@@ -74,6 +77,9 @@ class Detection:
             alerts=d["alerts"],
             hosts=d["hosts"],
             propagation=d["propagation"],
+            timeline=d["timeline"],
+            segmentation=d["segmentation"],
+            remediation=d["remediation"],
             report_md=d["report_md"],
             stats=json.loads(d["detection_json"]),
         )
@@ -113,7 +119,15 @@ class Analysis:
         """Every table by name (the file names without ``.parquet``)."""
         out = {"flows": self.flows, "dns": self.dns, "arp": self.arp, "sessions": self.sessions}
         if self.detection:
-            out.update(alerts=self.alerts, hosts=self.hosts, propagation=self.propagation)
+            d = self.detection
+            out.update(
+                alerts=d.alerts,
+                hosts=d.hosts,
+                propagation=d.propagation,
+                timeline=d.timeline,
+                segmentation=d.segmentation,
+                remediation=d.remediation,
+            )
         return out
 
 
@@ -129,7 +143,19 @@ def _strings(values: Iterable[Any]) -> list[str]:
     return [str(v) for v in values]
 
 
-def _detect_options(rules, indicators, internal, honeypot, allowlist) -> dict:
+def _zones(zone) -> list[str]:
+    """``zone`` as ``NAME=CIDR`` strings: a mapping of name to one network or a list of
+    them, or ``NAME=CIDR`` strings already."""
+    if isinstance(zone, Mapping):
+        return [
+            f"{name}={net}"
+            for name, nets in zone.items()
+            for net in _strings(nets)
+        ]
+    return _strings(zone)
+
+
+def _detect_options(rules, indicators, internal, honeypot, allowlist, zone) -> dict:
     rules_file = rules_json = None
     if isinstance(rules, Mapping):
         rules_json = json.dumps(rules)
@@ -142,6 +168,7 @@ def _detect_options(rules, indicators, internal, honeypot, allowlist) -> dict:
         "internal": _strings(internal),
         "honeypot": _strings(honeypot),
         "allowlist": _strings(allowlist),
+        "zone": _zones(zone),
     }
 
 
@@ -184,6 +211,7 @@ def analyze(
     internal: Iterable[str] = (),
     indicators: Iterable[PathLike] = (),
     rules: PathLike | Mapping[str, Any] | None = None,
+    zone: Iterable[str] | Mapping[str, Any] = (),
     max_flows: int | None = None,
     tcp_timeout: float | None = None,
     udp_timeout: float | None = None,
@@ -202,7 +230,8 @@ def analyze(
     line are written there too (``partition_by`` needs ``out``), and detection reads the
     whole directory as ``wormsign analyze`` does. Options left as None take the command
     line's defaults; ``inspect_port`` takes ``"tds=14330"``-style extra ports; ``rules`` is
-    a rules file or a dict shaped like :func:`rules`.
+    a rules file or a dict shaped like :func:`rules`; ``zone`` names networks for the
+    segmentation check (``{"branch": "10.164.0.0/16"}`` or ``["branch=10.164.0.0/16"]``).
 
     A damaged input is a :class:`WormsignWarning` and its readable part is analysed; if
     no input can be read at all, :class:`InputError` names each file and the byte offset
@@ -221,7 +250,7 @@ def analyze(
         "partition_by": partition_by,
     }
     detect_options = (
-        _detect_options(rules, indicators, internal, honeypot, allowlist) if detect else None
+        _detect_options(rules, indicators, internal, honeypot, allowlist, zone) if detect else None
     )
     callback, close = _progress_callback(progress)
     try:
@@ -256,13 +285,14 @@ def detect(
     internal: Iterable[str] = (),
     indicators: Iterable[PathLike] = (),
     rules: PathLike | Mapping[str, Any] | None = None,
+    zone: Iterable[str] | Mapping[str, Any] = (),
 ) -> Detection:
     """Detect worm propagation over stored tables (a directory written by
     ``wormsign analyze`` or :func:`analyze` with ``out``), an :class:`Analysis`, or
     tables by name (``flows`` required; pyarrow, polars or anything with
     ``__arrow_c_stream__``). With ``out``, also write the detection files there.
     """
-    options = _detect_options(rules, indicators, internal, honeypot, allowlist)
+    options = _detect_options(rules, indicators, internal, honeypot, allowlist, zone)
     out = None if out is None else os.fspath(out)
     if isinstance(source, (str, os.PathLike)):
         return Detection._from(_native.detect_stored(os.fspath(source), out, options))

@@ -9,11 +9,17 @@ use serde_json::Value;
 
 use crate::common::{read_rows, wormsign, Row, Run};
 
-const DETECTION_FILES: [&str; 6] = [
+const DETECTION_FILES: [&str; 12] = [
     "alerts.parquet",
     "alerts.jsonl",
     "hosts.parquet",
     "propagation.parquet",
+    "propagation.svg",
+    "propagation.dot",
+    "timeline.parquet",
+    "segmentation.parquet",
+    "remediation.parquet",
+    "remediation.csv",
     "report.md",
     "report.html",
 ];
@@ -43,6 +49,9 @@ struct Outputs {
     alerts: Vec<Row>,
     hosts: Vec<Row>,
     propagation: Vec<Row>,
+    timeline: Vec<Row>,
+    remediation: Vec<Row>,
+    report: String,
 }
 
 fn outputs(dir: &Path) -> Outputs {
@@ -54,6 +63,9 @@ fn outputs(dir: &Path) -> Outputs {
         alerts: read_rows(&dir.join("alerts.parquet")),
         hosts: read_rows(&dir.join("hosts.parquet")),
         propagation: read_rows(&dir.join("propagation.parquet")),
+        timeline: read_rows(&dir.join("timeline.parquet")),
+        remediation: read_rows(&dir.join("remediation.parquet")),
+        report: std::fs::read_to_string(dir.join("report.md")).expect("report.md"),
     }
 }
 
@@ -65,6 +77,15 @@ fn assert_same(a: &Outputs, b: &Outputs, what: &str) {
         a.propagation, b.propagation,
         "{what}: propagation.parquet rows differ"
     );
+    assert_eq!(
+        a.timeline, b.timeline,
+        "{what}: timeline.parquet rows differ"
+    );
+    assert_eq!(
+        a.remediation, b.remediation,
+        "{what}: remediation.parquet rows differ"
+    );
+    assert!(a.report == b.report, "{what}: report.md differs");
 }
 
 /// Every alerts.jsonl line parses as a JSON object, and the lines match the Parquet rows.

@@ -18,6 +18,7 @@ mod outcomes;
 mod partition;
 mod protocol;
 mod real_captures;
+mod responder;
 mod synth;
 mod synth_netflow;
 mod synth_protocol;

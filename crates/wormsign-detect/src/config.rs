@@ -1,6 +1,7 @@
 //! The rule set: networks, services, the detector's caps, and every rule's section
 //! (declared beside its rule, see [`crate::settings`]); reading and printing rules files.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -52,6 +53,11 @@ impl Cidr {
     pub fn host(addr: IpAddr) -> Cidr {
         let prefix = if addr.is_ipv4() { 32 } else { 128 };
         Cidr { addr, prefix }
+    }
+
+    /// The number of leading bits that name the network.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
     }
 
     /// Whether `ip` is inside the network. IPv4-mapped IPv6 addresses are not unmapped.
@@ -194,6 +200,9 @@ settings! {
         /// Ports whose completed inbound sessions from outside raise `exposed_service`
         /// (default 3389, 445, 1433).
         pub exposed_ports: Vec<u16> = vec![3389, 445, 1433],
+        /// `[zones]`: named networks (`branch = ["10.164.0.0/16"]`) for the segmentation
+        /// check; an address belongs to the zone with its longest matching prefix.
+        pub zones: BTreeMap<String, Vec<Cidr>> = BTreeMap::new(),
         /// Exact distinct-destination sets hold at most this many addresses per source
         /// (and per source and service); beyond it the set is saturated and a HyperLogLog
         /// sketch estimates the distinct count (default 4096).

@@ -16,6 +16,8 @@ use crate::rules::{
     RULES,
 };
 use crate::sources::Sources;
+use crate::timeline;
+use crate::zones::ZoneCrossings;
 
 /// Runs every rule over the inputs and builds the propagation graph.
 ///
@@ -101,6 +103,7 @@ pub struct Detector<'a> {
     last_key: Option<(i64, u64)>,
     sources: Sources,
     sessions: SessionLog,
+    crossings: ZoneCrossings,
     rules: Vec<Box<dyn RuleState + 'a>>,
 }
 
@@ -135,6 +138,7 @@ impl<'a> Detector<'a> {
             last_key: None,
             sources: Sources::default(),
             sessions: SessionLog::default(),
+            crossings: ZoneCrossings::default(),
             rules,
         }
     }
@@ -244,6 +248,7 @@ impl<'a> Detector<'a> {
         };
         if let Some(service) = flow.service {
             self.sessions.keep(&flow, self.c, &mut self.stats);
+            self.crossings.observe(&flow, self.c, &mut self.stats);
             flow.contact = self.contact(f, service, flow.failed);
         }
         let mut run = RunState {
@@ -284,6 +289,7 @@ impl<'a> Detector<'a> {
             mut stats,
             mut sources,
             sessions,
+            crossings,
             rules,
             ..
         } = self;
@@ -304,6 +310,8 @@ impl<'a> Detector<'a> {
         let (edges, hosts) =
             propagation::build(c, sessions, &evidence, &found.alerts, &found.deliveries);
         Detection {
+            timeline: timeline::build(&found.alerts, &edges, &hosts, &found.notes),
+            zones: crossings.checks(c, &found.alerts, &hosts),
             alerts: found.alerts,
             edges,
             hosts,

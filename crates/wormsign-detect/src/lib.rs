@@ -32,6 +32,9 @@
 //! - `sources.rs`: scanning sources' first contacts, shared by TRW and failed contacts,
 //!   capped by evicting unflagged sources.
 //! - `propagation.rs`: infection times, parents, generations and host roles.
+//! - `timeline.rs`, `zones.rs`, `remediation.rs`, `graph.rs`: the responder's view
+//!   ([`TimelineEvent`]s, the segmentation check's [`ZoneCheck`]s, [`remediation`] rows,
+//!   the graph as SVG and DOT).
 //! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
 //!   (doc, key, default) so that serde both reads and prints it.
 //!
@@ -106,19 +109,25 @@
 mod config;
 mod detector;
 mod distinct;
+mod graph;
 mod model;
 mod outcome;
 mod propagation;
+mod remediation;
 mod report;
 mod rules;
 mod score;
 mod settings;
 mod sources;
+mod timeline;
+mod zones;
 
 pub use config::{parse_indicator_list, Cidr, CidrError, DetectConfig, RulesError, Service};
 pub use detector::{detect, Detector, FlowFilter};
+pub use graph::{render_graph_dot, render_graph_svg};
 pub use model::{Alert, Basis, DetectStats, Detection, Edge, HostRow, Role, Rule, Tier};
 pub use outcome::{is_completed, is_failed};
+pub use remediation::{remediation, Action, Remediation};
 pub use report::{format_ts, render_report};
 pub use rules::{
     ArpConfig, BruteForceConfig, CncConfig, ExploitConfig, ScanConfig, TrwConfig,
@@ -128,5 +137,7 @@ pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
 pub use settings::TimeSpan;
+pub use timeline::{EventKind, TimelineEvent};
 pub use wormsign_decode::{ArpEvent, DnsEvent};
 pub use wormsign_inspect::SessionEvent;
+pub use zones::{parse_zone, parse_zones_file, CrossingSession, Verdict, ZoneCheck};

@@ -5,6 +5,9 @@ use std::net::IpAddr;
 // Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
 pub(crate) use wormsign_decode::{ArpEvent, DnsEvent};
 
+use crate::timeline::TimelineEvent;
+use crate::zones::ZoneCheck;
+
 /// The rule that raised an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
@@ -267,6 +270,11 @@ pub struct Detection {
     pub edges: Vec<Edge>,
     /// Hosts, infected first (by infection time), then the others by address.
     pub hosts: Vec<HostRow>,
+    /// The incident timeline, by `(ts_ns, kind, host, peer, what)`.
+    pub timeline: Vec<TimelineEvent>,
+    /// The segmentation check, one per ordered pair of configured zones, in zone-name
+    /// order (empty without zones).
+    pub zones: Vec<ZoneCheck>,
     /// Counters.
     pub stats: DetectStats,
 }

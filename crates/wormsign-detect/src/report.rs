@@ -6,6 +6,9 @@ use std::net::IpAddr;
 use wormsign_capture::time::UtcTime;
 
 use crate::model::{Alert, Detection, Role, Rule, Tier};
+use crate::remediation::remediation;
+use crate::timeline::{EventKind, TimelineEvent};
+use crate::zones::Verdict;
 
 /// Formats ns since the Unix epoch as `YYYY-MM-DD hh:mm:ss.mmm UTC`.
 pub fn format_ts(ns: i64) -> String {
@@ -122,6 +125,13 @@ pub fn render_report(d: &Detection) -> String {
         );
     }
 
+    if !infected.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n![Propagation graph: generations left to right](propagation.svg)\n\n\
+             The same graph for Graphviz: `propagation.dot`."
+        );
+    }
     let _ = writeln!(o, "\n## What to do first\n");
     let mut n = 0;
     let mut step = |o: &mut String, text: String| {
@@ -210,20 +220,9 @@ pub fn render_report(d: &Detection) -> String {
     if n == 0 {
         let _ = writeln!(o, "Nothing urgent.");
     }
-    let hygiene: Vec<&Alert> = d.alerts.iter().filter(|a| a.tier == Tier::Month).collect();
-    if !hygiene.is_empty() {
-        let mut hosts: Vec<IpAddr> = hygiene.iter().map(|a| a.src).collect();
-        hosts.sort();
-        hosts.dedup();
-        let list: Vec<String> = hosts.iter().map(ToString::to_string).collect();
-        let _ = writeln!(
-            o,
-            "\nWithin the month (hygiene): confirm that the allowlisted hosts that scanned or \
-             guessed passwords are still authorized, and that the allowlist is current: {}{}.",
-            list.join(", "),
-            ids(hygiene.into_iter())
-        );
-    }
+    timeline_section(&mut o, d);
+    zones_section(&mut o, d);
+    remediation_section(&mut o, d);
 
     let _ = writeln!(o, "\n## Alerts\n");
     let _ = writeln!(o, "| id | tier | rule | src | dst | service | first seen | attempts | targets | failed | evidence | basis |");
@@ -250,6 +249,179 @@ pub fn render_report(d: &Detection) -> String {
         );
     }
     o
+}
+
+/// Consecutive events of one kind saying the same thing are folded from this many on.
+const FOLD_FROM: usize = 3;
+
+/// The timeline in the incident report's style: one line per event, consecutive events
+/// of the same kind and content folded ("… the same for 14 more hosts").
+fn timeline_section(o: &mut String, d: &Detection) {
+    let _ = writeln!(o, "\n## Timeline\n");
+    if d.timeline.is_empty() {
+        let _ = writeln!(o, "No events.");
+        return;
+    }
+    let same = |a: &TimelineEvent, b: &TimelineEvent| {
+        a.kind == b.kind && a.what == b.what && (a.kind != EventKind::Honeypot || a.peer == b.peer)
+    };
+    let mut rest = d.timeline.as_slice();
+    while let Some(first) = rest.first() {
+        let run = rest.iter().take_while(|e| same(first, e)).count();
+        let shown = if run >= FOLD_FROM { 1 } else { run };
+        for e in &rest[..shown] {
+            let _ = writeln!(o, "- {} {}{}", format_ts(e.ts_ns), sentence(e), cite(e));
+        }
+        if shown < run {
+            let more = &rest[1..run];
+            let hosts: Vec<String> = more.iter().take(10).map(|e| e.host.to_string()).collect();
+            let _ = writeln!(
+                o,
+                "  - … the same for {} more hosts until {}: {}{}",
+                more.len(),
+                format_ts(more[more.len() - 1].ts_ns),
+                hosts.join(", "),
+                if more.len() > 10 { ", …" } else { "" }
+            );
+        }
+        rest = &rest[run..];
+    }
+}
+
+fn cite(e: &TimelineEvent) -> String {
+    e.alert_id
+        .as_ref()
+        .map(|id| format!(" [{id}]"))
+        .unwrap_or_default()
+}
+
+/// One timeline event as a sentence.
+fn sentence(e: &TimelineEvent) -> String {
+    let (host, what) = (e.host, &e.what);
+    let peer = e.peer.map(|p| p.to_string()).unwrap_or_default();
+    match e.kind {
+        EventKind::Exposure => format!("**{host}** accepts `{what}` sessions from outside"),
+        EventKind::CncLookup => format!("**{host}** asks for `{what}`"),
+        EventKind::CncContact => format!("**{host}** connects to C&C address {peer} ({what})"),
+        EventKind::FirstScan => format!("**{host}** starts scanning `{what}`"),
+        EventKind::LoginSuccess => format!("**{host}** guesses its way into {peer}: `{what}`"),
+        EventKind::Infection if e.peer.is_some() => {
+            format!("**{host}** is infected by {peer} over `{what}`")
+        }
+        EventKind::Infection => format!("**{host}** is infected: {what}"),
+        EventKind::Honeypot => format!("honeypot {peer} sees `{what}` from **{host}**"),
+    }
+}
+
+/// The segmentation check: per ordered zone pair, the attempts of infected or scanning
+/// hosts, answered and blocked, and whether the zone held.
+fn zones_section(o: &mut String, d: &Detection) {
+    let _ = writeln!(o, "\n## Segmentation\n");
+    if d.zones.is_empty() {
+        let _ = writeln!(
+            o,
+            "No zones were given (`--zone NAME=CIDR`, at least two): segmentation not checked."
+        );
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "| from | to | attempts | answered | blocked | other | sources | verdict | alerts |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    for z in &d.zones {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{} |",
+            z.from_zone,
+            z.to_zone,
+            z.attempts,
+            z.answered,
+            z.blocked,
+            z.other,
+            z.sources,
+            z.verdict.as_str(),
+            listed(&z.alert_ids)
+        );
+    }
+    let _ = writeln!(o);
+    for z in &d.zones {
+        let pair = format!("`{}` → `{}`", z.from_zone, z.to_zone);
+        match z.verdict {
+            Verdict::Untested => {}
+            Verdict::Held => {
+                let _ = writeln!(
+                    o,
+                    "- {pair}: **the zone held**: {} attempts from {} infected or scanning hosts, none answered.",
+                    z.attempts, z.sources
+                );
+            }
+            Verdict::Breached => {
+                let sessions: Vec<String> = z
+                    .completed
+                    .iter()
+                    .take(10)
+                    .map(|s| {
+                        format!(
+                            "{} → {} `{}` at {} (packet {})",
+                            s.src,
+                            s.dst,
+                            s.service,
+                            format_ts(s.ts_ns),
+                            s.first_packet
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "- {pair}: **the zone was breached**: {} of {} attempts completed; these sessions completed: {}.",
+                    z.answered, z.attempts, sessions.join("; ")
+                );
+            }
+        }
+    }
+}
+
+fn listed(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = ids.iter().take(6).map(String::as_str).collect();
+    format!(
+        " {}{}",
+        shown.join(", "),
+        if ids.len() > 6 { ", …" } else { "" }
+    )
+}
+
+/// The remediation list by tier: one row per host and action.
+fn remediation_section(o: &mut String, d: &Detection) {
+    let rows = remediation(d);
+    let _ = writeln!(o, "\n## Remediation by urgency\n");
+    if rows.is_empty() {
+        let _ = writeln!(o, "Nothing to remediate.");
+        return;
+    }
+    for tier in [Tier::Hour, Tier::Day, Tier::Week, Tier::Month] {
+        let of_tier: Vec<_> = rows.iter().filter(|r| r.tier == tier).collect();
+        if of_tier.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "### Within the {}\n", tier.as_str());
+        let _ = writeln!(o, "| host | action | detail | alerts |");
+        let _ = writeln!(o, "|---|---|---|---|");
+        for r in of_tier {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} |{} |",
+                r.host,
+                r.action.as_str(),
+                r.detail.replace('|', "\\|"),
+                listed(&r.alert_ids)
+            );
+        }
+        let _ = writeln!(o);
+    }
 }
 
 #[cfg(test)]

@@ -363,7 +363,8 @@ fn allowlisted_scanner_is_reported_not_infected() {
     let report = render_report(&d);
     assert!(report.contains("Nothing urgent."), "{report}");
     assert!(
-        report.contains("Within the month (hygiene)") && report.contains("10.0.0.99"),
+        report.contains("### Within the month")
+            && report.contains("| 10.0.0.99 | review_allowlist |"),
         "{report}"
     );
     assert!(d.alerts_for(ip("10.0.0.99"), Rule::Trw).next().is_some());
@@ -593,4 +594,105 @@ fn failed_contacts_fire_on_the_fourth_miss_despite_successes() {
     };
     let d = detect(&off, &f.v, &[], &[]);
     assert!(d.alerts.iter().all(|a| a.rule != Rule::FailedContacts));
+}
+
+/// The segmentation check on a hand-built outbreak: a scanner in `office` is refused by
+/// `dc` (held), completes sessions into `hq` (breached) and into `hq-dc`, a /24 inside
+/// `hq`'s /16 (the longest prefix decides). A clean host's completed session and the
+/// honeypot's answers are not breaches.
+#[test]
+fn segmentation_says_which_zone_held_and_which_was_breached() {
+    use wormsign_detect::{remediation, Action, Verdict};
+    let zones = [
+        ("office", "10.1.0.0/16"),
+        ("dc", "10.2.0.0/16"),
+        ("hq", "10.3.0.0/16"),
+        ("hq-dc", "10.3.5.0/24"),
+    ];
+    let config = DetectConfig {
+        zones: zones
+            .iter()
+            .map(|(name, net)| (name.to_string(), vec![net.parse().unwrap()]))
+            .collect(),
+        honeypots: vec![ip("10.3.0.99")],
+        ..DetectConfig::default()
+    };
+    let scanner = "10.1.0.5";
+    let mut f = Flows::default();
+    f.scan(100.0, scanner, 1, 20, 445, 0.5);
+    for i in 1..=4 {
+        f.syn(120.0 + f64::from(i), scanner, &format!("10.2.0.{i}"), 445);
+    }
+    for i in 1..=3 {
+        f.syn(130.0 + f64::from(i), scanner, &format!("10.3.0.{i}"), 3389);
+    }
+    f.ok(140.0, scanner, "10.3.0.7", 445, 1.0, 500);
+    f.ok(141.0, scanner, "10.3.0.8", 1433, 1.0, 500);
+    f.ok(142.0, scanner, "10.3.5.1", 445, 1.0, 500);
+    f.ok(143.0, scanner, "10.3.0.99", 445, 1.0, 500);
+    f.ok(150.0, "10.1.0.50", "10.2.0.9", 445, 1.0, 500);
+    let d = detect(&config, &f.v, &[], &[]);
+    assert!(d.is_infected(ip(scanner)));
+    assert!(!d.alerts.iter().any(|a| a.src == ip("10.1.0.50")));
+
+    assert_eq!(d.zones.len(), 12, "every ordered pair of the four zones");
+    let check = |from: &str, to: &str| {
+        d.zones
+            .iter()
+            .find(|z| z.from_zone == from && z.to_zone == to)
+            .unwrap_or_else(|| panic!("no check {from} -> {to}"))
+    };
+    let dc = check("office", "dc");
+    assert_eq!(
+        (dc.attempts, dc.answered, dc.blocked, dc.sources, dc.verdict),
+        (4, 0, 4, 1, Verdict::Held),
+        "the clean host's session into dc is not counted"
+    );
+    let hq = check("office", "hq");
+    assert_eq!(
+        (hq.attempts, hq.answered, hq.blocked, hq.verdict),
+        (5, 2, 3, Verdict::Breached),
+        "the honeypot's answer is not a breach; 10.3.5.1 is hq-dc's"
+    );
+    let completed: Vec<IpAddr> = hq.completed.iter().map(|s| s.dst).collect();
+    assert_eq!(completed, vec![ip("10.3.0.7"), ip("10.3.0.8")]);
+    assert_eq!(hq.completed[1].service, "mssql");
+    let inner = check("office", "hq-dc");
+    assert_eq!((inner.attempts, inner.verdict), (1, Verdict::Breached));
+    assert_eq!(check("dc", "office").verdict, Verdict::Untested);
+    assert_eq!(check("hq", "dc").attempts, 0);
+    let first_alert = &d.alerts.iter().find(|a| a.src == ip(scanner)).unwrap().id;
+    assert_eq!(hq.alert_ids, vec![first_alert.clone()]);
+
+    let report = render_report(&d);
+    assert!(
+        report.contains("`office` → `dc`: **the zone held**"),
+        "{report}"
+    );
+    assert!(
+        report.contains("`office` → `hq`: **the zone was breached**"),
+        "{report}"
+    );
+    assert!(!report.contains("`dc` → `office`: **"), "{report}");
+
+    // The hosts that answered across zones: review their exposure.
+    let reviews: Vec<IpAddr> = remediation(&d)
+        .iter()
+        .filter(|r| r.action == Action::ReviewExposure)
+        .map(|r| r.host)
+        .collect();
+    assert_eq!(
+        reviews,
+        vec![ip("10.3.0.7"), ip("10.3.0.8"), ip("10.3.5.1")]
+    );
+}
+
+/// Without zones nothing is counted, and the report says the check was not made.
+#[test]
+fn segmentation_without_zones_is_not_checked() {
+    let mut f = Flows::default();
+    f.scan(100.0, "10.1.0.5", 1, 20, 445, 0.5);
+    let d = run(&f);
+    assert!(d.zones.is_empty());
+    assert!(render_report(&d).contains("segmentation not checked"));
 }

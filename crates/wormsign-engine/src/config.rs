@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use wormsign_columnar::Partitioning;
-use wormsign_detect::{Cidr, DetectConfig};
+use wormsign_detect::{parse_zones_file, Cidr, DetectConfig};
 use wormsign_flow::FlowConfig;
 use wormsign_inspect::{InspectConfig, Protocol};
 
@@ -213,6 +213,10 @@ pub struct DetectSettings {
     pub honeypots: Vec<IpAddr>,
     /// Allowlisted networks (authorized scanners): reported, marked, never infected.
     pub allowlist: Vec<Cidr>,
+    /// Zones for the segmentation check: (name, network), added to the rules file's.
+    pub zones: Vec<(String, Cidr)>,
+    /// Zones files: one `NAME=CIDR` per line, `#` comments; read before `zones`.
+    pub zone_files: Vec<PathBuf>,
 }
 
 impl DetectSettings {
@@ -236,7 +240,20 @@ impl DetectSettings {
         }
         c.honeypots.extend(self.honeypots.iter().copied());
         c.allowlist.extend(self.allowlist.iter().copied());
+        for path in &self.zone_files {
+            let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+            let zones = parse_zones_file(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            add_zones(&mut c, zones);
+        }
+        add_zones(&mut c, self.zones.iter().cloned());
         Ok(c)
+    }
+}
+
+fn add_zones(c: &mut DetectConfig, zones: impl IntoIterator<Item = (String, Cidr)>) {
+    for (name, net) in zones {
+        c.zones.entry(name).or_default().push(net);
     }
 }
 

@@ -162,18 +162,18 @@ pub fn propagation_schema() -> SchemaRef {
         .clone()
 }
 
-fn i64_of(v: u64) -> i64 {
+pub(crate) fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn append_opt_ip(b: &mut StringBuilder, ip: Option<IpAddr>) {
+pub(crate) fn append_opt_ip(b: &mut StringBuilder, ip: Option<IpAddr>) {
     match ip {
         Some(ip) => append_ip(b, ip),
         None => b.append_null(),
     }
 }
 
-fn ts_array(b: &mut TimestampMicrosecondBuilder) -> ArrayRef {
+pub(crate) fn ts_array(b: &mut TimestampMicrosecondBuilder) -> ArrayRef {
     Arc::new(b.finish().with_timezone("UTC"))
 }
 

@@ -1,8 +1,9 @@
 //! Worm-propagation detection over the four tables, wherever they are: stored by a run
 //! (read back column by column, keeping only what a rule can use) or held in memory;
 //! and the detection outputs (`alerts.parquet`, `alerts.jsonl`, `hosts.parquet`,
-//! `propagation.parquet`, `report.md`, `report.html`), each under a temporary name
-//! renamed into place when complete.
+//! `propagation.parquet` with `propagation.svg` and `.dot`, `timeline.parquet`,
+//! `segmentation.parquet`, `remediation.parquet` and `.csv`, `report.md`,
+//! `report.html`), each under a temporary name renamed into place when complete.
 //!
 //! `analyze` then `detect DIR` see exactly the same input, so both write identical
 //! results; tables in memory are the batches that would have been stored, so they give
@@ -22,7 +23,8 @@ use wormsign_columnar::{
     read_flows, read_sessions, session_events, table_files, ResponderAddr, RowBuilder, TableWriter,
 };
 use wormsign_detect::{
-    render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, Role, SessionEvent, Tier,
+    remediation, render_graph_dot, render_graph_svg, render_report, ArpEvent, DetectConfig,
+    Detection, Detector, DnsEvent, Role, SessionEvent, Tier,
 };
 use wormsign_flow::FlowRecord;
 
@@ -31,6 +33,9 @@ use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatch
 use crate::feed::{cnc_dns_events, Feed, FeedOutcome, StoredFlows};
 use crate::html::markdown_to_html;
 use crate::pipeline::run;
+use crate::responder_tables::{
+    remediation_csv, RemediationBatchBuilder, SegmentationBatchBuilder, TimelineBatchBuilder,
+};
 use crate::{
     analyze, expand_inputs, Analysis, Control, Error, Input, Output, PipelineConfig, RunSummary,
     Tables,
@@ -116,7 +121,7 @@ pub fn analyze_and_detect(
             },
             _,
         ) => Detected {
-            detection,
+            detection: *detection,
             warnings: Vec::new(),
             metadata: output_metadata(Some(input_names(inputs)), detect),
             input: DetectionInput::Pipeline { cnc_pass },
@@ -356,15 +361,24 @@ pub struct DetectionTables {
     pub hosts: RecordBatch,
     /// `propagation`: one row per edge of the propagation graph.
     pub propagation: RecordBatch,
+    /// `timeline`: one row per event, in time order.
+    pub timeline: RecordBatch,
+    /// `segmentation`: one row per ordered pair of zones.
+    pub segmentation: RecordBatch,
+    /// `remediation`: one row per host and action, by tier.
+    pub remediation: RecordBatch,
 }
 
 impl DetectionTables {
-    /// Builds the three tables from `d`.
+    /// Builds the detection tables from `d`.
     pub fn new(d: &Detection) -> DetectionTables {
         DetectionTables {
             alerts: build::<AlertBatchBuilder>(&d.alerts),
             hosts: build::<HostBatchBuilder>(&d.hosts),
             propagation: build::<PropagationBatchBuilder>(&d.edges),
+            timeline: build::<TimelineBatchBuilder>(&d.timeline),
+            segmentation: build::<SegmentationBatchBuilder>(&d.zones),
+            remediation: build::<RemediationBatchBuilder>(&remediation(d)),
         }
     }
 }
@@ -395,17 +409,26 @@ pub fn write_detection(
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     // Each file on a thread of its own: every one ends in an fsync, and building the
     // report and the JSON lines of thousands of alerts overlaps with the others.
-    let writers: [&(dyn Fn() -> Result<(), Error> + Sync); 5] = [
-        &|| write_table::<AlertBatchBuilder>(&dir.join("alerts.parquet"), metadata, &d.alerts),
-        &|| write_table::<HostBatchBuilder>(&dir.join("hosts.parquet"), metadata, &d.hosts),
+    let table = |name: &str| dir.join(format!("{name}.parquet"));
+    let fixes = remediation(d);
+    let writers: [&(dyn Fn() -> Result<(), Error> + Sync); 8] = [
+        &|| write_table::<AlertBatchBuilder>(&table("alerts"), metadata, &d.alerts),
+        &|| write_table::<HostBatchBuilder>(&table("hosts"), metadata, &d.hosts),
+        &|| write_table::<PropagationBatchBuilder>(&table("propagation"), metadata, &d.edges),
+        &|| write_table::<TimelineBatchBuilder>(&table("timeline"), metadata, &d.timeline),
+        &|| write_table::<SegmentationBatchBuilder>(&table("segmentation"), metadata, &d.zones),
         &|| {
-            let path = dir.join("propagation.parquet");
-            write_table::<PropagationBatchBuilder>(&path, metadata, &d.edges)
+            write_table::<RemediationBatchBuilder>(&table("remediation"), metadata, &fixes)?;
+            write_atomic(&dir.join("remediation.csv"), &remediation_csv(&fixes))
         },
         &|| write_atomic(&dir.join("alerts.jsonl"), &alerts_jsonl(d)),
         &|| {
             let report = render_report(d);
-            write_atomic(&dir.join("report.html"), &markdown_to_html(&report))?;
+            let svg = render_graph_svg(d);
+            write_atomic(&dir.join("propagation.svg"), &svg)?;
+            write_atomic(&dir.join("propagation.dot"), &render_graph_dot(d))?;
+            let html = markdown_to_html(&report, &[("propagation.svg", &svg)]);
+            write_atomic(&dir.join("report.html"), &html)?;
             write_atomic(&dir.join("report.md"), &report)
         },
     ];

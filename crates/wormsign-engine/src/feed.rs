@@ -90,7 +90,8 @@ pub(crate) enum FeedOutcome {
     /// The detection, from the gathered inputs (and, with `cnc_pass`, the flows to
     /// C&C addresses resolved by the run's DNS, read from the flows table).
     Detected {
-        detection: Detection,
+        // Boxed: a detection is large, and the other variant is empty.
+        detection: Box<Detection>,
         cnc_pass: bool,
     },
     /// More usable flows than one sorted run holds: read the stored tables back.
@@ -186,7 +187,7 @@ impl<'a> Feed<'a> {
         let mut detection = detector.finish();
         (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
         Ok(FeedOutcome::Detected {
-            detection,
+            detection: Box::new(detection),
             cnc_pass,
         })
     }

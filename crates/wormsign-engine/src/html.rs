@@ -66,9 +66,18 @@ fn cells(line: &str) -> Vec<String> {
     out.iter().map(|c| c.trim().to_string()).collect()
 }
 
+/// A Markdown image line, `![alt](target)`: (alt, target).
+fn image(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("![")?;
+    let (alt, rest) = rest.split_once("](")?;
+    Some((alt, rest.strip_suffix(')')?))
+}
+
 /// A minimal, self-contained HTML rendering of the report's Markdown (headings, lists,
-/// nested lists, ordered lists, tables, paragraphs; `code` and **bold**).
-pub(crate) fn markdown_to_html(md: &str) -> String {
+/// nested lists, ordered lists, tables, paragraphs, images; `code` and **bold**). An
+/// image whose target is named in `inline_svg` is replaced by that SVG document, so the
+/// page needs no file beside it.
+pub(crate) fn markdown_to_html(md: &str, inline_svg: &[(&str, &str)]) -> String {
     #[derive(PartialEq)]
     enum Block {
         None,
@@ -82,6 +91,7 @@ pub(crate) fn markdown_to_html(md: &str) -> String {
          <title>Worm outbreak report</title>\n<style>\n\
          body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em;line-height:1.4}\n\
          table{border-collapse:collapse;font-size:90%}\n\
+         figure{margin:1em 0;overflow-x:auto}\n\
          th,td{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}\n\
          th{background:#eee}\ncode{background:#f4f4f4;padding:0 .2em}\n\
          </style>\n</head>\n<body>\n",
@@ -114,6 +124,25 @@ pub(crate) fn markdown_to_html(md: &str) -> String {
                 "<h{level}>{}</h{level}>",
                 inline(h.trim_start_matches('#').trim())
             );
+        } else if let Some((alt, target)) = image(trimmed).filter(|_| indent == 0) {
+            close(&mut o, &mut block);
+            match inline_svg.iter().find(|(name, _)| *name == target) {
+                Some((_, svg)) => {
+                    let _ = writeln!(
+                        o,
+                        "<figure>\n{svg}<figcaption>{}</figcaption>\n</figure>",
+                        inline(alt)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "<p><img src=\"{}\" alt=\"{}\"></p>",
+                        escape(target),
+                        escape(alt)
+                    );
+                }
+            }
         } else if trimmed.starts_with('|') {
             let row = cells(trimmed);
             if row
@@ -198,7 +227,7 @@ mod tests {
     fn html_escapes_and_structures() {
         let md = "# Title <x>\n\nSome `a<b>` and **bold & co**.\n\n- one\n  - nested\n- two\n\n\
                   1. first\n2. second\n\n| a | b |\n|---|---|\n| x \\| y | <z> |\n";
-        let html = markdown_to_html(md);
+        let html = markdown_to_html(md, &[]);
         assert!(html.contains("<h1>Title &lt;x&gt;</h1>"));
         assert!(html.contains("<code>a&lt;b&gt;</code>"));
         assert!(html.contains("<strong>bold &amp; co</strong>"));

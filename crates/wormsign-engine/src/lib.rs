@@ -4,6 +4,7 @@
 //! - [`analyze`] runs the multi-threaded pipeline (capture → decode → inspect → flow →
 //!   columnar) over captures and writes the `flows`, `dns`, `arp` and `sessions` tables
 //!   as Parquet files or keeps them in memory ([`Output`]).
+//! - [`carve`] writes the packets behind an alert, host, edge or flow to a pcap.
 //! - [`Collector`] receives NetFlow/IPFIX exports on a UDP socket into rolling flow files.
 //! - [`detect_dir`] and [`detect_tables`] run worm-propagation detection over those
 //!   tables, stored or in memory; [`write_detection`] and [`DetectionTables`] give its
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod bench;
+mod carve;
 mod collect;
 mod config;
 mod detect_tables;
@@ -33,6 +35,7 @@ mod feed;
 mod html;
 mod input;
 mod pipeline;
+mod responder_tables;
 mod summary;
 
 use std::path::Path;
@@ -41,6 +44,7 @@ use arrow_array::RecordBatch;
 use wormsign_columnar::{read_batches, table_files};
 
 pub use bench::{bench_table, read_labels, BenchPlan, BenchRow, RuleSet, Sweep};
+pub use carve::{carve, CarveTarget, Carved, LATE_RECORDS};
 pub use collect::{CollectConfig, CollectSummary, Collector, DEFAULT_RECV_BUFFER};
 pub use config::{
     parse_inspect_port, Control, DetectSettings, Output, PipelineConfig, PipelineOptions, Rules,
@@ -53,6 +57,7 @@ pub use detection::{
 pub use error::Error;
 pub use input::{expand_inputs, Input};
 pub use pipeline::{analyze, Analysis};
+pub use responder_tables::{remediation_schema, segmentation_schema, timeline_schema};
 pub use summary::{netflow_json, DecodeStats, RunSummary, Warning};
 
 /// The four tables of a run as Arrow batches: what [`Output::Memory`] keeps, or what

@@ -22,12 +22,13 @@ use pyo3::types::PyDict;
 use wormsign_columnar::{
     arp_schema, dns_schema, flow_schema, session_schema, ColumnarError, Partitioning,
 };
-use wormsign_detect::{render_report, Cidr, DetectConfig, Detection};
+use wormsign_detect::{parse_zone, render_report, Cidr, DetectConfig, Detection};
 use wormsign_engine::{
     alert_schema, analyze, analyze_and_detect, bench_table, detect_dir, detect_tables,
-    expand_inputs, host_schema, parse_inspect_port, propagation_schema, read_labels, stats_json,
-    write_detection, BenchPlan, Control, DetectInputs, DetectSettings, DetectionTables, Error,
-    Output, PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
+    expand_inputs, host_schema, parse_inspect_port, propagation_schema, read_labels,
+    remediation_schema, segmentation_schema, stats_json, timeline_schema, write_detection,
+    BenchPlan, Control, DetectInputs, DetectSettings, DetectionTables, Error, Output,
+    PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
 };
 use wormsign_synth::export::NetflowVersion;
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
@@ -120,6 +121,7 @@ struct DetectOptions {
     internal: Vec<String>,
     honeypot: Vec<String>,
     allowlist: Vec<String>,
+    zone: Vec<String>,
 }
 
 impl DetectOptions {
@@ -151,6 +153,12 @@ impl DetectOptions {
             internal: cidrs(&self.internal, "internal")?,
             honeypots,
             allowlist: cidrs(&self.allowlist, "allowlist")?,
+            zones: self
+                .zone
+                .iter()
+                .map(|s| parse_zone(s).map_err(|e| Error::Config(format!("zone {e}"))))
+                .collect::<Result<_, _>>()?,
+            zone_files: Vec::new(),
         }
         .config()
     }
@@ -187,6 +195,15 @@ fn put_detection(py: Python<'_>, out: &Bound<'_, PyDict>, d: &Detection) -> PyRe
     out.set_item(
         "propagation",
         table(py, vec![t.propagation], propagation_schema())?,
+    )?;
+    out.set_item("timeline", table(py, vec![t.timeline], timeline_schema())?)?;
+    out.set_item(
+        "segmentation",
+        table(py, vec![t.segmentation], segmentation_schema())?,
+    )?;
+    out.set_item(
+        "remediation",
+        table(py, vec![t.remediation], remediation_schema())?,
     )?;
     out.set_item("report_md", render_report(d))?;
     out.set_item("detection_json", stats_json(d).to_string())?;

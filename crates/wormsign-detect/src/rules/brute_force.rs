@@ -14,6 +14,7 @@ use super::{Events, Findings, FlowFacts, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::settings::{at_least, settings, TimeSpan};
+use crate::timeline::Note;
 
 settings! {
     /// `[brute_force]`: brute force, by flow shapes and (window and threshold) by logins.
@@ -61,7 +62,7 @@ struct Run {
     last_ts: i64,
     detected: Option<i64>,
     /// `first_packet` of the session that looks like the guessed password used.
-    success: Option<u64>,
+    success: Option<(u64, i64)>,
     /// Oldest short session in the window that crossed the threshold.
     evidence: i64,
 }
@@ -80,7 +81,7 @@ impl RuleState for BruteForce<'_> {
         let short = f.ts_last - f.ts_first <= cfg.max_session.ns();
         let bytes = f.orig.payload_bytes + f.resp.payload_bytes;
         if b.short_sessions > 0 && b.success.is_none() && (!short || bytes >= cfg.success_bytes) {
-            b.success = Some(f.first_packet);
+            b.success = Some((f.first_packet, ts));
             self.successes.insert((src, dst, f.first_packet));
         }
         if !short {
@@ -108,7 +109,12 @@ impl RuleState for BruteForce<'_> {
             if found.login_pairs.contains(&(src, dst, service.clone())) {
                 continue;
             }
-            found.raise_since(self.finding(src, dst, service, b, at).alert(c), b.evidence);
+            let alert = self.finding(src, dst, service, b, at).alert(c);
+            if let Some((_, ts)) = b.success {
+                let what = format!("{service}, account not shown (flow shapes)");
+                found.note(&alert, Note { at: ts, what });
+            }
+            found.raise_since(alert, b.evidence);
         }
         found.brute_success.extend(self.successes);
     }
@@ -125,7 +131,7 @@ impl BruteForce<'_> {
     ) -> Finding<'s> {
         let c = self.c;
         let outcome = match b.success {
-            Some(p) => format!("; likely success: long/large session at packet {p}"),
+            Some((p, _)) => format!("; likely success: long/large session at packet {p}"),
             None => "; no sign of success".to_string(),
         };
         Finding {

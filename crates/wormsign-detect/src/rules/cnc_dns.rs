@@ -12,6 +12,7 @@ use super::{Events, Findings, RuleState, RunState};
 use crate::config::{parse_indicator_list, DetectConfig};
 use crate::model::{DnsEvent, Rule};
 use crate::settings::{addresses, indicator_list, settings, TimeSpan};
+use crate::timeline::Note;
 
 /// The DriveLife / Lemon Duck indicator file shipped with the crate.
 pub const DRIVELIFE_INDICATORS: &str = include_str!("../../indicators/drivelife.txt");
@@ -132,7 +133,16 @@ impl RuleState for CncDns<'_> {
                 ..s.queries
                     .finding(Rule::CncDns, client, Some(s.server), evidence)
             };
-            found.raise(finding.alert(c));
+            let alert = finding.alert(c);
+            let what = s.names[0].clone();
+            found.note(
+                &alert,
+                Note {
+                    at: s.queries.first_ts,
+                    what,
+                },
+            );
+            found.raise(alert);
         }
     }
 }

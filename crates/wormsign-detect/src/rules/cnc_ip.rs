@@ -9,6 +9,7 @@ use super::counting::{count_contact, Tally};
 use super::{Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
+use crate::timeline::Note;
 
 pub(super) fn start<'a>(c: &'a DetectConfig, dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
     Box::new(CncIp {
@@ -64,10 +65,17 @@ impl RuleState for CncIp<'_> {
         for (&(src, dst), t) in &self.contacts {
             let why = &self.addresses[&dst];
             let evidence = format!("{} flows to C&C address {dst} ({why})", t.attempts);
-            found.raise(
-                t.finding(Rule::CncIp, src, Some(dst), evidence)
-                    .alert(self.c),
+            let alert = t
+                .finding(Rule::CncIp, src, Some(dst), evidence)
+                .alert(self.c);
+            found.note(
+                &alert,
+                Note {
+                    at: t.first_ts,
+                    what: why.clone(),
+                },
             );
+            found.raise(alert);
         }
     }
 }

@@ -7,6 +7,7 @@ use hashbrown::{HashMap, HashSet};
 use crate::config::DetectConfig;
 use crate::model::{Alert, Basis, Rule, Tier};
 use crate::propagation::Delivery;
+use crate::timeline::Note;
 
 /// An alert's identity: rule, source, destination, service (unique per alert).
 pub(crate) type EvidenceKey = (Rule, IpAddr, Option<IpAddr>, String);
@@ -79,12 +80,20 @@ pub(crate) struct Findings {
     /// (source, destination, first_packet) of the sessions that ended a brute-force run
     /// successfully, as flow shapes show it.
     pub brute_success: HashSet<(IpAddr, IpAddr, u64)>,
+    /// What the timeline says of an alert's event, where the alert does not say it.
+    pub notes: HashMap<EvidenceKey, Note>,
 }
 
 impl Findings {
     /// Adds an alert.
     pub fn raise(&mut self, alert: Alert) {
         self.alerts.push(alert);
+    }
+
+    /// Leaves `note` on `alert` for the timeline.
+    pub fn note(&mut self, alert: &Alert, note: Note) {
+        let key = (alert.rule, alert.src, alert.dst, alert.service.clone());
+        self.notes.insert(key, note);
     }
 
     /// Adds a threshold alert whose behaviour was first seen at `first_evidence`.

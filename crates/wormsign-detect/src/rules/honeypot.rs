@@ -1,5 +1,6 @@
 //! `honeypot`: any flow to a honeypot address; nothing legitimate goes there.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
@@ -9,12 +10,14 @@ use super::finding::Finding;
 use super::{Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
+use crate::timeline::Note;
 
 pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
     Box::new(Honeypot {
         c,
         honeypots: c.honeypots.iter().copied().collect(),
         contacts: HashMap::new(),
+        tried: HashMap::new(),
     })
 }
 
@@ -23,7 +26,13 @@ struct Honeypot<'a> {
     honeypots: HashSet<IpAddr>,
     /// Flows per (source, honeypot).
     contacts: HashMap<(IpAddr, IpAddr), Tally>,
+    /// What each pair tried: the worm services by name, other ports as `tcp/80`; at most
+    /// [`TRIED_KEPT`] each.
+    tried: HashMap<(IpAddr, IpAddr), BTreeSet<String>>,
 }
+
+/// Services listed per honeypot contact.
+const TRIED_KEPT: usize = 8;
 
 impl RuleState for Honeypot<'_> {
     fn watch(&self, watchlist: &mut Watchlist) {
@@ -31,8 +40,18 @@ impl RuleState for Honeypot<'_> {
     }
 
     fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
-        if self.honeypots.contains(&flow.flow.resp_addr) {
-            count_contact(&mut self.contacts, flow.flow, run);
+        let f = flow.flow;
+        if !self.honeypots.contains(&f.resp_addr) {
+            return;
+        }
+        count_contact(&mut self.contacts, f, run);
+        if let Some(tried) = self.tried.get_mut(&(f.orig_addr, f.resp_addr)) {
+            if tried.len() < TRIED_KEPT {
+                tried.insert(service_tried(self.c, flow));
+            }
+        } else if self.contacts.contains_key(&(f.orig_addr, f.resp_addr)) {
+            let first = BTreeSet::from([service_tried(self.c, flow)]);
+            self.tried.insert((f.orig_addr, f.resp_addr), first);
         }
     }
 
@@ -51,7 +70,30 @@ impl RuleState for Honeypot<'_> {
                 tier,
                 ..t.finding(Rule::Honeypot, src, Some(dst), evidence)
             };
-            found.raise(finding.alert(c));
+            let alert = finding.alert(c);
+            if let Some(tried) = self.tried.get(&(src, dst)) {
+                let what = tried.iter().cloned().collect::<Vec<_>>().join(", ");
+                found.note(
+                    &alert,
+                    Note {
+                        at: t.first_ts,
+                        what,
+                    },
+                );
+            }
+            found.raise(alert);
         }
+    }
+}
+
+/// A honeypot contact's service: the worm service's name, else `tcp/PORT` (`udp`, or the
+/// IP protocol number without ports).
+fn service_tried(c: &DetectConfig, flow: &FlowFacts<'_>) -> String {
+    let f = flow.flow;
+    match (flow.service, f.has_ports, f.proto) {
+        (Some(svc), _, _) => c.services[svc].name.clone(),
+        (None, true, 6) => format!("tcp/{}", f.resp_port),
+        (None, true, 17) => format!("udp/{}", f.resp_port),
+        (None, _, p) => format!("ip proto {p}"),
     }
 }

@@ -15,6 +15,7 @@ use super::{Events, Findings, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::propagation::Delivery;
+use crate::timeline::Note;
 
 pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
     Box::new(LoginBruteForce { c })
@@ -103,10 +104,13 @@ impl LoginBruteForce<'_> {
             },
             if accounts.len() > 5 { ", …" } else { "" }
         );
+        let mut note = None;
         let tier = match success {
             Some((e, before)) => {
                 let user = e.user.as_deref().unwrap_or("an account not shown");
                 evidence = format!("{evidence}; then success as {user}");
+                let what = format!("{service} as {user}");
+                note = Some(Note { at: e.ts_ns, what });
                 found.deliveries.push(Delivery {
                     ts: e.ts_ns,
                     packet: e.packet,
@@ -135,6 +139,10 @@ impl LoginBruteForce<'_> {
             worm: true,
             evidence,
         };
-        found.raise(protocol_alert(c, finding));
+        let alert = protocol_alert(c, finding);
+        if let Some(note) = note {
+            found.note(&alert, note);
+        }
+        found.raise(alert);
     }
 }

@@ -1,0 +1,228 @@
+//! Remediation lists: one row per host and action, with the urgency tier it is due in
+//! and the alerts it rests on, for the people who go and find the machines.
+//!
+//! | action | host | tier |
+//! |---|---|---|
+//! | `isolate` | infected (patient zero or infected) | hour |
+//! | `block_cnc` | a C&C address hosts connected to | hour |
+//! | `patch_ms17_010` | an MS17-010 exploit reached it, or its DoublePulsar implant answered | hour if infected, else day |
+//! | `reset_password` | a guessed login on it succeeded (the account where shown) | hour if infected, else day |
+//! | `close_exposed_service` | completed sessions from outside on a worm service | day |
+//! | `check_host` | attacked by an infected host or attacker, no infection seen | week |
+//! | `weak_password_campaign` | passwords guessed on it without success | month |
+//! | `review_exposure` | answered worm-service sessions across zones, not infected | month |
+//! | `review_allowlist` | an allowlisted host scanned or guessed passwords | month |
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::model::{Alert, Detection, Role, Rule, Tier};
+use crate::timeline::EventKind;
+
+/// What to do about a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Take it off the network.
+    Isolate,
+    /// Block the address at the firewall.
+    BlockCnc,
+    /// Install MS17-010 and disable SMBv1.
+    PatchMs17010,
+    /// Reset the password of the account a guessed login used.
+    ResetPassword,
+    /// Close the service to the internet (RDP behind a gateway, no SMB or MSSQL).
+    CloseExposedService,
+    /// Check the host for compromise: it was attacked.
+    CheckHost,
+    /// Enforce strong passwords: passwords were guessed on it.
+    WeakPasswordCampaign,
+    /// Review which zones may reach its worm services.
+    ReviewExposure,
+    /// Confirm that the allowlisted scanner is still authorized.
+    ReviewAllowlist,
+}
+
+impl Action {
+    /// Name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Isolate => "isolate",
+            Action::BlockCnc => "block_cnc",
+            Action::PatchMs17010 => "patch_ms17_010",
+            Action::ResetPassword => "reset_password",
+            Action::CloseExposedService => "close_exposed_service",
+            Action::CheckHost => "check_host",
+            Action::WeakPasswordCampaign => "weak_password_campaign",
+            Action::ReviewExposure => "review_exposure",
+            Action::ReviewAllowlist => "review_allowlist",
+        }
+    }
+}
+
+/// One host and one thing to do about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Remediation {
+    /// The host.
+    pub host: IpAddr,
+    /// What to do.
+    pub action: Action,
+    /// When it is due.
+    pub tier: Tier,
+    /// What for: the account, the service, the exploit, who attacked it.
+    pub detail: String,
+    /// The alerts it rests on, in id order.
+    pub alert_ids: Vec<String>,
+}
+
+/// The rows being gathered: one per (host, action), details and alerts merged.
+#[derive(Default)]
+struct Rows(BTreeMap<(IpAddr, Action), Remediation>);
+
+impl Rows {
+    fn add(&mut self, host: IpAddr, action: Action, tier: Tier, detail: String, alert: &Alert) {
+        let row = self.0.entry((host, action)).or_insert_with(|| Remediation {
+            host,
+            action,
+            tier,
+            detail: String::new(),
+            alert_ids: Vec::new(),
+        });
+        row.tier = row.tier.min(tier);
+        if !detail.is_empty() && !row.detail.split("; ").any(|d| d == detail) {
+            if !row.detail.is_empty() {
+                row.detail.push_str("; ");
+            }
+            row.detail.push_str(&detail);
+        }
+        if !row.alert_ids.contains(&alert.id) {
+            row.alert_ids.push(alert.id.clone());
+        }
+    }
+}
+
+/// The remediation rows of a detection, sorted by `(tier, action, host)`.
+pub fn remediation(d: &Detection) -> Vec<Remediation> {
+    let mut rows = Rows::default();
+    let infected = |ip: IpAddr| d.is_infected(ip);
+    let due = |ip: IpAddr| if infected(ip) { Tier::Hour } else { Tier::Day };
+    for a in &d.alerts {
+        if a.infection_sign && infected(a.src) {
+            rows.add(
+                a.src,
+                Action::Isolate,
+                Tier::Hour,
+                how_infected(d, a.src),
+                a,
+            );
+        }
+        if a.allowlisted {
+            let detail = format!("{} ({})", a.rule.as_str(), a.service);
+            rows.add(a.src, Action::ReviewAllowlist, Tier::Month, detail, a);
+            continue;
+        }
+        match (a.rule, a.dst) {
+            (Rule::CncIp, Some(cnc)) => {
+                rows.add(cnc, Action::BlockCnc, Tier::Hour, String::new(), a);
+            }
+            (Rule::Exploit, Some(target)) => {
+                let detail = format!("MS17-010 exploit from {}", a.src);
+                rows.add(target, Action::PatchMs17010, due(target), detail, a);
+            }
+            (Rule::Implant, _) => {
+                let detail = "DoublePulsar implant answered".to_string();
+                rows.add(a.src, Action::PatchMs17010, Tier::Hour, detail, a);
+            }
+            (Rule::ExposedService, _) => {
+                rows.add(
+                    a.src,
+                    Action::CloseExposedService,
+                    Tier::Day,
+                    a.service.clone(),
+                    a,
+                );
+            }
+            (Rule::BruteForce, Some(target)) => brute_forced(d, a, target, &mut rows),
+            _ => {}
+        }
+    }
+    checks(d, &mut rows);
+    let mut out: Vec<Remediation> = rows.0.into_values().collect();
+    for row in &mut out {
+        row.alert_ids.sort();
+        if row.action == Action::BlockCnc {
+            // One `cnc_ip` alert per host and address.
+            row.detail = format!("contacted by {} hosts", row.alert_ids.len());
+        }
+    }
+    out.sort_by_key(|r| (r.tier, r.action, r.host));
+    out
+}
+
+/// How an infected host got infected, for the people who will go and isolate it.
+fn how_infected(d: &Detection, ip: IpAddr) -> String {
+    let edge = d.edges.iter().find(|e| e.child == ip);
+    match (d.host(ip).map(|h| h.role), edge) {
+        (_, Some(e)) => format!("infected by {} over {}", e.parent, e.vector),
+        (Some(Role::PatientZero), None) => "patient zero; entry point not visible".to_string(),
+        _ => "infected".to_string(),
+    }
+}
+
+/// A brute-force alert: reset the account that a guessed login succeeded as (the
+/// timeline's login success), else a weak-password campaign on the target.
+fn brute_forced(d: &Detection, a: &Alert, target: IpAddr, rows: &mut Rows) {
+    let success = d.timeline.iter().find(|e| {
+        e.kind == EventKind::LoginSuccess && e.alert_id.as_deref() == Some(a.id.as_str())
+    });
+    match success {
+        Some(e) => rows.add(
+            target,
+            Action::ResetPassword,
+            if d.is_infected(target) {
+                Tier::Hour
+            } else {
+                Tier::Day
+            },
+            e.what.clone(),
+            a,
+        ),
+        None => {
+            let detail = format!("{} ({} attempts from {})", a.service, a.attempts, a.src);
+            rows.add(target, Action::WeakPasswordCampaign, Tier::Month, detail, a);
+        }
+    }
+}
+
+/// Attacked hosts with no infection seen (check them), and hosts that answered
+/// worm-service sessions from another zone (review their exposure).
+fn checks(d: &Detection, rows: &mut Rows) {
+    let first_alert_of = |ip: IpAddr| d.alerts.iter().find(|a| a.src == ip);
+    for h in d.hosts.iter().filter(|h| h.role == Role::Target) {
+        let attacker = d
+            .alerts
+            .iter()
+            .find(|a| a.dst == Some(h.ip) && !a.allowlisted)
+            .or_else(|| h.parent.and_then(first_alert_of));
+        if let Some(a) = attacker {
+            rows.add(
+                h.ip,
+                Action::CheckHost,
+                Tier::Week,
+                format!("attacked by {}", a.src),
+                a,
+            );
+        }
+    }
+    for check in &d.zones {
+        for s in check.completed.iter().filter(|s| !d.is_infected(s.dst)) {
+            let Some(a) = first_alert_of(s.src) else {
+                continue;
+            };
+            let detail = format!(
+                "{} reachable from zone {} ({} answered {})",
+                s.service, check.from_zone, s.dst, s.src
+            );
+            rows.add(s.dst, Action::ReviewExposure, Tier::Month, detail, a);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The incident timeline: one event per host and milestone, in time order, as an
+//! incident report tells it ("04:57 the file server asks for t.awcna.com; 05:01 a second
+//! host asks for t.awcna.com; …").
+//!
+//! Built after the alerts are numbered and the graph is drawn, from the alerts, the
+//! edges and the notes rules leave on alerts whose event is not their first evidence
+//! (the account a guessed login succeeded as, and when).
+
+use std::net::IpAddr;
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::model::{Alert, Edge, HostRow, Role, Rule};
+use crate::rules::EvidenceKey;
+
+/// What happened to (or was done by) a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// Completed sessions from outside reached an internal server on a worm service.
+    Exposure,
+    /// The host's first lookup of a C&C name.
+    CncLookup,
+    /// The host's first connection to a C&C address.
+    CncContact,
+    /// The host's first scan alert.
+    FirstScan,
+    /// A guessed login succeeded (the account, where the protocol shows it).
+    LoginSuccess,
+    /// The host was infected (by its parent in the graph, or with no visible parent).
+    Infection,
+    /// The host contacted a honeypot.
+    Honeypot,
+}
+
+impl EventKind {
+    /// Name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Exposure => "exposure",
+            EventKind::CncLookup => "cnc_lookup",
+            EventKind::CncContact => "cnc_contact",
+            EventKind::FirstScan => "first_scan",
+            EventKind::LoginSuccess => "login_success",
+            EventKind::Infection => "infection",
+            EventKind::Honeypot => "honeypot",
+        }
+    }
+}
+
+/// One timeline event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEvent {
+    /// When it happened, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The host it is about: the querier, scanner, infected child, guessing client,
+    /// honeypot visitor, or exposed server.
+    pub host: IpAddr,
+    /// The other side: the C&C address, the parent, the server logged into, the
+    /// honeypot.
+    pub peer: Option<IpAddr>,
+    /// What: the C&C name, the service scanned, the vector, the account, what was tried
+    /// on the honeypot.
+    pub what: String,
+    /// The alert the event rests on (none for an infection whose only evidence is a
+    /// propagation edge, which cannot happen for an internal host: its infection signs
+    /// are alerts).
+    pub alert_id: Option<String>,
+}
+
+/// What a rule knows of an alert's timeline event that the alert itself does not say.
+#[derive(Clone, Debug)]
+pub(crate) struct Note {
+    /// When the event happened.
+    pub at: i64,
+    /// What it names.
+    pub what: String,
+}
+
+/// The timeline of a run, ordered by `(ts_ns, kind, host, peer, what)`.
+pub(crate) fn build(
+    alerts: &[Alert],
+    edges: &[Edge],
+    hosts: &[HostRow],
+    notes: &HashMap<EvidenceKey, Note>,
+) -> Vec<TimelineEvent> {
+    let note = |a: &Alert| notes.get(&(a.rule, a.src, a.dst, a.service.clone()));
+    let mut out = Vec::new();
+    let mut first_of: HashSet<(EventKind, IpAddr)> = HashSet::new();
+    // Alerts are in time order, so the first alert of a kind per host is the host's first.
+    for a in alerts {
+        let event = |kind, peer, what: String, ts| TimelineEvent {
+            ts_ns: ts,
+            kind,
+            host: a.src,
+            peer,
+            what,
+            alert_id: Some(a.id.clone()),
+        };
+        let (kind, once) = match a.rule {
+            Rule::CncDns => (EventKind::CncLookup, true),
+            Rule::CncIp => (EventKind::CncContact, true),
+            r if r.is_scan() => (EventKind::FirstScan, true),
+            Rule::ExposedService => (EventKind::Exposure, false),
+            Rule::Honeypot => (EventKind::Honeypot, false),
+            Rule::BruteForce if note(a).is_some() => (EventKind::LoginSuccess, false),
+            _ => continue,
+        };
+        if once && !first_of.insert((kind, a.src)) {
+            continue;
+        }
+        let (ts, mut what) = match (kind, note(a)) {
+            (_, Some(n)) => (n.at, n.what.clone()),
+            (EventKind::FirstScan, None) => (
+                a.first_seen_ns,
+                format!("{} ({})", a.service, a.rule.as_str()),
+            ),
+            _ => (a.first_seen_ns, a.service.clone()),
+        };
+        if kind == EventKind::Honeypot && exploited(a, alerts) {
+            what.push_str("; MS17-010 exploit");
+        }
+        let peer = match kind {
+            EventKind::CncLookup | EventKind::FirstScan | EventKind::Exposure => None,
+            _ => a.dst,
+        };
+        out.push(event(kind, peer, what, ts));
+    }
+    out.extend(infections(alerts, edges, hosts));
+    out.sort_by_key(|e| (e.ts_ns, e.kind, e.host, e.peer, e.what.clone()));
+    out
+}
+
+/// Whether the protocol shows an MS17-010 exploit along the alert's pair (a honeypot
+/// contact that tried EternalBlue).
+fn exploited(a: &Alert, alerts: &[Alert]) -> bool {
+    alerts
+        .iter()
+        .any(|e| e.rule == Rule::Exploit && e.src == a.src && e.dst == a.dst)
+}
+
+/// One infection event per infected host: the edge that infected it (its alert: the
+/// exploit or brute force from the parent, else the child's first infection sign), or, for a patient
+/// zero with no visible parent, its first infection sign.
+fn infections<'a>(
+    alerts: &'a [Alert],
+    edges: &'a [Edge],
+    hosts: &'a [HostRow],
+) -> impl Iterator<Item = TimelineEvent> + 'a {
+    let first_sign = move |ip: IpAddr| alerts.iter().find(|a| a.src == ip && a.infection_sign);
+    hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        .filter_map(move |h| {
+            let edge = edges.iter().find(|e| e.child == h.ip);
+            let alert = edge
+                .and_then(|e| {
+                    alerts.iter().find(|a| {
+                        matches!(a.rule, Rule::Exploit | Rule::BruteForce)
+                            && a.src == e.parent
+                            && a.dst == Some(h.ip)
+                    })
+                })
+                .or_else(|| first_sign(h.ip));
+            let (ts, peer, what) = match edge {
+                Some(e) => (e.infected_at_ns, Some(e.parent), e.vector.clone()),
+                None => (
+                    alert.map(|a| a.first_seen_ns).or(h.first_malicious_at)?,
+                    None,
+                    "first worm behaviour; entry point not visible".to_string(),
+                ),
+            };
+            Some(TimelineEvent {
+                ts_ns: ts,
+                kind: EventKind::Infection,
+                host: h.ip,
+                peer,
+                what,
+                alert_id: alert.map(|a| a.id.clone()),
+            })
+        })
+}
