@@ -128,7 +128,7 @@ fn remediation_rows_match_the_labelled_ground_truth() {
         // The CSV for mail holds the same rows.
         let csv = std::fs::read_to_string(run.out().join("remediation.csv")).unwrap();
         assert_eq!(csv.lines().count(), rows.len() + 1, "{name}");
-        assert!(csv.starts_with("host,action,tier,detail,alert_ids\r\n"));
+        assert!(csv.starts_with("host,action,tier,detail,alert_ids,host_name,mac\r\n"));
     }
 }
 
@@ -413,4 +413,74 @@ fn carve_writes_exactly_the_packets_behind_an_edge_a_flow_and_an_alert() {
     let carved = carve(&run, &["--alert", brute["alert_id"].str()], "alert.pcap");
     assert!(sessions > 0);
     assert_eq!(carved.len(), sessions);
+}
+
+/// Host identity on DriveLife against tshark: each host's MAC is the ARP sender address
+/// tshark shows for its IP, and its login names are the workstation names tshark reads
+/// from the NTLMSSP AUTHENTICATE and TDS LOGIN7 messages it sent.
+#[test]
+fn host_identity_matches_tshark() {
+    if !have_tool("tshark") {
+        return;
+    }
+    let run = analyze("drivelife", &[]);
+    let capture = dataset("drivelife").join("capture.pcap.gz");
+    let pairs = |filter: &str, fields: &[&str]| -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for line in tshark_fields(&capture, &["-Y", filter], fields).lines() {
+            if let Some((ip, value)) = line.split_once('\t') {
+                out.entry(ip.to_string())
+                    .or_default()
+                    .insert(value.to_string());
+            }
+        }
+        out
+    };
+    let arp = pairs("arp", &["arp.src.proto_ipv4", "arp.src.hw_mac"]);
+    let mut workstations = pairs(
+        "ntlmssp.auth.hostname",
+        &["ip.src", "ntlmssp.auth.hostname"],
+    );
+    for (ip, names) in pairs(
+        "tds.7login.clientname",
+        &["ip.src", "tds.7login.clientname"],
+    ) {
+        workstations.entry(ip).or_default().extend(names);
+    }
+    let hosts = read_rows(&run.out().join("hosts.parquet"));
+    let (mut with_mac, mut named) = (0, 0);
+    for h in &hosts {
+        let ip = h["ip"].str();
+        match (&h["mac"], arp.get(ip)) {
+            (crate::common::Cell::Str(mac), Some(seen)) => {
+                assert_eq!(seen.len(), 1, "{ip}: one owner in DriveLife");
+                assert!(seen.contains(mac), "{ip}: {mac} vs tshark {seen:?}");
+                with_mac += 1;
+            }
+            (crate::common::Cell::Null, None) => {}
+            (mac, seen) => panic!("{ip}: mac {mac:?}, tshark {seen:?}"),
+        }
+        let crate::common::Cell::List(names) = &h["names"] else {
+            panic!("names is a list");
+        };
+        let ours: BTreeSet<String> = names
+            .iter()
+            .filter_map(|n| {
+                let n = n.str();
+                n.strip_suffix(" (ntlmssp)")
+                    .or(n.strip_suffix(" (tds login)"))
+            })
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            ours,
+            workstations.get(ip).cloned().unwrap_or_default(),
+            "{ip}"
+        );
+        named += usize::from(!ours.is_empty());
+    }
+    assert!(
+        with_mac > 50 && named > 20,
+        "{with_mac} hosts with a MAC, {named} named"
+    );
 }

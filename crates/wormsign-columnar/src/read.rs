@@ -118,7 +118,7 @@ const DNS_COLUMNS: [&str; 7] = [
     "answers",
     "answer_types",
 ];
-const ARP_COLUMNS: [&str; 4] = ["ts", "op", "sender_ip", "target_ip"];
+const ARP_COLUMNS: [&str; 5] = ["ts", "op", "sender_ip", "target_ip", "sender_mac"];
 const SESSION_COLUMNS: [&str; 14] = [
     "ts",
     "client_h",
@@ -601,7 +601,7 @@ pub fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> Result<()> {
         let answers = list_row(answers, "answers", i)?
             .into_iter()
             .zip(list_row(types, "answer_types", i)?)
-            .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA")))
+            .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA" | "PTR")))
             .filter_map(|(a, _)| a)
             .collect();
         out.push(DnsEvent {
@@ -614,6 +614,16 @@ pub fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// Reads the protocol facts of `sessions.parquet`.
@@ -696,6 +706,7 @@ pub fn arp_events(b: &RecordBatch, out: &mut Vec<ArpEvent>) -> Result<()> {
     let op = strings(b, "op")?;
     let sender = strings(b, "sender_ip")?;
     let target = strings(b, "target_ip")?;
+    let sender_mac = strings(b, "sender_mac")?;
     for i in 0..b.num_rows() {
         let (Some(Ok(sender)), Some(Ok(target))) = (
             sender[i].map(str::parse::<Ipv4Addr>),
@@ -708,6 +719,7 @@ pub fn arp_events(b: &RecordBatch, out: &mut Vec<ArpEvent>) -> Result<()> {
             sender,
             target,
             is_request: op[i] == Some("request"),
+            sender_mac: sender_mac[i].and_then(parse_mac).unwrap_or_default(),
         });
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 /// One DNS message, owned and stripped to what detection needs, as read back from
 /// `dns.parquet` (`client`, `server`, `message.qname`, `message.is_response`, and the `rdata` of A/AAAA
-/// answers).
+/// and PTR answers).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DnsEvent {
     /// Capture time, ns since the Unix epoch.
@@ -18,12 +18,13 @@ pub struct DnsEvent {
     pub qname: Option<String>,
     /// The QR bit.
     pub is_response: bool,
-    /// A/AAAA answers as address strings (other record types may be left out).
+    /// A/AAAA answers as address strings and PTR answers as names (other record types
+    /// are left out).
     pub answers: Vec<String>,
 }
 
 /// One ARP packet as detection reads it back from `arp.parquet` (`sender_ip`, `target_ip`,
-/// `op == request`).
+/// `op == request`, `sender_mac`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ArpEvent {
     /// Capture time, ns since the Unix epoch.
@@ -34,4 +35,6 @@ pub struct ArpEvent {
     pub target: Ipv4Addr,
     /// A who-has request (op 1).
     pub is_request: bool,
+    /// Sender hardware address: the interface that claims `sender` (host identity).
+    pub sender_mac: [u8; 6],
 }

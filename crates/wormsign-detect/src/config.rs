@@ -242,6 +242,12 @@ settings! {
     }
 }
 
+/// Whether `name` ends with `suffix`, ASCII case ignored (bytes: a name with non-ASCII
+/// bytes must not be cut inside a character).
+pub(crate) fn ends_with_ignore_case(name: &[u8], suffix: &[u8]) -> bool {
+    name.len() >= suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
 fn private_networks() -> Vec<Cidr> {
     ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
         .iter()
@@ -335,6 +341,17 @@ impl DetectConfig {
         self.services
             .iter()
             .position(|s| s.proto == proto && s.port == port)
+    }
+
+    /// Whether detection reads DNS messages asking for `qname`: C&C names (the rules),
+    /// and reverse lookups (`*.in-addr.arpa`, `*.ip6.arpa`: host names for the hosts
+    /// table). Reading stored DNS back and feeding it from the pipeline both keep these.
+    pub fn wants_dns(&self, qname: &str) -> bool {
+        // Every DNS message of a run passes here: no allocation.
+        let name = qname.trim_end_matches('.').as_bytes();
+        ends_with_ignore_case(name, b".in-addr.arpa")
+            || ends_with_ignore_case(name, b".ip6.arpa")
+            || self.cnc_domain_match(qname).is_some()
     }
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.

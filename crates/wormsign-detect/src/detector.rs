@@ -16,8 +16,8 @@ use crate::rules::{
     RULES,
 };
 use crate::sources::Sources;
-use crate::timeline;
 use crate::zones::ZoneCrossings;
+use crate::{identity, timeline};
 
 /// Runs every rule over the inputs and builds the propagation graph.
 ///
@@ -307,8 +307,9 @@ impl<'a> Detector<'a> {
             first_evidence: &found.first_evidence,
             brute_success: &found.brute_success,
         };
-        let (edges, hosts) =
+        let (edges, mut hosts) =
             propagation::build(c, sessions, &evidence, &found.alerts, &found.deliveries);
+        identity::identify(&mut hosts, &events);
         Detection {
             timeline: timeline::build(&found.alerts, &edges, &hosts, &found.notes),
             zones: crossings.checks(c, &found.alerts, &hosts),

@@ -32,9 +32,9 @@
 //! - `sources.rs`: scanning sources' first contacts, shared by TRW and failed contacts,
 //!   capped by evicting unflagged sources.
 //! - `propagation.rs`: infection times, parents, generations and host roles.
-//! - `timeline.rs`, `zones.rs`, `remediation.rs`, `graph.rs`: the responder's view
-//!   ([`TimelineEvent`]s, the segmentation check's [`ZoneCheck`]s, [`remediation`] rows,
-//!   the graph as SVG and DOT).
+//! - `timeline.rs`, `zones.rs`, `remediation.rs`, `identity.rs`, `graph.rs`: the
+//!   responder's view ([`TimelineEvent`]s, the segmentation check's [`ZoneCheck`]s,
+//!   [`remediation`] rows, each host's [`Identity`], the graph as SVG and DOT).
 //! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
 //!   (doc, key, default) so that serde both reads and prints it.
 //!
@@ -110,6 +110,7 @@ mod config;
 mod detector;
 mod distinct;
 mod graph;
+mod identity;
 mod model;
 mod outcome;
 mod propagation;
@@ -125,6 +126,7 @@ mod zones;
 pub use config::{parse_indicator_list, Cidr, CidrError, DetectConfig, RulesError, Service};
 pub use detector::{detect, Detector, FlowFilter};
 pub use graph::{render_graph_dot, render_graph_svg};
+pub use identity::Identity;
 pub use model::{Alert, Basis, DetectStats, Detection, Edge, HostRow, Role, Rule, Tier};
 pub use outcome::{is_completed, is_failed};
 pub use remediation::{remediation, Action, Remediation};

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 // Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
 pub(crate) use wormsign_decode::{ArpEvent, DnsEvent};
 
+use crate::identity::Identity;
 use crate::timeline::TimelineEvent;
 use crate::zones::ZoneCheck;
 
@@ -230,6 +231,8 @@ pub struct HostRow {
     pub parent: Option<IpAddr>,
     /// Generation in the propagation graph (0 for patient zero), for infected hosts.
     pub generation: Option<u32>,
+    /// MAC address, names and users, where the traffic shows them.
+    pub identity: Identity,
 }
 
 /// Counters about a detection run.

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use hashbrown::{HashMap, HashSet};
 
 use crate::config::DetectConfig;
+use crate::identity::Identity;
 use crate::model::{Alert, Basis, DetectStats, Edge, HostRow, Role, Rule};
 use crate::rules::{EvidenceKey, FlowFacts};
 
@@ -465,6 +466,8 @@ fn host_rows(
                 first_scan_at: first_of(ip, &|r| r.is_scan()),
                 parent,
                 generation: inf.and(generation.get(&ip).copied()),
+                // Filled in once the graph is drawn (`identity::identify`).
+                identity: Identity::default(),
             }
         })
         .collect();

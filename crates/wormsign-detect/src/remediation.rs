@@ -72,6 +72,10 @@ pub struct Remediation {
     pub detail: String,
     /// The alerts it rests on, in id order.
     pub alert_ids: Vec<String>,
+    /// The host's name, where the traffic shows one (see [`crate::Identity`]).
+    pub host_name: Option<String>,
+    /// The host's MAC address, where ARP shows it.
+    pub mac: Option<String>,
 }
 
 /// The rows being gathered: one per (host, action), details and alerts merged.
@@ -86,6 +90,8 @@ impl Rows {
             tier,
             detail: String::new(),
             alert_ids: Vec::new(),
+            host_name: None,
+            mac: None,
         });
         row.tier = row.tier.min(tier);
         if !detail.is_empty() && !row.detail.split("; ").any(|d| d == detail) {
@@ -152,6 +158,10 @@ pub fn remediation(d: &Detection) -> Vec<Remediation> {
         if row.action == Action::BlockCnc {
             // One `cnc_ip` alert per host and address.
             row.detail = format!("contacted by {} hosts", row.alert_ids.len());
+        }
+        if let Some(h) = d.host(row.host) {
+            row.host_name.clone_from(&h.identity.host_name);
+            row.mac.clone_from(&h.identity.mac);
         }
     }
     out.sort_by_key(|r| (r.tier, r.action, r.host));

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use wormsign_capture::time::UtcTime;
 
-use crate::model::{Alert, Detection, Role, Rule, Tier};
+use crate::model::{Alert, Detection, HostRow, Role, Rule, Tier};
 use crate::remediation::remediation;
 use crate::timeline::{EventKind, TimelineEvent};
 use crate::zones::Verdict;
@@ -102,17 +102,18 @@ pub fn render_report(d: &Detection) -> String {
     let _ = writeln!(o, "\n## Infected hosts in order\n");
     let _ = writeln!(
         o,
-        "| # | time | host | generation | parent | vector | what was seen | alerts |"
+        "| # | time | host | name, MAC | generation | parent | vector | what was seen | alerts |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
     for (i, h) in infected.iter().enumerate() {
         let e = d.edges.iter().find(|e| e.child == h.ip);
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} |{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{} |",
             i + 1,
             h.first_malicious_at.map(format_ts).unwrap_or_default(),
             h.ip,
+            identity_text(h),
             h.generation.unwrap_or(0),
             h.parent
                 .map(|p| p.to_string())
@@ -125,6 +126,7 @@ pub fn render_report(d: &Detection) -> String {
         );
     }
 
+    owner_changes(&mut o, d);
     if !infected.is_empty() {
         let _ = writeln!(
             o,
@@ -249,6 +251,45 @@ pub fn render_report(d: &Detection) -> String {
         );
     }
     o
+}
+
+/// A host's name and MAC for the tables, `-` when the traffic shows neither.
+fn identity_text(h: &HostRow) -> String {
+    let id = &h.identity;
+    let parts: Vec<&str> = [id.host_name.as_deref(), id.mac.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ").replace('|', "\\|")
+    }
+}
+
+/// Addresses another MAC claimed during the capture: whoever holds the address now may
+/// not be the machine that did what the alerts say.
+fn owner_changes(o: &mut String, d: &Detection) {
+    let changed: Vec<&HostRow> = d
+        .hosts
+        .iter()
+        .filter(|h| h.identity.owner_changed_at.is_some())
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let _ = writeln!(o);
+    for h in changed {
+        let id = &h.identity;
+        let _ = writeln!(
+            o,
+            "- **{}** changed owner at {}: {} held it, then {} (a DHCP lease moved, or an address was taken): find the machine by its MAC at the time of its alerts.",
+            h.ip,
+            id.owner_changed_at.map(format_ts).unwrap_or_default(),
+            id.mac.as_deref().unwrap_or("?"),
+            id.other_macs.join(", ")
+        );
+    }
 }
 
 /// Consecutive events of one kind saying the same thing are folded from this many on.
@@ -408,13 +449,22 @@ fn remediation_section(o: &mut String, d: &Detection) {
             continue;
         }
         let _ = writeln!(o, "### Within the {}\n", tier.as_str());
-        let _ = writeln!(o, "| host | action | detail | alerts |");
-        let _ = writeln!(o, "|---|---|---|---|");
+        let _ = writeln!(o, "| host | name, MAC | action | detail | alerts |");
+        let _ = writeln!(o, "|---|---|---|---|---|");
         for r in of_tier {
+            let found: Vec<&str> = [r.host_name.as_deref(), r.mac.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
             let _ = writeln!(
                 o,
-                "| {} | {} | {} |{} |",
+                "| {} | {} | {} | {} |{} |",
                 r.host,
+                if found.is_empty() {
+                    "-".to_string()
+                } else {
+                    found.join(", ").replace('|', "\\|")
+                },
                 r.action.as_str(),
                 r.detail.replace('|', "\\|"),
                 listed(&r.alert_ids)

@@ -36,6 +36,7 @@ fn flows_of(path: &Path) -> (Vec<FlowRecord>, Vec<ArpEvent>) {
                     sender: a.sender_ip,
                     target: a.target_ip,
                     is_request: a.op == 1,
+                    sender_mac: a.sender_mac,
                 }),
                 Decoded::Skipped(_) => {}
             }

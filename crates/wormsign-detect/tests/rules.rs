@@ -252,6 +252,7 @@ fn arp_sweep() {
             sender: Ipv4Addr::new(10, 0, 0, 40),
             target: Ipv4Addr::new(10, 0, 0, 100 + i),
             is_request: true,
+            sender_mac: [2, 0, 0, 0, 0, 40],
         })
         .collect();
     let d = detect(&DetectConfig::default(), &[], &[], &arp);
@@ -364,7 +365,7 @@ fn allowlisted_scanner_is_reported_not_infected() {
     assert!(report.contains("Nothing urgent."), "{report}");
     assert!(
         report.contains("### Within the month")
-            && report.contains("| 10.0.0.99 | review_allowlist |"),
+            && report.contains("| 10.0.0.99 | - | review_allowlist |"),
         "{report}"
     );
     assert!(d.alerts_for(ip("10.0.0.99"), Rule::Trw).next().is_some());
@@ -695,4 +696,36 @@ fn segmentation_without_zones_is_not_checked() {
     let d = run(&f);
     assert!(d.zones.is_empty());
     assert!(render_report(&d).contains("segmentation not checked"));
+}
+
+/// A host's identity: the MAC that held its address when it was infected (another one
+/// claimed it later: the owner changed, and when), and the name a reverse lookup gave.
+#[test]
+fn host_identity_from_arp_and_reverse_dns() {
+    let scanner = "10.0.0.5";
+    let mut f = Flows::default();
+    f.scan(100.0, scanner, 1, 20, 445, 0.5);
+    let arp_at = |t: i64, mac: u8| ArpEvent {
+        ts_ns: t * S,
+        sender: Ipv4Addr::new(10, 0, 0, 5),
+        target: Ipv4Addr::new(10, 0, 0, 1),
+        is_request: true,
+        sender_mac: [2, 0, 0, 0, 0, mac],
+    };
+    let arp = vec![arp_at(50, 0xa), arp_at(90, 0xa), arp_at(300, 0xb)];
+    let ptr = DnsEvent {
+        is_response: true,
+        answers: vec!["wks5.corp.example".to_string()],
+        ..q(60.0, "10.0.0.20", "10.0.0.53", "5.0.0.10.in-addr.arpa")
+    };
+    let d = detect(&DetectConfig::default(), &f.v, &[ptr], &arp);
+    let id = &d.host(ip(scanner)).expect("the scanner's row").identity;
+    assert_eq!(id.mac.as_deref(), Some("02:00:00:00:00:0a"));
+    assert_eq!(id.other_macs, vec!["02:00:00:00:00:0b".to_string()]);
+    assert_eq!(id.owner_changed_at, Some(300 * S));
+    assert_eq!(id.host_name.as_deref(), Some("wks5.corp.example"));
+    assert_eq!(id.names, vec!["wks5.corp.example (dns ptr)".to_string()]);
+    let report = render_report(&d);
+    assert!(report.contains("wks5.corp.example"), "{report}");
+    assert!(report.contains("changed owner"), "{report}");
 }

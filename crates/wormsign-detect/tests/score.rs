@@ -73,6 +73,7 @@ fn host(addr: &str, role: Role, detected_after: Option<i64>, parent: Option<&str
         first_scan_at: None,
         parent: parent.map(ip),
         generation: None,
+        identity: Default::default(),
     }
 }
 

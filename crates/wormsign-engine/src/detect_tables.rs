@@ -118,6 +118,42 @@ pub fn host_schema() -> SchemaRef {
                     true,
                     "propagation generation, 0 for patient zero",
                 ),
+                field(
+                    "mac",
+                    DataType::Utf8,
+                    true,
+                    "the MAC that held the address (ARP)",
+                ),
+                field(
+                    "other_macs",
+                    list_of(DataType::Utf8),
+                    false,
+                    "other MACs that claimed the address",
+                ),
+                field(
+                    "owner_changed_at",
+                    timestamp(),
+                    true,
+                    "when another MAC first claimed the address",
+                ),
+                field(
+                    "host_name",
+                    DataType::Utf8,
+                    true,
+                    "best name: NTLMSSP workstation, else reverse DNS",
+                ),
+                field(
+                    "names",
+                    list_of(DataType::Utf8),
+                    false,
+                    "every name seen, with its source",
+                ),
+                field(
+                    "users",
+                    list_of(DataType::Utf8),
+                    false,
+                    "accounts of successful logins from the host",
+                ),
             ]))
         })
         .clone()
@@ -153,7 +189,7 @@ pub fn propagation_schema() -> SchemaRef {
                 field("confidence", DataType::Float32, false, "0..1"),
                 field(
                     "evidence_flows",
-                    DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+                    list_of(DataType::Int64),
                     false,
                     "first_packet of the supporting flows, chosen one first",
                 ),
@@ -171,6 +207,19 @@ pub(crate) fn append_opt_ip(b: &mut StringBuilder, ip: Option<IpAddr>) {
         Some(ip) => append_ip(b, ip),
         None => b.append_null(),
     }
+}
+
+/// A list column's type.
+pub(crate) fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+/// Appends `values` as one list row.
+pub(crate) fn append_strings(b: &mut ListBuilder<StringBuilder>, values: &[String]) {
+    for v in values {
+        b.values().append_value(v);
+    }
+    b.append(true);
 }
 
 pub(crate) fn ts_array(b: &mut TimestampMicrosecondBuilder) -> ArrayRef {
@@ -263,6 +312,12 @@ pub struct HostBatchBuilder {
     times: [TimestampMicrosecondBuilder; 3],
     parent: StringBuilder,
     generation: Int32Builder,
+    mac: StringBuilder,
+    other_macs: ListBuilder<StringBuilder>,
+    owner_changed_at: TimestampMicrosecondBuilder,
+    host_name: StringBuilder,
+    names: ListBuilder<StringBuilder>,
+    users: ListBuilder<StringBuilder>,
 }
 
 impl RowBuilder for HostBatchBuilder {
@@ -285,6 +340,14 @@ impl RowBuilder for HostBatchBuilder {
         append_opt_ip(&mut self.parent, r.parent);
         self.generation
             .append_option(r.generation.map(|g| i32::try_from(g).unwrap_or(i32::MAX)));
+        let id = &r.identity;
+        self.mac.append_option(id.mac.as_deref());
+        append_strings(&mut self.other_macs, &id.other_macs);
+        self.owner_changed_at
+            .append_option(id.owner_changed_at.map(micros));
+        self.host_name.append_option(id.host_name.as_deref());
+        append_strings(&mut self.names, &id.names);
+        append_strings(&mut self.users, &id.users);
     }
 
     fn len(&self) -> usize {
@@ -297,6 +360,12 @@ impl RowBuilder for HostBatchBuilder {
         columns.extend(self.times.iter_mut().map(ts_array));
         columns.push(Arc::new(self.parent.finish()));
         columns.push(Arc::new(self.generation.finish()));
+        columns.push(Arc::new(self.mac.finish()));
+        columns.push(Arc::new(self.other_macs.finish()));
+        columns.push(ts_array(&mut self.owner_changed_at));
+        columns.push(Arc::new(self.host_name.finish()));
+        columns.push(Arc::new(self.names.finish()));
+        columns.push(Arc::new(self.users.finish()));
         batch(host_schema(), columns)
     }
 }
@@ -393,6 +462,7 @@ mod tests {
             first_scan_at: Some(1),
             parent: None,
             generation: Some(0),
+            identity: Default::default(),
         });
         let b = h.finish();
         assert_eq!(b.num_rows(), 1);

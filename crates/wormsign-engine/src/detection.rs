@@ -30,7 +30,7 @@ use wormsign_flow::FlowRecord;
 
 use crate::config::input_names;
 use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatchBuilder};
-use crate::feed::{cnc_dns_events, Feed, FeedOutcome, StoredFlows};
+use crate::feed::{wanted_dns_events, Feed, FeedOutcome, StoredFlows};
 use crate::html::markdown_to_html;
 use crate::pipeline::run;
 use crate::responder_tables::{
@@ -150,7 +150,7 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
     let mut warnings = Vec::new();
     let mut optional = |name: &str| optional_table(in_dir, name, &mut warnings);
     // Only C&C names matter to the rules: other messages are counted, not kept.
-    let (dns, dns_read) = read_dns(&optional("dns"), |q| config.cnc_domain_match(q).is_some())?;
+    let (dns, dns_read) = read_dns(&optional("dns"), |q| config.wants_dns(q))?;
     let arp = read_arp(&optional("arp"))?;
     let sessions = read_sessions(&optional("sessions"))?;
     // Flows stream through the detector: only those a rule can use are held.
@@ -285,7 +285,7 @@ pub struct Loaded {
 pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {
     let (mut dns, mut arp, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
     for b in &tables.dns {
-        dns.extend(cnc_dns_events(b, config)?);
+        dns.extend(wanted_dns_events(b, config)?);
     }
     tables
         .arp

@@ -52,14 +52,14 @@ pub(crate) fn usable_flow(flow: &FlowRecord, filter: &FlowFilter<'_>) -> Option<
     wanted.then(|| as_stored(flow))
 }
 
-/// The messages of a DNS batch that name C&C domains, as reading them back keeps them
-/// (only those matter to the rules).
-pub(crate) fn cnc_dns_events(
+/// The messages of a DNS batch detection reads (C&C names, reverse lookups), as reading
+/// them back keeps them.
+pub(crate) fn wanted_dns_events(
     batch: &RecordBatch,
     config: &DetectConfig,
 ) -> Result<Vec<DnsEvent>, Error> {
     let mut events = Vec::new();
-    kept_dns_events(batch, |q| config.cnc_domain_match(q).is_some(), &mut events)?;
+    kept_dns_events(batch, |q| config.wants_dns(q), &mut events)?;
     Ok(events)
 }
 
@@ -129,7 +129,7 @@ impl<'a> Feed<'a> {
         }
     }
 
-    /// The rules, for the decode workers' [`cnc_dns_events`].
+    /// The rules, for the decode workers' [`wanted_dns_events`].
     pub(crate) fn config(&self) -> &'a DetectConfig {
         self.config
     }

@@ -36,7 +36,7 @@ use wormsign_inspect::{
 };
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
-use crate::feed::{cnc_dns_events, usable_flow, Feed};
+use crate::feed::{usable_flow, wanted_dns_events, Feed};
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 
@@ -311,7 +311,7 @@ fn decode_worker(
     let mut dns = DnsBatchBuilder::default();
     // A batch, with the messages naming C&C domains picked out here when detection is fed.
     let send_dns = |batch: RecordBatch| -> bool {
-        let events = cnc.map_or(Ok(Vec::new()), |c| cnc_dns_events(&batch, c));
+        let events = cnc.map_or(Ok(Vec::new()), |c| wanted_dns_events(&batch, c));
         out_tx.send(ToWriter::Dns(batch, events)).is_ok()
     };
     for job in jobs {

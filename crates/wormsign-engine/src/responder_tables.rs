@@ -9,24 +9,13 @@ use arrow_array::builder::{
     ArrayBuilder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 
 use wormsign_columnar::parts::{append_ip, batch, dict, field, micros, timestamp, DictBuilder};
 use wormsign_columnar::RowBuilder;
 use wormsign_detect::{Remediation, TimelineEvent, ZoneCheck};
 
-use crate::detect_tables::{append_opt_ip, i64_of, ts_array};
-
-fn list_of(item: DataType) -> DataType {
-    DataType::List(Arc::new(Field::new("item", item, true)))
-}
-
-fn append_strings(b: &mut ListBuilder<StringBuilder>, values: &[String]) {
-    for v in values {
-        b.values().append_value(v);
-    }
-    b.append(true);
-}
+use crate::detect_tables::{append_opt_ip, append_strings, i64_of, list_of, ts_array};
 
 /// Schema of `timeline.parquet`, one row per event, by `(ts, kind, host, peer, what)`.
 pub fn timeline_schema() -> SchemaRef {
@@ -222,6 +211,13 @@ pub fn remediation_schema() -> SchemaRef {
                     false,
                     "the alerts it rests on",
                 ),
+                field(
+                    "host_name",
+                    DataType::Utf8,
+                    true,
+                    "the host's name, where seen",
+                ),
+                field("mac", DataType::Utf8, true, "the host's MAC address (ARP)"),
             ]))
         })
         .clone()
@@ -235,6 +231,8 @@ pub struct RemediationBatchBuilder {
     tier: DictBuilder,
     detail: StringBuilder,
     alert_ids: ListBuilder<StringBuilder>,
+    host_name: StringBuilder,
+    mac: StringBuilder,
 }
 
 impl RowBuilder for RemediationBatchBuilder {
@@ -250,6 +248,8 @@ impl RowBuilder for RemediationBatchBuilder {
         self.tier.append_value(r.tier.as_str());
         self.detail.append_value(&r.detail);
         append_strings(&mut self.alert_ids, &r.alert_ids);
+        self.host_name.append_option(r.host_name.as_deref());
+        self.mac.append_option(r.mac.as_deref());
     }
 
     fn len(&self) -> usize {
@@ -263,6 +263,8 @@ impl RowBuilder for RemediationBatchBuilder {
             Arc::new(self.tier.finish()),
             Arc::new(self.detail.finish()),
             Arc::new(self.alert_ids.finish()),
+            Arc::new(self.host_name.finish()),
+            Arc::new(self.mac.finish()),
         ];
         batch(remediation_schema(), columns)
     }
@@ -278,15 +280,17 @@ pub fn remediation_csv(rows: &[Remediation]) -> String {
             s.to_string()
         }
     };
-    let mut o = String::from("host,action,tier,detail,alert_ids\r\n");
+    let mut o = String::from("host,action,tier,detail,alert_ids,host_name,mac\r\n");
     for r in rows {
         o.push_str(&format!(
-            "{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{}\r\n",
             r.host,
             r.action.as_str(),
             r.tier.as_str(),
             quote(&r.detail),
-            quote(&r.alert_ids.join(" "))
+            quote(&r.alert_ids.join(" ")),
+            quote(r.host_name.as_deref().unwrap_or("")),
+            r.mac.as_deref().unwrap_or("")
         ));
     }
     o

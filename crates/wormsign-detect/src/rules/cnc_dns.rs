@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 use super::counting::Tally;
 use super::finding::Finding;
 use super::{Events, Findings, RuleState, RunState};
-use crate::config::{parse_indicator_list, DetectConfig};
+use crate::config::{ends_with_ignore_case, parse_indicator_list, DetectConfig};
 use crate::model::{DnsEvent, Rule};
 use crate::settings::{addresses, indicator_list, settings, TimeSpan};
 use crate::timeline::Note;
@@ -47,15 +47,12 @@ impl CncConfig {
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
     pub(crate) fn domain_match(&self, qname: &str) -> Option<&str> {
-        // Bytes, not str slices: a name with non-ASCII bytes (escaped or replaced by the
-        // DNS parser) must not be cut inside a character.
         let q = qname.trim_end_matches('.').as_bytes();
         self.domains
             .iter()
             .find(|d| {
                 let d = d.as_bytes();
-                q.len() >= d.len()
-                    && q[q.len() - d.len()..].eq_ignore_ascii_case(d)
+                ends_with_ignore_case(q, d)
                     && (q.len() == d.len() || q[q.len() - d.len() - 1] == b'.')
             })
             .map(String::as_str)
