@@ -45,6 +45,8 @@ QUESTIONS = {
     4: "C&C",
     5: "exposed services",
     6: "host by host",
+    7: "first ask for the c&c",
+    8: "zone hold",
 }
 
 
@@ -186,7 +188,30 @@ def check_6(df: pl.DataFrame, labels):
     assert tiers == sorted(tiers)
 
 
-CHECKS = {1: check_1, 2: check_2, 3: check_3, 4: check_4, 5: check_5, 6: check_6}
+def check_7(df: pl.DataFrame, labels):
+    rows = df.to_dicts()
+    # one lookup per host: the labelled first C&C contact of every infected host
+    want = {h["ip"]: rfc3339(h["first_cnc_at"]) for h in labels["infected"]}
+    got = {r["host"]: r["ts"] for r in rows}
+    assert len(got) == len(rows)
+    assert {ip: got.get(ip) for ip in want} == want
+    assert rows[0]["host"] == labels["patient_zero"][0]
+    assert all(r["alert_id"] for r in rows)
+
+
+def check_8(df: pl.DataFrame, labels):
+    rows = {(r["from_zone"], r["to_zone"]): r for r in df.to_dicts()}
+    assert set(rows) == {("branch", "hq-dc"), ("hq-dc", "branch")}
+    dc = rows[("branch", "hq-dc")]
+    assert dc["verdict"] == "held" and dc["attempts"] > 0 and dc["answered"] == 0
+    assert dc["blocked"] == dc["attempts"]
+    assert rows[("hq-dc", "branch")]["verdict"] == "untested"
+
+
+CHECKS = {
+    1: check_1, 2: check_2, 3: check_3, 4: check_4, 5: check_5, 6: check_6, 7: check_7,
+    8: check_8,
+}
 
 
 # ----------------------------------------------------------------- running the blocks

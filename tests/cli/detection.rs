@@ -3,11 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{read_rows, wormsign, Row, Run};
+use crate::common::{read_rows, wormsign, wormsign_ok, Row, Run};
 
 const DETECTION_FILES: [&str; 12] = [
     "alerts.parquet",
@@ -26,21 +25,6 @@ const DETECTION_FILES: [&str; 12] = [
 
 fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/sample.pcap.gz")
-}
-
-/// Runs the binary with `args`, returning its output; panics unless it succeeds.
-fn run_ok(args: &[&std::ffi::OsStr]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_wormsign"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running wormsign");
-    assert!(
-        out.status.success(),
-        "wormsign {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The detection outputs of a directory: alerts.jsonl bytes and the three tables' rows.
@@ -129,13 +113,13 @@ fn detect_into(run: &Run, name: &str, extra: &[&str]) -> Outputs {
         "-q".as_ref(),
     ];
     args.extend(extra.iter().map(std::ffi::OsStr::new));
-    run_ok(&args);
+    wormsign_ok(&args);
     outputs(&out2)
 }
 
 #[test]
 fn rules_output_parses_back() {
-    let out = run_ok(&["rules".as_ref()]);
+    let out = wormsign_ok(&["rules".as_ref()]);
     let text = String::from_utf8(out.stdout).expect("utf-8 rules");
     assert!(text.contains("internal"), "rules output: {text}");
     let run = wormsign(&[sample()], &[]);

@@ -3,12 +3,13 @@
 //! tshark, and the HTML report rendered by a real browser (chromium).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{have_tool, read_rows, tshark_fields, wormsign, Row, Run};
+use crate::common::{have_tool, read_rows, tshark_fields, wormsign, wormsign_ok, Row, Run};
 
 fn dataset(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -319,19 +320,11 @@ fn chromium(file: &Path, args: &[&str]) -> String {
 /// them (epoch time, frame length).
 fn carve(run: &Run, args: &[&str], name: &str) -> Vec<String> {
     let out = run.dir.path().join(name);
-    let status = Command::new(env!("CARGO_BIN_EXE_wormsign"))
-        .arg("carve")
-        .arg(run.out())
-        .args(args)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("running wormsign carve");
-    assert!(
-        status.status.success(),
-        "carve {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let dir = run.out();
+    let mut argv: Vec<&OsStr> = vec!["carve".as_ref(), dir.as_os_str()];
+    argv.extend(args.iter().map(OsStr::new));
+    argv.extend(["-o".as_ref(), out.as_os_str()]);
+    wormsign_ok(&argv);
     frames(&out, &[])
 }
 

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -129,6 +129,21 @@ impl Run {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Runs the binary with `args`, returning its output; panics unless it succeeds.
+pub fn wormsign_ok(args: &[&std::ffi::OsStr]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_wormsign"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running wormsign");
+    assert!(
+        out.status.success(),
+        "wormsign {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Runs `wormsign analyze INPUTS... --out DIR --summary-json FILE -q EXTRA...`.
