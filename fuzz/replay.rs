@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 
 use wormsign_capture::{CaptureReader, Chunk};
-use wormsign_decode::{decode as decode_frame, dns as dns_parser, Decoded};
+use wormsign_decode::{decode as decode_frame, dns as dns_parser, names, Decoded};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
 use wormsign_inspect::{InspectConfig, Inspector, Segment};
 use wormsign_netflow::{NetflowDecoder, NetflowRecord};
@@ -87,6 +87,10 @@ pub fn decode(data: &[u8]) -> Option<(bool, Vec<FlowRecord>)> {
 pub fn dns(data: &[u8]) -> (Option<String>, Option<String>) {
     let udp = dns_parser::parse(data).ok().and_then(|m| m.qname);
     let tcp = dns_parser::parse_tcp(data).ok().and_then(|m| m.qname);
+    // The other UDP naming protocols, DHCP and the NetBIOS name service, on the same
+    // bytes (their seeds are in the same corpus).
+    let _ = names::parse_dhcp(data);
+    let _ = names::parse_nbns(data, std::net::IpAddr::from([192, 0, 2, 1]));
     (udp, tcp)
 }
 

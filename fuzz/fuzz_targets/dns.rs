@@ -1,4 +1,4 @@
-//! DNS message parsing (see replay::dns).
+//! DNS message parsing, and DHCP and NetBIOS name service parsing on the same bytes (see replay::dns).
 #![no_main]
 
 // Every target includes all of replay.rs and uses one of its functions.

@@ -28,7 +28,7 @@ from conftest import DRIVELIFE, README_ARGS, REPO, run_analyze
 
 SHARED = REPO.parent / "shared" / "captures"
 WANNACRY = SHARED / "smb" / "wannacry_lateral.pcap"
-CAPTURE_TABLES = ["flows", "dns", "arp", "sessions"]
+CAPTURE_TABLES = ["flows", "dns", "arp", "sessions", "names"]
 DETECTION_TABLES = ["alerts", "hosts", "propagation", "timeline", "segmentation", "remediation"]
 
 
@@ -316,4 +316,4 @@ def test_bench_rules_warns_of_missing_tables(sample_out, tmp_path):
     with pytest.warns(wormsign.WormsignWarning) as caught:
         wormsign.bench_rules(flows_only, DRIVELIFE_LABELS)
     missing = sorted(str(w.message).split(".parquet")[0] for w in caught)
-    assert missing == ["arp", "dns", "sessions"], missing
+    assert missing == ["arp", "dns", "names", "sessions"], missing

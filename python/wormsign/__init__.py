@@ -95,6 +95,7 @@ class Analysis:
     dns: pa.Table
     arp: pa.Table
     sessions: pa.Table
+    names: pa.Table
     summary: dict
     warnings: list = field(default_factory=list)
     detection: Detection | None = None
@@ -117,7 +118,13 @@ class Analysis:
 
     def tables(self) -> dict[str, pa.Table]:
         """Every table by name (the file names without ``.parquet``)."""
-        out = {"flows": self.flows, "dns": self.dns, "arp": self.arp, "sessions": self.sessions}
+        out = {
+            "flows": self.flows,
+            "dns": self.dns,
+            "arp": self.arp,
+            "sessions": self.sessions,
+            "names": self.names,
+        }
         if self.detection:
             d = self.detection
             out.update(
@@ -270,6 +277,7 @@ def analyze(
         dns=r["dns"],
         arp=r["arp"],
         sessions=r["sessions"],
+        names=r["names"],
         summary=json.loads(r["summary_json"]),
         warnings=list(r["warnings"]),
         detection=Detection._from(r) if detect else None,

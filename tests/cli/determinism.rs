@@ -4,12 +4,13 @@ use std::ffi::OsString;
 
 use crate::common::{self, Row};
 
-fn tables(inputs: &[OsString], threads: &str) -> [Vec<Row>; 4] {
+fn tables(inputs: &[OsString], threads: &str) -> [Vec<Row>; 5] {
     let run = common::wormsign(inputs, &["--threads", threads]);
     run.assert_ok(&format!("--threads {threads}"));
     // Sessions sort by `packet`; facts of one packet keep their (per-session) order.
     let sessions = common::read_table(&run.out().join("sessions.parquet"), "packet");
-    [run.flows(), run.dns(), run.arp(), sessions]
+    let names = common::read_table(&run.out().join("names.parquet"), "packet");
+    [run.flows(), run.dns(), run.arp(), sessions, names]
 }
 
 fn assert_same_for_all_thread_counts(what: &str, inputs: &[OsString]) {
@@ -17,7 +18,7 @@ fn assert_same_for_all_thread_counts(what: &str, inputs: &[OsString]) {
     assert!(!base[0].is_empty(), "{what}: no flows");
     for threads in ["2", "8"] {
         let other = tables(inputs, threads);
-        let names = ["flows", "dns", "arp", "sessions"];
+        let names = ["flows", "dns", "arp", "sessions", "names"];
         for (name, (a, b)) in names.iter().zip(base.iter().zip(&other)) {
             assert_eq!(
                 a.len(),
@@ -32,7 +33,7 @@ fn assert_same_for_all_thread_counts(what: &str, inputs: &[OsString]) {
 }
 
 /// A large SMB capture, and a fragment-heavy one (fragments of one datagram must meet
-/// on one shard), each with 1, 2 and 8 threads: all rows of all four tables equal.
+/// on one shard), each with 1, 2 and 8 threads: all rows of all five tables equal.
 #[test]
 fn same_rows_for_1_2_8_threads() {
     let Some(_) = common::captures() else {

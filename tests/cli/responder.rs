@@ -477,3 +477,104 @@ fn host_identity_matches_tshark() {
         "{with_mac} hosts with a MAC, {named} named"
     );
 }
+
+/// The real captures of the shared corpus that carry DHCP or NetBIOS name service.
+const NAMING_CAPTURES: [&str; 6] = [
+    "smb/eternalblue_failed_patched_win7.pcap",
+    "smb/smb2_psexec_add_user.pcap",
+    "smb/metasploit_ms17_010_win7x64.pcap",
+    "smb/eternalchampion.pcap",
+    "rdp/esteemedaudit_failed_xpsp2.pcap",
+    "general/wikipedia_browse.pcap",
+];
+
+/// `names.parquet` against tshark on real captures: every DHCP message (its type, client
+/// MAC and host name) and every NetBIOS registration, release, refresh and positive
+/// answer of a unique name (name, type, address) that tshark decodes, at the same packet.
+#[test]
+fn names_match_tshark_on_real_captures() {
+    if crate::common::captures().is_none() || !have_tool("tshark") {
+        return;
+    }
+    let dhcp_types = [
+        "", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform",
+    ];
+    let (mut dhcp_seen, mut nbns_seen) = (0, 0);
+    for rel in NAMING_CAPTURES {
+        let capture = crate::common::capture(rel);
+        let run = wormsign(&[&capture], &["--no-detect"]);
+        run.assert_ok(rel);
+        let rows = read_rows(&run.out().join("names.parquet"));
+        let text = |c: &crate::common::Cell| match c {
+            crate::common::Cell::Str(s) => s.clone(),
+            _ => String::new(),
+        };
+        let ours = |protocol: &str, row: &dyn Fn(&Row) -> String| -> BTreeSet<String> {
+            rows.iter()
+                .filter(|r| r["protocol"].str() == protocol)
+                .map(row)
+                .collect()
+        };
+        let dhcp = ours("dhcp", &|r| {
+            let name = text(&r["name"]);
+            format!(
+                "{} {} {} {name}",
+                r["packet"].int(),
+                r["message"].str(),
+                text(&r["mac"])
+            )
+        });
+        let fields = [
+            "frame.number",
+            "dhcp.option.dhcp",
+            "dhcp.hw.mac_addr",
+            "dhcp.option.hostname",
+        ];
+        let theirs: BTreeSet<String> = tshark_fields(&capture, &["-Y", "dhcp"], &fields)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                let packet = f[0].parse::<i64>().unwrap() - 1;
+                let kind = dhcp_types[f[1].parse::<usize>().unwrap_or(0).min(8)];
+                format!("{packet} {kind} {} {}", f[2], f.get(3).unwrap_or(&""))
+            })
+            .collect();
+        assert_eq!(dhcp, theirs, "{rel}: DHCP");
+        dhcp_seen += dhcp.len();
+
+        let named = ["registration", "release", "refresh", "query_answer"];
+        let nbns = ours("nbns", &|r| {
+            if !named.contains(&r["message"].str()) {
+                return String::new();
+            }
+            let suffix = r["suffix"].int();
+            format!(
+                "{} {}<{suffix:02x}> {}",
+                r["packet"].int(),
+                text(&r["name"]),
+                text(&r["address"])
+            )
+        });
+        let nbns: BTreeSet<String> = nbns.into_iter().filter(|s| !s.is_empty()).collect();
+        let filter = "nbns && nbns.nb_flags.group == 0 && ((nbns.flags.response == 0 && \
+                      nbns.flags.opcode in {5, 6, 8, 9, 15}) || (nbns.flags.response == 1 && \
+                      nbns.flags.opcode == 0 && nbns.flags.rcode == 0 && nbns.count.answers > 0))";
+        let fields = ["frame.number", "nbns.name", "nbns.addr"];
+        let theirs: BTreeSet<String> = tshark_fields(&capture, &["-Y", filter], &fields)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                let packet = f[0].parse::<i64>().unwrap() - 1;
+                // "NAME<1d>" (tshark lower-cases nothing; the suffix is hex).
+                let name = f[1].split(',').next().unwrap_or("").to_string();
+                format!("{packet} {name} {}", f[2])
+            })
+            .collect();
+        assert_eq!(nbns, theirs, "{rel}: NBNS");
+        nbns_seen += nbns.len();
+    }
+    assert!(
+        dhcp_seen >= 2 && nbns_seen >= 3,
+        "{dhcp_seen} DHCP, {nbns_seen} NBNS facts"
+    );
+}

@@ -470,7 +470,7 @@ pub struct ArpRow {
     pub arp: ArpPacket,
 }
 
-fn append_mac(b: &mut StringBuilder, mac: [u8; 6]) {
+pub(crate) fn append_mac(b: &mut StringBuilder, mac: [u8; 6]) {
     let [a, c, d, e, f, g] = mac;
     let _ = write!(b, "{a:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}:{g:02x}");
     b.append_value("");

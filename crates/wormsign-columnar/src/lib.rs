@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 mod builders;
+mod names;
 mod partition;
 mod read;
 mod row_group;
@@ -35,11 +36,12 @@ pub use builders::{
     proto_name, rcode_name, ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder,
     RowBuilder,
 };
+pub use names::{names_schema, NameBatchBuilder, NameRow};
 pub use partition::{table_files, PartitionedSink, Partitioning};
 pub use read::{
     arp_events, as_stored, dns_events, flow_batch, for_each_flow, kept_dns_events, kept_flow_batch,
-    read_arp, read_batches, read_dns, read_flows, read_sessions, session_events, stored_has_ports,
-    ResponderAddr,
+    name_events, read_arp, read_batches, read_dns, read_flows, read_names, read_sessions,
+    session_events, stored_has_ports, ResponderAddr,
 };
 pub use schema::{arp_schema, dns_schema, flow_schema};
 pub use sessions::{session_schema, SessionBatchBuilder};

@@ -17,7 +17,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::ProjectionMask;
-use wormsign_decode::{ArpEvent, DnsEvent};
+use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
 };
@@ -611,6 +611,45 @@ pub fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> Result<()> {
             qname,
             is_response: is_response[i].unwrap_or(false),
             answers,
+        });
+    }
+    Ok(())
+}
+
+/// The columns detection reads from `names.parquet`.
+const NAME_COLUMNS: [&str; 7] = [
+    "ts", "protocol", "message", "address", "mac", "name", "suffix",
+];
+
+/// Reads the naming facts of `names.parquet` (or its partitioned files).
+pub fn read_names(files: &[PathBuf]) -> Result<Vec<NameEvent>> {
+    let mut out = Vec::new();
+    for b in batches(files, &NAME_COLUMNS) {
+        let (path, b) = b?;
+        name_events(&b, &mut out).with_context(|| path.display())?;
+    }
+    Ok(out)
+}
+
+/// Appends the naming facts of `b` to `out`.
+pub fn name_events(b: &RecordBatch, out: &mut Vec<NameEvent>) -> Result<()> {
+    let ts = ints(b, "ts")?;
+    let (protocol, message) = (strings(b, "protocol")?, strings(b, "message")?);
+    let (address, mac, name) = (
+        strings(b, "address")?,
+        strings(b, "mac")?,
+        strings(b, "name")?,
+    );
+    let suffix = ints(b, "suffix")?;
+    for i in 0..b.num_rows() {
+        out.push(NameEvent {
+            ts_ns: ns(required(ts[i], "ts", i)?),
+            protocol: required(protocol[i], "protocol", i)?.to_string(),
+            message: required(message[i], "message", i)?.to_string(),
+            address: address[i].and_then(|a| a.parse().ok()),
+            mac: mac[i].and_then(parse_mac),
+            name: name[i].map(String::from),
+            suffix: suffix[i].and_then(|s| u8::try_from(s).ok()),
         });
     }
     Ok(())

@@ -38,3 +38,23 @@ pub struct ArpEvent {
     /// Sender hardware address: the interface that claims `sender` (host identity).
     pub sender_mac: [u8; 6],
 }
+
+/// One naming fact (DHCP, NetBIOS name service) as detection reads it back from
+/// `names.parquet`: `name` and `mac` belong to `address` from `ts_ns` on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NameEvent {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// `dhcp` or `nbns`.
+    pub protocol: String,
+    /// The message (`ack`, `request`, `registration`, `node_status`, …).
+    pub message: String,
+    /// The address named.
+    pub address: Option<Ipv4Addr>,
+    /// The MAC address (DHCP client hardware address, NBNS unit id).
+    pub mac: Option<[u8; 6]>,
+    /// The host name or NetBIOS name.
+    pub name: Option<String>,
+    /// The NetBIOS name type (its 16th byte).
+    pub suffix: Option<u8>,
+}

@@ -11,7 +11,9 @@
 //! * [`Decoded::Skipped`] with a [`SkipReason`] for everything else.
 //!
 //! The [`dns`] module parses DNS messages (UDP payloads, or TCP payloads with the
-//! two-byte length prefix) into a [`dns::DnsMessage`].
+//! two-byte length prefix) into a [`dns::DnsMessage`]; [`names`] reads DHCP and the
+//! NetBIOS name service into [`names::NameFact`]s (which name belongs to which address
+//! and MAC).
 //!
 //! Supported link types: Ethernet (1, with 802.1Q/802.1ad VLAN stacks, MPLS and
 //! PPPoE sessions), BSD loopback NULL (0) and LOOP (108), raw IP (101, 12, 14, 228,
@@ -59,8 +61,9 @@ pub mod dns;
 mod events;
 mod ip;
 mod link;
+pub mod names;
 
-pub use events::{ArpEvent, DnsEvent};
+pub use events::{ArpEvent, DnsEvent, NameEvent};
 
 /// `LINKTYPE_NULL` (0): BSD loopback, 4-byte address family in host byte order.
 pub const LINKTYPE_NULL: u16 = 0;

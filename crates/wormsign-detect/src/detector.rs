@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use wormsign_decode::NameEvent;
 use wormsign_flow::FlowRecord;
 use wormsign_inspect::SessionEvent;
 
@@ -131,6 +132,7 @@ impl<'a> Detector<'a> {
                 dns,
                 arp,
                 sessions: Vec::new(),
+                names: Vec::new(),
             },
             filter: FlowFilter { c: config, watched },
             pending: Vec::new(),
@@ -150,6 +152,14 @@ impl<'a> Detector<'a> {
         self.events.sessions = sessions.iter().collect();
         self.events.sessions.sort();
         self.stats.session_events = self.events.sessions.len() as u64;
+        self
+    }
+
+    /// Adds the naming facts of DHCP and the NetBIOS name service (`names.parquet`):
+    /// host names, MACs and address changes for the hosts table.
+    pub fn with_names(mut self, names: &'a [NameEvent]) -> Self {
+        self.events.names = names.iter().collect();
+        self.events.names.sort();
         self
     }
 

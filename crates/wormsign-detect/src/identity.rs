@@ -1,13 +1,15 @@
 //! Host identity: what the traffic says a host is, so responders can find the machine by
 //! name and interface rather than by an address DHCP may since have given away.
 //!
-//! - MAC address: the sender hardware address of its ARP packets. The MAC that held the
+//! - MAC address: the sender hardware address of its ARP packets, the client of a DHCP
+//!   ACK giving it the address, the unit id of an NBNS node status. The MAC that held the
 //!   address at the host's infection (or first seen, for other hosts) is the host's; any
-//!   other MAC claiming the address later means its owner changed (a DHCP lease moved,
-//!   or something spoofed it), and when.
+//!   other MAC claiming the address means its owner changed (a DHCP lease moved, or
+//!   something spoofed it), and when.
 //! - Names: the workstation an NTLMSSP login names and the host name of a TDS LOGIN7 (the
-//!   client's own name, as Windows and SQL clients send it), and the names reverse DNS
-//!   lookups (PTR) answered for the address.
+//!   client's own name, as Windows and SQL clients send it), the DHCP host name of the
+//!   MAC the address was given to, the NetBIOS names registered for it, and the names
+//!   reverse DNS lookups (PTR) answered for the address.
 //! - Users: the accounts of successful logins from the host (NTLMSSP, TDS LOGIN7).
 
 use std::fmt::Write as _;
@@ -16,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::{HashMap, HashSet};
 use wormsign_inspect::{Fact, Outcome, Protocol};
 
-use crate::model::HostRow;
+use crate::model::{HostRow, NameEvent};
 use crate::rules::Events;
 
 /// Names and users listed per host.
@@ -73,6 +75,7 @@ pub(crate) fn identify(hosts: &mut [HostRow], events: &Events<'_>) {
             add(users.entry(e.client).or_default(), u.to_string());
         }
     }
+    from_names(&events.names, &wanted, &mut macs, &mut names);
     for e in events.dns.iter().filter(|e| e.is_response) {
         let Some(ip) = e.qname.as_deref().and_then(reverse_name_ip) else {
             continue;
@@ -82,6 +85,11 @@ pub(crate) fn identify(hosts: &mut [HostRow], events: &Events<'_>) {
                 add(names.entry(ip).or_default(), (name.clone(), "dns ptr"));
             }
         }
+    }
+    for seen in macs.values_mut() {
+        // ARP and DHCP give the owners in two lists: merge them in time order.
+        seen.sort_by_key(|&(ts, _)| ts);
+        seen.dedup_by_key(|&mut (_, mac)| mac);
     }
     for h in hosts.iter_mut() {
         let at = h.first_malicious_at.unwrap_or(i64::MIN);
@@ -95,6 +103,45 @@ pub(crate) fn identify(hosts: &mut [HostRow], events: &Events<'_>) {
             users: users.remove(&h.ip).unwrap_or_default(),
             ..owner(macs.get(&h.ip).map_or(&[], Vec::as_slice), at)
         };
+    }
+}
+
+/// What DHCP and the NetBIOS name service say of the wanted addresses: a DHCP ACK (or
+/// INFORM) gives the address to a MAC, which names it with the host name its DHCP
+/// messages carry; an NBNS registration, answer or node status names it with a unique
+/// workstation or server name (suffix 00 or 20).
+fn from_names<'e>(
+    facts: &[&'e NameEvent],
+    wanted: &HashSet<IpAddr>,
+    macs: &mut HashMap<IpAddr, Vec<(i64, [u8; 6])>>,
+    names: &mut HashMap<IpAddr, Vec<(String, &'e str)>>,
+) {
+    let dhcp_name: HashMap<[u8; 6], &str> = facts
+        .iter()
+        .filter(|f| f.protocol == "dhcp")
+        .filter_map(|f| Some((f.mac?, f.name.as_deref()?)))
+        .collect();
+    for f in facts {
+        let Some(ip) = f.address.map(IpAddr::V4).filter(|ip| wanted.contains(ip)) else {
+            continue;
+        };
+        match (f.protocol.as_str(), f.message.as_str(), f.mac) {
+            ("dhcp", "ack" | "inform", Some(mac)) => {
+                macs.entry(ip).or_default().push((f.ts_ns, mac));
+                if let Some(name) = f.name.as_deref().or(dhcp_name.get(&mac).copied()) {
+                    add(names.entry(ip).or_default(), (name.to_string(), "dhcp"));
+                }
+            }
+            ("nbns", _, mac) if matches!(f.suffix, Some(0x00 | 0x20)) => {
+                if let Some(name) = &f.name {
+                    add(names.entry(ip).or_default(), (name.clone(), "nbns"));
+                }
+                if let Some(mac) = mac {
+                    macs.entry(ip).or_default().push((f.ts_ns, mac));
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -140,6 +140,6 @@ pub use score::{
 };
 pub use settings::TimeSpan;
 pub use timeline::{EventKind, TimelineEvent};
-pub use wormsign_decode::{ArpEvent, DnsEvent};
+pub use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 pub use wormsign_inspect::SessionEvent;
 pub use zones::{parse_zone, parse_zones_file, CrossingSession, Verdict, ZoneCheck};

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 // Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
-pub(crate) use wormsign_decode::{ArpEvent, DnsEvent};
+pub(crate) use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 
 use crate::identity::Identity;
 use crate::timeline::TimelineEvent;

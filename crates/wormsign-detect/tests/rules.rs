@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use wormsign_detect::{
-    detect, render_report, ArpEvent, DetectConfig, Detection, DnsEvent, Role, Rule, ScanConfig,
-    Tier,
+    detect, render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, NameEvent, Role,
+    Rule, ScanConfig, Tier,
 };
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
@@ -699,9 +699,10 @@ fn segmentation_without_zones_is_not_checked() {
 }
 
 /// A host's identity: the MAC that held its address when it was infected (another one
-/// claimed it later: the owner changed, and when), and the name a reverse lookup gave.
+/// claimed it later: the owner changed, and when), and the names DHCP, NetBIOS and a
+/// reverse lookup gave.
 #[test]
-fn host_identity_from_arp_and_reverse_dns() {
+fn host_identity_from_arp_dhcp_nbns_and_reverse_dns() {
     let scanner = "10.0.0.5";
     let mut f = Flows::default();
     f.scan(100.0, scanner, 1, 20, 445, 0.5);
@@ -718,14 +719,59 @@ fn host_identity_from_arp_and_reverse_dns() {
         answers: vec!["wks5.corp.example".to_string()],
         ..q(60.0, "10.0.0.20", "10.0.0.53", "5.0.0.10.in-addr.arpa")
     };
-    let d = detect(&DetectConfig::default(), &f.v, &[ptr], &arp);
+    let d = detect(
+        &DetectConfig::default(),
+        &f.v,
+        std::slice::from_ref(&ptr),
+        &arp,
+    );
     let id = &d.host(ip(scanner)).expect("the scanner's row").identity;
     assert_eq!(id.mac.as_deref(), Some("02:00:00:00:00:0a"));
     assert_eq!(id.other_macs, vec!["02:00:00:00:00:0b".to_string()]);
     assert_eq!(id.owner_changed_at, Some(300 * S));
     assert_eq!(id.host_name.as_deref(), Some("wks5.corp.example"));
     assert_eq!(id.names, vec!["wks5.corp.example (dns ptr)".to_string()]);
+    assert!(render_report(&d).contains("wks5.corp.example"));
+
+    // DHCP gave the address to the second MAC at 200 s (its request named the host);
+    // NetBIOS registered a workstation name for it (a group name would not count).
+    let fact =
+        |t: i64, protocol: &str, message: &str, mac: Option<u8>, name: &str, suffix| NameEvent {
+            ts_ns: t * S,
+            protocol: protocol.into(),
+            message: message.into(),
+            address: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            mac: mac.map(|m| [2, 0, 0, 0, 0, m]),
+            name: (!name.is_empty()).then(|| name.to_string()),
+            suffix,
+        };
+    let names = vec![
+        fact(199, "dhcp", "request", Some(0xb), "LAPTOP-B", None),
+        fact(200, "dhcp", "ack", Some(0xb), "", None),
+        fact(60, "nbns", "registration", None, "WKS5", Some(0x00)),
+        fact(61, "nbns", "registration", None, "MSBROWSE", Some(0x01)),
+    ];
+    let (dns, config) = ([ptr], DetectConfig::default());
+    let mut detector = Detector::new(&config, &dns, &arp).with_names(&names);
+    detector.push_all(f.v.clone());
+    let d = detector.finish();
+    let id = &d.host(ip(scanner)).unwrap().identity;
+    assert_eq!(
+        id.owner_changed_at,
+        Some(200 * S),
+        "DHCP saw the change first"
+    );
+    assert_eq!(id.mac.as_deref(), Some("02:00:00:00:00:0a"));
+    assert_eq!(
+        id.names,
+        [
+            "WKS5 (nbns)",
+            "LAPTOP-B (dhcp)",
+            "wks5.corp.example (dns ptr)"
+        ],
+        "login names, then DHCP and NBNS names in time order, then reverse DNS"
+    );
     let report = render_report(&d);
-    assert!(report.contains("wks5.corp.example"), "{report}");
+    assert!(report.contains("| WKS5, 02:00:00:00:00:0a |"), "{report}");
     assert!(report.contains("changed owner"), "{report}");
 }

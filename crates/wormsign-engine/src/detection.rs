@@ -1,4 +1,4 @@
-//! Worm-propagation detection over the four tables, wherever they are: stored by a run
+//! Worm-propagation detection over the five tables, wherever they are: stored by a run
 //! (read back column by column, keeping only what a rule can use) or held in memory;
 //! and the detection outputs (`alerts.parquet`, `alerts.jsonl`, `hosts.parquet`,
 //! `propagation.parquet` with `propagation.svg` and `.dot`, `timeline.parquet`,
@@ -19,12 +19,13 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{
-    arp_events, dns_events, flow_batch, for_each_flow, kept_flow_batch, read_arp, read_dns,
-    read_flows, read_sessions, session_events, table_files, ResponderAddr, RowBuilder, TableWriter,
+    arp_events, dns_events, flow_batch, for_each_flow, kept_flow_batch, name_events, read_arp,
+    read_dns, read_flows, read_names, read_sessions, session_events, table_files, ResponderAddr,
+    RowBuilder, TableWriter,
 };
 use wormsign_detect::{
     remediation, render_graph_dot, render_graph_svg, render_report, ArpEvent, DetectConfig,
-    Detection, Detector, DnsEvent, Role, SessionEvent, Tier,
+    Detection, Detector, DnsEvent, NameEvent, Role, SessionEvent, Tier,
 };
 use wormsign_flow::FlowRecord;
 
@@ -153,8 +154,11 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
     let (dns, dns_read) = read_dns(&optional("dns"), |q| config.wants_dns(q))?;
     let arp = read_arp(&optional("arp"))?;
     let sessions = read_sessions(&optional("sessions"))?;
+    let names = read_names(&optional("names"))?;
     // Flows stream through the detector: only those a rule can use are held.
-    let mut detector = Detector::new(config, &dns, &arp).with_sessions(&sessions);
+    let mut detector = Detector::new(config, &dns, &arp)
+        .with_sessions(&sessions)
+        .with_names(&names);
     let filter = detector.flow_filter();
     let flows_read = for_each_flow(
         &flow_files,
@@ -184,6 +188,8 @@ pub struct DetectInputs {
     pub arp: Vec<ArpEvent>,
     /// Every session fact.
     pub sessions: Vec<SessionEvent>,
+    /// Every naming fact (DHCP, NetBIOS name service).
+    pub names: Vec<NameEvent>,
 }
 
 impl DetectInputs {
@@ -206,6 +212,10 @@ impl DetectInputs {
             .sessions
             .iter()
             .try_for_each(|b| session_events(b, &mut d.sessions))?;
+        tables
+            .names
+            .iter()
+            .try_for_each(|b| name_events(b, &mut d.names))?;
         Ok(d)
     }
 
@@ -217,6 +227,7 @@ impl DetectInputs {
             dns: read_dns(&optional_table(dir, "dns", warnings), |_| true)?.0,
             arp: read_arp(&optional_table(dir, "arp", warnings))?,
             sessions: read_sessions(&optional_table(dir, "sessions", warnings))?,
+            names: read_names(&optional_table(dir, "names", warnings))?,
         })
     }
 
@@ -256,8 +267,9 @@ impl DetectInputs {
 
     /// Runs detection with `config`.
     pub fn detect(&self, config: &DetectConfig) -> Detection {
-        let mut detector =
-            Detector::new(config, &self.dns, &self.arp).with_sessions(&self.sessions);
+        let mut detector = Detector::new(config, &self.dns, &self.arp)
+            .with_sessions(&self.sessions)
+            .with_names(&self.names);
         self.flows.iter().for_each(|f| detector.push(f.clone()));
         let mut detection = detector.finish();
         detection.stats.flows = self.flows.len() as u64;
@@ -283,7 +295,8 @@ pub struct Loaded {
 /// flows are decoded a batch at a time, only those a rule can use, so memory stays
 /// within the detector's caps beyond the tables themselves.
 pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {
-    let (mut dns, mut arp, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut dns, mut arp, mut sessions, mut names) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for b in &tables.dns {
         dns.extend(wanted_dns_events(b, config)?);
     }
@@ -295,7 +308,13 @@ pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection
         .sessions
         .iter()
         .try_for_each(|b| session_events(b, &mut sessions))?;
-    let mut detector = Detector::new(config, &dns, &arp).with_sessions(&sessions);
+    tables
+        .names
+        .iter()
+        .try_for_each(|b| name_events(b, &mut names))?;
+    let mut detector = Detector::new(config, &dns, &arp)
+        .with_sessions(&sessions)
+        .with_names(&names);
     let filter = detector.flow_filter();
     let mut flows = Vec::new();
     for b in &tables.flows {

@@ -26,11 +26,11 @@ use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
-    arp_events, as_stored, for_each_flow, kept_dns_events, kept_flow_batch, session_events,
-    stored_has_ports, ResponderAddr,
+    arp_events, as_stored, for_each_flow, kept_dns_events, kept_flow_batch, name_events,
+    session_events, stored_has_ports, ResponderAddr,
 };
 use wormsign_detect::{
-    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, SessionEvent,
+    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, NameEvent, SessionEvent,
 };
 use wormsign_flow::FlowRecord;
 
@@ -83,6 +83,7 @@ pub(crate) struct Feed<'a> {
     dns_seen: u64,
     arp: Vec<ArpEvent>,
     sessions: Vec<SessionEvent>,
+    names: Vec<NameEvent>,
 }
 
 /// How the feed ended.
@@ -109,6 +110,7 @@ impl<'a> Feed<'a> {
             dns_seen: 0,
             arp: Vec::new(),
             sessions: Vec::new(),
+            names: Vec::new(),
         }
     }
 
@@ -145,6 +147,11 @@ impl<'a> Feed<'a> {
         Ok(arp_events(batch, &mut self.arp)?)
     }
 
+    /// A names batch was stored.
+    pub(crate) fn names(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        Ok(name_events(batch, &mut self.names)?)
+    }
+
     /// A sessions batch was stored.
     pub(crate) fn sessions(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         Ok(session_events(batch, &mut self.sessions)?)
@@ -157,7 +164,9 @@ impl<'a> Feed<'a> {
             return Ok(FeedOutcome::ReadBack);
         };
         let c = self.config;
-        let mut detector = Detector::new(c, &self.dns, &self.arp).with_sessions(&self.sessions);
+        let mut detector = Detector::new(c, &self.dns, &self.arp)
+            .with_sessions(&self.sessions)
+            .with_names(&self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {

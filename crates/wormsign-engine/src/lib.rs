@@ -60,7 +60,7 @@ pub use pipeline::{analyze, Analysis};
 pub use responder_tables::{remediation_schema, segmentation_schema, timeline_schema};
 pub use summary::{netflow_json, DecodeStats, RunSummary, Warning};
 
-/// The four tables of a run as Arrow batches: what [`Output::Memory`] keeps, or what
+/// The five tables of a run as Arrow batches: what [`Output::Memory`] keeps, or what
 /// [`Tables::read`] loads from a directory `analyze` wrote. Rows are in the order they
 /// were produced; sort by the key `docs/schema.md` gives before comparing runs.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +71,8 @@ pub struct Tables {
     pub dns: Vec<RecordBatch>,
     /// `arp`: one row per ARP packet.
     pub arp: Vec<RecordBatch>,
+    /// `names`: one row per DHCP or NetBIOS name service naming fact.
+    pub names: Vec<RecordBatch>,
     /// `sessions`: one row per protocol fact of an SMB, TDS or RDP session.
     pub sessions: Vec<RecordBatch>,
 }
@@ -84,6 +86,7 @@ impl Tables {
             flows: table("flows")?,
             dns: table("dns")?,
             arp: table("arp")?,
+            names: table("names")?,
             sessions: table("sessions")?,
         })
     }

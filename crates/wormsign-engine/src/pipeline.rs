@@ -3,7 +3,7 @@
 //! ```text
 //! reader ──chunks──▶ decode workers ──per-shard packets──▶ flow shards ──batches──▶ writer
 //!   (1)      (bounded)      (N)           (bounded)            (N)      (bounded)    (1)
-//!                             └────────────  DNS batches, ARP rows ────────────────────────▲
+//!                             └────────────  DNS batches, ARP and name rows ────────────────▲
 //! ```
 //!
 //! The reader cuts inputs into chunks of whole records and numbers them (`seq`); decode
@@ -25,9 +25,10 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use wormsign_capture::Chunk;
 use wormsign_columnar::{
-    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder,
-    SessionBatchBuilder, TableSink, TableWriter,
+    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, NameBatchBuilder, NameRow,
+    RowBuilder, SessionBatchBuilder, TableSink, TableWriter,
 };
+use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
 use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
 use wormsign_detect::{DetectConfig, DnsEvent, FlowFilter};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
@@ -104,6 +105,7 @@ enum ToWriter {
     /// A batch of DNS messages, and those naming C&C domains (when detection is fed).
     Dns(RecordBatch, Result<Vec<DnsEvent>, Error>),
     Arp(Vec<ArpRow>),
+    Names(Vec<NameRow>),
     Sessions(Vec<SessionEvent>),
     DecodeDone(DecodeStats),
     ShardDone {
@@ -323,6 +325,7 @@ fn decode_worker(
         let mut inspected: Vec<(Vec<InspectedSegment>, Vec<u8>)> =
             (0..n_shards).map(|_| Default::default()).collect();
         let mut arp_rows = Vec::new();
+        let mut name_rows = Vec::new();
         let mut ahead = job.chunk.iter();
         for (i, (meta, data)) in job.chunk.iter().enumerate() {
             if i % WARM_FRAMES == 0 {
@@ -350,6 +353,7 @@ fn decode_worker(
                     if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
                         dns.append(&row);
                     }
+                    name_rows.extend(name_rows_of(meta.ts_ns, idx, &packet, data));
                     let shard = shard_of(&packet, n_shards);
                     if let Some(payload) = inspected_payload(&packet, data, inspect) {
                         let (segments, bytes) = &mut inspected[shard];
@@ -379,6 +383,7 @@ fn decode_worker(
         }
         drop(ahead); // it borrows the chunk, which goes back to the reader now
         stats.arp_packets += arp_rows.len() as u64;
+        stats.name_facts += name_rows.len() as u64;
         // A full recycle queue just means the reader has enough buffers.
         let _ = recycle.try_send(job.chunk);
         let per_shard = parts.into_iter().zip(exports).zip(inspected);
@@ -399,6 +404,9 @@ fn decode_worker(
             return;
         }
         if !arp_rows.is_empty() && out_tx.send(ToWriter::Arp(arp_rows)).is_err() {
+            return;
+        }
+        if !name_rows.is_empty() && out_tx.send(ToWriter::Names(name_rows)).is_err() {
             return;
         }
     }
@@ -464,6 +472,33 @@ fn inspect_segments(msg: &ShardMsg, inspector: &mut Inspector, out: &mut Vec<Ses
 }
 
 /// Parses DNS carried on port 53 (UDP, or one length-prefixed message per TCP segment).
+/// The naming facts of a DHCP or NetBIOS name service datagram.
+fn name_rows_of(ts_ns: i64, idx: u64, p: &PacketSummary, data: &[u8]) -> Vec<NameRow> {
+    let on = |port: u16| p.src_port == port || p.dst_port == port;
+    if p.proto != 17 || !p.has_ports || !(DHCP_PORTS.iter().any(|&d| on(d)) || on(NBNS_PORT)) {
+        return Vec::new();
+    }
+    let start = p.payload_offset as usize;
+    let Some(payload) = data.get(start..start + p.payload_captured as usize) else {
+        return Vec::new();
+    };
+    let facts = if on(NBNS_PORT) {
+        names::parse_nbns(payload, p.src)
+    } else {
+        names::parse_dhcp(payload).into_iter().collect()
+    };
+    facts
+        .into_iter()
+        .map(|fact| NameRow {
+            ts_ns,
+            packet: idx,
+            src: p.src,
+            dst: p.dst,
+            fact,
+        })
+        .collect()
+}
+
 fn dns_row(
     ts_ns: i64,
     idx: u64,
@@ -602,11 +637,12 @@ fn flow_shard(
     }
 }
 
-/// The four tables' sinks: Parquet files or batches in memory.
+/// The five tables' sinks: Parquet files or batches in memory.
 struct TableSinks {
     flows: TableSink,
     dns: TableSink,
     arp: TableWriter<ArpBatchBuilder>,
+    names: TableWriter<NameBatchBuilder>,
     sessions: TableWriter<SessionBatchBuilder>,
 }
 
@@ -630,6 +666,7 @@ impl TableSinks {
             flows: sink("flows", FlowBatchBuilder::schema())?,
             dns: sink("dns", DnsBatchBuilder::schema())?,
             arp: TableWriter::with_sink(sink("arp", ArpBatchBuilder::schema())?),
+            names: TableWriter::with_sink(sink("names", NameBatchBuilder::schema())?),
             sessions: TableWriter::with_sink(sink("sessions", SessionBatchBuilder::schema())?),
         })
     }
@@ -657,7 +694,7 @@ fn fed(
     feed.as_deref_mut().map_or(Ok(()), step)
 }
 
-/// The single writer: encodes batches into the four tables, hands each stored batch to
+/// The single writer: encodes batches into the five tables, hands each stored batch to
 /// `feed`, and gathers the workers' counters. Files appear only when complete (see
 /// [`TableSink`]).
 fn write_outputs(
@@ -670,6 +707,7 @@ fn write_outputs(
         mut flows,
         mut dns,
         mut arp,
+        mut names,
         mut sessions,
     } = sinks;
     let mut summary = RunSummary::default();
@@ -690,6 +728,9 @@ fn write_outputs(
                 }
             }
             ToWriter::Arp(rows) => store(&mut arp, &rows, |b| fed(&mut feed, |f| f.arp(b)))?,
+            ToWriter::Names(rows) => {
+                store(&mut names, &rows, |b| fed(&mut feed, |f| f.names(b)))?;
+            }
             ToWriter::Sessions(rows) => {
                 store(&mut sessions, &rows, |b| fed(&mut feed, |f| f.sessions(b)))?;
             }
@@ -720,26 +761,29 @@ fn write_outputs(
     }
     // The files end together: one file's footer and fsync overlap the others' last
     // encoding instead of following it on an otherwise idle core.
-    let (flows_done, ((dns_done, arp_done), sessions_done)) = rayon::join(
+    let (flows_done, ((dns_done, arp_done), (names_done, sessions_done))) = rayon::join(
         || flows.finish(),
         || {
             rayon::join(
                 || rayon::join(|| dns.finish(), || arp.finish()),
-                || sessions.finish(),
+                || rayon::join(|| names.finish(), || sessions.finish()),
             )
         },
     );
-    let (arp, sessions) = (arp_done?, sessions_done?);
+    let (arp, names, sessions) = (arp_done?, names_done?, sessions_done?);
     if let Some(feed) = feed {
         arp.tail.iter().try_for_each(|b| feed.arp(b))?;
+        names.tail.iter().try_for_each(|b| feed.names(b))?;
         sessions.tail.iter().try_for_each(|b| feed.sessions(b))?;
     }
     summary.arp_records = arp.rows;
+    summary.name_records = names.rows;
     summary.session_records = sessions.rows;
     let tables = Tables {
         flows: flows_done?,
         dns: dns_done?,
         arp: arp.batches,
+        names: names.batches,
         sessions: sessions.batches,
     };
     Ok((summary, tables))

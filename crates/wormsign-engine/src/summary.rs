@@ -53,6 +53,8 @@ pub struct DecodeStats {
     pub ip_packets: u64,
     /// ARP packets.
     pub arp_packets: u64,
+    /// Naming facts read from DHCP and NetBIOS name service datagrams.
+    pub name_facts: u64,
     /// IP packets cut short by the snap length.
     pub truncated: u64,
     /// Packets skipped, by reason (indexed like `SkipReason::ALL`).
@@ -80,6 +82,7 @@ impl DecodeStats {
         self.captured_bytes += o.captured_bytes;
         self.ip_packets += o.ip_packets;
         self.arp_packets += o.arp_packets;
+        self.name_facts += o.name_facts;
         self.truncated += o.truncated;
         for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
             *a += b;
@@ -113,6 +116,8 @@ pub struct RunSummary {
     pub dns_records: u64,
     /// Rows in `arp.parquet`.
     pub arp_records: u64,
+    /// Rows in `names.parquet`.
+    pub name_records: u64,
     /// Rows in `sessions.parquet`.
     pub session_records: u64,
     /// Protocol inspection counters, summed over shards.
@@ -158,6 +163,7 @@ impl RunSummary {
             "captured_bytes": self.decode.captured_bytes,
             "ip_packets": self.decode.ip_packets,
             "arp_packets": self.decode.arp_packets,
+            "name_facts": self.decode.name_facts,
             "truncated_packets": self.decode.truncated,
             "skipped": skipped,
             "unknown_link_types": unknown,
@@ -170,6 +176,7 @@ impl RunSummary {
             "dns_records": self.dns_records,
             "dns_parse_errors": self.decode.dns_errors,
             "arp_records": self.arp_records,
+            "name_records": self.name_records,
             "session_records": self.session_records,
             "inspect": json!({
                 "sessions": self.inspect.streams,

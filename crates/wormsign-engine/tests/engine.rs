@@ -111,14 +111,19 @@ fn a_run_stopped_before_it_starts_writes_complete_empty_tables() {
         run.summary.warnings.is_empty(),
         "stopped before the first input"
     );
-    for table in ["flows", "dns", "arp", "sessions"] {
+    let tables = ["flows", "dns", "arp", "sessions", "names"];
+    for table in tables {
         assert!(out.join(format!("{table}.parquet")).is_file(), "{table}");
     }
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 4, "no temporary files left: {names:?}");
+    assert_eq!(
+        names.len(),
+        tables.len(),
+        "no temporary files left: {names:?}"
+    );
 }
 
 #[test]

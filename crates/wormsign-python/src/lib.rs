@@ -20,7 +20,7 @@ use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use wormsign_columnar::{
-    arp_schema, dns_schema, flow_schema, session_schema, ColumnarError, Partitioning,
+    arp_schema, dns_schema, flow_schema, names_schema, session_schema, ColumnarError, Partitioning,
 };
 use wormsign_detect::{parse_zone, render_report, Cidr, DetectConfig, Detection};
 use wormsign_engine::{
@@ -184,6 +184,7 @@ fn put_tables(py: Python<'_>, out: &Bound<'_, PyDict>, t: Tables) -> PyResult<()
     out.set_item("dns", table(py, t.dns, dns_schema())?)?;
     out.set_item("arp", table(py, t.arp, arp_schema())?)?;
     out.set_item("sessions", table(py, t.sessions, session_schema())?)?;
+    out.set_item("names", table(py, t.names, names_schema())?)?;
     Ok(())
 }
 
@@ -420,6 +421,7 @@ fn detect_in_memory(
         flows: get("flows")?,
         dns: get("dns")?,
         arp: get("arp")?,
+        names: get("names")?,
         sessions: get("sessions")?,
     };
     let d = py

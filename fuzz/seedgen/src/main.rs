@@ -4,7 +4,8 @@
 //! - `capture/`: each file's first 64 KiB (and of its decompressed content, if
 //!   compressed);
 //! - `decode/`: frames as `[link type u16 BE][frame]`, a few per kind of packet;
-//! - `dns/`: UDP and TCP payloads to or from port 53;
+//! - `dns/`: UDP and TCP payloads to or from port 53, and DHCP (67, 68) and NetBIOS name
+//!   service (137) datagrams;
 //! - `netflow/`: NetFlow/IPFIX payloads framed as the netflow target reads them
 //!   (`[u16 BE: exporter bit | length][datagram]`), each alone and each file's whole
 //!   sequence in one seed (so data follows its template);
@@ -143,8 +144,9 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
             if payload.is_empty() || !p.has_ports {
                 continue;
             }
+            let naming = [53, 67, 68, 137];
             if (p.proto == 6 || p.proto == 17)
-                && (p.src_port == 53 || p.dst_port == 53)
+                && (naming.contains(&p.src_port) || naming.contains(&p.dst_port))
                 && dns.len() < PER_FILE
                 && dns.insert(payload.to_vec())
             {

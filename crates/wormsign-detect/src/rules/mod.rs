@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
+use wormsign_decode::NameEvent;
 use wormsign_flow::FlowRecord;
 use wormsign_inspect::SessionEvent;
 
@@ -96,6 +97,7 @@ pub(crate) struct Events<'a> {
     pub dns: Vec<&'a DnsEvent>,
     pub arp: Vec<&'a ArpEvent>,
     pub sessions: Vec<&'a SessionEvent>,
+    pub names: Vec<&'a NameEvent>,
 }
 
 /// What rules share during a run: the rule set, the counters, and the scanning sources.
