@@ -13,6 +13,9 @@
 #   scan      scan-heavy: under two packets per flow
 #   dns       95 % DNS exchanges
 #   ipv6      the mix with 90 % of sessions over IPv6
+#   vxlan     the mix, every frame wrapped in VXLAN (examples/tunnel_wrap.rs), as traffic
+#             mirroring delivers it; not in the default set. Its CPU per packet less the
+#             mix's is what decapsulation costs (`WORMSIGN_SHAPES="mix vxlan"`)
 #
 # Environment:
 #   WORMSIGN_BENCH_PACKETS   packets in each generated capture (default 2000000)
@@ -56,7 +59,15 @@ trap cleanup EXIT
 # shape_capture SHAPE -> path (made once per shape, size and generator version)
 shape_capture() {
     local shape=$1 f
-    if [ "$shape" = outbreak ]; then
+    if [ "$shape" = vxlan ]; then
+        f=$DATA/shape-vxlan-$PACKETS.pcap
+        local mix
+        mix=$(shape_capture mix)
+        if [ ! -s "$f" ] || [ "$mix" -nt "$f" ]; then
+            "$WRAP" vxlan "$mix" "$f.tmp" 2>/dev/null
+            mv "$f.tmp" "$f"
+        fi
+    elif [ "$shape" = outbreak ]; then
         f=$DATA/drivelife-scale$SCALE/capture.pcap
         if [ ! -s "$f" ]; then
             "$WORMSIGN" synth --scenario drivelife --seed 1 --scale "$SCALE" --out "$DATA/drivelife-scale$SCALE" --quiet

@@ -79,6 +79,15 @@ struct AnalyzeArgs {
     /// Active timeout: longer flows are split into several records, seconds.
     #[arg(long, default_value_t = secs(FlowConfig::default().active_ns))]
     active_timeout: f64,
+    /// Also unwrap UDP datagrams to or from PORT as TUNNEL (vxlan, geneve, gtpu or teredo),
+    /// besides 4789 (vxlan), 6081 (geneve), 2152 (gtpu) and 3544 (teredo); repeatable,
+    /// e.g. `--tunnel-port vxlan=8472`. GRE, ERSPAN and IP-in-IP are found by IP protocol.
+    #[arg(long, value_name = "TUNNEL=PORT", value_parser = parse_tunnel_port)]
+    tunnel_port: Vec<(wormsign_decode::TunnelKind, u16)>,
+    /// Most tunnels unwrapped around one packet; 0 keeps every packet as its outer
+    /// headers.
+    #[arg(long, value_name = "N", default_value_t = wormsign_decode::TunnelConfig::default().max_depth)]
+    tunnel_depth: u8,
     /// Also decode UDP datagrams to this port as NetFlow/IPFIX exports (repeatable;
     /// 2055, 9555, 9995, 9996 and 4739 always are).
     #[arg(long = "netflow-port", value_name = "PORT")]
@@ -148,6 +157,8 @@ impl AnalyzeArgs {
             udp_timeout: Some(self.udp_timeout),
             icmp_timeout: Some(self.icmp_timeout),
             active_timeout: Some(self.active_timeout),
+            tunnel_ports: self.tunnel_port.clone(),
+            tunnel_depth: Some(self.tunnel_depth),
             netflow_ports: self.netflow_ports.clone(),
             inspect_ports: self.inspect_port.clone(),
             inspect_bytes: Some(self.inspect_bytes),
@@ -263,6 +274,11 @@ fn draw_progress(progress: &Control, total_bytes: u64, finished: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     bar.finish_and_clear();
+}
+
+/// `--tunnel-port`: `vxlan=8472` → (VXLAN, 8472).
+fn parse_tunnel_port(s: &str) -> Result<(wormsign_decode::TunnelKind, u16), String> {
+    wormsign_engine::parse_tunnel_port(s).map_err(|e| e.to_string())
 }
 
 /// `--inspect-port`: `smb=8445` → (SMB, 8445).

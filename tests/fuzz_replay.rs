@@ -115,6 +115,13 @@ fn decode_seeds_make_one_or_two_flows_of_two_packets() {
         // Every packet is counted: two flows if the idle timeout split them, else one.
         let packets: u64 = flows.iter().map(|r| r.orig.packets + r.resp.packets).sum();
         assert_eq!(packets, 2, "{}: {flows:?}", path.display());
+        // The tunnel seeds reach their inner packet (and so the tunnel decoders).
+        let tunnelled = path.to_string_lossy().contains("tunnel_");
+        assert!(
+            flows.iter().all(|r| r.tunnel.is_some() == tunnelled),
+            "{}: {flows:?}",
+            path.display()
+        );
     }
 }
 

@@ -270,6 +270,14 @@ def test_options_reach_the_engine(tmp_path):
     options = json.loads(pq.read_metadata(tmp_path / "tds" / "flows.parquet")
                          .metadata[b"wormsign.options"])
     assert options["inspect_ports"]["tds"] == [1433, 14330], options
+    wormsign.analyze(DRIVELIFE, out=tmp_path / "vxlan", tunnel_port=["vxlan=8472"],
+                     tunnel_depth=2, detect=False, progress=False)
+    options = json.loads(pq.read_metadata(tmp_path / "vxlan" / "flows.parquet")
+                         .metadata[b"wormsign.options"])
+    assert "vxlan=8472" in options["tunnel_ports"], options
+    assert options["tunnel_depth"] == 2, options
+    with pytest.raises(ValueError, match="not a UDP tunnel"):
+        wormsign.analyze(DRIVELIFE, tunnel_port=["gre=47"], progress=False)
     with pytest.raises(ValueError, match="unknown protocol"):
         wormsign.analyze(DRIVELIFE, inspect_port=["ftp=21"], progress=False)
     with pytest.raises(ValueError, match="tcp timeout"):

@@ -17,7 +17,7 @@ PZ = "10.164.1.8"
 
 # Columns by kind, per table, from docs/schema.md.
 SPEC = {
-    "flows": dict(ts=["ts", "last_ts"], ip=["orig_h", "resp_h"], dict=["proto", "conn_state", "end_reason", "source"],
+    "flows": dict(ts=["ts", "last_ts"], ip=["orig_h", "resp_h"], dict=["proto", "conn_state", "end_reason", "source", "tunnel_type"],
                   duration=["duration"], ip_literal=("orig_h", PZ)),
     "dns": dict(ts=["ts"], ip=["client_h", "server_h"], dict=["proto", "rcode_name", "qtype_name"],
                 duration=[], ip_literal=("client_h", PZ)),

@@ -224,6 +224,8 @@ def analyze(
     udp_timeout: float | None = None,
     icmp_timeout: float | None = None,
     active_timeout: float | None = None,
+    tunnel_port: Iterable[str] = (),
+    tunnel_depth: int | None = None,
     netflow_ports: Iterable[int] = (),
     inspect_port: Iterable[str] = (),
     inspect_bytes: int | None = None,
@@ -236,7 +238,8 @@ def analyze(
     Without ``out`` the tables stay in memory; with ``out`` the same files as the command
     line are written there too (``partition_by`` needs ``out``), and detection reads the
     whole directory as ``wormsign analyze`` does. Options left as None take the command
-    line's defaults; ``inspect_port`` takes ``"tds=14330"``-style extra ports; ``rules`` is
+    line's defaults; ``inspect_port`` takes ``"tds=14330"``-style extra ports and
+    ``tunnel_port`` ``"vxlan=8472"``-style ones (``tunnel_depth=0`` unwraps no tunnel); ``rules`` is
     a rules file or a dict shaped like :func:`rules`; ``zone`` names networks for the
     segmentation check (``{"branch": "10.164.0.0/16"}`` or ``["branch=10.164.0.0/16"]``).
 
@@ -251,6 +254,8 @@ def analyze(
         "udp_timeout": udp_timeout,
         "icmp_timeout": icmp_timeout,
         "active_timeout": active_timeout,
+        "tunnel_ports": _strings(tunnel_port),
+        "tunnel_depth": tunnel_depth,
         "netflow_ports": [int(p) for p in netflow_ports],
         "inspect_ports": _strings(inspect_port),
         "inspect_bytes": inspect_bytes,

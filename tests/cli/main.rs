@@ -22,4 +22,5 @@ mod responder;
 mod synth;
 mod synth_netflow;
 mod synth_protocol;
+mod tunnels;
 mod zeek;

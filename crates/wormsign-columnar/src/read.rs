@@ -394,6 +394,8 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
         orig: direction(&f.orig),
         resp: direction(&f.resp),
         history: History::default(),
+        // Not read back: detection keys hosts by address, whatever carried them.
+        tunnel: None,
         source,
         ..f.clone()
     }
@@ -517,6 +519,8 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
             has_ports,
             proto,
             vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
+            // Not read: detection does not use it (see `as_stored`).
+            tunnel: None,
             orig: direction(0),
             resp: direction(4),
             conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),

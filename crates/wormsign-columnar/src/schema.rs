@@ -114,6 +114,43 @@ pub fn flow_schema() -> SchemaRef {
                 ),
                 field("vlan", DataType::Int32, true, "outermost VLAN id"),
                 field(
+                    "tunnel_type",
+                    dict(),
+                    true,
+                    "outermost tunnel the flow arrived in: vxlan, geneve, gtpu, teredo, gre, \
+                     erspan1-3, ipip, 6in4, 4in6, 6in6; null when it came bare",
+                ),
+                field(
+                    "tunnel_src",
+                    DataType::Utf8,
+                    true,
+                    "outermost tunnel's source address (of the first packet's direction)",
+                ),
+                field(
+                    "tunnel_dst",
+                    DataType::Utf8,
+                    true,
+                    "outermost tunnel's destination address",
+                ),
+                field(
+                    "tunnel_id",
+                    DataType::Int64,
+                    true,
+                    "VNI (vxlan, geneve), GRE key, ERSPAN session or GTP-U TEID",
+                ),
+                field(
+                    "tunnel_depth",
+                    DataType::Int16,
+                    true,
+                    "how many tunnels were nested around the flow's packets",
+                ),
+                field(
+                    "tunnel_chain",
+                    DataType::Int64,
+                    true,
+                    "hash of every tunnel level, equal for both directions; part of the flow key",
+                ),
+                field(
                     "community_id",
                     DataType::Utf8,
                     false,

@@ -24,6 +24,7 @@ fn flow(first_packet: u64) -> FlowRecord {
         has_ports: true,
         proto: 6,
         vlan: Some(12),
+        tunnel: None,
         orig: DirCounters {
             packets: 3,
             ip_bytes: 180,

@@ -18,7 +18,10 @@
 //! Supported link types: Ethernet (1, with 802.1Q/802.1ad VLAN stacks, MPLS and
 //! PPPoE sessions), BSD loopback NULL (0) and LOOP (108), raw IP (101, 12, 14, 228,
 //! 229), Linux cooked capture SLL (113) and SLL2 (276), PPP (9) and NFLOG (239).
-//! Tunnels (GRE, VXLAN, Teredo, …) are summarised as their outer packet only.
+//!
+//! Tunnels are unwrapped ([`tunnel`] says which and how): the summary is the innermost
+//! packet's, with [`PacketSummary::tunnel`] saying what it arrived in. [`decode`] uses
+//! the IANA ports for the UDP tunnels; [`decode_with`] takes other ports, or none.
 //!
 //! # Design
 //!
@@ -62,8 +65,10 @@ mod events;
 mod ip;
 mod link;
 pub mod names;
+pub mod tunnel;
 
 pub use events::{ArpEvent, DnsEvent, NameEvent};
+pub use tunnel::{Tunnel, TunnelConfig, TunnelKind};
 
 /// `LINKTYPE_NULL` (0): BSD loopback, 4-byte address family in host byte order.
 pub const LINKTYPE_NULL: u16 = 0;
@@ -195,6 +200,9 @@ pub struct PacketSummary {
     pub payload_offset: u32,
     /// How many bytes of the L4 payload were captured (bounded by `payload_len`).
     pub payload_captured: u32,
+    /// The tunnels the packet was unwrapped from, if any; every other field describes
+    /// the innermost packet.
+    pub tunnel: Option<Tunnel>,
 }
 
 /// A port-less packet between unspecified IPv4 addresses with every field zero or empty:
@@ -221,6 +229,7 @@ impl Default for PacketSummary {
             truncated: false,
             payload_offset: 0,
             payload_captured: 0,
+            tunnel: None,
         }
     }
 }
@@ -258,9 +267,19 @@ pub struct ArpPacket {
 /// `link_type` is the pcap `LINKTYPE_*` value (the low 16 bits of the pcap header
 /// field / pcapng IDB link type; mask off the FCS bits). Never panics, never
 /// allocates, and runs in time linear in the frame size with small constant bounds
-/// (at most 16 VLAN tags, 16 MPLS labels, 32 IPv6 extension headers).
+/// (at most 16 VLAN tags, 16 MPLS labels, 32 IPv6 extension headers, and per tunnel
+/// level the same again). Tunnels on their IANA ports are unwrapped.
 pub fn decode(link_type: u16, data: &[u8]) -> Decoded {
-    link::decode(link_type, data)
+    static DEFAULT: std::sync::OnceLock<TunnelConfig> = std::sync::OnceLock::new();
+    decode_with(link_type, data, DEFAULT.get_or_init(TunnelConfig::default))
+}
+
+/// [`decode`], unwrapping the tunnels `tunnels` names.
+#[inline]
+pub fn decode_with(link_type: u16, data: &[u8], tunnels: &TunnelConfig) -> Decoded {
+    let mut decoded = link::decode(link_type, data);
+    tunnel::decapsulate(data, &mut decoded, tunnels);
+    decoded
 }
 
 /// VLAN ids collected while walking the link layer.

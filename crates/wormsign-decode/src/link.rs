@@ -54,6 +54,14 @@ pub(crate) fn decode(link_type: u16, data: &[u8]) -> Decoded {
     }
 }
 
+/// An Ethernet frame starting at `off` (inside a tunnel); `data` ends where it ends.
+pub(crate) fn ethernet_at(data: &[u8], off: usize) -> Decoded {
+    match be16(data, off + 12) {
+        Some(et) => ethertype(data, off + 14, et, Vlans::default()),
+        None => SKIP_TRUNC,
+    }
+}
+
 /// Dispatches on an ethertype found at `off - 2`, walking VLAN tags, MPLS labels
 /// and PPPoE session headers.
 #[inline]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
+use wormsign_decode::{decode, decode_with, dns, Decoded, PacketSummary, SkipReason, TunnelConfig};
 use wormsign_testutil::shared_captures;
 
 /// (link type, frame bytes) for every readable record; stops at the first
@@ -417,7 +417,19 @@ fn matches_tshark_counts() {
                 _ => None,
             })
             .collect();
-        let s: Vec<PacketSummary> = decoded.iter().map(|d| d.0).collect();
+        // tshark counts a conversation at every layer: a tunnelled packet counts as its
+        // outer packet too.
+        let outer_of_tunnelled = pkts.iter().filter_map(|(lt, p)| {
+            match (decode(*lt, p), decode_with(*lt, p, &TunnelConfig::off())) {
+                (Decoded::Ip(inner), Decoded::Ip(outer)) if inner.tunnel.is_some() => Some(outer),
+                _ => None,
+            }
+        });
+        let s: Vec<PacketSummary> = decoded
+            .iter()
+            .map(|d| d.0)
+            .chain(outer_of_tunnelled)
+            .collect();
         let syn_only = || {
             s.iter()
                 .filter(|s| s.proto == 6 && s.tcp_flags & 0x12 == 0x02)
@@ -554,8 +566,8 @@ const NOT_DECODE_METRICS: &[(&str, &str)] = &[
     ("sflow_samples_sum", "not checked: sFlow is not decoded"),
 ];
 
-/// A difference from tshark that is expected, pinned to both values: tshark reassembles,
-/// follows streams or decodes tunnels; this crate summarises single outer packets.
+/// A difference from tshark that is expected, pinned to both values: tshark reassembles
+/// and follows streams; this crate summarises single packets.
 struct KnownDiff {
     file: &'static str,
     metric: &'static str,
@@ -565,14 +577,6 @@ struct KnownDiff {
 }
 
 const KNOWN_DIFFS: &[KnownDiff] = &[
-    KnownDiff {
-        file: "format/pcapng_wireshark_samples.pcapng",
-        metric: "ipv6_conversations",
-        tshark: 10,
-        ours: 8,
-        why: "two of tshark's IPv6 conversations are Teredo (2001:0::/32 inside IPv4/UDP \
-              3544), which tshark decodes; this crate reports a tunnel as its outer packet",
-    },
     KnownDiff {
         file: "dns/dns_badpackets_ndpi.pcap",
         metric: "dns_response_messages",
@@ -654,6 +658,176 @@ fn dump_summaries() {
                 s.payload_len
             ),
             other => println!("DUMP\t{}\t{other:?}", i + 1),
+        }
+    }
+}
+
+/// Tunnelled packets in real captures of VXLAN (Zeek), GRE/ERSPAN type II and Teredo
+/// (Suricata) decode, frame by frame, to what tshark shows as the innermost layer: the
+/// inner addresses, or ARP, or a non-IP frame; and the outermost tunnel's kind,
+/// endpoints and VNI or ERSPAN session.
+#[test]
+fn tunnels_match_tshark() {
+    let Some(dir) = shared_captures() else {
+        return;
+    };
+    if !wormsign_testutil::require_tool("tshark", "--version") {
+        return;
+    }
+    let mut tunnelled = 0;
+    for file in [
+        "linktype/vxlan.pcap",
+        "linktype/gre_erspan2.pcap",
+        "linktype/teredo.pcap",
+    ] {
+        let path = dir.join(file);
+        let pkts = read_capture(&std::fs::read(&path).expect("corpus file"));
+        let rows = tshark_layers(&path);
+        assert_eq!(rows.len(), pkts.len(), "{file}: frame count");
+        for (n, ((lt, frame), row)) in pkts.iter().zip(&rows).enumerate() {
+            let at = format!("{file} frame {}", n + 1);
+            tunnelled += usize::from(check_layers(&at, decode(*lt, frame), row));
+        }
+    }
+    // 8 VXLAN, 4 ERSPAN and 4 Teredo frames carry IP.
+    assert_eq!(tunnelled, 16, "tunnelled IP packets");
+}
+
+/// tshark's fields for one frame, split at tshark's `,` between layers.
+struct Layers {
+    protocols: Vec<String>,
+    fields: BTreeMap<&'static str, Vec<String>>,
+}
+
+const LAYER_FIELDS: [&str; 7] = [
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "vxlan.vni",
+    "erspan.spanid",
+    "arp.src.proto_ipv4",
+];
+
+fn tshark_layers(path: &Path) -> Vec<Layers> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.protocols"]);
+    for f in LAYER_FIELDS {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark runs");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let split = |s: &str, sep: char| -> Vec<String> {
+        s.split(sep)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            Layers {
+                protocols: split(cols[0], ':'),
+                fields: LAYER_FIELDS
+                    .iter()
+                    .zip(&cols[1..])
+                    .map(|(f, v)| (*f, split(v, ',')))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Checks one decoded frame against tshark's layers; true if it was a tunnelled IP packet.
+fn check_layers(at: &str, decoded: Decoded, t: &Layers) -> bool {
+    let field = |name: &str| t.fields.get(name).cloned().unwrap_or_default();
+    let innermost = t
+        .protocols
+        .iter()
+        .rposition(|p| ["ip", "ipv6", "arp"].contains(&p.as_str()));
+    let is_tunnel = |p: &String| ["vxlan", "erspan", "teredo", "gre"].contains(&p.as_str());
+    // The most specific tunnel name (`gre:erspan` is ERSPAN) before the innermost layer,
+    // or after it when the tunnel carries no IP.
+    let tunnel_at = match t.protocols[..innermost.unwrap_or(0)]
+        .iter()
+        .rposition(is_tunnel)
+    {
+        Some(i) => Some(i),
+        None => t.protocols.iter().position(is_tunnel),
+    };
+    match (innermost.map(|i| t.protocols[i].as_str()), tunnel_at) {
+        (Some("arp"), _) => {
+            let Decoded::Arp(a) = decoded else {
+                panic!("{at}: tshark shows ARP, decoded {decoded:?}")
+            };
+            assert_eq!(
+                a.sender_ip.to_string(),
+                field("arp.src.proto_ipv4")[0],
+                "{at}"
+            );
+            false
+        }
+        (Some(ip), _) if tunnel_at.is_none_or(|t| innermost.unwrap() > t) => {
+            let Decoded::Ip(s) = decoded else {
+                panic!("{at}: tshark shows {ip}, decoded {decoded:?}")
+            };
+            let (src, dst) = if ip == "ip" {
+                ("ip.src", "ip.dst")
+            } else {
+                ("ipv6.src", "ipv6.dst")
+            };
+            let last = |f: &str| field(f).last().cloned().unwrap_or_default();
+            assert_eq!(
+                (s.src.to_string(), s.dst.to_string()),
+                (last(src), last(dst)),
+                "{at}"
+            );
+            let Some(kind) = tunnel_at.map(|i| t.protocols[i].as_str()) else {
+                assert_eq!(s.tunnel, None, "{at}: no tunnel in tshark");
+                return false;
+            };
+            let tunnel = s
+                .tunnel
+                .unwrap_or_else(|| panic!("{at}: tshark decodes {kind}"));
+            let id = match kind {
+                "vxlan" => field("vxlan.vni")
+                    .first()
+                    .map(|v| v.parse::<u32>().unwrap()),
+                "erspan" => field("erspan.spanid")
+                    .first()
+                    .map(|v| v.parse::<u32>().unwrap()),
+                _ => None,
+            };
+            assert!(
+                tunnel.kind.as_str().starts_with(kind),
+                "{at}: {tunnel:?} vs {kind}"
+            );
+            assert_eq!(tunnel.id, id, "{at}");
+            assert_eq!(tunnel.depth, 1, "{at}");
+            let outer = (tunnel.src.to_string(), tunnel.dst.to_string());
+            assert_eq!(
+                outer,
+                (field("ip.src")[0].clone(), field("ip.dst")[0].clone()),
+                "{at}"
+            );
+            true
+        }
+        // The innermost IP layer is the carrier: the tunnel holds something else (CDP).
+        _ => {
+            assert_eq!(
+                decoded,
+                Decoded::Skipped(SkipReason::NotIp),
+                "{at}: {:?}",
+                t.protocols
+            );
+            false
         }
     }
 }

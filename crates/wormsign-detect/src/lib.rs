@@ -91,6 +91,7 @@
 //!         has_ports: true,
 //!         proto: 6,
 //!         vlan: None,
+//!         tunnel: None,
 //!         orig: DirCounters { packets: 1, ip_bytes: 52, payload_bytes: 0, tcp_flags: 2 },
 //!         resp: DirCounters::default(),
 //!         conn_state: ConnState::S0,

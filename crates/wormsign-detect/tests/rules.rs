@@ -48,6 +48,7 @@ impl Flows {
             has_ports: true,
             proto,
             vlan: None,
+            tunnel: None,
             orig: DirCounters {
                 packets: 3,
                 ip_bytes: 200 + payload.0,

@@ -287,6 +287,7 @@ fn flow(
         has_ports: true,
         proto,
         vlan: None,
+        tunnel: None,
         orig: DirCounters {
             packets: 1,
             ip_bytes: 60,

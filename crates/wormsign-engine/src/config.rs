@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use wormsign_columnar::Partitioning;
+use wormsign_decode::{TunnelConfig, TunnelKind};
 use wormsign_detect::{parse_zones_file, Cidr, DetectConfig};
 use wormsign_flow::FlowConfig;
 use wormsign_inspect::{InspectConfig, Protocol};
@@ -23,6 +24,8 @@ pub struct PipelineConfig {
     pub threads: usize,
     /// Flow-table settings; `max_flows` is the total, split evenly across shards.
     pub flow: FlowConfig,
+    /// Which tunnels are unwrapped, on which UDP ports, and how deep.
+    pub tunnels: TunnelConfig,
     /// UDP destination ports whose datagrams are decoded as NetFlow/IPFIX exports
     /// instead of being metered as flows.
     pub netflow_ports: Vec<u16>,
@@ -38,6 +41,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             flow: FlowConfig::default(),
+            tunnels: TunnelConfig::default(),
             netflow_ports: wormsign_netflow::DEFAULT_PORTS.to_vec(),
             inspect: InspectConfig::default(),
             partitioning: None,
@@ -69,6 +73,10 @@ impl PipelineConfig {
             "udp_timeout": secs(f.udp_idle_ns),
             "icmp_timeout": secs(f.other_idle_ns),
             "active_timeout": secs(f.active_ns),
+            "tunnel_ports": self.tunnels.udp_ports.iter()
+                .map(|(port, kind)| format!("{}={port}", kind.as_str()))
+                .collect::<Vec<_>>(),
+            "tunnel_depth": self.tunnels.max_depth,
             "netflow_ports": self.netflow_ports,
             "inspect_ports": {"smb": i.smb_ports, "tds": i.tds_ports, "rdp": i.rdp_ports},
             "inspect_bytes": i.max_bytes,
@@ -99,6 +107,10 @@ pub struct PipelineOptions {
     pub icmp_timeout: Option<f64>,
     /// Active timeout, seconds.
     pub active_timeout: Option<f64>,
+    /// UDP ports decoded as a tunnel besides the default ones.
+    pub tunnel_ports: Vec<(TunnelKind, u16)>,
+    /// Most tunnels unwrapped around one packet (0: none).
+    pub tunnel_depth: Option<u8>,
     /// UDP ports decoded as NetFlow/IPFIX besides the default ones.
     pub netflow_ports: Vec<u16>,
     /// TCP ports read as a protocol besides the default ones.
@@ -130,6 +142,12 @@ impl PipelineOptions {
                 *ns = seconds_to_ns(name, secs)?;
             }
         }
+        c.tunnels
+            .udp_ports
+            .extend(self.tunnel_ports.iter().map(|&(kind, port)| (port, kind)));
+        if let Some(depth) = self.tunnel_depth {
+            c.tunnels.max_depth = depth;
+        }
         c.netflow_ports.extend(&self.netflow_ports);
         for &(protocol, port) in &self.inspect_ports {
             let ports = match protocol {
@@ -149,16 +167,38 @@ impl PipelineOptions {
 
 /// `smb=8445` → (SMB, 8445): an extra inspected port as `--inspect-port` takes it.
 pub fn parse_inspect_port(s: &str) -> Result<(Protocol, u16), Error> {
-    let bad = |what: String| Error::Config(format!("inspect port {s:?}: {what}"));
+    parse_named_port(s, "inspect port", "PROTOCOL=PORT, e.g. tds=14330", |name| {
+        Protocol::from_name(name)
+            .ok_or_else(|| format!("unknown protocol {name:?}: smb, tds or rdp"))
+    })
+}
+
+/// `vxlan=8472` → (VXLAN, 8472): an extra tunnel port as `--tunnel-port` takes it.
+pub fn parse_tunnel_port(s: &str) -> Result<(TunnelKind, u16), Error> {
+    parse_named_port(s, "tunnel port", "TUNNEL=PORT, e.g. vxlan=8472", |name| {
+        TunnelKind::from_name(name)
+            .filter(|k| k.is_udp())
+            .ok_or_else(|| format!("{name:?} is not a UDP tunnel: vxlan, geneve, gtpu or teredo"))
+    })
+}
+
+/// `NAME=PORT`, with NAME looked up by `lookup`; errors name the option (`what`) and
+/// show the expected form.
+fn parse_named_port<T>(
+    s: &str,
+    what: &str,
+    form: &str,
+    lookup: impl Fn(&str) -> Result<T, String>,
+) -> Result<(T, u16), Error> {
+    let bad = |why: String| Error::Config(format!("{what} {s:?}: {why}"));
     let (name, port) = s
         .split_once('=')
-        .ok_or_else(|| bad("expected PROTOCOL=PORT, e.g. tds=14330".into()))?;
-    let protocol = Protocol::from_name(name)
-        .ok_or_else(|| bad(format!("unknown protocol {name:?}: smb, tds or rdp")))?;
+        .ok_or_else(|| bad(format!("expected {form}")))?;
+    let named = lookup(name).map_err(bad)?;
     let port = port
         .parse()
         .map_err(|e| bad(format!("port {port:?}: {e}")))?;
-    Ok((protocol, port))
+    Ok((named, port))
 }
 
 /// Where `analyze` puts its tables.

@@ -47,7 +47,8 @@ pub use bench::{bench_table, read_labels, BenchPlan, BenchRow, RuleSet, Sweep};
 pub use carve::{carve, CarveTarget, Carved, LATE_RECORDS};
 pub use collect::{CollectConfig, CollectSummary, Collector, DEFAULT_RECV_BUFFER};
 pub use config::{
-    parse_inspect_port, Control, DetectSettings, Output, PipelineConfig, PipelineOptions, Rules,
+    parse_inspect_port, parse_tunnel_port, Control, DetectSettings, Output, PipelineConfig,
+    PipelineOptions, Rules,
 };
 pub use detect_tables::{alert_schema, host_schema, propagation_schema};
 pub use detection::{

@@ -29,7 +29,7 @@ use wormsign_columnar::{
     RowBuilder, SessionBatchBuilder, TableSink, TableWriter,
 };
 use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
-use wormsign_decode::{decode, dns, Decoded, PacketSummary, SkipReason};
+use wormsign_decode::{decode_with, dns, Decoded, PacketSummary, SkipReason, TunnelConfig};
 use wormsign_detect::{DetectConfig, DnsEvent, FlowFilter};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
@@ -176,9 +176,13 @@ pub(crate) fn run(
         for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
             let recycle_tx = recycle_tx.clone();
-            let ports = (&config.netflow_ports[..], &inspected_ports);
+            let settings = DecodeSettings {
+                tunnels: &config.tunnels,
+                netflow_ports: &config.netflow_ports,
+                inspect: &inspected_ports,
+            };
             spawn_named(s, format!("decode-{i}"), move || {
-                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, ports, cnc)
+                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, settings, cnc)
             });
         }
         drop(recycle_tx);
@@ -300,14 +304,27 @@ fn warm_headers<'a>(frames: impl Iterator<Item = &'a [u8]>) {
     std::hint::black_box(sink);
 }
 
+/// What a decode worker needs of the configuration.
+#[derive(Clone, Copy)]
+struct DecodeSettings<'a> {
+    tunnels: &'a TunnelConfig,
+    netflow_ports: &'a [u16],
+    inspect: &'a InspectedPorts,
+}
+
 fn decode_worker(
     jobs: Receiver<Job>,
     shard_txs: Vec<Sender<ShardMsg>>,
     out_tx: Sender<ToWriter>,
     recycle: Sender<Chunk>,
-    (netflow_ports, inspect): (&[u16], &InspectedPorts),
+    settings: DecodeSettings<'_>,
     cnc: Option<&DetectConfig>,
 ) {
+    let DecodeSettings {
+        tunnels,
+        netflow_ports,
+        inspect,
+    } = settings;
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
     let mut dns = DnsBatchBuilder::default();
@@ -335,10 +352,13 @@ fn decode_worker(
             stats.packets += 1;
             stats.wire_bytes += u64::from(meta.orig_len);
             stats.captured_bytes += data.len() as u64;
-            match decode(meta.link_type, data) {
+            match decode_with(meta.link_type, data, tunnels) {
                 Decoded::Ip(packet) => {
                     stats.ip_packets += 1;
                     stats.truncated += u64::from(packet.truncated);
+                    if let Some(tunnel) = &packet.tunnel {
+                        stats.tunnelled[tunnel.kind as usize] += 1;
+                    }
                     if let Some(payload) = netflow_payload(&packet, data, netflow_ports) {
                         // Routed like the packet itself, so every datagram of one
                         // exporter reaches the same decoder in capture order.
@@ -562,6 +582,7 @@ fn flow_shard(
     let mut pending: BTreeMap<u64, ShardMsg> = BTreeMap::new();
     let mut next_seq = 0u64;
     let mut last_sweep: Option<i64> = None;
+    let mut last_watermark: Option<i64> = None;
     let mut done: Vec<FlowRecord> = Vec::new();
     let mut builder = FlowBatchBuilder::default();
     let mut n_flows = 0u64;
@@ -605,6 +626,7 @@ fn flow_shard(
                     &mut done,
                 );
             }
+            last_watermark = Some(msg.watermark);
             let since = msg
                 .watermark
                 .saturating_sub(*last_sweep.get_or_insert(msg.watermark));
@@ -620,6 +642,15 @@ fn flow_shard(
             if !found.is_empty() && out_tx.send(ToWriter::Sessions(found)).is_err() {
                 return;
             }
+        }
+    }
+    // A last sweep at the capture's end: a flow idle by then is reported idle whether or
+    // not a sweep fell after its timeout, so the result does not hang on where the
+    // chunks (a byte count) happened to end.
+    if let Some(end) = last_watermark {
+        table.expire(end, &mut done);
+        if !emit(&mut done.drain(..), false) {
+            return;
         }
     }
     netflow.finish();

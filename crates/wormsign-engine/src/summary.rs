@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wormsign_decode::SkipReason;
+use wormsign_decode::{SkipReason, TunnelKind};
 use wormsign_flow::FlowStats;
 use wormsign_netflow::NetflowStats;
 
@@ -57,6 +57,9 @@ pub struct DecodeStats {
     pub name_facts: u64,
     /// IP packets cut short by the snap length.
     pub truncated: u64,
+    /// IP packets unwrapped from a tunnel, by the outermost tunnel's kind (indexed like
+    /// `TunnelKind::ALL`).
+    pub tunnelled: [u64; TunnelKind::ALL.len()],
     /// Packets skipped, by reason (indexed like `SkipReason::ALL`).
     pub skipped: [u64; 4],
     /// Packets per link type that wormsign cannot decode.
@@ -76,6 +79,15 @@ impl DecodeStats {
         self.skipped[idx] += 1;
     }
 
+    /// The tunnel kinds seen, by name, with their packet counts.
+    pub fn tunnelled_by_kind(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        TunnelKind::ALL
+            .iter()
+            .zip(self.tunnelled)
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| (kind.as_str(), n))
+    }
+
     pub(crate) fn merge(&mut self, o: &DecodeStats) {
         self.packets += o.packets;
         self.wire_bytes += o.wire_bytes;
@@ -84,6 +96,9 @@ impl DecodeStats {
         self.arp_packets += o.arp_packets;
         self.name_facts += o.name_facts;
         self.truncated += o.truncated;
+        for (a, b) in self.tunnelled.iter_mut().zip(o.tunnelled) {
+            *a += b;
+        }
         for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
             *a += b;
         }
@@ -165,6 +180,11 @@ impl RunSummary {
             "arp_packets": self.decode.arp_packets,
             "name_facts": self.decode.name_facts,
             "truncated_packets": self.decode.truncated,
+            "tunnelled_packets": self
+                .decode
+                .tunnelled_by_kind()
+                .map(|(kind, n)| (kind.to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
             "skipped": skipped,
             "unknown_link_types": unknown,
             "fragments": self.flow.fragments,
@@ -238,6 +258,13 @@ impl RunSummary {
                 nf.packets, nf.records, nf.templates + nf.options_templates, nf.data_sets_without_template,
                 nf.sequence_lost, nf.malformed, nf.unknown_version
             );
+        }
+        let tunnelled: Vec<String> = d
+            .tunnelled_by_kind()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        if !tunnelled.is_empty() {
+            let _ = writeln!(s, "  tunnelled: {}", tunnelled.join(", "));
         }
         let skipped: Vec<String> = SkipReason::ALL
             .iter()

@@ -83,6 +83,7 @@ fn tcp(
         truncated: false,
         payload_offset: 54,
         payload_captured: payload,
+        tunnel: None,
     }
 }
 

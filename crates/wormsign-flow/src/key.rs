@@ -21,6 +21,9 @@ pub struct FlowKey {
     /// Outermost VLAN id, so the same addresses on two VLANs stay two flows (as Zeek
     /// does); `NO_VLAN` when untagged.
     vlan: u16,
+    /// The packet's tunnel chain (`Tunnel::chain`), so that address spaces inside two
+    /// tunnels never meet; 0 for a packet that came bare.
+    tunnel: u32,
 }
 
 const NO_VLAN: u16 = u16::MAX;
@@ -44,7 +47,7 @@ fn to_bits(addr: IpAddr) -> u128 {
 impl FlowKey {
     /// Builds the key from a packet's directed endpoints; also returns whether the
     /// packet's source is the key's lower endpoint.
-    pub(crate) fn new(e: Endpoints, proto: u8, vlan: Option<u16>) -> (FlowKey, bool) {
+    pub(crate) fn new(e: Endpoints, proto: u8, vlan: Option<u16>, tunnel: u32) -> (FlowKey, bool) {
         let (src, dst) = (to_bits(e.src), to_bits(e.dst));
         let src_is_lo = (src, e.src_port) <= (dst, e.dst_port);
         let (lo, lo_port, hi, hi_port) = if src_is_lo {
@@ -60,6 +63,7 @@ impl FlowKey {
             proto,
             is_v6: e.src.is_ipv6(),
             vlan: vlan.unwrap_or(NO_VLAN),
+            tunnel,
         };
         (key, src_is_lo)
     }

@@ -23,7 +23,7 @@
 //!     src_port: 40000, dst_port: 445, has_ports: true, ip_len: 40, payload_len: 0,
 //!     tcp_flags: 0x02, tcp_seq: 1, tcp_ack: 0, tcp_window: 1024, vlan: None,
 //!     inner_vlan: None, fragment: None, truncated: false, payload_offset: 54,
-//!     payload_captured: 0,
+//!     payload_captured: 0, tunnel: None,
 //! };
 //! let mut table = FlowTable::new(FlowConfig::default());
 //! let mut done = Vec::new();

@@ -357,7 +357,7 @@ mod tests {
             dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             dst_port: 445,
         };
-        FlowKey::new(ends, 6, None).0
+        FlowKey::new(ends, 6, None, 0).0
     }
 
     /// Inserts, lookups and `retain` sweeps (which move entries) against a `HashMap`.

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
-use wormsign_decode::PacketSummary;
+use wormsign_decode::{PacketSummary, Tunnel};
 
 use crate::key::{icmp_key_ports, is_icmp, Endpoints, FlowKey};
 use crate::state::{tcp_flags, tcp_history_letters, tcp_transition, ConnState, Endpoint, History};
@@ -156,8 +156,10 @@ pub struct FlowRecord {
     pub has_ports: bool,
     /// IP protocol number.
     pub proto: u8,
-    /// Outermost VLAN id.
+    /// Outermost VLAN id (of the innermost packet, when tunnelled).
     pub vlan: Option<u16>,
+    /// The tunnels the flow's first packet arrived in; `None` when it came bare.
+    pub tunnel: Option<Tunnel>,
     /// What the originator sent.
     pub orig: DirCounters,
     /// What the responder sent.
@@ -215,7 +217,7 @@ impl FlowStats {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct FlowState {
     first_packet: u64,
     ts_first: i64,
@@ -231,6 +233,9 @@ struct FlowState {
     seq_end: [Option<u32>; 2],
     orig_sent_syn: bool,
     history: History,
+    /// Boxed: most flows come bare, and an inline `Tunnel` would grow every entry by a
+    /// fifth.
+    tunnel: Option<Box<Tunnel>>,
 }
 
 impl Touch for FlowState {
@@ -287,6 +292,7 @@ struct FragKey {
     dst: IpAddr,
     proto: u8,
     id: u32,
+    tunnel: u32,
 }
 
 /// A bidirectional flow table with Zeek's direction model, idle/active timeouts, and a
@@ -379,7 +385,7 @@ impl FlowTable {
             dst: p.dst,
             dst_port: key_dport,
         };
-        let (key, src_is_lo) = FlowKey::new(ends, p.proto, p.vlan);
+        let (key, src_is_lo) = FlowKey::new(ends, p.proto, p.vlan, tunnel_chain(p));
         let hash = self.flows.hash(&key);
         PacketKey {
             key,
@@ -469,6 +475,7 @@ impl FlowTable {
                 dst: p.dst,
                 proto: p.proto,
                 id: frag.id,
+                tunnel: tunnel_chain(p),
             };
             if frag.offset == 0 {
                 if p.has_ports {
@@ -595,7 +602,13 @@ fn new_state(
         seq_end: [None; 2],
         orig_sent_syn: false,
         history,
+        tunnel: p.tunnel.map(Box::new),
     }
+}
+
+/// The packet's tunnel chain, 0 when it came bare.
+fn tunnel_chain(p: &PacketSummary) -> u32 {
+    p.tunnel.map_or(0, |t| t.chain)
 }
 
 fn update(state: &mut FlowState, ts_ns: i64, p: &PacketSummary, from_orig: bool) {
@@ -668,6 +681,7 @@ fn finish(key: &FlowKey, state: &FlowState, end_reason: EndReason) -> FlowRecord
         has_ports: state.has_ports,
         proto: key.proto(),
         vlan: key.vlan(),
+        tunnel: state.tunnel.as_deref().copied(),
         orig,
         resp,
         conn_state,

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use wormsign_decode::{Fragment, PacketSummary};
+use wormsign_decode::{Fragment, PacketSummary, Tunnel, TunnelKind};
 use wormsign_flow::{
     shard_of, ConnState, EndReason, FlowConfig, FlowRecord, FlowTable, TimedPacket,
 };
@@ -48,6 +48,7 @@ fn tcp(
         truncated: false,
         payload_offset: 54,
         payload_captured: payload,
+        tunnel: None,
     };
     ((t * 1e9) as i64, p)
 }
@@ -505,4 +506,36 @@ fn shard_is_symmetric_and_ignores_ports() {
         })
         .collect();
     assert_eq!(spread.len(), 8, "neighbouring hosts spread over all shards");
+}
+
+/// Two tenants' tunnels carry the same inner addresses and ports: two flows, each with
+/// its tunnel; both directions of one tunnel (the same chain) meet in one flow.
+#[test]
+fn tunnels_keep_overlapping_address_spaces_apart() {
+    let tunnel = |id: u32, chain: u32| Tunnel {
+        kind: TunnelKind::Vxlan,
+        src: ip("192.0.2.1"),
+        dst: ip("192.0.2.2"),
+        id: Some(id),
+        depth: 1,
+        chain,
+    };
+    let inside = |t: f64, src, dst, tunnel| {
+        let (ts, mut p) = udp(t, src, dst, 10);
+        p.tunnel = Some(tunnel);
+        (ts, p)
+    };
+    let (a, b) = (("10.0.0.1", 5000), ("10.0.0.2", 53));
+    let packets = [
+        inside(0.0, a, b, tunnel(1, 11)),
+        inside(0.1, a, b, tunnel(2, 22)),
+        inside(0.2, b, a, tunnel(1, 11)),
+        udp(0.3, a, b, 10),
+    ];
+    let (flows, _) = run(FlowConfig::default(), &packets);
+    let seen: Vec<(Option<u32>, u64, u64)> = flows
+        .iter()
+        .map(|f| (f.tunnel.and_then(|t| t.id), f.orig.packets, f.resp.packets))
+        .collect();
+    assert_eq!(seen, [(Some(1), 1, 1), (Some(2), 1, 0), (None, 1, 0)]);
 }

@@ -139,6 +139,7 @@ impl NetflowRecord {
             has_ports: true,
             proto: self.proto,
             vlan: self.vlan,
+            tunnel: None,
             orig,
             resp: DirCounters::default(),
             conn_state,

@@ -25,10 +25,10 @@ use wormsign_columnar::{
 use wormsign_detect::{parse_zone, render_report, Cidr, DetectConfig, Detection};
 use wormsign_engine::{
     alert_schema, analyze, analyze_and_detect, bench_table, detect_dir, detect_tables,
-    expand_inputs, host_schema, parse_inspect_port, propagation_schema, read_labels,
-    remediation_schema, segmentation_schema, stats_json, timeline_schema, write_detection,
-    BenchPlan, Control, DetectInputs, DetectSettings, DetectionTables, Error, Output,
-    PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
+    expand_inputs, host_schema, parse_inspect_port, parse_tunnel_port, propagation_schema,
+    read_labels, remediation_schema, segmentation_schema, stats_json, timeline_schema,
+    write_detection, BenchPlan, Control, DetectInputs, DetectSettings, DetectionTables, Error,
+    Output, PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
 };
 use wormsign_synth::export::NetflowVersion;
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
@@ -74,6 +74,8 @@ struct AnalyzeOptions {
     udp_timeout: Option<f64>,
     icmp_timeout: Option<f64>,
     active_timeout: Option<f64>,
+    tunnel_ports: Vec<String>,
+    tunnel_depth: Option<u8>,
     netflow_ports: Vec<u16>,
     inspect_ports: Vec<String>,
     inspect_bytes: Option<u32>,
@@ -98,17 +100,20 @@ impl AnalyzeOptions {
             udp_timeout: self.udp_timeout,
             icmp_timeout: self.icmp_timeout,
             active_timeout: self.active_timeout,
+            tunnel_ports: parse_each(&self.tunnel_ports, parse_tunnel_port)?,
+            tunnel_depth: self.tunnel_depth,
             netflow_ports: self.netflow_ports.clone(),
-            inspect_ports: self
-                .inspect_ports
-                .iter()
-                .map(|s| parse_inspect_port(s))
-                .collect::<Result<_, _>>()?,
+            inspect_ports: parse_each(&self.inspect_ports, parse_inspect_port)?,
             inspect_bytes: self.inspect_bytes,
             partition_by,
         }
         .config()
     }
+}
+
+/// Every `NAME=PORT` string parsed, or the first error.
+fn parse_each<T>(items: &[String], parse: fn(&str) -> Result<T, Error>) -> Result<Vec<T>, Error> {
+    items.iter().map(|s| parse(s)).collect()
 }
 
 /// Detection's settings, by the Python keyword that sets them.

@@ -36,6 +36,7 @@ pub mod export;
 mod flow_labels;
 mod smb;
 mod tds;
+pub mod tunnel;
 pub mod wire;
 
 use std::cmp::Reverse;

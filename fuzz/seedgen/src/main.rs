@@ -81,7 +81,8 @@ fn decompressed(bytes: &[u8]) -> Option<Vec<u8>> {
 fn shape(link_type: u16, d: &Decoded) -> String {
     match d {
         Decoded::Ip(p) => format!(
-            "{link_type} {} {} {} {:?} {:?} {} {} {}",
+            "{link_type} {:?} {} {} {} {:?} {:?} {} {} {}",
+            p.tunnel.map(|t| t.kind),
             p.src.is_ipv4(),
             p.proto,
             p.has_ports,

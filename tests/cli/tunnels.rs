@@ -1,0 +1,162 @@
+//! Tunnelled traffic. A `datasets/` scenario is wrapped in each tunnel kind
+//! (`wormsign_synth::tunnel`, built to the specifications and checked by tshark here).
+//! The wrapped capture must give the plain capture's flows (with the tunnel recorded on
+//! each) and the same detection.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use wormsign_synth::tunnel::{wrap_capture, Wrap};
+
+use crate::common::{self, conv_key, flow_ends, ip, Cell, ConvKey, Row};
+
+fn dataset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets")
+        .join(name)
+        .join("capture.pcap.gz")
+}
+
+/// What each wrapping must show in the flows table: the outermost kind, and its id for
+/// a packet sent from the lower inner address (GTP-U's TEID differs per direction).
+fn expected_tunnel(wrap: Wrap) -> (&'static str, Option<i64>) {
+    match wrap {
+        Wrap::Vxlan => ("vxlan", Some(5001)),
+        Wrap::Geneve => ("geneve", Some(7001)),
+        Wrap::GtpU => ("gtpu", Some(0x1001)),
+        Wrap::Gre => ("gre", Some(42)),
+        Wrap::GreEthernet => ("gre", Some(43)),
+        Wrap::Erspan1 => ("erspan1", None),
+        Wrap::Erspan2 => ("erspan2", Some(100)),
+        Wrap::Erspan3 => ("erspan3", Some(200)),
+        Wrap::IpInIpv4 => ("ipip", None),
+        Wrap::IpInIpv6 => ("4in6", None),
+    }
+}
+
+const TUNNEL_COLUMNS: [&str; 6] = [
+    "tunnel_type",
+    "tunnel_src",
+    "tunnel_dst",
+    "tunnel_id",
+    "tunnel_depth",
+    "tunnel_chain",
+];
+
+/// A flow row without its tunnel columns.
+fn bare(row: &Row) -> Row {
+    let mut row = row.clone();
+    row.retain(|k, _| !TUNNEL_COLUMNS.contains(&k.as_str()));
+    row
+}
+
+/// Every wrapping of the WannaCry scenario: the same flows column for column (frames map
+/// one to one, so even the packet ordinals agree), the tunnel on every flow but the
+/// ARP-only ones, the tunnelled packets counted by kind, and alerts, hosts and
+/// propagation equal to the plain run's.
+#[test]
+fn wrapped_scenario_gives_the_plain_flows_and_detection() {
+    let plain_capture = dataset("wannacry");
+    let plain = common::wormsign(&[&plain_capture], &[]);
+    plain.assert_ok("plain");
+    let plain_flows = plain.flows();
+    assert!(plain_flows.len() > 1000, "the scenario has flows");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for wrap in Wrap::ALL {
+        let name = wrap.name();
+        let wrapped = tmp.path().join(format!("{name}.pcap"));
+        wrap_capture(&plain_capture, wrap, &wrapped).expect("wrap");
+        let run = common::wormsign(&[&wrapped], &[]);
+        run.assert_ok(name);
+        let (kind, id) = expected_tunnel(wrap);
+        let tunnelled = &run.summary()["tunnelled_packets"];
+        assert_eq!(
+            *tunnelled,
+            serde_json::json!({ kind: run.n("ip_packets") }),
+            "{name}"
+        );
+        assert_eq!(run.n("ip_packets"), plain.n("ip_packets"), "{name}");
+        let flows = run.flows();
+        assert_eq!(flows.len(), plain_flows.len(), "{name}: flow count");
+        for (w, p) in flows.iter().zip(&plain_flows) {
+            assert_eq!(bare(w), bare(p), "{name}: flow differs");
+            assert_eq!(w["tunnel_type"], Cell::Str(kind.into()), "{name}");
+            assert_eq!(w["tunnel_depth"], Cell::Int(1), "{name}");
+            check_tunnel_id(name, w, id);
+        }
+        for table in ["alerts.parquet", "hosts.parquet", "propagation.parquet"] {
+            let read = |run: &common::Run| common::read_rows(&run.out().join(table));
+            assert_eq!(read(&run), read(&plain), "{name}: {table} differs");
+        }
+    }
+}
+
+/// The id of the first packet's direction: GTP-U has one TEID per direction.
+fn check_tunnel_id(name: &str, flow: &Row, id: Option<i64>) {
+    let got = &flow["tunnel_id"];
+    match id {
+        None => assert_eq!(*got, Cell::Null, "{name}"),
+        Some(0x1001) => assert!(
+            [Cell::Int(0x1001), Cell::Int(0x2002)].contains(got),
+            "{name}: {got:?}"
+        ),
+        Some(v) => assert_eq!(*got, Cell::Int(v), "{name}"),
+    }
+}
+
+/// tshark decodes each wrapped capture: its innermost TCP conversations, with packets
+/// per direction, are exactly wormsign's TCP flows (merged per 5-tuple).
+#[test]
+fn wrapped_tcp_conversations_match_tshark() {
+    if !common::have_tool("tshark") {
+        return;
+    }
+    let plain_capture = dataset("wannacry");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for wrap in Wrap::ALL {
+        let wrapped = tmp.path().join(format!("{}.pcap", wrap.name()));
+        wrap_capture(&plain_capture, wrap, &wrapped).expect("wrap");
+        let run = common::wormsign(&[&wrapped], &["--no-detect"]);
+        run.assert_ok(wrap.name());
+        let theirs = tshark_inner_tcp(&wrapped);
+        let mut ours: BTreeMap<ConvKey, [i64; 2]> = BTreeMap::new();
+        for r in run.flows().iter().filter(|r| r["ip_proto"].int() == 6) {
+            let (_, orig, resp) = flow_ends(r);
+            let (key, orig_lo) = conv_key(6, orig, resp);
+            let (o, p) = if orig_lo { (0, 1) } else { (1, 0) };
+            let e = ours.entry(key).or_default();
+            e[o] += r["orig_pkts"].int();
+            e[p] += r["resp_pkts"].int();
+        }
+        assert!(theirs.len() > 100, "{}: tshark saw TCP inside", wrap.name());
+        assert_eq!(ours, theirs, "{}", wrap.name());
+    }
+}
+
+/// tshark's innermost TCP conversations (the last IP and TCP layer of each frame),
+/// packets per direction; ICMP errors quoting TCP are left out.
+fn tshark_inner_tcp(path: &Path) -> BTreeMap<ConvKey, [i64; 2]> {
+    let mut args: Vec<String> = ["-r", &path.display().to_string()].map(String::from).into();
+    args.extend(
+        [
+            "-Y",
+            "tcp && !icmp && !icmpv6",
+            "-E",
+            "occurrence=l",
+            "-T",
+            "fields",
+        ]
+        .map(String::from),
+    );
+    for f in ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport"] {
+        args.extend(["-e".to_string(), f.to_string()]);
+    }
+    let mut out: BTreeMap<ConvKey, [i64; 2]> = BTreeMap::new();
+    for line in common::tool("tshark", &args).lines() {
+        let c: Vec<&str> = line.split('\t').collect();
+        let port = |s: &str| s.parse::<u16>().expect("port");
+        let (key, src_lo) = conv_key(6, (ip(c[0]), port(c[2])), (ip(c[1]), port(c[3])));
+        out.entry(key).or_default()[usize::from(!src_lo)] += 1;
+    }
+    out
+}
