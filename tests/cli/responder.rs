@@ -3,13 +3,12 @@
 //! tshark, and the HTML report rendered by a real browser (chromium).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{have_tool, read_rows, tshark_fields, wormsign, wormsign_ok, Row, Run};
+use crate::common::{carve, frames, have_tool, read_rows, tshark_fields, wormsign, Row, Run};
 
 fn dataset(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -318,21 +317,6 @@ fn chromium(file: &Path, args: &[&str]) -> String {
 
 /// Runs `wormsign carve DIR ARGS... -o OUT` and returns OUT's packets as tshark lists
 /// them (epoch time, frame length).
-fn carve(run: &Run, args: &[&str], name: &str) -> Vec<String> {
-    let out = run.dir.path().join(name);
-    let dir = run.out();
-    let mut argv: Vec<&OsStr> = vec!["carve".as_ref(), dir.as_os_str()];
-    argv.extend(args.iter().map(OsStr::new));
-    argv.extend(["-o".as_ref(), out.as_os_str()]);
-    wormsign_ok(&argv);
-    frames(&out, &[])
-}
-
-fn frames(capture: &Path, filter: &[&str]) -> Vec<String> {
-    let lines = tshark_fields(capture, filter, &["frame.time_epoch", "frame.len"]);
-    lines.lines().map(String::from).collect()
-}
-
 fn packets_of(flow: &Row) -> usize {
     (flow["orig_pkts"].int() + flow["resp_pkts"].int()) as usize
 }

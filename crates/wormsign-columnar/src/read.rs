@@ -17,7 +17,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::ProjectionMask;
-use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
+use wormsign_decode::{ArpEvent, DnsEvent, NameEvent, Tunnel, TunnelKind};
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
 };
@@ -78,7 +78,7 @@ pub fn read_batches(files: &[PathBuf]) -> Result<Vec<RecordBatch>> {
 
 /// The columns detection reads from each table; the others (community_id and history
 /// are the widest) are skipped undecoded.
-const FLOW_COLUMNS: [&str; 17] = [
+const FLOW_COLUMNS: [&str; 23] = [
     "ts",
     "last_ts",
     "orig_h",
@@ -88,6 +88,12 @@ const FLOW_COLUMNS: [&str; 17] = [
     "ip_proto",
     "conn_state",
     "vlan",
+    "tunnel_type",
+    "tunnel_src",
+    "tunnel_dst",
+    "tunnel_id",
+    "tunnel_depth",
+    "tunnel_chain",
     "end_reason",
     "source",
     "exporter",
@@ -394,8 +400,6 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
         orig: direction(&f.orig),
         resp: direction(&f.resp),
         history: History::default(),
-        // Not read back: detection keys hosts by address, whatever carried them.
-        tunnel: None,
         source,
         ..f.clone()
     }
@@ -479,6 +483,7 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
     let output_if = ints(b, "output_if")?;
     let first_packet = ints(b, "first_packet")?;
     let record = ints(b, "record")?;
+    let tunnels = StoredTunnels::of(b)?;
     for i in 0..b.num_rows() {
         let c = |k: usize| u64_of(counters[k][i].unwrap_or(0));
         // One direction's four counters, from COUNTER_COLUMNS[first..first + 4].
@@ -519,8 +524,7 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
             has_ports,
             proto,
             vlan: vlan[i].and_then(|v| u16::try_from(v).ok()),
-            // Not read: detection does not use it (see `as_stored`).
-            tunnel: None,
+            tunnel: tunnels.as_ref().map(|t| t.row(i)).transpose()?.flatten(),
             orig: direction(0),
             resp: direction(4),
             conn_state: ConnState::from_name(state).unwrap_or(ConnState::OTH),
@@ -534,6 +538,56 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The `tunnel_*` columns of a flows batch (absent from tables written before tunnels
+/// were unwrapped: then every flow came bare).
+struct StoredTunnels<'a> {
+    kind: Vec<Option<&'a str>>,
+    src: Vec<Option<&'a str>>,
+    dst: Vec<Option<&'a str>>,
+    id: Vec<Option<i64>>,
+    depth: Vec<Option<i64>>,
+    chain: Vec<Option<i64>>,
+}
+
+impl<'a> StoredTunnels<'a> {
+    fn of(b: &'a RecordBatch) -> Result<Option<StoredTunnels<'a>>> {
+        if b.column_by_name("tunnel_type").is_none() {
+            return Ok(None);
+        }
+        Ok(Some(StoredTunnels {
+            kind: strings(b, "tunnel_type")?,
+            src: strings(b, "tunnel_src")?,
+            dst: strings(b, "tunnel_dst")?,
+            id: ints(b, "tunnel_id")?,
+            depth: ints(b, "tunnel_depth")?,
+            chain: ints(b, "tunnel_chain")?,
+        }))
+    }
+
+    /// Row `i`'s tunnel; `None` for a flow that came bare.
+    fn row(&self, i: usize) -> Result<Option<Tunnel>> {
+        let Some(name) = self.kind[i] else {
+            return Ok(None);
+        };
+        let kind = TunnelKind::from_name(name)
+            .with_context(|| format!("column tunnel_type: unknown tunnel {name:?} in row {i}"))?;
+        let small = |v: Option<i64>, column: &str| -> Result<u32> {
+            let v = required(v, column, i)?;
+            u32::try_from(v).with_context(|| format!("column {column}: {v} in row {i}"))
+        };
+        Ok(Some(Tunnel {
+            kind,
+            src: parse_ip(self.src[i], "tunnel_src", i)?,
+            dst: parse_ip(self.dst[i], "tunnel_dst", i)?,
+            id: self.id[i]
+                .map(|v| small(Some(v), "tunnel_id"))
+                .transpose()?,
+            depth: u8::try_from(small(self.depth[i], "tunnel_depth")?).unwrap_or(u8::MAX),
+            chain: small(self.chain[i], "tunnel_chain")?,
+        }))
+    }
 }
 
 /// Row `i` of a list-of-strings column (an empty list for null).

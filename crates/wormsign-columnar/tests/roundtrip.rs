@@ -373,6 +373,21 @@ fn as_stored_is_the_read_back() {
         },
         ..flow(101)
     });
+    // Tunnelled flows, one without an identifier, between bare ones.
+    for (first_packet, id, chain) in [(102, Some(u32::MAX), u32::MAX), (103, None, 1)] {
+        records.push(FlowRecord {
+            tunnel: Some(wormsign_decode::Tunnel {
+                kind: wormsign_decode::TunnelKind::Erspan3,
+                src: "2001:db8::7".parse().unwrap(),
+                dst: "192.0.2.9".parse().unwrap(),
+                id,
+                depth: 3,
+                chain,
+            }),
+            ..flow(first_packet)
+        });
+    }
+    records.push(flow(104));
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.parquet");

@@ -1,7 +1,8 @@
 //! `wormsign carve`: the packets behind a claim, written to a pcap that Wireshark opens.
 //!
 //! A claim (an alert, a host, a propagation edge, a flow's Community ID) names flows in
-//! a run's `flows.parquet`. Each flow is its two endpoints, protocol and VLAN from its
+//! a run's `flows.parquet`. Each flow is its two endpoints, protocol, VLAN and tunnel
+//! chain (packets are decoded with the tunnels the run unwrapped) from its
 //! `first_packet` ordinal to its `last_ts`; the run's inputs (its `wormsign.inputs`
 //! metadata, or paths given instead) are read again in order, counting records as the
 //! pipeline did, and the records of those flows are copied out unchanged. Records before
@@ -24,11 +25,11 @@ use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_columnar::{for_each_flow, read_batches, table_files};
-use wormsign_decode::{decode, Decoded};
+use wormsign_decode::{decode_with, Decoded, Tunnel, TunnelConfig};
 use wormsign_detect::DetectConfig;
 use wormsign_flow::{FlowRecord, FlowSource};
 
-use crate::Error;
+use crate::{parse_tunnel_port, Error};
 
 /// How far past the last selected flow's end (capture time) reading goes on.
 pub const LATE_RECORDS: i64 = 60_000_000_000;
@@ -86,7 +87,7 @@ pub fn carve(
         expected_packets: flows.iter().map(|f| f.orig.packets + f.resp.packets).sum(),
         ..Carved::default()
     };
-    let plan = Plan::new(&flows);
+    let plan = Plan::new(&flows, recorded_tunnels(dir)?);
     write_pcap(out, |pcap| plan.copy(&inputs, pcap, &mut carved))?;
     if carved.packets != carved.expected_packets {
         carved.warnings.push(format!(
@@ -245,6 +246,27 @@ fn recorded_inputs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         .collect()
 }
 
+/// The tunnels the run unwrapped, from `flows.parquet`'s `wormsign.options` metadata (the
+/// defaults for a run that recorded none).
+fn recorded_tunnels(dir: &Path) -> Result<TunnelConfig, Error> {
+    let mut tunnels = TunnelConfig::default();
+    let Some(first) = table_files(dir, "flows").into_iter().next() else {
+        return Ok(tunnels);
+    };
+    let options = metadata_value(&first, "wormsign.options")?.unwrap_or_default();
+    let options: serde_json::Value = serde_json::from_str(&options).unwrap_or_default();
+    if let Some(depth) = options["tunnel_depth"].as_u64() {
+        tunnels.max_depth = u8::try_from(depth).unwrap_or(u8::MAX);
+    }
+    for port in options["tunnel_ports"].as_array().into_iter().flatten() {
+        let (kind, port) = parse_tunnel_port(port.as_str().unwrap_or_default())?;
+        if !tunnels.udp_ports.contains(&(port, kind)) {
+            tunnels.udp_ports.push((port, kind));
+        }
+    }
+    Ok(tunnels)
+}
+
 /// Where a recorded input is now: as recorded (absolute, or relative to the current
 /// directory), else relative to the run's directory or one of its ancestors (`analyze`
 /// ran from there: `out/drivelife` two levels under the directory it was run in).
@@ -301,28 +323,44 @@ fn micros_at(batch: &RecordBatch, column: &str, row: usize) -> Option<i64> {
     Some(c.as_primitive_opt::<TimestampMicrosecondType>()?.value(row))
 }
 
-/// A flow's direction-free identity as a packet shows it.
-type Ends = (u8, Option<u16>, (IpAddr, u16), (IpAddr, u16));
+/// A flow's direction-free identity as a packet shows it: protocol, VLAN, tunnel chain
+/// (0 when bare) and the two endpoints.
+type Ends = (u8, Option<u16>, u32, (IpAddr, u16), (IpAddr, u16));
 
-fn ends(proto: u8, vlan: Option<u16>, a: (IpAddr, u16), b: (IpAddr, u16)) -> Ends {
-    (proto, vlan, a.min(b), a.max(b))
+fn ends(
+    proto: u8,
+    vlan: Option<u16>,
+    tunnel: Option<&Tunnel>,
+    a: (IpAddr, u16),
+    b: (IpAddr, u16),
+) -> Ends {
+    (
+        proto,
+        vlan,
+        tunnel.map_or(0, |t| t.chain),
+        a.min(b),
+        a.max(b),
+    )
 }
 
 /// The selected flows by identity: (first_packet, last_ts µs) of each.
 struct Plan {
     flows: HashMap<Ends, Vec<(u64, i64)>>,
+    /// The tunnels the run unwrapped, so packets decode as the run decoded them.
+    tunnels: TunnelConfig,
     first_packet: u64,
     /// Capture time (ns) past which nothing more can match.
     stop_after: i64,
 }
 
 impl Plan {
-    fn new(flows: &[FlowRecord]) -> Plan {
+    fn new(flows: &[FlowRecord], tunnels: TunnelConfig) -> Plan {
         let mut by_ends: HashMap<Ends, Vec<(u64, i64)>> = HashMap::new();
         for f in flows {
             let key = ends(
                 f.proto,
                 f.vlan,
+                f.tunnel.as_ref(),
                 (f.orig_addr, f.orig_port),
                 (f.resp_addr, f.resp_port),
             );
@@ -333,6 +371,7 @@ impl Plan {
         }
         Plan {
             flows: by_ends,
+            tunnels,
             first_packet: flows.iter().map(|f| f.first_packet).min().unwrap_or(0),
             stop_after: flows
                 .iter()
@@ -348,13 +387,19 @@ impl Plan {
         if ordinal < self.first_packet {
             return false;
         }
-        let Decoded::Ip(p) = decode(link, data) else {
+        let Decoded::Ip(p) = decode_with(link, data, &self.tunnels) else {
             return false;
         };
         if !p.has_ports && (p.proto == 6 || p.proto == 17) {
             return false;
         }
-        let key = ends(p.proto, p.vlan, (p.src, p.src_port), (p.dst, p.dst_port));
+        let key = ends(
+            p.proto,
+            p.vlan,
+            p.tunnel.as_ref(),
+            (p.src, p.src_port),
+            (p.dst, p.dst_port),
+        );
         let ts = ts_ns.div_euclid(1000);
         self.flows.get(&key).is_some_and(|v| {
             v.iter()

@@ -451,3 +451,21 @@ pub fn pcap_records(data: &[u8]) -> Vec<(usize, usize)> {
     }
     out
 }
+
+/// Runs `wormsign carve RUN_OUT ARGS... -o NAME` (NAME in the run's temporary directory)
+/// and returns the carved frames as tshark lists them (time and length).
+pub fn carve(run: &Run, args: &[&str], name: &str) -> Vec<String> {
+    let out = run.dir.path().join(name);
+    let dir = run.out();
+    let mut argv: Vec<&OsStr> = vec!["carve".as_ref(), dir.as_os_str()];
+    argv.extend(args.iter().map(OsStr::new));
+    argv.extend(["-o".as_ref(), out.as_os_str()]);
+    wormsign_ok(&argv);
+    frames(&out, &[])
+}
+
+/// The frames of `capture` tshark shows through `filter`: time and length, one a line.
+pub fn frames(capture: &Path, filter: &[&str]) -> Vec<String> {
+    let lines = tshark_fields(capture, filter, &["frame.time_epoch", "frame.len"]);
+    lines.lines().map(String::from).collect()
+}
