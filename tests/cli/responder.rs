@@ -8,13 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{carve, frames, have_tool, read_rows, tshark_fields, wormsign, Row, Run};
-
-fn dataset(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets")
-        .join(name)
-}
+use crate::common::{
+    carve, dataset, frames, have_tool, read_rows, tshark_fields, wormsign, Row, Run,
+};
 
 fn labels(name: &str) -> Value {
     let text = std::fs::read_to_string(dataset(name).join("labels.json")).expect("labels.json");

@@ -10,11 +10,9 @@ use wormsign_synth::tunnel::{wrap_capture, Wrap};
 
 use crate::common::{self, conv_key, flow_ends, ip, Cell, ConvKey, Row};
 
-fn dataset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets")
-        .join(name)
-        .join("capture.pcap.gz")
+/// The bundled scenario every test here wraps.
+fn wannacry() -> PathBuf {
+    common::dataset("wannacry").join("capture.pcap.gz")
 }
 
 /// What each wrapping must show in the flows table: the outermost kind, and its id for
@@ -42,21 +40,37 @@ fn bare(row: &Row) -> Row {
 }
 
 /// Every wrapping of the WannaCry scenario: the same flows column for column (frames map
-/// one to one, so even the packet ordinals agree), the tunnel on every flow but the
-/// ARP-only ones, the tunnelled packets counted by kind, and alerts, hosts and
-/// propagation equal to the plain run's.
+/// one to one, so even the packet ordinals agree), the tunnel on every flow, the
+/// tunnelled packets counted by kind, and alerts, hosts and propagation equal to the
+/// plain run's.
 #[test]
 fn wrapped_scenario_gives_the_plain_flows_and_detection() {
-    let plain_capture = dataset("wannacry");
-    let plain = common::wormsign(&[&plain_capture], &[]);
+    wrapping_changes_nothing(&wannacry(), 1000);
+}
+
+/// The same on traffic nobody here generated: the real WannaCry lateral-movement trace
+/// (EternalBlue and DoublePulsar read from the SMB sessions inside the tunnels).
+#[test]
+fn wrapped_real_wannacry_gives_the_plain_flows_and_detection() {
+    if let Some(trace) = wormsign_testutil::shared_capture("smb/wannacry_lateral.pcap") {
+        wrapping_changes_nothing(&trace, 50);
+    }
+}
+
+/// Wraps `capture` in every tunnel and compares each run with the plain one; the plain
+/// run must have at least `min_flows` flows and an alert, or the comparison says little.
+fn wrapping_changes_nothing(capture: &Path, min_flows: usize) {
+    let plain = common::wormsign(&[capture], &[]);
     plain.assert_ok("plain");
     let plain_flows = plain.flows();
-    assert!(plain_flows.len() > 1000, "the scenario has flows");
+    assert!(plain_flows.len() >= min_flows, "the capture has flows");
+    let alerts = |run: &common::Run| common::read_rows(&run.out().join("alerts.parquet"));
+    assert!(!alerts(&plain).is_empty(), "the plain run raises alerts");
     let tmp = tempfile::tempdir().expect("tempdir");
     for wrap in Wrap::ALL {
         let name = wrap.name();
         let wrapped = tmp.path().join(format!("{name}.pcap"));
-        wrap_capture(&plain_capture, wrap, &wrapped).expect("wrap");
+        wrap_capture(capture, wrap, &wrapped).expect("wrap");
         let run = common::wormsign(&[&wrapped], &[]);
         run.assert_ok(name);
         let (kind, id) = expected_tunnel(wrap);
@@ -102,7 +116,7 @@ fn wrapped_tcp_conversations_match_tshark() {
     if !common::have_tool("tshark") {
         return;
     }
-    let plain_capture = dataset("wannacry");
+    let plain_capture = wannacry();
     let tmp = tempfile::tempdir().expect("tempdir");
     for wrap in Wrap::ALL {
         let wrapped = tmp.path().join(format!("{}.pcap", wrap.name()));
@@ -161,7 +175,7 @@ fn carve_takes_the_tunnelled_frames_of_a_flow() {
     if !common::have_tool("tshark") {
         return;
     }
-    let plain_capture = dataset("wannacry");
+    let plain_capture = wannacry();
     let plain = common::wormsign(&[&plain_capture], &[]);
     let flows = plain.flows();
     let busiest = flows

@@ -573,19 +573,18 @@ impl<'a> StoredTunnels<'a> {
         };
         let kind = TunnelKind::from_name(name)
             .with_context(|| format!("column tunnel_type: unknown tunnel {name:?} in row {i}"))?;
-        let small = |v: Option<i64>, column: &str| -> Result<u32> {
-            let v = required(v, column, i)?;
+        let small = |v: i64, column: &str| -> Result<u32> {
             u32::try_from(v).with_context(|| format!("column {column}: {v} in row {i}"))
         };
+        let depth = small(required(self.depth[i], "tunnel_depth", i)?, "tunnel_depth")?;
+        let chain = required(self.chain[i], "tunnel_chain", i)?;
         Ok(Some(Tunnel {
             kind,
             src: parse_ip(self.src[i], "tunnel_src", i)?,
             dst: parse_ip(self.dst[i], "tunnel_dst", i)?,
-            id: self.id[i]
-                .map(|v| small(Some(v), "tunnel_id"))
-                .transpose()?,
-            depth: u8::try_from(small(self.depth[i], "tunnel_depth")?).unwrap_or(u8::MAX),
-            chain: small(self.chain[i], "tunnel_chain")?,
+            id: self.id[i].map(|v| small(v, "tunnel_id")).transpose()?,
+            depth: u8::try_from(depth).unwrap_or(u8::MAX),
+            chain: small(chain, "tunnel_chain")?,
         }))
     }
 }

@@ -272,18 +272,26 @@ fn carried(data: &[u8], carrier: &PacketSummary, config: &TunnelConfig) -> Optio
     if carrier.fragment.is_some() {
         return None;
     }
-    let kind = match carrier.proto {
-        UDP if carrier.has_ports => config.udp_kind(carrier)?,
-        IP_IN_IP | IPV6_IN_IP | GRE => return ip_carried(data, carrier),
-        _ => return None,
-    };
     let start = carrier.payload_offset as usize;
     let payload = data.get(start..start + carrier.payload_captured as usize)?;
-    let (id, inner, len) = match kind {
-        TunnelKind::Vxlan => vxlan(payload)?,
-        TunnelKind::Geneve => geneve(payload)?,
-        TunnelKind::GtpU => gtpu(payload)?,
-        TunnelKind::Teredo => teredo(payload, carrier.payload_len as usize)?,
+    let v6 = carrier.src.is_ipv6();
+    let (kind, id, inner, len) = match (carrier.proto, v6) {
+        (UDP, _) if carrier.has_ports => {
+            let kind = config.udp_kind(carrier)?;
+            let (id, inner, len) = match kind {
+                TunnelKind::Vxlan => vxlan(payload)?,
+                TunnelKind::Geneve => geneve(payload)?,
+                TunnelKind::GtpU => gtpu(payload)?,
+                TunnelKind::Teredo => teredo(payload, carrier.payload_len as usize)?,
+                _ => return None,
+            };
+            (kind, id, inner, len)
+        }
+        (GRE, _) => gre(payload)?,
+        (IP_IN_IP, false) => (TunnelKind::Ip4in4, None, Inner::Ipv4, 0),
+        (IP_IN_IP, true) => (TunnelKind::Ip4in6, None, Inner::Ipv4, 0),
+        (IPV6_IN_IP, false) => (TunnelKind::Ip6in4, None, Inner::Ipv6, 0),
+        (IPV6_IN_IP, true) => (TunnelKind::Ip6in6, None, Inner::Ipv6, 0),
         _ => return None,
     };
     Some(Level {
@@ -291,34 +299,6 @@ fn carried(data: &[u8], carrier: &PacketSummary, config: &TunnelConfig) -> Optio
         id,
         inner,
         start: start + len,
-    })
-}
-
-/// IP-in-IP and GRE, found by IP protocol.
-fn ip_carried(data: &[u8], carrier: &PacketSummary) -> Option<Level> {
-    let start = carrier.payload_offset as usize;
-    let v6 = carrier.src.is_ipv6();
-    let (kind, inner) = match (carrier.proto, v6) {
-        (IP_IN_IP, false) => (TunnelKind::Ip4in4, Inner::Ipv4),
-        (IP_IN_IP, true) => (TunnelKind::Ip4in6, Inner::Ipv4),
-        (IPV6_IN_IP, false) => (TunnelKind::Ip6in4, Inner::Ipv6),
-        (IPV6_IN_IP, true) => (TunnelKind::Ip6in6, Inner::Ipv6),
-        _ => {
-            let payload = data.get(start..start + carrier.payload_captured as usize)?;
-            let (kind, id, inner, len) = gre(payload)?;
-            return Some(Level {
-                kind,
-                id,
-                inner,
-                start: start + len,
-            });
-        }
-    };
-    Some(Level {
-        kind,
-        id: None,
-        inner,
-        start,
     })
 }
 

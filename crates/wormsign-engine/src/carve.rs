@@ -29,7 +29,8 @@ use wormsign_decode::{decode_with, Decoded, Tunnel, TunnelConfig};
 use wormsign_detect::DetectConfig;
 use wormsign_flow::{FlowRecord, FlowSource};
 
-use crate::{parse_tunnel_port, Error};
+use crate::config::recorded_tunnels;
+use crate::Error;
 
 /// How far past the last selected flow's end (capture time) reading goes on.
 pub const LATE_RECORDS: i64 = 60_000_000_000;
@@ -87,7 +88,7 @@ pub fn carve(
         expected_packets: flows.iter().map(|f| f.orig.packets + f.resp.packets).sum(),
         ..Carved::default()
     };
-    let plan = Plan::new(&flows, recorded_tunnels(dir)?);
+    let plan = Plan::new(&flows, run_tunnels(dir)?);
     write_pcap(out, |pcap| plan.copy(&inputs, pcap, &mut carved))?;
     if carved.packets != carved.expected_packets {
         carved.warnings.push(format!(
@@ -246,25 +247,12 @@ fn recorded_inputs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         .collect()
 }
 
-/// The tunnels the run unwrapped, from `flows.parquet`'s `wormsign.options` metadata (the
-/// defaults for a run that recorded none).
-fn recorded_tunnels(dir: &Path) -> Result<TunnelConfig, Error> {
-    let mut tunnels = TunnelConfig::default();
-    let Some(first) = table_files(dir, "flows").into_iter().next() else {
-        return Ok(tunnels);
-    };
-    let options = metadata_value(&first, "wormsign.options")?.unwrap_or_default();
-    let options: serde_json::Value = serde_json::from_str(&options).unwrap_or_default();
-    if let Some(depth) = options["tunnel_depth"].as_u64() {
-        tunnels.max_depth = u8::try_from(depth).unwrap_or(u8::MAX);
-    }
-    for port in options["tunnel_ports"].as_array().into_iter().flatten() {
-        let (kind, port) = parse_tunnel_port(port.as_str().unwrap_or_default())?;
-        if !tunnels.udp_ports.contains(&(port, kind)) {
-            tunnels.udp_ports.push((port, kind));
-        }
-    }
-    Ok(tunnels)
+/// The tunnels the run unwrapped, from `flows.parquet`'s `wormsign.options` metadata.
+fn run_tunnels(dir: &Path) -> Result<TunnelConfig, Error> {
+    let files = table_files(dir, "flows");
+    let first = files.first().ok_or_else(|| missing("flows.parquet"))?;
+    let options = metadata_value(first, "wormsign.options")?.unwrap_or_default();
+    recorded_tunnels(&serde_json::from_str(&options).unwrap_or_default())
 }
 
 /// Where a recorded input is now: as recorded (absolute, or relative to the current

@@ -74,7 +74,7 @@ impl PipelineConfig {
             "icmp_timeout": secs(f.other_idle_ns),
             "active_timeout": secs(f.active_ns),
             "tunnel_ports": self.tunnels.udp_ports.iter()
-                .map(|(port, kind)| format!("{}={port}", kind.as_str()))
+                .map(|&(port, kind)| tunnel_port_name(kind, port))
                 .collect::<Vec<_>>(),
             "tunnel_depth": self.tunnels.max_depth,
             "netflow_ports": self.netflow_ports,
@@ -180,6 +180,29 @@ pub fn parse_tunnel_port(s: &str) -> Result<(TunnelKind, u16), Error> {
             .filter(|k| k.is_udp())
             .ok_or_else(|| format!("{name:?} is not a UDP tunnel: vxlan, geneve, gtpu or teredo"))
     })
+}
+
+/// `vxlan=8472`: a tunnel port as `--tunnel-port` and the provenance write it.
+fn tunnel_port_name(kind: TunnelKind, port: u16) -> String {
+    format!("{}={port}", kind.as_str())
+}
+
+/// The tunnels a run unwrapped, from the `wormsign.options` its provenance wrote (the
+/// defaults for a run that recorded none), so a later reading of its inputs decodes them
+/// as the run did.
+pub(crate) fn recorded_tunnels(options: &serde_json::Value) -> Result<TunnelConfig, Error> {
+    let mut tunnels = TunnelConfig::default();
+    if let Some(depth) = options["tunnel_depth"].as_u64() {
+        tunnels.max_depth = u8::try_from(depth).unwrap_or(u8::MAX);
+    }
+    if let Some(ports) = options["tunnel_ports"].as_array() {
+        tunnels.udp_ports = ports
+            .iter()
+            .map(|p| parse_tunnel_port(p.as_str().unwrap_or_default()))
+            .map(|p| p.map(|(kind, port)| (port, kind)))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(tunnels)
 }
 
 /// `NAME=PORT`, with NAME looked up by `lookup`; errors name the option (`what`) and

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use wormsign_capture::{CaptureReader, Chunk};
 
-use crate::wire::{fold, sum16, PcapWriter};
+use crate::wire::{begin_frame, PcapWriter};
 
 /// How to wrap each frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,11 @@ impl Wrap {
             Wrap::IpInIpv4 => "ip-in-ipv4",
             Wrap::IpInIpv6 => "ip-in-ipv6",
         }
+    }
+
+    /// Whether the tunnel is a switch's mirror (ERSPAN), always sent one way.
+    fn is_mirror(self) -> bool {
+        matches!(self, Wrap::Erspan1 | Wrap::Erspan2 | Wrap::Erspan3)
     }
 
     /// Whether the tunnel carries whole Ethernet frames (else IP packets).
@@ -156,59 +161,46 @@ impl Wrapper {
     /// Writes `frame` (Ethernet) wrapped into `out` (cleared); a frame a layer-3 tunnel
     /// cannot carry is copied as it is.
     pub fn wrap(&mut self, frame: &[u8], out: &mut Vec<u8>) {
-        out.clear();
-        let payload = if self.wrap.carries_ethernet() {
-            frame
-        } else if let Some((ip, _)) = ip_packet(frame) {
-            ip
-        } else {
-            out.extend_from_slice(frame);
-            return;
+        let ip = ip_packet(frame);
+        let payload = match ip {
+            _ if self.wrap.carries_ethernet() => frame,
+            Some((packet, _)) => packet,
+            None => {
+                out.clear();
+                out.extend_from_slice(frame);
+                return;
+            }
         };
-        self.tunnel(frame, payload, out);
-    }
-
-    fn tunnel(&mut self, frame: &[u8], payload: &[u8], out: &mut Vec<u8>) {
         // Which end sends: the inner packet's direction decides, so each direction of a
         // conversation leaves from its own end. A mirror always sends from A.
-        let forward = self.wrap == Wrap::Erspan1
-            || self.wrap == Wrap::Erspan2
-            || self.wrap == Wrap::Erspan3
-            || inner_forward(frame);
+        let forward = self.wrap.is_mirror() || ip.is_none_or(|(_, forward)| forward);
         let mut header = Vec::with_capacity(32);
         let proto = self.header(payload, forward, &mut header);
-        let inner_len = header.len() + payload.len();
-        out.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-        let outer_v6 = self.wrap == Wrap::IpInIpv6;
-        out.extend_from_slice(if outer_v6 {
-            &[0x86, 0xdd]
-        } else {
-            &[0x08, 0x00]
-        });
+        let l4_len = header.len() + payload.len();
         let (src, dst) = if forward { (0, 1) } else { (1, 0) };
-        if outer_v6 {
+        let (mac_a, mac_b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let f = if self.wrap == Wrap::IpInIpv6 {
             let ends = [END_A6, END_B6];
-            out.extend_from_slice(&[0x60, 0, 0, 0]);
-            out.extend_from_slice(&(inner_len as u16).to_be_bytes());
-            out.extend_from_slice(&[proto, 64]);
-            out.extend_from_slice(&ends[src]);
-            out.extend_from_slice(&ends[dst]);
+            let mut f = begin_frame(out, &mac_b, &mac_a, None, 0x86dd);
+            f.ipv6(&ends[src], &ends[dst], proto, l4_len);
+            f
         } else {
             let ends = [END_A4, END_B4];
-            let mut h = [0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + inner_len) as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&(self.sequence as u16).to_be_bytes());
-            h[8] = 64;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&ends[src]);
-            h[16..20].copy_from_slice(&ends[dst]);
-            let sum = fold(sum16(&h, 0));
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
-            out.extend_from_slice(&h);
-        }
-        out.extend_from_slice(&header);
-        out.extend_from_slice(payload);
+            let mut f = begin_frame(out, &mac_b, &mac_a, None, 0x0800);
+            f.ipv4(
+                ends[src],
+                ends[dst],
+                proto,
+                l4_len,
+                self.sequence as u16,
+                64,
+            );
+            f
+        };
+        // Not `Frame::finish`: its transport checksum and padding are for TCP and UDP
+        // frames, and the tunnel headers carry their own (UDP's is 0, as VTEPs send it).
+        f.buf.extend_from_slice(&header);
+        f.buf.extend_from_slice(payload);
         self.sequence = self.sequence.wrapping_add(1);
     }
 
@@ -291,35 +283,27 @@ impl Wrapper {
     }
 }
 
-/// The IP packet inside an Ethernet frame (after VLAN tags) and its version.
-fn ip_packet(frame: &[u8]) -> Option<(&[u8], u8)> {
+/// The IP packet inside an Ethernet frame (after VLAN tags, without the Ethernet padding
+/// after it), and whether its source address sorts below its destination.
+fn ip_packet(frame: &[u8]) -> Option<(&[u8], bool)> {
     let mut off = 12;
     loop {
         let et = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
+        let ip = frame.get(off + 2..)?;
         match et {
             0x8100 | 0x88a8 => off += 4,
             0x0800 => {
-                // Without the Ethernet padding after the packet.
-                let ip = frame.get(off + 2..)?;
                 let len = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
-                return Some((ip.get(..len).unwrap_or(ip), 4));
+                let forward = ip.get(12..16)? < ip.get(16..20)?;
+                return Some((ip.get(..len).unwrap_or(ip), forward));
             }
             0x86dd => {
-                let ip = frame.get(off + 2..)?;
                 let len = 40 + usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
-                return Some((ip.get(..len).unwrap_or(ip), 6));
+                let forward = ip.get(8..24)? < ip.get(24..40)?;
+                return Some((ip.get(..len).unwrap_or(ip), forward));
             }
             _ => return None,
         }
-    }
-}
-
-/// Whether the frame's IP source sorts below its destination (or it is not IP).
-fn inner_forward(frame: &[u8]) -> bool {
-    match ip_packet(frame) {
-        Some((ip, 4)) if ip.len() >= 20 => ip[12..16] < ip[16..20],
-        Some((ip, 6)) if ip.len() >= 40 => ip[8..24] < ip[24..40],
-        _ => true,
     }
 }
 

@@ -452,6 +452,13 @@ pub fn pcap_records(data: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// The directory of a bundled `datasets/` scenario (capture.pcap.gz, labels.json, …).
+pub fn dataset(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets")
+        .join(name)
+}
+
 /// Runs `wormsign carve RUN_OUT ARGS... -o NAME` (NAME in the run's temporary directory)
 /// and returns the carved frames as tshark lists them (time and length).
 pub fn carve(run: &Run, args: &[&str], name: &str) -> Vec<String> {
