@@ -9,6 +9,7 @@ use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode as decode_frame, dns as dns_parser, names, Decoded};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
 use wormsign_inspect::{InspectConfig, Inspector, Segment};
+use wormsign_logs::{LogRows, Opened};
 use wormsign_netflow::{NetflowDecoder, NetflowRecord};
 
 /// The decoder's link types (as in crates/wormsign-decode/tests/fuzz.rs), plus 127
@@ -190,4 +191,31 @@ pub fn inspect(data: &[u8]) -> Vec<(&'static str, &'static str)> {
         .iter()
         .map(|e| (e.fact.as_str(), e.outcome.as_str()))
         .collect()
+}
+
+/// Flow log reading: Zeek TSV and JSON, Suricata eve.json, gzip/zstd around any (told
+/// apart by the first line). Input: the bytes of a log file. Returns the format found (or
+/// `None`: not a log), the flow and DNS rows read and the lines skipped as malformed.
+pub fn logs(data: &[u8]) -> Option<(&'static str, usize, usize, u64)> {
+    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let Ok(Opened::Log(mut reader)) =
+        wormsign_logs::open(Box::new(Cursor::new(data.to_vec())), bytes)
+    else {
+        return None;
+    };
+    let (mut rows, mut ordinal) = (LogRows::default(), 0);
+    let (mut flows, mut dns) = (0, 0);
+    // Few lines at a time, so long inputs cross reads; the rows are dropped as they come.
+    while let Ok(true) = reader.read(16, &mut ordinal, &mut rows) {
+        flows += rows.flows.drain(..).count();
+        dns += rows.dns.drain(..).count();
+    }
+    flows += rows.flows.len();
+    dns += rows.dns.len();
+    Some((
+        reader.format().as_str(),
+        flows,
+        dns,
+        reader.stats().malformed,
+    ))
 }

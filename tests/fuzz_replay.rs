@@ -52,7 +52,7 @@ fn replay_bounded(path: &Path, data: Vec<u8>, run: fn(&[u8]) -> String) -> Strin
 
 /// The hand-made hostile inputs (`hostile_*`, one per bound the invariants promise) and
 /// what replaying each must give.
-const HOSTILE: [(&str, &str, &str); 5] = [
+const HOSTILE: [(&str, &str, &str); 6] = [
     // An EPB claiming ~4 GiB: an error, no record, no 4 GiB buffer.
     ("capture", "hostile_pcapng_block_length_4gib", "(0, true)"),
     // 200 stacked VLAN tags (the walk stops at 16): not decoded as IP, no flow.
@@ -64,17 +64,24 @@ const HOSTILE: [(&str, &str, &str); 5] = [
     // An SMB message claiming 16 MiB, then 300 segments each beyond a hole: counted off
     // and given up as gaps, nothing read as SMB.
     ("inspect", "hostile_smb_16mib_message_and_300_holes", "[]"),
+    // A gzip'd Zeek log whose one data line is 4 MiB long: skipped as malformed, not kept.
+    (
+        "logs",
+        "hostile_zeek_line_of_4mib",
+        "Some((\"zeek-tsv\", 0, 0, 1))",
+    ),
 ];
 
 #[test]
 fn crash_reproducers_replay_quickly() {
     type Replay = fn(&[u8]) -> String;
-    let targets: [(&str, Replay); 5] = [
+    let targets: [(&str, Replay); 6] = [
         ("capture", |d| format!("{:?}", replay::capture(d))),
         ("decode", |d| format!("{:?}", replay::decode(d))),
         ("dns", |d| format!("{:?}", replay::dns(d))),
         ("netflow", |d| format!("{:?}", replay::netflow(d))),
         ("inspect", |d| format!("{:?}", replay::inspect(d))),
+        ("logs", |d| format!("{:?}", replay::logs(d))),
     ];
     for (target, run) in targets {
         let inputs = files(&format!("tests/fuzz-regressions/{target}"));
@@ -202,5 +209,26 @@ fn inspect_seeds_give_their_protocol_facts() {
             .find(|w| w.0 == name)
             .expect("a seed with known facts");
         assert_eq!(replay::inspect(&data), facts.to_vec(), "{name}");
+    }
+}
+
+#[test]
+fn log_seeds_read_every_line_as_a_row_or_a_skipped_event() {
+    // (format, flow rows, DNS rows): the Zeek seeds are the first lines of the shipped
+    // logs, the Suricata seed a flow, a v3 DNS response and an alert (skipped).
+    let expected = [
+        ("suricata_eve.json", ("suricata-eve", 1, 1)),
+        ("zeek_conn.json", ("zeek-json", 3, 0)),
+        ("zeek_conn.tsv", ("zeek-tsv", 4, 0)),
+        ("zeek_conn.tsv.gz", ("zeek-tsv", 4, 0)),
+        ("zeek_dns.json", ("zeek-json", 0, 6)),
+        ("zeek_dns.tsv", ("zeek-tsv", 0, 4)),
+    ];
+    let seeds = seeds("logs");
+    assert_eq!(seeds.len(), expected.len());
+    for ((path, data), (name, (format, flows, dns))) in seeds.iter().zip(expected) {
+        assert!(path.ends_with(name), "{}", path.display());
+        let got = replay::logs(data).expect("a log");
+        assert_eq!(got, (format, flows, dns, 0), "{}", path.display());
     }
 }

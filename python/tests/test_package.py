@@ -325,3 +325,58 @@ def test_bench_rules_warns_of_missing_tables(sample_out, tmp_path):
         wormsign.bench_rules(flows_only, DRIVELIFE_LABELS)
     missing = sorted(str(w.message).split(".parquet")[0] for w in caught)
     assert missing == ["arp", "dns", "names", "sessions"], missing
+
+
+ZEEK_LOGS = REPO / "tests" / "data" / "logs" / "zat"
+CONN_COLUMNS = ["orig_h", "orig_p", "resp_h", "resp_p", "conn_state", "orig_pkts",
+                "orig_ip_bytes", "orig_bytes", "resp_pkts", "resp_ip_bytes", "resp_bytes"]
+
+
+def zeek_columns(path: Path) -> list[str]:
+    """The column names of a Zeek TSV log's #fields line."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#fields\t"):
+            return line.split("\t")[1:]
+    raise AssertionError(f"{path}: no #fields line")
+
+
+def zeek_as_duckdb_reads_it(con, source: str) -> list[tuple]:
+    """The conn.log rows as DuckDB reads them (another reader than wormsign's), in
+    wormsign's column names, unset counters as 0."""
+    select = ", ".join(
+        f'"id.{c}"' if c in ("orig_h", "orig_p", "resp_h", "resp_p")
+        else f'coalesce(TRY_CAST("{c}" AS BIGINT), 0)' if c.endswith(("pkts", "bytes"))
+        else f'"{c}"'
+        for c in CONN_COLUMNS
+    )
+    rows = con.sql(f"SELECT {select} FROM {source}").fetchall()
+    return sorted(tuple(str(v) for v in r) for r in rows)
+
+
+def wormsign_rows(flows: pa.Table) -> list[tuple]:
+    return sorted(tuple(str(v) for v in r.values())
+                  for r in flows.select(CONN_COLUMNS).to_pylist())
+
+
+def test_zeek_logs_give_the_rows_duckdb_reads_from_them(tmp_path):
+    """Zeek's own logs (shipped by zat on PyPI) in TSV, JSON and gzip'd TSV: wormsign's
+    flows hold exactly the connections DuckDB's CSV and JSON readers see in the files, and
+    its DNS table a query per dns.log line."""
+    con = duckdb.connect()
+    tsv, js = ZEEK_LOGS / "conn.log", ZEEK_LOGS / "conn.json.log"
+    names = zeek_columns(tsv)
+    columns = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+    from_tsv = zeek_as_duckdb_reads_it(
+        con, f"read_csv('{tsv}', delim='\\t', comment='#', header=false, columns={columns}, quote='')")
+    from_json = zeek_as_duckdb_reads_it(con, f"read_json('{js}', format='newline_delimited')")
+    gz = tmp_path / "conn.log.gz"
+    gz.write_bytes(gzip.compress(tsv.read_bytes()))
+    for path, want in [(tsv, from_tsv), (gz, from_tsv), (js, from_json)]:
+        flows = wormsign.analyze(path, detect=False).flows
+        assert flows.num_rows == len(want) > 0, path
+        assert set(flows.column("source").to_pylist()) == {"zeek"}
+        assert wormsign_rows(flows) == want, path
+    dns = wormsign.analyze(ZEEK_LOGS / "dns.log", detect=False).dns
+    lines = [l for l in (ZEEK_LOGS / "dns.log").read_text().splitlines() if not l.startswith("#")]
+    queries = [r for r in dns.to_pylist() if not r["is_response"]]
+    assert len(queries) == len(lines)

@@ -232,8 +232,9 @@ def analyze(
     partition_by: str | None = None,
     progress: Progress = None,
 ) -> Analysis:
-    """Analyse captures (pcap or pcapng, gzip or zstd; directories are searched) as
-    ``wormsign analyze`` does, and detect worm propagation unless ``detect=False``.
+    """Analyse captures (pcap or pcapng, gzip or zstd; directories are searched) and
+    Zeek or Suricata logs (``conn.log``, ``dns.log``, ``eve.json``) as ``wormsign
+    analyze`` does, and detect worm propagation unless ``detect=False``.
 
     Without ``out`` the tables stay in memory; with ``out`` the same files as the command
     line are written there too (``partition_by`` needs ``out``), and detection reads the

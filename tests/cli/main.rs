@@ -13,6 +13,7 @@ mod dns;
 mod formats;
 mod interrupt;
 mod linktypes;
+mod logs;
 mod netflow;
 mod outcomes;
 mod partition;

@@ -12,7 +12,8 @@ use arrow_array::builder::{
 use arrow_array::types::Int16Type;
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
-use wormsign_decode::dns::{qtype_name, DnsMessage};
+use wormsign_decode::dns::qtype_name;
+pub use wormsign_decode::dns::{rcode_name, DnsRow};
 use wormsign_decode::{ArpPacket, Tunnel, TunnelKind};
 use wormsign_flow::{ConnState, EndReason, FlowRecord, FlowSource};
 
@@ -92,8 +93,8 @@ fn proto_index(proto: u8) -> usize {
     }
 }
 
-/// `flows.source`'s labels: packets 0, netflow 1.
-const SOURCE_NAMES: [&str; 2] = ["packets", "netflow"];
+/// `flows.source`'s labels: packets 0, netflow 1, then the flow logs' tools.
+const SOURCE_NAMES: [&str; 4] = ["packets", "netflow", "zeek", "suricata"];
 
 /// ns since the epoch → the µs the tables store (floored, also before 1970).
 pub fn micros(ts_ns: i64) -> i64 {
@@ -290,6 +291,12 @@ impl RowBuilder for FlowBatchBuilder {
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
                 (1, 0)
             }
+            FlowSource::Log(kind) => {
+                self.source.append(2 + *kind as usize);
+                self.exporter.append_null();
+                self.interfaces.iter_mut().for_each(|b| b.append_null());
+                (1, 0)
+            }
             FlowSource::Netflow(n) => {
                 self.source.append(1);
                 append_ip(&mut self.exporter, n.exporter);
@@ -359,45 +366,6 @@ impl RowBuilder for FlowBatchBuilder {
             Arc::new(self.record.finish()),
         ]);
         batch(flow_schema(), columns)
-    }
-}
-
-/// One DNS message as a `dns.parquet` row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DnsRow {
-    /// Capture time, ns since the Unix epoch.
-    pub ts_ns: i64,
-    /// Global ordinal of the packet.
-    pub packet: u64,
-    /// The side that asks (the query's sender, the response's receiver).
-    pub client: IpAddr,
-    /// Its port.
-    pub client_port: u16,
-    /// The side that answers.
-    pub server: IpAddr,
-    /// Its port.
-    pub server_port: u16,
-    /// Carried over TCP (else UDP).
-    pub tcp: bool,
-    /// The parsed message.
-    pub message: DnsMessage,
-}
-
-/// Name of a DNS response code.
-pub fn rcode_name(rcode: u8) -> &'static str {
-    match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        _ => "other",
     }
 }
 

@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection
 use parquet::arrow::ProjectionMask;
 use wormsign_decode::{ArpEvent, DnsEvent, NameEvent, Tunnel, TunnelKind};
 use wormsign_flow::{
-    ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
+    ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, LogKind, NetflowOrigin,
 };
 use wormsign_inspect::{Fact, Outcome, Protocol, SessionEvent};
 
@@ -385,7 +385,7 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
         tcp_flags: d.tcp_flags,
     };
     let source = match f.source {
-        FlowSource::Packets => FlowSource::Packets,
+        FlowSource::Packets | FlowSource::Log(_) => f.source,
         FlowSource::Netflow(n) => FlowSource::Netflow(NetflowOrigin {
             version: 0,
             record_index: n.record_index.min(i32::MAX as u32),
@@ -496,8 +496,8 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
         let (proto, orig_port, resp_port, has_ports) = flow_ports(&ip_proto, &orig_p, &resp_p, i)?;
         let resp_addr = parse_ip(resp_h[i], "resp_h", i)?;
         let state = required(conn_state[i], "conn_state", i)?;
-        let source = if source[i] == Some("netflow") {
-            FlowSource::Netflow(NetflowOrigin {
+        let source = match source[i] {
+            Some("netflow") => FlowSource::Netflow(NetflowOrigin {
                 exporter: exporter[i]
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
@@ -509,9 +509,10 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
                 output_if: output_if[i]
                     .and_then(|v| u32::try_from(v).ok())
                     .unwrap_or(0),
-            })
-        } else {
-            FlowSource::Packets
+            }),
+            Some("zeek") => FlowSource::Log(LogKind::Zeek),
+            Some("suricata") => FlowSource::Log(LogKind::Suricata),
+            _ => FlowSource::Packets,
         };
         out.push(FlowRecord {
             first_packet: u64_of(required(first_packet[i], "first_packet", i)?),

@@ -10,7 +10,7 @@ use wormsign_columnar::{
     flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter,
 };
 use wormsign_decode::dns::{DnsAnswer, DnsMessage};
-use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History};
+use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, LogKind};
 
 fn flow(first_packet: u64) -> FlowRecord {
     FlowRecord {
@@ -388,6 +388,14 @@ fn as_stored_is_the_read_back() {
         });
     }
     records.push(flow(104));
+    // Rows from Zeek and Suricata logs keep their tool.
+    for (first_packet, kind) in [(105, LogKind::Zeek), (106, LogKind::Suricata)] {
+        records.push(FlowRecord {
+            source: FlowSource::Log(kind),
+            end_reason: EndReason::Exported,
+            ..flow(first_packet)
+        });
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.parquet");

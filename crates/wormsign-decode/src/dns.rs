@@ -21,7 +21,7 @@
 //! in wire format.
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Maximum number of answer records decoded into [`DnsMessage::answers`].
 pub const MAX_ANSWERS: usize = 64;
@@ -465,4 +465,44 @@ fn generic(rdata: &[u8]) -> String {
         }
     }
     s
+}
+
+/// One DNS message with where and when it was seen: a row of the DNS table (built by
+/// `wormsign-columnar`), from a captured packet or another tool's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRow {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_ns: i64,
+    /// Global ordinal of the packet.
+    pub packet: u64,
+    /// The side that asks (the query's sender, the response's receiver).
+    pub client: IpAddr,
+    /// Its port.
+    pub client_port: u16,
+    /// The side that answers.
+    pub server: IpAddr,
+    /// Its port.
+    pub server_port: u16,
+    /// Carried over TCP (else UDP).
+    pub tcp: bool,
+    /// The parsed message.
+    pub message: DnsMessage,
+}
+
+/// Name of a DNS response code.
+pub fn rcode_name(rcode: u8) -> &'static str {
+    match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        _ => "other",
+    }
 }

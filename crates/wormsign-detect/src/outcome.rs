@@ -1,13 +1,26 @@
 //! What a flow's connection state says of the contact: a failed first contact or a
 //! completed session. Every rule that counts contacts reads flows through these two.
 
-use wormsign_flow::{ConnState, FlowRecord, FlowSource};
+use wormsign_flow::{tcp_flags, ConnState, DirCounters, FlowRecord, FlowSource, LogKind};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
 fn is_netflow(f: &FlowRecord) -> bool {
     matches!(f.source, FlowSource::Netflow(_))
+}
+
+/// Whether one side sent payload. Suricata's flow events count no payload bytes, only
+/// whole packets; there a TCP side that set PSH (which stacks set on the segments that
+/// carry data) or a UDP side that sent anything counts as having sent payload.
+fn sent_payload(f: &FlowRecord, side: &DirCounters) -> bool {
+    if f.source != FlowSource::Log(LogKind::Suricata) {
+        return side.payload_bytes > 0;
+    }
+    match f.proto {
+        TCP => side.tcp_flags & tcp_flags::PSH != 0,
+        _ => side.packets > 0,
+    }
 }
 
 /// Whether a flow is a failed first contact: TCP S0, REJ, RSTOS0, or RSTR with no
@@ -21,7 +34,7 @@ pub fn is_failed(f: &FlowRecord) -> bool {
     match f.proto {
         TCP => match f.conn_state {
             ConnState::S0 | ConnState::REJ | ConnState::RSTOS0 => true,
-            ConnState::RSTR => f.orig.payload_bytes == 0 && f.resp.payload_bytes == 0,
+            ConnState::RSTR => !sent_payload(f, &f.orig) && !sent_payload(f, &f.resp),
             _ => false,
         },
         UDP => f.conn_state == ConnState::S0,
@@ -39,7 +52,7 @@ pub fn is_completed(f: &FlowRecord) -> bool {
     if is_netflow(f) {
         return f.proto == TCP && f.orig.packets >= 3 && is_established(f.conn_state);
     }
-    let payload = f.orig.payload_bytes > 0 && f.resp.payload_bytes > 0;
+    let payload = sent_payload(f, &f.orig) && sent_payload(f, &f.resp);
     payload
         && match f.proto {
             TCP => is_established(f.conn_state) || f.conn_state == ConnState::OTH,

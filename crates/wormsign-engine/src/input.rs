@@ -1,15 +1,20 @@
-//! What `analyze` reads: capture files, directories of them, or standard input.
+//! What `analyze` reads: capture files, other tools' flow logs, directories of them, or
+//! standard input.
 
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use wormsign_capture::CaptureReader;
+use wormsign_logs::LogReader;
 
 use crate::Error;
 
 /// One input: a path or standard input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// A capture file.
+    /// A capture file or a flow log.
     File(PathBuf),
     /// Standard input (`-`).
     Stdin,
@@ -32,12 +37,39 @@ impl Input {
         }
     }
 
-    pub(crate) fn open(&self) -> Result<CaptureReader, wormsign_capture::CaptureError> {
-        match self {
-            Input::File(p) => CaptureReader::open(p),
-            Input::Stdin => CaptureReader::new(Box::new(std::io::stdin())),
+    /// Opens the input as what its first bytes say it is: a log (see [`wormsign_logs`])
+    /// or else a capture.
+    pub(crate) fn open(&self) -> Result<Opened, wormsign_capture::CaptureError> {
+        let raw_bytes = Arc::new(AtomicU64::new(0));
+        let raw: Box<dyn Read + Send> = match self {
+            Input::File(p) => match std::fs::File::open(p) {
+                Ok(file) => Box::new(file),
+                // The capture reader words the error as for any capture.
+                Err(_) => return CaptureReader::open(p).map(Opened::Capture),
+            },
+            Input::Stdin => Box::new(std::io::stdin()),
+        };
+        let opened = wormsign_logs::open(raw, Arc::clone(&raw_bytes))
+            .map_err(wormsign_capture::CaptureError::Io)?;
+        match (opened, self) {
+            (wormsign_logs::Opened::Log(log), _) => Ok(Opened::Log(log, raw_bytes)),
+            // A file is opened again, as a capture from its start.
+            (wormsign_logs::Opened::Other(_), Input::File(p)) => {
+                CaptureReader::open(p).map(Opened::Capture)
+            }
+            (wormsign_logs::Opened::Other(rest), Input::Stdin) => {
+                CaptureReader::new(rest).map(Opened::Capture)
+            }
         }
     }
+}
+
+/// An input opened for reading.
+pub(crate) enum Opened {
+    /// A capture.
+    Capture(CaptureReader),
+    /// A flow log, with the count of raw (compressed) bytes read from it.
+    Log(Box<LogReader<Box<dyn BufRead + Send>>>, Arc<AtomicU64>),
 }
 
 /// The inputs named by `paths`: directories expanded recursively in sorted order, files

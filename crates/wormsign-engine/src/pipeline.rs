@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use wormsign_capture::Chunk;
+use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_columnar::{
     ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, NameBatchBuilder, NameRow,
     RowBuilder, SessionBatchBuilder, TableSink, TableWriter,
@@ -35,11 +35,16 @@ use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, Time
 use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
 };
+use wormsign_logs::LogStats;
 use wormsign_netflow::{NetflowDecoder, NetflowStats};
 
+mod logs;
+
 use crate::feed::{usable_flow, wanted_dns_events, Feed};
+use crate::input::Opened;
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
+use logs::{read_log, LogOutput};
 
 /// Captured bytes per chunk handed to a decode worker.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -170,8 +175,14 @@ pub(crate) fn run(
     let filter = feed.as_deref().map(Feed::shard_filter);
     let cnc = feed.as_deref().map(Feed::config);
     let (mut summary, tables) = thread::scope(|s| {
+        let log_output = LogOutput {
+            out_tx: out_tx.clone(),
+            filter: filter.as_ref(),
+            cnc,
+            control,
+        };
         let reader = spawn_named(s, "reader".into(), move || {
-            read_inputs(inputs, job_tx, recycle_rx, control)
+            read_inputs(inputs, job_tx, recycle_rx, log_output)
         });
         for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
@@ -196,10 +207,12 @@ pub(crate) fn run(
         }
         drop(out_tx);
         let written = pool.install(|| write_outputs(sinks, out_rx, n, feed));
-        let (warnings, n_usable) = reader.join().expect("reader thread panicked");
+        let read = reader.join().expect("reader thread panicked");
         let (mut summary, tables) = written?;
-        summary.warnings = warnings;
-        summary.inputs_usable = n_usable;
+        summary.warnings = read.warnings;
+        summary.inputs_usable = read.n_usable;
+        summary.flows += read.logs.flows;
+        summary.logs = read.logs;
         Ok::<_, Error>((summary, tables))
     })?;
     summary.inputs = inputs.len() as u64;
@@ -222,57 +235,140 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
         .expect("cannot spawn a pipeline thread")
 }
 
-/// Reads every input in order, cutting it into numbered chunks. Returns the warnings
-/// and the number of inputs that could be read at all.
+/// What the reader thread found.
+struct ReadOutcome {
+    warnings: Vec<Warning>,
+    /// Inputs that could be read at all.
+    n_usable: u64,
+    /// What the flow logs among the inputs held.
+    logs: LogStats,
+}
+
+/// The reader thread's place in the run: numbering and progress across inputs.
+#[derive(Default)]
+struct ReadPosition {
+    /// Next chunk number.
+    seq: u64,
+    /// Records (packets, log rows) read so far: the next record's ordinal.
+    n_records: u64,
+    /// Latest capture time seen.
+    watermark: i64,
+    /// Source bytes of the inputs before the current one.
+    bytes_before: u64,
+}
+
+/// Reads every input in order: captures cut into numbered chunks for the decoders, logs
+/// read into rows for the writer (`logs.rs`). Records of both take ordinals from one
+/// count, so `first_packet` stays unique across a run.
 fn read_inputs(
     inputs: &[Input],
     job_tx: Sender<Job>,
     recycled: Receiver<Chunk>,
-    control: &Control,
-) -> (Vec<Warning>, u64) {
-    let (mut seq, mut n_packets, mut watermark) = (0u64, 0u64, i64::MIN);
-    let mut warnings = Vec::new();
-    let mut n_usable = 0;
-    let mut bytes_before = 0;
+    log_output: LogOutput<'_>,
+) -> ReadOutcome {
+    let control = log_output.control;
+    let mut at = ReadPosition {
+        watermark: i64::MIN,
+        ..ReadPosition::default()
+    };
+    let mut outcome = ReadOutcome {
+        warnings: Vec::new(),
+        n_usable: 0,
+        logs: LogStats::default(),
+    };
     for input in inputs {
         if control.stop.load(Ordering::Relaxed) {
             break;
         }
-        let mut reader = match input.open() {
-            Ok(r) => r,
+        let go_on = match input.open() {
+            Ok(Opened::Capture(reader)) => {
+                outcome.n_usable += 1;
+                let capture = CaptureInput {
+                    input,
+                    job_tx: &job_tx,
+                    recycled: &recycled,
+                    control,
+                };
+                capture.read(reader, &mut at, &mut outcome.warnings)
+            }
+            Ok(Opened::Log(log, raw_bytes)) => {
+                outcome.n_usable += 1;
+                let read = read_log(
+                    input,
+                    log,
+                    &raw_bytes,
+                    at.bytes_before,
+                    &mut at.n_records,
+                    &log_output,
+                );
+                at.bytes_before += raw_bytes.load(Ordering::Relaxed);
+                outcome.warnings.extend(read.warnings);
+                outcome.logs.merge(&read.stats);
+                read.go_on
+            }
             Err(e) => {
-                warnings.push(Warning::new(input, None, e.to_string()));
-                continue;
+                outcome
+                    .warnings
+                    .push(Warning::new(input, None, e.to_string()));
+                true
             }
         };
-        n_usable += 1;
+        if !go_on {
+            break;
+        }
+    }
+    outcome
+}
+
+/// One capture being cut into chunks.
+struct CaptureInput<'a> {
+    input: &'a Input,
+    job_tx: &'a Sender<Job>,
+    recycled: &'a Receiver<Chunk>,
+    control: &'a Control,
+}
+
+impl CaptureInput<'_> {
+    /// Reads the capture to its end, a damage or the stop flag. False when the decoders
+    /// are gone (the run is failing).
+    fn read(
+        &self,
+        mut reader: CaptureReader,
+        at: &mut ReadPosition,
+        warnings: &mut Vec<Warning>,
+    ) -> bool {
+        let (input, control) = (self.input, self.control);
         loop {
             if control.stop.load(Ordering::Relaxed) {
-                let at = bytes_before + reader.source_bytes_read();
-                let message = format!("interrupted: stopped reading after {at} input bytes; the outputs hold everything read before");
+                let read = at.bytes_before + reader.source_bytes_read();
+                let message = format!("interrupted: stopped reading after {read} input bytes; the outputs hold everything read before");
                 warnings.push(Warning::new(input, None, message));
                 break;
             }
-            let mut chunk = recycled.try_recv().unwrap_or_default();
+            let mut chunk = self.recycled.try_recv().unwrap_or_default();
             let result = reader.read_chunk(&mut chunk, CHUNK_BYTES);
-            control
-                .bytes
-                .store(bytes_before + reader.source_bytes_read(), Ordering::Relaxed);
+            control.bytes.store(
+                at.bytes_before + reader.source_bytes_read(),
+                Ordering::Relaxed,
+            );
             if !chunk.is_empty() {
                 let n = chunk.len() as u64;
-                watermark = chunk.records.iter().fold(watermark, |w, r| w.max(r.ts_ns));
+                at.watermark = chunk
+                    .records
+                    .iter()
+                    .fold(at.watermark, |w, r| w.max(r.ts_ns));
                 let job = Job {
-                    seq,
-                    first_packet: n_packets,
-                    watermark,
+                    seq: at.seq,
+                    first_packet: at.n_records,
+                    watermark: at.watermark,
                     chunk,
                 };
-                if job_tx.send(job).is_err() {
-                    return (warnings, n_usable);
+                if self.job_tx.send(job).is_err() {
+                    return false;
                 }
-                seq += 1;
-                n_packets += n;
-                control.packets.store(n_packets, Ordering::Relaxed);
+                at.seq += 1;
+                at.n_records += n;
+                control.packets.store(at.n_records, Ordering::Relaxed);
             }
             match result {
                 Ok(true) => {}
@@ -283,9 +379,9 @@ fn read_inputs(
                 }
             }
         }
-        bytes_before += reader.source_bytes_read();
+        at.bytes_before += reader.source_bytes_read();
+        true
     }
-    (warnings, n_usable)
 }
 
 /// Frames whose headers [`warm_headers`] loads ahead of decoding them.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use wormsign_decode::{SkipReason, TunnelKind};
 use wormsign_flow::FlowStats;
+use wormsign_logs::LogStats;
 use wormsign_netflow::NetflowStats;
 
 use crate::Input;
@@ -125,6 +126,8 @@ pub struct RunSummary {
     pub flow: FlowStats,
     /// NetFlow/IPFIX decoding counters, summed over shards.
     pub netflow: NetflowStats,
+    /// What the Zeek and Suricata logs among the inputs held.
+    pub logs: LogStats,
     /// Rows in `flows.parquet`.
     pub flows: u64,
     /// Rows in `dns.parquet`.
@@ -205,6 +208,12 @@ impl RunSummary {
                 "gaps": self.inspect.gaps,
             }),
             "netflow": netflow_json(&self.netflow),
+            "logs": json!({
+                "flow_records": self.logs.flows,
+                "dns_records": self.logs.dns,
+                "other_records": self.logs.other,
+                "malformed_lines": self.logs.malformed,
+            }),
             "warnings": self.warnings.iter().map(|w| json!({
                 "input": w.input, "offset": w.offset, "message": w.message,
             })).collect::<Vec<_>>(),
@@ -257,6 +266,14 @@ impl RunSummary {
                 "  netflow: {} export packets, {} records, {} templates, {} data sets without template, {} lost (sequence), {} malformed, {} unknown version",
                 nf.packets, nf.records, nf.templates + nf.options_templates, nf.data_sets_without_template,
                 nf.sequence_lost, nf.malformed, nf.unknown_version
+            );
+        }
+        let logs = &self.logs;
+        if *logs != LogStats::default() {
+            let _ = writeln!(
+                s,
+                "  logs: {} connection records, {} dns records, {} other records skipped, {} malformed lines skipped",
+                logs.flows, logs.dns, logs.other, logs.malformed
             );
         }
         let tunnelled: Vec<String> = d

@@ -45,6 +45,6 @@ pub use community_id::{community_id, CommunityId};
 pub use key::{shard_of, FlowKey};
 pub use state::{tcp_flags, ConnState, History};
 pub use table::{
-    DirCounters, EndReason, FlowConfig, FlowRecord, FlowSource, FlowStats, FlowTable,
+    DirCounters, EndReason, FlowConfig, FlowRecord, FlowSource, FlowStats, FlowTable, LogKind,
     NetflowOrigin, TimedPacket,
 };

@@ -14,6 +14,8 @@ pub mod tcp_flags {
     pub const SYN: u8 = 0x02;
     /// RST.
     pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
     /// ACK.
     pub const ACK: u8 = 0x10;
 }
@@ -256,6 +258,23 @@ impl History {
         };
         self.letters[usize::from(self.len)] = ch;
         self.len += 1;
+    }
+
+    /// A history another tool wrote (Zeek's `conn.log`), kept as written: its first 24
+    /// letters, any character but ASCII letters and `^` left out.
+    pub fn from_letters(text: &str) -> History {
+        let mut history = History::default();
+        for letter in text
+            .bytes()
+            .filter(|b| b.is_ascii_alphabetic() || *b == b'^')
+        {
+            if usize::from(history.len) == history.letters.len() {
+                break;
+            }
+            history.letters[usize::from(history.len)] = letter;
+            history.len += 1;
+        }
+        history
     }
 
     /// The history string, e.g. `ShADadFf`.

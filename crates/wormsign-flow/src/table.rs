@@ -64,7 +64,8 @@ pub enum EndReason {
     Evicted,
     /// Still open when the input ended.
     EndOfInput,
-    /// Taken from a NetFlow/IPFIX export: the exporter decided when the flow ended.
+    /// Taken from a NetFlow/IPFIX export or another tool's flow log: the exporter or
+    /// the tool decided when the flow ended.
     Exported,
 }
 
@@ -114,6 +115,28 @@ pub enum FlowSource {
     /// One record of a NetFlow v5/v9 or IPFIX export (unidirectional: the responder
     /// side is empty).
     Netflow(NetflowOrigin),
+    /// One connection record of another tool's flow log (bidirectional, with the
+    /// tool's own connection state).
+    Log(LogKind),
+}
+
+/// Which tool wrote the flow log a [`FlowSource::Log`] record was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// Zeek's `conn.log`.
+    Zeek,
+    /// Suricata's `eve.json` flow events.
+    Suricata,
+}
+
+impl LogKind {
+    /// The tool's name as `flows.source` stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Zeek => "zeek",
+            LogKind::Suricata => "suricata",
+        }
+    }
 }
 
 /// Provenance of a flow record taken from a NetFlow/IPFIX export.
