@@ -57,9 +57,16 @@ fn parse_iso8601(text: &str) -> Option<i64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
         return None;
     }
+    // Years beyond ISO 8601's four digits are refused; a time beyond what ns in an i64
+    // hold (1677 to 2262) is refused by the checked arithmetic.
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
     let days = days_from_civil(year, month, day);
-    let local = (days * 86_400 + hour * 3_600 + minute * 60) * 1_000_000_000 + seconds;
-    Some(local - zone_offset(zone)? * 1_000_000_000)
+    let local_seconds = days * 86_400 + hour * 3_600 + minute * 60 - zone_offset(zone)?;
+    local_seconds
+        .checked_mul(1_000_000_000)?
+        .checked_add(seconds)
 }
 
 /// `Z`, `+0000`, `-05:00`, or nothing (UTC) as seconds east of UTC.
@@ -121,5 +128,8 @@ mod tests {
         assert_eq!(parse_time("1969-12-31T23:59:59Z"), Some(-1_000_000_000));
         assert_eq!(parse_time("2019-13-03T22:44:56Z"), None);
         assert_eq!(parse_time("2019-12-03T22:44:56+05"), None);
+        // Beyond what ns since the epoch hold in an i64, or what a year is.
+        assert_eq!(parse_time("9999-12-03T22:44:56Z"), None);
+        assert_eq!(parse_time("99999999999999-12-03T22:44:56Z"), None);
     }
 }

@@ -163,7 +163,7 @@ pub(crate) fn conn_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, M
     Ok(FlowRecord {
         first_packet: ordinal,
         ts_first,
-        ts_last: ts_first.saturating_add(interval(f, "duration")?),
+        ts_last: ts_first.saturating_add(interval(f, "duration")?.max(0)),
         orig_addr,
         orig_port,
         resp_addr,
