@@ -10,7 +10,7 @@ use wormsign_decode::{decode as decode_frame, dns as dns_parser, names, Decoded}
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
 use wormsign_inspect::{InspectConfig, Inspector, Segment};
 use wormsign_logs::{LogRows, Opened};
-use wormsign_netflow::{NetflowDecoder, NetflowRecord};
+use wormsign_netflow::ExportDecoder;
 
 /// The decoder's link types (as in crates/wormsign-decode/tests/fuzz.rs), plus 127
 /// (radiotap) as an unsupported one.
@@ -95,18 +95,18 @@ pub fn dns(data: &[u8]) -> (Option<String>, Option<String>) {
     (udp, tcp)
 }
 
-/// NetFlow v5/v9/IPFIX decoding with template state kept across datagrams. Input:
-/// datagrams, each preceded by a u16 big-endian header whose low 15 bits are its
-/// length and whose high bit picks one of two exporters (templates are per exporter,
-/// so the two must not mix). A short last datagram is taken as it is. Returns every
-/// record decoded.
-pub fn netflow(data: &[u8]) -> Vec<NetflowRecord> {
+/// Export decoding with state kept across datagrams: NetFlow v5/v9/IPFIX (templates
+/// per exporter) and sFlow v5 (samples metered into flows). Input: datagrams, each
+/// preceded by a u16 big-endian header whose low 15 bits are its length and whose high
+/// bit picks one of two exporters (templates are per exporter, so the two must not mix).
+/// A short last datagram is taken as it is. Returns every flow row decoded.
+pub fn netflow(data: &[u8]) -> Vec<FlowRecord> {
     let exporters: [SocketAddr; 2] = [
         "192.0.2.1:2055".parse().expect("address"),
         "192.0.2.2:2055".parse().expect("address"),
     ];
-    let mut decoder = NetflowDecoder::default();
-    let (mut records, mut all) = (Vec::new(), Vec::new());
+    let mut decoder = ExportDecoder::new(FlowConfig::default());
+    let mut all = Vec::new();
     let mut rest = data;
     let mut n = 0u64;
     while let Some((head, tail)) = rest.split_first_chunk::<2>() {
@@ -116,16 +116,14 @@ pub fn netflow(data: &[u8]) -> Vec<NetflowRecord> {
         let from = exporters[usize::from(head >> 15)];
         // One second apart, so pending data sets age the way they do in a capture.
         let ts_ns = 1_700_000_000_000_000_000 + n as i64 * 1_000_000_000;
-        decoder.decode(from, ts_ns, datagram, &mut records);
-        for (i, r) in records.drain(..).enumerate() {
-            let _ = r.to_flow_record(n, i as u32).community_id();
-            all.push(r);
-        }
+        decoder.decode(from, ts_ns, datagram, n, &mut all);
         n += 1;
         rest = tail;
     }
-    decoder.finish();
-    let _ = decoder.stats();
+    decoder.finish(&mut all);
+    all.iter().for_each(|r| {
+        let _ = r.community_id();
+    });
     all
 }
 

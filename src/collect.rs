@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use wormsign_engine::{netflow_json, CollectConfig, Collector, DEFAULT_RECV_BUFFER};
+use wormsign_engine::{netflow_json, sflow_json, CollectConfig, Collector, DEFAULT_RECV_BUFFER};
 
 #[derive(Args, Debug)]
 pub struct CollectArgs {
@@ -98,12 +98,20 @@ pub fn collect(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         summary.files,
         args.out.display()
     );
+    let sflow = &summary.sflow;
+    if sflow.datagrams > 0 {
+        eprintln!(
+            "wormsign: sflow: {} datagrams, {} flow samples ({} metered into flows), {} counter samples, {} malformed",
+            sflow.datagrams, sflow.flow_samples, sflow.sampled_packets, sflow.counter_samples, sflow.malformed
+        );
+    }
     if let Some(path) = &args.summary_json {
         let json = serde_json::json!({
             "datagrams": summary.datagrams,
             "files": summary.files,
             "recv_buffer": summary.recv_buffer,
             "netflow": netflow_json(stats),
+            "sflow": sflow_json(&summary.sflow),
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;

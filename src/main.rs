@@ -88,8 +88,8 @@ struct AnalyzeArgs {
     /// headers.
     #[arg(long, value_name = "N", default_value_t = wormsign_decode::TunnelConfig::default().max_depth)]
     tunnel_depth: u8,
-    /// Also decode UDP datagrams to this port as NetFlow/IPFIX exports (repeatable;
-    /// 2055, 9555, 9995, 9996 and 4739 always are).
+    /// Also decode UDP datagrams to this port as NetFlow/IPFIX or sFlow exports
+    /// (repeatable; 2055, 9555, 9995, 9996, 4739 and sFlow's 6343 always are).
     #[arg(long = "netflow-port", value_name = "PORT")]
     netflow_ports: Vec<u16>,
     /// Also read TCP PORT as PROTOCOL (smb, tds or rdp) for sessions.parquet, besides

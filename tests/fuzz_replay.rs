@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use wormsign_flow::FlowSource;
+
 #[path = "../fuzz/replay.rs"]
 mod replay;
 
@@ -153,19 +155,25 @@ fn dns_seeds_name_www_example_com() {
 }
 
 #[test]
-fn netflow_seeds_give_one_record_from_the_first_exporter() {
+fn netflow_seeds_give_one_flow_from_the_first_exporter() {
     for (path, data) in seeds("netflow") {
         // One record each: the v9 seed's third datagram comes from the other exporter,
         // which never announced the template, so its copy of the data stays pending.
+        // The sFlow seed's one sample is metered into one flow, its agent 192.0.2.1.
         let out = replay::netflow(&data);
         assert_eq!(out.len(), 1, "{}: {out:?}", path.display());
-        assert_eq!(out[0].src.to_string(), "10.0.0.1", "{}", path.display());
         assert_eq!(
-            out[0].exporter.to_string(),
-            "192.0.2.1",
+            out[0].orig_addr.to_string(),
+            "10.0.0.1",
             "{}",
             path.display()
         );
+        let exporter = match out[0].source {
+            FlowSource::Netflow(n) => n.exporter,
+            FlowSource::Sflow(s) => s.agent,
+            other => panic!("{}: {other:?}", path.display()),
+        };
+        assert_eq!(exporter.to_string(), "192.0.2.1", "{}", path.display());
     }
 }
 

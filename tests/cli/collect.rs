@@ -412,3 +412,48 @@ fn collector_survives_a_flood_of_malformed_datagrams() {
         "the summary line counts them: {rest}"
     );
 }
+
+/// sFlow datagrams sent to the collector are metered into the same flows `analyze` finds
+/// in the captures they came from (sampled packets per tuple; samples counted as tshark
+/// counts them).
+#[test]
+fn collector_meters_sflow_samples_as_analyze_does() {
+    if captures().is_none() {
+        return;
+    }
+    let files = [
+        "netflow/sflow_v5_raw_samples.pcap",
+        "netflow/ndpi_sflow.pcap",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = start_collector(dir.path(), &[]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut expected = Vec::new();
+    for file in files {
+        for payload in export_payloads(&capture(file), 6343) {
+            socket.send_to(&payload, &collector.listen).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let run = wormsign(&[capture(file)], &[]);
+        let sampled = run
+            .flows()
+            .into_iter()
+            .filter(|r| r["source"].str() == "sflow");
+        expected.extend(sampled.map(|r| record_key(&r)));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let said = stop_collector(&mut collector.child, "-INT", &mut collector.stderr);
+    assert!(
+        said.contains("sflow: 10 datagrams, 6 flow samples"),
+        "{said}"
+    );
+    let mut got: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .flat_map(|e| read_table(&e.unwrap().path(), "first_packet"))
+        .map(|r| record_key(&r))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(expected.len(), 5);
+    assert_eq!(got, expected);
+}

@@ -20,6 +20,7 @@ mod partition;
 mod protocol;
 mod real_captures;
 mod responder;
+mod sflow;
 mod synth;
 mod synth_netflow;
 mod synth_protocol;

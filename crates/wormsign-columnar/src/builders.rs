@@ -93,8 +93,8 @@ fn proto_index(proto: u8) -> usize {
     }
 }
 
-/// `flows.source`'s labels: packets 0, netflow 1, then the flow logs' tools.
-const SOURCE_NAMES: [&str; 4] = ["packets", "netflow", "zeek", "suricata"];
+/// `flows.source`'s labels: packets 0, netflow 1, the flow logs' tools, sflow 4.
+const SOURCE_NAMES: [&str; 5] = ["packets", "netflow", "zeek", "suricata", "sflow"];
 
 /// ns since the epoch → the µs the tables store (floored, also before 1970).
 pub fn micros(ts_ns: i64) -> i64 {
@@ -296,6 +296,12 @@ impl RowBuilder for FlowBatchBuilder {
                 self.exporter.append_null();
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
                 (1, 0)
+            }
+            FlowSource::Sflow(origin) => {
+                self.source.append(4);
+                append_ip(&mut self.exporter, origin.agent);
+                self.interfaces.iter_mut().for_each(|b| b.append_null());
+                (u64::from(origin.sampling_rate), origin.record_index)
             }
             FlowSource::Netflow(n) => {
                 self.source.append(1);

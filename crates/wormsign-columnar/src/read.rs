@@ -20,6 +20,7 @@ use parquet::arrow::ProjectionMask;
 use wormsign_decode::{ArpEvent, DnsEvent, NameEvent, Tunnel, TunnelKind};
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, LogKind, NetflowOrigin,
+    SflowOrigin,
 };
 use wormsign_inspect::{Fact, Outcome, Protocol, SessionEvent};
 
@@ -386,6 +387,10 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
     };
     let source = match f.source {
         FlowSource::Packets | FlowSource::Log(_) => f.source,
+        FlowSource::Sflow(s) => FlowSource::Sflow(SflowOrigin {
+            record_index: s.record_index.min(i32::MAX as u32),
+            ..s
+        }),
         FlowSource::Netflow(n) => FlowSource::Netflow(NetflowOrigin {
             version: 0,
             record_index: n.record_index.min(i32::MAX as u32),
@@ -509,6 +514,13 @@ pub fn flow_batch(b: &RecordBatch, out: &mut Vec<FlowRecord>) -> Result<()> {
                 output_if: output_if[i]
                     .and_then(|v| u32::try_from(v).ok())
                     .unwrap_or(0),
+            }),
+            Some("sflow") => FlowSource::Sflow(SflowOrigin {
+                agent: exporter[i]
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                sampling_rate: sampling[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+                record_index: record[i].and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
             }),
             Some("zeek") => FlowSource::Log(LogKind::Zeek),
             Some("suricata") => FlowSource::Log(LogKind::Suricata),

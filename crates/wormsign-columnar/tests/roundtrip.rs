@@ -10,7 +10,9 @@ use wormsign_columnar::{
     flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter,
 };
 use wormsign_decode::dns::{DnsAnswer, DnsMessage};
-use wormsign_flow::{ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, LogKind};
+use wormsign_flow::{
+    ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, LogKind, SflowOrigin,
+};
 
 fn flow(first_packet: u64) -> FlowRecord {
     FlowRecord {
@@ -388,6 +390,15 @@ fn as_stored_is_the_read_back() {
         });
     }
     records.push(flow(104));
+    // sFlow rows keep their agent, rate and sample index.
+    records.push(FlowRecord {
+        source: FlowSource::Sflow(SflowOrigin {
+            agent: "2001:db8::5".parse().unwrap(),
+            sampling_rate: 2048,
+            record_index: 3,
+        }),
+        ..flow(107)
+    });
     // Rows from Zeek and Suricata logs keep their tool.
     for (first_packet, kind) in [(105, LogKind::Zeek), (106, LogKind::Suricata)] {
         records.push(FlowRecord {

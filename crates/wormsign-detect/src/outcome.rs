@@ -10,6 +10,14 @@ fn is_netflow(f: &FlowRecord) -> bool {
     matches!(f.source, FlowSource::Netflow(_))
 }
 
+/// Whether a flow was metered from sFlow samples: 1 in N packets, so its state and
+/// counters show the few packets sampled, not how the connection went. Such a flow is
+/// neither a failed first contact nor a completed session; it still counts as a contact
+/// (scan fan-out reads contacts).
+fn is_sampled(f: &FlowRecord) -> bool {
+    matches!(f.source, FlowSource::Sflow(_))
+}
+
 /// Whether one side sent payload. Suricata's flow events count no payload bytes, only
 /// whole packets; there a TCP side that set PSH (which stacks set on the segments that
 /// carry data) or a UDP side that sent anything counts as having sent payload.
@@ -28,7 +36,7 @@ fn sent_payload(f: &FlowRecord, side: &DirCounters) -> bool {
 /// source's TCP flags) a UDP record is never counted as failed: the reply, if any, is a
 /// separate record, so an unanswered datagram cannot be told from an answered one.
 pub fn is_failed(f: &FlowRecord) -> bool {
-    if is_netflow(f) && f.proto == UDP {
+    if is_sampled(f) || is_netflow(f) && f.proto == UDP {
         return false;
     }
     match f.proto {
@@ -49,6 +57,9 @@ pub fn is_failed(f: &FlowRecord) -> bool {
 /// carried at least three packets (handshake ACK plus data); UDP NetFlow records never
 /// are.
 pub fn is_completed(f: &FlowRecord) -> bool {
+    if is_sampled(f) {
+        return false;
+    }
     if is_netflow(f) {
         return f.proto == TCP && f.orig.packets >= 3 && is_established(f.conn_state);
     }

@@ -17,7 +17,8 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{FlowBatchBuilder, ParquetSink, RowBuilder};
-use wormsign_netflow::{NetflowDecoder, NetflowStats};
+use wormsign_flow::FlowConfig;
+use wormsign_netflow::{ExportDecoder, NetflowStats, SflowStats};
 
 use crate::Error;
 
@@ -37,6 +38,9 @@ pub struct CollectConfig {
     pub recv_buffer: usize,
 }
 
+/// How often, in receive time, metered sFlow flows are checked for their idle timeout.
+const SWEEP_NS: i64 = 10_000_000_000;
+
 /// The receive buffer asked for by default: 8 MiB, what nfcapd is usually given with `-B`.
 pub const DEFAULT_RECV_BUFFER: usize = 8 << 20;
 
@@ -49,8 +53,11 @@ pub struct CollectSummary {
     pub files: u64,
     /// The socket's receive buffer as the kernel reports it, in bytes.
     pub recv_buffer: usize,
-    /// The decoder's counters (records, templates, losses by sequence number, ...).
+    /// The NetFlow/IPFIX decoder's counters (records, templates, losses by sequence
+    /// number, ...).
     pub netflow: NetflowStats,
+    /// The sFlow counters (samples read and metered).
+    pub sflow: SflowStats,
 }
 
 /// A bound collector socket.
@@ -107,11 +114,13 @@ impl Collector {
             let decoded = decode_datagrams(datagram_rx, writer_tx, rotate_ns);
             let datagrams = receiver.join().expect("receiver thread panicked")?;
             let files = writer.join().expect("writer thread panicked")?;
+            let decoder = decoded?;
             Ok(CollectSummary {
                 datagrams,
                 files,
                 recv_buffer: self.recv_buffer()?,
-                netflow: decoded?,
+                netflow: decoder.netflow_stats(),
+                sflow: decoder.sflow_stats(),
             })
         })
     }
@@ -210,15 +219,17 @@ fn receive(socket: &UdpSocket, stop: &AtomicBool, tx: Sender<Datagram>) -> Resul
 }
 
 /// Decodes datagrams into flow rows, hands full batches to the writer and asks it to
-/// rotate when the interval has passed. Returns the decoder's counters.
+/// rotate when the interval has passed. Returns the decoder, for its counters.
 fn decode_datagrams(
     rx: Receiver<Datagram>,
     writer: Sender<ToWriter>,
     rotate_ns: i64,
-) -> Result<NetflowStats, Error> {
-    let mut decoder = NetflowDecoder::default();
+) -> Result<ExportDecoder, Error> {
+    let mut decoder = ExportDecoder::new(FlowConfig::default());
     let mut builder = FlowBatchBuilder::default();
-    let (mut records, mut flows) = (Vec::new(), Vec::new());
+    let mut flows = Vec::new();
+    // sFlow samples are metered into flows: those idle are ended every few seconds.
+    let mut next_sweep = i64::MIN;
     let mut segment_end = now_ns().saturating_add(rotate_ns);
     let mut n_datagrams = 0u64;
     let send = |msg| {
@@ -239,25 +250,24 @@ fn decode_datagrams(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        decoder.decode_flows(
-            datagram.from,
-            datagram.ts_ns,
-            &datagram.payload,
-            n_datagrams,
-            &mut records,
-            &mut flows,
-        );
+        let (from, ts) = (datagram.from, datagram.ts_ns);
+        decoder.decode(from, ts, &datagram.payload, n_datagrams, &mut flows);
+        if ts >= next_sweep {
+            decoder.expire(ts, &mut flows);
+            next_sweep = ts.saturating_add(SWEEP_NS);
+        }
         flows.drain(..).for_each(|f| builder.append(&f));
         n_datagrams += 1;
         if builder.len() >= BATCH_ROWS {
             send(ToWriter::Batch(builder.finish()))?;
         }
     }
-    decoder.finish();
+    decoder.finish(&mut flows);
+    flows.drain(..).for_each(|f| builder.append(&f));
     if !builder.is_empty() {
         send(ToWriter::Batch(builder.finish()))?;
     }
-    Ok(decoder.stats())
+    Ok(decoder)
 }
 
 /// Writes batches into the current segment file; returns the number of files written.

@@ -59,7 +59,7 @@ pub use error::Error;
 pub use input::{expand_inputs, Input};
 pub use pipeline::{analyze, Analysis};
 pub use responder_tables::{remediation_schema, segmentation_schema, timeline_schema};
-pub use summary::{netflow_json, DecodeStats, RunSummary, Warning};
+pub use summary::{netflow_json, sflow_json, DecodeStats, RunSummary, Warning};
 
 /// The five tables of a run as Arrow batches: what [`Output::Memory`] keeps, or what
 /// [`Tables::read`] loads from a directory `analyze` wrote. Rows are in the order they

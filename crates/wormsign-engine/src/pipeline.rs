@@ -36,7 +36,7 @@ use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
 };
 use wormsign_logs::LogStats;
-use wormsign_netflow::{NetflowDecoder, NetflowStats};
+use wormsign_netflow::{ExportDecoder, NetflowStats, SflowStats};
 
 mod logs;
 
@@ -116,6 +116,7 @@ enum ToWriter {
     ShardDone {
         stats: FlowStats,
         netflow: NetflowStats,
+        sflow: SflowStats,
         inspect: InspectStats,
         flows: u64,
     },
@@ -673,8 +674,7 @@ fn flow_shard(
     let mut table = FlowTable::new(config);
     let mut inspector = Inspector::new(inspect);
     let mut sessions = Vec::new();
-    let mut netflow = NetflowDecoder::default();
-    let mut exported = Vec::new();
+    let mut exports = ExportDecoder::new(config);
     let mut pending: BTreeMap<u64, ShardMsg> = BTreeMap::new();
     let mut next_seq = 0u64;
     let mut last_sweep: Option<i64> = None;
@@ -713,14 +713,8 @@ fn flow_shard(
             table.observe_all(&msg.packets, &mut done);
             inspect_segments(&msg, &mut inspector, &mut sessions);
             for export in &msg.exports {
-                netflow.decode_flows(
-                    export.exporter,
-                    export.ts_ns,
-                    &export.payload,
-                    export.idx,
-                    &mut exported,
-                    &mut done,
-                );
+                let (from, ts, payload) = (export.exporter, export.ts_ns, &export.payload);
+                exports.decode(from, ts, payload, export.idx, &mut done);
             }
             last_watermark = Some(msg.watermark);
             let since = msg
@@ -728,6 +722,7 @@ fn flow_shard(
                 .saturating_sub(*last_sweep.get_or_insert(msg.watermark));
             if since >= SWEEP_INTERVAL_NS {
                 table.expire(msg.watermark, &mut done);
+                exports.expire(msg.watermark, &mut done);
                 inspector.expire(msg.watermark, &mut sessions);
                 last_sweep = Some(msg.watermark);
             }
@@ -745,11 +740,12 @@ fn flow_shard(
     // chunks (a byte count) happened to end.
     if let Some(end) = last_watermark {
         table.expire(end, &mut done);
-        if !emit(&mut done.drain(..), false) {
-            return;
-        }
+        exports.expire(end, &mut done);
     }
-    netflow.finish();
+    exports.finish(&mut done);
+    if !emit(&mut done.drain(..), false) {
+        return;
+    }
     inspector.finish(&mut sessions);
     if !sessions.is_empty() && out_tx.send(ToWriter::Sessions(sessions)).is_err() {
         return;
@@ -757,7 +753,8 @@ fn flow_shard(
     if emit(&mut table.flush(), true) {
         let _ = out_tx.send(ToWriter::ShardDone {
             stats: table.stats(),
-            netflow: netflow.stats(),
+            netflow: exports.netflow_stats(),
+            sflow: exports.sflow_stats(),
             inspect: inspector.stats(),
             flows: n_flows,
         });
@@ -868,11 +865,13 @@ fn write_outputs(
             ToWriter::ShardDone {
                 stats,
                 netflow,
+                sflow,
                 inspect,
                 flows,
             } => {
                 summary.flow.merge(&stats);
                 summary.netflow.merge(&netflow);
+                summary.sflow.merge(&sflow);
                 summary.inspect.merge(&inspect);
                 summary.flows += flows;
                 n_shards_done += 1;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wormsign_decode::{SkipReason, TunnelKind};
 use wormsign_flow::FlowStats;
 use wormsign_logs::LogStats;
-use wormsign_netflow::NetflowStats;
+use wormsign_netflow::{NetflowStats, SflowStats};
 
 use crate::Input;
 
@@ -126,6 +126,8 @@ pub struct RunSummary {
     pub flow: FlowStats,
     /// NetFlow/IPFIX decoding counters, summed over shards.
     pub netflow: NetflowStats,
+    /// sFlow decoding and metering counters, summed over shards.
+    pub sflow: SflowStats,
     /// What the Zeek and Suricata logs among the inputs held.
     pub logs: LogStats,
     /// Rows in `flows.parquet`.
@@ -208,6 +210,7 @@ impl RunSummary {
                 "gaps": self.inspect.gaps,
             }),
             "netflow": netflow_json(&self.netflow),
+            "sflow": sflow_json(&self.sflow),
             "logs": json!({
                 "flow_records": self.logs.flows,
                 "dns_records": self.logs.dns,
@@ -268,6 +271,14 @@ impl RunSummary {
                 nf.sequence_lost, nf.malformed, nf.unknown_version
             );
         }
+        let sf = &self.sflow;
+        if sf.datagrams > 0 {
+            let _ = writeln!(
+                s,
+                "  sflow: {} datagrams, {} flow samples ({} metered), {} counter samples, {} malformed",
+                sf.datagrams, sf.flow_samples, sf.sampled_packets, sf.counter_samples, sf.malformed
+            );
+        }
         let logs = &self.logs;
         if *logs != LogStats::default() {
             let _ = writeln!(
@@ -297,6 +308,21 @@ impl RunSummary {
         }
         s
     }
+}
+
+/// The sFlow counters as a JSON object (the `sflow` key of the summary).
+pub fn sflow_json(s: &SflowStats) -> Value {
+    json!({
+        "datagrams": s.datagrams,
+        "flow_samples": s.flow_samples,
+        "counter_samples": s.counter_samples,
+        "other_samples": s.other_samples,
+        "sampled_packets": s.sampled_packets,
+        "samples_not_metered": s.samples_not_metered,
+        "malformed": s.malformed,
+        "samples_beyond_limit": s.samples_beyond_limit,
+        "sources_refused": s.sources_refused,
+    })
 }
 
 /// The NetFlow counters as a JSON object (the `netflow` key of the summary).

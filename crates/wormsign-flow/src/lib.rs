@@ -46,5 +46,5 @@ pub use key::{shard_of, FlowKey};
 pub use state::{tcp_flags, ConnState, History};
 pub use table::{
     DirCounters, EndReason, FlowConfig, FlowRecord, FlowSource, FlowStats, FlowTable, LogKind,
-    NetflowOrigin, TimedPacket,
+    NetflowOrigin, SflowOrigin, TimedPacket,
 };

@@ -118,6 +118,21 @@ pub enum FlowSource {
     /// One connection record of another tool's flow log (bidirectional, with the
     /// tool's own connection state).
     Log(LogKind),
+    /// Metered from the packet headers an sFlow agent sampled (1 in `sampling_rate`).
+    Sflow(SflowOrigin),
+}
+
+/// Provenance of a flow metered from sFlow samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SflowOrigin {
+    /// The agent's address (from the datagram header).
+    pub agent: IpAddr,
+    /// 1-in-N packet sampling of the agent's data source, as its latest sample before
+    /// the flow was written said.
+    pub sampling_rate: u32,
+    /// Index of the flow's first sample within its datagram; with `first_packet` (the
+    /// datagram's ordinal) it makes the sort key unique.
+    pub record_index: u32,
 }
 
 /// Which tool wrote the flow log a [`FlowSource::Log`] record was read from.

@@ -58,7 +58,11 @@
 //! exporters, samplers and pending data all have limits ([`NetflowConfig`]). It
 //! never panics and uses no `unsafe`.
 //!
-//! sFlow is not decoded.
+//! # sFlow
+//!
+//! sFlow v5 datagrams (`sflow.rs`) are not records but samples of packets: their
+//! sampled headers are decoded and metered into flows per data source
+//! (`sflow_meter.rs`). [`ExportDecoder`] takes datagrams of either kind.
 //!
 //! # Where things are
 //!
@@ -70,7 +74,8 @@
 //! - `pending.rs`: data sets waiting for their template;
 //! - `stream.rs`: per-exporter state and sequence-number accounting;
 //! - `record.rs`: records built from decoded fields, and records as flow rows;
-//! - `wire.rs`: big-endian fields and NTP clocks.
+//! - `wire.rs`: big-endian fields and NTP clocks;
+//! - `sflow.rs`: sFlow v5 datagrams; `sflow_meter.rs`: their samples metered into flows.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -78,6 +83,8 @@
 mod pending;
 mod record;
 mod sets;
+pub mod sflow;
+mod sflow_meter;
 mod stream;
 mod template;
 mod v5;
@@ -93,10 +100,12 @@ use wire::be16;
 use wormsign_flow::FlowRecord;
 
 pub use record::conn_state_from_flags;
+pub use sflow_meter::{SflowMeter, SflowStats};
 
 /// Well-known collector ports recognised inside captures (tshark's defaults for
-/// its `cflow` dissector: NetFlow 2055, 9555, 9995, 9996; IPFIX 4739).
-pub const DEFAULT_PORTS: [u16; 5] = [2055, 9555, 9995, 9996, 4739];
+/// its `cflow` dissector: NetFlow 2055, 9555, 9995, 9996; IPFIX 4739; and sFlow's
+/// 6343).
+pub const DEFAULT_PORTS: [u16; 6] = [2055, 9555, 9995, 9996, 4739, 6343];
 
 /// A forward jump of the export sequence number larger than this is taken as an
 /// exporter restart (the counter is resynchronised, nothing is counted as lost).
@@ -345,7 +354,7 @@ impl NetflowDecoder {
 
     /// Decodes one export datagram straight into rows of the flows table (see
     /// [`NetflowRecord::to_flow_record`]): `datagram` is its ordinal, `records` a scratch
-    /// buffer. The one NetFlow-to-rows step of `analyze` and `collect`.
+    /// buffer.
     pub fn decode_flows(
         &mut self,
         exporter: SocketAddr,
@@ -358,5 +367,71 @@ impl NetflowDecoder {
         self.decode(exporter, ts_ns, payload, records);
         let numbered = records.drain(..).zip(0u32..);
         out.extend(numbered.map(|(r, i)| r.to_flow_record(datagram, i)));
+    }
+}
+
+/// Export datagrams of any kind into rows of the flows table: NetFlow v5/v9 and IPFIX
+/// records (each a row), and sFlow v5 samples (metered into flows), told apart by their
+/// first bytes. The one export-to-rows step of `analyze` and `collect`.
+pub struct ExportDecoder {
+    netflow: NetflowDecoder,
+    sflow: SflowMeter,
+    records: Vec<NetflowRecord>,
+}
+
+/// Data sources (agent × sub-agent × source id) whose sFlow samples an
+/// [`ExportDecoder`] meters; samples of further sources are counted and skipped.
+pub const MAX_SFLOW_SOURCES: usize = 1024;
+
+impl ExportDecoder {
+    /// A decoder whose sFlow flow tables use `sampled` (timeouts; `max_flows` per data
+    /// source).
+    pub fn new(sampled: wormsign_flow::FlowConfig) -> ExportDecoder {
+        ExportDecoder {
+            netflow: NetflowDecoder::default(),
+            sflow: SflowMeter::new(sampled, MAX_SFLOW_SOURCES),
+            records: Vec::new(),
+        }
+    }
+
+    /// Decodes one datagram received from `exporter` at `ts_ns`, the `datagram`th record
+    /// of the input; the rows it finishes go to `out`.
+    pub fn decode(
+        &mut self,
+        exporter: SocketAddr,
+        ts_ns: i64,
+        payload: &[u8],
+        datagram: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        if sflow::is_sflow(payload) {
+            self.sflow.observe(ts_ns, payload, datagram, out);
+        } else {
+            let records = &mut self.records;
+            self.netflow
+                .decode_flows(exporter, ts_ns, payload, datagram, records, out);
+        }
+    }
+
+    /// Ends the sampled flows idle at `now_ns`.
+    pub fn expire(&mut self, now_ns: i64, out: &mut Vec<FlowRecord>) {
+        self.sflow.expire(now_ns, out);
+    }
+
+    /// End of input: the sampled flows still live go to `out`, and NetFlow data still
+    /// waiting for its template is counted.
+    pub fn finish(&mut self, out: &mut Vec<FlowRecord>) {
+        self.netflow.finish();
+        self.sflow.flush(out);
+    }
+
+    /// NetFlow/IPFIX counters.
+    pub fn netflow_stats(&self) -> NetflowStats {
+        self.netflow.stats()
+    }
+
+    /// sFlow counters.
+    pub fn sflow_stats(&self) -> SflowStats {
+        self.sflow.stats()
     }
 }

@@ -34,6 +34,7 @@ mod bytes;
 mod dataset;
 pub mod export;
 mod flow_labels;
+pub mod sflow;
 mod smb;
 mod tds;
 pub mod tunnel;
