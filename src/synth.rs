@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use wormsign_synth::export::NetflowVersion;
+use wormsign_synth::sflow::sample_capture;
 use wormsign_synth::{write_dataset, Dataset, FlowLabel, Scenario, SynthConfig};
 
 /// `wormsign synth`.
@@ -38,6 +39,11 @@ pub struct SynthArgs {
     /// 4739 for IPFIX).
     #[arg(long, value_parser = |s: &str| s.parse::<NetflowVersion>())]
     netflow: Option<NetflowVersion>,
+    /// Also write the capture as an sFlow v5 agent would sample it, 1 in RATE frames at
+    /// random (seeded by --seed), to sflow.pcap: 128-byte sampled headers, up to 8
+    /// samples a datagram, sent by 10.164.1.253 to 10.164.1.250 port 6343.
+    #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    sflow: Option<u32>,
     /// No summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -56,6 +62,13 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
         output: out,
         exported,
     } = write_dataset(&args.out, &cfg, args.netflow)?;
+    let sampled = args
+        .sflow
+        .map(|rate| {
+            let capture = args.out.join("capture.pcap");
+            sample_capture(&capture, rate, cfg.seed, &args.out.join("sflow.pcap"))
+        })
+        .transpose()?;
     if !args.quiet {
         eprintln!(
             "synth: {} seed {} scale {}: {} packets, {:.1} MB, {} infected hosts -> {}",
@@ -73,6 +86,12 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<ExitCode> {
             .map(|(l, n)| format!("{} {n}", l.as_str()))
             .collect();
         eprintln!("synth: flows labelled: {}", flows.join(", "));
+        if let (Some(rate), Some(s)) = (args.sflow, sampled) {
+            eprintln!(
+                "synth: sflow 1 in {rate}: {} samples of {} frames in {} datagrams",
+                s.samples, s.frames, s.datagrams
+            );
+        }
         if let (Some(version), Some(e)) = (args.netflow, exported) {
             eprintln!(
                 "synth: netflow {}: {} datagrams, {} records ({} packets, {} bytes), {:.1} MB",

@@ -168,3 +168,40 @@ fn fan_out_holds_on_a_sampled_scenario_and_outcome_rules_stay_silent() {
         assert!(others.iter().all(|h| noisy.contains(*h)), "{others:?}");
     }
 }
+
+#[test]
+fn synth_writes_the_same_sampled_capture_for_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = |name: &str| {
+        let out = dir.path().join(name);
+        let args = [
+            "synth",
+            "--scenario",
+            "wannacry",
+            "--sflow",
+            "4",
+            "-q",
+            "-o",
+        ];
+        let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        argv.push(out.as_os_str());
+        common::wormsign_ok(&argv);
+        out.join("sflow.pcap")
+    };
+    let (a, b) = (synth("a"), synth("b"));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let types = sflow_fields(&a, &["sflow_245.sampletype"]);
+    let samples: u64 = types.lines().map(|l| l.split(',').count() as u64).sum();
+    let run = wormsign(&[&a], &[]);
+    run.assert_ok("sflow.pcap");
+    assert_eq!(run.summary()["sflow"]["flow_samples"], samples);
+    // About a quarter of the frames; the sampler's seed makes it exact run to run.
+    let frames = run.n("packets");
+    let capture_frames =
+        wormsign(&[dir.path().join("a/capture.pcap")], &["--no-detect"]).n("packets");
+    assert!(
+        samples * 5 > capture_frames && samples * 3 < capture_frames,
+        "{samples} of {capture_frames}"
+    );
+    assert!(frames < samples, "datagrams carry several samples");
+}

@@ -19,7 +19,7 @@ pub struct Dataset {
 }
 
 /// Writes `path` through a temporary name renamed into place; an error names the file.
-fn atomic(path: &Path, write: impl FnOnce(File) -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn atomic(path: &Path, write: impl FnOnce(File) -> io::Result<()>) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let result = File::create(&tmp)
         .and_then(write)

@@ -123,50 +123,52 @@ impl<W: Write> Agent<W> {
 }
 
 /// Samples the Ethernet capture `input` 1 in `rate` (seeded by `seed`) and writes the
-/// sFlow datagrams to `output`.
+/// sFlow datagrams to `output` (under a temporary name, renamed when complete).
 pub fn sample_capture(input: &Path, rate: u32, seed: u64, output: &Path) -> io::Result<Sampled> {
     let mut reader = CaptureReader::open(input).map_err(io::Error::other)?;
-    let file = std::fs::File::create(output)?;
-    let mut agent = Agent {
-        out: PcapWriter::new(io::BufWriter::with_capacity(1 << 20, file))?,
-        rate: rate.max(1),
-        sequence: 0,
-        sample_sequence: 0,
-        waiting: Vec::new(),
-        frame: Vec::new(),
-        stats: Sampled::default(),
-    };
-    let mut rng = Rng::new(seed);
-    let mut chunk = Chunk::default();
-    loop {
-        let more = reader
-            .read_chunk(&mut chunk, 4 << 20)
-            .map_err(io::Error::other)?;
-        for (meta, data) in chunk.iter() {
-            agent.stats.frames += 1;
-            if meta.link_type != 1 || rng.below(u64::from(agent.rate)) != 0 {
-                continue;
+    let mut stats = Sampled::default();
+    crate::dataset::atomic(output, |file| {
+        let mut agent = Agent {
+            out: PcapWriter::new(io::BufWriter::with_capacity(1 << 20, file))?,
+            rate: rate.max(1),
+            sequence: 0,
+            sample_sequence: 0,
+            waiting: Vec::new(),
+            frame: Vec::new(),
+            stats: Sampled::default(),
+        };
+        let mut rng = Rng::new(seed);
+        let mut chunk = Chunk::default();
+        loop {
+            let more = reader
+                .read_chunk(&mut chunk, 4 << 20)
+                .map_err(io::Error::other)?;
+            for (meta, data) in chunk.iter() {
+                agent.stats.frames += 1;
+                if meta.link_type != 1 || rng.below(u64::from(agent.rate)) != 0 {
+                    continue;
+                }
+                if agent
+                    .waiting
+                    .first()
+                    .is_some_and(|w| meta.ts_ns - w.0 >= FLUSH_NS)
+                {
+                    agent.send()?;
+                }
+                let header = data[..data.len().min(HEADER_BYTES)].to_vec();
+                agent.waiting.push((meta.ts_ns, meta.orig_len, header));
+                agent.stats.samples += 1;
+                if agent.waiting.len() == MAX_SAMPLES {
+                    agent.send()?;
+                }
             }
-            if agent
-                .waiting
-                .first()
-                .is_some_and(|w| meta.ts_ns - w.0 >= FLUSH_NS)
-            {
-                agent.send()?;
-            }
-            let header = data[..data.len().min(HEADER_BYTES)].to_vec();
-            agent.waiting.push((meta.ts_ns, meta.orig_len, header));
-            agent.stats.samples += 1;
-            if agent.waiting.len() == MAX_SAMPLES {
-                agent.send()?;
+            if !more {
+                break;
             }
         }
-        if !more {
-            break;
-        }
-    }
-    agent.send()?;
-    let stats = agent.stats;
-    agent.out.finish()?.flush()?;
+        agent.send()?;
+        stats = agent.stats;
+        agent.out.finish()?.flush()
+    })?;
     Ok(stats)
 }
