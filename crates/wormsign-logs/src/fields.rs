@@ -1,8 +1,8 @@
 //! One log line's fields by name, whether the line was TSV under a `#fields` header or
 //! a JSON object: the mappings onto rows read both the same way.
 
+use hashbrown::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 

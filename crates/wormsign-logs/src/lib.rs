@@ -411,7 +411,12 @@ impl<R: BufRead> LogReader<R> {
             return Err(Malformed::Line("a row before any #fields header".into()));
         }
         let header = &self.tsv.header;
-        let values: Vec<&str> = text.split(header.separator.as_str()).collect();
+        // Zeek's separator is one tab; splitting on a char is several times faster than
+        // on a string pattern, the largest cost of reading a TSV line.
+        let values: Vec<&str> = match header.separator.as_bytes() {
+            [b] if b.is_ascii() => text.split(char::from(*b)).collect(),
+            _ => text.split(header.separator.as_str()).collect(),
+        };
         if values.len() != header.columns.len() {
             return Err(Malformed::Line(format!(
                 "{} fields where the header has {}",

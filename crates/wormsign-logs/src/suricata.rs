@@ -125,15 +125,15 @@ fn flow_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, Malformed> {
         hex_flags(f, "tcp.tcp_flags_ts"),
         hex_flags(f, "tcp.tcp_flags_tc"),
     );
-    let direction = |to: &str, flags: u8| DirCounters {
-        packets: f.number(&format!("flow.pkts_{to}")).unwrap_or(0),
-        ip_bytes: f.number(&format!("flow.bytes_{to}")).unwrap_or(0),
+    let direction = |[packets, bytes]: [&str; 2], flags: u8| DirCounters {
+        packets: f.number(packets).unwrap_or(0),
+        ip_bytes: f.number(bytes).unwrap_or(0),
         payload_bytes: 0,
         tcp_flags: flags,
     };
     let (orig, resp) = (
-        direction("toserver", to_server),
-        direction("toclient", to_client),
+        direction(["flow.pkts_toserver", "flow.bytes_toserver"], to_server),
+        direction(["flow.pkts_toclient", "flow.bytes_toclient"], to_client),
     );
     Ok(FlowRecord {
         first_packet: ordinal,

@@ -148,10 +148,11 @@ pub(crate) fn conn_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, M
     let resp_addr: IpAddr = parsed(f, "id.resp_h")?;
     let proto = ip_proto(&required(f, "proto")?, orig_addr)?;
     let history = f.text("history").unwrap_or_default();
-    let direction = |side: &str, originator: bool| DirCounters {
-        packets: f.number(&format!("{side}_pkts")).unwrap_or(0),
-        ip_bytes: f.number(&format!("{side}_ip_bytes")).unwrap_or(0),
-        payload_bytes: f.number(&format!("{side}_bytes")).unwrap_or(0),
+    // The counter fields of each side: packets, IP bytes, payload bytes.
+    let direction = |[packets, ip_bytes, payload_bytes]: [&str; 3], originator: bool| DirCounters {
+        packets: f.number(packets).unwrap_or(0),
+        ip_bytes: f.number(ip_bytes).unwrap_or(0),
+        payload_bytes: f.number(payload_bytes).unwrap_or(0),
         tcp_flags: if proto == 6 {
             flags_from_history(&history, originator)
         } else {
@@ -172,8 +173,8 @@ pub(crate) fn conn_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, M
         proto,
         vlan: f.number("vlan"),
         tunnel: None,
-        orig: direction("orig", true),
-        resp: direction("resp", false),
+        orig: direction(["orig_pkts", "orig_ip_bytes", "orig_bytes"], true),
+        resp: direction(["resp_pkts", "resp_ip_bytes", "resp_bytes"], false),
         conn_state: f
             .text("conn_state")
             .and_then(|s| ConnState::from_name(&s))
