@@ -457,3 +457,76 @@ fn collector_meters_sflow_samples_as_analyze_does() {
     assert_eq!(expected.len(), 5);
     assert_eq!(got, expected);
 }
+
+/// nfdump's capture files reach wormsign through nfdump's own replay: nfpcapd meters a
+/// trace into an nfcapd file, nfreplay sends that file as NetFlow v9 to `wormsign
+/// collect`, and the rows equal the records `nfdump -o csv` lists from the file.
+#[test]
+fn nfcapd_files_replayed_by_nfreplay_become_the_records_nfdump_lists() {
+    if !have_tool("nfpcapd") || !have_tool("nfreplay") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("nfcapd");
+    std::fs::create_dir(&files).unwrap();
+    let trace =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/logs/zeek/ftp-ipv4.pcap");
+    tool(
+        "nfpcapd",
+        &[
+            "-r".as_ref(),
+            trace.as_os_str(),
+            "-w".as_ref(),
+            files.as_os_str(),
+        ],
+    );
+    let file = std::fs::read_dir(&files)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = file.to_str().unwrap();
+    // nfdump's CSV: sa, da, sp, dp, pr, ipkt, ibyt in fields 4-8, 12, 13.
+    let mut want: Vec<[String; 7]> = tool("nfdump", &["-r", file, "-q", "-o", "csv"])
+        .lines()
+        .filter(|l| l.contains(','))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            [f[3], f[4], f[5], f[6], &f[7].to_lowercase(), f[11], f[12]]
+                .map(|s| s.trim().to_string())
+        })
+        .collect();
+    let mut collector = start_collector(dir.path(), &[]);
+    let port = collector.listen.rsplit(':').next().unwrap().to_string();
+    tool(
+        "nfreplay",
+        &["-r", file, "-H", "127.0.0.1", "-p", &port, "-v", "9"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop_collector(&mut collector.child, "-INT", &mut collector.stderr);
+    let mut got: Vec<[String; 7]> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .flat_map(|e| read_table(&e.unwrap().path(), "first_packet"))
+        .map(|r| {
+            let text = |c: &str| match &r[c] {
+                crate::common::Cell::Int(v) => v.to_string(),
+                other => other.str().to_string(),
+            };
+            [
+                "orig_h",
+                "resp_h",
+                "orig_p",
+                "resp_p",
+                "proto",
+                "orig_pkts",
+                "orig_ip_bytes",
+            ]
+            .map(text)
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(want.len(), 10, "nfpcapd's records of the trace: {want:?}");
+    assert_eq!(got, want);
+}
