@@ -505,6 +505,13 @@ fn detection_on_logs_equals_detection_on_flows(
         from_logs.assert_ok("logs");
         assert_eq!(from_logs.n("flows"), run.n("flows"), "{scenario}: flows");
         assert_eq!(Conclusions::of(&from_logs.out()), expected, "{scenario}");
+        // Zeek's and Suricata's rows show how each connection went.
+        let detection = &from_logs.summary()["detection"];
+        assert_eq!(detection["flows_without_outcome"], 0, "{scenario}");
+        assert!(
+            detection["flows_used"].as_u64().unwrap() > 1000,
+            "{scenario}"
+        );
     }
 }
 

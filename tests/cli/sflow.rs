@@ -157,6 +157,15 @@ fn fan_out_holds_on_a_sampled_scenario_and_outcome_rules_stay_silent() {
             infected.len()
         );
         assert!(found >= min_found, "{found} of {}", infected.len());
+        // The report says what sampled flows cannot show, instead of guessing.
+        let report = std::fs::read_to_string(run.out().join("report.md")).unwrap();
+        let blind = run.summary()["detection"]["flows_without_outcome"]
+            .as_u64()
+            .unwrap();
+        assert!(blind > 1000, "{blind}");
+        assert!(report.contains(&format!(
+            "> {blind} of the flows the rules read show no connection outcome"
+        )));
         // Outcomes cannot be read from samples: no TRW, failed-contact or brute-force alert.
         assert!(
             rules_seen.keys().all(|r| r == "scan_fanout"),

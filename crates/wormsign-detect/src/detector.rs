@@ -10,7 +10,7 @@ use wormsign_inspect::SessionEvent;
 
 use crate::config::DetectConfig;
 use crate::model::{ArpEvent, DetectStats, Detection, DnsEvent};
-use crate::outcome::{is_completed, is_failed};
+use crate::outcome::{is_completed, is_failed, shows_outcome};
 use crate::propagation::{self, FlowEvidence, SessionLog};
 use crate::rules::{
     number_in_time_order, Contact, Events, Findings, FlowFacts, RuleState, RunState, Watchlist,
@@ -246,6 +246,7 @@ impl<'a> Detector<'a> {
     /// One flow: kept for the graph, counted as its source's contact, then through every
     /// rule.
     fn observe(&mut self, f: &FlowRecord) {
+        self.stats.flows_without_outcome += u64::from(!shows_outcome(f));
         let mut flow = FlowFacts {
             flow: f,
             service: f

@@ -262,6 +262,9 @@ pub struct DetectStats {
     pub sources_evicted: u64,
     /// Flows not tracked because a capped table was full of flagged entries.
     pub entries_refused: u64,
+    /// Flows the rules saw whose source shows no connection outcome (sFlow samples,
+    /// one-way NetFlow UDP records): never counted as failed or completed.
+    pub flows_without_outcome: u64,
 }
 
 /// Everything a detection run finds.

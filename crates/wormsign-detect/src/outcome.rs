@@ -31,12 +31,19 @@ fn sent_payload(f: &FlowRecord, side: &DirCounters) -> bool {
     }
 }
 
+/// Whether a flow's source shows how the connection went at all: not for flows metered
+/// from sFlow samples, nor for one-way NetFlow UDP records (the reply, if any, is
+/// another record). Such flows are neither failed nor completed.
+pub fn shows_outcome(f: &FlowRecord) -> bool {
+    !(is_sampled(f) || is_netflow(f) && f.proto == UDP)
+}
+
 /// Whether a flow is a failed first contact: TCP S0, REJ, RSTOS0, or RSTR with no
 /// payload either way; UDP S0. For NetFlow records (one direction only, state from the
 /// source's TCP flags) a UDP record is never counted as failed: the reply, if any, is a
 /// separate record, so an unanswered datagram cannot be told from an answered one.
 pub fn is_failed(f: &FlowRecord) -> bool {
-    if is_sampled(f) || is_netflow(f) && f.proto == UDP {
+    if !shows_outcome(f) {
         return false;
     }
     match f.proto {

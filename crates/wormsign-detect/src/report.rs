@@ -59,6 +59,14 @@ pub fn render_report(d: &Detection) -> String {
         d.edges.len()
     );
 
+    let blind = d.stats.flows_without_outcome;
+    if blind > 0 {
+        let _ = writeln!(
+            o,
+            "> {blind} of the flows the rules read show no connection outcome (sFlow samples, or one-way NetFlow UDP records): none of them counted as a failed or a completed connection, so Threshold Random Walk, failed first contacts, brute force and session-based propagation could not use them.\n"
+        );
+    }
+
     let _ = writeln!(o, "## Patient zero\n");
     let pz: Vec<_> = infected
         .iter()

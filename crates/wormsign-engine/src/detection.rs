@@ -530,6 +530,7 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
         "flows": s.flows,
         "flows_used": s.flows_used,
         "late_flows": s.late_flows,
+        "flows_without_outcome": s.flows_without_outcome,
         "dns_events": s.dns_events,
         "arp_events": s.arp_events,
         "session_events": s.session_events,
