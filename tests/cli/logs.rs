@@ -504,6 +504,16 @@ fn detection_on_logs_equals_detection_on_flows(
         let from_logs = common::wormsign(&write(&run.flows(), &run.dns(), &logs), &[]);
         from_logs.assert_ok("logs");
         assert_eq!(from_logs.n("flows"), run.n("flows"), "{scenario}: flows");
+        let packets = |rows: Vec<Row>| -> i64 {
+            rows.iter()
+                .map(|r| r["orig_pkts"].int() + r["resp_pkts"].int())
+                .sum()
+        };
+        assert_eq!(
+            packets(from_logs.flows()),
+            packets(run.flows()),
+            "{scenario}: packets"
+        );
         assert_eq!(Conclusions::of(&from_logs.out()), expected, "{scenario}");
         // Zeek's and Suricata's rows show how each connection went.
         let detection = &from_logs.summary()["detection"];
