@@ -232,9 +232,15 @@ impl RunSummary {
         let (pps, mbps) = self.rates();
         let d = &self.decode;
         let mut s = String::new();
+        let records = self.logs.flows + self.logs.dns;
+        let logged = if records > 0 {
+            format!(" and {records} log records")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "wormsign: {} packets ({} wire bytes) from {}/{} inputs in {:.2}s: {:.0} packets/s, {:.1} MB/s, {} threads",
+            "wormsign: {} packets ({} wire bytes){logged} from {}/{} inputs in {:.2}s: {:.0} packets/s, {:.1} MB/s, {} threads",
             d.packets,
             d.wire_bytes,
             self.inputs_usable,
