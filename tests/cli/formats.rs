@@ -99,6 +99,40 @@ fn stdin_input() {
     }
 }
 
+/// A named pipe is read once from its start: telling a log from a capture must not
+/// consume bytes it cannot read again (a capture and a Zeek log, each through a FIFO).
+#[test]
+fn named_pipes_are_read_from_their_first_byte() {
+    let Some(_) = common::captures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let logs =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/logs/zat/conn.log");
+    for (src, packets, flows) in [
+        (
+            common::capture(SAMPLE),
+            136,
+            flows_of(&common::capture(SAMPLE)).len(),
+        ),
+        (logs, 0, 360),
+    ] {
+        let fifo = tmp.path().join("input.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        common::tool("mkfifo", &[&fifo]);
+        let data = std::fs::read(&src).unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, data))
+        };
+        let run = common::wormsign(&[&fifo], &[]);
+        writer.join().unwrap().unwrap();
+        run.assert_ok("fifo");
+        assert_eq!(run.n("packets"), packets, "{}", src.display());
+        assert_eq!(run.flows().len(), flows, "{}", src.display());
+    }
+}
+
 /// A directory is expanded recursively in sorted order: same result, input list and
 /// packet ordinals as naming the files in that order.
 #[test]

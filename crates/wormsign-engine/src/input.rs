@@ -38,28 +38,17 @@ impl Input {
     }
 
     /// Opens the input as what its first bytes say it is: a log (see [`wormsign_logs`])
-    /// or else a capture.
+    /// or else a capture. The input is read once, from its start, whatever it is: a
+    /// named pipe or standard input cannot be opened again.
     pub(crate) fn open(&self) -> Result<Opened, wormsign_capture::CaptureError> {
         let raw_bytes = Arc::new(AtomicU64::new(0));
         let raw: Box<dyn Read + Send> = match self {
-            Input::File(p) => match std::fs::File::open(p) {
-                Ok(file) => Box::new(file),
-                // The capture reader words the error as for any capture.
-                Err(_) => return CaptureReader::open(p).map(Opened::Capture),
-            },
+            Input::File(p) => Box::new(std::fs::File::open(p)?),
             Input::Stdin => Box::new(std::io::stdin()),
         };
-        let opened = wormsign_logs::open(raw, Arc::clone(&raw_bytes))
-            .map_err(wormsign_capture::CaptureError::Io)?;
-        match (opened, self) {
-            (wormsign_logs::Opened::Log(log), _) => Ok(Opened::Log(log, raw_bytes)),
-            // A file is opened again, as a capture from its start.
-            (wormsign_logs::Opened::Other(_), Input::File(p)) => {
-                CaptureReader::open(p).map(Opened::Capture)
-            }
-            (wormsign_logs::Opened::Other(rest), Input::Stdin) => {
-                CaptureReader::new(rest).map(Opened::Capture)
-            }
+        match wormsign_logs::open(raw, Arc::clone(&raw_bytes))? {
+            wormsign_logs::Opened::Log(log) => Ok(Opened::Log(log, raw_bytes)),
+            wormsign_logs::Opened::Other(rest) => CaptureReader::new(rest).map(Opened::Capture),
         }
     }
 }

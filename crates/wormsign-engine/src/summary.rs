@@ -328,6 +328,7 @@ pub fn sflow_json(s: &SflowStats) -> Value {
         "malformed": s.malformed,
         "samples_beyond_limit": s.samples_beyond_limit,
         "sources_refused": s.sources_refused,
+        "flows_evicted": s.flows_evicted,
     })
 }
 

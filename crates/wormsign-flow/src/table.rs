@@ -349,13 +349,19 @@ pub struct FlowTable {
 
 impl FlowTable {
     /// An empty table.
-    pub fn new(mut config: FlowConfig) -> FlowTable {
+    pub fn new(config: FlowConfig) -> FlowTable {
+        // Start large enough that small captures never rehash; big ones rehash a few
+        // times on the way up, never beyond the cap.
+        FlowTable::starting_at(config, 1 << 16)
+    }
+
+    /// An empty table with room for `capacity` flows before it first grows: small, for
+    /// the many tables of which most stay small (one per sFlow data source).
+    pub fn starting_at(mut config: FlowConfig, capacity: usize) -> FlowTable {
         config.max_flows = config.max_flows.clamp(1, MAX_ENTRIES);
         FlowTable {
             config,
-            // Start large enough that small captures never rehash; big ones rehash a
-            // few times on the way up, never beyond the cap.
-            flows: FlowStore::with_capacity(config.max_flows.min(1 << 16)),
+            flows: FlowStore::with_capacity(config.max_flows.min(capacity.max(1))),
             fragments: HashMap::new(),
             stats: FlowStats::default(),
         }

@@ -128,7 +128,14 @@ impl<'a> JsonFields<'a> {
 fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) if !s.is_empty() => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        // Integers as they are; other numbers in plain decimal (serde_json writes small
+        // ones, such as a 5 µs duration, with an exponent, which the readers refuse).
+        Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) => format!("{f:.9}"),
+            _ => n.to_string(),
+        })),
         Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }

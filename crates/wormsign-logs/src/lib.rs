@@ -53,7 +53,12 @@ impl LogFormat {
 pub fn sniff(head: &[u8]) -> Option<LogFormat> {
     let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let line = head.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    // The head may end inside a character: what decodes before it is enough.
+    let line = match std::str::from_utf8(line) {
+        Ok(line) => line,
+        Err(e) => std::str::from_utf8(&line[..e.valid_up_to()]).ok()?,
+    };
+    let line = line.trim_end_matches('\r');
     if line.starts_with("#separator ") || line.starts_with("ts\tuid\t") {
         return Some(LogFormat::ZeekTsv);
     }
@@ -493,5 +498,70 @@ fn count(stats: &mut LogStats, log: ZeekLog, result: &Result<(), Malformed>) {
         ZeekLog::Conn => stats.flows += 1,
         ZeekLog::Dns => stats.dns += 1,
         ZeekLog::Other => stats.other += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row of `text`, read as `format`.
+    fn rows(text: &str, format: LogFormat) -> (LogRows, LogStats) {
+        let mut reader = LogReader::new(text.as_bytes(), format);
+        let (mut out, mut ordinal) = (LogRows::default(), 0);
+        while reader.read(2, &mut ordinal, &mut out).unwrap() {}
+        (out, reader.stats().clone())
+    }
+
+    #[test]
+    fn json_numbers_of_any_size_and_millisecond_times() {
+        // serde_json writes 5 µs as 5e-6; TS_MILLIS writes integer milliseconds.
+        let line = r#"{"ts":1575413096052,"uid":"C1","id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"10.0.0.2","id.resp_p":80,"proto":"tcp","duration":0.000005,"conn_state":"S0","history":"S","orig_pkts":1}"#;
+        let (out, stats) = rows(line, LogFormat::ZeekJson);
+        assert_eq!(stats.malformed, 0);
+        let f = &out.flows[0];
+        assert_eq!(f.ts_first, 1_575_413_096_052_000_000);
+        assert_eq!(f.ts_last - f.ts_first, 5_000);
+    }
+
+    #[test]
+    fn dns_answers_are_capped_and_a_bad_rtt_leaves_no_row() {
+        let header = "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\ttrans_id\trtt\tquery\trcode\tanswers\n";
+        let many = vec!["192.0.2.1"; 100].join(",");
+        let text = format!(
+            "{header}1.0\tC\t10.0.0.1\t5353\t10.0.0.2\t53\tudp\t7\t0.5\ta.example\t0\t{many}\n\
+             1.0\tC\t10.0.0.1\t5353\t10.0.0.2\t53\tudp\t8\tbogus\tb.example\t0\t-\n"
+        );
+        let (out, stats) = rows(&text, LogFormat::ZeekTsv);
+        assert_eq!((stats.dns, stats.malformed), (1, 1));
+        assert_eq!(out.dns.len(), 2, "the first line's query and reply only");
+        assert_eq!(
+            out.dns[1].message.answers.len(),
+            wormsign_decode::dns::MAX_ANSWERS
+        );
+        assert_eq!(out.dns[1].ts_ns - out.dns[0].ts_ns, 500_000_000);
+    }
+
+    #[test]
+    fn suricata_answers_past_one_without_text_data() {
+        let line = r#"{"timestamp":"2024-01-01T00:00:00Z","event_type":"dns","src_ip":"10.0.0.2","src_port":53,"dest_ip":"10.0.0.1","dest_port":5353,"proto":"UDP","dns":{"version":3,"type":"response","id":1,"rcode":"BADVERS","queries":[{"rrname":"x.example","rrtype":"ANY"}],"answers":[{"rrname":"x.example","rrtype":"SOA","soa":{"mname":"ns"}},{"rrname":"x.example","rrtype":"A","ttl":5,"rdata":"192.0.2.9"}]}}"#;
+        let (out, _) = rows(line, LogFormat::SuricataEve);
+        let m = &out.dns[0].message;
+        assert_eq!(out.dns[0].client.to_string(), "10.0.0.1");
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].data, "192.0.2.9");
+        assert_eq!(
+            m.rcode,
+            u8::MAX,
+            "an rcode without a number here is not NOERROR"
+        );
+    }
+
+    #[test]
+    fn a_first_line_cut_inside_a_character_is_still_recognised() {
+        let mut head = b"{\"event_type\":\"flow\",\"x\":\"".to_vec();
+        head.extend("é".as_bytes());
+        head.truncate(head.len() - 1);
+        assert_eq!(sniff(&head), Some(LogFormat::SuricataEve));
     }
 }

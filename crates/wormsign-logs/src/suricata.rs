@@ -5,6 +5,7 @@
 //! per answer record), 2 (`answers` list or `grouped`) and 3 (`queries` list, types
 //! `request`/`response`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use wormsign_decode::dns::{DnsAnswer, DnsMessage, DnsRow};
@@ -14,7 +15,7 @@ use wormsign_flow::{
 
 use crate::fields::Fields;
 use crate::time::parse_time;
-use crate::zeek::dns_name;
+use crate::zeek::{dns_name, MAX_DNS_TEXT};
 use crate::{DnsEnds, LogRows, Malformed};
 
 /// What an event was.
@@ -61,6 +62,16 @@ fn ip_proto(f: &impl Fields) -> Result<u8, Malformed> {
         "ICMP" => Ok(1),
         "IPv6-ICMP" | "ICMPv6" => Ok(58),
         "SCTP" => Ok(132),
+        // The other IANA keywords Suricata writes for flows it tracks.
+        "IGMP" => Ok(2),
+        "IPIP" | "IPv4" => Ok(4),
+        "IPv6" => Ok(41),
+        "GRE" => Ok(47),
+        "ESP" => Ok(50),
+        "AH" => Ok(51),
+        "OSPF" | "OSPFIGP" => Ok(89),
+        "PIM" => Ok(103),
+        "VRRP" => Ok(112),
         other => other.parse().map_err(|_| Malformed::Invalid("proto")),
     }
 }
@@ -143,7 +154,7 @@ fn flow_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, Malformed> {
         orig_port,
         resp_addr,
         resp_port,
-        has_ports: orig_port != 0 || resp_port != 0,
+        has_ports: matches!(proto, 1 | 6 | 17 | 58 | 132),
         proto,
         vlan: f.items("vlan").first().and_then(|v| v.parse().ok()),
         tunnel: None,
@@ -183,11 +194,12 @@ fn rr_type(name: &str) -> u16 {
         .map_or_else(|| name.parse().unwrap_or(0), |(_, t)| *t)
 }
 
-/// A response code's number from Suricata's name.
+/// A response code's number from Suricata's name; a name without a number here (the
+/// extended codes, BADVERS and on) is stored as 255, which the table names `other`.
 fn rcode(name: &str) -> u8 {
     (0..=10u8)
         .find(|&c| wormsign_decode::dns::rcode_name(c) == name)
-        .unwrap_or_else(|| name.parse().unwrap_or(0))
+        .unwrap_or_else(|| name.parse().unwrap_or(u8::MAX))
 }
 
 /// A `dns` event as DNS messages: a query (`query`, `request`) or a response
@@ -218,7 +230,8 @@ fn dns_rows(f: &impl Fields, ordinal: &mut u64, out: &mut Vec<DnsRow>) -> Result
     let qname = f
         .text("dns.queries.0.rrname")
         .or_else(|| f.text("dns.rrname"))
-        .map(|n| dns_name(&n));
+        .map(|n| dns_name(&n))
+        .transpose()?;
     let qtype = f
         .text("dns.queries.0.rrtype")
         .or_else(|| f.text("dns.rrtype"))
@@ -249,32 +262,40 @@ fn dns_rows(f: &impl Fields, ordinal: &mut u64, out: &mut Vec<DnsRow>) -> Result
 }
 
 /// A response's answers: the `answers` list (v2, v3), the `grouped` map (v2 with
-/// grouped formatting: no owner names or TTLs), or the event's own record (v1).
+/// grouped formatting: no owner names or TTLs), or the event's own record (v1; for a
+/// v1 answer event, `rrname` and `rrtype` are the record's, which in a CNAME chain are
+/// not the question's). Records whose data is not text (SOA, SRV and others are
+/// objects) and text over [`MAX_DNS_TEXT`] are left out; at most `MAX_ANSWERS`.
 fn answers(f: &impl Fields) -> Vec<DnsAnswer> {
+    let name = |n: Option<Cow<'_, str>>| n.and_then(|n| dns_name(&n).ok()).unwrap_or_default();
     let answer = |prefix: &str| {
-        let field = |name: &str| f.text(&format!("{prefix}{name}"));
-        field("rdata").map(|data| DnsAnswer {
-            name: field("rrname").map(|n| dns_name(&n)).unwrap_or_default(),
+        let field = |key: &str| f.text(&format!("{prefix}{key}"));
+        let data = field("rdata").filter(|d| d.len() <= MAX_DNS_TEXT)?;
+        Some(DnsAnswer {
+            name: name(field("rrname")),
             rtype: field("rrtype").map_or(0, |t| rr_type(&t)),
             ttl: field("ttl").and_then(|t| t.parse().ok()).unwrap_or(0),
             data: data.into_owned(),
         })
     };
+    // Every record of the list, as far as it goes (a record has at least a type).
     let listed: Vec<DnsAnswer> = (0..wormsign_decode::dns::MAX_ANSWERS)
-        .map_while(|i| answer(&format!("dns.answers.{i}.")))
+        .map_while(|i| {
+            let prefix = format!("dns.answers.{i}.");
+            f.text(&format!("{prefix}rrtype")).map(|_| prefix)
+        })
+        .filter_map(|prefix| answer(&prefix))
         .collect();
     if !listed.is_empty() {
         return listed;
     }
-    let owner = f
-        .text("dns.rrname")
-        .map(|n| dns_name(&n))
-        .unwrap_or_default();
+    let owner = name(f.text("dns.rrname"));
     let grouped: Vec<DnsAnswer> = ["A", "AAAA", "CNAME", "PTR", "MX", "NS", "TXT", "SRV"]
         .iter()
         .flat_map(|t| {
             f.items(&format!("dns.grouped.{t}"))
                 .into_iter()
+                .filter(|data| data.len() <= MAX_DNS_TEXT)
                 .map(|data| DnsAnswer {
                     name: owner.clone(),
                     rtype: rr_type(t),

@@ -1,12 +1,18 @@
 //! Timestamps as flow logs write them: seconds since the epoch with a decimal fraction
 //! (Zeek's TSV and default JSON) or ISO 8601 (Zeek's `JSON::TS_ISO8601`).
 
+/// Integer timestamps above this are milliseconds (Zeek's `JSON::TS_MILLIS`): as
+/// seconds they would be after the year 5000.
+const MILLIS_ABOVE: i64 = 100_000_000_000;
+
 /// `text` as ns since the Unix epoch.
 pub(crate) fn parse_time(text: &str) -> Option<i64> {
     if text.contains('T') {
-        parse_iso8601(text)
-    } else {
-        parse_decimal_seconds(text)
+        return parse_iso8601(text);
+    }
+    match text.parse::<i64>() {
+        Ok(ms) if ms > MILLIS_ABOVE => ms.checked_mul(1_000_000),
+        _ => parse_decimal_seconds(text),
     }
 }
 
@@ -110,6 +116,7 @@ mod tests {
             Some(1_379_288_667_706_265_000)
         );
         assert_eq!(parse_time("3"), Some(3_000_000_000));
+        assert_eq!(parse_time("1575413096052"), Some(1_575_413_096_052_000_000));
         assert_eq!(parse_time("-0.5"), Some(-500_000_000));
         assert_eq!(parse_time("1.1234567891"), Some(1_123_456_789));
         assert_eq!(parse_time("x"), None);

@@ -25,7 +25,7 @@ pub(crate) enum ZeekLog {
 }
 
 impl ZeekLog {
-    /// From `#path` (TSV) or `_path` (JSON streaming), e.g. `conn` or `conn_red`.
+    /// From `#path` (TSV) or `_path` (JSON streaming).
     pub(crate) fn from_path(path: &str) -> ZeekLog {
         match path {
             "conn" => ZeekLog::Conn,
@@ -38,7 +38,7 @@ impl ZeekLog {
     pub(crate) fn from_names(has: impl Fn(&str) -> bool) -> ZeekLog {
         if has("conn_state") || has("history") && has("orig_ip_bytes") {
             ZeekLog::Conn
-        } else if has("trans_id") || has("qtype_name") {
+        } else if has("query") && has("trans_id") || has("qtype_name") {
             ZeekLog::Dns
         } else {
             ZeekLog::Other
@@ -58,8 +58,12 @@ impl TsvState {
     /// Takes a `#` line. Returns false if it is not a header line Zeek writes.
     pub(crate) fn directive(&mut self, line: &str) -> bool {
         if let Some(sep) = line.strip_prefix("#separator ") {
-            self.header.separator = unescape(sep.trim()).into_owned();
-            return !self.header.separator.is_empty();
+            let sep = unescape(sep.trim());
+            if sep.is_empty() {
+                return false;
+            }
+            self.header.separator = sep.into_owned();
+            return true;
         }
         let sep = self.header.separator.clone();
         let (key, value) = line.split_once(sep.as_str()).unwrap_or((line, ""));
@@ -169,7 +173,7 @@ pub(crate) fn conn_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, M
         orig_port,
         resp_addr,
         resp_port,
-        has_ports: orig_port != 0 || resp_port != 0,
+        has_ports: true,
         proto,
         vlan: f.number("vlan"),
         tunnel: None,
@@ -185,9 +189,17 @@ pub(crate) fn conn_record(f: &impl Fields, ordinal: u64) -> Result<FlowRecord, M
     })
 }
 
+/// Longest DNS name or answer text kept: a name is at most 255 bytes on the wire, about
+/// 1 KiB with every byte escaped. Longer text is not DNS and is refused, so one line
+/// cannot make a batch of rows big.
+pub(crate) const MAX_DNS_TEXT: usize = 1024;
+
 /// A name as the DNS table stores it: ASCII lower case, no trailing dot.
-pub(crate) fn dns_name(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+pub(crate) fn dns_name(name: &str) -> Result<String, Malformed> {
+    if name.len() > MAX_DNS_TEXT {
+        return Err(Malformed::Invalid("DNS name"));
+    }
+    Ok(name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase())
 }
 
 /// The record type of an answer Zeek wrote as text only: addresses are A or AAAA; any
@@ -233,12 +245,13 @@ pub(crate) fn dns_rows(
         truncated: f.flag("TC"),
         recursion_desired: f.flag("RD"),
         recursion_available: false,
-        qname: f.text("query").map(|q| dns_name(&q)),
+        qname: f.text("query").map(|q| dns_name(&q)).transpose()?,
         qtype,
         qclass: f.number("qclass").unwrap_or(0),
         answers: Vec::new(),
     };
     let rcode = f.number::<u8>("rcode");
+    let reply_at = ts.saturating_add(interval(f, "rtt")?);
     out.push(ends.row(ts, ordinal, query.clone()));
     if let Some(rcode) = rcode {
         let ttls = f.items("TTLs");
@@ -247,6 +260,8 @@ pub(crate) fn dns_rows(
             .items("answers")
             .iter()
             .zip(ttls.iter().map(Some).chain(std::iter::repeat(None)))
+            .filter(|(data, _)| data.len() <= MAX_DNS_TEXT)
+            .take(wormsign_decode::dns::MAX_ANSWERS)
             .map(|(data, ttl)| DnsAnswer {
                 name: owner.clone(),
                 rtype: answer_type(data, qtype),
@@ -264,7 +279,7 @@ pub(crate) fn dns_rows(
             answers,
             ..query
         };
-        out.push(ends.row(ts.saturating_add(interval(f, "rtt")?), ordinal, reply));
+        out.push(ends.row(reply_at, ordinal, reply));
     }
     Ok(())
 }
@@ -293,6 +308,7 @@ mod tests {
 
     #[test]
     fn names_are_stored_lower_case_without_the_root_dot() {
-        assert_eq!(dns_name("WWW.Example.COM."), "www.example.com");
+        assert_eq!(dns_name("WWW.Example.COM.").unwrap(), "www.example.com");
+        assert!(dns_name(&"a".repeat(2000)).is_err());
     }
 }

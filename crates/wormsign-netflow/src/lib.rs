@@ -379,13 +379,14 @@ pub struct ExportDecoder {
     records: Vec<NetflowRecord>,
 }
 
-/// Data sources (agent × sub-agent × source id) whose sFlow samples an
-/// [`ExportDecoder`] meters; samples of further sources are counted and skipped.
-pub const MAX_SFLOW_SOURCES: usize = 1024;
+/// Data sources (agent × sub-agent × source id) whose sFlow samples one
+/// [`ExportDecoder`] (a flow shard, or the collector) meters at once; samples of further
+/// sources are counted and skipped until a source's flows have all ended.
+pub const MAX_SFLOW_SOURCES: usize = 64;
 
 impl ExportDecoder {
-    /// A decoder whose sFlow flow tables use `sampled` (timeouts; `max_flows` per data
-    /// source).
+    /// A decoder whose sFlow flow tables use `sampled`'s timeouts, and a share of its
+    /// `max_flows` per data source.
     pub fn new(sampled: wormsign_flow::FlowConfig) -> ExportDecoder {
         ExportDecoder {
             netflow: NetflowDecoder::default(),

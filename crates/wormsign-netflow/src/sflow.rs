@@ -22,9 +22,9 @@ pub struct SampledHeader<'a> {
 /// One flow sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowSample<'a> {
-    /// The data source (`type << 24 | index`, or the expanded form's index with its type
-    /// in the high byte).
-    pub source_id: u32,
+    /// The data source: `type << 24 | index` (format 1), or `type << 32 | index` (the
+    /// expanded format 3, whose index has 32 bits).
+    pub source_id: u64,
     /// 1 in N packets sampled.
     pub sampling_rate: u32,
     /// Input interface (ifIndex).
@@ -102,6 +102,8 @@ impl<'a> Xdr<'a> {
 
     fn address(&mut self) -> Result<IpAddr, Malformed> {
         match self.u32()? {
+            // UNKNOWN: no address follows.
+            0 => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             1 => {
                 let b = self.bytes(4)?;
                 Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
@@ -157,9 +159,9 @@ fn flow_sample(body: &[u8], expanded: bool) -> Result<FlowSample<'_>, Malformed>
     let _sequence = x.u32()?;
     let source_id = if expanded {
         let (kind, index) = (x.u32()?, x.u32()?);
-        (kind << 24) | (index & 0x00ff_ffff)
+        (u64::from(kind) << 32) | u64::from(index)
     } else {
-        x.u32()?
+        u64::from(x.u32()?)
     };
     let sampling_rate = x.u32()?;
     let _sample_pool = x.u32()?;

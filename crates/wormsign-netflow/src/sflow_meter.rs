@@ -18,6 +18,13 @@ const SAMPLE_BITS: u32 = 12;
 /// Flow samples read from one datagram; the rest are counted in `samples_beyond_limit`.
 /// A 64 KiB datagram holds at most about 1 300 samples with a header.
 const MAX_SAMPLES_PER_DATAGRAM: u32 = 1 << SAMPLE_BITS;
+/// Flows a data source's table starts with room for (it grows up to its cap): most
+/// sources are quiet, and every source has a table.
+const SOURCE_START_FLOWS: usize = 1024;
+/// A data source's share of the meter's `max_flows`: this fraction, and at least
+/// [`SOURCE_START_FLOWS`]. A busy source evicts its least recently active flows
+/// (counted in `flows_evicted`) before it takes memory from the others.
+const SOURCE_SHARE: usize = 16;
 
 /// Counters of sFlow decoding and metering.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,6 +48,8 @@ pub struct SflowStats {
     pub samples_beyond_limit: u64,
     /// Samples of a data source beyond `max_sources`, skipped.
     pub sources_refused: u64,
+    /// Sampled flows evicted because their data source's table was full.
+    pub flows_evicted: u64,
 }
 
 impl SflowStats {
@@ -55,6 +64,7 @@ impl SflowStats {
         self.malformed += o.malformed;
         self.samples_beyond_limit += o.samples_beyond_limit;
         self.sources_refused += o.sources_refused;
+        self.flows_evicted += o.flows_evicted;
     }
 }
 
@@ -64,7 +74,7 @@ impl SflowStats {
 struct SourceKey {
     agent: IpAddr,
     sub_agent_id: u32,
-    source_id: u32,
+    source_id: u64,
 }
 
 struct Source {
@@ -85,7 +95,8 @@ pub struct SflowMeter {
 impl SflowMeter {
     /// A meter whose sources' flow tables use `config` (timeouts, `max_flows` each), at
     /// most `max_sources` of them.
-    pub fn new(config: FlowConfig, max_sources: usize) -> SflowMeter {
+    pub fn new(mut config: FlowConfig, max_sources: usize) -> SflowMeter {
+        config.max_flows = (config.max_flows / SOURCE_SHARE).max(SOURCE_START_FLOWS);
         SflowMeter {
             config,
             max_sources,
@@ -97,7 +108,10 @@ impl SflowMeter {
 
     /// Counters so far.
     pub fn stats(&self) -> SflowStats {
-        self.stats
+        let mut stats = self.stats;
+        let live: u64 = self.sources.values().map(|s| s.table.stats().evicted).sum();
+        stats.flows_evicted += live;
+        stats
     }
 
     /// Meters the flow samples of one datagram received at `ts_ns`, the `datagram`th
@@ -145,7 +159,7 @@ impl SflowMeter {
                 return stats.sources_refused += 1;
             }
             let source = sources.entry(key).or_insert_with(|| Source {
-                table: FlowTable::new(*config),
+                table: FlowTable::starting_at(*config, SOURCE_START_FLOWS),
                 sampling_rate: 1,
             });
             source.sampling_rate = flow.sampling_rate.max(1);
@@ -162,7 +176,8 @@ impl SflowMeter {
         }
     }
 
-    /// Ends the flows idle at `now_ns` (see [`FlowTable::expire`]).
+    /// Ends the flows idle at `now_ns` (see [`FlowTable::expire`]), and forgets the
+    /// sources left without a live flow (their room goes to the next new source).
     pub fn expire(&mut self, now_ns: i64, out: &mut Vec<FlowRecord>) {
         for (key, source) in self.sorted_sources() {
             let mut finished = Vec::new();
@@ -174,6 +189,14 @@ impl SflowMeter {
                     .map(|r| with_origin(r, key.agent, rate)),
             );
         }
+        let stats = &mut self.stats;
+        self.sources.retain(|_, source| {
+            let live = !source.table.is_empty();
+            if !live {
+                stats.flows_evicted += source.table.stats().evicted;
+            }
+            live
+        });
     }
 
     /// Ends every live flow (end of input).
@@ -226,4 +249,49 @@ fn with_origin(mut r: FlowRecord, agent: IpAddr, sampling_rate: u32) -> FlowReco
         record_index: sample,
     });
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram from `agent` with one flow sample of an Ethernet/IPv4/UDP header.
+    fn datagram(agent: [u8; 4]) -> Vec<u8> {
+        let words = |ws: &[u32]| ws.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+        frame.extend([
+            0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        frame.extend([0x9c, 0x40, 0, 53, 0, 8, 0, 0]);
+        frame.extend([0, 0]); // to a multiple of four
+        let mut record = words(&[1, 46, 4, 42]);
+        record.extend(&frame);
+        let mut sample = words(&[1, 3, 64, 64, 0, 3, 4, 1, 1, record.len() as u32]);
+        sample.extend(&record);
+        let agent = u32::from_be_bytes(agent);
+        let mut d = words(&[5, 1, agent, 0, 1, 1000, 1, 1, sample.len() as u32]);
+        d.extend(&sample);
+        d
+    }
+
+    #[test]
+    fn a_source_is_forgotten_once_its_flows_end_and_its_room_goes_to_another() {
+        let mut meter = SflowMeter::new(FlowConfig::default(), 1);
+        let mut out = Vec::new();
+        meter.observe(0, &datagram([192, 0, 2, 1]), 0, &mut out);
+        meter.observe(1_000, &datagram([192, 0, 2, 2]), 1, &mut out);
+        assert_eq!(meter.stats().sources_refused, 1);
+        assert_eq!(meter.stats().sampled_packets, 1);
+        // The UDP idle timeout passes: the first agent's flow ends, the agent is forgotten.
+        meter.expire(600_000_000_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(
+            matches!(out[0].source, FlowSource::Sflow(s) if s.agent == IpAddr::from([192, 0, 2, 1]) && s.sampling_rate == 64)
+        );
+        meter.observe(600_000_000_001, &datagram([192, 0, 2, 2]), 2, &mut out);
+        assert_eq!(meter.stats().sampled_packets, 2);
+        meter.flush(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[1].first_packet, out[1].orig.packets), (2, 1));
+    }
 }

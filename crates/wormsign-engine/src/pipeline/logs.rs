@@ -16,8 +16,10 @@ use super::{ToWriter, Warning};
 use crate::feed::{usable_flow, wanted_dns_events};
 use crate::{Control, Input};
 
-/// Lines read between sends (and checks of the stop flag).
-const LINES_PER_READ: usize = 8 * 1024;
+/// Lines read between sends (and checks of the stop flag). With lines of at most 1 MiB
+/// and DNS rows of at most 64 answers of 1 KiB text, the rows of one read stay within
+/// about 128 MiB whatever the log holds (a few MB for real logs).
+const LINES_PER_READ: usize = 1024;
 
 /// Where the reader thread sends the rows of logs.
 pub(super) struct LogOutput<'a> {
