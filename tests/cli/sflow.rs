@@ -214,3 +214,59 @@ fn synth_writes_the_same_sampled_capture_for_a_seed() {
     );
     assert!(frames < samples, "datagrams carry several samples");
 }
+
+/// On traffic nobody here made (the real WannaCry trace), every frame sampled: the
+/// sampled flows are the trace's flows, packet for packet, and the outcome-based rules
+/// that the trace's flows alone trigger (flow-shape brute force) stay silent on them.
+#[test]
+fn every_frame_of_a_real_trace_sampled_meters_its_flows_and_reads_no_outcome() {
+    if captures().is_none() {
+        return;
+    }
+    let trace = capture("smb/wannacry_lateral.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let sampled = dir.path().join("sflow-1.pcap");
+    let made = wormsign_synth::sflow::sample_capture(&trace, 1, 7, &sampled).unwrap();
+    let types = sflow_fields(&sampled, &["sflow_245.sampletype"]);
+    let samples: u64 = types.lines().map(|l| l.split(',').count() as u64).sum();
+    assert_eq!(
+        (made.samples, samples),
+        (made.frames, made.frames),
+        "tshark reads every sample"
+    );
+    let key = |r: &common::Row| {
+        let ends = pair(r["orig_h"].str(), r["resp_h"].str());
+        let ports = pair(
+            &r["orig_p"].int().to_string(),
+            &r["resp_p"].int().to_string(),
+        );
+        (
+            ends,
+            ports,
+            r["proto"].str().to_string(),
+            r["orig_pkts"].int() + r["resp_pkts"].int(),
+        )
+    };
+    let mut plain: Vec<_> = wormsign(&[&trace], &[]).flows().iter().map(key).collect();
+    let run = wormsign(&[&sampled], &[]);
+    run.assert_ok("sampled trace");
+    let mut metered: Vec<_> = run
+        .flows()
+        .iter()
+        .filter(|r| r["source"].str() == "sflow")
+        .map(key)
+        .collect();
+    plain.sort();
+    metered.sort();
+    assert_eq!(metered, plain);
+    // The trace's flows without their session facts raise flow-shape brute force
+    // (tests/cli/logs.rs); sampled flows show no outcome, so nothing is raised from them.
+    let (_, rules) = alerted(&run.out());
+    assert!(rules.is_empty(), "{rules:?}");
+    assert!(
+        run.summary()["detection"]["flows_without_outcome"]
+            .as_u64()
+            .unwrap()
+            > 50
+    );
+}

@@ -13,10 +13,18 @@ pub(crate) const BUF_SIZE: usize = 3 << 19;
 /// (and copied) when a chunk is handed over.
 const MIN_READ: usize = 256 << 10;
 
-/// Counts the bytes read from the raw (possibly compressed) source.
-pub(crate) struct Counting<R> {
-    pub(crate) inner: R,
-    pub(crate) count: Arc<AtomicU64>,
+/// Counts the bytes read from the raw (possibly compressed) source, for progress and the
+/// summary's input bytes.
+pub struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R> Counting<R> {
+    /// `inner`, adding every byte read from it to `count`.
+    pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
+        Counting { inner, count }
+    }
 }
 
 impl<R: Read> Read for Counting<R> {

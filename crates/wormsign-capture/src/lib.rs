@@ -82,6 +82,7 @@ pub mod time;
 
 pub use chunk::{Chunk, RecordMeta};
 pub use error::CaptureError;
+pub use input::Counting;
 pub use reader::{CaptureReader, Compression, Container};
 
 /// Largest captured length accepted for one record (256 KiB, Wireshark's

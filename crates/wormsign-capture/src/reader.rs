@@ -32,7 +32,8 @@ pub enum Container {
     PcapNg,
 }
 
-/// Compression wrapped around the capture, detected by magic.
+/// Compression wrapped around the capture (or a log: `wormsign-logs` reads through the
+/// same), detected by magic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     /// Plain capture.
@@ -41,6 +42,38 @@ pub enum Compression {
     Gzip,
     /// Zstandard (`28 b5 2f fd`).
     Zstd,
+}
+
+impl Compression {
+    /// What the first bytes of a source say it is compressed with.
+    pub fn of(head: &[u8]) -> Compression {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    /// `source` (from its first byte) decompressed.
+    pub fn decoder<'a>(
+        self,
+        source: Box<dyn Read + Send + 'a>,
+    ) -> std::io::Result<Box<dyn Read + Send + 'a>> {
+        Ok(match self {
+            Compression::None => source,
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(source)?),
+        })
+    }
+
+    /// Its name in messages (`""` for none).
+    fn label(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
 }
 
 enum Format {
@@ -100,25 +133,12 @@ impl CaptureReader {
     /// [`CaptureError::Truncated`].
     pub fn new(source: Box<dyn Read + Send>) -> Result<Self, CaptureError> {
         let raw_read = Arc::new(AtomicU64::new(0));
-        let mut raw: Box<dyn Read + Send> = Box::new(Counting {
-            inner: source,
-            count: Arc::clone(&raw_read),
-        });
+        let mut raw: Box<dyn Read + Send> = Box::new(Counting::new(source, Arc::clone(&raw_read)));
         let head = read_prefix(&mut raw, 4)?;
-        let rest: Box<dyn Read + Send> = Box::new(Cursor::new(head.clone()).chain(raw));
-        let (compression, mut stream, what): (_, Box<dyn Read + Send>, _) = match head[..] {
-            [0x1f, 0x8b, ..] => (
-                Compression::Gzip,
-                Box::new(flate2::read::MultiGzDecoder::new(rest)),
-                "gzip",
-            ),
-            [0x28, 0xb5, 0x2f, 0xfd] => (
-                Compression::Zstd,
-                Box::new(zstd::stream::read::Decoder::new(rest)?),
-                "zstd",
-            ),
-            _ => (Compression::None, rest, ""),
-        };
+        let compression = Compression::of(&head);
+        let rest: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(raw));
+        let mut stream = compression.decoder(rest)?;
+        let what = compression.label();
         let magic = read_prefix(&mut stream, 4)?;
         let Ok(m4) = <[u8; 4]>::try_from(&magic[..]) else {
             return Err(not_a_capture(what, &magic));

@@ -6,7 +6,10 @@
 //!                             └────────────  DNS batches, ARP and name rows ────────────────▲
 //! ```
 //!
-//! The reader cuts inputs into chunks of whole records and numbers them (`seq`); decode
+//! Zeek and Suricata logs skip the middle: the reader reads their lines into batches and
+//! sends them to the writer (`logs.rs`).
+//!
+//! The reader cuts captures into chunks of whole records and numbers them (`seq`); decode
 //! workers take chunks in any order and split the packets by [`shard_of`]; each flow
 //! shard puts the pieces back in `seq` order before touching its table, so every table
 //! sees its packets in capture order whatever the thread count. Flow shards also build
@@ -120,6 +123,14 @@ enum ToWriter {
         inspect: InspectStats,
         flows: u64,
     },
+}
+
+impl ToWriter {
+    /// A DNS batch, with the messages detection reads picked out when it is fed (`cnc`).
+    fn dns(batch: RecordBatch, cnc: Option<&DetectConfig>) -> ToWriter {
+        let events = cnc.map_or(Ok(Vec::new()), |c| wanted_dns_events(&batch, c));
+        ToWriter::Dns(batch, events)
+    }
 }
 
 /// Runs the whole pipeline over `inputs`: reads, decodes, meters flows, inspects
@@ -425,11 +436,7 @@ fn decode_worker(
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
     let mut dns = DnsBatchBuilder::default();
-    // A batch, with the messages naming C&C domains picked out here when detection is fed.
-    let send_dns = |batch: RecordBatch| -> bool {
-        let events = cnc.map_or(Ok(Vec::new()), |c| wanted_dns_events(&batch, c));
-        out_tx.send(ToWriter::Dns(batch, events)).is_ok()
-    };
+    let send_dns = |batch: RecordBatch| out_tx.send(ToWriter::dns(batch, cnc)).is_ok();
     for job in jobs {
         let per_shard = job.chunk.len() / n_shards + 16;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)

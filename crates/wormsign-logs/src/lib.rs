@@ -17,10 +17,11 @@ mod time;
 mod zeek;
 
 use std::io::{self, BufRead, BufReader, Cursor, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use wormsign_capture::{Compression, Counting};
 use wormsign_decode::dns::{DnsMessage, DnsRow};
 use wormsign_flow::FlowRecord;
 
@@ -140,13 +141,6 @@ pub struct LogRows {
     pub dns: Vec<DnsRow>,
 }
 
-impl LogRows {
-    /// Whether nothing was read.
-    pub fn is_empty(&self) -> bool {
-        self.flows.is_empty() && self.dns.is_empty()
-    }
-}
-
 /// Who asked and who answered in a DNS exchange, as a log line states them.
 pub(crate) struct DnsEnds {
     pub(crate) client: std::net::IpAddr,
@@ -185,79 +179,34 @@ pub enum Opened {
 /// How many bytes of the raw input [`open`] reads to recognise a log.
 const SNIFF_BYTES: usize = 64 * 1024;
 
-/// Opens `input` as a log if its first line (after gzip or zstd, told by magic) is one.
-/// `source_bytes` counts the raw bytes read, for progress.
+/// Opens `input` as a log if its first line (after gzip or zstd, told by magic as for
+/// captures) is one. `source_bytes` counts the raw bytes read, for progress.
 pub fn open(mut input: Box<dyn Read + Send>, source_bytes: Arc<AtomicU64>) -> io::Result<Opened> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut input)
         .take(SNIFF_BYTES as u64)
         .read_to_end(&mut head)?;
     let compression = Compression::of(&head);
-    let text_head = compression.peek(&head);
-    let raw = Box::new(Cursor::new(head).chain(input));
-    let Some(format) = sniff(&text_head) else {
-        return Ok(Opened::Other(raw));
+    let Some(format) = sniff(&text_start(compression, &head)) else {
+        return Ok(Opened::Other(Box::new(Cursor::new(head).chain(input))));
     };
-    let counted = Counted {
-        inner: raw,
-        bytes: source_bytes,
-    };
-    let text: Box<dyn BufRead + Send> = match compression {
-        Compression::None => Box::new(BufReader::with_capacity(1 << 16, counted)),
-        Compression::Gzip => Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(counted))),
-        Compression::Zstd => Box::new(BufReader::new(zstd::Decoder::new(counted)?)),
-    };
-    Ok(Opened::Log(Box::new(LogReader::new(text, format))))
+    let raw = Counting::new(Cursor::new(head).chain(input), source_bytes);
+    let text = BufReader::with_capacity(1 << 16, compression.decoder(Box::new(raw))?);
+    Ok(Opened::Log(Box::new(LogReader::new(
+        Box::new(text),
+        format,
+    ))))
 }
 
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    fn of(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
+/// The first bytes of the text `head` starts (as many as it yields: a compressed stream
+/// cut by the head's end is not an error here).
+fn text_start(compression: Compression, head: &[u8]) -> Vec<u8> {
+    const PEEK: u64 = 4096;
+    let mut out = Vec::new();
+    if let Ok(text) = compression.decoder(Box::new(head)) {
+        let _ = text.take(PEEK).read_to_end(&mut out);
     }
-
-    /// The first bytes of the decompressed text (as many as the head yields; a stream
-    /// cut by the head's end is not an error here).
-    fn peek(&self, head: &[u8]) -> Vec<u8> {
-        const PEEK: u64 = 4096;
-        let mut out = Vec::new();
-        let _ = match self {
-            Compression::None => return head[..head.len().min(PEEK as usize)].to_vec(),
-            Compression::Gzip => flate2::read::MultiGzDecoder::new(head)
-                .take(PEEK)
-                .read_to_end(&mut out),
-            Compression::Zstd => match zstd::Decoder::new(head) {
-                Ok(d) => d.take(PEEK).read_to_end(&mut out),
-                Err(e) => Err(e),
-            },
-        };
-        out
-    }
-}
-
-/// A reader that counts the bytes it hands out.
-struct Counted {
-    inner: Box<dyn Read + Send>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Read for Counted {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
+    out
 }
 
 /// The longest line read; a longer one is skipped as malformed (read in pieces, not

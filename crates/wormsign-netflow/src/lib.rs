@@ -355,7 +355,7 @@ impl NetflowDecoder {
     /// Decodes one export datagram straight into rows of the flows table (see
     /// [`NetflowRecord::to_flow_record`]): `datagram` is its ordinal, `records` a scratch
     /// buffer.
-    pub fn decode_flows(
+    pub(crate) fn decode_flows(
         &mut self,
         exporter: SocketAddr,
         ts_ns: i64,

@@ -6,14 +6,13 @@ use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use crossbeam_channel::Sender;
 use wormsign_columnar::{DnsBatchBuilder, FlowBatchBuilder, RowBuilder};
 use wormsign_detect::{DetectConfig, FlowFilter};
 use wormsign_logs::{LogReader, LogRows, LogStats};
 
 use super::{ToWriter, Warning};
-use crate::feed::{usable_flow, wanted_dns_events};
+use crate::feed::usable_flow;
 use crate::{Control, Input};
 
 /// Lines read between sends (and checks of the stop flag). With lines of at most 1 MiB
@@ -53,11 +52,11 @@ impl LogOutput<'_> {
             let mut builder = DnsBatchBuilder::default();
             rows.dns.iter().for_each(|r| builder.append(r));
             rows.dns.clear();
-            let batch: RecordBatch = builder.finish();
-            let events = self
-                .cnc
-                .map_or(Ok(Vec::new()), |c| wanted_dns_events(&batch, c));
-            if self.out_tx.send(ToWriter::Dns(batch, events)).is_err() {
+            if self
+                .out_tx
+                .send(ToWriter::dns(builder.finish(), self.cnc))
+                .is_err()
+            {
                 return false;
             }
         }
