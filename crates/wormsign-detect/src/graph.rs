@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use crate::model::{Detection, HostRow, Role};
 use crate::report::format_ts;
@@ -28,11 +28,17 @@ struct Node<'d> {
 /// of the previous column's first node, then of its second, and so on, each parent's
 /// children in infection order, so that edges cross as little as they can.
 fn layout(d: &Detection) -> Vec<Node<'_>> {
+    let infected_ips: HashSet<IpAddr> = d
+        .hosts
+        .iter()
+        .filter(|h| h.role.is_infected())
+        .map(|h| h.ip)
+        .collect();
     let mut outside: Vec<IpAddr> = d
         .edges
         .iter()
         .map(|e| e.parent)
-        .filter(|p| !d.is_infected(*p))
+        .filter(|p| !infected_ips.contains(p))
         .collect();
     outside.sort();
     outside.dedup();
@@ -51,7 +57,7 @@ fn layout(d: &Detection) -> Vec<Node<'_>> {
     let mut infected: Vec<(usize, &HostRow)> = d
         .hosts
         .iter()
-        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        .filter(|h| h.role.is_infected())
         .enumerate()
         .collect();
     infected.sort_by_key(|&(order, h)| (h.generation.unwrap_or(0), order));
@@ -161,11 +167,7 @@ pub fn render_graph_svg(d: &Detection) -> String {
 /// The propagation graph in Graphviz DOT (`dot -Tsvg propagation.dot`), left to right.
 pub fn render_graph_dot(d: &Detection) -> String {
     let mut o = String::from("digraph propagation {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#fbd3b0\"];\n");
-    for h in d
-        .hosts
-        .iter()
-        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
-    {
+    for h in d.hosts.iter().filter(|h| h.role.is_infected()) {
         let extra = if h.role == Role::PatientZero {
             ", fillcolor=\"#f4a3a3\""
         } else {

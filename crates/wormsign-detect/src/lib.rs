@@ -34,7 +34,8 @@
 //! - `propagation.rs`: infection times, parents, generations and host roles.
 //! - `timeline.rs`, `zones.rs`, `remediation.rs`, `identity.rs`, `graph.rs`: the
 //!   responder's view ([`TimelineEvent`]s, the segmentation check's [`ZoneCheck`]s,
-//!   [`remediation`] rows, each host's [`Identity`], the graph as SVG and DOT).
+//!   [`remediation`] rows, each host's [`Identity`], the graph as SVG and DOT), with
+//!   `lookup.rs`, a detection's alerts, edges and hosts by address.
 //! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
 //!   (doc, key, default) so that serde both reads and prints it.
 //!
@@ -112,6 +113,7 @@ mod detector;
 mod distinct;
 mod graph;
 mod identity;
+mod lookup;
 mod model;
 mod outcome;
 mod propagation;

@@ -198,6 +198,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// Patient zero or infected.
+    pub fn is_infected(self) -> bool {
+        matches!(self, Role::PatientZero | Role::Infected)
+    }
+
     /// Name used in outputs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -293,8 +298,7 @@ impl Detection {
 
     /// Whether `ip` is infected (patient zero included).
     pub fn is_infected(&self, ip: IpAddr) -> bool {
-        self.host(ip)
-            .is_some_and(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        self.host(ip).is_some_and(|h| h.role.is_infected())
     }
 
     /// Patient zero(s): infected roots.

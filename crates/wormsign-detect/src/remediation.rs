@@ -16,8 +16,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use hashbrown::HashMap;
+
+use crate::lookup::ByAddress;
 use crate::model::{Alert, Detection, Role, Rule, Tier};
-use crate::timeline::EventKind;
+use crate::timeline::{EventKind, TimelineEvent};
 
 /// What to do about a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,16 +103,17 @@ impl Rows {
             }
             row.detail.push_str(&detail);
         }
-        if !row.alert_ids.contains(&alert.id) {
-            row.alert_ids.push(alert.id.clone());
-        }
+        // Sorted and deduplicated once all rows are gathered.
+        row.alert_ids.push(alert.id.clone());
     }
 }
 
 /// The remediation rows of a detection, sorted by `(tier, action, host)`.
 pub fn remediation(d: &Detection) -> Vec<Remediation> {
     let mut rows = Rows::default();
-    let infected = |ip: IpAddr| d.is_infected(ip);
+    let by = ByAddress::new(&d.alerts, &d.edges, &d.hosts);
+    let logins = login_successes(d);
+    let infected = |ip: IpAddr| by.is_infected(ip);
     let due = |ip: IpAddr| if infected(ip) { Tier::Hour } else { Tier::Day };
     for a in &d.alerts {
         if a.infection_sign && infected(a.src) {
@@ -117,7 +121,7 @@ pub fn remediation(d: &Detection) -> Vec<Remediation> {
                 a.src,
                 Action::Isolate,
                 Tier::Hour,
-                how_infected(d, a.src),
+                how_infected(&by, a.src),
                 a,
             );
         }
@@ -147,19 +151,23 @@ pub fn remediation(d: &Detection) -> Vec<Remediation> {
                     a,
                 );
             }
-            (Rule::BruteForce, Some(target)) => brute_forced(d, a, target, &mut rows),
+            (Rule::BruteForce, Some(target)) => {
+                let login = logins.get(a.id.as_str()).copied();
+                brute_forced(&by, a, target, login, &mut rows);
+            }
             _ => {}
         }
     }
-    checks(d, &mut rows);
+    checks(d, &by, &mut rows);
     let mut out: Vec<Remediation> = rows.0.into_values().collect();
     for row in &mut out {
         row.alert_ids.sort();
+        row.alert_ids.dedup();
         if row.action == Action::BlockCnc {
             // One `cnc_ip` alert per host and address.
             row.detail = format!("contacted by {} hosts", row.alert_ids.len());
         }
-        if let Some(h) = d.host(row.host) {
+        if let Some(h) = by.host(row.host) {
             row.host_name.clone_from(&h.identity.host_name);
             row.mac.clone_from(&h.identity.mac);
         }
@@ -169,26 +177,43 @@ pub fn remediation(d: &Detection) -> Vec<Remediation> {
 }
 
 /// How an infected host got infected, for the people who will go and isolate it.
-fn how_infected(d: &Detection, ip: IpAddr) -> String {
-    let edge = d.edges.iter().find(|e| e.child == ip);
-    match (d.host(ip).map(|h| h.role), edge) {
+fn how_infected(by: &ByAddress<'_>, ip: IpAddr) -> String {
+    match (by.host(ip).map(|h| h.role), by.edge_to(ip)) {
         (_, Some(e)) => format!("infected by {} over {}", e.parent, e.vector),
         (Some(Role::PatientZero), None) => "patient zero; entry point not visible".to_string(),
         _ => "infected".to_string(),
     }
 }
 
+/// The timeline's first login success of each brute-force alert, by alert id.
+fn login_successes(d: &Detection) -> HashMap<&str, &TimelineEvent> {
+    let mut by_alert = HashMap::new();
+    for e in d
+        .timeline
+        .iter()
+        .filter(|e| e.kind == EventKind::LoginSuccess)
+    {
+        if let Some(id) = e.alert_id.as_deref() {
+            by_alert.entry(id).or_insert(e);
+        }
+    }
+    by_alert
+}
+
 /// A brute-force alert: reset the account that a guessed login succeeded as (the
 /// timeline's login success), else a weak-password campaign on the target.
-fn brute_forced(d: &Detection, a: &Alert, target: IpAddr, rows: &mut Rows) {
-    let success = d.timeline.iter().find(|e| {
-        e.kind == EventKind::LoginSuccess && e.alert_id.as_deref() == Some(a.id.as_str())
-    });
-    match success {
+fn brute_forced(
+    by: &ByAddress<'_>,
+    a: &Alert,
+    target: IpAddr,
+    login: Option<&TimelineEvent>,
+    rows: &mut Rows,
+) {
+    match login {
         Some(e) => rows.add(
             target,
             Action::ResetPassword,
-            if d.is_infected(target) {
+            if by.is_infected(target) {
                 Tier::Hour
             } else {
                 Tier::Day
@@ -205,13 +230,12 @@ fn brute_forced(d: &Detection, a: &Alert, target: IpAddr, rows: &mut Rows) {
 
 /// Attacked hosts with no infection seen (check them), and hosts that answered
 /// worm-service sessions from another zone (review their exposure).
-fn checks(d: &Detection, rows: &mut Rows) {
-    let first_alert_of = |ip: IpAddr| d.alerts.iter().find(|a| a.src == ip);
+fn checks(d: &Detection, by: &ByAddress<'_>, rows: &mut Rows) {
+    let first_alert_of = |ip: IpAddr| by.alerts_from(ip).next();
     for h in d.hosts.iter().filter(|h| h.role == Role::Target) {
-        let attacker = d
-            .alerts
-            .iter()
-            .find(|a| a.dst == Some(h.ip) && !a.allowlisted)
+        let attacker = by
+            .alerts_to(h.ip)
+            .find(|a| !a.allowlisted)
             .or_else(|| h.parent.and_then(first_alert_of));
         if let Some(a) = attacker {
             rows.add(
@@ -224,7 +248,7 @@ fn checks(d: &Detection, rows: &mut Rows) {
         }
     }
     for check in &d.zones {
-        for s in check.completed.iter().filter(|s| !d.is_infected(s.dst)) {
+        for s in check.completed.iter().filter(|s| !by.is_infected(s.dst)) {
             let Some(a) = first_alert_of(s.src) else {
                 continue;
             };

@@ -1,10 +1,11 @@
 //! The responder's Markdown report.
 
+use hashbrown::HashSet;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use wormsign_capture::time::UtcTime;
 
+use crate::lookup::ByAddress;
 use crate::model::{Alert, Detection, HostRow, Role, Rule, Tier};
 use crate::remediation::remediation;
 use crate::timeline::{EventKind, TimelineEvent};
@@ -34,21 +35,14 @@ fn ids<'a>(alerts: impl Iterator<Item = &'a Alert>) -> String {
     }
 }
 
-fn about(d: &Detection, ip: IpAddr) -> impl Iterator<Item = &Alert> {
-    d.alerts.iter().filter(move |a| a.src == ip)
-}
-
 /// Renders a responder's summary in Markdown: patient zero and how it got in, infected
 /// hosts in infection order, what to do first, and every alert by tier. Each claim cites
 /// the alert ids it rests on.
 pub fn render_report(d: &Detection) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Worm outbreak report\n");
-    let infected: Vec<_> = d
-        .hosts
-        .iter()
-        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
-        .collect();
+    let by = ByAddress::new(&d.alerts, &d.edges, &d.hosts);
+    let infected: Vec<_> = d.hosts.iter().filter(|h| h.role.is_infected()).collect();
     let hour = d.alerts.iter().filter(|a| a.tier == Tier::Hour).count();
     let _ = writeln!(
         o,
@@ -81,9 +75,9 @@ pub fn render_report(d: &Detection) -> String {
             o,
             "- **{}**: first worm behaviour at {first}{}",
             h.ip,
-            ids(about(d, h.ip).filter(|a| a.infection_sign))
+            ids(by.alerts_from(h.ip).filter(|a| a.infection_sign))
         );
-        match d.edges.iter().find(|e| e.child == h.ip) {
+        match by.edge_to(h.ip) {
             Some(e) => {
                 let _ = writeln!(
                     o,
@@ -94,8 +88,8 @@ pub fn render_report(d: &Detection) -> String {
                     e.basis.as_str(),
                     e.confidence,
                     e.evidence_flows,
-                    ids(d.alerts.iter().filter(|a| a.src == e.parent
-                        || (a.src == h.ip && a.rule == Rule::ExposedService)))
+                    ids(by.alerts_from_any(&[e.parent, h.ip], |a| a.src == e.parent
+                        || a.rule == Rule::ExposedService))
                 );
             }
             None => {
@@ -114,7 +108,7 @@ pub fn render_report(d: &Detection) -> String {
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
     for (i, h) in infected.iter().enumerate() {
-        let e = d.edges.iter().find(|e| e.child == h.ip);
+        let e = by.edge_to(h.ip);
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} |{} |",
@@ -130,7 +124,7 @@ pub fn render_report(d: &Detection) -> String {
                 .unwrap_or_else(|| "-".into()),
             e.map(|e| format!("{} ({})", e.seen, e.basis.as_str()).replace('|', "\\|"))
                 .unwrap_or_else(|| "-".into()),
-            ids(about(d, h.ip).filter(|a| a.infection_sign))
+            ids(by.alerts_from(h.ip).filter(|a| a.infection_sign))
         );
     }
 
@@ -209,15 +203,12 @@ pub fn render_report(d: &Detection) -> String {
         .collect();
     if !brute.is_empty() {
         // One entry per host and service, in order of first appearance.
-        let mut list: Vec<String> = Vec::new();
-        for entry in brute
+        let mut seen = HashSet::new();
+        let list: Vec<String> = brute
             .iter()
             .filter_map(|a| a.dst.map(|d| format!("{d} ({})", a.service)))
-        {
-            if !list.contains(&entry) {
-                list.push(entry);
-            }
-        }
+            .filter(|entry| seen.insert(entry.clone()))
+            .collect();
         step(
             &mut o,
             format!(

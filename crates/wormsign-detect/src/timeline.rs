@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::model::{Alert, Edge, HostRow, Role, Rule};
+use crate::lookup::ByAddress;
+use crate::model::{Alert, Edge, HostRow, Rule};
 use crate::rules::EvidenceKey;
 
 /// What happened to (or was done by) a host.
@@ -86,6 +87,7 @@ pub(crate) fn build(
     notes: &HashMap<EvidenceKey, Note>,
 ) -> Vec<TimelineEvent> {
     let note = |a: &Alert| notes.get(&(a.rule, a.src, a.dst, a.service.clone()));
+    let by = ByAddress::new(alerts, edges, hosts);
     let mut out = Vec::new();
     let mut first_of: HashSet<(EventKind, IpAddr)> = HashSet::new();
     // Alerts are in time order, so the first alert of a kind per host is the host's first.
@@ -118,7 +120,7 @@ pub(crate) fn build(
             ),
             _ => (a.first_seen_ns, a.service.clone()),
         };
-        if kind == EventKind::Honeypot && exploited(a, alerts) {
+        if kind == EventKind::Honeypot && exploited(a, &by) {
             what.push_str("; MS17-010 exploit");
         }
         let peer = match kind {
@@ -127,39 +129,35 @@ pub(crate) fn build(
         };
         out.push(event(kind, peer, what, ts));
     }
-    out.extend(infections(alerts, edges, hosts));
+    out.extend(infections(hosts, &by));
     out.sort_by_key(|e| (e.ts_ns, e.kind, e.host, e.peer, e.what.clone()));
     out
 }
 
 /// Whether the protocol shows an MS17-010 exploit along the alert's pair (a honeypot
 /// contact that tried EternalBlue).
-fn exploited(a: &Alert, alerts: &[Alert]) -> bool {
-    alerts
-        .iter()
-        .any(|e| e.rule == Rule::Exploit && e.src == a.src && e.dst == a.dst)
+fn exploited(a: &Alert, by: &ByAddress<'_>) -> bool {
+    by.alerts_from(a.src)
+        .any(|e| e.rule == Rule::Exploit && e.dst == a.dst)
 }
 
 /// One infection event per infected host: the edge that infected it (its alert: the
 /// exploit or brute force from the parent, else the child's first infection sign), or, for a patient
 /// zero with no visible parent, its first infection sign.
 fn infections<'a>(
-    alerts: &'a [Alert],
-    edges: &'a [Edge],
     hosts: &'a [HostRow],
+    by: &'a ByAddress<'a>,
 ) -> impl Iterator<Item = TimelineEvent> + 'a {
-    let first_sign = move |ip: IpAddr| alerts.iter().find(|a| a.src == ip && a.infection_sign);
+    let first_sign = |ip: IpAddr| by.alerts_from(ip).find(|a| a.infection_sign);
     hosts
         .iter()
-        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
+        .filter(|h| h.role.is_infected())
         .filter_map(move |h| {
-            let edge = edges.iter().find(|e| e.child == h.ip);
+            let edge = by.edge_to(h.ip);
             let alert = edge
                 .and_then(|e| {
-                    alerts.iter().find(|a| {
-                        matches!(a.rule, Rule::Exploit | Rule::BruteForce)
-                            && a.src == e.parent
-                            && a.dst == Some(h.ip)
+                    by.alerts_from(e.parent).find(|a| {
+                        matches!(a.rule, Rule::Exploit | Rule::BruteForce) && a.dst == Some(h.ip)
                     })
                 })
                 .or_else(|| first_sign(h.ip));

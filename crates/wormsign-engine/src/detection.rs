@@ -25,7 +25,7 @@ use wormsign_columnar::{
 };
 use wormsign_detect::{
     remediation, render_graph_dot, render_graph_svg, render_report, ArpEvent, DetectConfig,
-    Detection, Detector, DnsEvent, NameEvent, Role, SessionEvent, Tier,
+    Detection, Detector, DnsEvent, NameEvent, SessionEvent, Tier,
 };
 use wormsign_flow::FlowRecord;
 
@@ -442,8 +442,8 @@ pub fn write_detection(
         },
         &|| write_atomic(&dir.join("alerts.jsonl"), &alerts_jsonl(d)),
         &|| {
-            let report = render_report(d);
-            let svg = render_graph_svg(d);
+            // The report page embeds both; neither needs the other.
+            let (report, svg) = rayon::join(|| render_report(d), || render_graph_svg(d));
             write_atomic(&dir.join("propagation.svg"), &svg)?;
             write_atomic(&dir.join("propagation.dot"), &render_graph_dot(d))?;
             let html = markdown_to_html(&report, &[("propagation.svg", &svg)]);
@@ -541,15 +541,26 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
     })
 }
 
+/// At most five names, then how many more: a summary line stays a line when a
+/// scan-heavy capture makes thousands of patient zeros (`hosts.parquet` has them all).
+fn listed(names: &[String]) -> String {
+    const LISTED: usize = 5;
+    match names.len() {
+        0 => "none".to_string(),
+        n if n <= LISTED => names.join(", "),
+        n => format!(
+            "{} and {} more (hosts.parquet lists them)",
+            names[..LISTED].join(", "),
+            n - LISTED
+        ),
+    }
+}
+
 /// A few lines for the terminal: alerts by tier, infected hosts, patient zero, the
 /// detector's counters and where the outputs are.
 pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
     let count = |t: Tier| d.alerts.iter().filter(|a| a.tier == t).count();
-    let infected = d
-        .hosts
-        .iter()
-        .filter(|h| matches!(h.role, Role::PatientZero | Role::Infected))
-        .count();
+    let infected = d.hosts.iter().filter(|h| h.role.is_infected()).count();
     let zeros: Vec<String> = d.patient_zeros().iter().map(ToString::to_string).collect();
     let st = &d.stats;
     format!(
@@ -563,11 +574,7 @@ pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
         count(Tier::Month),
         infected,
         d.edges.len(),
-        if zeros.is_empty() {
-            "none".to_string()
-        } else {
-            zeros.join(", ")
-        },
+        listed(&zeros),
         st.flows,
         st.flows_used,
         st.late_flows,
@@ -588,6 +595,20 @@ mod tests {
         assert_eq!(
             rfc3339(1_495_094_773_281_123_456),
             "2017-05-18T08:06:13.281123Z"
+        );
+    }
+
+    #[test]
+    fn the_summary_lists_five_names_then_counts_the_rest() {
+        let names = |n: usize| (1..=n).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>();
+        assert_eq!(listed(&[]), "none");
+        assert_eq!(
+            listed(&names(5)),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5"
+        );
+        assert_eq!(
+            listed(&names(2608)),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5 and 2603 more (hosts.parquet lists them)"
         );
     }
 }
