@@ -184,6 +184,17 @@ impl From<Service> for ServiceEntry {
     }
 }
 
+/// The caps on a detection's (or one part's) state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caps {
+    /// Addresses an exact distinct-address set holds.
+    pub exact_set: usize,
+    /// Scanning sources held at once.
+    pub sources: usize,
+    /// Entries of a pair table, and kept sessions.
+    pub pairs: usize,
+}
+
 settings! {
     /// Everything the detector needs to know: a rules file's top level and its sections,
     /// in the order `wormsign rules` prints them. [`DetectConfig::default`] is the built-in
@@ -359,20 +370,19 @@ impl DetectConfig {
         self.cnc.domain_match(qname)
     }
 
-    /// Exact distinct-address sets hold at most this many addresses.
-    pub(crate) fn exact_set_cap(&self) -> usize {
-        self.max_tracked.max(1)
-    }
-
-    /// Scanning sources held at once.
-    pub(crate) fn source_cap(&self) -> usize {
-        self.max_sources.max(8)
-    }
-
-    /// Pair tables and kept sessions hold at most this many entries: pairs outnumber
-    /// sources, but a flood of them must not grow memory without bound either.
-    pub(crate) fn pair_cap(&self) -> usize {
-        self.source_cap().saturating_mul(64)
+    /// The caps of one of `parts` parts of a detection: the sources and pairs held at
+    /// once are shared out evenly, so the memory bound does not grow with the parts.
+    pub(crate) fn caps(&self, parts: usize) -> Caps {
+        let sources = self.max_sources.max(8);
+        // Pair tables and kept sessions: pairs outnumber sources, but a flood of them
+        // must not grow memory without bound either.
+        let pairs = sources.saturating_mul(64);
+        let parts = parts.max(1);
+        Caps {
+            exact_set: self.max_tracked.max(1),
+            sources: sources.div_ceil(parts),
+            pairs: pairs.div_ceil(parts),
+        }
     }
 }
 

@@ -8,16 +8,14 @@ use wormsign_decode::NameEvent;
 use wormsign_flow::FlowRecord;
 use wormsign_inspect::SessionEvent;
 
+use rayon::slice::ParallelSliceMut;
+
 use crate::config::DetectConfig;
 use crate::model::{ArpEvent, DetectStats, Detection, DnsEvent};
-use crate::outcome::{is_completed, is_failed, shows_outcome};
-use crate::propagation::{self, FlowEvidence, SessionLog};
-use crate::rules::{
-    number_in_time_order, Contact, Events, Findings, FlowFacts, RuleState, RunState, Watchlist,
-    RULES,
-};
+use crate::part::{Partition, Parts, PartsFound};
+use crate::propagation::{self, FlowEvidence};
+use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
-use crate::zones::ZoneCrossings;
 use crate::{identity, timeline};
 
 /// Runs every rule over the inputs and builds the propagation graph.
@@ -102,25 +100,42 @@ pub struct Detector<'a> {
     n_pending: usize,
     /// The largest `(ts_first, first_packet)` run through the rules so far.
     last_key: Option<(i64, u64)>,
-    sources: Sources,
-    sessions: SessionLog,
-    crossings: ZoneCrossings,
-    rules: Vec<Box<dyn RuleState + 'a>>,
+    /// The rules' state, in parts run side by side.
+    parts: Parts<'a>,
+    /// The rules that run once over the whole run, after the parts.
+    run_rules: Vec<BoxedRule<'a>>,
 }
 
 impl<'a> Detector<'a> {
-    /// A detector for `config`, with the run's DNS and ARP events.
+    /// A detector for `config`, with the run's DNS and ARP events, its state in one part.
     pub fn new(config: &'a DetectConfig, dns: &'a [DnsEvent], arp: &'a [ArpEvent]) -> Self {
+        Detector::in_parts(config, dns, arp, &Partition::hashed(1))
+    }
+
+    /// A detector whose state is split as `partition` says, the parts run side by side.
+    /// Its result equals [`Detector::new`]'s whenever no part reaches a cap (see
+    /// [`Partition`]): the parts of one detection can run anywhere, and be merged.
+    pub fn in_parts(
+        config: &'a DetectConfig,
+        dns: &'a [DnsEvent],
+        arp: &'a [ArpEvent],
+        partition: &Partition,
+    ) -> Self {
         let mut dns: Vec<&DnsEvent> = dns.iter().collect();
         dns.sort();
         let mut arp: Vec<&ArpEvent> = arp.iter().collect();
         arp.sort();
-        let rules: Vec<Box<dyn RuleState + 'a>> =
-            RULES.iter().map(|start| start(config, &dns)).collect();
+        let start =
+            || -> Vec<BoxedRule<'a>> { RULES.iter().map(|start| start(config, &dns)).collect() };
         let mut watched = Watchlist::default();
-        for rule in &rules {
+        let mut run_rules = Vec::new();
+        for rule in start() {
             rule.watch(&mut watched);
+            if rule.key() == Key::Run {
+                run_rules.push(rule);
+            }
         }
+        let parts = Parts::new(config, partition, start);
         Detector {
             c: config,
             stats: DetectStats {
@@ -138,10 +153,8 @@ impl<'a> Detector<'a> {
             pending: Vec::new(),
             n_pending: 0,
             last_key: None,
-            sources: Sources::default(),
-            sessions: SessionLog::default(),
-            crossings: ZoneCrossings::default(),
-            rules,
+            parts,
+            run_rules,
         }
     }
 
@@ -215,7 +228,7 @@ impl<'a> Detector<'a> {
         let tie_break =
             |f: &FlowRecord| (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
         let flow = |&(_, _, chunk, i): &(i64, u64, u32, u32)| &chunks[chunk as usize][i as usize];
-        let mut order: Vec<(i64, u64, u32, u32)> = chunks
+        let mut entries: Vec<(i64, u64, u32, u32)> = chunks
             .iter()
             .enumerate()
             .flat_map(|(c, flows)| {
@@ -225,92 +238,48 @@ impl<'a> Detector<'a> {
                     .map(move |(i, f)| (f.ts_first, f.first_packet, c as u32, i as u32))
             })
             .collect();
-        order.sort_unstable_by(|a, b| {
+        entries.par_sort_unstable_by(|a, b| {
             (a.0, a.1)
                 .cmp(&(b.0, b.1))
                 .then_with(|| tie_break(flow(a)).cmp(&tie_break(flow(b))))
         });
+        let order: Vec<&FlowRecord> = entries.iter().map(flow).collect();
         if let Some(last) = self.last_key {
-            let late = order.partition_point(|&(ts, packet, _, _)| (ts, packet) < last);
+            let late = order.partition_point(|f| (f.ts_first, f.first_packet) < last);
             self.stats.late_flows += late as u64;
         }
-        for entry in &order {
-            self.observe(flow(entry));
-        }
-        if let Some(&(ts, packet, _, _)) = order.last() {
-            let key = (ts, packet);
+        self.parts.observe(&order);
+        if let Some(f) = order.last() {
+            let key = (f.ts_first, f.first_packet);
             self.last_key = Some(self.last_key.map_or(key, |k| k.max(key)));
         }
     }
 
-    /// One flow: kept for the graph, counted as its source's contact, then through every
-    /// rule.
-    fn observe(&mut self, f: &FlowRecord) {
-        self.stats.flows_without_outcome += u64::from(!shows_outcome(f));
-        let mut flow = FlowFacts {
-            flow: f,
-            service: f
-                .has_ports
-                .then(|| self.c.service_index(f.proto, f.resp_port))
-                .flatten(),
-            failed: is_failed(f),
-            completed: is_completed(f),
-            contact: None,
-        };
-        if let Some(service) = flow.service {
-            self.sessions.keep(&flow, self.c, &mut self.stats);
-            self.crossings.observe(&flow, self.c, &mut self.stats);
-            flow.contact = self.contact(f, service, flow.failed);
-        }
-        let mut run = RunState {
-            config: self.c,
-            stats: &mut self.stats,
-            sources: &mut self.sources,
-        };
-        for rule in &mut self.rules {
-            rule.observe(&flow, &mut run);
-        }
-    }
-
-    /// The worm-service flow `f` as a contact of its source, if the source table has (or
-    /// makes) room for the source; evicted sources are forgotten by every rule.
-    fn contact(&mut self, f: &FlowRecord, service: usize, failed: bool) -> Option<Contact> {
-        let mut evicted = Vec::new();
-        let room = self
-            .sources
-            .make_room_for(f.orig_addr, self.c, &mut self.stats, &mut evicted);
-        for &ip in &evicted {
-            for rule in &mut self.rules {
-                rule.forget_source(ip);
-            }
-        }
-        room.then(|| Contact {
-            service,
-            is_first: self.sources.record(f, failed, self.c, &mut self.stats),
-        })
-    }
-
-    /// Runs the last gathered flows, then asks every rule for its alerts, numbers them
-    /// and builds the propagation graph and host roles.
+    /// Runs the last gathered flows, adds up what the parts found, runs the run-wide
+    /// rules, numbers the alerts and builds the propagation graph and host roles.
     pub fn finish(mut self) -> Detection {
         self.run_pending();
         let Detector {
             c,
             events,
             mut stats,
-            mut sources,
-            sessions,
-            crossings,
-            rules,
+            parts,
+            run_rules,
             ..
         } = self;
-        let mut found = Findings::default();
+        let PartsFound {
+            mut found,
+            sessions,
+            crossings,
+            stats: part_stats,
+        } = parts.finish(&events);
+        stats.add(&part_stats);
         let mut run = RunState {
-            config: c,
+            caps: c.caps(1),
             stats: &mut stats,
-            sources: &mut sources,
+            sources: &mut Sources::default(),
         };
-        for rule in rules {
+        for rule in run_rules {
             rule.finish(&events, &mut run, &mut found);
         }
         number_in_time_order(&mut found.alerts);

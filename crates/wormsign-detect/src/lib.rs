@@ -31,6 +31,9 @@
 //!   `exploit` (with `implant`), `login_brute_force`.
 //! - `sources.rs`: scanning sources' first contacts, shared by TRW and failed contacts,
 //!   capped by evicting unflagged sources.
+//! - `part.rs`: the rules' state split by address into [`Partition`] parts that run side
+//!   by side and add up to the one-part detection (each rule's `rules::Key` says which
+//!   address it keeps state by).
 //! - `propagation.rs`: infection times, parents, generations and host roles.
 //! - `timeline.rs`, `zones.rs`, `remediation.rs`, `identity.rs`, `graph.rs`: the
 //!   responder's view ([`TimelineEvent`]s, the segmentation check's [`ZoneCheck`]s,
@@ -47,7 +50,10 @@
 //! state and first-contact facts already worked out), `finish` reads the DNS, ARP or
 //! session events the rule needs and raises its alerts into `Findings`; `watch` asks for
 //! flows to other addresses or ports, `forget_source` drops per-source state when the
-//! source table evicts a source. Settings are a section declared in the same file with
+//! source table evicts a source, and `key` says which address the state is kept by (the
+//! source unless said otherwise: a part of the detection sees only the flows and events
+//! of the addresses it owns, so a rule must not carry state from one address into
+//! another's alerts). Settings are a section declared in the same file with
 //! `settings!` (doc, key, default, once) and named by one field of [`DetectConfig`]:
 //! rules files, `wormsign rules` and `bench-rules --sweep` follow from it. New kinds of
 //! alert also need a [`Rule`] variant, the `alerts.rule` vocabulary.
@@ -116,6 +122,7 @@ mod identity;
 mod lookup;
 mod model;
 mod outcome;
+mod part;
 mod propagation;
 mod remediation;
 mod report;
@@ -132,6 +139,7 @@ pub use graph::{render_graph_dot, render_graph_svg};
 pub use identity::Identity;
 pub use model::{Alert, Basis, DetectStats, Detection, Edge, HostRow, Role, Rule, Tier};
 pub use outcome::{is_completed, is_failed};
+pub use part::Partition;
 pub use remediation::{remediation, Action, Remediation};
 pub use report::{format_ts, render_report};
 pub use rules::{

@@ -272,6 +272,36 @@ pub struct DetectStats {
     pub flows_without_outcome: u64,
 }
 
+impl DetectStats {
+    /// Adds the counters of another part of the same run.
+    pub(crate) fn add(&mut self, other: &DetectStats) {
+        let DetectStats {
+            flows,
+            dns_events,
+            arp_events,
+            session_events,
+            cap_hits,
+            saturated_sets,
+            flows_used,
+            late_flows,
+            sources_evicted,
+            entries_refused,
+            flows_without_outcome,
+        } = *other;
+        self.flows += flows;
+        self.dns_events += dns_events;
+        self.arp_events += arp_events;
+        self.session_events += session_events;
+        self.cap_hits += cap_hits;
+        self.saturated_sets += saturated_sets;
+        self.flows_used += flows_used;
+        self.late_flows += late_flows;
+        self.sources_evicted += sources_evicted;
+        self.entries_refused += entries_refused;
+        self.flows_without_outcome += flows_without_outcome;
+    }
+}
+
 /// Everything a detection run finds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Detection {

@@ -9,13 +9,15 @@ use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::config::DetectConfig;
+use crate::config::{Caps, DetectConfig};
 use crate::identity::Identity;
 use crate::model::{Alert, Basis, DetectStats, Edge, HostRow, Role, Rule};
 use crate::rules::{EvidenceKey, FlowFacts};
 
-/// A session that put a worm on `child`, as the protocol shows it.
-#[derive(Clone, Debug, PartialEq)]
+/// A session that put a worm on `child`, as the protocol shows it. Deliveries are
+/// ordered by their fields in order (time first), whatever parts of a detection found
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Delivery {
     pub ts: i64,
     pub packet: u64,
@@ -48,8 +50,14 @@ pub(crate) struct SessionLog {
 }
 
 impl SessionLog {
+    /// The sessions the parts of a detection kept ([`build`] sorts them by time).
+    pub fn merge(parts: impl IntoIterator<Item = SessionLog>) -> SessionLog {
+        let sessions = parts.into_iter().flat_map(|p| p.sessions).collect();
+        SessionLog { sessions }
+    }
+
     /// Keeps `flow` if it is a worm-service contact that did not fail (refusals counted).
-    pub fn keep(&mut self, flow: &FlowFacts<'_>, c: &DetectConfig, stats: &mut DetectStats) {
+    pub fn keep(&mut self, flow: &FlowFacts<'_>, caps: Caps, stats: &mut DetectStats) {
         let f = flow.flow;
         let Some(svc) = flow.service else {
             return;
@@ -57,7 +65,7 @@ impl SessionLog {
         if f.orig_addr == f.resp_addr || flow.failed {
             return;
         }
-        if self.sessions.len() >= c.pair_cap() {
+        if self.sessions.len() >= caps.pairs {
             stats.entries_refused += 1;
             return;
         }

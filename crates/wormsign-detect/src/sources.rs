@@ -2,7 +2,8 @@
 //!
 //! TRW and failed contacts count first contacts (a source's first flow to a destination),
 //! so the distinct destinations each source tried are kept once here for both. The table
-//! holds at most [`DetectConfig::max_sources`] sources; at the cap, the least recently
+//! holds at most [`DetectConfig::max_sources`] sources (shared out among the parts of a
+//! detection, see `part.rs`); at the cap, the least recently
 //! active eighth of the sources no rule has flagged is evicted, and every rule forgets
 //! them ([`crate::rules::RuleState::forget_source`]).
 
@@ -11,7 +12,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 use wormsign_flow::FlowRecord;
 
-use crate::config::DetectConfig;
+use crate::config::{Caps, DetectConfig};
 use crate::distinct::CappedSet;
 use crate::model::{DetectStats, Rule, Tier};
 use crate::rules::{ratio, Finding};
@@ -46,11 +47,11 @@ impl Sources {
     pub fn make_room_for(
         &mut self,
         src: IpAddr,
-        c: &DetectConfig,
+        caps: Caps,
         stats: &mut DetectStats,
         evicted: &mut Vec<IpAddr>,
     ) -> bool {
-        if self.by_addr.contains_key(&src) || self.by_addr.len() < c.source_cap() {
+        if self.by_addr.contains_key(&src) || self.by_addr.len() < caps.sources {
             return true;
         }
         let mut idle: Vec<(i64, IpAddr)> = self
@@ -81,13 +82,13 @@ impl Sources {
         &mut self,
         f: &FlowRecord,
         failed: bool,
-        c: &DetectConfig,
+        caps: Caps,
         stats: &mut DetectStats,
     ) -> bool {
         let ts = f.ts_first;
         let s = self.by_addr.entry(f.orig_addr).or_default();
         s.last_seen = ts;
-        if s.contacted.insert(f.resp_addr, c.exact_set_cap(), stats) != Some(true) {
+        if s.contacted.insert(f.resp_addr, caps.exact_set, stats) != Some(true) {
             return false;
         }
         if s.first_contacts == 0 {

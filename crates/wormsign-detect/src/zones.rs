@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::config::{Cidr, DetectConfig};
+use crate::config::{Caps, Cidr, DetectConfig};
 use crate::model::{Alert, DetectStats, HostRow, Role};
 use crate::rules::FlowFacts;
 
@@ -100,8 +100,19 @@ pub(crate) struct ZoneCrossings {
 }
 
 impl ZoneCrossings {
+    /// Adds the counts another part of the detection kept (of other sources).
+    pub fn absorb(&mut self, other: ZoneCrossings) {
+        self.tallies.extend(other.tallies);
+    }
+
     /// Counts `flow` if it goes to a worm service from one zone into another.
-    pub fn observe(&mut self, flow: &FlowFacts<'_>, c: &DetectConfig, stats: &mut DetectStats) {
+    pub fn observe(
+        &mut self,
+        flow: &FlowFacts<'_>,
+        c: &DetectConfig,
+        caps: Caps,
+        stats: &mut DetectStats,
+    ) {
         let (Some(svc), false) = (flow.service, c.zones.is_empty()) else {
             return;
         };
@@ -117,7 +128,7 @@ impl ZoneCrossings {
             return;
         }
         let key = (f.orig_addr, from, to);
-        if !self.tallies.contains_key(&key) && self.tallies.len() >= c.pair_cap() {
+        if !self.tallies.contains_key(&key) && self.tallies.len() >= caps.pairs {
             stats.entries_refused += 1;
             return;
         }

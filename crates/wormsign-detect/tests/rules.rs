@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use wormsign_detect::{
-    detect, render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, NameEvent, Role,
-    Rule, ScanConfig, Tier,
+    detect, render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, NameEvent,
+    Partition, Role, Rule, ScanConfig, Tier,
 };
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
@@ -775,4 +775,82 @@ fn host_identity_from_arp_dhcp_nbns_and_reverse_dns() {
     let report = render_report(&d);
     assert!(report.contains("| WKS5, 02:00:00:00:00:0a |"), "{report}");
     assert!(report.contains("changed owner"), "{report}");
+}
+
+/// A random assignment of addresses to `k` parts (SplitMix64 of the address and a seed).
+fn random_parts(k: usize, seed: u64) -> Partition {
+    Partition::by(k, move |a| {
+        let bits = match a {
+            IpAddr::V4(v) => u64::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v) as u64,
+        };
+        let mut z = (seed ^ bits).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as usize
+    })
+}
+
+/// Detection split into random parts by address equals the one-part detection, on what
+/// a part would get wrong if it ran a rule by the wrong address: a server many outside
+/// clients reach (exposed services are kept by server), scanners and a three-generation
+/// chain (kept by source), and one-way NetFlow UDP records (counted by source).
+#[test]
+fn parts_add_up_to_the_whole_detection() {
+    let mut f = chain();
+    // B's ordinary SMB session before its infection: its scanning alerts are first seen
+    // then, so only their first evidence (the scan) dates the infection after A's visit.
+    f.ok(10.0, "10.0.0.2", "10.0.0.50", 445, 1.0, 500);
+    for i in 0..12u8 {
+        let client = format!("198.51.100.{}", i + 1);
+        f.ok(
+            600.0 + f64::from(i),
+            &client,
+            "10.0.0.8",
+            3389,
+            60.0,
+            50_000,
+        );
+    }
+    f.scan(700.0, "10.0.0.9", 5, 30, 139, 0.2);
+    let mut flows = f.v.clone();
+    let mut udp = Flows::default();
+    for i in 0..8u8 {
+        udp.add(
+            800.0,
+            &format!("10.0.0.{}", 20 + i),
+            "10.0.0.1",
+            1434,
+            17,
+            ConnState::S0,
+            (40, 0),
+            0.0,
+        );
+    }
+    flows.extend(as_netflow(&udp.v));
+    let c = DetectConfig::default();
+    let run = |partition: &Partition| {
+        let mut d = Detector::in_parts(&c, &[], &[], partition);
+        flows.iter().for_each(|f| d.push(f.clone()));
+        d.finish()
+    };
+    let whole = run(&Partition::hashed(1));
+    let exposed: Vec<_> = whole
+        .alerts_for(ip("10.0.0.8"), Rule::ExposedService)
+        .collect();
+    assert_eq!(exposed.len(), 1, "one exposure alert for the server");
+    assert_eq!(exposed[0].distinct_targets, 12, "all its outside clients");
+    assert_eq!(whole.stats.flows_without_outcome, 8);
+    let parents: Vec<_> = whole.edges.iter().map(|e| (e.parent, e.child)).collect();
+    assert_eq!(
+        parents,
+        [
+            (ip("10.0.0.1"), ip("10.0.0.2")),
+            (ip("10.0.0.2"), ip("10.0.0.3"))
+        ],
+        "the chain's two edges"
+    );
+    for (k, seed) in [(2, 11), (3, 12), (7, 13)] {
+        assert_eq!(run(&random_parts(k, seed)), whole, "{k} parts, seed {seed}");
+    }
 }

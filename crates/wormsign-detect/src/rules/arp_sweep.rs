@@ -8,7 +8,7 @@ use hashbrown::HashMap;
 
 use super::counting::{window_hit, Tally};
 use super::finding::Finding;
-use super::{Events, Findings, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::distinct::CappedSet;
 use crate::model::{ArpEvent, DnsEvent, Rule, Tier};
@@ -26,7 +26,7 @@ settings! {
     }
 }
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(ArpSweep { c })
 }
 

@@ -10,7 +10,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::counting::window_hit;
 use super::finding::{direction, Finding};
-use super::{Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::settings::{at_least, settings, TimeSpan};
@@ -36,7 +36,7 @@ settings! {
     }
 }
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(BruteForce {
         c,
         runs: HashMap::new(),

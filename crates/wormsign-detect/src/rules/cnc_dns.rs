@@ -8,7 +8,7 @@ use hashbrown::HashMap;
 
 use super::counting::Tally;
 use super::finding::Finding;
-use super::{Events, Findings, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, Key, RuleState, RunState};
 use crate::config::{ends_with_ignore_case, parse_indicator_list, DetectConfig};
 use crate::model::{DnsEvent, Rule};
 use crate::settings::{addresses, indicator_list, settings, TimeSpan};
@@ -59,7 +59,7 @@ impl CncConfig {
     }
 }
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(CncDns { c })
 }
 
@@ -78,6 +78,11 @@ struct Querier {
 }
 
 impl RuleState for CncDns<'_> {
+    // A resolver forwarding a client's lookup is told apart by the other clients' lookups.
+    fn key(&self) -> Key {
+        Key::Run
+    }
+
     fn finish(self: Box<Self>, events: &Events<'_>, _: &mut RunState<'_>, found: &mut Findings) {
         let c = self.c;
         // (query, its name) for every query of a C&C name.

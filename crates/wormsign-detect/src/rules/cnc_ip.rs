@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::counting::{count_contact, Tally};
-use super::{Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
+use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
 use crate::timeline::Note;
 
-pub(super) fn start<'a>(c: &'a DetectConfig, dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(CncIp {
         c,
         addresses: cnc_addresses(c, dns),

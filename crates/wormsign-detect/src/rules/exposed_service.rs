@@ -8,14 +8,14 @@ use hashbrown::HashMap;
 
 use super::counting::Tally;
 use super::finding::Finding;
-use super::{Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
+use super::{BoxedRule, Events, Findings, FlowFacts, Key, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::distinct::CappedSet;
 use crate::model::{DnsEvent, Rule, Tier};
 
 const TCP: u8 = 6;
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(ExposedService {
         c,
         servers: HashMap::new(),
@@ -37,6 +37,11 @@ struct Exposure {
 }
 
 impl RuleState for ExposedService<'_> {
+    // One server's inbound sessions, from many outside clients.
+    fn key(&self) -> Key {
+        Key::Responder
+    }
+
     fn watch(&self, watchlist: &mut Watchlist) {
         watchlist.ports.extend(self.c.exposed_ports.iter().copied());
     }

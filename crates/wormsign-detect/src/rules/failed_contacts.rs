@@ -9,11 +9,11 @@ use hashbrown::HashMap;
 
 use super::counting::window_hit;
 use super::finding::secs;
-use super::{Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(FailedContacts {
         c,
         misses: HashMap::new(),

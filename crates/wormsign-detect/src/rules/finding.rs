@@ -85,6 +85,17 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
+    /// Adds what another part of the detection found: its alerts, evidence, pairs and
+    /// deliveries are about other addresses than this part's (see `part.rs`).
+    pub fn absorb(&mut self, other: Findings) {
+        self.alerts.extend(other.alerts);
+        self.first_evidence.extend(other.first_evidence);
+        self.login_pairs.extend(other.login_pairs);
+        self.deliveries.extend(other.deliveries);
+        self.brute_success.extend(other.brute_success);
+        self.notes.extend(other.notes);
+    }
+
     /// Adds an alert.
     pub fn raise(&mut self, alert: Alert) {
         self.alerts.push(alert);

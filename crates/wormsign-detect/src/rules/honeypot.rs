@@ -7,12 +7,12 @@ use hashbrown::{HashMap, HashSet};
 
 use super::counting::{count_contact, Tally};
 use super::finding::Finding;
-use super::{Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
+use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::timeline::Note;
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(Honeypot {
         c,
         honeypots: c.honeypots.iter().copied().collect(),

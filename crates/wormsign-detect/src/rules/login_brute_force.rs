@@ -11,13 +11,13 @@ use wormsign_inspect::{Fact, Outcome, SessionEvent};
 use super::counting::window_hit;
 use super::finding::Finding;
 use super::session_facts::{protocol_alert, service_name, vector_of};
-use super::{Events, Findings, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::propagation::Delivery;
 use crate::timeline::Note;
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(LoginBruteForce { c })
 }
 

@@ -13,7 +13,7 @@ use wormsign_decode::NameEvent;
 use wormsign_flow::FlowRecord;
 use wormsign_inspect::SessionEvent;
 
-use crate::config::DetectConfig;
+use crate::config::{Caps, DetectConfig};
 use crate::distinct::CappedSet;
 use crate::model::{ArpEvent, DetectStats, DnsEvent};
 use crate::sources::Sources;
@@ -44,8 +44,10 @@ pub(crate) use finding::{number_in_time_order, ratio, EvidenceKey, Finding, Find
 
 /// Starts one rule for a run: its empty state, from the rule set and the run's DNS
 /// messages (C&C addresses are the answers to C&C names).
-pub(crate) type StartRule =
-    for<'a> fn(&'a DetectConfig, &[&'a DnsEvent]) -> Box<dyn RuleState + 'a>;
+pub(crate) type StartRule = for<'a> fn(&'a DetectConfig, &[&'a DnsEvent]) -> BoxedRule<'a>;
+
+/// A rule's state, sendable to the thread that runs its part of the detection.
+pub(crate) type BoxedRule<'a> = Box<dyn RuleState + Send + 'a>;
 
 /// The rules the detector runs, in this order. Alerts are numbered in time order
 /// afterwards, so the order matters only where a rule reads what an earlier one left in
@@ -66,8 +68,29 @@ pub(crate) const RULES: &[StartRule] = &[
     cnc_dns::start,
 ];
 
+/// Which address a rule keeps its state by. A partitioned detection gives each part the
+/// flows and events of the addresses it owns (see `part.rs`), so a rule's state for one
+/// address must never depend on what another address did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// A flow's originator; the client of a session fact, the querier of a DNS message,
+    /// the sender of an ARP request.
+    Source,
+    /// A flow's responder; the server of a session fact, of a DNS message, the target of
+    /// an ARP request.
+    Responder,
+    /// The whole run: the rule observes no flow and finishes once, over every event,
+    /// after the parts are merged.
+    Run,
+}
+
 /// One rule's state over a run.
 pub(crate) trait RuleState {
+    /// The address its state is kept by (see [`Key`]).
+    fn key(&self) -> Key {
+        Key::Source
+    }
+
     /// Flows the rule needs besides those to worm services, which the detector would
     /// otherwise drop unread (see [`crate::FlowFilter`]).
     fn watch(&self, _watchlist: &mut Watchlist) {}
@@ -100,9 +123,41 @@ pub(crate) struct Events<'a> {
     pub names: Vec<&'a NameEvent>,
 }
 
-/// What rules share during a run: the rule set, the counters, and the scanning sources.
+impl<'a> Events<'a> {
+    /// The events whose address on the `key` side `owns` keeps: the client of a DNS
+    /// message or session fact and the sender of an ARP packet for [`Key::Source`], the
+    /// server or target for [`Key::Responder`]. Naming facts (which no rule reads) are
+    /// left out.
+    pub fn owned(&self, key: Key, owns: impl Fn(IpAddr) -> bool) -> Events<'a> {
+        let side = |source: IpAddr, responder: IpAddr| {
+            owns(if key == Key::Responder {
+                responder
+            } else {
+                source
+            })
+        };
+        Events {
+            dns: self
+                .dns
+                .iter()
+                .copied()
+                .filter(|e| side(e.client, e.server))
+                .collect(),
+            arp: (self.arp.iter().copied())
+                .filter(|e| side(IpAddr::V4(e.sender), IpAddr::V4(e.target)))
+                .collect(),
+            sessions: (self.sessions.iter().copied())
+                .filter(|e| side(e.client, e.server))
+                .collect(),
+            names: Vec::new(),
+        }
+    }
+}
+
+/// What rules share during a run (or a part of one): the caps, the counters, and the
+/// scanning sources.
 pub(crate) struct RunState<'r> {
-    pub config: &'r DetectConfig,
+    pub caps: Caps,
     pub stats: &'r mut DetectStats,
     pub sources: &'r mut Sources,
 }
@@ -119,7 +174,7 @@ impl RunState<'_> {
         K: std::hash::Hash + Eq,
         V: Default,
     {
-        if !table.contains_key(&key) && table.len() >= self.config.pair_cap() {
+        if !table.contains_key(&key) && table.len() >= self.caps.pairs {
             self.stats.entries_refused += 1;
             return None;
         }
@@ -128,7 +183,7 @@ impl RunState<'_> {
 
     /// Adds `ip` to a distinct-address set (see [`CappedSet::insert`]).
     pub fn insert_distinct(&mut self, set: &mut CappedSet, ip: IpAddr) -> Option<bool> {
-        set.insert(ip, self.config.exact_set_cap(), self.stats)
+        set.insert(ip, self.caps.exact_set, self.stats)
     }
 }
 

@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 
 use super::counting::window_hit;
 use super::finding::{direction, ratio, Finding};
-use super::{Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::distinct::CappedSet;
 use crate::model::{DnsEvent, Rule, Tier};
@@ -40,7 +40,7 @@ settings! {
     }
 }
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     Box::new(ScanFanout {
         c,
         fans: HashMap::new(),

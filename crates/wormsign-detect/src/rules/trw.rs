@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::finding::secs;
-use super::{Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
 use crate::settings::{probability, settings};
@@ -52,7 +52,7 @@ impl TrwConfig {
     }
 }
 
-pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> Box<dyn RuleState + 'a> {
+pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
     let trw = &c.trw;
     Box::new(Trw {
         c,

@@ -1,0 +1,165 @@
+//! Detection in parts adds up to the whole: the flows and events split by address into
+//! k random parts, each part run on its own and the parts merged, give exactly the
+//! detection of one part, which is what `wormsign detect` gives, on every scenario of
+//! `datasets/` and on the real WannaCry trace. This is what running the detection on
+//! many machines (or cores) rests on; see `crates/wormsign-detect/src/part.rs`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use wormsign_detect::{Cidr, DetectConfig, Detection, Detector, Partition};
+use wormsign_engine::{Control, DetectInputs, PipelineConfig};
+
+/// The rules the README runs on the sample, with the honeypots and authorized scanners
+/// the scenario's labels name: every rule, the graph and the segmentation check have
+/// something to do.
+fn config_for(labels: &Path) -> DetectConfig {
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(labels).unwrap()).unwrap();
+    let addresses = |key: &str| -> Vec<IpAddr> {
+        labels[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap().parse().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cidr = |s: &str| s.parse::<Cidr>().unwrap();
+    let mut c = DetectConfig {
+        honeypots: addresses("honeypots"),
+        allowlist: addresses("authorized_scanners")
+            .iter()
+            .map(|ip| cidr(&ip.to_string()))
+            .collect(),
+        ..DetectConfig::default()
+    };
+    c.zones.insert("branch".into(), vec![cidr("10.164.0.0/16")]);
+    c.zones.insert("hq-dc".into(), vec![cidr("10.210.0.0/16")]);
+    c
+}
+
+/// The detection `wormsign detect` runs (one part), or split as `partition` says.
+fn detect(inputs: &DetectInputs, c: &DetectConfig, partition: Option<&Partition>) -> Detection {
+    let detector = match partition {
+        Some(p) => Detector::in_parts(c, &inputs.dns, &inputs.arp, p),
+        None => Detector::new(c, &inputs.dns, &inputs.arp),
+    };
+    let mut detector = detector
+        .with_sessions(&inputs.sessions)
+        .with_names(&inputs.names);
+    inputs.flows.iter().for_each(|f| detector.push(f.clone()));
+    detector.finish()
+}
+
+/// SplitMix64 of the address and a seed: a random assignment of addresses to parts,
+/// different for every seed, unrelated to the detector's own hash.
+fn random_part(ip: IpAddr, seed: u64) -> usize {
+    let bits = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let mut z = seed ^ (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as usize
+}
+
+/// The first difference between two detections, table by table, for the failure message.
+fn first_difference(whole: &Detection, parts: &Detection) -> String {
+    fn diff<T: PartialEq + std::fmt::Debug>(name: &str, a: &[T], b: &[T]) -> Option<String> {
+        if a.len() != b.len() {
+            return Some(format!("{name}: {} rows, in parts {}", a.len(), b.len()));
+        }
+        let (x, y) = a.iter().zip(b).find(|(x, y)| x != y)?;
+        Some(format!("{name}: {x:?}\nin parts: {y:?}"))
+    }
+    diff("alerts", &whole.alerts, &parts.alerts)
+        .or_else(|| diff("edges", &whole.edges, &parts.edges))
+        .or_else(|| diff("hosts", &whole.hosts, &parts.hosts))
+        .or_else(|| diff("timeline", &whole.timeline, &parts.timeline))
+        .or_else(|| diff("zones", &whole.zones, &parts.zones))
+        .unwrap_or_else(|| format!("stats: {:?}\nin parts: {:?}", whole.stats, parts.stats))
+}
+
+fn assert_parts_add_up(what: &str, inputs: &DetectInputs, c: &DetectConfig) {
+    let whole = detect(inputs, c, None);
+    let s = whole.stats;
+    assert_eq!(
+        (
+            s.sources_evicted,
+            s.entries_refused,
+            s.cap_hits,
+            s.late_flows
+        ),
+        (0, 0, 0, 0),
+        "{what}: a cap was reached, so parts may rightly differ"
+    );
+    assert!(
+        !whole.alerts.is_empty(),
+        "{what}: no alert, nothing compared"
+    );
+    let random = |k: usize, seed: u64| Partition::by(k, move |ip| random_part(ip, seed));
+    let splits = [
+        ("4 hashed parts", Partition::hashed(4)),
+        ("2 random parts", random(2, 1)),
+        ("3 random parts", random(3, 2)),
+        ("5 random parts", random(5, 3)),
+        ("16 random parts", random(16, 4)),
+    ];
+    for (how, split) in &splits {
+        let parts = detect(inputs, c, Some(split));
+        assert!(
+            parts == whole,
+            "{what}: {how} differ from the whole: {}",
+            first_difference(&whole, &parts)
+        );
+    }
+}
+
+fn load(capture: &Path) -> DetectInputs {
+    let config = PipelineConfig {
+        threads: 2,
+        ..PipelineConfig::default()
+    };
+    DetectInputs::load(&[capture], &config, &Control::default())
+        .unwrap()
+        .inputs
+}
+
+fn dataset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets")
+        .join(name)
+}
+
+#[test]
+fn parts_add_up_to_the_whole_on_every_dataset_scenario() {
+    for name in ["drivelife", "wannacry", "stealthy", "benign"] {
+        let dir = dataset(name);
+        let inputs = load(&dir.join("capture.pcap.gz"));
+        let c = config_for(&dir.join("labels.json"));
+        assert_parts_add_up(name, &inputs, &c);
+    }
+}
+
+/// The real WannaCry trace: exploits, the implant and brute force from the protocol,
+/// not from a generator.
+#[test]
+fn parts_add_up_to_the_whole_on_the_real_wannacry_trace() {
+    let Some(capture) = wormsign_testutil::shared_capture("smb/wannacry_lateral.pcap") else {
+        return;
+    };
+    let inputs = load(&capture);
+    assert!(
+        !inputs.sessions.is_empty(),
+        "the trace yields session facts"
+    );
+    assert_parts_add_up(
+        "smb/wannacry_lateral.pcap",
+        &inputs,
+        &DetectConfig::default(),
+    );
+}
