@@ -1,38 +1,51 @@
 //! The responder's report as HTML: the subset of Markdown that `render_report` writes
 //! (headings, paragraphs, nested lists, tables, `code` and **bold**), everything escaped.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// Appends `s` to `o` with HTML's special characters escaped, copying the runs between
+/// them whole (a report of thousands of alerts is megabytes of text).
+fn escape_into(o: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+        o.push_str(&rest[..at]);
+        o.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&#39;",
+        });
+        rest = &rest[at + 1..];
+    }
+    o.push_str(rest);
+}
 
 fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
+    escape_into(&mut o, s);
     o
 }
 
-/// Inline Markdown: `code` and **bold**, everything escaped.
-fn inline(s: &str) -> String {
-    let mut o = String::new();
+/// Appends `s` to `o` with `code` and **bold** as HTML, the rest escaped.
+fn inline_into(o: &mut String, s: &str) {
     let mut rest = s;
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('`') {
             if let Some(end) = after.find('`') {
-                let _ = write!(o, "<code>{}</code>", escape(&after[..end]));
+                o.push_str("<code>");
+                escape_into(o, &after[..end]);
+                o.push_str("</code>");
                 rest = &after[end + 1..];
                 continue;
             }
         }
         if let Some(after) = rest.strip_prefix("**") {
             if let Some(end) = after.find("**") {
-                let _ = write!(o, "<strong>{}</strong>", inline(&after[..end]));
+                o.push_str("<strong>");
+                inline_into(o, &after[..end]);
+                o.push_str("</strong>");
                 rest = &after[end + 2..];
                 continue;
             }
@@ -41,32 +54,49 @@ fn inline(s: &str) -> String {
         let next = rest[first..]
             .find(['`', '*'])
             .map_or(rest.len(), |p| p + first);
-        o.push_str(&escape(&rest[..next]));
+        escape_into(o, &rest[..next]);
         rest = &rest[next..];
     }
+}
+
+fn inline(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    inline_into(&mut o, s);
     o
 }
 
-/// Table cells of a `| a | b |` line; `\|` is a literal bar.
-fn cells(line: &str) -> Vec<String> {
+/// A table row's cells, trimmed; `\|` is a literal bar.
+fn cells(line: &str) -> Vec<Cow<'_, str>> {
     let inner = line.trim().trim_start_matches('|');
     let inner = inner.strip_suffix('|').unwrap_or(inner);
-    let mut out = vec![String::new()];
-    let mut chars = inner.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'|') => {
-                out.last_mut().expect("non-empty").push('|');
-                chars.next();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if bytes.get(i + 1) == Some(&b'|') => i += 2,
+            b'|' => {
+                out.push(cell(&inner[start..i]));
+                start = i + 1;
+                i += 1;
             }
-            '|' => out.push(String::new()),
-            c => out.last_mut().expect("non-empty").push(c),
+            _ => i += 1,
         }
     }
-    out.iter().map(|c| c.trim().to_string()).collect()
+    out.push(cell(&inner[start..]));
+    out
 }
 
-/// A Markdown image line, `![alt](target)`: (alt, target).
+fn cell(text: &str) -> Cow<'_, str> {
+    let text = text.trim();
+    if text.contains("\\|") {
+        Cow::Owned(text.replace("\\|", "|"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 fn image(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("![")?;
     let (alt, rest) = rest.split_once("](")?;
@@ -155,14 +185,18 @@ pub(crate) fn markdown_to_html(md: &str, inline_svg: &[(&str, &str)]) -> String 
                 close(&mut o, &mut block);
                 o.push_str("<table>\n<thead>\n<tr>");
                 for c in &row {
-                    let _ = write!(o, "<th>{}</th>", inline(c));
+                    o.push_str("<th>");
+                    inline_into(&mut o, c);
+                    o.push_str("</th>");
                 }
                 o.push_str("</tr>\n</thead>\n<tbody>\n");
                 block = Block::Table;
             } else {
                 o.push_str("<tr>");
                 for c in &row {
-                    let _ = write!(o, "<td>{}</td>", inline(c));
+                    o.push_str("<td>");
+                    inline_into(&mut o, c);
+                    o.push_str("</td>");
                 }
                 o.push_str("</tr>\n");
             }
@@ -188,7 +222,8 @@ pub(crate) fn markdown_to_html(md: &str, inline_svg: &[(&str, &str)]) -> String 
                     }
                 }
             }
-            let _ = write!(o, "<li>{}", inline(item));
+            o.push_str("<li>");
+            inline_into(&mut o, item);
             block = Block::Ul(depth);
         } else if let Some(item) = trimmed
             .split_once(". ")
@@ -201,7 +236,8 @@ pub(crate) fn markdown_to_html(md: &str, inline_svg: &[(&str, &str)]) -> String 
                 close(&mut o, &mut block);
                 o.push_str("<ol>\n");
             }
-            let _ = write!(o, "<li>{}", inline(item));
+            o.push_str("<li>");
+            inline_into(&mut o, item);
             block = Block::Ol;
         } else {
             if block == Block::Para {
@@ -210,7 +246,7 @@ pub(crate) fn markdown_to_html(md: &str, inline_svg: &[(&str, &str)]) -> String 
                 close(&mut o, &mut block);
                 o.push_str("<p>");
             }
-            o.push_str(&inline(trimmed));
+            inline_into(&mut o, trimmed);
             block = Block::Para;
         }
     }
