@@ -16,6 +16,7 @@ use crate::part::{Partition, Parts, PartsFound};
 use crate::propagation::{self, FlowEvidence};
 use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
+use crate::wire::PartFindings;
 use crate::{identity, timeline};
 
 /// Runs every rule over the inputs and builds the propagation graph.
@@ -114,12 +115,44 @@ impl<'a> Detector<'a> {
 
     /// A detector whose state is split as `partition` says, the parts run side by side.
     /// Its result equals [`Detector::new`]'s whenever no part reaches a cap (see
-    /// [`Partition`]): the parts of one detection can run anywhere, and be merged.
+    /// [`Partition`]).
     pub fn in_parts(
         config: &'a DetectConfig,
         dns: &'a [DnsEvent],
         arp: &'a [ArpEvent],
         partition: &Partition,
+    ) -> Self {
+        Detector::with_parts(config, dns, arp, partition, 0..partition.parts())
+    }
+
+    /// A detector that runs part `index` of `partition` only: pushed flows of addresses
+    /// other parts own are left to them. [`Detector::finish_part`] ends it, and a
+    /// [`Detector::merging`] given every part's findings ([`Detector::finish_with`])
+    /// finishes the detection, wherever the parts ran. It needs the run's DNS and ARP events (and,
+    /// with [`Detector::with_sessions`], session facts) in full: it picks out those of
+    /// its own addresses itself.
+    pub fn one_part(
+        config: &'a DetectConfig,
+        dns: &'a [DnsEvent],
+        arp: &'a [ArpEvent],
+        partition: &Partition,
+        index: usize,
+    ) -> Self {
+        Detector::with_parts(config, dns, arp, partition, [index % partition.parts()])
+    }
+
+    /// A detector that runs no part itself: it only finishes the detection with what the
+    /// parts found elsewhere ([`Detector::finish_with`]), given the run's events in full.
+    pub fn merging(config: &'a DetectConfig, dns: &'a [DnsEvent], arp: &'a [ArpEvent]) -> Self {
+        Detector::with_parts(config, dns, arp, &Partition::hashed(1), [])
+    }
+
+    fn with_parts(
+        config: &'a DetectConfig,
+        dns: &'a [DnsEvent],
+        arp: &'a [ArpEvent],
+        partition: &Partition,
+        indices: impl IntoIterator<Item = usize>,
     ) -> Self {
         let mut dns: Vec<&DnsEvent> = dns.iter().collect();
         dns.sort();
@@ -135,7 +168,7 @@ impl<'a> Detector<'a> {
                 run_rules.push(rule);
             }
         }
-        let parts = Parts::new(config, partition, start);
+        let parts = Parts::new(config, partition, indices, start);
         Detector {
             c: config,
             stats: DetectStats {
@@ -182,7 +215,6 @@ impl<'a> Detector<'a> {
         if !self.filter.wants_flow(&f) {
             return;
         }
-        self.stats.flows_used += 1;
         match self.pending.last_mut() {
             Some(last) => last.push(f),
             None => self.pending.push(vec![f]),
@@ -199,7 +231,6 @@ impl<'a> Detector<'a> {
     pub fn push_all(&mut self, mut flows: Vec<FlowRecord>) {
         self.stats.flows += flows.len() as u64;
         flows.retain(|f| self.filter.wants_flow(f));
-        self.stats.flows_used += flows.len() as u64;
         let cap = self.c.max_pending_flows.max(1);
         while !flows.is_empty() {
             // Runs at the same flows as one push at a time would.
@@ -257,7 +288,24 @@ impl<'a> Detector<'a> {
 
     /// Runs the last gathered flows, adds up what the parts found, runs the run-wide
     /// rules, numbers the alerts and builds the propagation graph and host roles.
-    pub fn finish(mut self) -> Detection {
+    pub fn finish(self) -> Detection {
+        self.finish_with(Vec::new())
+    }
+
+    /// What this detector's parts found, for another detector to finish with
+    /// ([`Detector::finish_with`]); the run-wide rules and the graph are left to it.
+    pub fn finish_part(mut self) -> PartFindings {
+        self.run_pending();
+        let mut found = PartsFound::sum(self.parts.finish(&self.events));
+        found.stats.late_flows += self.stats.late_flows;
+        PartFindings(found)
+    }
+
+    /// [`Detector::finish`], adding what other detectors' parts found (each from
+    /// [`Detector::finish_part`], possibly in another process): the detection of every
+    /// flow pushed to any of them. Its `flows` counter counts only the flows pushed to
+    /// this detector, which may be none.
+    pub fn finish_with(mut self, others: Vec<PartFindings>) -> Detection {
         self.run_pending();
         let Detector {
             c,
@@ -267,12 +315,14 @@ impl<'a> Detector<'a> {
             run_rules,
             ..
         } = self;
+        let mut all = parts.finish(&events);
+        all.extend(others.into_iter().map(|p| p.0));
         let PartsFound {
             mut found,
             sessions,
             crossings,
             stats: part_stats,
-        } = parts.finish(&events);
+        } = PartsFound::sum(all);
         stats.add(&part_stats);
         let mut run = RunState {
             caps: c.caps(1),

@@ -131,6 +131,7 @@ mod score;
 mod settings;
 mod sources;
 mod timeline;
+mod wire;
 mod zones;
 
 pub use config::{parse_indicator_list, Cidr, CidrError, DetectConfig, RulesError, Service};
@@ -151,6 +152,7 @@ pub use score::{
 };
 pub use settings::TimeSpan;
 pub use timeline::{EventKind, TimelineEvent};
+pub use wire::{PartFindings, PartFindingsError};
 pub use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 pub use wormsign_inspect::SessionEvent;
 pub use zones::{parse_zone, parse_zones_file, CrossingSession, Verdict, ZoneCheck};

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 // Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
+use serde::{Deserialize, Serialize};
 pub(crate) use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 
 use crate::identity::Identity;
@@ -10,7 +11,7 @@ use crate::timeline::TimelineEvent;
 use crate::zones::ZoneCheck;
 
 /// The rule that raised an alert.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Rule {
     /// Many distinct destinations on one worm service within the scan window.
     ScanFanout,
@@ -69,7 +70,7 @@ impl Rule {
 }
 
 /// What an alert rests on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Basis {
     /// What the sessions said: logins and their status, exploit messages, implant replies.
     Protocol,
@@ -89,7 +90,7 @@ impl Basis {
 }
 
 /// Urgency of an alert, following the incident's response process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Tier {
     /// Act within the hour: active spreading, C&C contact, honeypot contact.
     Hour,
@@ -114,7 +115,7 @@ impl Tier {
 }
 
 /// One finding.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// `A0001`, `A0002`, … in order of `first_seen_ns` (then rule, source, destination).
     pub id: String,
@@ -241,7 +242,7 @@ pub struct HostRow {
 }
 
 /// Counters about a detection run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetectStats {
     /// Flows read.
     pub flows: u64,

@@ -81,10 +81,13 @@ fn address_hash(ip: IpAddr) -> u32 {
     (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
 }
 
-/// Every part of a detection, run side by side on rayon's pool.
+/// The parts of a detection this process runs (all of them, or one of many), side by
+/// side on rayon's pool.
 pub(crate) struct Parts<'a> {
     partition: Partition,
     parts: Vec<Part<'a>>,
+    /// Where part `i` of the partition is in `parts`, if this process runs it.
+    position: Vec<Option<usize>>,
 }
 
 /// Which of a flow's addresses a part owns.
@@ -103,15 +106,17 @@ pub(crate) struct PartsFound {
 }
 
 impl<'a> Parts<'a> {
-    /// The parts of `partition`, each with a fresh state of every rule `start` makes
-    /// (run-wide rules excluded: they run after the merge).
+    /// Parts `indices` of `partition`, each with a fresh state of every rule `start`
+    /// makes (run-wide rules excluded: they run after the merge).
     pub fn new(
         c: &'a DetectConfig,
         partition: &Partition,
+        indices: impl IntoIterator<Item = usize>,
         start: impl Fn() -> Vec<BoxedRule<'a>>,
     ) -> Self {
         let caps = c.caps(partition.parts());
-        let parts = (0..partition.parts())
+        let parts: Vec<Part<'a>> = indices
+            .into_iter()
             .map(|index| Part {
                 index,
                 partition: partition.clone(),
@@ -128,9 +133,14 @@ impl<'a> Parts<'a> {
                     .collect(),
             })
             .collect();
+        let mut position = vec![None; partition.parts()];
+        for (at, part) in parts.iter().enumerate() {
+            position[part.index] = Some(at);
+        }
         Parts {
             partition: partition.clone(),
             parts,
+            position,
         }
     }
 
@@ -138,7 +148,7 @@ impl<'a> Parts<'a> {
     /// order, the flows whose source or responder it owns (handed out once, so no part
     /// reads the records of the others' flows).
     pub fn observe(&mut self, order: &[&FlowRecord]) {
-        if let [part] = &mut self.parts[..] {
+        if let ([part], 1) = (&mut self.parts[..], self.partition.parts()) {
             let both = Owned {
                 source: true,
                 responder: true,
@@ -148,24 +158,14 @@ impl<'a> Parts<'a> {
         }
         let mut shares: Vec<Vec<(&FlowRecord, Owned)>> = vec![Vec::new(); self.parts.len()];
         for &f in order {
-            let (s, r) = (
-                self.partition.part_of(f.orig_addr),
-                self.partition.part_of(f.resp_addr),
-            );
-            let responder = s == r;
-            shares[s].push((
-                f,
-                Owned {
-                    source: true,
-                    responder,
-                },
-            ));
-            if !responder {
-                let owned = Owned {
-                    source: false,
-                    responder: true,
-                };
-                shares[r].push((f, owned));
+            let s = self.partition.part_of(f.orig_addr);
+            let r = self.partition.part_of(f.resp_addr);
+            let owned = |source, responder| Owned { source, responder };
+            if let Some(at) = self.position[s] {
+                shares[at].push((f, owned(true, s == r)));
+            }
+            if let Some(at) = self.position[r].filter(|_| s != r) {
+                shares[at].push((f, owned(false, true)));
             }
         }
         self.parts
@@ -178,26 +178,31 @@ impl<'a> Parts<'a> {
             });
     }
 
-    /// Finishes every part's rules over the events of its addresses, and adds up what
-    /// they found.
-    pub fn finish(self, events: &Events<'_>) -> PartsFound {
-        let mut finished: Vec<PartsFound> = self
-            .parts
+    /// Finishes every part's rules over the events of its addresses.
+    pub fn finish(self, events: &Events<'_>) -> Vec<PartsFound> {
+        self.parts
             .into_par_iter()
             .map(|part| part.finish(events))
-            .collect();
-        if finished.len() == 1 {
+            .collect()
+    }
+}
+
+impl PartsFound {
+    /// What `parts` found, added up in an order that does not depend on theirs.
+    pub fn sum(mut parts: Vec<PartsFound>) -> PartsFound {
+        if parts.len() == 1 {
             // One part is the whole detection: nothing to add up.
-            return finished.pop().expect("one part");
+            return parts.pop().expect("one part");
         }
+        // Zero parts add up to nothing found; more are merged below.
         let mut sum = PartsFound {
             found: Findings::default(),
             sessions: SessionLog::default(),
             crossings: ZoneCrossings::default(),
             stats: DetectStats::default(),
         };
-        let mut sessions = Vec::with_capacity(finished.len());
-        for part in finished {
+        let mut sessions = Vec::with_capacity(parts.len());
+        for part in parts {
             sum.found.absorb(part.found);
             sum.crossings.absorb(part.crossings);
             sum.stats.add(&part.stats);
@@ -241,6 +246,7 @@ impl Part<'_> {
             contact: None,
         };
         if by_source {
+            self.stats.flows_used += 1;
             self.stats.flows_without_outcome += u64::from(!shows_outcome(f));
             if let Some(service) = flow.service {
                 self.sessions.keep(&flow, self.caps, &mut self.stats);

@@ -13,11 +13,12 @@ use crate::config::{Caps, DetectConfig};
 use crate::identity::Identity;
 use crate::model::{Alert, Basis, DetectStats, Edge, HostRow, Role, Rule};
 use crate::rules::{EvidenceKey, FlowFacts};
+use serde::{Deserialize, Serialize};
 
 /// A session that put a worm on `child`, as the protocol shows it. Deliveries are
 /// ordered by their fields in order (time first), whatever parts of a detection found
 /// them.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) struct Delivery {
     pub ts: i64,
     pub packet: u64,
@@ -34,6 +35,7 @@ pub(crate) struct Delivery {
 /// A worm-service contact that did not fail, kept for the graph: completed sessions are
 /// candidate infection vectors, and any answered contact from an attacker makes its peer
 /// a target.
+#[derive(Serialize, Deserialize)]
 struct Session {
     ts: i64,
     first_packet: u64,
@@ -43,8 +45,8 @@ struct Session {
     completed: bool,
 }
 
-/// The worm-service sessions that did not fail, at most [`DetectConfig::pair_cap`].
-#[derive(Default)]
+/// The worm-service sessions that did not fail, at most the pair cap (`Caps::pairs`).
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct SessionLog {
     sessions: Vec<Session>,
 }

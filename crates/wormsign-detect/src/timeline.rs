@@ -13,6 +13,7 @@ use hashbrown::{HashMap, HashSet};
 use crate::lookup::ByAddress;
 use crate::model::{Alert, Edge, HostRow, Rule};
 use crate::rules::EvidenceKey;
+use serde::{Deserialize, Serialize};
 
 /// What happened to (or was done by) a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,7 +72,7 @@ pub struct TimelineEvent {
 }
 
 /// What a rule knows of an alert's timeline event that the alert itself does not say.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Note {
     /// When the event happened.
     pub at: i64,

@@ -17,6 +17,7 @@ use hashbrown::{HashMap, HashSet};
 use crate::config::{Caps, Cidr, DetectConfig};
 use crate::model::{Alert, DetectStats, HostRow, Role};
 use crate::rules::FlowFacts;
+use serde::{Deserialize, Serialize};
 
 /// Completed sessions kept per source and zone pair, as evidence of a breach.
 const SESSIONS_KEPT: usize = 5;
@@ -44,7 +45,7 @@ impl Verdict {
 }
 
 /// A completed worm-service session across zones.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CrossingSession {
     /// Start of the session, ns since the Unix epoch.
     pub ts_ns: i64,
@@ -84,8 +85,8 @@ pub struct ZoneCheck {
 }
 
 /// One source's worm-service flows from one zone to another.
-#[derive(Default)]
-struct Tally {
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct Tally {
     attempts: u64,
     answered: u64,
     blocked: u64,
@@ -103,6 +104,20 @@ impl ZoneCrossings {
     /// Adds the counts another part of the detection kept (of other sources).
     pub fn absorb(&mut self, other: ZoneCrossings) {
         self.tallies.extend(other.tallies);
+    }
+
+    /// The counts by (source, from zone, to zone), sorted.
+    pub fn into_sorted(self) -> Vec<((IpAddr, u16, u16), Tally)> {
+        let mut tallies: Vec<_> = self.tallies.into_iter().collect();
+        tallies.sort_unstable_by_key(|(key, _)| *key);
+        tallies
+    }
+
+    /// Counts from [`ZoneCrossings::into_sorted`].
+    pub fn from_sorted(tallies: Vec<((IpAddr, u16, u16), Tally)>) -> ZoneCrossings {
+        ZoneCrossings {
+            tallies: tallies.into_iter().collect(),
+        }
     }
 
     /// Counts `flow` if it goes to a worm service from one zone into another.

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use wormsign_detect::{Cidr, DetectConfig, Detection, Detector, Partition};
+use wormsign_detect::{Cidr, DetectConfig, Detection, Detector, PartFindings, Partition};
 use wormsign_engine::{Control, DetectInputs, PipelineConfig};
 
 /// The rules the README runs on the sample, with the honeypots and authorized scanners
@@ -119,6 +119,54 @@ fn assert_parts_add_up(what: &str, inputs: &DetectInputs, c: &DetectConfig) {
     }
 }
 
+/// Each part run by a detector of its own over only the flows it owns (as a Spark task
+/// gets them after the shuffle), its findings sent as bytes, and one more detector
+/// finishing with all of them: the whole detection again.
+fn assert_parts_apart_add_up(what: &str, inputs: &DetectInputs, c: &DetectConfig) {
+    let whole = detect(inputs, c, None);
+    let k = 3;
+    let partition = Partition::hashed(k);
+    let sent: Vec<Vec<u8>> = (0..k)
+        .map(|index| {
+            let mut part = Detector::one_part(c, &inputs.dns, &inputs.arp, &partition, index)
+                .with_sessions(&inputs.sessions)
+                .with_names(&inputs.names);
+            let owns = |ip| partition.part_of(ip) == index;
+            (inputs.flows.iter())
+                .filter(|f| owns(f.orig_addr) || owns(f.resp_addr))
+                .for_each(|f| part.push(f.clone()));
+            part.finish_part().to_bytes()
+        })
+        .collect();
+    let received: Vec<PartFindings> = sent
+        .iter()
+        .map(|b| PartFindings::from_bytes(b).unwrap())
+        .collect();
+    let mut merged = Detector::merging(c, &inputs.dns, &inputs.arp)
+        .with_sessions(&inputs.sessions)
+        .with_names(&inputs.names)
+        .finish_with(received);
+    assert_eq!(
+        merged.stats.flows, 0,
+        "{what}: the merging detector read no flow"
+    );
+    merged.stats.flows = whole.stats.flows;
+    assert!(
+        merged == whole,
+        "{what}: {k} parts run apart differ from the whole: {}",
+        first_difference(&whole, &merged)
+    );
+    // Damaged bytes are an error, not a panic.
+    let bytes = &sent[0];
+    for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            PartFindings::from_bytes(&bytes[..cut]).is_err(),
+            "{what}: {cut} of {} bytes read as findings",
+            bytes.len()
+        );
+    }
+}
+
 fn load(capture: &Path) -> DetectInputs {
     let config = PipelineConfig {
         threads: 2,
@@ -142,6 +190,7 @@ fn parts_add_up_to_the_whole_on_every_dataset_scenario() {
         let inputs = load(&dir.join("capture.pcap.gz"));
         let c = config_for(&dir.join("labels.json"));
         assert_parts_add_up(name, &inputs, &c);
+        assert_parts_apart_add_up(name, &inputs, &c);
     }
 }
 
