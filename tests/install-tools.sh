@@ -13,10 +13,14 @@ command -v argus >/dev/null || need+=(argus-server argus-client)
 command -v zstd >/dev/null || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
 command -v chromium >/dev/null || need+=(chromium)
+# Spark (python/tests/test_spark.py) runs on the JVM.
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
+  # openjdk's post-install step fails on slim images that ship without this directory.
+  $sudo mkdir -p /usr/share/man/man1
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

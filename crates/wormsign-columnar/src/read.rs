@@ -434,6 +434,19 @@ fn flow_ports(
     ))
 }
 
+/// The source and responder address of every flow of `b`.
+pub fn flow_endpoints(b: &RecordBatch) -> Result<Vec<(IpAddr, IpAddr)>> {
+    let (orig_h, resp_h) = (strings(b, "orig_h")?, strings(b, "resp_h")?);
+    (0..b.num_rows())
+        .map(|i| {
+            Ok((
+                parse_ip(orig_h[i], "orig_h", i)?,
+                parse_ip(resp_h[i], "resp_h", i)?,
+            ))
+        })
+        .collect()
+}
+
 /// Which flows of `b` (read with [`KEEP_COLUMNS`]) `keep` accepts.
 fn kept_flows(
     b: &RecordBatch,
@@ -448,6 +461,15 @@ fn kept_flows(
             Ok(Some(keep(proto, has_ports, resp_port, &resp_addr)))
         })
         .collect()
+}
+
+/// The rows of `b` (the flows table) whose flows `keep` accepts, in order.
+pub fn kept_flow_rows(
+    b: &RecordBatch,
+    keep: impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
+) -> Result<Vec<usize>> {
+    let kept = kept_flows(b, &keep)?;
+    Ok((0..kept.len()).filter(|&i| kept.value(i)).collect())
 }
 
 /// The flows of one batch that `keep` accepts (see [`for_each_flow`]), appended to

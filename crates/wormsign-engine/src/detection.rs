@@ -31,6 +31,7 @@ use wormsign_flow::FlowRecord;
 
 use crate::config::input_names;
 use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatchBuilder};
+use crate::distributed::RunEvents;
 use crate::feed::{wanted_dns_events, Feed, FeedOutcome, StoredFlows};
 use crate::html::markdown_to_html;
 use crate::pipeline::run;
@@ -148,17 +149,10 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
             in_dir.display()
         )));
     }
-    let mut warnings = Vec::new();
-    let mut optional = |name: &str| optional_table(in_dir, name, &mut warnings);
-    // Only C&C names matter to the rules: other messages are counted, not kept.
-    let (dns, dns_read) = read_dns(&optional("dns"), |q| config.wants_dns(q))?;
-    let arp = read_arp(&optional("arp"))?;
-    let sessions = read_sessions(&optional("sessions"))?;
-    let names = read_names(&optional("names"))?;
+    // Only C&C names matter to the rules: other DNS messages are counted, not kept.
+    let events = RunEvents::read(&[in_dir.to_path_buf()], config)?;
     // Flows stream through the detector: only those a rule can use are held.
-    let mut detector = Detector::new(config, &dns, &arp)
-        .with_sessions(&sessions)
-        .with_names(&names);
+    let mut detector = events.whole(config);
     let filter = detector.flow_filter();
     let flows_read = for_each_flow(
         &flow_files,
@@ -166,7 +160,8 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
         |f| detector.push(f),
     )?;
     let mut detection = detector.finish();
-    (detection.stats.flows, detection.stats.dns_events) = (flows_read, dns_read);
+    (detection.stats.flows, detection.stats.dns_events) = (flows_read, events.dns_read());
+    let warnings = events.warnings;
     let metadata = output_metadata(stored_inputs(&flow_files[0]), config);
     Ok(Detected {
         detection,
@@ -332,7 +327,7 @@ pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection
 
 /// The files of table `name`; when the table is missing (not merely empty, as a
 /// partitioned table without rows is), a warning: detection goes on without it.
-fn optional_table(dir: &Path, name: &str, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+pub(crate) fn optional_table(dir: &Path, name: &str, warnings: &mut Vec<String>) -> Vec<PathBuf> {
     let files = table_files(dir, name);
     if files.is_empty() && !dir.join(name).is_dir() {
         warnings.push(format!(

@@ -22,6 +22,10 @@ pub enum Error {
     /// An option or rules file is not valid.
     #[error("{0}")]
     Config(String),
+    /// What the parts of a distributed detection exchange (a tagged flow batch, a part's
+    /// findings) is not valid.
+    #[error("distributed detection: {0}")]
+    Parts(String),
     /// A pipeline thread stopped without reporting; nothing was written.
     #[error("internal error: {0}")]
     Internal(String),

@@ -30,6 +30,7 @@ mod collect;
 mod config;
 mod detect_tables;
 mod detection;
+mod distributed;
 mod error;
 mod feed;
 mod html;
@@ -55,6 +56,7 @@ pub use detection::{
     analyze_and_detect, detect_dir, detect_tables, detection_summary, output_metadata, stats_json,
     write_detection, DetectInputs, Detected, DetectionInput, DetectionTables,
 };
+pub use distributed::{flow_files, merge_parts, PartRunner, RunEvents, PART_COLUMN};
 pub use error::Error;
 pub use input::{expand_inputs, Input};
 pub use pipeline::{analyze, Analysis};

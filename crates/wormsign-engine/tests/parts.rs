@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use wormsign_detect::{Cidr, DetectConfig, Detection, Detector, PartFindings, Partition};
-use wormsign_engine::{Control, DetectInputs, PipelineConfig};
+use wormsign_engine::{
+    flow_files, merge_parts, Control, DetectInputs, PartRunner, PipelineConfig, RunEvents,
+    PART_COLUMN,
+};
 
 /// The rules the README runs on the sample, with the honeypots and authorized scanners
 /// the scenario's labels name: every rule, the graph and the segmentation check have
@@ -210,5 +213,70 @@ fn parts_add_up_to_the_whole_on_the_real_wannacry_trace() {
         "smb/wannacry_lateral.pcap",
         &inputs,
         &DetectConfig::default(),
+    );
+}
+
+/// What Spark does with `wormsign.spark.detect`, without Spark: flows read from the
+/// stored tables, tagged with their parts, dealt to two "tasks" by part (one task gets
+/// two parts, in one stream of batches), each task's runner sending its parts'
+/// findings as bytes, and the merge: `wormsign detect DIR` again.
+#[test]
+fn tagged_flows_run_by_part_and_merged_are_detect_dir() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = dataset("drivelife");
+    let c = config_for(&dir.join("labels.json"));
+    let inputs = wormsign_engine::expand_inputs(&[dir.join("capture.pcap.gz")]).unwrap();
+    let config = PipelineConfig {
+        threads: 2,
+        ..PipelineConfig::default()
+    };
+    let stored = out.path().join("run");
+    wormsign_engine::analyze(
+        &inputs,
+        &config,
+        &Control::default(),
+        &wormsign_engine::Output::Parquet(stored.clone()),
+    )
+    .unwrap();
+    let whole = wormsign_engine::detect_dir(&stored, &c).unwrap().detection;
+
+    let dirs = vec![stored];
+    let events = std::sync::Arc::new(RunEvents::read(&dirs, &c).unwrap());
+    let batches = wormsign_columnar::read_batches(&flow_files(&dirs)).unwrap();
+    let flows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let parts = 3;
+    let tagger = PartRunner::new(c.clone(), events.clone(), parts);
+    let tagged: Vec<_> = batches.iter().map(|b| tagger.tag(b).unwrap()).collect();
+    let tagged_rows: usize = tagged.iter().map(|b| b.num_rows()).sum();
+    let usable = whole.stats.flows_used as usize;
+    assert!(
+        tagged_rows > usable && tagged_rows < 2 * usable,
+        "{tagged_rows} tagged rows for {usable} usable flows: each once, some twice"
+    );
+    let task = |wanted: &[i32]| {
+        let mut runner = PartRunner::new(c.clone(), events.clone(), parts);
+        for b in &tagged {
+            let part = b.column_by_name(PART_COLUMN).unwrap();
+            let part = part
+                .as_any()
+                .downcast_ref::<arrow_array::Int32Array>()
+                .unwrap();
+            let mask = arrow_array::BooleanArray::from_iter(
+                part.iter().map(|p| Some(wanted.contains(&p.unwrap()))),
+            );
+            let rows = arrow_select::filter::filter_record_batch(b, &mask).unwrap();
+            runner.push(&rows).unwrap();
+        }
+        runner.finish()
+    };
+    let mut found: Vec<(usize, Vec<u8>)> = task(&[0, 2]);
+    found.extend(task(&[1]));
+    assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 2, 1]);
+    let bytes: Vec<Vec<u8>> = found.into_iter().rev().map(|(_, b)| b).collect();
+    let merged = merge_parts(&c, &events, &bytes, flows).unwrap();
+    assert!(
+        merged == whole,
+        "tagged parts differ from detect_dir: {}",
+        first_difference(&whole, &merged)
     );
 }

@@ -33,6 +33,8 @@ use wormsign_engine::{
 use wormsign_synth::export::NetflowVersion;
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
 
+mod parts;
+
 create_exception!(
     _native,
     WormsignError,
@@ -538,5 +540,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(synth, m)?)?;
     m.add_function(wrap_pyfunction!(bench_rules, m)?)?;
     m.add_function(wrap_pyfunction!(rules_toml, m)?)?;
+    parts::register(m)?;
     Ok(())
 }
