@@ -120,7 +120,7 @@ def detect(
     tagged_schema = StructType(flows.schema.fields + [StructField("part", IntegerType(), False)])
 
     def tag(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tagger = _native.PartRunner(k, dirs, options)
+        tagger = _native.PartRunner(k, dirs, options, tagging=True)
         for b in batches:
             yield tagger.tag(b)
 
@@ -137,15 +137,19 @@ def detect(
             names=["part", "found"],
         )
 
+    # By range, not by hash: k part numbers hashed into k partitions collide, leaving
+    # some tasks two parts and others none.
     found = (
         flows.mapInArrow(tag, tagged_schema)
-        .repartition(k, "part")
+        .repartitionByRange(k, "part")
         .mapInArrow(run, "part int, found binary")
         .collect()
     )
     found = [bytes(row.found) for row in sorted(found, key=lambda r: r.part)]
     n_flows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    r = _native.merge_parts(found, dirs, options, n_flows, None if out is None else os.fspath(out))
+    r = _native.merge_parts(
+        found, dirs, options, k, n_flows, None if out is None else os.fspath(out)
+    )
     d = wormsign.Detection._from(r)
     tables = {name: getattr(d, name) for name in _TABLES}
     frames = {name: _frame(spark, t) for name, t in tables.items()}

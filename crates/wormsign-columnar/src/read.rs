@@ -434,11 +434,11 @@ fn flow_ports(
     ))
 }
 
-/// The source and responder address of every flow of `b`.
-pub fn flow_endpoints(b: &RecordBatch) -> Result<Vec<(IpAddr, IpAddr)>> {
+/// The source and responder address of the flows in `rows` of `b` (the flows table).
+pub fn flow_endpoints(b: &RecordBatch, rows: &[usize]) -> Result<Vec<(IpAddr, IpAddr)>> {
     let (orig_h, resp_h) = (strings(b, "orig_h")?, strings(b, "resp_h")?);
-    (0..b.num_rows())
-        .map(|i| {
+    rows.iter()
+        .map(|&i| {
             Ok((
                 parse_ip(orig_h[i], "orig_h", i)?,
                 parse_ip(resp_h[i], "resp_h", i)?,

@@ -125,8 +125,8 @@ impl<'a> Detector<'a> {
         Detector::with_parts(config, dns, arp, partition, 0..partition.parts())
     }
 
-    /// A detector that runs part `index` of `partition` only: pushed flows of addresses
-    /// other parts own are left to them. [`Detector::finish_part`] ends it, and a
+    /// A detector that runs part `index` of `partition` only (it panics when there is no
+    /// such part): pushed flows of addresses other parts own are left to them. [`Detector::finish_part`] ends it, and a
     /// [`Detector::merging`] given every part's findings ([`Detector::finish_with`])
     /// finishes the detection, wherever the parts ran. It needs the run's DNS and ARP events (and,
     /// with [`Detector::with_sessions`], session facts) in full: it picks out those of
@@ -138,7 +138,12 @@ impl<'a> Detector<'a> {
         partition: &Partition,
         index: usize,
     ) -> Self {
-        Detector::with_parts(config, dns, arp, partition, [index % partition.parts()])
+        assert!(
+            index < partition.parts(),
+            "part {index} of a partition in {}",
+            partition.parts()
+        );
+        Detector::with_parts(config, dns, arp, partition, [index])
     }
 
     /// A detector that runs no part itself: it only finishes the detection with what the
@@ -277,7 +282,11 @@ impl<'a> Detector<'a> {
         let order: Vec<&FlowRecord> = entries.iter().map(flow).collect();
         if let Some(last) = self.last_key {
             let late = order.partition_point(|f| (f.ts_first, f.first_packet) < last);
-            self.stats.late_flows += late as u64;
+            // Counted by the part owning the flow's source, as `flows_used` is.
+            let owned = order[..late]
+                .iter()
+                .filter(|f| self.parts.owns_source(f.orig_addr));
+            self.stats.late_flows += owned.count() as u64;
         }
         self.parts.observe(&order);
         if let Some(f) = order.last() {
@@ -322,6 +331,7 @@ impl<'a> Detector<'a> {
             sessions,
             crossings,
             stats: part_stats,
+            ..
         } = PartsFound::sum(all);
         stats.add(&part_stats);
         let mut run = RunState {

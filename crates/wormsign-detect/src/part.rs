@@ -6,10 +6,10 @@
 //! windows, failed contacts, brute-force pairs, contacts to honeypots and C&C addresses,
 //! logins, ARP sweeps), per responder (exposed services; exploits and the implant, by
 //! their target) or over the whole run (C&C lookups, where a forwarding resolver is told
-//! from its clients). A part sees every usable flow in the same sorted order as a whole
-//! detector, and runs the source rules over the flows whose source it owns and the
-//! responder rules over those whose responder it owns; at the end each rule reads the
-//! events of the addresses the part owns. Since no rule's state for one address depends
+//! from its clients). A part sees the usable flows whose source or responder it owns,
+//! in the same sorted order as a whole detector, and runs the source rules over the
+//! flows whose source it owns and the responder rules over those whose responder it
+//! owns; at the end each rule reads the events of the addresses the part owns. Since no rule's state for one address depends
 //! on another address, each part finds what the whole detector finds about its
 //! addresses, and [`Parts::finish`] adds the parts up in an order that does not depend
 //! on how the addresses were split (alerts are numbered by time afterwards, kept
@@ -103,6 +103,9 @@ pub(crate) struct PartsFound {
     pub sessions: SessionLog,
     pub crossings: ZoneCrossings,
     pub stats: DetectStats,
+    /// The parts whose findings these are, and of how many.
+    pub covers: Vec<usize>,
+    pub of: usize,
 }
 
 impl<'a> Parts<'a> {
@@ -178,6 +181,11 @@ impl<'a> Parts<'a> {
             });
     }
 
+    /// Whether one of these parts owns `ip` as a source.
+    pub fn owns_source(&self, ip: IpAddr) -> bool {
+        self.position[self.partition.part_of(ip)].is_some()
+    }
+
     /// Finishes every part's rules over the events of its addresses.
     pub fn finish(self, events: &Events<'_>) -> Vec<PartsFound> {
         self.parts
@@ -200,16 +208,21 @@ impl PartsFound {
             sessions: SessionLog::default(),
             crossings: ZoneCrossings::default(),
             stats: DetectStats::default(),
+            covers: Vec::new(),
+            of: parts.first().map_or(0, |p| p.of),
         };
         let mut sessions = Vec::with_capacity(parts.len());
         for part in parts {
+            sum.covers.extend(part.covers);
             sum.found.absorb(part.found);
             sum.crossings.absorb(part.crossings);
             sum.stats.add(&part.stats);
             sessions.push(part.sessions);
         }
-        // Parts finish in any order; the graph takes the first of deliveries that tie.
+        // Parts finish in any order; the graph takes the first of deliveries that tie
+        // (one part keeps the rules' order: exploits, then logins).
         sum.found.deliveries.sort_unstable();
+        sum.covers.sort_unstable();
         sum.sessions = SessionLog::merge(sessions);
         sum
     }
@@ -324,6 +337,8 @@ impl Part<'_> {
             sessions,
             crossings,
             stats,
+            covers: vec![index],
+            of: partition.parts(),
         }
     }
 }

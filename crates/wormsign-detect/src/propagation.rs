@@ -52,6 +52,11 @@ pub(crate) struct SessionLog {
 }
 
 impl SessionLog {
+    /// The services (indices into the rules' list) of the kept sessions.
+    pub fn services(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sessions.iter().map(|s| s.svc)
+    }
+
     /// The sessions the parts of a detection kept ([`build`] sorts them by time).
     pub fn merge(parts: impl IntoIterator<Item = SessionLog>) -> SessionLog {
         let sessions = parts.into_iter().flat_map(|p| p.sessions).collect();

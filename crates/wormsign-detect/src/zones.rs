@@ -100,6 +100,15 @@ pub(crate) struct ZoneCrossings {
     tallies: HashMap<(IpAddr, u16, u16), Tally>,
 }
 
+impl Tally {
+    /// Whether the answered and blocked attempts are among the attempts.
+    pub fn adds_up(&self) -> bool {
+        self.answered
+            .checked_add(self.blocked)
+            .is_some_and(|n| n <= self.attempts)
+    }
+}
+
 impl ZoneCrossings {
     /// Adds the counts another part of the detection kept (of other sources).
     pub fn absorb(&mut self, other: ZoneCrossings) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow_array::{Array, Int32Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use wormsign_columnar::{
-    flow_endpoints, kept_flow_batch, kept_flow_rows, read_arp, read_dns, read_names, read_sessions,
+    flow_batch, flow_endpoints, kept_flow_rows, read_arp, read_dns, read_names, read_sessions,
     table_files, ResponderAddr,
 };
 use wormsign_detect::{
@@ -59,6 +59,18 @@ impl RunEvents {
         e.sessions = read_sessions(&session_files)?;
         e.names = read_names(&name_files)?;
         Ok(e)
+    }
+
+    /// Only the DNS messages naming C&C domains of the runs in `dirs`: all that deciding
+    /// which flows some rule can use needs (the addresses those names resolved to).
+    pub fn read_dns(dirs: &[PathBuf], config: &DetectConfig) -> Result<RunEvents, Error> {
+        let files: Vec<PathBuf> = dirs.iter().flat_map(|d| table_files(d, "dns")).collect();
+        let (dns, dns_read) = read_dns(&files, |q| config.wants_dns(q))?;
+        Ok(RunEvents {
+            dns,
+            dns_read,
+            ..RunEvents::default()
+        })
     }
 
     /// A detector over these events, in one part (as `wormsign detect` runs).
@@ -136,11 +148,9 @@ impl PartRunner {
     /// part owns its responder, once more for that one.
     pub fn tag(&self, batch: &RecordBatch) -> Result<RecordBatch, Error> {
         let kept = self.with_usable(|usable| kept_flow_rows(batch, usable))?;
-        let mut keep_rows = Vec::new();
-        let endpoints = flow_endpoints(batch)?;
-        let mut part = Vec::new();
-        for row in kept {
-            let (src, dst) = endpoints[row];
+        let endpoints = flow_endpoints(batch, &kept)?;
+        let (mut keep_rows, mut part) = (Vec::new(), Vec::new());
+        for (row, (src, dst)) in kept.into_iter().zip(endpoints) {
             let (s, r) = (self.partition.part_of(src), self.partition.part_of(dst));
             keep_rows.push(row as u32);
             part.push(s as i32);
@@ -176,9 +186,8 @@ impl PartRunner {
                 arrow_array::BooleanArray::from_iter(part.iter().map(|p| Some(p == Some(value))));
             let rows = arrow_select::filter::filter_record_batch(batch, &mask)
                 .map_err(wormsign_columnar::ColumnarError::from)?;
-            let mut kept = Vec::new();
-            self.with_usable(|usable| kept_flow_batch(&rows, usable, &mut kept))?;
-            self.flows.entry(index).or_default().extend(kept);
+            // Tagged rows are usable flows already.
+            flow_batch(&rows, self.flows.entry(index).or_default())?;
         }
         Ok(())
     }
@@ -198,7 +207,14 @@ impl PartRunner {
         let e = &self.events;
         self.flows
             .into_iter()
-            .map(|(index, flows)| {
+            .map(|(index, mut flows)| {
+                // In time order, as one whole detector sees them: a shuffle delivers
+                // them in any order, and the detector sorts only runs of
+                // `max_pending_flows` at a time.
+                flows.sort_unstable_by_key(|f| {
+                    let key = (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
+                    (f.ts_first, f.first_packet, key)
+                });
                 let part = Detector::one_part(&self.config, &e.dns, &e.arp, &self.partition, index);
                 let mut part = e.detector(part);
                 part.push_all(flows);
@@ -208,18 +224,38 @@ impl PartRunner {
     }
 }
 
-/// The detection, finished from every part's findings (from [`PartRunner::finish`], in
-/// any order); `flows` is how many flows the runs hold, for the counters.
+/// The detection in `parts` parts, finished from the parts' findings (from
+/// [`PartRunner::finish`], in any order); `flows` is how many flows the runs hold, for
+/// the counters. A part no task was dealt flows for (none of its addresses sent a usable
+/// flow) is run here, over its events alone.
 pub fn merge_parts(
     config: &DetectConfig,
     events: &RunEvents,
-    parts: &[Vec<u8>],
+    found: &[Vec<u8>],
+    parts: usize,
     flows: u64,
 ) -> Result<Detection, Error> {
-    let found = parts
+    let mut found = found
         .iter()
-        .map(|b| PartFindings::from_bytes(b).map_err(|e| Error::Parts(e.to_string())))
+        .map(|b| PartFindings::from_bytes(b, config).map_err(|e| Error::Parts(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = vec![false; parts];
+    for f in &found {
+        for &p in f.parts() {
+            if f.of() != parts || std::mem::replace(&mut seen[p], true) {
+                return Err(Error::Parts(format!(
+                    "findings of part {p} of {} in a detection in {parts} parts{}",
+                    f.of(),
+                    if f.of() == parts { ", twice" } else { "" }
+                )));
+            }
+        }
+    }
+    let partition = Partition::hashed(parts);
+    for missing in (0..parts).filter(|&p| !seen[p]) {
+        let part = Detector::one_part(config, &events.dns, &events.arp, &partition, missing);
+        found.push(events.detector(part).finish_part());
+    }
     let merging = events.detector(Detector::merging(config, &events.dns, &events.arp));
     let mut d = merging.finish_with(found);
     (d.stats.flows, d.stats.dns_events) = (flows, events.dns_read);

@@ -22,6 +22,7 @@ fn escape_into(o: &mut String, s: &str) {
     o.push_str(rest);
 }
 
+/// `s` with HTML's special characters escaped.
 fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     escape_into(&mut o, s);
@@ -59,13 +60,14 @@ fn inline_into(o: &mut String, s: &str) {
     }
 }
 
+/// Inline Markdown: `code` and **bold**, everything escaped.
 fn inline(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     inline_into(&mut o, s);
     o
 }
 
-/// A table row's cells, trimmed; `\|` is a literal bar.
+/// Table cells of a `| a | b |` line, trimmed; `\|` is a literal bar.
 fn cells(line: &str) -> Vec<Cow<'_, str>> {
     let inner = line.trim().trim_start_matches('|');
     let inner = inner.strip_suffix('|').unwrap_or(inner);
@@ -88,6 +90,7 @@ fn cells(line: &str) -> Vec<Cow<'_, str>> {
     out
 }
 
+/// One cell's text, trimmed, its escaped bars made bars (a copy only then).
 fn cell(text: &str) -> Cow<'_, str> {
     let text = text.trim();
     if text.contains("\\|") {
@@ -97,6 +100,7 @@ fn cell(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// A Markdown image line, `![alt](target)`: (alt, target).
 fn image(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("![")?;
     let (alt, rest) = rest.split_once("](")?;

@@ -9,23 +9,9 @@ use arrow_array::RecordBatch;
 use arrow_pyarrow::PyArrowType;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use wormsign_detect::DetectConfig;
 use wormsign_engine::{write_detection, Error, RunEvents};
 
 use crate::{put_detection, py_err, DetectOptions};
-
-/// The rules of `options` and the events of the runs in `dirs`.
-fn config_and_events(
-    py: Python<'_>,
-    dirs: &[PathBuf],
-    options: &DetectOptions,
-) -> PyResult<(DetectConfig, Arc<RunEvents>)> {
-    let config = options.config().map_err(py_err)?;
-    let events = py
-        .detach(|| RunEvents::read(dirs, &config))
-        .map_err(py_err)?;
-    Ok((config, Arc::new(events)))
-}
 
 /// The flow files of the runs stored in `dirs`.
 #[pyfunction]
@@ -42,17 +28,26 @@ struct PartRunner {
 
 #[pymethods]
 impl PartRunner {
-    /// A runner for a detection in `parts` parts over the runs stored in `dirs` (their
-    /// DNS, ARP, session and naming tables are read here), with detection `options`.
+    /// A runner for a detection in `parts` parts over the runs stored in `dirs`, with
+    /// detection `options`. It reads the runs' DNS, ARP, session and naming tables, or
+    /// with `tagging` only the DNS messages naming C&C domains, all `tag` needs.
     #[new]
+    #[pyo3(signature = (parts, dirs, options, tagging=false))]
     fn new(
         py: Python<'_>,
         parts: usize,
         dirs: Vec<PathBuf>,
         options: DetectOptions,
+        tagging: bool,
     ) -> PyResult<Self> {
-        let (config, events) = config_and_events(py, &dirs, &options)?;
-        let runner = wormsign_engine::PartRunner::new(config, events, parts);
+        let config = options.config().map_err(py_err)?;
+        let events = py
+            .detach(|| match tagging {
+                true => RunEvents::read_dns(&dirs, &config),
+                false => RunEvents::read(&dirs, &config),
+            })
+            .map_err(py_err)?;
+        let runner = wormsign_engine::PartRunner::new(config, Arc::new(events), parts);
         Ok(PartRunner {
             runner: Some(runner),
         })
@@ -92,15 +87,17 @@ fn finished() -> PyErr {
     pyo3::exceptions::PyRuntimeError::new_err("PartRunner.finish() was called already")
 }
 
-/// The detection finished from every part's findings, over the runs stored in `dirs`
-/// holding `flows` flows; with `out`, the detection files are written there too.
+/// The detection in `parts` parts finished from the parts' findings, over the runs
+/// stored in `dirs` holding `flows` flows; with `out`, the detection files are written
+/// there too.
 #[pyfunction]
-#[pyo3(signature = (found, dirs, options, flows, out=None))]
+#[pyo3(signature = (found, dirs, options, parts, flows, out=None))]
 fn merge_parts(
     py: Python<'_>,
     found: Vec<Vec<u8>>,
     dirs: Vec<PathBuf>,
     options: DetectOptions,
+    parts: usize,
     flows: u64,
     out: Option<PathBuf>,
 ) -> PyResult<Py<PyDict>> {
@@ -108,7 +105,7 @@ fn merge_parts(
     let (d, warnings) = py
         .detach(|| -> Result<_, Error> {
             let events = RunEvents::read(&dirs, &config)?;
-            let d = wormsign_engine::merge_parts(&config, &events, &found, flows)?;
+            let d = wormsign_engine::merge_parts(&config, &events, &found, parts, flows)?;
             if let Some(out) = &out {
                 let metadata = wormsign_engine::output_metadata(None, &config);
                 write_detection(out, &d, &metadata)?;

@@ -52,8 +52,9 @@ pub(crate) type BoxedRule<'a> = Box<dyn RuleState + Send + 'a>;
 /// The rules the detector runs, in this order. Alerts are numbered in time order
 /// afterwards, so the order matters only where a rule reads what an earlier one left in
 /// [`Findings`] (the flow-shape `brute_force` stays silent on the pairs whose logins
-/// `login_brute_force` saw, so it comes after it) and for the order of deliveries
-/// (exploits before logins) the graph breaks ties in.
+/// `login_brute_force` saw, so it comes after it) and, in a one-part detection, for the
+/// order of deliveries (exploits before logins) the graph breaks exact ties in (the sum
+/// of several parts sorts deliveries by their fields instead).
 pub(crate) const RULES: &[StartRule] = &[
     exploit::start,
     login_brute_force::start,
