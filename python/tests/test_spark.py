@@ -120,3 +120,22 @@ def test_streams_are_extracted_apart_and_a_damaged_one_is_a_warning(spark, tmp_p
         both = wormsign.analyze([good], **OPTIONS)
     on_spark = ws.detect(spark, [r["out"] for r in runs], parts=2, **OPTIONS)
     assert on_spark.stats["flows"] == both.summary["flows"] + runs[1]["summary"]["flows"]
+
+
+SHARED = DATASETS.parent.parent / "shared" / "captures"
+
+
+@pytest.mark.parametrize(
+    "capture", ["smb/wannacry_lateral.pcap", "smb/eternalblue_success_unpatched_win7.pcap"]
+)
+def test_spark_detection_holds_on_real_exploit_traces(spark, capture, tmp_path):
+    """Traces nobody here generated (the shared corpus): exploits, the implant and the
+    propagation graph from the protocol, split into parts, as on one machine."""
+    path = SHARED / capture
+    if not path.exists():
+        pytest.skip(f"{path} absent: the shared capture corpus is not beside the repo")
+    one_machine = wormsign.analyze(path).detection
+    assert one_machine.alerts.num_rows > 0, f"{capture}: nothing detected, nothing compared"
+    runs = ws.extract(spark, [[path]], tmp_path / "runs")
+    on_spark = ws.detect(spark, [runs[0]["out"]], parts=3)
+    assert_same_detection(capture, one_machine, on_spark)
