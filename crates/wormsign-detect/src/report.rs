@@ -26,6 +26,35 @@ pub fn format_ts(ns: i64) -> String {
     )
 }
 
+/// Rows a table or list of the report shows at most. The rest are counted in a line
+/// that names the file listing them all: on an outbreak of thousands of hosts the
+/// report stays readable and its size bounded, while the tables stay complete.
+pub const REPORT_ROWS: usize = 1000;
+
+/// The line under a table or list cut at [`REPORT_ROWS`]: how many more and where.
+fn more_rows(o: &mut String, total: usize, what: &str, listed_in: &str) {
+    if total > REPORT_ROWS {
+        let _ = writeln!(
+            o,
+            "\n… and {} more {what}: {listed_in} lists them all.",
+            total - REPORT_ROWS
+        );
+    }
+}
+
+/// `items` joined by commas, the first [`REPORT_ROWS`] of them, then how many more.
+fn joined_list(items: &[String], listed_in: &str) -> String {
+    let shown = items[..items.len().min(REPORT_ROWS)].join(", ");
+    if items.len() > REPORT_ROWS {
+        format!(
+            "{shown} and {} more ({listed_in} lists them all)",
+            items.len() - REPORT_ROWS
+        )
+    } else {
+        shown
+    }
+}
+
 fn ids<'a>(alerts: impl Iterator<Item = &'a Alert>) -> String {
     let v: Vec<&str> = alerts.map(|a| a.id.as_str()).take(6).collect();
     if v.is_empty() {
@@ -36,8 +65,8 @@ fn ids<'a>(alerts: impl Iterator<Item = &'a Alert>) -> String {
 }
 
 /// Renders a responder's summary in Markdown: patient zero and how it got in, infected
-/// hosts in infection order, what to do first, and every alert by tier. Each claim cites
-/// the alert ids it rests on.
+/// hosts in infection order, what to do first, and the alerts by tier, each table and
+/// list cut at [`REPORT_ROWS`]. Each claim cites the alert ids it rests on.
 pub fn render_report(d: &Detection) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Worm outbreak report\n");
@@ -69,7 +98,7 @@ pub fn render_report(d: &Detection) -> String {
     if pz.is_empty() {
         let _ = writeln!(o, "No infected host found.\n");
     }
-    for h in pz {
+    for h in pz.iter().take(REPORT_ROWS) {
         let first = h.first_malicious_at.map(format_ts).unwrap_or_default();
         let _ = writeln!(
             o,
@@ -100,6 +129,12 @@ pub fn render_report(d: &Detection) -> String {
             }
         }
     }
+    more_rows(
+        &mut o,
+        pz.len(),
+        "patient zeros",
+        "`hosts.parquet` (role `patient_zero`)",
+    );
 
     let _ = writeln!(o, "\n## Infected hosts in order\n");
     let _ = writeln!(
@@ -107,7 +142,7 @@ pub fn render_report(d: &Detection) -> String {
         "| # | time | host | name, MAC | generation | parent | vector | what was seen | alerts |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
-    for (i, h) in infected.iter().enumerate() {
+    for (i, h) in infected.iter().enumerate().take(REPORT_ROWS) {
         let e = by.edge_to(h.ip);
         let _ = writeln!(
             o,
@@ -127,6 +162,7 @@ pub fn render_report(d: &Detection) -> String {
             ids(by.alerts_from(h.ip).filter(|a| a.infection_sign))
         );
     }
+    more_rows(&mut o, infected.len(), "infected hosts", "`hosts.parquet`");
 
     owner_changes(&mut o, d);
     if !infected.is_empty() {
@@ -148,7 +184,7 @@ pub fn render_report(d: &Detection) -> String {
             &mut o,
             format!(
                 "**Isolate** the infected hosts now: {}{}.",
-                list.join(", "),
+                joined_list(&list, "`remediation.csv`"),
                 ids(d.alerts.iter().filter(|a| a.infection_sign))
             ),
         );
@@ -177,7 +213,7 @@ pub fn render_report(d: &Detection) -> String {
             &mut o,
             format!(
                 "**Close exposed services** to the internet (RDP behind a VPN/gateway, no SMB or MSSQL from outside): {}{}.",
-                list.join(", "),
+                joined_list(&list, "`alerts.jsonl`"),
                 ids(exposed.into_iter())
             ),
         );
@@ -213,7 +249,7 @@ pub fn render_report(d: &Detection) -> String {
             &mut o,
             format!(
                 "**Reset weak passwords** (local administrator, service accounts) on brute-forced hosts: {}{}.",
-                list.join(", "),
+                joined_list(&list, "`remediation.csv`"),
                 ids(brute.into_iter())
             ),
         );
@@ -230,7 +266,7 @@ pub fn render_report(d: &Detection) -> String {
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut sorted: Vec<&Alert> = d.alerts.iter().collect();
     sorted.sort_by_key(|a| (a.tier, a.first_seen_ns));
-    for a in sorted {
+    for a in sorted.iter().take(REPORT_ROWS) {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
@@ -249,6 +285,7 @@ pub fn render_report(d: &Detection) -> String {
             a.basis.as_str()
         );
     }
+    more_rows(&mut o, sorted.len(), "alerts", "`alerts.jsonl`");
     o
 }
 
@@ -306,7 +343,17 @@ fn timeline_section(o: &mut String, d: &Detection) {
         a.kind == b.kind && a.what == b.what && (a.kind != EventKind::Honeypot || a.peer == b.peer)
     };
     let mut rest = d.timeline.as_slice();
+    let mut runs = 0;
     while let Some(first) = rest.first() {
+        if runs == REPORT_ROWS {
+            let _ = writeln!(
+                o,
+                "\n… and {} more events: `timeline.parquet` lists them all.",
+                rest.len()
+            );
+            return;
+        }
+        runs += 1;
         let run = rest.iter().take_while(|e| same(first, e)).count();
         let shown = if run >= FOLD_FROM { 1 } else { run };
         for e in &rest[..shown] {
@@ -450,7 +497,7 @@ fn remediation_section(o: &mut String, d: &Detection) {
         let _ = writeln!(o, "### Within the {}\n", tier.as_str());
         let _ = writeln!(o, "| host | name, MAC | action | detail | alerts |");
         let _ = writeln!(o, "|---|---|---|---|---|");
-        for r in of_tier {
+        for r in of_tier.iter().take(REPORT_ROWS) {
             let found: Vec<&str> = [r.host_name.as_deref(), r.mac.as_deref()]
                 .into_iter()
                 .flatten()
@@ -469,6 +516,7 @@ fn remediation_section(o: &mut String, d: &Detection) {
                 listed(&r.alert_ids)
             );
         }
+        more_rows(o, of_tier.len(), "rows", "`remediation.csv`");
         let _ = writeln!(o);
     }
 }

@@ -349,6 +349,53 @@ fn three_generation_chain() {
     assert!(report.contains("Patch MS17-010"), "{report}");
 }
 
+/// An outbreak of 1 100 scanners: the report's tables and lists stop at 1 000 rows, the
+/// most urgent first, and say how many more there are and where they all are.
+#[test]
+fn report_of_a_large_outbreak_shows_1000_rows_and_counts_the_rest() {
+    let mut f = Flows::default();
+    for i in 0..1100u32 {
+        let src = format!("10.2.{}.{}", i / 250, i % 250 + 1);
+        f.scan(100.0 + f64::from(i), &src, (i % 200) as u8, 12, 445, 0.5);
+    }
+    let d = run(&f);
+    let infected = d.hosts.iter().filter(|h| h.role.is_infected()).count();
+    assert_eq!(infected, 1100);
+    assert!(d.alerts.len() > 2000, "{}", d.alerts.len());
+    let report = render_report(&d);
+    let more = |what: &str, file: &str, n: usize| {
+        let line = format!("… and {n} more {what}: {file} lists them all.");
+        assert!(report.contains(&line), "missing {line:?}");
+    };
+    more(
+        "patient zeros",
+        "`hosts.parquet` (role `patient_zero`)",
+        100,
+    );
+    more("infected hosts", "`hosts.parquet`", 100);
+    more("rows", "`remediation.csv`", 100);
+    more("alerts", "`alerts.jsonl`", d.alerts.len() - 1000);
+    assert!(report.contains("and 100 more (`remediation.csv` lists them all)"));
+    let section = |title: &str| {
+        let start = report.find(title).unwrap();
+        let end = report[start + 1..]
+            .find("\n## ")
+            .map_or(report.len(), |e| start + 1 + e);
+        report[start..end].to_string()
+    };
+    let count = |text: &str, prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count(&section("## Patient zero"), "- **"), 1000);
+    let hosts = section("## Infected hosts in order");
+    assert!(hosts.contains("\n| 1000 | ") && !hosts.contains("\n| 1001 | "));
+    assert_eq!(count(&section("## Alerts"), "| A"), 1000);
+    // The first scanner's alerts are the earliest, so they are shown; the last one's not.
+    assert!(section("## Alerts").contains("| 10.2.0.1 |"));
+    assert!(!section("## Alerts").contains("| 10.2.4.100 |"));
+    let timeline = section("## Timeline");
+    assert_eq!(count(&timeline, "- "), 1000);
+    assert!(timeline.contains(&format!("… and {} more events", d.timeline.len() - 1000)));
+}
+
 #[test]
 fn allowlisted_scanner_is_reported_not_infected() {
     let config = DetectConfig {
