@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode as decode_frame, dns as dns_parser, names, Decoded};
+use wormsign_detect::{render_report, DetectConfig, Detector, PartFindings};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
 use wormsign_inspect::{InspectConfig, Inspector, Segment};
 use wormsign_logs::{LogRows, Opened};
@@ -216,4 +217,16 @@ pub fn logs(data: &[u8]) -> Option<(&'static str, usize, usize, u64)> {
         dns,
         reader.stats().malformed,
     ))
+}
+
+/// A detection part's findings as another process sends them (`PartFindings::to_bytes`),
+/// read under the default rules, merged and reported as `merge_parts` does. Input: the
+/// bytes. Returns the merged detection's alerts and edges, or `None` when the bytes are
+/// refused.
+pub fn findings(data: &[u8]) -> Option<(usize, usize)> {
+    let config = DetectConfig::default();
+    let found = PartFindings::from_bytes(data, &config).ok()?;
+    let detection = Detector::merging(&config, &[], &[]).finish_with(vec![found]);
+    let _ = render_report(&detection);
+    Some((detection.alerts.len(), detection.edges.len()))
 }

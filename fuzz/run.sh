@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${WORMSIGN_FUZZ_SECONDS:-60}
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(capture decode dns netflow inspect logs)
+[[ ${#targets[@]} -gt 0 ]] || targets=(capture decode dns netflow inspect logs findings)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked

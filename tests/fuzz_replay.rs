@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use wormsign_flow::FlowSource;
+use wormsign_capture::{CaptureReader, Chunk};
+use wormsign_decode::{decode, Decoded};
+use wormsign_detect::{DetectConfig, Detector, Partition};
+use wormsign_flow::{FlowConfig, FlowRecord, FlowSource, FlowTable};
 
 #[path = "../fuzz/replay.rs"]
 mod replay;
@@ -54,7 +57,7 @@ fn replay_bounded(path: &Path, data: Vec<u8>, run: fn(&[u8]) -> String) -> Strin
 
 /// The hand-made hostile inputs (`hostile_*`, one per bound the invariants promise) and
 /// what replaying each must give.
-const HOSTILE: [(&str, &str, &str); 6] = [
+const HOSTILE: [(&str, &str, &str); 9] = [
     // An EPB claiming ~4 GiB: an error, no record, no 4 GiB buffer.
     ("capture", "hostile_pcapng_block_length_4gib", "(0, true)"),
     // 200 stacked VLAN tags (the walk stops at 16): not decoded as IP, no flow.
@@ -72,18 +75,26 @@ const HOSTILE: [(&str, &str, &str); 6] = [
         "hostile_zeek_line_of_4mib",
         "Some((\"zeek-tsv\", 0, 0, 1))",
     ),
+    // Findings of a layout this version does not read (2): refused.
+    ("findings", "hostile_layout_2", "None"),
+    // Layout 1 claiming 2^32-1 parts covered, then nothing: refused, no 4 G vector.
+    ("findings", "hostile_covers_4g_parts", "None"),
+    // Found by the fuzzer with the rules check left out: a part's kept session of service
+    // 6 where the rules have 6 (0 to 5) panicked in the propagation graph. Refused.
+    ("findings", "session_of_service_6_of_6", "None"),
 ];
 
 #[test]
 fn crash_reproducers_replay_quickly() {
     type Replay = fn(&[u8]) -> String;
-    let targets: [(&str, Replay); 6] = [
+    let targets: [(&str, Replay); 7] = [
         ("capture", |d| format!("{:?}", replay::capture(d))),
         ("decode", |d| format!("{:?}", replay::decode(d))),
         ("dns", |d| format!("{:?}", replay::dns(d))),
         ("netflow", |d| format!("{:?}", replay::netflow(d))),
         ("inspect", |d| format!("{:?}", replay::inspect(d))),
         ("logs", |d| format!("{:?}", replay::logs(d))),
+        ("findings", |d| format!("{:?}", replay::findings(d))),
     ];
     for (target, run) in targets {
         let inputs = files(&format!("tests/fuzz-regressions/{target}"));
@@ -239,4 +250,54 @@ fn log_seeds_read_every_line_as_a_row_or_a_skipped_event() {
         let got = replay::logs(data).expect("a log");
         assert_eq!(got, (format, flows, dns, 0), "{}", path.display());
     }
+}
+
+/// The flows of a repository capture, as a flow table makes them.
+fn flows_of(capture: &str) -> Vec<FlowRecord> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(capture);
+    let file = std::fs::File::open(&path).expect("the capture");
+    let mut reader = CaptureReader::new(Box::new(file)).expect("a capture");
+    let mut table = FlowTable::new(FlowConfig::default());
+    let (mut flows, mut chunk, mut packets) = (Vec::new(), Chunk::default(), 0);
+    while reader.read_chunk(&mut chunk, 1 << 20).expect("readable") {
+        for (meta, frame) in chunk.iter() {
+            packets += 1;
+            if let Decoded::Ip(p) = decode(meta.link_type, frame) {
+                table.observe(meta.ts_ns, packets, &p, &mut flows);
+            }
+        }
+    }
+    flows.extend(table.flush());
+    flows
+}
+
+/// The findings of each half of the WannaCry sample's detection, as a Spark task sends
+/// them: read back whole they merge into the part's alerts; cut anywhere they are
+/// refused; with any one byte changed they are refused or merged, never a panic.
+#[test]
+fn findings_cut_or_changed_anywhere_are_refused_or_merged() {
+    let flows = flows_of("datasets/wannacry/capture.pcap.gz");
+    let config = DetectConfig::default();
+    let halves = Partition::hashed(2);
+    let mut alerts = 0;
+    for index in 0..halves.parts() {
+        let mut part = Detector::one_part(&config, &[], &[], &halves, index);
+        part.push_all(flows.clone());
+        let bytes = part.finish_part().to_bytes();
+        let (part_alerts, _) = replay::findings(&bytes).expect("a part's own findings");
+        alerts += part_alerts;
+        for len in 0..bytes.len() {
+            assert_eq!(replay::findings(&bytes[..len]), None, "cut at {len}");
+        }
+        let mut changed = bytes.clone();
+        for at in 0..bytes.len() {
+            for delta in [1, 0x80] {
+                changed[at] = bytes[at].wrapping_add(delta);
+                let _ = replay::findings(&changed);
+            }
+            changed[at] = bytes[at];
+        }
+    }
+    // The sample's worm is found, so the bytes carry alerts to cut and change.
+    assert!(alerts >= 2, "{alerts} alerts");
 }

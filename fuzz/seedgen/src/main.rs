@@ -10,7 +10,9 @@
 //!   (`[u16 BE: exporter bit | length][datagram]`), each alone and each file's whole
 //!   sequence in one seed (so data follows its template);
 //! - `inspect/`: each SMB/TDS/RDP TCP session's segments in capture order, framed as the
-//!   inspect target reads them (`[selector]` then `[flags][u16 BE length][payload]`).
+//!   inspect target reads them (`[selector]` then `[flags][u16 BE length][payload]`);
+//! - `findings/`: what each of two detection parts finds over the file's flows under the
+//!   default rules, as the bytes a Spark task sends the driver (`PartFindings::to_bytes`).
 //!
 //! Files are named by a hash of their content, so reruns do not duplicate seeds.
 //! Unreadable or non-capture inputs are skipped with a message.
@@ -23,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode, Decoded};
+use wormsign_detect::{DetectConfig, Detector, Partition};
+use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
 
 /// Largest seed: larger ones slow every execution of the fuzzer.
 const MAX_SEED: usize = 64 << 10;
@@ -121,11 +125,14 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
     let mut exporters: Vec<IpAddr> = Vec::new();
     let mut sequence = Vec::new();
     let mut sessions: HashMap<(IpAddr, u16, IpAddr, u16), Vec<u8>> = HashMap::new();
+    let mut table = FlowTable::new(FlowConfig::default());
+    let (mut flows, mut packets) = (Vec::new(), 0);
     let mut chunk = Chunk::default();
     loop {
         // Damage ends the file; what was read before it still makes seeds.
         let more = reader.read_chunk(&mut chunk, 1 << 20).unwrap_or(false);
         for (meta, frame) in chunk.iter() {
+            packets += 1;
             let d = decode(meta.link_type, frame);
             let n = shapes.entry(shape(meta.link_type, &d)).or_default();
             if *n < PER_SHAPE && frame.len() + 2 <= MAX_SEED {
@@ -135,6 +142,7 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
                 out.write("decode", &seed);
             }
             let Decoded::Ip(p) = d else { continue };
+            table.observe(meta.ts_ns, packets, &p, &mut flows);
             let start = p.payload_offset as usize;
             let Some(payload) = frame.get(start..start + p.payload_captured as usize) else {
                 continue;
@@ -184,7 +192,23 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
     for (_, seed) in sessions.iter().take(PER_FILE) {
         out.write("inspect", seed);
     }
+    flows.extend(table.flush());
+    findings_seeds(flows, out);
     Ok(())
+}
+
+/// The findings of each of two detection parts over `flows`, as bytes.
+fn findings_seeds(flows: Vec<FlowRecord>, out: &mut Out) {
+    let config = DetectConfig::default();
+    let halves = Partition::hashed(2);
+    for index in 0..halves.parts() {
+        let mut part = Detector::one_part(&config, &[], &[], &halves, index);
+        part.push_all(flows.clone());
+        let bytes = part.finish_part().to_bytes();
+        if bytes.len() <= MAX_SEED {
+            out.write("findings", &bytes);
+        }
+    }
 }
 
 /// The inspect target's selector of a server port (0 SMB, 1 TDS, 2 RDP).
@@ -204,11 +228,12 @@ fn inspect_segment(
     payload: &[u8],
     sessions: &mut HashMap<(IpAddr, u16, IpAddr, u16), Vec<u8>>,
 ) {
-    let (key, from_client, selector) = match (inspect_selector(p.dst_port), inspect_selector(p.src_port)) {
-        (Some(s), _) => ((p.src, p.src_port, p.dst, p.dst_port), true, s),
-        (None, Some(s)) => ((p.dst, p.dst_port, p.src, p.src_port), false, s),
-        _ => return,
-    };
+    let (key, from_client, selector) =
+        match (inspect_selector(p.dst_port), inspect_selector(p.src_port)) {
+            (Some(s), _) => ((p.src, p.src_port, p.dst, p.dst_port), true, s),
+            (None, Some(s)) => ((p.dst, p.dst_port, p.src, p.src_port), false, s),
+            _ => return,
+        };
     let seed = sessions.entry(key).or_insert_with(|| vec![selector]);
     if payload.is_empty() && p.tcp_flags & 0x05 == 0 || seed.len() + payload.len() + 3 > MAX_SEED {
         return;
