@@ -113,7 +113,8 @@ def detect(
     files = [os.fspath(f) for f in _native.flow_files(dirs)]
     if not files:
         raise FileNotFoundError(f"no flows.parquet or flows/ directory in {dirs}")
-    flows = spark.read.parquet(*files)
+    # Only the columns detection reads: the widest (community_id) is never decoded.
+    flows = spark.read.parquet(*files).select(*_native.detection_flow_columns())
     from pyspark.sql.types import IntegerType, StructField, StructType
 
     # A new schema: StructType.add would change the DataFrame's own.

@@ -104,6 +104,12 @@ const FLOW_COLUMNS: [&str; 23] = [
     "first_packet",
     "record",
 ];
+/// The columns of flows.parquet that [`flow_batch`] reads: a reader of the table for
+/// detection (Spark, say) can leave out the rest.
+pub fn detection_flow_columns() -> Vec<&'static str> {
+    [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat()
+}
+
 /// The per-direction counters of flows.parquet, in `DirCounters` order (originator,
 /// then responder: packets, IP bytes, payload bytes, TCP flags).
 const COUNTER_COLUMNS: [&str; 8] = [
@@ -356,13 +362,12 @@ fn flow_row_group(
 ) -> Result<(u64, Vec<FlowRecord>)> {
     // On the DriveLife sample `keep` takes under 1 % of the flows.
     let mut out = Vec::new();
-    let columns = [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat();
     let rows = read_marked(
         path,
         Some(group),
         &KEEP_COLUMNS,
         |b| kept_flows(b, keep),
-        &columns,
+        &detection_flow_columns(),
         |b| flow_batch(b, &mut out),
     )?;
     Ok((rows, out))

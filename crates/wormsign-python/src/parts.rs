@@ -19,6 +19,12 @@ fn flow_files(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     wormsign_engine::flow_files(&dirs)
 }
 
+/// The columns of the flows table detection reads (Spark reads only these).
+#[pyfunction]
+fn detection_flow_columns() -> Vec<&'static str> {
+    wormsign_columnar::detection_flow_columns()
+}
+
 /// The parts of a detection in a Spark task: tags the usable flows with their parts
 /// (before the shuffle), or runs the parts whose flows the task was dealt.
 #[pyclass(module = "wormsign._native")]
@@ -122,6 +128,7 @@ fn merge_parts(
 /// Adds this module's functions and class to `_native`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flow_files, m)?)?;
+    m.add_function(wrap_pyfunction!(detection_flow_columns, m)?)?;
     m.add_function(wrap_pyfunction!(merge_parts, m)?)?;
     m.add_class::<PartRunner>()?;
     Ok(())
