@@ -9,6 +9,7 @@ use wormsign_detect::{
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
 };
+use wormsign_testutil::random_part;
 
 const S: i64 = 1_000_000_000;
 
@@ -824,20 +825,6 @@ fn host_identity_from_arp_dhcp_nbns_and_reverse_dns() {
     assert!(report.contains("changed owner"), "{report}");
 }
 
-/// A random assignment of addresses to `k` parts (SplitMix64 of the address and a seed).
-fn random_parts(k: usize, seed: u64) -> Partition {
-    Partition::by(k, move |a| {
-        let bits = match a {
-            IpAddr::V4(v) => u64::from(u32::from(v)),
-            IpAddr::V6(v) => u128::from(v) as u64,
-        };
-        let mut z = (seed ^ bits).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) as usize
-    })
-}
-
 /// Detection split into random parts by address equals the one-part detection, on what
 /// a part would get wrong if it ran a rule by the wrong address: a server many outside
 /// clients reach (exposed services are kept by server), scanners and a three-generation
@@ -898,6 +885,10 @@ fn parts_add_up_to_the_whole_detection() {
         "the chain's two edges"
     );
     for (k, seed) in [(2, 11), (3, 12), (7, 13)] {
-        assert_eq!(run(&random_parts(k, seed)), whole, "{k} parts, seed {seed}");
+        assert_eq!(
+            run(&Partition::by(k, move |ip| random_part(ip, seed))),
+            whole,
+            "{k} parts, seed {seed}"
+        );
     }
 }

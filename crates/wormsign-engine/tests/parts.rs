@@ -12,6 +12,7 @@ use wormsign_engine::{
     flow_files, merge_parts, Control, DetectInputs, PartRunner, PipelineConfig, RunEvents,
     PART_COLUMN,
 };
+use wormsign_testutil::random_part;
 
 /// The rules the README runs on the sample, with the honeypots and authorized scanners
 /// the scenario's labels name: every rule, the graph and the segmentation check have
@@ -54,20 +55,6 @@ fn detect(inputs: &DetectInputs, c: &DetectConfig, partition: Option<&Partition>
         .with_names(&inputs.names);
     inputs.flows.iter().for_each(|f| detector.push(f.clone()));
     detector.finish()
-}
-
-/// SplitMix64 of the address and a seed: a random assignment of addresses to parts,
-/// different for every seed, unrelated to the detector's own hash.
-fn random_part(ip: IpAddr, seed: u64) -> usize {
-    let bits = match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    };
-    let mut z = seed ^ (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) as usize
 }
 
 /// The first difference between two detections, table by table, for the failure message.

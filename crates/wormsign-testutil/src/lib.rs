@@ -1,5 +1,5 @@
 //! Test-only helpers shared by every crate's tests: where the shared capture corpus is,
-//! and whether an external tool can be run.
+//! whether an external tool can be run, and a random assignment of addresses to parts.
 //!
 //! One policy for anything a test needs from outside the repository: when it is missing,
 //! the test prints `skipping: …` and checks nothing, **unless the environment variable `CI`
@@ -10,6 +10,7 @@
 //! `captures/`); pointing it at a missing directory shows what a run without the corpus
 //! does.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -111,4 +112,19 @@ pub fn require_tool(name: &str, arg: &str) -> bool {
         );
     }
     ok
+}
+
+/// SplitMix64 of an address and a seed: a random assignment of addresses to detection
+/// parts (`Partition::by(k, |ip| random_part(ip, seed))`), different for every seed and
+/// unrelated to the detector's own hash.
+pub fn random_part(ip: IpAddr, seed: u64) -> usize {
+    let bits = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let mut z = seed ^ (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as usize
 }
