@@ -284,31 +284,31 @@ impl RowBuilder for FlowBatchBuilder {
         self.tunnel.append(r.tunnel.as_ref());
         self.community_id.append_value(r.community_id().as_str());
         self.end_reason.append(r.end_reason as usize);
-        let (interval, record) = match &r.source {
+        let interval = match &r.source {
             FlowSource::Packets => {
                 self.source.append(0);
                 self.exporter.append_null();
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
-                (1, 0)
+                1
             }
             FlowSource::Log(kind) => {
                 self.source.append(2 + *kind as usize);
                 self.exporter.append_null();
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
-                (1, 0)
+                1
             }
             FlowSource::Sflow(origin) => {
                 self.source.append(4);
                 append_ip(&mut self.exporter, origin.agent);
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
-                (u64::from(origin.sampling_rate), origin.record_index)
+                u64::from(origin.sampling_rate)
             }
             FlowSource::Netflow(n) => {
                 self.source.append(1);
                 append_ip(&mut self.exporter, n.exporter);
                 self.interfaces[0].append_value(i64::from(n.input_if));
                 self.interfaces[1].append_value(i64::from(n.output_if));
-                (u64::from(n.sampling_interval), n.record_index)
+                u64::from(n.sampling_interval)
             }
         };
         let scale = |v: u64| i64::try_from(v.saturating_mul(interval)).unwrap_or(i64::MAX);
@@ -318,7 +318,7 @@ impl RowBuilder for FlowBatchBuilder {
         self.first_packet
             .append_value(i64::try_from(r.first_packet).unwrap_or(i64::MAX));
         self.record
-            .append_value(i32::try_from(record).unwrap_or(i32::MAX));
+            .append_value(i32::try_from(r.source.record_index()).unwrap_or(i32::MAX));
     }
 
     fn len(&self) -> usize {

@@ -494,6 +494,36 @@ fn as_netflow(flows: &[FlowRecord]) -> Vec<FlowRecord> {
         .collect()
 }
 
+/// NetFlow records of one datagram share its `first_packet`, and an exporter's two
+/// records of one connection (say, its ingress and egress interfaces) can share the time
+/// and addresses too: the record index orders them, whichever arrives first.
+#[test]
+fn netflow_records_of_one_datagram_are_read_in_record_order() {
+    let mut f = Flows::default();
+    for i in 1..=6u8 {
+        let (t, dst) = (100.0 + f64::from(i), format!("10.9.9.{i}"));
+        f.ok(t, "10.0.0.5", &dst, 445, 0.0, 500)
+            .syn(t, "10.0.0.5", &dst, 445);
+    }
+    let mut records = as_netflow(&f.v);
+    for (at, r) in records.iter_mut().enumerate() {
+        (r.first_packet, r.orig_port) = (7, 50_000);
+        if let FlowSource::Netflow(origin) = &mut r.source {
+            origin.record_index = at as u32;
+        }
+    }
+    let in_order = detect(&DetectConfig::default(), &records, &[], &[]);
+    records.reverse();
+    let reversed = detect(&DetectConfig::default(), &records, &[], &[]);
+    assert_eq!(in_order, reversed);
+    // Each completed record precedes its failed twin: no first contact failed.
+    assert!(
+        in_order.alerts.iter().all(|a| a.rule != Rule::Trw),
+        "{:?}",
+        in_order.alerts
+    );
+}
+
 #[test]
 fn netflow_records_still_find_scanner_and_brute_force() {
     let mut f = Flows::default();

@@ -211,10 +211,7 @@ impl PartRunner {
                 // In time order, as one whole detector sees them: a shuffle delivers
                 // them in any order, and the detector sorts only runs of
                 // `max_pending_flows` at a time.
-                flows.sort_unstable_by_key(|f| {
-                    let key = (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
-                    (f.ts_first, f.first_packet, key)
-                });
+                flows.sort_unstable_by_key(FlowRecord::detection_order);
                 let part = Detector::one_part(&self.config, &e.dns, &e.arp, &self.partition, index);
                 let mut part = e.detector(part);
                 part.push_all(flows);

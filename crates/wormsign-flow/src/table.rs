@@ -212,7 +212,27 @@ pub struct FlowRecord {
     pub source: FlowSource,
 }
 
+impl FlowSource {
+    /// Index of the record within its export datagram (NetFlow, IPFIX) or of its first
+    /// sample within its datagram (sFlow); 0 for flows metered from packets or read from
+    /// logs (their `first_packet` alone is unique). The flows table's `record` column.
+    pub fn record_index(&self) -> u32 {
+        match self {
+            FlowSource::Netflow(n) => n.record_index,
+            FlowSource::Sflow(s) => s.record_index,
+            FlowSource::Packets | FlowSource::Log(_) => 0,
+        }
+    }
+}
+
 impl FlowRecord {
+    /// The order detection reads flows in: by start time, then by the flows table's
+    /// sort key (`first_packet`, `record`), which no two flows of one run share, so the
+    /// order is total and does not depend on how the flows arrived.
+    pub fn detection_order(&self) -> (i64, u64, u32) {
+        (self.ts_first, self.first_packet, self.source.record_index())
+    }
+
     /// The flow's Community ID v1.
     pub fn community_id(&self) -> crate::CommunityId {
         crate::community_id(
