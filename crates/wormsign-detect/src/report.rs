@@ -249,7 +249,7 @@ pub fn render_report(d: &Detection) -> String {
             &mut o,
             format!(
                 "**Reset weak passwords** (local administrator, service accounts) on brute-forced hosts: {}{}.",
-                joined_list(&list, "`remediation.csv`"),
+                joined_list(&list, "`alerts.jsonl`"),
                 ids(brute.into_iter())
             ),
         );
@@ -315,7 +315,7 @@ fn owner_changes(o: &mut String, d: &Detection) {
         return;
     }
     let _ = writeln!(o);
-    for h in changed {
+    for h in changed.iter().take(REPORT_ROWS) {
         let id = &h.identity;
         let _ = writeln!(
             o,
@@ -326,6 +326,12 @@ fn owner_changes(o: &mut String, d: &Detection) {
             id.other_macs.join(", ")
         );
     }
+    more_rows(
+        o,
+        changed.len(),
+        "addresses that changed owner",
+        "`hosts.parquet` (`owner_changed_at`)",
+    );
 }
 
 /// Consecutive events of one kind saying the same thing are folded from this many on.
@@ -343,9 +349,11 @@ fn timeline_section(o: &mut String, d: &Detection) {
         a.kind == b.kind && a.what == b.what && (a.kind != EventKind::Honeypot || a.peer == b.peer)
     };
     let mut rest = d.timeline.as_slice();
-    let mut runs = 0;
+    let mut lines = 0;
     while let Some(first) = rest.first() {
-        if runs == REPORT_ROWS {
+        let run = rest.iter().take_while(|e| same(first, e)).count();
+        let shown = if run >= FOLD_FROM { 1 } else { run };
+        if lines + shown > REPORT_ROWS {
             let _ = writeln!(
                 o,
                 "\n… and {} more events: `timeline.parquet` lists them all.",
@@ -353,9 +361,7 @@ fn timeline_section(o: &mut String, d: &Detection) {
             );
             return;
         }
-        runs += 1;
-        let run = rest.iter().take_while(|e| same(first, e)).count();
-        let shown = if run >= FOLD_FROM { 1 } else { run };
+        lines += shown;
         for e in &rest[..shown] {
             let _ = writeln!(o, "- {} {}{}", format_ts(e.ts_ns), sentence(e), cite(e));
         }
@@ -469,6 +475,23 @@ fn zones_section(o: &mut String, d: &Detection) {
     }
 }
 
+/// Items of a remediation row's detail the report shows; `remediation.csv` has them all.
+const DETAIL_ITEMS: usize = 10;
+
+/// A remediation row's detail (items joined by "; ", one per alerting source, say) cut
+/// at [`DETAIL_ITEMS`] items.
+fn bounded_detail(detail: &str) -> String {
+    let items: Vec<&str> = detail.split("; ").collect();
+    if items.len() <= DETAIL_ITEMS {
+        return detail.to_string();
+    }
+    format!(
+        "{}; … and {} more (`remediation.csv`)",
+        items[..DETAIL_ITEMS].join("; "),
+        items.len() - DETAIL_ITEMS
+    )
+}
+
 fn listed(ids: &[String]) -> String {
     if ids.is_empty() {
         return String::new();
@@ -512,7 +535,7 @@ fn remediation_section(o: &mut String, d: &Detection) {
                     found.join(", ").replace('|', "\\|")
                 },
                 r.action.as_str(),
-                r.detail.replace('|', "\\|"),
+                bounded_detail(&r.detail).replace('|', "\\|"),
                 listed(&r.alert_ids)
             );
         }

@@ -397,6 +397,36 @@ fn report_of_a_large_outbreak_shows_1000_rows_and_counts_the_rest() {
     assert!(timeline.contains(&format!("… and {} more events", d.timeline.len() - 1000)));
 }
 
+/// One server brute-forced from 12 hosts: its remediation row names every source in
+/// remediation.csv, and the report's cell the first ten and how many more.
+#[test]
+fn report_cuts_a_long_remediation_detail_at_ten_items() {
+    let mut f = Flows::default();
+    for i in 1..=12 {
+        f.logins(&format!("10.0.1.{i}"), "10.0.0.8", 3389, 12);
+    }
+    let d = run(&f);
+    let rows = wormsign_detect::remediation(&d);
+    let row = rows
+        .iter()
+        .find(|r| r.host == ip("10.0.0.8") && r.detail.contains("10.0.1.12"))
+        .expect("a remediation row of the brute-forced server naming every source");
+    assert_eq!(row.detail.split("; ").count(), 12, "{}", row.detail);
+    let report = render_report(&d);
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("| 10.0.0.8 |") && l.contains("10.0.1.1)"))
+        .expect("the row in the report");
+    assert!(
+        line.contains("10.0.1.10)") && !line.contains("10.0.1.11)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("; … and 2 more (`remediation.csv`)"),
+        "{line}"
+    );
+}
+
 #[test]
 fn allowlisted_scanner_is_reported_not_infected() {
     let config = DetectConfig {
