@@ -3,11 +3,14 @@
 //! committed seeds through exactly the same calls. Each returns what a test can check.
 
 use std::io::Cursor;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode as decode_frame, dns as dns_parser, names, Decoded};
-use wormsign_detect::{render_report, DetectConfig, Detector, PartFindings};
+use wormsign_detect::{
+    parse_zone, render_graph_dot, render_graph_svg, render_report, DetectConfig, Detector,
+    PartFindings, Partition,
+};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
 use wormsign_inspect::{InspectConfig, Inspector, Segment};
 use wormsign_logs::{LogRows, Opened};
@@ -219,14 +222,62 @@ pub fn logs(data: &[u8]) -> Option<(&'static str, usize, usize, u64)> {
     ))
 }
 
-/// A detection part's findings as another process sends them (`PartFindings::to_bytes`),
-/// read under the default rules, merged and reported as `merge_parts` does. Input: the
-/// bytes. Returns the merged detection's alerts and edges, or `None` when the bytes are
-/// refused.
+/// The rules the findings target reads its input under (seedgen makes its seeds under
+/// the same): the defaults, two zones that split IPv4 in halves (so zone crossings are
+/// checked) and a honeypot.
+pub fn findings_config() -> DetectConfig {
+    let mut config = DetectConfig::default();
+    for zone in ["low=0.0.0.0/1", "high=128.0.0.0/1"] {
+        let (name, net) = parse_zone(zone).expect("a zone");
+        config.zones.entry(name).or_default().push(net);
+    }
+    config.honeypots.push(IpAddr::from([10, 200, 0, 99]));
+    config
+}
+
+/// What each of `parts` hashed parts of a detection finds over `flows` under
+/// [`findings_config`], as the bytes a Spark task sends the driver.
+pub fn part_findings(flows: &[FlowRecord], parts: usize) -> Vec<Vec<u8>> {
+    let config = findings_config();
+    let partition = Partition::hashed(parts);
+    (0..parts)
+        .map(|index| {
+            let mut part = Detector::one_part(&config, &[], &[], &partition, index);
+            part.push_all(flows.to_vec());
+            part.finish_part().to_bytes()
+        })
+        .collect()
+}
+
+/// Findings framed as the findings target reads them: each as `[u32 LE length][bytes]`.
+pub fn framed(findings: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in findings {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// Detection parts' findings as other processes send them (`PartFindings::to_bytes`),
+/// read under [`findings_config`], merged and rendered as `merge_parts` and
+/// `write_detection` do. Input: one or more findings, [`framed`]. Returns the merged
+/// detection's alerts and edges, or `None` when the input is refused.
 pub fn findings(data: &[u8]) -> Option<(usize, usize)> {
-    let config = DetectConfig::default();
-    let found = PartFindings::from_bytes(data, &config).ok()?;
-    let detection = Detector::merging(&config, &[], &[]).finish_with(vec![found]);
+    let config = findings_config();
+    let mut parts = Vec::new();
+    let mut rest = data;
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let bytes = tail.get(..u32::from_le_bytes(*length) as usize)?;
+        parts.push(PartFindings::from_bytes(bytes, &config).ok()?);
+        rest = &tail[bytes.len()..];
+    }
+    if parts.is_empty() || !rest.is_empty() {
+        return None;
+    }
+    let detection = Detector::merging(&config, &[], &[]).finish_with(parts);
     let _ = render_report(&detection);
+    let _ = render_graph_svg(&detection);
+    let _ = render_graph_dot(&detection);
     Some((detection.alerts.len(), detection.edges.len()))
 }

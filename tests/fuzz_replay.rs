@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode, Decoded};
-use wormsign_detect::{DetectConfig, Detector, Partition};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowSource, FlowTable};
 
 #[path = "../fuzz/replay.rs"]
@@ -75,7 +74,8 @@ const HOSTILE: [(&str, &str, &str); 9] = [
         "hostile_zeek_line_of_4mib",
         "Some((\"zeek-tsv\", 0, 0, 1))",
     ),
-    // Findings of a layout this version does not read (2): refused.
+    // Findings (each framed as `[u32 LE length][bytes]`) of a layout this version does
+    // not read (2): refused.
     ("findings", "hostile_layout_2", "None"),
     // Layout 1 claiming 2^32-1 parts covered, then nothing: refused, no 4 G vector.
     ("findings", "hostile_covers_4g_parts", "None"),
@@ -273,31 +273,36 @@ fn flows_of(capture: &str) -> Vec<FlowRecord> {
 
 /// The findings of each half of the WannaCry sample's detection, as a Spark task sends
 /// them: read back whole they merge into the part's alerts; cut anywhere they are
-/// refused; with any one byte changed they are refused or merged, never a panic.
+/// refused; with any one byte changed they are refused or merged, never a panic. Both
+/// halves together merge into the whole detection's alerts.
 #[test]
 fn findings_cut_or_changed_anywhere_are_refused_or_merged() {
     let flows = flows_of("datasets/wannacry/capture.pcap.gz");
-    let config = DetectConfig::default();
-    let halves = Partition::hashed(2);
+    let halves = replay::part_findings(&flows, 2);
     let mut alerts = 0;
-    for index in 0..halves.parts() {
-        let mut part = Detector::one_part(&config, &[], &[], &halves, index);
-        part.push_all(flows.clone());
-        let bytes = part.finish_part().to_bytes();
-        let (part_alerts, _) = replay::findings(&bytes).expect("a part's own findings");
+    for bytes in &halves {
+        let (part_alerts, _) =
+            replay::findings(&replay::framed(&[bytes])).expect("a part's own findings");
         alerts += part_alerts;
         for len in 0..bytes.len() {
-            assert_eq!(replay::findings(&bytes[..len]), None, "cut at {len}");
+            let cut = replay::framed(&[&bytes[..len]]);
+            assert_eq!(replay::findings(&cut), None, "cut at {len}");
         }
         let mut changed = bytes.clone();
         for at in 0..bytes.len() {
             for delta in [1, 0x80] {
                 changed[at] = bytes[at].wrapping_add(delta);
-                let _ = replay::findings(&changed);
+                let _ = replay::findings(&replay::framed(&[&changed]));
             }
             changed[at] = bytes[at];
         }
     }
     // The sample's worm is found, so the bytes carry alerts to cut and change.
     assert!(alerts >= 2, "{alerts} alerts");
+    let both = replay::framed(&[&halves[0], &halves[1]]);
+    let whole = replay::part_findings(&flows, 1);
+    assert_eq!(
+        replay::findings(&both),
+        replay::findings(&replay::framed(&[&whole[0]]))
+    );
 }

@@ -274,7 +274,8 @@ pub struct DetectStats {
 }
 
 impl DetectStats {
-    /// Adds the counters of another part of the same run.
+    /// Adds the counters of another part of the same run, saturating (a part's counters
+    /// may come from another process: see `wire.rs`).
     pub(crate) fn add(&mut self, other: &DetectStats) {
         let DetectStats {
             flows,
@@ -289,17 +290,19 @@ impl DetectStats {
             entries_refused,
             flows_without_outcome,
         } = *other;
-        self.flows += flows;
-        self.dns_events += dns_events;
-        self.arp_events += arp_events;
-        self.session_events += session_events;
-        self.cap_hits += cap_hits;
-        self.saturated_sets += saturated_sets;
-        self.flows_used += flows_used;
-        self.late_flows += late_flows;
-        self.sources_evicted += sources_evicted;
-        self.entries_refused += entries_refused;
-        self.flows_without_outcome += flows_without_outcome;
+        self.flows = self.flows.saturating_add(flows);
+        self.dns_events = self.dns_events.saturating_add(dns_events);
+        self.arp_events = self.arp_events.saturating_add(arp_events);
+        self.session_events = self.session_events.saturating_add(session_events);
+        self.cap_hits = self.cap_hits.saturating_add(cap_hits);
+        self.saturated_sets = self.saturated_sets.saturating_add(saturated_sets);
+        self.flows_used = self.flows_used.saturating_add(flows_used);
+        self.late_flows = self.late_flows.saturating_add(late_flows);
+        self.sources_evicted = self.sources_evicted.saturating_add(sources_evicted);
+        self.entries_refused = self.entries_refused.saturating_add(entries_refused);
+        self.flows_without_outcome = self
+            .flows_without_outcome
+            .saturating_add(flows_without_outcome);
     }
 }
 

@@ -191,10 +191,12 @@ impl ZoneCrossings {
             let (Some(alert), Some(check)) = (flagged.get(&src), pairs.get_mut(&(from, to))) else {
                 continue;
             };
-            check.attempts += t.attempts;
-            check.answered += t.answered;
-            check.blocked += t.blocked;
-            check.other += t.attempts - t.answered - t.blocked;
+            // Saturating: parts' counts come from other processes (see `wire.rs`).
+            check.attempts = check.attempts.saturating_add(t.attempts);
+            check.answered = check.answered.saturating_add(t.answered);
+            check.blocked = check.blocked.saturating_add(t.blocked);
+            let other = t.attempts - t.answered - t.blocked;
+            check.other = check.other.saturating_add(other);
             check.sources += 1;
             check.completed.extend(t.completed);
             check.alert_ids.push(alert.clone());

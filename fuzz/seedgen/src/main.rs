@@ -12,7 +12,9 @@
 //! - `inspect/`: each SMB/TDS/RDP TCP session's segments in capture order, framed as the
 //!   inspect target reads them (`[selector]` then `[flags][u16 BE length][payload]`);
 //! - `findings/`: what each of two detection parts finds over the file's flows under the
-//!   default rules, as the bytes a Spark task sends the driver (`PartFindings::to_bytes`).
+//!   findings target's rules, as the bytes a Spark task sends the driver
+//!   (`PartFindings::to_bytes`), framed as the target reads them: each half alone and
+//!   both together.
 //!
 //! Files are named by a hash of their content, so reruns do not duplicate seeds.
 //! Unreadable or non-capture inputs are skipped with a message.
@@ -25,8 +27,12 @@ use std::path::{Path, PathBuf};
 
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_decode::{decode, Decoded};
-use wormsign_detect::{DetectConfig, Detector, Partition};
 use wormsign_flow::{FlowConfig, FlowRecord, FlowTable};
+
+// The fuzz targets' own code, for the findings target's rules and framing.
+#[allow(dead_code)]
+#[path = "../../replay.rs"]
+mod replay;
 
 /// Largest seed: larger ones slow every execution of the fuzzer.
 const MAX_SEED: usize = 64 << 10;
@@ -193,21 +199,20 @@ fn seed_file(path: &Path, out: &mut Out) -> Result<(), String> {
         out.write("inspect", seed);
     }
     flows.extend(table.flush());
-    findings_seeds(flows, out);
+    findings_seeds(&flows, out);
     Ok(())
 }
 
-/// The findings of each of two detection parts over `flows`, as bytes.
-fn findings_seeds(flows: Vec<FlowRecord>, out: &mut Out) {
-    let config = DetectConfig::default();
-    let halves = Partition::hashed(2);
-    for index in 0..halves.parts() {
-        let mut part = Detector::one_part(&config, &[], &[], &halves, index);
-        part.push_all(flows.clone());
-        let bytes = part.finish_part().to_bytes();
-        if bytes.len() <= MAX_SEED {
-            out.write("findings", &bytes);
-        }
+/// The findings of each half of a two-part detection over `flows`, alone and together.
+fn findings_seeds(flows: &[FlowRecord], out: &mut Out) {
+    let halves = replay::part_findings(flows, 2);
+    let seeds = [
+        replay::framed(&[&halves[0]]),
+        replay::framed(&[&halves[1]]),
+        replay::framed(&[&halves[0], &halves[1]]),
+    ];
+    for seed in seeds.iter().filter(|s| s.len() <= MAX_SEED) {
+        out.write("findings", seed);
     }
 }
 
