@@ -77,6 +77,23 @@ def test_spark_detection_is_the_single_machine_detection(spark, scenario, tmp_pa
         assert_same_detection(f"{scenario}, {parts} parts", one_machine, on_spark)
 
 
+def test_a_flows_table_without_tunnel_columns_is_detected_as_on_one_machine(spark, tmp_path):
+    """Runs stored before tunnels were unwrapped have no tunnel_* columns: Spark reads
+    the columns detection needs of those it has, as the Rust reader does."""
+    import pyarrow.parquet as pq
+
+    runs = ws.extract(spark, [[DATASETS / "wannacry" / "capture.pcap.gz"]], tmp_path / "runs")
+    run = runs[0]["out"]
+    flows = pq.read_table(f"{run}/flows.parquet")
+    old = flows.drop_columns([c for c in flows.column_names if c.startswith("tunnel_")])
+    assert old.num_columns == flows.num_columns - 6
+    pq.write_table(old, f"{run}/flows.parquet", compression="zstd")
+    one_machine = wormsign.detect(run, **OPTIONS)
+    assert one_machine.alerts.num_rows > 0
+    on_spark = ws.detect(spark, [run], parts=2, **OPTIONS)
+    assert_same_detection("flows without tunnel columns", one_machine, on_spark)
+
+
 def split_in_two(capture, out_dir):
     """The capture as two pcap files, the first half of its packets and the rest
     (editcap -c)."""

@@ -113,8 +113,11 @@ def detect(
     files = [os.fspath(f) for f in _native.flow_files(dirs)]
     if not files:
         raise FileNotFoundError(f"no flows.parquet or flows/ directory in {dirs}")
-    # Only the columns detection reads: the widest (community_id) is never decoded.
-    flows = spark.read.parquet(*files).select(*_native.detection_flow_columns())
+    # Only the columns detection reads: the widest (community_id) is never decoded. Those
+    # a table lacks are left out as the Rust reader leaves them (tables written before
+    # tunnels were unwrapped have no tunnel columns).
+    flows = spark.read.parquet(*files)
+    flows = flows.select(*[c for c in _native.detection_flow_columns() if c in flows.columns])
     from pyspark.sql.types import IntegerType, StructField, StructType
 
     # A new schema: StructType.add would change the DataFrame's own.
