@@ -15,8 +15,8 @@ same files. NetFlow directories written by ``wormsign collect`` need no extracti
 
 Detection reads the runs' flows with Spark, tags each flow some rule can use (usually
 well under 1 % of them) with the parts of the detection that own it (its source's part,
-and its responder's when that is another), shuffles only those by part, runs each part in Rust where it lands, and finishes on the driver
-from every part's findings (run-wide rules, alert numbering, the propagation graph,
+and its responder's when that is another), shuffles only those by part, runs each part
+in Rust where it lands, and finishes on the driver from every part's findings (run-wide rules, alert numbering, the propagation graph,
 patient zero). Flows cross between Spark and Rust only as Arrow batches, and no task
 holds more than the flows any rule can use of the parts it was dealt. The result equals
 ``wormsign detect`` over the same runs while no part reaches a cap

@@ -104,12 +104,6 @@ const FLOW_COLUMNS: [&str; 23] = [
     "first_packet",
     "record",
 ];
-/// The columns of flows.parquet that [`flow_batch`] reads: a reader of the table for
-/// detection (Spark, say) can leave out the rest.
-pub fn detection_flow_columns() -> Vec<&'static str> {
-    [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat()
-}
-
 /// The per-direction counters of flows.parquet, in `DirCounters` order (originator,
 /// then responder: packets, IP bytes, payload bytes, TCP flags).
 const COUNTER_COLUMNS: [&str; 8] = [
@@ -122,6 +116,13 @@ const COUNTER_COLUMNS: [&str; 8] = [
     "resp_bytes",
     "resp_tcp_flags",
 ];
+
+/// The columns of flows.parquet that [`flow_batch`] reads: a reader of the table for
+/// detection (Spark, say) can leave out the rest.
+pub fn detection_flow_columns() -> Vec<&'static str> {
+    [FLOW_COLUMNS.as_slice(), &COUNTER_COLUMNS].concat()
+}
+
 const DNS_COLUMNS: [&str; 7] = [
     "ts",
     "client_h",

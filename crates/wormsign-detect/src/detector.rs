@@ -22,7 +22,7 @@ use crate::{identity, timeline};
 /// Runs every rule over the inputs and builds the propagation graph.
 ///
 /// The inputs may come in any order: they are sorted internally (flows by
-/// [`FlowRecord::detection_order`], DNS and ARP events by all their fields), so the result
+/// [`FlowRecord::detection_cmp`], DNS and ARP events by all their fields), so the result
 /// depends only on the set of inputs, never on how many threads produced them (as long
 /// as there are at most [`DetectConfig::max_pending_flows`] usable flows; see
 /// [`Detector`] for more).
@@ -85,7 +85,7 @@ impl FlowFilter<'_> {
 /// DNS and ARP events are given up front (they name the C&C addresses the flow rules
 /// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
 /// are counted and dropped at once, the others gathered up to
-/// [`DetectConfig::max_pending_flows`], sorted by [`FlowRecord::detection_order`] and run
+/// [`DetectConfig::max_pending_flows`], sorted by [`FlowRecord::detection_cmp`] and run
 /// through the rules, whose state per source and per pair is capped
 /// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
 /// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
@@ -126,11 +126,12 @@ impl<'a> Detector<'a> {
     }
 
     /// A detector that runs part `index` of `partition` only (it panics when there is no
-    /// such part): pushed flows of addresses other parts own are left to them. [`Detector::finish_part`] ends it, and a
-    /// [`Detector::merging`] given every part's findings ([`Detector::finish_with`])
-    /// finishes the detection, wherever the parts ran. It needs the run's DNS and ARP events (and,
-    /// with [`Detector::with_sessions`], session facts) in full: it picks out those of
-    /// its own addresses itself.
+    /// such part): pushed flows of addresses other parts own are left to them.
+    /// [`Detector::finish_part`] ends it, and a [`Detector::merging`] given every part's
+    /// findings ([`Detector::finish_with`]) finishes the detection, wherever the parts
+    /// ran. It needs the run's DNS and ARP events (and, with
+    /// [`Detector::with_sessions`], session facts) in full: it picks out those of its own
+    /// addresses itself.
     pub fn one_part(
         config: &'a DetectConfig,
         dns: &'a [DnsEvent],
@@ -259,11 +260,11 @@ impl<'a> Detector<'a> {
     fn run_pending(&mut self) {
         let chunks = std::mem::take(&mut self.pending);
         self.n_pending = 0;
-        // Sort (order, chunk, position) entries rather than the ~200-byte records. The
-        // order is total (no two flows share it), so any sort gives one result; a merge
-        // sort, because the flows arrive as runs already in order (a shard's end-of-input
-        // flush, the row groups of a stored table), which it finds: on the scan
-        // benchmark's 425 k usable flows it sorts in 20 ms where pdqsort took 30.
+        // Sort (order, chunk, position) entries rather than the ~200-byte records, ties
+        // (flows of different runs) broken by the records. A merge sort, because the
+        // flows arrive as runs already in order (a shard's end-of-input flush, the row
+        // groups of a stored table), which it finds: on the scan benchmark's 425 k usable
+        // flows it sorts in 20 ms where pdqsort took 30.
         let flow =
             |&(_, chunk, i): &((i64, u64, u32), u32, u32)| &chunks[chunk as usize][i as usize];
         let mut entries: Vec<((i64, u64, u32), u32, u32)> = chunks
@@ -276,7 +277,7 @@ impl<'a> Detector<'a> {
                     .map(move |(i, f)| (f.detection_order(), c as u32, i as u32))
             })
             .collect();
-        entries.par_sort_by_key(|e| e.0);
+        entries.par_sort_by(|a, b| a.0.cmp(&b.0).then_with(|| flow(a).detection_cmp(flow(b))));
         let order: Vec<&FlowRecord> = entries.iter().map(flow).collect();
         if let Some(last) = self.last_key {
             let late = order.partition_point(|f| f.detection_order() < last);

@@ -64,8 +64,9 @@
 //! order that depends on the thread count. A [`Detector`] therefore drops at once every
 //! flow no rule can use (not a worm service, honeypot, C&C address or exposed port),
 //! gathers the rest up to [`DetectConfig::max_pending_flows`], sorts them by
-//! `(ts_first, first_packet, record)` (a total order) and runs them through the rules. While the usable flows
-//! fit in one batch, every result (alert ids included) is a function of the input set
+//! `(ts_first, first_packet, record)` (unique within a run; flows of different runs
+//! detected together are told apart by their addresses and ports) and runs them through
+//! the rules. While the usable flows fit in one batch, every result (alert ids included) is a function of the input set
 //! alone, the project's "identical for any `--threads`" invariant; beyond it, flows
 //! older than an earlier batch's newest are still used and counted
 //! ([`DetectStats::late_flows`]). State is capped: scanning sources at

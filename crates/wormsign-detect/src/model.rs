@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-// Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
 use serde::{Deserialize, Serialize};
+// Defined where DNS and ARP are decoded; detection's other inputs and outputs are here.
 pub(crate) use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 
 use crate::identity::Identity;

@@ -9,8 +9,8 @@
 //! from its clients). A part sees the usable flows whose source or responder it owns,
 //! in the same sorted order as a whole detector, and runs the source rules over the
 //! flows whose source it owns and the responder rules over those whose responder it
-//! owns; at the end each rule reads the events of the addresses the part owns. Since no rule's state for one address depends
-//! on another address, each part finds what the whole detector finds about its
+//! owns; at the end each rule reads the events of the addresses the part owns. Since no
+//! rule's state for one address depends on another address, each part finds what the whole detector finds about its
 //! addresses, and [`Parts::finish`] adds the parts up in an order that does not depend
 //! on how the addresses were split (alerts are numbered by time afterwards, kept
 //! sessions sorted by time when the graph is drawn, deliveries sorted by their fields). The run-wide rules, the graph and the hosts

@@ -31,14 +31,16 @@ pub fn format_ts(ns: i64) -> String {
 /// report stays readable and its size bounded, while the tables stay complete.
 pub const REPORT_ROWS: usize = 1000;
 
-/// The line under a table or list cut at [`REPORT_ROWS`]: how many more and where.
+/// The line under a table or list of `total` rows cut at [`REPORT_ROWS`].
 fn more_rows(o: &mut String, total: usize, what: &str, listed_in: &str) {
-    if total > REPORT_ROWS {
-        let _ = writeln!(
-            o,
-            "\n… and {} more {what}: {listed_in} lists them all.",
-            total - REPORT_ROWS
-        );
+    left_out(o, total.saturating_sub(REPORT_ROWS), what, listed_in);
+}
+
+/// The line under a cut table or list: how many `what` were `left` out, and where they
+/// all are.
+fn left_out(o: &mut String, left: usize, what: &str, listed_in: &str) {
+    if left > 0 {
+        let _ = writeln!(o, "\n… and {left} more {what}: {listed_in} lists them all.");
     }
 }
 
@@ -354,12 +356,7 @@ fn timeline_section(o: &mut String, d: &Detection) {
         let run = rest.iter().take_while(|e| same(first, e)).count();
         let shown = if run >= FOLD_FROM { 1 } else { run };
         if lines + shown > REPORT_ROWS {
-            let _ = writeln!(
-                o,
-                "\n… and {} more events: `timeline.parquet` lists them all.",
-                rest.len()
-            );
-            return;
+            return left_out(o, rest.len(), "events", "`timeline.parquet`");
         }
         lines += shown;
         for e in &rest[..shown] {

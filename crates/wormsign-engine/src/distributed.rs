@@ -64,8 +64,7 @@ impl RunEvents {
     /// Only the DNS messages naming C&C domains of the runs in `dirs`: all that deciding
     /// which flows some rule can use needs (the addresses those names resolved to).
     pub fn read_dns(dirs: &[PathBuf], config: &DetectConfig) -> Result<RunEvents, Error> {
-        let files: Vec<PathBuf> = dirs.iter().flat_map(|d| table_files(d, "dns")).collect();
-        let (dns, dns_read) = read_dns(&files, |q| config.wants_dns(q))?;
+        let (dns, dns_read) = read_dns(&run_files(dirs, "dns"), |q| config.wants_dns(q))?;
         Ok(RunEvents {
             dns,
             dns_read,
@@ -90,7 +89,12 @@ impl RunEvents {
 
 /// The flow files of the runs stored in `dirs`.
 pub fn flow_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
-    dirs.iter().flat_map(|d| table_files(d, "flows")).collect()
+    run_files(dirs, "flows")
+}
+
+/// The files of table `name` of the runs stored in `dirs`.
+fn run_files(dirs: &[PathBuf], name: &str) -> Vec<PathBuf> {
+    dirs.iter().flat_map(|d| table_files(d, name)).collect()
 }
 
 /// Rows `rows` of `batch`, with a [`PART_COLUMN`] of `part`.
@@ -211,7 +215,7 @@ impl PartRunner {
                 // In time order, as one whole detector sees them: a shuffle delivers
                 // them in any order, and the detector sorts only runs of
                 // `max_pending_flows` at a time.
-                flows.sort_unstable_by_key(FlowRecord::detection_order);
+                flows.sort_unstable_by(FlowRecord::detection_cmp);
                 let part = Detector::one_part(&self.config, &e.dns, &e.arp, &self.partition, index);
                 let mut part = e.detector(part);
                 part.push_all(flows);

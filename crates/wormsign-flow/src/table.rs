@@ -226,11 +226,22 @@ impl FlowSource {
 }
 
 impl FlowRecord {
-    /// The order detection reads flows in: by start time, then by the flows table's
-    /// sort key (`first_packet`, `record`), which no two flows of one run share, so the
-    /// order is total and does not depend on how the flows arrived.
+    /// The order detection reads flows in, first key: by start time, then by the flows
+    /// table's sort key (`first_packet`, `record`), which no two flows of one run share.
+    /// [`FlowRecord::detection_cmp`] breaks the ties flows of different runs (detected
+    /// together, as on Spark) can have.
     pub fn detection_order(&self) -> (i64, u64, u32) {
         (self.ts_first, self.first_packet, self.source.record_index())
+    }
+
+    /// The order detection reads flows in: [`FlowRecord::detection_order`], then the
+    /// flow's addresses, ports and protocol. Within one run it is total, so a detection
+    /// does not depend on how the flows arrived.
+    pub fn detection_cmp(&self, other: &FlowRecord) -> std::cmp::Ordering {
+        let key = |f: &FlowRecord| (f.orig_addr, f.orig_port, f.resp_addr, f.resp_port, f.proto);
+        self.detection_order()
+            .cmp(&other.detection_order())
+            .then_with(|| key(self).cmp(&key(other)))
     }
 
     /// The flow's Community ID v1.

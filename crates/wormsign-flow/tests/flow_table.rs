@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use wormsign_decode::{Fragment, PacketSummary, Tunnel, TunnelKind};
 use wormsign_flow::{
-    shard_of, ConnState, EndReason, FlowConfig, FlowRecord, FlowTable, TimedPacket,
+    shard_of, ConnState, EndReason, FlowConfig, FlowRecord, FlowSource, FlowTable, NetflowOrigin,
+    TimedPacket,
 };
 
 const FIN: u8 = 0x01;
@@ -538,4 +539,37 @@ fn tunnels_keep_overlapping_address_spaces_apart() {
         .map(|f| (f.tunnel.and_then(|t| t.id), f.orig.packets, f.resp.packets))
         .collect();
     assert_eq!(seen, [(Some(1), 1, 1), (Some(2), 1, 0), (None, 1, 0)]);
+}
+
+/// Detection's order: start time, then `first_packet` and the record index (NetFlow
+/// records of one datagram share its ordinal), then, for flows of different runs that
+/// share all three, the addresses.
+#[test]
+fn detection_order_breaks_every_tie_of_distinct_flows() {
+    let (flows, _) = run(
+        FlowConfig::default(),
+        &[
+            udp(1.0, ("10.0.0.2", 5000), ("10.0.0.9", 53), 40),
+            udp(1.0, ("10.0.0.1", 5000), ("10.0.0.9", 53), 40),
+        ],
+    );
+    let (mut a, mut b) = (flows[0].clone(), flows[1].clone());
+    assert!(a.detection_cmp(&b).is_lt(), "earlier first packet first");
+    // The same first packet (another run's ordinals): the addresses decide.
+    b.first_packet = a.first_packet;
+    assert!(b.detection_cmp(&a).is_lt() && a.detection_cmp(&b).is_gt());
+    // NetFlow records of one datagram: the record index decides before the addresses.
+    let origin = |record_index| {
+        FlowSource::Netflow(NetflowOrigin {
+            exporter: ip("10.255.0.1"),
+            version: 9,
+            sampling_interval: 1,
+            record_index,
+            input_if: 0,
+            output_if: 0,
+        })
+    };
+    (a.source, b.source) = (origin(0), origin(1));
+    assert!(a.detection_cmp(&b).is_lt());
+    assert_eq!(a.detection_cmp(&a.clone()), std::cmp::Ordering::Equal);
 }

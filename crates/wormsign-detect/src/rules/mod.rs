@@ -96,7 +96,7 @@ pub(crate) trait RuleState {
     /// otherwise drop unread (see [`crate::FlowFilter`]).
     fn watch(&self, _watchlist: &mut Watchlist) {}
 
-    /// One usable flow; flows come in `FlowRecord::detection_order`.
+    /// One usable flow; flows come in `FlowRecord::detection_cmp` order.
     fn observe(&mut self, _flow: &FlowFacts<'_>, _run: &mut RunState<'_>) {}
 
     /// Forgets `src`, evicted from the scanning sources (see [`Sources`]): a rule that
