@@ -12,9 +12,9 @@ use arrow_array::builder::{
 use arrow_array::types::Int16Type;
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
-use wormsign_decode::dns::qtype_name;
+use wormsign_decode::dns::{qtype_name, rcode_index, RCODE_NAMES};
 pub use wormsign_decode::dns::{rcode_name, DnsRow};
-use wormsign_decode::{ArpPacket, Tunnel, TunnelKind};
+use wormsign_decode::{ArpPacket, IpText, Tunnel, TunnelKind};
 use wormsign_flow::{ConnState, EndReason, FlowRecord, FlowSource};
 
 use crate::schema::{arp_schema, dns_schema, flow_schema};
@@ -103,54 +103,7 @@ pub fn micros(ts_ns: i64) -> i64 {
 
 /// Appends an address as text (the tables' address format).
 pub fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            // Dotted quads by table, one fixed 4-byte copy per octet: `Display` goes
-            // through the formatting machinery, and digit-by-digit branches were the
-            // largest item in building a flow row.
-            let mut text = [0u8; 16];
-            let mut len = 0;
-            for octet in v4.octets() {
-                let (digits, n) = OCTET_TEXT[usize::from(octet)];
-                text[len..len + 4].copy_from_slice(&digits);
-                len += n;
-            }
-            let text = &text[..len - 1]; // without the last octet's dot
-            b.append_value(std::str::from_utf8(text).expect("ASCII digits and dots"));
-        }
-        IpAddr::V6(_) => {
-            // Formats straight into the builder's buffer: no String per row.
-            let _ = write!(b, "{ip}");
-            b.append_value("");
-        }
-    }
-}
-
-/// Every octet in decimal followed by a dot, and how many of the 4 bytes that takes.
-const OCTET_TEXT: [([u8; 4], usize); 256] = octet_text();
-
-const fn octet_text() -> [([u8; 4], usize); 256] {
-    let mut table = [([0u8; 4], 0); 256];
-    let mut n = 0;
-    while n < 256 {
-        let digits = [(n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8];
-        let skip = if n >= 100 {
-            0
-        } else if n >= 10 {
-            1
-        } else {
-            2
-        };
-        let mut text = [b'.'; 4];
-        let mut i = skip;
-        while i < 3 {
-            text[i - skip] = b'0' + digits[i];
-            i += 1;
-        }
-        table[n] = (text, 4 - skip);
-        n += 1;
-    }
-    table
+    b.append_value(IpText::new(ip).as_str());
 }
 
 /// A `RecordBatch` of columns built to match `schema` (a mismatch is a bug).
@@ -375,6 +328,9 @@ impl RowBuilder for FlowBatchBuilder {
     }
 }
 
+/// `dns.proto`'s labels, indexed by "carried over TCP".
+const DNS_TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+
 /// Builds `dns.parquet` batches from [`DnsRow`]s.
 #[derive(Default)]
 pub struct DnsBatchBuilder {
@@ -383,12 +339,12 @@ pub struct DnsBatchBuilder {
     client_p: Int32Builder,
     server_h: StringBuilder,
     server_p: Int32Builder,
-    proto: DictBuilder,
+    proto: LabelBuilder,
     trans_id: Int32Builder,
     is_response: BooleanBuilder,
     opcode: Int16Builder,
     rcode: Int16Builder,
-    rcode_name: DictBuilder,
+    rcode_name: LabelBuilder,
     qname: StringBuilder,
     qtype: Int32Builder,
     qtype_name: DictBuilder,
@@ -414,12 +370,12 @@ impl RowBuilder for DnsBatchBuilder {
         self.client_p.append_value(i32::from(r.client_port));
         append_ip(&mut self.server_h, r.server);
         self.server_p.append_value(i32::from(r.server_port));
-        self.proto.append_value(if r.tcp { "tcp" } else { "udp" });
+        self.proto.append(usize::from(r.tcp));
         self.trans_id.append_value(i32::from(m.id));
         self.is_response.append_value(m.is_response);
         self.opcode.append_value(i16::from(m.opcode));
         self.rcode.append_value(i16::from(m.rcode));
-        self.rcode_name.append_value(rcode_name(m.rcode));
+        self.rcode_name.append(rcode_index(m.rcode));
         self.qname.append_option(m.qname.as_deref());
         let has_question = m.qname.is_some();
         self.qtype
@@ -468,12 +424,12 @@ impl RowBuilder for DnsBatchBuilder {
             Arc::new(self.client_p.finish()),
             Arc::new(self.server_h.finish()),
             Arc::new(self.server_p.finish()),
-            Arc::new(self.proto.finish()),
+            self.proto.finish(&DNS_TRANSPORTS),
             Arc::new(self.trans_id.finish()),
             Arc::new(self.is_response.finish()),
             Arc::new(self.opcode.finish()),
             Arc::new(self.rcode.finish()),
-            Arc::new(self.rcode_name.finish()),
+            self.rcode_name.finish(&RCODE_NAMES),
             Arc::new(self.qname.finish()),
             Arc::new(self.qtype.finish()),
             Arc::new(self.qtype_name.finish()),
@@ -571,8 +527,8 @@ impl RowBuilder for ArpBatchBuilder {
 mod tests {
     use super::*;
 
-    /// The dotted quads from the octet table read as `Display` writes them, for every
-    /// octet value in every position, and IPv6 goes through `Display` unchanged.
+    /// Addresses in the builder read as `Display` writes them (`IpText`'s own tests
+    /// cover every octet and every IPv6 zero pattern).
     #[test]
     fn addresses_are_written_as_display_does() {
         let mut addresses: Vec<IpAddr> = (0..=255u8)

@@ -2,12 +2,15 @@
 //!
 //! `decode/*` decodes one typical frame per iteration (throughput in packets/s and
 //! bytes/s); `decode/mix` decodes all six frames per iteration; `dns/*` parses a
-//! typical DNS response (CNAME + two A records, compressed names) and a query.
+//! typical DNS response (CNAME + two A records, compressed names) and a query;
+//! `ip_text/*` writes 256 addresses as text, by [`IpText`] and by `Display`.
 
+use std::fmt::Write as _;
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use wormsign_decode::{decode, dns, Decoded, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL};
+use wormsign_decode::{decode, dns, Decoded, IpText, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
@@ -172,5 +175,42 @@ fn bench_dns(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_dns);
+/// Addresses as the tables write them: dotted quads of every width, and IPv6 with and
+/// without a `::` run, each against `Display`.
+fn bench_ip_text(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ip_text");
+    let v4: Vec<IpAddr> = (0..256u32)
+        .map(|i| IpAddr::from(Ipv4Addr::from((i * 0x0101_0101) ^ 0x0a00_7f00)))
+        .collect();
+    let v6: Vec<IpAddr> = (0..256u128)
+        .map(|i| {
+            IpAddr::from(Ipv6Addr::from(
+                (0x2001_0db8u128 << 96) | (i << (i % 7 * 16)) | i,
+            ))
+        })
+        .collect();
+    for (name, addresses) in [("v4", &v4), ("v6", &v6)] {
+        g.throughput(Throughput::Elements(addresses.len() as u64));
+        g.bench_function(format!("{name}/ip_text"), |b| {
+            b.iter(|| {
+                for &ip in addresses {
+                    black_box(IpText::new(black_box(ip)).as_str().len());
+                }
+            })
+        });
+        g.bench_function(format!("{name}/display"), |b| {
+            let mut text = String::new();
+            b.iter(|| {
+                for &ip in addresses {
+                    text.clear();
+                    let _ = write!(text, "{}", black_box(ip));
+                    black_box(text.len());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_dns, bench_ip_text);
 criterion_main!(benches);

@@ -21,7 +21,9 @@
 //! in wire format.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+use crate::IpText;
 
 /// Maximum number of answer records decoded into [`DnsMessage::answers`].
 pub const MAX_ANSWERS: usize = 64;
@@ -29,6 +31,10 @@ pub const MAX_ANSWERS: usize = 64;
 pub const MAX_POINTER_JUMPS: usize = 128;
 /// Maximum length of a name in wire format (RFC 1035 §3.1).
 pub const MAX_NAME_LEN: usize = 255;
+/// Bytes reserved for a name's text before it is read (most names are shorter).
+const NAME_ROOM: usize = 64;
+/// The smallest resource record: a root owner name, type, class, TTL, rdata length.
+const MIN_RECORD_LEN: usize = 11;
 
 /// A parsed DNS message: header fields, the first question and the answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +155,8 @@ pub fn parse(msg: &[u8]) -> Result<DnsMessage, DnsError> {
         }
     }
     let n = usize::from(ancount).min(MAX_ANSWERS);
+    let room = msg.len().saturating_sub(pos) / MIN_RECORD_LEN;
+    m.answers.reserve_exact(n.min(room));
     for _ in 0..n {
         match read_answer(msg, pos) {
             Some((a, next)) => {
@@ -282,6 +290,9 @@ fn be16(d: &[u8], i: usize) -> Option<u16> {
 /// Decodes the (possibly compressed) name at `pos` into `out`; returns the
 /// position just after the name in the original byte stream.
 fn read_name(msg: &[u8], mut pos: usize, out: &mut String) -> Result<usize, DnsError> {
+    // Room for a usual name at once: growing label by label was the largest cost of
+    // parsing a message.
+    out.reserve(NAME_ROOM);
     let mut after: Option<usize> = None;
     let mut jumps = 0usize;
     let mut wire_len = 1usize; // the terminating root label
@@ -405,10 +416,10 @@ fn rdata_text(msg: &[u8], rtype: u16, start: usize, rdata: &[u8]) -> String {
     let text = match rtype {
         1 => <[u8; 4]>::try_from(rdata)
             .ok()
-            .map(|a| Ipv4Addr::from(a).to_string()),
+            .map(|a| IpText::new(IpAddr::from(a)).as_str().to_owned()),
         28 => <[u8; 16]>::try_from(rdata)
             .ok()
-            .map(|a| Ipv6Addr::from(a).to_string()),
+            .map(|a| IpText::new(IpAddr::from(a)).as_str().to_owned()),
         2 | 5 | 12 | 39 => {
             let mut s = String::new();
             name_at(start, &mut s).map(|_| s)
@@ -489,20 +500,18 @@ pub struct DnsRow {
     pub message: DnsMessage,
 }
 
+/// Names of the DNS response codes 0 to 10, then `other` for every higher one.
+pub const RCODE_NAMES: [&str; 12] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "other",
+];
+
+/// Index of a response code's name in [`RCODE_NAMES`].
+pub fn rcode_index(rcode: u8) -> usize {
+    usize::from(rcode).min(RCODE_NAMES.len() - 1)
+}
+
 /// Name of a DNS response code.
 pub fn rcode_name(rcode: u8) -> &'static str {
-    match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        _ => "other",
-    }
+    RCODE_NAMES[rcode_index(rcode)]
 }

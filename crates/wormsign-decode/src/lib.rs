@@ -63,11 +63,13 @@ use std::net::{IpAddr, Ipv4Addr};
 pub mod dns;
 mod events;
 mod ip;
+mod ip_text;
 mod link;
 pub mod names;
 pub mod tunnel;
 
 pub use events::{ArpEvent, DnsEvent, NameEvent};
+pub use ip_text::IpText;
 pub use tunnel::{Tunnel, TunnelConfig, TunnelKind};
 
 /// `LINKTYPE_NULL` (0): BSD loopback, 4-byte address family in host byte order.
