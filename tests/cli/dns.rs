@@ -1,8 +1,9 @@
 //! dns.parquet against tshark's DNS dissector, message by message.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use crate::common;
+use crate::common::{self, Cell, Row};
 
 /// For every file of EXPECTED.tsv with DNS counts: tshark's totals (the
 /// `dns.flags.response==0/1` frame counts, as in column how_computed) are reproduced
@@ -46,23 +47,7 @@ fn dns_messages_match_tshark() {
             "ip.fragment",
             "ipv6.fragment",
         ];
-        let mut args: Vec<String> = vec![
-            "-r".into(),
-            path.display().to_string(),
-            "-Y".into(),
-            "dns.flags".into(),
-            "-E".into(),
-            "occurrence=a".into(),
-            "-E".into(),
-            "aggregator=,".into(),
-            "-T".into(),
-            "fields".into(),
-        ];
-        for f in fields {
-            args.push("-e".into());
-            args.push(f.into());
-        }
-        let text = common::tool("tshark", &args);
+        let text = common::tshark_all_fields(&path, &["-Y", "dns.flags"], &fields);
         let first = |s: &str| s.split(',').next().unwrap_or("").to_string();
         let (mut queries, mut responses, mut other_port) = (0u64, 0u64, 0u64);
         let mut want: BTreeMap<i64, bool> = BTreeMap::new();
@@ -164,4 +149,150 @@ fn dns_messages_match_tshark() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Question names and A/AAAA answers against tshark's, for every port-53 message that
+/// both read (which messages those are is `dns_messages_match_tshark`'s test).
+#[test]
+fn dns_names_and_answer_addresses_match_tshark() {
+    let Some(dir) = common::captures() else {
+        return;
+    };
+    if !common::have_tool("tshark") {
+        return;
+    }
+    let mut failures = Vec::new();
+    let mut compared = [0usize; 3]; // names, A, AAAA
+    for file in common::expected_files("dns_query_messages") {
+        let path = dir.join(&file);
+        let tshark = tshark_messages(&path);
+        let run = common::wormsign(&[&path], &[]);
+        run.assert_ok(&file);
+        for row in run.dns() {
+            let packet = row["packet"].int();
+            // Several messages in one frame (TCP): wormsign reads only the first.
+            let Some(theirs) = tshark.get(&(packet + 1)).filter(|m| m.ancount.len() == 1) else {
+                continue;
+            };
+            let checks = [
+                same_name(&row, theirs),
+                same_addresses(&row, theirs, "A", 1, &theirs.a),
+                same_addresses(&row, theirs, "AAAA", 28, &theirs.aaaa),
+            ];
+            for (n, check) in compared.iter_mut().zip(checks) {
+                match check {
+                    Ok(k) => *n += k,
+                    Err(e) => failures.push(format!("{file}: packet {packet}: {e}")),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let [names, a, aaaa] = compared;
+    println!("compared with tshark: {names} names, {a} A answers, {aaaa} AAAA answers");
+    assert!(
+        names >= 800 && a >= 80 && aaaa >= 20,
+        "too little compared with tshark: {names} names, {a} A, {aaaa} AAAA answers"
+    );
+}
+
+/// What tshark shows of one frame's DNS messages, each field's occurrences in order.
+struct TsharkDns {
+    names: Vec<String>,
+    ancount: Vec<usize>,
+    /// The type of every record, answers first, then authority and additional records.
+    types: Vec<usize>,
+    /// The A and AAAA records' addresses, of every section.
+    a: Vec<String>,
+    aaaa: Vec<String>,
+}
+
+/// tshark's reading of the port-53 DNS messages of a capture, by frame number.
+fn tshark_messages(path: &Path) -> BTreeMap<i64, TsharkDns> {
+    let fields = [
+        "frame.number",
+        "dns.qry.name",
+        "dns.count.answers",
+        "dns.resp.type",
+        "dns.a",
+        "dns.aaaa",
+    ];
+    let port_53 = "dns.flags && (udp.port == 53 || tcp.port == 53)";
+    let text = common::tshark_all_fields(path, &["-Y", port_53], &fields);
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let numbers = |s: &str| list(s).iter().map(|v| v.parse().unwrap()).collect();
+    text.lines()
+        .map(|line| {
+            let c: Vec<&str> = line.split('\t').collect();
+            assert_eq!(c.len(), fields.len(), "tshark line {line:?}");
+            let message = TsharkDns {
+                names: list(c[1]),
+                ancount: numbers(c[2]),
+                types: numbers(c[3]),
+                a: list(c[4]),
+                aaaa: list(c[5]),
+            };
+            (c[0].parse().unwrap(), message)
+        })
+        .collect()
+}
+
+/// The question name, where tshark shows it in letters, digits, `-`, `_` and dots (the
+/// two escape other bytes differently; wormsign lower-cases): 1 if compared.
+fn same_name(row: &Row, theirs: &TsharkDns) -> Result<usize, String> {
+    let ours = match &row["qname"] {
+        Cell::Str(s) => s.as_str(),
+        _ => "",
+    };
+    let plain = |n: &str| {
+        n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match theirs.names.first().map(String::as_str) {
+        Some("<Root>") if ours.is_empty() => Ok(1),
+        Some(name) if plain(name) && name.to_ascii_lowercase() == ours => Ok(1),
+        Some(name) if plain(name) => Err(format!("name {ours:?}, tshark {name:?}")),
+        _ => Ok(0),
+    }
+}
+
+/// The addresses of the answers of type `rtype` (`name`): tshark lists those of every
+/// section in message order, so the answer section's are the first ones, as many as
+/// its types show among the first `ancount` records. The count compared.
+fn same_addresses(
+    row: &Row,
+    theirs: &TsharkDns,
+    name: &str,
+    rtype: usize,
+    addresses: &[String],
+) -> Result<usize, String> {
+    let ancount = theirs.ancount[0];
+    let Some(answer_types) = theirs.types.get(..ancount) else {
+        return Ok(0); // tshark stopped inside the answers
+    };
+    let (Cell::List(answers), Cell::List(types)) = (&row["answers"], &row["answer_types"]) else {
+        return Err("answers are not lists".into());
+    };
+    // Data of another length than an address is written in the generic form (`\# 0`
+    // for none), and tshark shows no address for it.
+    let (ours, generic): (Vec<&str>, Vec<&str>) = answers
+        .iter()
+        .zip(types)
+        .filter(|(_, t)| t.str() == name)
+        .map(|(v, _)| v.str())
+        .partition(|v| !v.starts_with("\\# "));
+    let n = answer_types.iter().filter(|&&t| t == rtype).count() - generic.len();
+    let theirs: Vec<&str> = addresses.iter().take(n).map(String::as_str).collect();
+    // wormsign keeps the answers read before a malformed record (and at most 64).
+    let all_read = answers.len() == ancount.min(64);
+    if ours == theirs || (!all_read && theirs.starts_with(&ours)) {
+        Ok(ours.len())
+    } else {
+        Err(format!("{name} answers {ours:?}, tshark {theirs:?}"))
+    }
 }

@@ -2,6 +2,7 @@
 //! with tshark's `-z conv,tcp` / `-z conv,udp`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use crate::common::{self, conv_key, flow_ends, ip, ConvKey};
 
@@ -157,12 +158,17 @@ fn parse_conv_tables(text: &str) -> (BTreeMap<ConvKey, [u64; 2]>, [usize; 2]) {
     (out, rows)
 }
 
-/// Per-packet IP bytes, conversation-table frames, and table rows per protocol.
-type TsharkConversations = (
-    BTreeMap<ConvKey, Dirs>,
-    BTreeMap<ConvKey, [u64; 2]>,
-    [usize; 2],
-);
+/// What one tshark pass says of a file's TCP and UDP conversations.
+struct TsharkConversations {
+    /// Packets and IP bytes per key, summed from the packets.
+    per_packet: BTreeMap<ConvKey, Dirs>,
+    /// Frames per key, from the conversation tables.
+    tables: BTreeMap<ConvKey, [u64; 2]>,
+    /// The tables' rows, TCP and UDP.
+    rows: [usize; 2],
+    /// Each address of those packets as tshark writes it.
+    address_text: BTreeMap<IpAddr, String>,
+}
 
 /// One tshark pass per file: `-T fields` per packet (for IP bytes) and the
 /// conversation tables printed after the packets.
@@ -201,6 +207,7 @@ fn tshark_conversations(file: &std::path::Path) -> TsharkConversations {
     let text = common::tshark_fields(file, &options, &fields);
     let (packets, tables) = text.split_once("\n====").unwrap_or((&text, ""));
     let mut per_packet: BTreeMap<ConvKey, Dirs> = BTreeMap::new();
+    let mut address_text = BTreeMap::new();
     for line in packets.lines() {
         let c: Vec<&str> = line.split('\t').collect();
         assert_eq!(c.len(), fields.len(), "tshark line {line:?}");
@@ -219,6 +226,9 @@ fn tshark_conversations(file: &std::path::Path) -> TsharkConversations {
         } else {
             (c[2], c[3], c[5].parse::<u64>().unwrap() + 40)
         };
+        for text in [src, dst] {
+            address_text.insert(ip(text), text.to_string());
+        }
         let (key, src_lo) = conv_key(
             proto,
             (ip(src), sp.parse().unwrap()),
@@ -229,8 +239,13 @@ fn tshark_conversations(file: &std::path::Path) -> TsharkConversations {
         e.pkts[d] += 1;
         e.ip_bytes[d] += len;
     }
-    let (conv, rows) = parse_conv_tables(tables);
-    (per_packet, conv, rows)
+    let (tables, rows) = parse_conv_tables(tables);
+    TsharkConversations {
+        per_packet,
+        tables,
+        rows,
+        address_text,
+    }
 }
 
 /// wormsign's TCP/UDP flows merged per 5-tuple (flows split by timeouts or port reuse
@@ -257,6 +272,7 @@ fn wormsign_conversations(run: &common::Run) -> BTreeMap<ConvKey, Dirs> {
 /// per direction match the sum of tshark's IP length fields; the number of distinct
 /// TCP and UDP tuples equals EXPECTED.tsv's tcp_conversations / udp_conversations.
 /// Tunnels are not unwrapped here (`--tunnel-depth 0`), as tshark lists carriers too.
+/// Each flow's addresses are written as tshark writes them (RFC 5952 for IPv6).
 #[test]
 fn conversations_match_tshark() {
     let Some(dir) = common::captures() else {
@@ -272,6 +288,7 @@ fn conversations_match_tshark() {
         "EXPECTED.tsv lists few conversation files"
     );
     let mut failures = Vec::new();
+    let mut same_text = [0usize; 2];
     for file in &files {
         let path = dir.join(file);
         // Tunnels stay whole: tshark's tables list the carrier's conversation as well as
@@ -289,12 +306,30 @@ fn conversations_match_tshark() {
         let want_udp: usize = expected[&(file.clone(), "udp_conversations".into())]
             .parse()
             .unwrap();
-        let (per_packet, conv, rows) = tshark_conversations(&path);
+        let TsharkConversations {
+            per_packet,
+            tables: conv,
+            rows,
+            address_text,
+        } = tshark_conversations(&path);
         assert_eq!(
             rows,
             [want_tcp, want_udp],
             "{file}: tshark's own row counts differ from EXPECTED.tsv"
         );
+        for r in run.flows() {
+            for text in [r["orig_h"].str(), r["resp_h"].str()] {
+                match address_text.get(&ip(text)) {
+                    Some(theirs) if theirs == text => {
+                        same_text[usize::from(text.contains(':'))] += 1
+                    }
+                    Some(theirs) => {
+                        failures.push(format!("{file}: address {text}, tshark {theirs}"))
+                    }
+                    None => {}
+                }
+            }
+        }
         let ours = wormsign_conversations(&run);
         let n_tcp = ours.keys().filter(|k| k.0 == 6).count();
         let n_udp = ours.keys().filter(|k| k.0 == 17).count();
@@ -320,4 +355,10 @@ fn conversations_match_tshark() {
     }
     failures.dedup();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let [v4, v6] = same_text;
+    println!("flow addresses written as tshark writes them: {v4} IPv4, {v6} IPv6");
+    assert!(
+        v4 >= 1000 && v6 >= 20,
+        "too few addresses compared with tshark: {v4} IPv4, {v6} IPv6"
+    );
 }

@@ -59,9 +59,23 @@ pub fn tool<S: AsRef<OsStr>>(name: &str, args: &[S]) -> String {
 /// `tshark -r FILE EXTRA... -E occurrence=f -T fields -e F...`: one line per packet,
 /// the fields tab-separated, the first occurrence of each (the outer header).
 pub fn tshark_fields(path: &Path, extra: &[&str], fields: &[&str]) -> String {
+    tshark(path, extra, &["-E", "occurrence=f"], fields)
+}
+
+/// Like [`tshark_fields`], with every occurrence of each field, comma-separated.
+pub fn tshark_all_fields(path: &Path, extra: &[&str], fields: &[&str]) -> String {
+    tshark(
+        path,
+        extra,
+        &["-E", "occurrence=a", "-E", "aggregator=,"],
+        fields,
+    )
+}
+
+fn tshark(path: &Path, extra: &[&str], occurrence: &[&str], fields: &[&str]) -> String {
     let mut args: Vec<String> = vec!["-r".into(), path.display().to_string()];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.extend(["-E", "occurrence=f", "-T", "fields"].map(String::from));
+    args.extend(extra.iter().chain(occurrence).map(|a| a.to_string()));
+    args.extend(["-T", "fields"].map(String::from));
     for f in fields {
         args.push("-e".into());
         args.push(f.to_string());
