@@ -9,8 +9,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Longest text: `::ffff:255.255.255.255` is 22 bytes and `1:2:3:4:5:6:7:8` in full hex
-/// 39; each piece is copied as up to 16 fixed bytes, so 16 more are room to overrun into.
+/// Longest text: `ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff`, 39 bytes. Each piece is
+/// copied as a fixed 4 to 16 bytes of which only the first are kept, so the buffer has 16
+/// more to overrun into (`::ffff:` then a 16-byte dotted quad reaches 23).
 const CAPACITY: usize = 39 + 16;
 
 /// An address's text, as `IpAddr`'s `Display` writes it.
