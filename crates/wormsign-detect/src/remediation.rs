@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
+use indexmap::IndexSet;
 
 use crate::lookup::ByAddress;
 use crate::model::{Alert, Detection, Role, Rule, Tier};
@@ -81,30 +82,42 @@ pub struct Remediation {
     pub mac: Option<String>,
 }
 
-/// The rows being gathered: one per (host, action), details and alerts merged.
+/// The rows being gathered: one per (host, action), alerts merged, and each row's
+/// details once each in the order first seen. The details are a set beside the row: a
+/// server exploited or guessed at from thousands of hosts has a detail per host, and
+/// looking each up in the joined text was quadratic in them.
 #[derive(Default)]
-struct Rows(BTreeMap<(IpAddr, Action), Remediation>);
+struct Rows(BTreeMap<(IpAddr, Action), (Remediation, IndexSet<String>)>);
 
 impl Rows {
     fn add(&mut self, host: IpAddr, action: Action, tier: Tier, detail: String, alert: &Alert) {
-        let row = self.0.entry((host, action)).or_insert_with(|| Remediation {
-            host,
-            action,
-            tier,
-            detail: String::new(),
-            alert_ids: Vec::new(),
-            host_name: None,
-            mac: None,
+        let (row, details) = self.0.entry((host, action)).or_insert_with(|| {
+            let row = Remediation {
+                host,
+                action,
+                tier,
+                detail: String::new(),
+                alert_ids: Vec::new(),
+                host_name: None,
+                mac: None,
+            };
+            (row, IndexSet::new())
         });
         row.tier = row.tier.min(tier);
-        if !detail.is_empty() && !row.detail.split("; ").any(|d| d == detail) {
-            if !row.detail.is_empty() {
-                row.detail.push_str("; ");
-            }
-            row.detail.push_str(&detail);
+        if !detail.is_empty() {
+            details.insert(detail);
         }
         // Sorted and deduplicated once all rows are gathered.
         row.alert_ids.push(alert.id.clone());
+    }
+
+    /// The rows, by (host, action), their details joined by "; ".
+    fn into_rows(self) -> Vec<Remediation> {
+        let joined = |(mut row, details): (Remediation, IndexSet<String>)| {
+            row.detail = details.into_iter().collect::<Vec<_>>().join("; ");
+            row
+        };
+        self.0.into_values().map(joined).collect()
     }
 }
 
@@ -159,7 +172,7 @@ pub fn remediation(d: &Detection) -> Vec<Remediation> {
         }
     }
     checks(d, &by, &mut rows);
-    let mut out: Vec<Remediation> = rows.0.into_values().collect();
+    let mut out = rows.into_rows();
     for row in &mut out {
         row.alert_ids.sort();
         row.alert_ids.dedup();
@@ -258,5 +271,58 @@ fn checks(d: &Detection, by: &ByAddress<'_>, rows: &mut Rows) {
             );
             rows.add(s.dst, Action::ReviewExposure, Tier::Month, detail, a);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Basis;
+
+    fn alert(id: &str) -> Alert {
+        Alert {
+            id: id.to_string(),
+            rule: Rule::BruteForce,
+            tier: Tier::Day,
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: Some(IpAddr::from([10, 0, 0, 8])),
+            service: "rdp".to_string(),
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            detected_ns: 0,
+            attempts: 1,
+            distinct_targets: 1,
+            failed_ratio: 0.0,
+            allowlisted: false,
+            infection_sign: false,
+            evidence: String::new(),
+            basis: Basis::Flow,
+        }
+    }
+
+    /// Each detail once, in the order first seen, whatever it holds: the list used to
+    /// be searched by splitting the joined text on "; ", which missed a repeated detail
+    /// that itself contains "; ".
+    #[test]
+    fn a_rows_details_are_kept_once_each_in_first_seen_order() {
+        let mut rows = Rows::default();
+        let host = IpAddr::from([10, 0, 0, 8]);
+        let details = [
+            "b; with a separator",
+            "a",
+            "b; with a separator",
+            "",
+            "a",
+            "c",
+        ];
+        for (i, detail) in details.into_iter().enumerate() {
+            let a = alert(&format!("A{i}"));
+            rows.add(host, Action::CheckHost, Tier::Week, detail.to_string(), &a);
+        }
+        let [row] = &rows.into_rows()[..] else {
+            panic!("one row per host and action");
+        };
+        assert_eq!(row.detail, "b; with a separator; a; c");
+        assert_eq!(row.alert_ids.len(), 6);
     }
 }
