@@ -148,6 +148,20 @@ fn wannacry_lateral_end_to_end() {
     );
     let report = std::fs::read_to_string(run.out().join("report.md")).unwrap();
     assert!(report.contains("192.168.116.149"));
+    // Its isolate row says once how it was infected, though three alerts rest on it (the
+    // patient zero text holds a "; " itself, which the row's details used to be split on,
+    // so it was listed three times).
+    let isolate = o
+        .remediation
+        .iter()
+        .find(|r| r["host"].str() == "192.168.116.149" && r["action"].str() == "isolate")
+        .expect("an isolate row for the worm host");
+    let detail = isolate["detail"].str();
+    assert!(
+        detail == "patient zero; entry point not visible"
+            || (detail.starts_with("infected by ") && !detail.contains("; ")),
+        "{detail}"
+    );
     let html = std::fs::read_to_string(run.out().join("report.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("192.168.116.149"));
 

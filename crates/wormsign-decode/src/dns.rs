@@ -413,13 +413,10 @@ fn rdata_text(msg: &[u8], rtype: u16, start: usize, rdata: &[u8]) -> String {
         let next = read_name(msg, pos, out).ok()?;
         (next <= end).then_some(next)
     };
+    let address = |ip: IpAddr| IpText::new(ip).as_str().to_owned();
     let text = match rtype {
-        1 => <[u8; 4]>::try_from(rdata)
-            .ok()
-            .map(|a| IpText::new(IpAddr::from(a)).as_str().to_owned()),
-        28 => <[u8; 16]>::try_from(rdata)
-            .ok()
-            .map(|a| IpText::new(IpAddr::from(a)).as_str().to_owned()),
+        1 => <[u8; 4]>::try_from(rdata).ok().map(|a| address(a.into())),
+        28 => <[u8; 16]>::try_from(rdata).ok().map(|a| address(a.into())),
         2 | 5 | 12 | 39 => {
             let mut s = String::new();
             name_at(start, &mut s).map(|_| s)
