@@ -48,6 +48,31 @@ impl UtcTime {
 
     /// RFC 3339 with microseconds, e.g. `2019-01-01T04:46:00.123456Z`.
     pub fn rfc3339_micros(&self) -> String {
+        let Ok(year @ 0..=9999) = u32::try_from(self.year) else {
+            return self.rfc3339_micros_formatted();
+        };
+        // Digits written in place: `format!` took a third of the time of writing
+        // `alerts.jsonl`, which has three times an alert.
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |end: usize, digits: usize, mut value: u32| {
+            for at in (end - digits..end).rev() {
+                text[at] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(4, 4, year);
+        put(7, 2, self.month.into());
+        put(10, 2, self.day.into());
+        put(13, 2, self.hour.into());
+        put(16, 2, self.minute.into());
+        put(19, 2, self.second.into());
+        put(26, 6, self.nanos / 1000);
+        String::from_utf8(text.to_vec()).expect("ASCII digits and separators")
+    }
+
+    /// [`UtcTime::rfc3339_micros`] through `format!`, for years of other than four
+    /// digits (only a hand-made `UtcTime` has them: `i64` nanoseconds span 1677-2262).
+    fn rfc3339_micros_formatted(&self) -> String {
         let UtcTime {
             year,
             month,
@@ -67,6 +92,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rfc3339_digits_are_the_fields_zero_padded() {
+        let step = (i64::MAX / 5_000) | 1;
+        for ns in (i64::MIN..=i64::MAX).step_by(step as usize) {
+            let t = UtcTime::from_unix_ns(ns);
+            assert_eq!(t.rfc3339_micros(), t.rfc3339_micros_formatted(), "{ns}");
+        }
+    }
+
+    #[test]
     fn known_dates() {
         let t = UtcTime::from_unix_ns(1_546_318_800_123_456_789);
         assert_eq!(t.rfc3339_micros(), "2019-01-01T05:00:00.123456Z");
@@ -75,6 +109,24 @@ mod tests {
             "1970-01-01T00:00:00.000000Z"
         );
         assert_eq!(UtcTime::from_unix_ns(951_782_400_000_000_000).day, 29);
+        let far = UtcTime {
+            year: -1,
+            ..UtcTime::from_unix_ns(0)
+        };
+        assert_eq!(far.rfc3339_micros(), "-001-01-01T00:00:00.000000Z");
+        let far = UtcTime {
+            year: 12_345,
+            ..far
+        };
+        assert_eq!(far.rfc3339_micros(), "12345-01-01T00:00:00.000000Z");
+        assert_eq!(
+            UtcTime::from_unix_ns(i64::MIN).rfc3339_micros(),
+            "1677-09-21T00:12:43.145224Z"
+        );
+        assert_eq!(
+            UtcTime::from_unix_ns(i64::MAX).rfc3339_micros(),
+            "2262-04-11T23:47:16.854775Z"
+        );
         let before = UtcTime::from_unix_ns(-1);
         assert_eq!(
             (before.year, before.month, before.day, before.second),

@@ -143,7 +143,7 @@ pub use model::{Alert, Basis, DetectStats, Detection, Edge, HostRow, Role, Rule,
 pub use outcome::{is_completed, is_failed};
 pub use part::Partition;
 pub use remediation::{remediation, Action, Remediation};
-pub use report::{format_ts, render_report};
+pub use report::{format_ts, render_report, render_report_with};
 pub use rules::{
     ArpConfig, BruteForceConfig, CncConfig, ExploitConfig, ScanConfig, TrwConfig,
     DRIVELIFE_INDICATORS,

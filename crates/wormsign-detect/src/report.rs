@@ -7,7 +7,7 @@ use wormsign_capture::time::UtcTime;
 
 use crate::lookup::ByAddress;
 use crate::model::{Alert, Detection, HostRow, Role, Rule, Tier};
-use crate::remediation::remediation;
+use crate::remediation::{remediation, Remediation};
 use crate::timeline::{EventKind, TimelineEvent};
 use crate::zones::Verdict;
 
@@ -70,6 +70,12 @@ fn ids<'a>(alerts: impl Iterator<Item = &'a Alert>) -> String {
 /// hosts in infection order, what to do first, and the alerts by tier, each table and
 /// list cut at [`REPORT_ROWS`]. Each claim cites the alert ids it rests on.
 pub fn render_report(d: &Detection) -> String {
+    render_report_with(d, &remediation(d))
+}
+
+/// [`render_report`], given the detection's [`remediation`] rows, for a caller that
+/// writes them too: on a scan-heavy capture they take milliseconds to gather.
+pub fn render_report_with(d: &Detection, fixes: &[Remediation]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Worm outbreak report\n");
     let by = ByAddress::new(&d.alerts, &d.edges, &d.hosts);
@@ -261,7 +267,7 @@ pub fn render_report(d: &Detection) -> String {
     }
     timeline_section(&mut o, d);
     zones_section(&mut o, d);
-    remediation_section(&mut o, d);
+    remediation_section(&mut o, fixes);
 
     let _ = writeln!(o, "\n## Alerts\n");
     let _ = writeln!(o, "| id | tier | rule | src | dst | service | first seen | attempts | targets | failed | evidence | basis |");
@@ -502,8 +508,7 @@ fn listed(ids: &[String]) -> String {
 }
 
 /// The remediation list by tier: one row per host and action.
-fn remediation_section(o: &mut String, d: &Detection) {
-    let rows = remediation(d);
+fn remediation_section(o: &mut String, rows: &[Remediation]) {
     let _ = writeln!(o, "\n## Remediation by urgency\n");
     if rows.is_empty() {
         let _ = writeln!(o, "Nothing to remediate.");
