@@ -318,17 +318,24 @@ impl<B: RowBuilder> TableWriter<B> {
         self.rows
     }
 
+    /// Writes the rows still buffered as a batch (returned, as [`TableWriter::push`]
+    /// returns the others), if there are any.
+    pub fn flush(&mut self) -> Result<Option<RecordBatch>, ColumnarError> {
+        if self.builder.len() == 0 {
+            return Ok(None);
+        }
+        let batch = self.builder.finish();
+        self.sink.write(&batch)?;
+        Ok(Some(batch))
+    }
+
     /// Writes what is buffered and renames the file into place.
     pub fn finish(mut self) -> Result<FinishedTable, ColumnarError> {
-        let tail = (self.builder.len() > 0).then(|| self.builder.finish());
-        if let Some(batch) = &tail {
-            self.sink.write(batch)?;
-        }
+        self.flush()?;
         let batches = self.sink.finish()?;
         Ok(FinishedTable {
             rows: self.rows,
             batches,
-            tail,
         })
     }
 }
@@ -340,7 +347,4 @@ pub struct FinishedTable {
     pub rows: u64,
     /// The batches, when the sink kept them in memory ([`TableSink::Memory`]).
     pub batches: Vec<RecordBatch>,
-    /// The last batch, written by `finish` from the rows still buffered (the others were
-    /// returned by [`TableWriter::push`]).
-    pub tail: Option<RecordBatch>,
 }

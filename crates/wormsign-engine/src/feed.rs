@@ -5,10 +5,12 @@
 //! reading it back will give it (`as_stored`, which a test holds to the read-back), and
 //! decode workers the DNS messages naming C&C domains from each DNS batch they build (the
 //! same `kept_dns_events` that reading the files back uses, on the same batches); the
-//! writer hands them, and every ARP and session batch it stores, to [`Feed`]. When the
-//! pipeline ends, the detector runs over what was gathered: no table is decoded again.
+//! writer hands them, and every ARP and session batch it stores, to [`Feed`]. Once the
+//! last batch is stored, the detector runs over what was gathered while the files end
+//! ([`Feed::detect_early`]): no table is decoded again.
 //!
-//! Two things can only be known at the end:
+//! Two things can only be known at the end, and either makes detection wait for the
+//! files:
 //! - **C&C addresses resolved from the run's DNS answers.** The shards filter with what is
 //!   known before the run (service and exposed ports, honeypots, listed addresses). If
 //!   the DNS names a C&C address beyond those, one more pass over the flows table reads
@@ -84,6 +86,8 @@ pub(crate) struct Feed<'a> {
     arp: Vec<ArpEvent>,
     sessions: Vec<SessionEvent>,
     names: Vec<NameEvent>,
+    /// The detection, when [`Feed::detect_early`] could run it.
+    detected: Option<Box<Detection>>,
 }
 
 /// How the feed ended.
@@ -111,6 +115,7 @@ impl<'a> Feed<'a> {
             arp: Vec::new(),
             sessions: Vec::new(),
             names: Vec::new(),
+            detected: None,
         }
     }
 
@@ -157,16 +162,43 @@ impl<'a> Feed<'a> {
         Ok(session_events(batch, &mut self.sessions)?)
     }
 
-    /// Runs the detector over what was gathered, after the flows to C&C addresses the
-    /// run's DNS resolved (read from `stored`).
-    pub(crate) fn finish(self, stored: StoredFlows<'_>) -> Result<FeedOutcome, Error> {
-        let Some(mut batches) = self.flows else {
+    /// Runs the detector over what was gathered, unless the run's DNS named C&C
+    /// addresses beyond the configured ones (their flows are read from the finished
+    /// flows table, in [`Feed::finish`]) or the flows overflowed one sorted run. Called
+    /// once every batch was stored and before the files end, so that the two overlap.
+    pub(crate) fn detect_early(&mut self) {
+        let Some(flows) = &mut self.flows else {
+            return;
+        };
+        let c = self.config;
+        let mut detector = detector(c, &self.dns, &self.arp, &self.sessions, &self.names);
+        if detector
+            .flow_filter()
+            .watches_addresses_beyond(&configured_filter(c))
+        {
+            return;
+        }
+        std::mem::take(flows)
+            .into_iter()
+            .for_each(|flows| detector.push_all(flows));
+        self.flows = None;
+        self.detected = Some(Box::new(self.counted(detector.finish())));
+    }
+
+    /// The detection: [`Feed::detect_early`]'s, or else run now over what was gathered,
+    /// after the flows to C&C addresses the run's DNS resolved (read from `stored`).
+    pub(crate) fn finish(mut self, stored: StoredFlows<'_>) -> Result<FeedOutcome, Error> {
+        if let Some(detection) = self.detected.take() {
+            return Ok(FeedOutcome::Detected {
+                detection,
+                cnc_pass: false,
+            });
+        }
+        let Some(mut batches) = self.flows.take() else {
             return Ok(FeedOutcome::ReadBack);
         };
         let c = self.config;
-        let mut detector = Detector::new(c, &self.dns, &self.arp)
-            .with_sessions(&self.sessions)
-            .with_names(&self.names);
+        let mut detector = detector(c, &self.dns, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {
@@ -193,11 +225,29 @@ impl<'a> Feed<'a> {
         batches
             .into_iter()
             .for_each(|flows| detector.push_all(flows));
-        let mut detection = detector.finish();
-        (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
         Ok(FeedOutcome::Detected {
-            detection: Box::new(detection),
+            detection: Box::new(self.counted(detector.finish())),
             cnc_pass,
         })
     }
+
+    /// `detection`, counting the flows and DNS messages the run stored (as reading the
+    /// tables back counts them), not only those the shards and decoders handed over.
+    fn counted(&self, mut detection: Detection) -> Detection {
+        (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
+        detection
+    }
+}
+
+/// A detector over the run's events.
+fn detector<'e>(
+    config: &'e DetectConfig,
+    dns: &'e [DnsEvent],
+    arp: &'e [ArpEvent],
+    sessions: &'e [SessionEvent],
+    names: &'e [NameEvent],
+) -> Detector<'e> {
+    Detector::new(config, dns, arp)
+        .with_sessions(sessions)
+        .with_names(names)
 }

@@ -144,7 +144,8 @@ pub struct RunSummary {
     pub inspect: wormsign_inspect::InspectStats,
     /// Damaged or unreadable inputs.
     pub warnings: Vec<Warning>,
-    /// Wall time of the run.
+    /// Wall time of the run, until its tables were complete (detection that overlaps
+    /// their end, in `analyze_and_detect`, is not counted).
     pub wall: Duration,
     /// Threads used per stage.
     pub threads: usize,

@@ -259,6 +259,55 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
     assert_eq!(Some(&fed.detection), reference.as_ref());
 }
 
+/// Without C&C names, nothing waits for the finished flows file, so detection runs while
+/// the files end (`Feed::detect_early`): still `wormsign detect DIR` over the stored
+/// tables (and `detect_tables` over the tables in memory), for any thread count.
+#[test]
+fn detection_while_the_files_end_equals_detect_dir() {
+    use wormsign_detect::{CncConfig, DetectConfig};
+    use wormsign_engine::{analyze_and_detect, DetectionInput};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = drivelife(dir.path(), 5);
+    let control = Control::default();
+    let rules = DetectConfig {
+        cnc: CncConfig {
+            domains: Vec::new(),
+            ..CncConfig::default()
+        },
+        ..DetectConfig::default()
+    };
+    let early = DetectionInput::Pipeline { cnc_pass: false };
+    let mut reference = None;
+    for threads in [1, 2, 3] {
+        let config = PipelineConfig {
+            threads,
+            ..PipelineConfig::default()
+        };
+        let out = dir.path().join(format!("out-{threads}"));
+        let output = Output::Parquet(out.clone());
+        let (run, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
+        let fed = fed.expect("a complete run detects");
+        assert_eq!(fed.input, early, "{threads} threads");
+        let read = detect_dir(&out, &rules).unwrap();
+        assert_eq!(fed.detection, read.detection, "{threads} threads");
+        let d = &fed.detection;
+        assert!(!d.edges.is_empty() && d.stats.flows == run.summary.flows);
+        let first = reference.get_or_insert_with(|| fed.detection.clone());
+        assert_eq!(first, &fed.detection, "{threads} threads vs 1");
+    }
+    let config = PipelineConfig {
+        threads: 2,
+        ..PipelineConfig::default()
+    };
+    let (run, fed) =
+        analyze_and_detect(&inputs, &config, &rules, &control, &Output::Memory).unwrap();
+    let fed = fed.unwrap();
+    assert_eq!(fed.input, early);
+    assert_eq!(fed.detection, detect_tables(&run.tables, &rules).unwrap());
+    assert_eq!(Some(&fed.detection), reference.as_ref());
+}
+
 /// On every capture of the shared corpus (traffic nobody here made: SMB, RDP, TDS,
 /// NetFlow exports, tunnels, scans, damaged files), detection fed from the pipeline is
 /// detection over the stored tables: the same alerts, hosts, edges, counters and
