@@ -48,7 +48,9 @@ impl UtcTime {
 
     /// RFC 3339 with microseconds, e.g. `2019-01-01T04:46:00.123456Z`.
     pub fn rfc3339_micros(&self) -> String {
-        let Ok(year @ 0..=9999) = u32::try_from(self.year) else {
+        let fields = [self.month, self.day, self.hour, self.minute, self.second];
+        let in_range = fields.iter().all(|&f| f < 100) && self.nanos < 1_000_000_000;
+        let (Ok(year @ 0..=9999), true) = (u32::try_from(self.year), in_range) else {
             return self.rfc3339_micros_formatted();
         };
         // Digits written in place: `format!` took a third of the time of writing
@@ -71,7 +73,8 @@ impl UtcTime {
     }
 
     /// [`UtcTime::rfc3339_micros`] through `format!`, for years of other than four
-    /// digits (only a hand-made `UtcTime` has them: `i64` nanoseconds span 1677-2262).
+    /// digits or fields out of their range (only a hand-made `UtcTime` has them: `i64`
+    /// nanoseconds span 1677-2262).
     fn rfc3339_micros_formatted(&self) -> String {
         let UtcTime {
             year,
@@ -119,6 +122,12 @@ mod tests {
             ..far
         };
         assert_eq!(far.rfc3339_micros(), "12345-01-01T00:00:00.000000Z");
+        let odd = UtcTime {
+            hour: 123,
+            nanos: 1_234_567_890,
+            ..UtcTime::from_unix_ns(0)
+        };
+        assert_eq!(odd.rfc3339_micros(), "1970-01-01T123:00:00.1234567Z");
         assert_eq!(
             UtcTime::from_unix_ns(i64::MIN).rfc3339_micros(),
             "1677-09-21T00:12:43.145224Z"

@@ -277,6 +277,8 @@ pub struct TableWriter<B: RowBuilder> {
     builder: B,
     sink: TableSink,
     rows: u64,
+    /// Batches [`TableWriter::seal`] made, for `finish` to write.
+    sealed: Vec<RecordBatch>,
 }
 
 /// Rows a [`TableWriter`] gathers in its builder before encoding them: like the flow
@@ -297,6 +299,7 @@ impl<B: RowBuilder> TableWriter<B> {
             builder: B::default(),
             sink,
             rows: 0,
+            sealed: Vec::new(),
         }
     }
 
@@ -318,20 +321,23 @@ impl<B: RowBuilder> TableWriter<B> {
         self.rows
     }
 
-    /// Writes the rows still buffered as a batch (returned, as [`TableWriter::push`]
-    /// returns the others), if there are any.
-    pub fn flush(&mut self) -> Result<Option<RecordBatch>, ColumnarError> {
+    /// Makes the rows still buffered a batch, returned (as [`TableWriter::push`] returns
+    /// the others) and written by [`TableWriter::finish`]: a caller reads the last batch
+    /// before the file ends, and nothing is written here, so nothing can fail.
+    pub fn seal(&mut self) -> Option<RecordBatch> {
         if self.builder.len() == 0 {
-            return Ok(None);
+            return None;
         }
-        let batch = self.builder.finish();
-        self.sink.write(&batch)?;
-        Ok(Some(batch))
+        self.sealed.push(self.builder.finish());
+        self.sealed.last().cloned()
     }
 
     /// Writes what is buffered and renames the file into place.
     pub fn finish(mut self) -> Result<FinishedTable, ColumnarError> {
-        self.flush()?;
+        self.seal();
+        for batch in std::mem::take(&mut self.sealed) {
+            self.sink.write(&batch)?;
+        }
         let batches = self.sink.finish()?;
         Ok(FinishedTable {
             rows: self.rows,

@@ -51,7 +51,8 @@ impl Sources {
         stats: &mut DetectStats,
         evicted: &mut Vec<IpAddr>,
     ) -> bool {
-        if self.by_addr.contains_key(&src) || self.by_addr.len() < caps.sources {
+        // The length first: while the table has room, no flow's address is hashed twice.
+        if self.by_addr.len() < caps.sources || self.by_addr.contains_key(&src) {
             return true;
         }
         let mut idle: Vec<(i64, IpAddr)> = self

@@ -925,21 +925,25 @@ fn write_outputs(
             "a pipeline worker stopped early; no output written".into(),
         ));
     }
-    store_tails(&mut sinks, &mut feed)?;
+    let fed_tails = feed_tails(&mut sinks, &mut feed);
+    let detect = fed_tails.is_ok() && !stop.load(Ordering::Relaxed);
     // Detection runs while the files end, when it needs nothing from them
     // (`Feed::detect_early`): the flows file's last row group, footer and fsync took
-    // 15-20 ms that detection used to wait for.
-    let (tables, ()) = rayon::join(
-        || {
-            let tables = sinks.finish();
-            summary.wall = started.elapsed();
-            tables
-        },
-        || match feed {
-            Some(feed) if !stop.load(Ordering::Relaxed) => feed.detect_early(),
-            _ => {}
-        },
-    );
+    // 15-20 ms that detection used to wait for. On a thread of its own (and rayon's
+    // global pool, as before), not this pool: a rayon join could run it inline while the
+    // sinks wait.
+    let tables = thread::scope(|s| {
+        let detecting = feed
+            .filter(|_| detect)
+            .map(|feed| s.spawn(|| feed.detect_early()));
+        let tables = sinks.finish();
+        summary.wall = started.elapsed();
+        if let Some(detecting) = detecting {
+            detecting.join().expect("detection panicked");
+        }
+        tables
+    });
+    fed_tails?;
     let (tables, [arp_rows, name_rows, session_rows]) = tables?;
     summary.arp_records = arp_rows;
     summary.name_records = name_rows;
@@ -947,16 +951,16 @@ fn write_outputs(
     Ok((summary, tables))
 }
 
-/// Writes the rows the small tables still buffer, handing the batches to `feed`: after
-/// this it has all it gets before the files end.
-fn store_tails(sinks: &mut TableSinks, feed: &mut Option<&mut Feed<'_>>) -> Result<(), Error> {
-    if let Some(b) = sinks.arp.flush()? {
+/// Hands `feed` the last batches of the small tables (sealed, written when the files
+/// end): after this it has all it gets before the files end.
+fn feed_tails(sinks: &mut TableSinks, feed: &mut Option<&mut Feed<'_>>) -> Result<(), Error> {
+    if let Some(b) = sinks.arp.seal() {
         fed(feed, |f| f.arp(&b))?;
     }
-    if let Some(b) = sinks.names.flush()? {
+    if let Some(b) = sinks.names.seal() {
         fed(feed, |f| f.names(&b))?;
     }
-    if let Some(b) = sinks.sessions.flush()? {
+    if let Some(b) = sinks.sessions.seal() {
         fed(feed, |f| f.sessions(&b))?;
     }
     Ok(())
