@@ -40,8 +40,8 @@ pub use names::{names_schema, NameBatchBuilder, NameRow};
 pub use partition::{table_files, PartitionedSink, Partitioning};
 pub use read::{
     arp_events, as_stored, detection_flow_columns, dns_events, flow_batch, flow_endpoints,
-    for_each_flow, kept_dns_events, kept_flow_batch, kept_flow_rows, name_events, read_arp,
-    read_batches, read_dns, read_flows, read_names, read_sessions, session_events,
+    for_each_flow, for_each_flow_to, kept_dns_events, kept_flow_batch, kept_flow_rows, name_events,
+    read_arp, read_batches, read_dns, read_flows, read_names, read_sessions, session_events,
     stored_has_ports, ResponderAddr,
 };
 pub use schema::{arp_schema, dns_schema, flow_schema};

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -15,7 +16,10 @@ use arrow_array::types::{
     UInt8Type,
 };
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use arrow_schema::{DataType, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::ProjectionMask;
 use wormsign_decode::{ArpEvent, DnsEvent, NameEvent, Tunnel, TunnelKind};
 use wormsign_flow::{
@@ -55,7 +59,7 @@ fn batches<'a>(
 ) -> impl Iterator<Item = Result<(&'a Path, RecordBatch)>> {
     type Batches<'a> = Box<dyn Iterator<Item = Result<(&'a Path, RecordBatch)>> + 'a>;
     files.iter().flat_map(move |path| -> Batches<'a> {
-        match file_batches(path, columns, None, None) {
+        match file_batches(path, columns, &[], None, None) {
             Ok(batches) => Box::new(batches),
             Err(e) => Box::new(std::iter::once(Err(e))),
         }
@@ -151,16 +155,24 @@ const SESSION_COLUMNS: [&str; 14] = [
 ];
 
 /// The `columns` of `path`: all rows, or row group `group`'s, and of those only the
-/// `selection`.
+/// `selection`. String columns named in `dictionaries` come as dictionary arrays, as the
+/// file stores them, instead of one string per row.
 fn file_batches<'a>(
     path: &'a PathBuf,
     columns: &'a [&str],
+    dictionaries: &[&str],
     group: Option<usize>,
     selection: Option<RowSelection>,
 ) -> Result<impl Iterator<Item = Result<(&'a Path, RecordBatch)>> + 'a> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let open = || File::open(path).with_context(|| format!("opening {}", path.display()));
+    let reading = || format!("reading {}", path.display());
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(open()?).with_context(reading)?;
+    if !dictionaries.is_empty() {
+        let options = ArrowReaderOptions::new()
+            .with_schema(with_dictionaries(builder.schema(), dictionaries));
+        builder = ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options)
+            .with_context(reading)?;
+    }
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let builder = match group {
         Some(g) => builder.with_row_groups(vec![g]),
@@ -183,28 +195,62 @@ fn file_batches<'a>(
     }))
 }
 
+/// `schema` with its `Utf8` columns named in `dictionaries` read as dictionaries.
+fn with_dictionaries(schema: &SchemaRef, dictionaries: &[&str]) -> SchemaRef {
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 if dictionaries.contains(&f.name().as_str()) => {
+                Arc::new(f.as_ref().clone().with_data_type(dictionary.clone()))
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The columns the first pass of [`read_marked`] reads, and those of them it reads as
+/// dictionaries.
+#[derive(Clone, Copy)]
+struct Marking<'a> {
+    columns: &'a [&'a str],
+    dictionaries: &'a [&'a str],
+}
+
+impl<'a> Marking<'a> {
+    /// `columns`, each as one value per row.
+    const fn rows(columns: &'a [&'a str]) -> Marking<'a> {
+        Marking {
+            columns,
+            dictionaries: &[],
+        }
+    }
+}
+
 /// Reads `path` (all of it, or row group `group`) in two passes, because detection
-/// keeps few rows: `mark` sees batches of `mark_columns` and says which rows to keep,
+/// keeps few rows: `mark` sees batches of the `marking` columns and says which rows to keep,
 /// then `columns` are decoded for those rows only and handed to `each`. Returns the
 /// number of rows the file (or group) holds.
 fn read_marked(
     path: &PathBuf,
     group: Option<usize>,
-    mark_columns: &[&str],
+    marking: Marking<'_>,
     mut mark: impl FnMut(&RecordBatch) -> Result<BooleanArray>,
     columns: &[&str],
     mut each: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<u64> {
     let in_file = || path.display().to_string();
     let (mut rows, mut kept) = (0u64, Vec::new());
-    for b in file_batches(path, mark_columns, group, None)? {
+    for b in file_batches(path, marking.columns, marking.dictionaries, group, None)? {
         let (_, b) = b?;
         rows += b.num_rows() as u64;
         kept.push(mark(&b).with_context(in_file)?);
     }
     if kept.iter().any(|k| k.true_count() > 0) {
         let selection = RowSelection::from_filters(&kept);
-        for b in file_batches(path, columns, group, Some(selection))? {
+        for b in file_batches(path, columns, &[], group, Some(selection))? {
             each(&b?.1).with_context(in_file)?;
         }
     }
@@ -317,12 +363,42 @@ pub type ResponderAddr<'a> = &'a dyn Fn() -> Option<IpAddr>;
 
 /// Hands every stored flow that `keep(proto, has_ports, resp_port, resp_addr)` accepts to
 /// `sink`, in file and row order (the others are not decoded further); returns the
-/// number of flows read. Row groups are decoded by one thread per core, a few at a time,
-/// so memory stays at a few row groups while detection's reading keeps up with the
-/// pipeline.
+/// number of flows read.
 pub fn for_each_flow(
     files: &[PathBuf],
     keep: impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool + Sync,
+    sink: impl FnMut(FlowRecord),
+) -> Result<u64> {
+    let marking = Marking::rows(&KEEP_COLUMNS);
+    for_each_marked_flow(files, marking, |b| kept_flows(b, &keep), sink)
+}
+
+/// Hands every stored flow whose responder address `wanted` accepts to `sink`, in file
+/// and row order; returns the number of flows read. Only the responder column is read to
+/// find them: for the pass over the flows to C&C addresses a run's DNS resolved, which
+/// reads every flow's responder and keeps a handful, the three port and protocol columns
+/// [`for_each_flow`] also decodes were most of its cost.
+pub fn for_each_flow_to(
+    files: &[PathBuf],
+    wanted: impl Fn(IpAddr) -> bool + Sync,
+    sink: impl FnMut(FlowRecord),
+) -> Result<u64> {
+    let marking = Marking {
+        columns: &["resp_h"],
+        dictionaries: &["resp_h"],
+    };
+    let mark = |b: &RecordBatch| responders(column(b, "resp_h")?, &wanted);
+    for_each_marked_flow(files, marking, mark, sink)
+}
+
+/// Hands the flows `mark` keeps (it sees batches of `mark_columns`) to `sink`, in file
+/// and row order; returns the number of flows read. Row groups are decoded by one thread
+/// per core, a few at a time, so memory stays at a few row groups while detection's
+/// reading keeps up with the pipeline.
+fn for_each_marked_flow(
+    files: &[PathBuf],
+    marking: Marking<'_>,
+    mark: impl Fn(&RecordBatch) -> Result<BooleanArray> + Sync,
     mut sink: impl FnMut(FlowRecord),
 ) -> Result<u64> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -335,10 +411,10 @@ pub fn for_each_flow(
             .num_row_groups();
         for window in (0..groups).collect::<Vec<_>>().chunks(workers) {
             let decoded: Vec<Result<(u64, Vec<FlowRecord>)>> = std::thread::scope(|s| {
-                let keep = &keep;
+                let mark = &mark;
                 let handles: Vec<_> = window
                     .iter()
-                    .map(|&g| s.spawn(move || flow_row_group(path, g, keep)))
+                    .map(|&g| s.spawn(move || flow_row_group(path, g, marking, mark)))
                     .collect();
                 handles
                     .into_iter()
@@ -355,23 +431,56 @@ pub fn for_each_flow(
     Ok(read)
 }
 
-/// The flows `keep` accepts in row group `group` of `path`, and the rows it holds.
+/// The flows `mark` keeps in row group `group` of `path`, and the rows it holds.
 fn flow_row_group(
     path: &PathBuf,
     group: usize,
-    keep: &impl Fn(u8, bool, u16, ResponderAddr<'_>) -> bool,
+    marking: Marking<'_>,
+    mark: &impl Fn(&RecordBatch) -> Result<BooleanArray>,
 ) -> Result<(u64, Vec<FlowRecord>)> {
-    // On the DriveLife sample `keep` takes under 1 % of the flows.
+    // On the DriveLife sample detection keeps under 1 % of the flows.
     let mut out = Vec::new();
     let rows = read_marked(
         path,
         Some(group),
-        &KEEP_COLUMNS,
-        |b| kept_flows(b, keep),
+        marking,
+        mark,
         &detection_flow_columns(),
         |b| flow_batch(b, &mut out),
     )?;
     Ok((rows, out))
+}
+
+/// Which rows of the responder column `resp_h` hold an address `wanted` accepts. Read as
+/// a dictionary, each distinct address of the batch is parsed once.
+fn responders(resp_h: &ArrayRef, wanted: &impl Fn(IpAddr) -> bool) -> Result<BooleanArray> {
+    let accepts = |s: &str| s.parse().is_ok_and(wanted);
+    let Some(d) = resp_h.as_dictionary_opt::<Int32Type>() else {
+        let rows =
+            string_values(resp_h.as_ref()).with_context(|| "column resp_h: not a string column")?;
+        return Ok(rows.iter().map(|s| Some(s.is_some_and(accepts))).collect());
+    };
+    let values =
+        string_values(d.values().as_ref()).with_context(|| "column resp_h: not strings")?;
+    let Some(last) = values.len().checked_sub(1) else {
+        return Ok(BooleanArray::from(vec![false; d.len()]));
+    };
+    // Per dictionary value: not yet parsed, not wanted, wanted. A key past the dictionary
+    // (which no writer produces) reads as its last value, as `string_values` reads it.
+    let mut verdicts = vec![None; values.len()];
+    let mut verdict = |key: usize| {
+        let key = key.min(last);
+        *verdicts[key].get_or_insert_with(|| values[key].is_some_and(accepts))
+    };
+    let keys = d.keys();
+    Ok((0..d.len())
+        .map(|i| {
+            let key = keys
+                .is_valid(i)
+                .then(|| usize::try_from(keys.value(i)).ok());
+            Some(key.flatten().is_some_and(&mut verdict))
+        })
+        .collect())
 }
 
 /// The flow columns that `keep` in [`for_each_flow`] needs.
@@ -661,7 +770,8 @@ pub fn read_dns(files: &[PathBuf], keep: impl Fn(&str) -> bool) -> Result<(Vec<D
     };
     for path in files {
         let each = |b: &RecordBatch| dns_events(b, &mut out);
-        read += read_marked(path, None, &["qname"], wanted, &DNS_COLUMNS, each)?;
+        let marking = Marking::rows(&["qname"]);
+        read += read_marked(path, None, marking, wanted, &DNS_COLUMNS, each)?;
     }
     Ok((out, read))
 }
@@ -891,6 +1001,51 @@ mod tests {
                 a.data_type()
             );
         }
+    }
+
+    /// The responder test reads a dictionary (each value parsed once) as it reads one
+    /// string per row: nulls, values that are not addresses and repeated keys included.
+    #[test]
+    fn responders_of_a_dictionary_are_those_of_its_rows() {
+        use arrow_array::Int32Array;
+
+        let values = vec![
+            Some("10.0.0.1"),
+            Some("not an address"),
+            None,
+            Some("2001:db8::1"),
+        ];
+        let keys: [Option<usize>; 8] = [
+            Some(0),
+            None,
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(0),
+            Some(3),
+            Some(1),
+        ];
+        let rows: Vec<Option<&str>> = keys.iter().map(|k| k.and_then(|k| values[k])).collect();
+        let wanted = |a: IpAddr| a == "10.0.0.1".parse::<IpAddr>().unwrap() || a.is_ipv6();
+        let expected = BooleanArray::from(vec![true, false, false, false, true, true, true, false]);
+        let keys = Int32Array::from(keys.iter().map(|k| k.map(|k| k as i32)).collect::<Vec<_>>());
+        let dict: ArrayRef = Arc::new(
+            DictionaryArray::<Int32Type>::try_new(keys, Arc::new(StringArray::from(values)))
+                .unwrap(),
+        );
+        let plain: ArrayRef = Arc::new(StringArray::from(rows));
+        assert_eq!(responders(&dict, &wanted).unwrap(), expected);
+        assert_eq!(responders(&plain, &wanted).unwrap(), expected);
+        let empty = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(vec![None, None]),
+            Arc::new(StringArray::from(Vec::<&str>::new())),
+        )
+        .unwrap();
+        let empty: ArrayRef = Arc::new(empty);
+        assert_eq!(
+            responders(&empty, &wanted).unwrap(),
+            BooleanArray::from(vec![false; 2])
+        );
     }
 
     #[test]

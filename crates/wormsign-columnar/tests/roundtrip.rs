@@ -420,3 +420,53 @@ fn as_stored_is_the_read_back() {
     assert_eq!(read, stored);
     assert_ne!(records, stored, "nothing was lost: the test checks nothing");
 }
+
+/// `for_each_flow_to`, which finds the flows to some addresses from the responder column
+/// alone (read as the file's dictionary), hands over exactly the flows a full read finds
+/// to those addresses, in file order, over several row groups: repeated and unique
+/// addresses, IPv4 and IPv6, and a wanted address no flow goes to.
+#[test]
+fn flows_to_addresses_are_those_a_full_read_finds() {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+
+    use wormsign_columnar::{for_each_flow_to, read_flows, ROW_GROUP_ROWS};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.parquet");
+    let n = ROW_GROUP_ROWS as u64 + 5_000;
+    let responder = |i: u64| -> IpAddr {
+        match i % 5 {
+            0 => format!("10.0.{}.{}", i % 50, i % 7).parse().unwrap(),
+            1 => format!("2001:db8::{:x}", i % 300).parse().unwrap(),
+            _ => IpAddr::from((i as u32 + 0x0a00_0000).to_be_bytes()),
+        }
+    };
+    let mut w = TableWriter::<FlowBatchBuilder>::create(&path, &[]).unwrap();
+    for i in 0..n {
+        let f = FlowRecord {
+            resp_addr: responder(i),
+            ..distinct_flow(i)
+        };
+        w.push(&f).unwrap();
+    }
+    w.finish().unwrap();
+    let wanted: HashSet<IpAddr> = [responder(5), responder(6), responder(12), responder(n - 3)]
+        .into_iter()
+        .chain(["192.0.2.1".parse().unwrap()])
+        .collect();
+    let all = read_flows(std::slice::from_ref(&path)).unwrap();
+    let expected: Vec<FlowRecord> = all
+        .into_iter()
+        .filter(|f| wanted.contains(&f.resp_addr))
+        .collect();
+    let mut found = Vec::new();
+    let read = for_each_flow_to(&[path], |a| wanted.contains(&a), |f| found.push(f)).unwrap();
+    assert_eq!(read, n);
+    assert_eq!(found, expected);
+    assert!(
+        expected.len() > 500,
+        "only {} flows compared",
+        expected.len()
+    );
+}

@@ -2,6 +2,7 @@
 //! rule of [`crate::rules::RULES`], the capped scanning-source table, and the end of the
 //! run (alerts numbered, the propagation graph drawn).
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use wormsign_decode::NameEvent;
@@ -77,6 +78,18 @@ impl FlowFilter<'_> {
     /// resolved from the run's DNS answers, when `other` was made before they were known.
     pub fn watches_addresses_beyond(&self, other: &FlowFilter<'_>) -> bool {
         !self.watched.addresses.is_subset(&other.watched.addresses)
+    }
+
+    /// The addresses this filter watches and `other` does not. When `other` was made from
+    /// the same configuration before the run's DNS was known, they are all the two differ
+    /// in: rules watch ports from the configuration alone.
+    pub fn addresses_beyond(&self, other: &FlowFilter<'_>) -> HashSet<IpAddr> {
+        debug_assert!(
+            self.watched.ports == other.watched.ports,
+            "filters of one configuration watch the same ports"
+        );
+        let beyond = self.watched.addresses.difference(&other.watched.addresses);
+        beyond.copied().collect()
     }
 }
 
