@@ -21,6 +21,8 @@
 #   WORMSIGN_BENCH_PACKETS   packets in each generated capture (default 2000000)
 #   WORMSIGN_SHAPES_SCALE    the outbreak's --scale (default 100: 521 MB)
 #   WORMSIGN_SHAPES_ROUNDS   interleaved rounds; medians are reported (default 5)
+#   WORMSIGN_SHAPES_PAIRS    extra back-to-back runs without and with detection in each
+#                            round, for detection's share (default 3)
 #   WORMSIGN_SHAPES          which shapes (default "mix outbreak scan dns ipv6")
 #   WORMSIGN_BENCH_DATA      where captures are kept and reused (default target/bench-data)
 #   WORMSIGN_BENCH_STRICT=1  exit non-zero when a goal is MISSED on any shape
@@ -34,14 +36,18 @@
 # Each round runs, back to back on each shape: cat; wormsign pinned to one CPU
 # (--threads 1, --no-detect); wormsign on two CPUs (--threads 2) without and with
 # detection; nfpcapd; softflowd. Ratios are taken within a round and their median
-# reported, because this VM's speed drifts by 10-30 % over minutes. A command that fails
-# makes the script fail, strict or not.
+# reported, because this VM's speed drifts by 10-30 % over minutes. Detection's share is
+# the median over more pairs (WORMSIGN_SHAPES_PAIRS a round, besides the round's own), run
+# back to back: a share of a few percent is smaller than the drift between the pairs of
+# 3-5 rounds, which moved it by 5-10 points from one run of this script to the next. A
+# command that fails makes the script fail, strict or not.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKETS=${WORMSIGN_BENCH_PACKETS:-2000000}
 SCALE=${WORMSIGN_SHAPES_SCALE:-100}
 ROUNDS=${WORMSIGN_SHAPES_ROUNDS:-5}
+PAIRS=${WORMSIGN_SHAPES_PAIRS:-3}
 SHAPES=${WORMSIGN_SHAPES:-"mix outbreak scan dns ipv6"}
 DATA=${WORMSIGN_BENCH_DATA:-$ROOT/target/bench-data}
 NAME=shapes
@@ -53,7 +59,15 @@ done
 mkdir -p "$DATA"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-shapes.XXXXXX")
 NFCAPD_PID=
-cleanup() { [ -z "$NFCAPD_PID" ] || kill "$NFCAPD_PID" 2>/dev/null || true; rm -rf "$WORK"; }
+# nfcapd writes its last file as it stops: wait for it, or removing $WORK races with that
+# write ("Directory not empty") and fails the script after every measurement succeeded.
+cleanup() {
+    if [ -n "$NFCAPD_PID" ]; then
+        kill "$NFCAPD_PID" 2>/dev/null || true
+        wait "$NFCAPD_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # shape_capture SHAPE -> path (made once per shape, size and generator version)
@@ -127,6 +141,10 @@ for shape in $SHAPES; do
         timed wormsign+detect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2
         timed nfpcapd taskset -c 0,1 nfpcapd -r "$file" -w @OUT
         timed softflowd taskset -c 0,1 softflowd -r "$file" -n 127.0.0.1:"$NFCAPD_PORT" -v 9 -a -d
+        for ((p = 0; p < PAIRS; p++)); do
+            timed pair taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2
+            timed pair+detect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2
+        done
     done
     python3 - "$shape" "$packets" "$flows" "$(stat -c %s "$file")" "$WORK/rows" >>"$WORK/summary" <<'EOF'
 import statistics, sys
@@ -141,6 +159,11 @@ def per_round(f):
     return med([f(i) for i in range(n)])
 wall = lambda l, i: rounds[l][i][0]
 meter = lambda i: min(wall("nfpcapd", i), wall("softflowd", i))
+def detect_share():
+    """Median ratio over the rounds' own pairs and the extra ones, each run back to back."""
+    pairs = list(zip(rounds["wormsign"], rounds["wormsign+detect"]))
+    pairs += list(zip(rounds.get("pair", []), rounds.get("pair+detect", [])))
+    return med([d[0] / n[0] for n, d in pairs])
 row = {
     "shape": shape, "packets": packets, "flows": flows, "bytes": size,
     "wall": med([w for w, _, _ in rounds["wormsign"]]),
@@ -153,7 +176,7 @@ row = {
     "vs_softflowd": per_round(lambda i: wall("softflowd", i) / wall("wormsign", i)),
     "vs_meter": per_round(lambda i: meter(i) / wall("wormsign", i)),
     "cpu_vs_softflowd": per_round(lambda i: rounds["wormsign+detect"][i][1] / max(rounds["softflowd"][i][1], 0.01)),
-    "detect_share": 100 * per_round(lambda i: wall("wormsign+detect", i) / wall("wormsign", i) - 1),
+    "detect_share": 100 * (detect_share() - 1),
     "speedup": per_round(lambda i: wall("one-core", i) / wall("wormsign", i)),
 }
 print(" ".join(f"{k}={v}" for k, v in row.items()))
