@@ -155,8 +155,9 @@ const SESSION_COLUMNS: [&str; 14] = [
 ];
 
 /// The `columns` of `path`: all rows, or row group `group`'s, and of those only the
-/// `selection`. String columns named in `dictionaries` come as dictionary arrays, as the
-/// file stores them, instead of one string per row.
+/// `selection`. `Utf8` columns named in `dictionaries` come as `Int32` dictionary arrays
+/// instead of one string per row: the file's own dictionary where its pages use one,
+/// else one parquet builds for each batch.
 fn file_batches<'a>(
     path: &'a PathBuf,
     columns: &'a [&str],
@@ -230,9 +231,9 @@ impl<'a> Marking<'a> {
 }
 
 /// Reads `path` (all of it, or row group `group`) in two passes, because detection
-/// keeps few rows: `mark` sees batches of the `marking` columns and says which rows to keep,
-/// then `columns` are decoded for those rows only and handed to `each`. Returns the
-/// number of rows the file (or group) holds.
+/// keeps few rows: `mark` sees batches of the `marking` columns and says which rows to
+/// keep, then `columns` are decoded for those rows only and handed to `each`. Returns
+/// the number of rows the file (or group) holds.
 fn read_marked(
     path: &PathBuf,
     group: Option<usize>,
@@ -375,9 +376,10 @@ pub fn for_each_flow(
 
 /// Hands every stored flow whose responder address `wanted` accepts to `sink`, in file
 /// and row order; returns the number of flows read. Only the responder column is read to
-/// find them: for the pass over the flows to C&C addresses a run's DNS resolved, which
-/// reads every flow's responder and keeps a handful, the three port and protocol columns
-/// [`for_each_flow`] also decodes were most of its cost.
+/// find them, as a dictionary, so that each distinct address is parsed once: for the pass
+/// over the flows to C&C addresses a run's DNS resolved, which looks at every flow's
+/// responder and keeps a handful, building and parsing one address string per row was
+/// most of the cost.
 pub fn for_each_flow_to(
     files: &[PathBuf],
     wanted: impl Fn(IpAddr) -> bool + Sync,
@@ -391,10 +393,10 @@ pub fn for_each_flow_to(
     for_each_marked_flow(files, marking, mark, sink)
 }
 
-/// Hands the flows `mark` keeps (it sees batches of `mark_columns`) to `sink`, in file
-/// and row order; returns the number of flows read. Row groups are decoded by one thread
-/// per core, a few at a time, so memory stays at a few row groups while detection's
-/// reading keeps up with the pipeline.
+/// Hands the flows `mark` keeps (it sees batches of the `marking` columns) to `sink`, in
+/// file and row order; returns the number of flows read. Row groups are decoded by one
+/// thread per core, a few at a time, so memory stays at a few row groups while
+/// detection's reading keeps up with the pipeline.
 fn for_each_marked_flow(
     files: &[PathBuf],
     marking: Marking<'_>,
@@ -452,28 +454,28 @@ fn flow_row_group(
 }
 
 /// Which rows of the responder column `resp_h` hold an address `wanted` accepts. Read as
-/// a dictionary, each distinct address of the batch is parsed once.
+/// an `Int32` dictionary of strings, each distinct address of the batch is parsed once;
+/// other layouts are read row by row.
 fn responders(resp_h: &ArrayRef, wanted: &impl Fn(IpAddr) -> bool) -> Result<BooleanArray> {
     let accepts = |s: &str| s.parse().is_ok_and(wanted);
-    let Some(d) = resp_h.as_dictionary_opt::<Int32Type>() else {
+    let dictionary = resp_h
+        .as_dictionary_opt::<Int32Type>()
+        .and_then(|d| Some((d.keys(), d.values().as_string_opt::<i32>()?)));
+    let Some((keys, values)) = dictionary else {
         let rows =
             string_values(resp_h.as_ref()).with_context(|| "column resp_h: not a string column")?;
         return Ok(rows.iter().map(|s| Some(s.is_some_and(accepts))).collect());
     };
-    let values =
-        string_values(d.values().as_ref()).with_context(|| "column resp_h: not strings")?;
-    let Some(last) = values.len().checked_sub(1) else {
-        return Ok(BooleanArray::from(vec![false; d.len()]));
-    };
-    // Per dictionary value: not yet parsed, not wanted, wanted. A key past the dictionary
-    // (which no writer produces) reads as its last value, as `string_values` reads it.
+    // Parquet hands every batch the row group's whole dictionary, up to some 75 k
+    // addresses when they are many: values are read only for the keys the batch holds.
+    // Per value: not yet parsed, not wanted, wanted (one byte each).
     let mut verdicts = vec![None; values.len()];
-    let mut verdict = |key: usize| {
-        let key = key.min(last);
-        *verdicts[key].get_or_insert_with(|| values[key].is_some_and(accepts))
+    let mut verdict = |key: usize| match verdicts.get_mut(key) {
+        Some(v) => *v.get_or_insert_with(|| values.is_valid(key) && accepts(values.value(key))),
+        // Parquet refuses keys past the dictionary; a hand-made array might hold one.
+        None => false,
     };
-    let keys = d.keys();
-    Ok((0..d.len())
+    Ok((0..keys.len())
         .map(|i| {
             let key = keys
                 .is_valid(i)

@@ -80,16 +80,17 @@ impl FlowFilter<'_> {
         !self.watched.addresses.is_subset(&other.watched.addresses)
     }
 
-    /// The addresses this filter watches and `other` does not. When `other` was made from
-    /// the same configuration before the run's DNS was known, they are all the two differ
-    /// in: rules watch ports from the configuration alone.
-    pub fn addresses_beyond(&self, other: &FlowFilter<'_>) -> HashSet<IpAddr> {
-        debug_assert!(
-            self.watched.ports == other.watched.ports,
-            "filters of one configuration watch the same ports"
-        );
-        let beyond = self.watched.addresses.difference(&other.watched.addresses);
-        beyond.copied().collect()
+    /// The addresses this filter watches and `other` does not, when they are all the two
+    /// differ in (one configuration, the same ports watched): a flow this filter keeps
+    /// and `other` does not then goes to one of them. `None` otherwise. Today's rules
+    /// watch ports from the configuration alone, so a filter made before the run's DNS
+    /// was known differs from one made after only in C&C addresses.
+    pub fn addresses_beyond(&self, other: &FlowFilter<'_>) -> Option<HashSet<IpAddr>> {
+        let alike = std::ptr::eq(self.c, other.c) && self.watched.ports == other.watched.ports;
+        alike.then(|| {
+            let beyond = self.watched.addresses.difference(&other.watched.addresses);
+            beyond.copied().collect()
+        })
     }
 }
 

@@ -13,8 +13,9 @@
 //! files:
 //! - **C&C addresses resolved from the run's DNS answers.** The shards filter with what is
 //!   known before the run (service and exposed ports, honeypots, listed addresses). If
-//!   the DNS names a C&C address beyond those, one more pass over the flows table reads
-//!   its responder column and decodes only the flows to those addresses.
+//!   the DNS names a C&C address beyond those, one more pass over the stored flows
+//!   table reads its responder column (tables in memory: the four columns the filter
+//!   reads) and decodes only the flows to those addresses.
 //! - **Whether the usable flows fit in one sorted run.** The detector sorts up to
 //!   [`DetectConfig::max_pending_flows`] usable flows at a time; within that cap the
 //!   result depends only on the set of flows, so it is the same however they arrived,
@@ -28,8 +29,8 @@ use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
-    arp_events, as_stored, for_each_flow_to, kept_dns_events, kept_flow_batch, name_events,
-    session_events, stored_has_ports, ResponderAddr,
+    arp_events, as_stored, for_each_flow, for_each_flow_to, kept_dns_events, kept_flow_batch,
+    name_events, session_events, stored_has_ports, ResponderAddr,
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, NameEvent, SessionEvent,
@@ -202,12 +203,15 @@ impl<'a> Feed<'a> {
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {
+            let missed = |proto, has_ports, port, addr: ResponderAddr<'_>| {
+                full.wants(proto, has_ports, port, addr)
+                    && !shards.wants(proto, has_ports, port, addr)
+            };
             let mut flows = Vec::new();
-            match stored {
-                StoredFlows::Files(files) => {
-                    // Of the flows to the resolved addresses, those the shards did not
-                    // keep: only the responder column is read to find them.
-                    let beyond = full.addresses_beyond(&shards);
+            match (stored, full.addresses_beyond(&shards)) {
+                (StoredFlows::Files(files), Some(beyond)) => {
+                    // The missed flows are those to the resolved addresses that the
+                    // shards did not keep: only the responder column is read to find them.
                     let to = |addr| beyond.contains(&addr);
                     for_each_flow_to(&files, to, |f| {
                         if !shards.wants_flow(&f) {
@@ -215,11 +219,10 @@ impl<'a> Feed<'a> {
                         }
                     })?;
                 }
-                StoredFlows::Memory(stored) => {
-                    let missed = |proto, has_ports, port, addr: ResponderAddr<'_>| {
-                        full.wants(proto, has_ports, port, addr)
-                            && !shards.wants(proto, has_ports, port, addr)
-                    };
+                (StoredFlows::Files(files), None) => {
+                    for_each_flow(&files, missed, |f| flows.push(f))?;
+                }
+                (StoredFlows::Memory(stored), _) => {
                     for b in stored {
                         kept_flow_batch(b, missed, &mut flows)?;
                     }

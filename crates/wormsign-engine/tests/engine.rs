@@ -259,6 +259,44 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
     assert_eq!(Some(&fed.detection), reference.as_ref());
 }
 
+/// The C&C pass reads the flows to the resolved addresses and keeps those the shards did
+/// not: with the DriveLife download port (80) made an exposed port, the shards already
+/// keep every flow to it, C&C addresses included, and counting them twice would make the
+/// fed detection differ from `wormsign detect DIR`.
+#[test]
+fn the_cnc_pass_adds_no_flow_the_shards_kept() {
+    use wormsign_detect::{DetectConfig, Rule};
+    use wormsign_engine::{analyze_and_detect, DetectionInput};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = drivelife(dir.path(), 7);
+    let rules = DetectConfig {
+        exposed_ports: vec![80, 445, 3389, 1433],
+        ..DetectConfig::default()
+    };
+    let out = dir.path().join("out");
+    let config = PipelineConfig {
+        threads: 2,
+        ..PipelineConfig::default()
+    };
+    let output = Output::Parquet(out.clone());
+    let control = Control::default();
+    let (_, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
+    let fed = fed.expect("a complete run detects");
+    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
+    let read = detect_dir(&out, &rules).unwrap();
+    assert_eq!(fed.detection, read.detection);
+    let cnc = fed
+        .detection
+        .alerts
+        .iter()
+        .filter(|a| a.rule == Rule::CncIp);
+    assert!(
+        cnc.count() > 0,
+        "flows to resolved C&C addresses were found"
+    );
+}
+
 /// Without C&C names, nothing waits for the finished flows file, so detection runs while
 /// the files end (`Feed::detect_early`): still `wormsign detect DIR` over the stored
 /// tables (and `detect_tables` over the tables in memory), for any thread count.

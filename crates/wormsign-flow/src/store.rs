@@ -6,8 +6,9 @@
 //! megabytes and every packet's lookup missed the caches and the TLB two or three times
 //! in a row, about a fifth of the pipeline's CPU time. Here:
 //!
-//! * the index has two to four 8-byte slots per live flow, small enough to stay mostly
-//!   in cache, and its layout is ours, so [`FlowStore::warm`] can touch the slots and
+//! * the index has two to four 8-byte slots per live flow as it grows (up to 32 after
+//!   sweeps, before a rebuild gives the room up), small enough to stay mostly in cache,
+//!   and its layout is ours, so [`FlowStore::warm`] can touch the slots and
 //!   entries of a group of packets together and let their misses overlap;
 //! * entries sit in a dense `Vec`; removal swaps the last entry into the hole. Iteration
 //!   order therefore depends only on the sequence of inserts and removals, never on the
@@ -140,9 +141,9 @@ impl<V: Touch> FlowStore<V> {
 
     fn reindex(&mut self) {
         // Slots sized for the starting capacity or a past peak are given up when the live
-        // entries need a sixteenth of them or less: clearing 128 k slots at every sweep
-        // for a few thousand live flows was 1.5 % of the outbreak benchmark's CPU.
-        if self.index.slots.len() > 16 * PositionIndex::slots_for(self.entries.len()) {
+        // entries need an eighth of them or less: clearing 128 k slots at every sweep for
+        // a few thousand live flows was 1.8 % of the outbreak benchmark's CPU.
+        if self.index.slots.len() >= 8 * PositionIndex::slots_for(self.entries.len()) {
             self.index = PositionIndex::with_capacity(self.entries.len());
         } else {
             self.index.clear();

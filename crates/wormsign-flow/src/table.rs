@@ -381,8 +381,9 @@ pub struct FlowTable {
 impl FlowTable {
     /// An empty table.
     pub fn new(config: FlowConfig) -> FlowTable {
-        // Start large enough that small captures never rehash; big ones rehash a few
-        // times on the way up, never beyond the cap.
+        // Start large enough that small captures do not grow the index on the way up;
+        // big ones grow it a few times, never beyond the cap. (A sweep that leaves few
+        // flows gives the room up: `FlowStore::reindex`.)
         FlowTable::starting_at(config, 1 << 16)
     }
 
