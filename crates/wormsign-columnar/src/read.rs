@@ -18,7 +18,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::ProjectionMask;
 use wormsign_decode::{ArpEvent, DnsEvent, NameEvent, Tunnel, TunnelKind};
@@ -165,15 +165,18 @@ fn file_batches<'a>(
     group: Option<usize>,
     selection: Option<RowSelection>,
 ) -> Result<impl Iterator<Item = Result<(&'a Path, RecordBatch)>> + 'a> {
-    let open = || File::open(path).with_context(|| format!("opening {}", path.display()));
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reading = || format!("reading {}", path.display());
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(open()?).with_context(reading)?;
+    let mut metadata =
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).with_context(reading)?;
     if !dictionaries.is_empty() {
+        // The footer as read, given the dictionary types.
         let options = ArrowReaderOptions::new()
-            .with_schema(with_dictionaries(builder.schema(), dictionaries));
-        builder = ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options)
+            .with_schema(with_dictionaries(metadata.schema(), dictionaries));
+        metadata = ArrowReaderMetadata::try_new(Arc::clone(metadata.metadata()), options)
             .with_context(reading)?;
     }
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let builder = match group {
         Some(g) => builder.with_row_groups(vec![g]),

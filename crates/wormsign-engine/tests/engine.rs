@@ -41,6 +41,31 @@ fn drivelife(dir: &std::path::Path, seed: u64) -> Vec<Input> {
     expand_inputs(&[dir.join("capture.pcap")]).unwrap()
 }
 
+/// `analyze_and_detect` of `inputs` into `out` on `threads` threads, and `detect_dir`
+/// over the tables it stored: the run, its detection and the read-back one.
+fn fed_and_read(
+    inputs: &[Input],
+    threads: usize,
+    rules: &wormsign_detect::DetectConfig,
+    out: &std::path::Path,
+) -> (
+    wormsign_engine::Analysis,
+    wormsign_engine::Detected,
+    wormsign_engine::Detected,
+) {
+    let config = PipelineConfig {
+        threads,
+        ..PipelineConfig::default()
+    };
+    let output = Output::Parquet(out.to_path_buf());
+    let control = Control::default();
+    let (run, fed) =
+        wormsign_engine::analyze_and_detect(inputs, &config, rules, &control, &output).unwrap();
+    let fed = fed.expect("a complete run detects");
+    let read = detect_dir(out, rules).unwrap();
+    (run, fed, read)
+}
+
 #[test]
 fn memory_tables_are_the_stored_rows_and_detect_the_same() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,18 +244,11 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
         ),
         (2, small_cap, DetectionInput::Tables),
     ] {
-        let config = PipelineConfig {
-            threads,
-            ..PipelineConfig::default()
-        };
         let out = dir
             .path()
             .join(format!("out-{threads}-{}", rules.max_pending_flows));
-        let output = Output::Parquet(out.clone());
-        let (_, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
-        let fed = fed.expect("a complete run detects");
+        let (_, fed, read) = fed_and_read(&inputs, threads, &rules, &out);
         assert_eq!(fed.input, want_input, "{threads} threads");
-        let read = detect_dir(&out, &rules).unwrap();
         assert_eq!(fed.detection, read.detection, "{threads} threads");
         assert_eq!(fed.metadata, read.metadata, "{threads} threads");
         let d = &fed.detection;
@@ -266,7 +284,7 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
 #[test]
 fn the_cnc_pass_adds_no_flow_the_shards_kept() {
     use wormsign_detect::{DetectConfig, Rule};
-    use wormsign_engine::{analyze_and_detect, DetectionInput};
+    use wormsign_engine::DetectionInput;
 
     let dir = tempfile::tempdir().unwrap();
     let inputs = drivelife(dir.path(), 7);
@@ -274,17 +292,8 @@ fn the_cnc_pass_adds_no_flow_the_shards_kept() {
         exposed_ports: vec![80, 445, 3389, 1433],
         ..DetectConfig::default()
     };
-    let out = dir.path().join("out");
-    let config = PipelineConfig {
-        threads: 2,
-        ..PipelineConfig::default()
-    };
-    let output = Output::Parquet(out.clone());
-    let control = Control::default();
-    let (_, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
-    let fed = fed.expect("a complete run detects");
+    let (_, fed, read) = fed_and_read(&inputs, 2, &rules, &dir.path().join("out"));
     assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
-    let read = detect_dir(&out, &rules).unwrap();
     assert_eq!(fed.detection, read.detection);
     let cnc = fed
         .detection
@@ -318,16 +327,9 @@ fn detection_while_the_files_end_equals_detect_dir() {
     let early = DetectionInput::Pipeline { cnc_pass: false };
     let mut reference = None;
     for threads in [1, 2, 3] {
-        let config = PipelineConfig {
-            threads,
-            ..PipelineConfig::default()
-        };
         let out = dir.path().join(format!("out-{threads}"));
-        let output = Output::Parquet(out.clone());
-        let (run, fed) = analyze_and_detect(&inputs, &config, &rules, &control, &output).unwrap();
-        let fed = fed.expect("a complete run detects");
+        let (run, fed, read) = fed_and_read(&inputs, threads, &rules, &out);
         assert_eq!(fed.input, early, "{threads} threads");
-        let read = detect_dir(&out, &rules).unwrap();
         assert_eq!(fed.detection, read.detection, "{threads} threads");
         let d = &fed.detection;
         assert!(!d.edges.is_empty() && d.stats.flows == run.summary.flows);
@@ -402,7 +404,8 @@ fn fed_detection_equals_detect_dir_on_the_shared_corpus() {
 /// `upload.wikimedia.org` taken as a C&C name. Its address comes only from the capture's
 /// DNS answer and its flows are plain HTTP, which the shards do not keep, so only the
 /// pass after the run finds them. tshark counts the connections to that address; the
-/// C&C-by-IP alert must count the same, and equal detection over the stored tables.
+/// C&C-by-IP alert must count the same, and equal detection over the stored tables. With
+/// HTTP an exposed port the shards keep those flows, and the count must not double.
 #[test]
 fn cnc_pass_finds_the_connections_tshark_counts_on_a_real_capture() {
     use std::collections::BTreeMap;
@@ -450,35 +453,47 @@ fn cnc_pass_finds_the_connections_tshark_counts_on_a_real_capture() {
     }
     assert!(!want.is_empty(), "tshark sees no connection to {address}");
 
-    let rules = DetectConfig {
-        cnc: CncConfig {
-            domains: vec![name.to_string()],
-            ..CncConfig::default()
-        },
-        ..DetectConfig::default()
-    };
-    let inputs = expand_inputs(&[&pcap]).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let output = Output::Parquet(out.path().to_path_buf());
-    let config = PipelineConfig::default();
-    let (_, fed) =
-        analyze_and_detect(&inputs, &config, &rules, &Control::default(), &output).unwrap();
-    let fed = fed.expect("the capture is readable");
-    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
-    assert_eq!(
-        fed.detection,
-        detect_dir(out.path(), &rules).unwrap().detection
-    );
-    let got: BTreeMap<String, u64> = fed
-        .detection
-        .alerts
-        .iter()
-        .filter(|a| a.rule == Rule::CncIp && a.dst.map(|d| d.to_string()) == Some(address.clone()))
-        .map(|a| (a.src.to_string(), a.attempts))
-        .collect();
     let want: BTreeMap<String, u64> = want.into_iter().map(|(k, v)| (k, v.len() as u64)).collect();
-    assert_eq!(
-        got, want,
-        "C&C-by-IP alerts to {address} against tshark's connections"
-    );
+    // Then with HTTP(S) exposed, so that the shards keep those flows themselves and the
+    // pass must not add them a second time.
+    let exposed = [
+        DetectConfig::default().exposed_ports,
+        vec![80, 443, 445, 3389, 1433],
+    ];
+    for exposed_ports in exposed {
+        let rules = DetectConfig {
+            cnc: CncConfig {
+                domains: vec![name.to_string()],
+                ..CncConfig::default()
+            },
+            exposed_ports,
+            ..DetectConfig::default()
+        };
+        let inputs = expand_inputs(&[&pcap]).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let output = Output::Parquet(out.path().to_path_buf());
+        let config = PipelineConfig::default();
+        let (_, fed) =
+            analyze_and_detect(&inputs, &config, &rules, &Control::default(), &output).unwrap();
+        let fed = fed.expect("the capture is readable");
+        assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
+        assert_eq!(
+            fed.detection,
+            detect_dir(out.path(), &rules).unwrap().detection
+        );
+        let got: BTreeMap<String, u64> = fed
+            .detection
+            .alerts
+            .iter()
+            .filter(|a| {
+                a.rule == Rule::CncIp && a.dst.map(|d| d.to_string()) == Some(address.clone())
+            })
+            .map(|a| (a.src.to_string(), a.attempts))
+            .collect();
+        assert_eq!(
+            got, want,
+            "C&C-by-IP alerts to {address} against tshark's connections ({:?} exposed)",
+            rules.exposed_ports
+        );
+    }
 }
