@@ -243,7 +243,7 @@ pub fn part_findings(flows: &[FlowRecord], parts: usize) -> Vec<Vec<u8>> {
     (0..parts)
         .map(|index| {
             let mut part = Detector::one_part(&config, &[], &[], &partition, index);
-            part.push_all(flows.to_vec());
+            flows.iter().for_each(|f| part.push(f));
             part.finish_part().to_bytes()
         })
         .collect()

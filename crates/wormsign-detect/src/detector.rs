@@ -17,6 +17,7 @@ use crate::part::{Partition, Parts, PartsFound};
 use crate::propagation::{self, FlowEvidence};
 use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
+use crate::usable::UsableFlow;
 use crate::wire::PartFindings;
 use crate::{identity, timeline};
 
@@ -35,7 +36,7 @@ pub fn detect(
 ) -> Detection {
     let mut detector = Detector::new(config, dns, arp);
     for f in flows {
-        detector.push(f.clone());
+        detector.push(f);
     }
     detector.finish()
 }
@@ -74,6 +75,11 @@ impl FlowFilter<'_> {
         self.wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
     }
 
+    /// [`FlowFilter::wants_flow`], for a flow already made usable.
+    fn wants_usable(&self, f: &UsableFlow) -> bool {
+        self.wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
+    }
+
     /// Whether this filter keeps flows to an address `other` does not watch: a C&C address
     /// resolved from the run's DNS answers, when `other` was made before they were known.
     pub fn watches_addresses_beyond(&self, other: &FlowFilter<'_>) -> bool {
@@ -98,7 +104,7 @@ impl FlowFilter<'_> {
 ///
 /// DNS and ARP events are given up front (they name the C&C addresses the flow rules
 /// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
-/// are counted and dropped at once, the others gathered up to
+/// are counted and dropped at once, the others gathered (as [`UsableFlow`]s) up to
 /// [`DetectConfig::max_pending_flows`], sorted by [`FlowRecord::detection_cmp`] and run
 /// through the rules, whose state per source and per pair is capped
 /// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
@@ -110,7 +116,7 @@ pub struct Detector<'a> {
     filter: FlowFilter<'a>,
     /// Usable flows not yet run through the rules, in the vectors they came in
     /// ([`Detector::push_all`] hands over whole vectors: no flow is moved or copied).
-    pending: Vec<Vec<FlowRecord>>,
+    pending: Vec<Vec<UsableFlow>>,
     /// How many flows `pending` holds.
     n_pending: usize,
     /// The latest [`FlowRecord::detection_order`] run through the rules so far.
@@ -229,12 +235,13 @@ impl<'a> Detector<'a> {
         self
     }
 
-    /// Takes one flow (owned: a usable one is kept as it is, not copied).
-    pub fn push(&mut self, f: FlowRecord) {
+    /// Takes one flow (a usable one is kept as a [`UsableFlow`]).
+    pub fn push(&mut self, f: &FlowRecord) {
         self.stats.flows += 1;
-        if !self.filter.wants_flow(&f) {
+        if !self.filter.wants_flow(f) {
             return;
         }
+        let f = UsableFlow::from(f);
         match self.pending.last_mut() {
             Some(last) => last.push(f),
             None => self.pending.push(vec![f]),
@@ -246,11 +253,11 @@ impl<'a> Detector<'a> {
     }
 
     /// Takes many flows at once, keeping the usable ones in the vector they came in: the
-    /// same as pushing them one by one, without moving hundreds of megabytes of records
-    /// into a vector of the detector's own.
-    pub fn push_all(&mut self, mut flows: Vec<FlowRecord>) {
+    /// same as pushing their records one by one, without moving tens of megabytes of
+    /// flows into a vector of the detector's own.
+    pub fn push_all(&mut self, mut flows: Vec<UsableFlow>) {
         self.stats.flows += flows.len() as u64;
-        flows.retain(|f| self.filter.wants_flow(f));
+        flows.retain(|f| self.filter.wants_usable(f));
         let cap = self.c.max_pending_flows.max(1);
         while !flows.is_empty() {
             // Runs at the same flows as one push at a time would.
@@ -271,11 +278,11 @@ impl<'a> Detector<'a> {
     }
 
     /// Sorts the gathered flows and runs them through the rules; returns them, spent.
-    fn run_pending(&mut self) -> Vec<Vec<FlowRecord>> {
+    fn run_pending(&mut self) -> Vec<Vec<UsableFlow>> {
         let chunks = std::mem::take(&mut self.pending);
         self.n_pending = 0;
-        // Sort (order, chunk, position) entries rather than the ~200-byte records, ties
-        // (flows of different runs) broken by the records. A merge sort, because the
+        // Sort (order, chunk, position) entries rather than the 80-byte flows, ties
+        // (flows of different runs) broken by the flows. A merge sort, because the
         // flows arrive as runs already in order (a shard's end-of-input flush, the row
         // groups of a stored table), which it finds: on the scan benchmark's 425 k usable
         // flows it sorts in 20 ms where pdqsort took 30.
@@ -292,7 +299,7 @@ impl<'a> Detector<'a> {
             })
             .collect();
         entries.par_sort_by(|a, b| a.0.cmp(&b.0).then_with(|| flow(a).detection_cmp(flow(b))));
-        let order: Vec<&FlowRecord> = entries.iter().map(flow).collect();
+        let order: Vec<&UsableFlow> = entries.iter().map(flow).collect();
         if let Some(last) = self.last_key {
             let late = order.partition_point(|f| f.detection_order() < last);
             // Counted by the part owning the flow's source, as `flows_used` is.
@@ -310,10 +317,10 @@ impl<'a> Detector<'a> {
         chunks
     }
 
-    /// Sorts the flows gathered last and runs them through the rules; their records are
-    /// freed on rayon's pool: glibc hands the pages back to the kernel as it frees them
-    /// (madvise, munmap), 10-15 ms for the scan benchmark's 425 k usable flows, which
-    /// finishing the rules need not wait for. (Earlier runs are freed at once, so that
+    /// Sorts the flows gathered last and runs them through the rules; they are freed on
+    /// rayon's pool: glibc hands the pages back to the kernel as it frees them (madvise,
+    /// munmap), which finishing the rules need not wait for (the scan benchmark's 425 k
+    /// usable flows take 34 MB). (Earlier runs are freed at once, so that
     /// memory stays at one run.)
     fn run_last(&mut self) {
         let spent = self.run_pending();

@@ -132,6 +132,7 @@ mod score;
 mod settings;
 mod sources;
 mod timeline;
+mod usable;
 mod wire;
 mod zones;
 
@@ -153,6 +154,7 @@ pub use score::{
 };
 pub use settings::TimeSpan;
 pub use timeline::{EventKind, TimelineEvent};
+pub use usable::UsableFlow;
 pub use wire::{PartFindings, PartFindingsError};
 pub use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 pub use wormsign_inspect::SessionEvent;

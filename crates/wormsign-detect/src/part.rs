@@ -24,14 +24,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use wormsign_flow::FlowRecord;
 
 use crate::config::{Caps, DetectConfig};
 use crate::model::DetectStats;
-use crate::outcome::{is_completed, is_failed, shows_outcome};
 use crate::propagation::SessionLog;
 use crate::rules::{BoxedRule, Contact, Events, Findings, FlowFacts, Key, RunState};
 use crate::sources::Sources;
+use crate::usable::UsableFlow;
 use crate::zones::ZoneCrossings;
 
 /// How a detection shares its state out among parts: every address belongs to one part.
@@ -150,7 +149,7 @@ impl<'a> Parts<'a> {
     /// Runs flows through every part, in the order `order` gives: each part gets, in that
     /// order, the flows whose source or responder it owns (handed out once, so no part
     /// reads the records of the others' flows).
-    pub fn observe(&mut self, order: &[&FlowRecord]) {
+    pub fn observe(&mut self, order: &[&UsableFlow]) {
         if let ([part], 1) = (&mut self.parts[..], self.partition.parts()) {
             let both = Owned {
                 source: true,
@@ -159,7 +158,7 @@ impl<'a> Parts<'a> {
             order.iter().for_each(|f| part.observe(f, both));
             return;
         }
-        let mut shares: Vec<Vec<(&FlowRecord, Owned)>> = vec![Vec::new(); self.parts.len()];
+        let mut shares: Vec<Vec<(&UsableFlow, Owned)>> = vec![Vec::new(); self.parts.len()];
         for &f in order {
             let s = self.partition.part_of(f.orig_addr);
             let r = self.partition.part_of(f.resp_addr);
@@ -245,7 +244,7 @@ impl Part<'_> {
     /// One flow: if the part owns its source, kept for the graph, counted as the
     /// source's contact and run through the source rules; if it owns its responder,
     /// through the responder rules.
-    fn observe(&mut self, f: &FlowRecord, owned: Owned) {
+    fn observe(&mut self, f: &UsableFlow, owned: Owned) {
         let (by_source, by_responder) = (owned.source, owned.responder);
         let c = self.c;
         let mut flow = FlowFacts {
@@ -254,13 +253,13 @@ impl Part<'_> {
                 .has_ports
                 .then(|| c.service_index(f.proto, f.resp_port))
                 .flatten(),
-            failed: is_failed(f),
-            completed: is_completed(f),
+            failed: f.failed,
+            completed: f.completed,
             contact: None,
         };
         if by_source {
             self.stats.flows_used += 1;
-            self.stats.flows_without_outcome += u64::from(!shows_outcome(f));
+            self.stats.flows_without_outcome += u64::from(!f.shows_outcome);
             if let Some(service) = flow.service {
                 self.sessions.keep(&flow, self.caps, &mut self.stats);
                 self.crossings.observe(&flow, c, self.caps, &mut self.stats);
@@ -286,7 +285,7 @@ impl Part<'_> {
 
     /// The worm-service flow `f` as a contact of its source, if the source table has (or
     /// makes) room for the source; evicted sources are forgotten by every rule.
-    fn contact(&mut self, f: &FlowRecord, service: usize, failed: bool) -> Option<Contact> {
+    fn contact(&mut self, f: &UsableFlow, service: usize, failed: bool) -> Option<Contact> {
         let mut evicted = Vec::new();
         let room =
             self.sources

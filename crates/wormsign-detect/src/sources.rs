@@ -10,12 +10,12 @@
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
-use wormsign_flow::FlowRecord;
 
 use crate::config::{Caps, DetectConfig};
 use crate::distinct::CappedSet;
 use crate::model::{DetectStats, Rule, Tier};
 use crate::rules::{ratio, Finding};
+use crate::usable::UsableFlow;
 
 /// The scanning sources (see the module doc).
 #[derive(Default)]
@@ -81,7 +81,7 @@ impl Sources {
     /// first contact with the destination.
     pub fn record(
         &mut self,
-        f: &FlowRecord,
+        f: &UsableFlow,
         failed: bool,
         caps: Caps,
         stats: &mut DetectStats,

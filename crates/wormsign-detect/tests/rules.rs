@@ -862,7 +862,7 @@ fn host_identity_from_arp_dhcp_nbns_and_reverse_dns() {
     ];
     let (dns, config) = ([ptr], DetectConfig::default());
     let mut detector = Detector::new(&config, &dns, &arp).with_names(&names);
-    detector.push_all(f.v.clone());
+    f.v.iter().for_each(|r| detector.push(r));
     let d = detector.finish();
     let id = &d.host(ip(scanner)).unwrap().identity;
     assert_eq!(
@@ -925,7 +925,7 @@ fn parts_add_up_to_the_whole_detection() {
     let c = DetectConfig::default();
     let run = |partition: &Partition| {
         let mut d = Detector::in_parts(&c, &[], &[], partition);
-        flows.iter().for_each(|f| d.push(f.clone()));
+        flows.iter().for_each(|f| d.push(f));
         d.finish()
     };
     let whole = run(&Partition::hashed(1));

@@ -157,7 +157,7 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
     let flows_read = for_each_flow(
         &flow_files,
         |proto, has_ports, port, addr| filter.wants(proto, has_ports, port, addr),
-        |f| detector.push(f),
+        |f| detector.push(&f),
     )?;
     let mut detection = detector.finish();
     (detection.stats.flows, detection.stats.dns_events) = (flows_read, events.dns_read());
@@ -265,7 +265,7 @@ impl DetectInputs {
         let mut detector = Detector::new(config, &self.dns, &self.arp)
             .with_sessions(&self.sessions)
             .with_names(&self.names);
-        self.flows.iter().for_each(|f| detector.push(f.clone()));
+        self.flows.iter().for_each(|f| detector.push(f));
         let mut detection = detector.finish();
         detection.stats.flows = self.flows.len() as u64;
         detection
@@ -317,7 +317,7 @@ pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection
             filter.wants(proto, has_ports, port, addr)
         };
         kept_flow_batch(b, keep, &mut flows)?;
-        flows.drain(..).for_each(|f| detector.push(f));
+        flows.drain(..).for_each(|f| detector.push(&f));
     }
     let mut detection = detector.finish();
     detection.stats.flows = rows(&tables.flows);

@@ -18,9 +18,8 @@ use wormsign_columnar::{
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, NameEvent, PartFindings, Partition,
-    SessionEvent,
+    SessionEvent, UsableFlow,
 };
-use wormsign_flow::FlowRecord;
 
 use crate::detection::optional_table;
 use crate::Error;
@@ -133,7 +132,7 @@ pub struct PartRunner {
     config: DetectConfig,
     events: Arc<RunEvents>,
     partition: Partition,
-    flows: BTreeMap<usize, Vec<FlowRecord>>,
+    flows: BTreeMap<usize, Vec<UsableFlow>>,
 }
 
 impl PartRunner {
@@ -191,7 +190,10 @@ impl PartRunner {
             let rows = arrow_select::filter::filter_record_batch(batch, &mask)
                 .map_err(wormsign_columnar::ColumnarError::from)?;
             // Tagged rows are usable flows already.
-            flow_batch(&rows, self.flows.entry(index).or_default())?;
+            let mut records = Vec::new();
+            flow_batch(&rows, &mut records)?;
+            let flows = self.flows.entry(index).or_default();
+            flows.extend(records.iter().map(UsableFlow::from));
         }
         Ok(())
     }
@@ -215,7 +217,7 @@ impl PartRunner {
                 // In time order, as one whole detector sees them: a shuffle delivers
                 // them in any order, and the detector sorts only runs of
                 // `max_pending_flows` at a time.
-                flows.sort_unstable_by(FlowRecord::detection_cmp);
+                flows.sort_unstable_by(UsableFlow::detection_cmp);
                 let part = Detector::one_part(&self.config, &e.dns, &e.arp, &self.partition, index);
                 let mut part = e.detector(part);
                 part.push_all(flows);

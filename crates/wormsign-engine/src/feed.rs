@@ -34,6 +34,7 @@ use wormsign_columnar::{
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, NameEvent, SessionEvent,
+    UsableFlow,
 };
 use wormsign_flow::FlowRecord;
 
@@ -44,15 +45,15 @@ fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
     Detector::new(config, &[], &[]).flow_filter()
 }
 
-/// `flow` as reading it back from the flows table will give it, if `filter` keeps it.
-/// The filter reads the fields as stored (of those, only `has_ports` can differ), and the
-/// record is converted only when kept: this runs for every flow.
-pub(crate) fn usable_flow(flow: &FlowRecord, filter: &FlowFilter<'_>) -> Option<FlowRecord> {
+/// `flow` as detection keeps it after reading it back from the flows table, if `filter`
+/// keeps it. The filter reads the fields as stored (of those, only `has_ports` can
+/// differ), and the record is converted only when kept: this runs for every flow.
+pub(crate) fn usable_flow(flow: &FlowRecord, filter: &FlowFilter<'_>) -> Option<UsableFlow> {
     let has_ports = stored_has_ports(flow.proto, flow.orig_port, flow.resp_port);
     let wanted = filter.wants(flow.proto, has_ports, flow.resp_port, || {
         Some(flow.resp_addr)
     });
-    wanted.then(|| as_stored(flow))
+    wanted.then(|| UsableFlow::from(&as_stored(flow)))
 }
 
 /// The messages of a DNS batch detection reads (C&C names, reverse lookups), as reading
@@ -79,7 +80,7 @@ pub(crate) struct Feed<'a> {
     config: &'a DetectConfig,
     /// Usable flows as the shards sent them (kept apart, not moved into one growing
     /// vector), until there are more than one sorted run holds.
-    flows: Option<Vec<Vec<FlowRecord>>>,
+    flows: Option<Vec<Vec<UsableFlow>>>,
     n_usable: usize,
     flows_seen: u64,
     dns: Vec<DnsEvent>,
@@ -120,13 +121,13 @@ impl<'a> Feed<'a> {
         }
     }
 
-    /// The filter flow shards apply to their batches (see [`usable_flows`]).
+    /// The filter flow shards apply to their batches (see [`usable_flow`]).
     pub(crate) fn shard_filter(&self) -> FlowFilter<'a> {
         configured_filter(self.config)
     }
 
     /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.
-    pub(crate) fn flows(&mut self, rows: usize, usable: Vec<FlowRecord>) {
+    pub(crate) fn flows(&mut self, rows: usize, usable: Vec<UsableFlow>) {
         self.flows_seen += rows as u64;
         self.n_usable += usable.len();
         if let Some(flows) = &mut self.flows {
@@ -215,17 +216,19 @@ impl<'a> Feed<'a> {
                     let to = |addr| beyond.contains(&addr);
                     for_each_flow_to(&files, to, |f| {
                         if !shards.wants_flow(&f) {
-                            flows.push(f);
+                            flows.push(UsableFlow::from(&f));
                         }
                     })?;
                 }
                 (StoredFlows::Files(files), None) => {
-                    for_each_flow(&files, missed, |f| flows.push(f))?;
+                    for_each_flow(&files, missed, |f| flows.push(UsableFlow::from(&f)))?;
                 }
                 (StoredFlows::Memory(stored), _) => {
+                    let mut records = Vec::new();
                     for b in stored {
-                        kept_flow_batch(b, missed, &mut flows)?;
+                        kept_flow_batch(b, missed, &mut records)?;
                     }
+                    flows.extend(records.iter().map(UsableFlow::from));
                 }
             }
             if self.n_usable + flows.len() >= c.max_pending_flows.max(1) {

@@ -33,7 +33,7 @@ use wormsign_columnar::{
 };
 use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
 use wormsign_decode::{decode_with, dns, Decoded, PacketSummary, SkipReason, TunnelConfig};
-use wormsign_detect::{DetectConfig, DnsEvent, FlowFilter};
+use wormsign_detect::{DetectConfig, DnsEvent, FlowFilter, UsableFlow};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
@@ -109,7 +109,7 @@ struct ShardMsg {
 enum ToWriter {
     /// A batch of flows, and those of its flows detection can use (when it is fed), as
     /// reading them back would give them.
-    Flows(RecordBatch, Vec<FlowRecord>),
+    Flows(RecordBatch, Vec<UsableFlow>),
     /// A batch of DNS messages, and those naming C&C domains (when detection is fed).
     Dns(RecordBatch, Result<Vec<DnsEvent>, Error>),
     Arp(Vec<ArpRow>),

@@ -53,7 +53,7 @@ fn detect(inputs: &DetectInputs, c: &DetectConfig, partition: Option<&Partition>
     let mut detector = detector
         .with_sessions(&inputs.sessions)
         .with_names(&inputs.names);
-    inputs.flows.iter().for_each(|f| detector.push(f.clone()));
+    inputs.flows.iter().for_each(|f| detector.push(f));
     detector.finish()
 }
 
@@ -124,7 +124,7 @@ fn assert_parts_apart_add_up(what: &str, inputs: &DetectInputs, c: &DetectConfig
             let owns = |ip| partition.part_of(ip) == index;
             (inputs.flows.iter())
                 .filter(|f| owns(f.orig_addr) || owns(f.resp_addr))
-                .for_each(|f| part.push(f.clone()));
+                .for_each(|f| part.push(f));
             part.finish_part().to_bytes()
         })
         .collect();

@@ -79,7 +79,7 @@ impl RuleState for BruteForce<'_> {
         };
         let cfg = &self.c.brute_force;
         let short = f.ts_last - f.ts_first <= cfg.max_session.ns();
-        let bytes = f.orig.payload_bytes + f.resp.payload_bytes;
+        let bytes = f.payload_bytes;
         if b.short_sessions > 0 && b.success.is_none() && (!short || bytes >= cfg.success_bytes) {
             b.success = Some((f.first_packet, ts));
             self.successes.insert((src, dst, f.first_packet));

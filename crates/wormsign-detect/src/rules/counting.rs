@@ -4,11 +4,11 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
-use wormsign_flow::FlowRecord;
 
 use super::finding::Finding;
 use super::RunState;
 use crate::model::{Rule, Tier};
+use crate::usable::UsableFlow;
 
 /// Sliding count of events within a window, keeping at most `need` timestamps: true once
 /// `need` events fall within `window` ns.
@@ -72,7 +72,7 @@ impl Tally {
 /// flows to a watched address, such as a honeypot or a C&C address.
 pub(crate) fn count_contact(
     table: &mut HashMap<(IpAddr, IpAddr), Tally>,
-    f: &FlowRecord,
+    f: &UsableFlow,
     run: &mut RunState<'_>,
 ) {
     if let Some(t) = run.pair_entry(table, (f.orig_addr, f.resp_addr)) {

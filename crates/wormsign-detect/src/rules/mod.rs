@@ -10,13 +10,13 @@ use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
 use wormsign_decode::NameEvent;
-use wormsign_flow::FlowRecord;
 use wormsign_inspect::SessionEvent;
 
 use crate::config::{Caps, DetectConfig};
 use crate::distinct::CappedSet;
 use crate::model::{ArpEvent, DetectStats, DnsEvent};
 use crate::sources::Sources;
+use crate::usable::UsableFlow;
 
 mod arp_sweep;
 mod brute_force;
@@ -190,7 +190,7 @@ impl RunState<'_> {
 
 /// One usable flow with what several rules would otherwise each work out again.
 pub(crate) struct FlowFacts<'f> {
-    pub flow: &'f FlowRecord,
+    pub flow: &'f UsableFlow,
     /// The worm service it went to (an index into [`DetectConfig::services`]).
     pub service: Option<usize>,
     /// A failed first contact ([`crate::is_failed`]).
