@@ -131,11 +131,8 @@ fn enum_columns_read_back_as_their_names() {
     }
 }
 
-#[test]
-fn dns_answers_are_lists() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dns.parquet");
-    let mut w = TableWriter::<DnsBatchBuilder>::create(&path, &[]).unwrap();
+/// A DNS response with one answer.
+fn dns_row() -> DnsRow {
     let message = DnsMessage {
         id: 7,
         is_response: true,
@@ -155,7 +152,7 @@ fn dns_answers_are_lists() {
             data: "1.2.3.4".into(),
         }],
     };
-    let row = DnsRow {
+    DnsRow {
         ts_ns: 0,
         packet: 5,
         client: "10.164.1.8".parse().unwrap(),
@@ -164,8 +161,15 @@ fn dns_answers_are_lists() {
         server_port: 53,
         tcp: false,
         message,
-    };
-    w.push(&row).unwrap();
+    }
+}
+
+#[test]
+fn dns_answers_are_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dns.parquet");
+    let mut w = TableWriter::<DnsBatchBuilder>::create(&path, &[]).unwrap();
+    w.push(&dns_row()).unwrap();
     w.finish().unwrap();
     let (batches, _) = read(&path);
     let b = &batches[0];
@@ -176,6 +180,59 @@ fn dns_answers_are_lists() {
     assert_eq!(answers.as_string::<i32>().value(0), "1.2.3.4");
     let qname = b.column(b.schema().index_of("qname").unwrap());
     assert_eq!(qname.as_string::<i32>().value(0), "t.awcna.com");
+}
+
+/// The leaf columns of `path` whose row groups carry no min/max statistics.
+fn columns_without_statistics(path: &std::path::Path) -> Vec<String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let row_group = builder.metadata().row_group(0);
+    row_group
+        .columns()
+        .iter()
+        .filter(|c| c.statistics().is_none())
+        .map(|c| c.column_path().string())
+        .collect()
+}
+
+/// Statistics are kept where a reader can prune row groups with them (times, packet
+/// ordinals, numbers) and left out for addresses, names and enumerations, whose text
+/// order says nothing (the sink's `NO_STATISTICS`), list values included.
+#[test]
+fn statistics_are_written_where_readers_can_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows.parquet");
+    let mut w = TableWriter::<FlowBatchBuilder>::create(&flows, &[]).unwrap();
+    for i in 0..3 {
+        w.push(&flow(i)).unwrap();
+    }
+    w.finish().unwrap();
+    let unpruned = [
+        "orig_h",
+        "resp_h",
+        "proto",
+        "conn_state",
+        "history",
+        "community_id",
+        "end_reason",
+        "source",
+    ];
+    assert_eq!(columns_without_statistics(&flows), unpruned);
+
+    let dns = dir.path().join("dns.parquet");
+    let mut w = TableWriter::<DnsBatchBuilder>::create(&dns, &[]).unwrap();
+    w.push(&dns_row()).unwrap();
+    w.finish().unwrap();
+    let unpruned = [
+        "client_h",
+        "server_h",
+        "proto",
+        "rcode_name",
+        "qname",
+        "qtype_name",
+        "answers.list.item",
+        "answer_types.list.item",
+    ];
+    assert_eq!(columns_without_statistics(&dns), unpruned);
 }
 
 #[test]
