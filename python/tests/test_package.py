@@ -97,9 +97,10 @@ def test_summary_and_detection_counters(sample_run, wormsign_bin, tmp_path):
     for key, value in cli.items():
         if key not in timing:
             assert sample_run.summary[key] == value, key
-    # Both fed detection from the pipeline, with the pass for the C&C addresses that
-    # DriveLife's DNS resolves; the detector's own counters are the same.
-    assert cli["detection"]["input"] == "pipeline+cnc_pass"
+    # Both fed detection from the pipeline (DriveLife resolves its C&C names before it
+    # contacts them, so the shards kept those flows and no pass ran); the detector's own
+    # counters are the same.
+    assert cli["detection"]["input"] == "pipeline"
     counters = {k: v for k, v in cli["detection"].items() if k != "input"}
     assert sample_run.detection.stats == counters
 

@@ -37,7 +37,7 @@ const NAME_ROOM: usize = 64;
 const MIN_RECORD_LEN: usize = 11;
 
 /// A parsed DNS message: header fields, the first question and the answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DnsMessage {
     /// Transaction id.
     pub id: u16,

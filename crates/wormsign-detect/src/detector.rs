@@ -76,7 +76,7 @@ impl FlowFilter<'_> {
     }
 
     /// [`FlowFilter::wants_flow`], for a flow already made usable.
-    fn wants_usable(&self, f: &UsableFlow) -> bool {
+    pub fn wants_usable(&self, f: &UsableFlow) -> bool {
         self.wants(f.proto, f.has_ports, f.resp_port, || Some(f.resp_addr))
     }
 

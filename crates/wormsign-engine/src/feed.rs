@@ -2,20 +2,23 @@
 //! stored tables, gathered from the batches as the pipeline stores them.
 //!
 //! Flow shards pick out the flows a rule can use as they build their batches, each as
-//! reading it back will give it (`as_stored`, which a test holds to the read-back), and
+//! reading it back will give it (`as_stored`, which a test holds to the read-back, in a
+//! [`UsablePicker`]), and
 //! decode workers the DNS messages naming C&C domains from each DNS batch they build (the
 //! same `kept_dns_events` that reading the files back uses, on the same batches); the
 //! writer hands them, and every ARP and session batch it stores, to [`Feed`]. Once the
 //! last batch is stored, the detector runs over what was gathered while the files end
 //! ([`Feed::detect_early`]): no table is decoded again.
 //!
-//! Two things can only be known at the end, and either makes detection wait for the
+//! Two things can only be known at the end, and either can make detection wait for the
 //! files:
 //! - **C&C addresses resolved from the run's DNS answers.** The shards filter with what is
-//!   known before the run (service and exposed ports, honeypots, listed addresses). If
-//!   the DNS names a C&C address beyond those, one more pass over the stored flows
-//!   table reads its responder column (tables in memory: the four columns the filter
-//!   reads) and decodes only the flows to those addresses.
+//!   known before the run (service and exposed ports, honeypots, listed addresses), and
+//!   keep the flows to the C&C addresses the decode workers published by then (see
+//!   [`crate::resolved`]). If a shard turned down a flow to an address the DNS resolved,
+//!   the flows kept for published addresses are dropped and one more pass over the
+//!   stored flows table reads its responder column (tables in memory: the four columns
+//!   the filter reads) and decodes only the flows to those addresses.
 //! - **Whether the usable flows fit in one sorted run.** The detector sorts up to
 //!   [`DetectConfig::max_pending_flows`] usable flows at a time; within that cap the
 //!   result depends only on the set of flows, so it is the same however they arrived,
@@ -26,34 +29,23 @@
 //! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::resolved::{ResolvedCnc, UsablePicker};
+use crate::Error;
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
-    arp_events, as_stored, for_each_flow, for_each_flow_to, kept_dns_events, kept_flow_batch,
-    name_events, session_events, stored_has_ports, ResponderAddr,
+    arp_events, for_each_flow, for_each_flow_to, kept_dns_events, kept_flow_batch, name_events,
+    session_events, ResponderAddr,
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, NameEvent, SessionEvent,
     UsableFlow,
 };
-use wormsign_flow::FlowRecord;
-
-use crate::Error;
 
 /// What any rule can use, knowing only the configuration (not yet the run's DNS).
 fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
     Detector::new(config, &[], &[]).flow_filter()
-}
-
-/// `flow` as detection keeps it after reading it back from the flows table, if `filter`
-/// keeps it. The filter reads the fields as stored (of those, only `has_ports` can
-/// differ), and the record is converted only when kept: this runs for every flow.
-pub(crate) fn usable_flow(flow: &FlowRecord, filter: &FlowFilter<'_>) -> Option<UsableFlow> {
-    let has_ports = stored_has_ports(flow.proto, flow.orig_port, flow.resp_port);
-    let wanted = filter.wants(flow.proto, has_ports, flow.resp_port, || {
-        Some(flow.resp_addr)
-    });
-    wanted.then(|| UsableFlow::from(&as_stored(flow)))
 }
 
 /// The messages of a DNS batch detection reads (C&C names, reverse lookups), as reading
@@ -90,6 +82,8 @@ pub(crate) struct Feed<'a> {
     names: Vec<NameEvent>,
     /// The detection, when [`Feed::detect_early`] could run it.
     detected: Option<Box<Detection>>,
+    /// C&C addresses the decode workers saw resolved, and what the pickers turned down.
+    resolved: Arc<ResolvedCnc>,
 }
 
 /// How the feed ended.
@@ -118,12 +112,24 @@ impl<'a> Feed<'a> {
             sessions: Vec::new(),
             names: Vec::new(),
             detected: None,
+            resolved: Arc::default(),
         }
     }
 
-    /// The filter flow shards apply to their batches (see [`usable_flow`]).
-    pub(crate) fn shard_filter(&self) -> FlowFilter<'a> {
-        configured_filter(self.config)
+    /// Where the decode workers publish the C&C addresses they see resolved, for
+    /// [`Feed::picker`]s to read.
+    pub(crate) fn resolved(&self) -> Arc<ResolvedCnc> {
+        self.resolved.clone()
+    }
+
+    /// A picker of usable flows for one thread of the run (a flow shard, the log
+    /// reader), reading the C&C addresses published in `resolved` (this feed's).
+    pub(crate) fn picker<'p>(&self, resolved: &'p ResolvedCnc) -> UsablePicker<'p>
+    where
+        'a: 'p,
+    {
+        let note = !self.config.cnc.domains.is_empty();
+        UsablePicker::new(configured_filter(self.config), resolved, note)
     }
 
     /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.
@@ -164,20 +170,23 @@ impl<'a> Feed<'a> {
         Ok(session_events(batch, &mut self.sessions)?)
     }
 
-    /// Runs the detector over what was gathered, unless the run's DNS named C&C
-    /// addresses beyond the configured ones (their flows are read from the finished
-    /// flows table, in [`Feed::finish`]) or the flows overflowed one sorted run. Called
-    /// once every batch was stored and before the files end, so that the two overlap.
+    /// Runs the detector over what was gathered, unless the flows overflowed one sorted
+    /// run, or the run's DNS named C&C addresses beyond the configured ones and a picker
+    /// turned down a flow to one of them (then their flows are read from the finished
+    /// flows table, in [`Feed::finish`]). Called once every batch was stored and before
+    /// the files end, so that the two overlap.
     pub(crate) fn detect_early(&mut self) {
         let Some(flows) = &mut self.flows else {
             return;
         };
         let c = self.config;
         let mut detector = detector(c, &self.dns, &self.arp, &self.sessions, &self.names);
-        if detector
-            .flow_filter()
-            .watches_addresses_beyond(&configured_filter(c))
-        {
+        let (full, shards) = (detector.flow_filter(), configured_filter(c));
+        let gathered_all = !full.watches_addresses_beyond(&shards)
+            || full
+                .addresses_beyond(&shards)
+                .is_some_and(|beyond| self.resolved.missed_none_of(&beyond));
+        if !gathered_all {
             return;
         }
         std::mem::take(flows)
@@ -204,6 +213,11 @@ impl<'a> Feed<'a> {
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {
+            // The flows kept for published C&C addresses are read again below.
+            for flows in &mut batches {
+                flows.retain(|f| shards.wants_usable(f));
+            }
+            self.n_usable = batches.iter().map(Vec::len).sum();
             let missed = |proto, has_ports, port, addr: ResponderAddr<'_>| {
                 full.wants(proto, has_ports, port, addr)
                     && !shards.wants(proto, has_ports, port, addr)

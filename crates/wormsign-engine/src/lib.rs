@@ -36,6 +36,7 @@ mod feed;
 mod html;
 mod input;
 mod pipeline;
+mod resolved;
 mod responder_tables;
 mod summary;
 

@@ -17,6 +17,7 @@
 //! the writer mostly encodes Parquet. With detection fed (`feed.rs`), each picks out what
 //! the detector will need from what it builds.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,7 +34,7 @@ use wormsign_columnar::{
 };
 use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
 use wormsign_decode::{decode_with, dns, Decoded, PacketSummary, SkipReason, TunnelConfig};
-use wormsign_detect::{DetectConfig, DnsEvent, FlowFilter, UsableFlow};
+use wormsign_detect::{DetectConfig, DnsEvent, UsableFlow};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
@@ -43,8 +44,9 @@ use wormsign_netflow::{ExportDecoder, NetflowStats, SflowStats};
 
 mod logs;
 
-use crate::feed::{usable_flow, wanted_dns_events, Feed};
+use crate::feed::{wanted_dns_events, Feed};
 use crate::input::Opened;
+use crate::resolved::{ResolvedCnc, UsablePicker};
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
 use logs::{read_log, LogOutput};
@@ -184,12 +186,19 @@ pub(crate) fn run(
     let sinks = TableSinks::create(output, config, inputs)?;
 
     let inspected_ports = InspectedPorts::new(&config.inspect);
-    let filter = feed.as_deref().map(Feed::shard_filter);
     let cnc = feed.as_deref().map(Feed::config);
+    let resolved = feed.as_deref().map(Feed::resolved);
+    let resolved = resolved.as_deref();
+    // Every picker (the log reader's, then one per shard) starts here, before any
+    // thread runs (see `ResolvedCnc`).
+    let pickers: Vec<_> = (0..=n)
+        .map(|_| Some(feed.as_deref()?.picker(resolved?)))
+        .collect();
+    let mut pickers = pickers.into_iter();
     let (mut summary, tables) = thread::scope(|s| {
         let log_output = LogOutput {
+            picker: pickers.next().flatten().map(RefCell::new),
             out_tx: out_tx.clone(),
-            filter: filter.as_ref(),
             cnc,
             control,
         };
@@ -204,6 +213,7 @@ pub(crate) fn run(
                 netflow_ports: &config.netflow_ports,
                 inspect: &inspected_ports,
             };
+            let cnc = cnc.zip(resolved);
             spawn_named(s, format!("decode-{i}"), move || {
                 decode_worker(job_rx, shard_txs, out_tx, recycle_tx, settings, cnc)
             });
@@ -212,9 +222,9 @@ pub(crate) fn run(
         drop(shard_txs);
         for (i, rx) in shard_rxs.into_iter().enumerate() {
             let (out_tx, inspect) = (out_tx.clone(), config.inspect.clone());
-            let filter = filter.as_ref();
+            let picker = pickers.next().flatten();
             spawn_named(s, format!("shard-{i}"), move || {
-                flow_shard(rx, shard_config, inspect, filter, out_tx)
+                flow_shard(rx, shard_config, inspect, picker, out_tx)
             });
         }
         drop(out_tx);
@@ -426,7 +436,7 @@ fn decode_worker(
     out_tx: Sender<ToWriter>,
     recycle: Sender<Chunk>,
     settings: DecodeSettings<'_>,
-    cnc: Option<&DetectConfig>,
+    cnc: Option<(&DetectConfig, &ResolvedCnc)>,
 ) {
     let DecodeSettings {
         tunnels,
@@ -436,7 +446,10 @@ fn decode_worker(
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
     let mut dns = DnsBatchBuilder::default();
-    let send_dns = |batch: RecordBatch| out_tx.send(ToWriter::dns(batch, cnc)).is_ok();
+    let send_dns = |batch: RecordBatch| {
+        let msg = ToWriter::dns(batch, cnc.map(|(config, _)| config));
+        out_tx.send(msg).is_ok()
+    };
     for job in jobs {
         let per_shard = job.chunk.len() / n_shards + 16;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
@@ -475,6 +488,9 @@ fn decode_worker(
                         continue;
                     }
                     if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
+                        if let Some((config, resolved)) = cnc {
+                            resolved.publish(config, &row.message);
+                        }
                         dns.append(&row);
                     }
                     name_rows.extend(name_rows_of(meta.ts_ns, idx, &packet, data));
@@ -675,7 +691,7 @@ fn flow_shard(
     rx: Receiver<ShardMsg>,
     config: FlowConfig,
     inspect: InspectConfig,
-    filter: Option<&FlowFilter<'_>>,
+    mut picker: Option<UsablePicker<'_>>,
     out_tx: Sender<ToWriter>,
 ) {
     let mut table = FlowTable::new(config);
@@ -703,7 +719,7 @@ fn flow_shard(
         for r in records {
             builder.append(&r);
             n_flows += 1;
-            usable.extend(filter.and_then(|f| usable_flow(&r, f)));
+            usable.extend(picker.as_mut().and_then(|p| p.pick(&r)));
             if builder.len() >= FLOW_BATCH_ROWS && !send(builder.finish(), &mut usable) {
                 return false;
             }
@@ -757,7 +773,10 @@ fn flow_shard(
     if !sessions.is_empty() && out_tx.send(ToWriter::Sessions(sessions)).is_err() {
         return;
     }
-    if emit(&mut table.flush(), true) {
+    let flushed = emit(&mut table.flush(), true);
+    // Its notes are in before the writer counts this shard done (see `ResolvedCnc`).
+    drop(picker);
+    if flushed {
         let _ = out_tx.send(ToWriter::ShardDone {
             stats: table.stats(),
             netflow: exports.netflow_stats(),

@@ -210,9 +210,11 @@ fn a_stop_mid_run_cuts_the_input_short_and_says_so() {
 }
 
 /// Detection fed from the pipeline is `wormsign detect DIR` over the tables the run
-/// stored, for any thread count; the pass for C&C addresses resolved by the run's DNS
-/// runs (DriveLife resolves its C&C names), and more usable flows than one sorted run
-/// holds makes it read the tables back instead, with the same result.
+/// stored, for any thread count. DriveLife resolves its C&C names before it contacts
+/// them: the decode workers publish each address as they parse the answer, before the
+/// shards see any flow to it end, so the shards keep those flows and no pass over the
+/// stored flows is needed. More usable flows than one sorted run holds makes it read the
+/// tables back instead, with the same result.
 #[test]
 fn detection_fed_from_the_pipeline_equals_detect_dir() {
     use wormsign_detect::{DetectConfig, Rule};
@@ -230,17 +232,17 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
         (
             1,
             DetectConfig::default(),
-            DetectionInput::Pipeline { cnc_pass: true },
+            DetectionInput::Pipeline { cnc_pass: false },
         ),
         (
             2,
             DetectConfig::default(),
-            DetectionInput::Pipeline { cnc_pass: true },
+            DetectionInput::Pipeline { cnc_pass: false },
         ),
         (
             4,
             DetectConfig::default(),
-            DetectionInput::Pipeline { cnc_pass: true },
+            DetectionInput::Pipeline { cnc_pass: false },
         ),
         (2, small_cap, DetectionInput::Tables),
     ] {
@@ -254,7 +256,7 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
         let d = &fed.detection;
         assert!(
             d.alerts.iter().any(|a| a.rule == Rule::CncIp),
-            "the C&C pass found the flows to resolved addresses"
+            "the shards kept the flows to resolved addresses"
         );
         assert!(!d.edges.is_empty() && d.stats.flows > 0);
         if rules.max_pending_flows == DetectConfig::default().max_pending_flows {
@@ -272,38 +274,76 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
     let (run, fed) =
         analyze_and_detect(&inputs, &config, &rules, &control, &Output::Memory).unwrap();
     let fed = fed.unwrap();
-    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
+    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: false });
     assert_eq!(fed.detection, detect_tables(&run.tables, &rules).unwrap());
     assert_eq!(Some(&fed.detection), reference.as_ref());
 }
 
-/// The C&C pass reads the flows to the resolved addresses and keeps those the shards did
-/// not: with the DriveLife download port (80) made an exposed port, the shards already
-/// keep every flow to it, C&C addresses included, and counting them twice would make the
-/// fed detection differ from `wormsign detect DIR`.
+/// The C&C pass on logs Zeek wrote (zat's `conn.log` and `dns.log`), with
+/// `guyspy.com` taken as a C&C name. Addresses are published as the decode workers parse
+/// DNS packets; a log's DNS rows are not, so the log reader turns down the plain-HTTP
+/// flows to the address its `dns.log` resolves, and only the pass after the run finds
+/// them. `conn.log` itself says how many connections each host made to that address:
+/// the C&C-by-IP alerts must count the same, and equal detection over the stored tables.
+/// With HTTP(S) exposed ports the reader keeps those flows, no pass runs, and the count
+/// is the same.
 #[test]
-fn the_cnc_pass_adds_no_flow_the_shards_kept() {
-    use wormsign_detect::{DetectConfig, Rule};
+fn the_cnc_pass_finds_what_was_turned_down_and_counts_it_once() {
+    use std::collections::BTreeMap;
+
+    use wormsign_detect::{CncConfig, DetectConfig, Rule};
     use wormsign_engine::DetectionInput;
 
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = drivelife(dir.path(), 7);
-    let rules = DetectConfig {
-        exposed_ports: vec![80, 445, 3389, 1433],
-        ..DetectConfig::default()
-    };
-    let (_, fed, read) = fed_and_read(&inputs, 2, &rules, &dir.path().join("out"));
-    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
-    assert_eq!(fed.detection, read.detection);
-    let cnc = fed
-        .detection
-        .alerts
-        .iter()
-        .filter(|a| a.rule == Rule::CncIp);
-    assert!(
-        cnc.count() > 0,
-        "flows to resolved C&C addresses were found"
-    );
+    let logs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/logs/zat");
+    let address = "54.245.228.191"; // www.guyspy.com in dns.log
+                                    // Connections per source in conn.log (Zeek's TSV: id.orig_h and id.resp_h are the
+                                    // third and fifth fields).
+    let conn = std::fs::read_to_string(logs.join("conn.log")).unwrap();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for fields in conn
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+    {
+        if fields[4] == address {
+            *want.entry(fields[2].to_string()).or_default() += 1;
+        }
+    }
+    assert!(!want.is_empty(), "conn.log has connections to {address}");
+    let inputs = expand_inputs(&[logs.join("conn.log"), logs.join("dns.log")]).unwrap();
+    let runs = [
+        (DetectConfig::default().exposed_ports, true),
+        // guyspy.com names resolve to a second address, contacted over HTTPS.
+        (vec![80, 443, 445, 3389, 1433], false),
+    ];
+    for (exposed_ports, cnc_pass) in runs {
+        let rules = DetectConfig {
+            cnc: CncConfig {
+                domains: vec!["guyspy.com".to_string()],
+                ..CncConfig::default()
+            },
+            exposed_ports,
+            ..DetectConfig::default()
+        };
+        let out = tempfile::tempdir().unwrap();
+        let (_, fed, read) = fed_and_read(&inputs, 2, &rules, out.path());
+        assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass });
+        assert_eq!(fed.detection, read.detection);
+        let got: BTreeMap<String, u64> = fed
+            .detection
+            .alerts
+            .iter()
+            .filter(|a| {
+                a.rule == Rule::CncIp && a.dst.map(|d| d.to_string()).as_deref() == Some(address)
+            })
+            .map(|a| (a.src.to_string(), a.attempts))
+            .collect();
+        assert_eq!(
+            got, want,
+            "C&C-by-IP alerts against conn.log ({:?} exposed)",
+            rules.exposed_ports
+        );
+    }
 }
 
 /// Without C&C names, nothing waits for the finished flows file, so detection runs while
@@ -400,14 +440,16 @@ fn fed_detection_equals_detect_dir_on_the_shared_corpus() {
     eprintln!("{compared} captures, {with_alerts} with alerts, {cnc_passes} C&C passes");
 }
 
-/// The C&C pass on traffic nobody here made: a Wikipedia browsing capture, with
-/// `upload.wikimedia.org` taken as a C&C name. Its address comes only from the capture's
-/// DNS answer and its flows are plain HTTP, which the shards do not keep, so only the
-/// pass after the run finds them. tshark counts the connections to that address; the
-/// C&C-by-IP alert must count the same, and equal detection over the stored tables. With
-/// HTTP an exposed port the shards keep those flows, and the count must not double.
+/// Flows to a resolved C&C address on traffic nobody here made: a Wikipedia browsing
+/// capture, with `upload.wikimedia.org` taken as a C&C name. Its address comes only from
+/// the capture's DNS answer and its flows are plain HTTP, which the configured filter
+/// does not keep: the shards keep them because the decode workers published the address
+/// (or the pass after the run finds any turned down before that). tshark counts the
+/// connections to that address; the C&C-by-IP alert must count the same, and equal
+/// detection over the stored tables. With HTTP an exposed port the shards keep those
+/// flows anyway, and the count must not double.
 #[test]
-fn cnc_pass_finds_the_connections_tshark_counts_on_a_real_capture() {
+fn cnc_flows_are_the_connections_tshark_counts_on_a_real_capture() {
     use std::collections::BTreeMap;
 
     use wormsign_detect::{CncConfig, DetectConfig, Rule};
@@ -476,7 +518,7 @@ fn cnc_pass_finds_the_connections_tshark_counts_on_a_real_capture() {
         let (_, fed) =
             analyze_and_detect(&inputs, &config, &rules, &Control::default(), &output).unwrap();
         let fed = fed.expect("the capture is readable");
-        assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: true });
+        assert!(matches!(fed.input, DetectionInput::Pipeline { .. }));
         assert_eq!(
             fed.detection,
             detect_dir(out.path(), &rules).unwrap().detection

@@ -2,17 +2,18 @@
 //! sends them, built into the same batches as the shards' and the decoders', straight to
 //! the writer. A log has no packets to decode, meter or inspect.
 
+use std::cell::RefCell;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use wormsign_columnar::{DnsBatchBuilder, FlowBatchBuilder, RowBuilder};
-use wormsign_detect::{DetectConfig, FlowFilter};
+use wormsign_detect::DetectConfig;
 use wormsign_logs::{LogReader, LogRows, LogStats};
 
 use super::{ToWriter, Warning};
-use crate::feed::usable_flow;
+use crate::resolved::UsablePicker;
 use crate::{Control, Input};
 
 /// Lines read between sends (and checks of the stop flag). With lines of at most 1 MiB
@@ -22,9 +23,11 @@ const LINES_PER_READ: usize = 1024;
 
 /// Where the reader thread sends the rows of logs.
 pub(super) struct LogOutput<'a> {
+    /// Picks out what detection can use, when it is fed. First, so that it is dropped
+    /// first (fields drop in order) and its notes are in before the writer sees the
+    /// channel close.
+    pub(super) picker: Option<RefCell<UsablePicker<'a>>>,
     pub(super) out_tx: Sender<ToWriter>,
-    /// What detection can use, when it is fed.
-    pub(super) filter: Option<&'a FlowFilter<'a>>,
     pub(super) cnc: Option<&'a DetectConfig>,
     pub(super) control: &'a Control,
 }
@@ -37,7 +40,7 @@ impl LogOutput<'_> {
             let mut usable = Vec::new();
             for flow in &rows.flows {
                 builder.append(flow);
-                usable.extend(self.filter.and_then(|f| usable_flow(flow, f)));
+                usable.extend(self.picker.as_ref().and_then(|p| p.borrow_mut().pick(flow)));
             }
             rows.flows.clear();
             if self

@@ -1,0 +1,366 @@
+//! C&C addresses resolved while the run goes on, so that the flow shards keep the flows
+//! to them and detection need not read the finished flows table again.
+//!
+//! The decode workers publish the addresses each DNS answer to a C&C name gives as they
+//! parse it ([`ResolvedCnc::publish`]); every place that picks usable flows out (flow
+//! shards, the flow-log reader) keeps, besides what the configured filter wants, the
+//! flows to an address published by then, and notes the responder of every flow it
+//! turns down ([`UsablePicker`]).
+//!
+//! Whether a flow is checked before or after an answer is published depends on thread
+//! timing, so the flows kept can too; detection's inputs cannot. A flow to an address
+//! the run's DNS resolved is missing from the gathered flows only if some picker turned
+//! it down, and then that picker noted its responder. So when no resolved address is
+//! among the noted responders ([`ResolvedCnc::missed_none_of`]), the gathered flows hold
+//! every flow detection's full filter wants (the detector drops the flows kept for an
+//! address it does not watch), and detection runs without the pass; otherwise it drops
+//! the flows kept for published addresses and the pass reads the flows table as before.
+//! Either way it sees the same flows. A picker that turned down flows to more distinct
+//! responders than [`MAX_NOTED`] stops noting them, and then the pass always runs.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use wormsign_decode::dns::DnsMessage;
+use wormsign_detect::{DetectConfig, FlowFilter, UsableFlow};
+use wormsign_flow::FlowRecord;
+
+use wormsign_columnar::{as_stored, stored_has_ports};
+
+/// Distinct responders of turned-down flows one picker notes, 64 Ki addresses (about a
+/// megabyte); beyond, it stops and the run's C&C pass runs whenever the DNS resolved a
+/// C&C name.
+pub(crate) const MAX_NOTED: usize = 1 << 16;
+
+/// The C&C addresses published so far, and what the pickers turned down.
+#[derive(Default)]
+pub(crate) struct ResolvedCnc {
+    /// Bumped on every publication, so pickers see a change with one atomic load.
+    version: AtomicU64,
+    published: Mutex<Arc<HashSet<IpAddr>>>,
+    turned_down: Mutex<TurnedDown>,
+}
+
+/// The responders of the flows every finished picker turned down.
+#[derive(Default)]
+struct TurnedDown {
+    responders: Noted,
+    /// Pickers started and not yet finished.
+    open: usize,
+    /// Some picker noted more than [`MAX_NOTED`] responders and stopped.
+    incomplete: bool,
+}
+
+impl ResolvedCnc {
+    /// Publishes the addresses `message` resolves for a C&C name of `config`, if it is
+    /// such an answer (the same addresses `cnc_ip` takes from the stored DNS rows).
+    pub(crate) fn publish(&self, config: &DetectConfig, message: &DnsMessage) {
+        let is_cnc = |name: &str| config.cnc_domain_match(name).is_some();
+        if !message.is_response || !message.qname.as_deref().is_some_and(is_cnc) {
+            return;
+        }
+        let addresses = message.answers.iter().filter_map(|a| a.data.parse().ok());
+        let mut published = lock(&self.published);
+        let new: Vec<IpAddr> = addresses.filter(|a| !published.contains(a)).collect();
+        if !new.is_empty() {
+            Arc::make_mut(&mut published).extend(new);
+            self.version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Whether every flow to `addresses` was kept: there are none, or every picker
+    /// finished, none stopped noting, and none turned down a flow to one of them.
+    pub(crate) fn missed_none_of(&self, addresses: &HashSet<IpAddr>) -> bool {
+        let t = lock(&self.turned_down);
+        let noted = |a| t.responders.contains(a);
+        addresses.is_empty() || t.open == 0 && !t.incomplete && !addresses.iter().any(noted)
+    }
+
+    /// The published addresses and their version.
+    fn snapshot(&self) -> (u64, Arc<HashSet<IpAddr>>) {
+        let published = lock(&self.published);
+        (self.version.load(Ordering::Acquire), published.clone())
+    }
+}
+
+/// A lock whose holder cannot leave its data half-changed: a poisoned one is still good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Picks out the usable flows of one thread's batches: those `filter` keeps, and those
+/// to C&C addresses published by then; notes the responders of the others. Its notes
+/// join the [`ResolvedCnc`]'s when it is dropped.
+pub(crate) struct UsablePicker<'a> {
+    filter: FlowFilter<'a>,
+    resolved: &'a ResolvedCnc,
+    version: u64,
+    published: Arc<HashSet<IpAddr>>,
+    /// `None` once more than [`MAX_NOTED`] responders were turned down.
+    turned_down: Option<Noted>,
+}
+
+/// Responders of turned-down flows: a set with a fast hasher, since every flow no rule
+/// wants goes through it (std's SipHash would cost more than the rest of the check).
+type Noted = hashbrown::HashSet<IpAddr>;
+
+impl<'a> UsablePicker<'a> {
+    /// A picker for one thread; it notes turned-down responders only when `note`s are
+    /// needed (the configuration names C&C domains, so the run's DNS can resolve some).
+    pub(crate) fn new(filter: FlowFilter<'a>, resolved: &'a ResolvedCnc, note: bool) -> Self {
+        lock(&resolved.turned_down).open += 1;
+        let (version, published) = resolved.snapshot();
+        UsablePicker {
+            filter,
+            resolved,
+            version,
+            published,
+            turned_down: note.then(Noted::default),
+        }
+    }
+
+    /// `flow` as detection keeps it after reading it back from the flows table, if it is
+    /// usable. The filter reads the fields as stored (of those, only `has_ports` can
+    /// differ), and the record is converted only when kept: this runs for every flow.
+    pub(crate) fn pick(&mut self, flow: &FlowRecord) -> Option<UsableFlow> {
+        let has_ports = stored_has_ports(flow.proto, flow.orig_port, flow.resp_port);
+        let wanted = self
+            .filter
+            .wants(flow.proto, has_ports, flow.resp_port, || {
+                Some(flow.resp_addr)
+            });
+        if wanted || self.published_has(flow.resp_addr) {
+            return Some(UsableFlow::from(&as_stored(flow)));
+        }
+        if let Some(noted) = &mut self.turned_down {
+            noted.insert(flow.resp_addr);
+            if noted.len() > MAX_NOTED {
+                self.turned_down = None;
+            }
+        }
+        None
+    }
+
+    /// Whether `addr` is among the C&C addresses published so far.
+    fn published_has(&mut self, addr: IpAddr) -> bool {
+        if self.resolved.version.load(Ordering::Acquire) != self.version {
+            (self.version, self.published) = self.resolved.snapshot();
+        }
+        self.published.contains(&addr)
+    }
+}
+
+impl Drop for UsablePicker<'_> {
+    fn drop(&mut self) {
+        let mut t = lock(&self.resolved.turned_down);
+        t.open -= 1;
+        match self.turned_down.take() {
+            Some(noted) => t.responders.extend(noted),
+            None => t.incomplete = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use wormsign_columnar::{DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter};
+    use wormsign_decode::dns::DnsAnswer;
+    use wormsign_detect::{CncConfig, Detection, Rule};
+    use wormsign_flow::{ConnState, DirCounters, EndReason, FlowSource, History};
+
+    use super::*;
+    use crate::feed::{wanted_dns_events, Feed, FeedOutcome, StoredFlows};
+    use crate::{detect_tables, Tables};
+
+    const HOST: [u8; 4] = [10, 0, 0, 5];
+    const CNC: [u8; 4] = [203, 0, 113, 9];
+
+    fn rules() -> DetectConfig {
+        DetectConfig {
+            cnc: CncConfig {
+                domains: vec!["c2.example".into()],
+                ..CncConfig::default()
+            },
+            ..DetectConfig::default()
+        }
+    }
+
+    /// A SYN nobody answered, at second `n` (and packet `n`).
+    fn flow(n: u8, to: [u8; 4], port: u16) -> FlowRecord {
+        FlowRecord {
+            first_packet: u64::from(n),
+            ts_first: i64::from(n) * 1_000_000_000,
+            ts_last: i64::from(n) * 1_000_000_000,
+            orig_addr: IpAddr::from(HOST),
+            orig_port: 40_000 + u16::from(n),
+            resp_addr: IpAddr::from(to),
+            resp_port: port,
+            has_ports: true,
+            proto: 6,
+            vlan: None,
+            tunnel: None,
+            orig: DirCounters {
+                packets: 1,
+                ip_bytes: 40,
+                payload_bytes: 0,
+                tcp_flags: 2,
+            },
+            resp: DirCounters::default(),
+            conn_state: ConnState::S0,
+            history: History::default(),
+            end_reason: EndReason::Idle,
+            source: FlowSource::Packets,
+        }
+    }
+
+    /// The answer naming the C&C address, at second 2.
+    fn answer() -> DnsRow {
+        DnsRow {
+            ts_ns: 2_000_000_000,
+            packet: 2,
+            client: IpAddr::from(HOST),
+            client_port: 5353,
+            server: IpAddr::from([10, 0, 0, 1]),
+            server_port: 53,
+            tcp: false,
+            message: DnsMessage {
+                is_response: true,
+                qname: Some("c2.example".into()),
+                qtype: 1,
+                qclass: 1,
+                answers: vec![DnsAnswer {
+                    name: "c2.example".into(),
+                    rtype: 1,
+                    ttl: 60,
+                    data: Ipv4Addr::from(CNC).to_string(),
+                }],
+                ..DnsMessage::default()
+            },
+        }
+    }
+
+    /// A run over `before` (flows picked before the answer is seen), the answer, and
+    /// `after`, as the pipeline feeds it (one picker; the workers published the answer
+    /// in between); then the feed's detection from `stored` (its stored flows, or, with
+    /// `None`, those in memory), and the tables.
+    fn feed_run(
+        rules: &DetectConfig,
+        before: &[FlowRecord],
+        after: &[FlowRecord],
+        stored: Option<&std::path::Path>,
+    ) -> (bool, Detection, Tables) {
+        let mut feed = Feed::new(rules);
+        let resolved = feed.resolved();
+        let mut picker = feed.picker(&resolved);
+        let mut builder = FlowBatchBuilder::default();
+        let mut usable = Vec::new();
+        let mut pick = |flows: &[FlowRecord]| {
+            for f in flows {
+                builder.append(f);
+                usable.extend(picker.pick(f));
+            }
+        };
+        pick(before);
+        resolved.publish(rules, &answer().message);
+        pick(after);
+        drop(picker);
+        let flows = builder.finish();
+        feed.flows(flows.num_rows(), usable);
+        let mut dns = DnsBatchBuilder::default();
+        dns.append(&answer());
+        let dns = dns.finish();
+        feed.dns(dns.num_rows(), wanted_dns_events(&dns, rules).unwrap());
+        feed.detect_early();
+        let tables = Tables {
+            flows: vec![flows],
+            dns: vec![dns],
+            arp: Vec::new(),
+            names: Vec::new(),
+            sessions: Vec::new(),
+        };
+        let outcome = match stored {
+            Some(dir) => {
+                let path = dir.join("flows.parquet");
+                let mut w = TableWriter::<FlowBatchBuilder>::create(&path, &[]).unwrap();
+                before.iter().chain(after).for_each(|f| {
+                    w.push(f).unwrap();
+                });
+                w.finish().unwrap();
+                feed.finish(StoredFlows::Files(vec![path]))
+            }
+            None => feed.finish(StoredFlows::Memory(&tables.flows)),
+        };
+        let Ok(FeedOutcome::Detected {
+            detection,
+            cnc_pass,
+        }) = outcome
+        else {
+            panic!("the feed detects");
+        };
+        (cnc_pass, *detection, tables)
+    }
+
+    /// How many flows the C&C-by-IP alert counts from the host to the C&C address.
+    fn cnc_contacts(d: &Detection) -> Option<u64> {
+        let cnc = IpAddr::from(CNC);
+        let mut alerts = d.alerts.iter().filter(|a| a.rule == Rule::CncIp);
+        alerts.find(|a| a.dst == Some(cnc)).map(|a| a.attempts)
+    }
+
+    /// A flow to a C&C address picked after the answer was published is kept, and then
+    /// detection needs no pass; one picked before it is turned down and noted, and the
+    /// pass reads it from the stored flows (files or batches) without counting the kept
+    /// one twice. Either way the detection is `detect_tables` over the run's tables.
+    #[test]
+    fn the_pass_runs_only_for_flows_turned_down_and_counts_each_once() {
+        let rules = rules();
+        let worm = flow(4, [10, 0, 0, 6], 445);
+        let (early, late) = (flow(1, CNC, 80), flow(3, CNC, 80));
+        let dir = tempfile::tempdir().unwrap();
+        let runs = [
+            (&[][..], false, None, 1),
+            (&[early.clone()][..], true, None, 2),
+            (&[early][..], true, Some(dir.path()), 2),
+        ];
+        for (before, want_pass, stored, want_contacts) in runs {
+            let after = [late.clone(), worm.clone()];
+            let (cnc_pass, fed, tables) = feed_run(&rules, before, &after, stored);
+            assert_eq!(cnc_pass, want_pass, "{before:?} {stored:?}");
+            assert_eq!(fed, detect_tables(&tables, &rules).unwrap());
+            assert_eq!(cnc_contacts(&fed), Some(want_contacts), "{before:?}");
+        }
+    }
+
+    /// Addresses nobody turned down a flow to need no pass; one turned down does; a
+    /// picker still open, or one that stopped noting, leaves it unknown.
+    #[test]
+    fn missed_none_of_needs_every_picker_done_and_noting() {
+        let (rules, resolved) = (rules(), ResolvedCnc::default());
+        let filter = wormsign_detect::Detector::new(&rules, &[], &[]).flow_filter();
+        let cnc: HashSet<IpAddr> = HashSet::from([IpAddr::from(CNC)]);
+        let mut picker = UsablePicker::new(filter.clone(), &resolved, true);
+        assert_eq!(picker.pick(&flow(1, [198, 51, 100, 1], 80)), None);
+        assert!(!resolved.missed_none_of(&cnc), "a picker is open");
+        assert!(resolved.missed_none_of(&HashSet::new()), "nothing to miss");
+        drop(picker);
+        assert!(resolved.missed_none_of(&cnc));
+        let mut picker = UsablePicker::new(filter.clone(), &resolved, true);
+        assert_eq!(picker.pick(&flow(2, CNC, 80)), None);
+        drop(picker);
+        assert!(
+            !resolved.missed_none_of(&cnc),
+            "a flow to it was turned down"
+        );
+
+        let resolved = ResolvedCnc::default();
+        drop(UsablePicker::new(filter, &resolved, false));
+        assert!(
+            !resolved.missed_none_of(&cnc),
+            "a picker that does not note"
+        );
+    }
+}
