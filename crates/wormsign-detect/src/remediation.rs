@@ -90,7 +90,40 @@ pub struct Remediation {
 struct Rows(BTreeMap<(IpAddr, Action), (Remediation, IndexSet<String>)>);
 
 impl Rows {
+    /// Counts `alert` in the row of (`host`, `action`), with its `detail`.
     fn add(&mut self, host: IpAddr, action: Action, tier: Tier, detail: String, alert: &Alert) {
+        let details = self.row(host, action, tier, alert);
+        if !detail.is_empty() {
+            details.insert(detail);
+        }
+    }
+
+    /// [`Rows::add`] for a detail that depends on the row alone (its host and action),
+    /// worked out when the row is made rather than for every alert: an infected scanner
+    /// has one row for thousands of alerts.
+    fn add_to_row(
+        &mut self,
+        host: IpAddr,
+        action: Action,
+        tier: Tier,
+        detail: impl FnOnce() -> String,
+        alert: &Alert,
+    ) {
+        let details = self.row(host, action, tier, alert);
+        if details.is_empty() {
+            details.insert(detail());
+        }
+    }
+
+    /// The details of the row of (`host`, `action`), made if new, once `alert` (due
+    /// within `tier`) is counted in it.
+    fn row(
+        &mut self,
+        host: IpAddr,
+        action: Action,
+        tier: Tier,
+        alert: &Alert,
+    ) -> &mut IndexSet<String> {
         let (row, details) = self.0.entry((host, action)).or_insert_with(|| {
             let row = Remediation {
                 host,
@@ -104,11 +137,9 @@ impl Rows {
             (row, IndexSet::new())
         });
         row.tier = row.tier.min(tier);
-        if !detail.is_empty() {
-            details.insert(detail);
-        }
         // Sorted and deduplicated once all rows are gathered.
         row.alert_ids.push(alert.id.clone());
+        details
     }
 
     /// The rows, by (host, action), their details joined by "; ".
@@ -130,13 +161,8 @@ pub fn remediation(d: &Detection) -> Vec<Remediation> {
     let due = |ip: IpAddr| if infected(ip) { Tier::Hour } else { Tier::Day };
     for a in &d.alerts {
         if a.infection_sign && infected(a.src) {
-            rows.add(
-                a.src,
-                Action::Isolate,
-                Tier::Hour,
-                how_infected(&by, a.src),
-                a,
-            );
+            let how = || how_infected(&by, a.src);
+            rows.add_to_row(a.src, Action::Isolate, Tier::Hour, how, a);
         }
         if a.allowlisted {
             let detail = format!("{} ({})", a.rule.as_str(), a.service);
