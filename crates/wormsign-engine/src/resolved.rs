@@ -16,7 +16,9 @@
 //! address it does not watch), and detection runs without the pass; otherwise it drops
 //! the flows kept for published addresses and the pass reads the flows table as before.
 //! Either way it sees the same flows. A picker that turned down flows to more distinct
-//! responders than [`MAX_NOTED`] stops noting them, and then the pass always runs.
+//! responders than [`MAX_NOTED`] stops noting them, and then the pass always runs. A
+//! flow log's DNS rows are not published: the log reader turns down its flows to C&C
+//! addresses, and the pass finds them.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -29,10 +31,19 @@ use wormsign_flow::FlowRecord;
 
 use wormsign_columnar::{as_stored, stored_has_ports};
 
-/// Distinct responders of turned-down flows one picker notes, 64 Ki addresses (about a
-/// megabyte); beyond, it stops and the run's C&C pass runs whenever the DNS resolved a
-/// C&C name.
-pub(crate) const MAX_NOTED: usize = 1 << 16;
+/// Distinct responders of turned-down flows one picker notes, and all of them together
+/// note: 32 Ki addresses, about 1.2 MB in a full set. Beyond, noting stops and the run's
+/// C&C pass runs whenever the DNS resolved a C&C name.
+pub(crate) const MAX_NOTED: usize = 1 << 15;
+
+/// C&C addresses published during a run. Every publication copies the set (pickers hold
+/// the previous one), so a run whose DNS gives C&C names more addresses than this (fast
+/// flux, or a capture made to stall the run) publishes no more, and the pass finds the
+/// flows to the others.
+pub(crate) const MAX_PUBLISHED: usize = 1024;
+
+/// Record types whose answers are addresses: A and AAAA.
+const ADDRESS_RECORDS: [u16; 2] = [1, 28];
 
 /// The C&C addresses published so far, and what the pickers turned down.
 #[derive(Default)]
@@ -49,21 +60,30 @@ struct TurnedDown {
     responders: Noted,
     /// Pickers started and not yet finished.
     open: usize,
-    /// Some picker noted more than [`MAX_NOTED`] responders and stopped.
+    /// A picker, or all of them together, noted more than [`MAX_NOTED`] responders.
     incomplete: bool,
 }
 
 impl ResolvedCnc {
     /// Publishes the addresses `message` resolves for a C&C name of `config`, if it is
-    /// such an answer (the same addresses `cnc_ip` takes from the stored DNS rows).
+    /// such an answer: its A and AAAA answers, which `cnc_ip` takes from the stored DNS
+    /// rows too (it also reads PTR answers, whose data is a name).
     pub(crate) fn publish(&self, config: &DetectConfig, message: &DnsMessage) {
         let is_cnc = |name: &str| config.cnc_domain_match(name).is_some();
         if !message.is_response || !message.qname.as_deref().is_some_and(is_cnc) {
             return;
         }
-        let addresses = message.answers.iter().filter_map(|a| a.data.parse().ok());
+        let addresses = message
+            .answers
+            .iter()
+            .filter(|a| ADDRESS_RECORDS.contains(&a.rtype))
+            .filter_map(|a| a.data.parse().ok());
         let mut published = lock(&self.published);
-        let new: Vec<IpAddr> = addresses.filter(|a| !published.contains(a)).collect();
+        let room = MAX_PUBLISHED.saturating_sub(published.len());
+        let new: Vec<IpAddr> = addresses
+            .filter(|a| !published.contains(a))
+            .take(room)
+            .collect();
         if !new.is_empty() {
             Arc::make_mut(&mut published).extend(new);
             self.version.fetch_add(1, Ordering::Release);
@@ -157,8 +177,14 @@ impl Drop for UsablePicker<'_> {
         let mut t = lock(&self.resolved.turned_down);
         t.open -= 1;
         match self.turned_down.take() {
-            Some(noted) => t.responders.extend(noted),
-            None => t.incomplete = true,
+            Some(noted) if !t.incomplete => t.responders.extend(noted),
+            _ => t.incomplete = true,
+        }
+        if t.responders.len() > MAX_NOTED {
+            t.incomplete = true;
+        }
+        if t.incomplete {
+            t.responders = Noted::default();
         }
     }
 }
@@ -313,26 +339,54 @@ mod tests {
 
     /// A flow to a C&C address picked after the answer was published is kept, and then
     /// detection needs no pass; one picked before it is turned down and noted, and the
-    /// pass reads it from the stored flows (files or batches) without counting the kept
-    /// one twice. Either way the detection is `detect_tables` over the run's tables.
+    /// pass reads it from the stored flows (files or batches) without counting twice the
+    /// flows kept for the published address or for a worm port (SMB to the same
+    /// address). Either way the detection is `detect_tables` over the run's tables.
     #[test]
     fn the_pass_runs_only_for_flows_turned_down_and_counts_each_once() {
         let rules = rules();
         let worm = flow(4, [10, 0, 0, 6], 445);
         let (early, late) = (flow(1, CNC, 80), flow(3, CNC, 80));
         let dir = tempfile::tempdir().unwrap();
+        let smb_to_cnc = flow(5, CNC, 445);
         let runs = [
-            (&[][..], false, None, 1),
-            (&[early.clone()][..], true, None, 2),
-            (&[early][..], true, Some(dir.path()), 2),
+            (&[][..], false, None, 2),
+            (&[early.clone()][..], true, None, 3),
+            (&[early][..], true, Some(dir.path()), 3),
         ];
         for (before, want_pass, stored, want_contacts) in runs {
-            let after = [late.clone(), worm.clone()];
+            let after = [late.clone(), worm.clone(), smb_to_cnc.clone()];
             let (cnc_pass, fed, tables) = feed_run(&rules, before, &after, stored);
             assert_eq!(cnc_pass, want_pass, "{before:?} {stored:?}");
             assert_eq!(fed, detect_tables(&tables, &rules).unwrap());
             assert_eq!(cnc_contacts(&fed), Some(want_contacts), "{before:?}");
         }
+    }
+
+    /// Only A and AAAA answers to a C&C name are published (a TXT record's text may
+    /// read as an address), and no more than [`MAX_PUBLISHED`] addresses in all.
+    #[test]
+    fn publish_takes_address_answers_up_to_the_cap() {
+        let (rules, resolved) = (rules(), ResolvedCnc::default());
+        let mut message = answer().message;
+        message.answers[0].rtype = 16;
+        resolved.publish(&rules, &message);
+        assert!(resolved.snapshot().1.is_empty(), "a TXT answer");
+        let mut other = answer().message;
+        other.qname = Some("example.org".into());
+        resolved.publish(&rules, &other);
+        assert!(resolved.snapshot().1.is_empty(), "not a C&C name");
+        message.answers = (0..MAX_PUBLISHED as u32 + 10)
+            .map(|i| DnsAnswer {
+                name: "c2.example".into(),
+                rtype: 1,
+                ttl: 60,
+                data: Ipv4Addr::from(0x0a00_0000 + i).to_string(),
+            })
+            .collect();
+        resolved.publish(&rules, &message);
+        let (version, published) = resolved.snapshot();
+        assert_eq!((version, published.len()), (1, MAX_PUBLISHED));
     }
 
     /// Addresses nobody turned down a flow to need no pass; one turned down does; a
