@@ -50,7 +50,7 @@ const ADDRESS_RECORDS: [u16; 2] = [1, 28];
 pub(crate) struct ResolvedCnc {
     /// Bumped on every publication, so pickers see a change with one atomic load.
     version: AtomicU64,
-    published: Mutex<Arc<HashSet<IpAddr>>>,
+    published: Mutex<Arc<Addresses>>,
     turned_down: Mutex<TurnedDown>,
 }
 
@@ -69,15 +69,20 @@ impl ResolvedCnc {
     /// such an answer: its A and AAAA answers, which `cnc_ip` takes from the stored DNS
     /// rows too (it also reads PTR answers, whose data is a name).
     pub(crate) fn publish(&self, config: &DetectConfig, message: &DnsMessage) {
-        let is_cnc = |name: &str| config.cnc_domain_match(name).is_some();
-        if !message.is_response || !message.qname.as_deref().is_some_and(is_cnc) {
-            return;
-        }
-        let addresses = message
+        let mut answers = message
             .answers
             .iter()
             .filter(|a| ADDRESS_RECORDS.contains(&a.rtype))
-            .filter_map(|a| a.data.parse().ok());
+            .peekable();
+        // The name is matched last: it runs for nearly every DNS message of the run.
+        let is_cnc = |name: &str| config.cnc_domain_match(name).is_some();
+        if !message.is_response
+            || answers.peek().is_none()
+            || !message.qname.as_deref().is_some_and(is_cnc)
+        {
+            return;
+        }
+        let addresses = answers.filter_map(|a| a.data.parse().ok());
         let mut published = lock(&self.published);
         let room = MAX_PUBLISHED.saturating_sub(published.len());
         let new: Vec<IpAddr> = addresses
@@ -99,7 +104,7 @@ impl ResolvedCnc {
     }
 
     /// The published addresses and their version.
-    fn snapshot(&self) -> (u64, Arc<HashSet<IpAddr>>) {
+    fn snapshot(&self) -> (u64, Arc<Addresses>) {
         let published = lock(&self.published);
         (self.version.load(Ordering::Acquire), published.clone())
     }
@@ -117,14 +122,17 @@ pub(crate) struct UsablePicker<'a> {
     filter: FlowFilter<'a>,
     resolved: &'a ResolvedCnc,
     version: u64,
-    published: Arc<HashSet<IpAddr>>,
+    published: Arc<Addresses>,
     /// `None` once more than [`MAX_NOTED`] responders were turned down.
     turned_down: Option<Noted>,
 }
 
-/// Responders of turned-down flows: a set with a fast hasher, since every flow no rule
-/// wants goes through it (std's SipHash would cost more than the rest of the check).
-type Noted = hashbrown::HashSet<IpAddr>;
+/// Addresses looked up or noted for every flow no rule wants: a set with a fast hasher
+/// (std's SipHash would cost more than the rest of the check).
+type Addresses = hashbrown::HashSet<IpAddr>;
+
+/// Responders of turned-down flows.
+type Noted = Addresses;
 
 impl<'a> UsablePicker<'a> {
     /// A picker for one thread; it notes turned-down responders only when `note`s are
