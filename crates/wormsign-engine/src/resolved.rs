@@ -10,13 +10,16 @@
 //! Whether a flow is checked before or after an answer is published depends on thread
 //! timing, so the flows kept can too; detection's inputs cannot. A flow to an address
 //! the run's DNS resolved is missing from the gathered flows only if some picker turned
-//! it down, and then that picker noted its responder. So when no resolved address is
+//! it down, and then that picker noted its responder (or noted nothing: see below). So
+//! when no resolved address is
 //! among the noted responders ([`ResolvedCnc::missed_none_of`]), the gathered flows hold
 //! every flow detection's full filter wants (the detector drops the flows kept for an
 //! address it does not watch), and detection runs without the pass; otherwise it drops
 //! the flows kept for published addresses and the pass reads the flows table as before.
 //! Either way it sees the same flows. A picker that turned down flows to more distinct
-//! responders than [`MAX_NOTED`] stops noting them, and then the pass always runs. A
+//! responders than [`MAX_NOTED`] stops noting them, and one made for a configuration
+//! without C&C domains (whose DNS can resolve none) notes nothing; then the pass always
+//! runs when the DNS resolved a C&C address. A
 //! flow log's DNS rows are not published: the log reader turns down its flows to C&C
 //! addresses, and the pass finds them.
 
@@ -60,7 +63,8 @@ struct TurnedDown {
     responders: Noted,
     /// Pickers started and not yet finished.
     open: usize,
-    /// A picker, or all of them together, noted more than [`MAX_NOTED`] responders.
+    /// A picker noted nothing (it was made not to), or a picker or all of them together
+    /// noted more than [`MAX_NOTED`] responders.
     incomplete: bool,
 }
 
@@ -74,7 +78,8 @@ impl ResolvedCnc {
             .iter()
             .filter(|a| ADDRESS_RECORDS.contains(&a.rtype))
             .peekable();
-        // The name is matched last: it runs for nearly every DNS message of the run.
+        // The name is matched last: publish runs for nearly every DNS message of the run,
+        // and an answer without an address needs no match.
         let is_cnc = |name: &str| config.cnc_domain_match(name).is_some();
         if !message.is_response
             || answers.peek().is_none()
@@ -123,7 +128,8 @@ pub(crate) struct UsablePicker<'a> {
     resolved: &'a ResolvedCnc,
     version: u64,
     published: Arc<Addresses>,
-    /// `None` once more than [`MAX_NOTED`] responders were turned down.
+    /// `None` when made not to note, or once more than [`MAX_NOTED`] responders were
+    /// turned down.
     turned_down: Option<Noted>,
 }
 
