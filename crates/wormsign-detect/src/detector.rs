@@ -105,7 +105,7 @@ impl FlowFilter<'_> {
 /// DNS and ARP events are given up front (they name the C&C addresses the flow rules
 /// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
 /// are counted and dropped at once, the others gathered (as [`UsableFlow`]s) up to
-/// [`DetectConfig::max_pending_flows`], sorted by [`FlowRecord::detection_cmp`] and run
+/// [`DetectConfig::max_pending_flows`], sorted by [`UsableFlow::detection_cmp`] and run
 /// through the rules, whose state per source and per pair is capped
 /// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
 /// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
@@ -119,7 +119,7 @@ pub struct Detector<'a> {
     pending: Vec<Vec<UsableFlow>>,
     /// How many flows `pending` holds.
     n_pending: usize,
-    /// The latest [`FlowRecord::detection_order`] run through the rules so far.
+    /// The latest [`UsableFlow::detection_order`] run through the rules so far.
     last_key: Option<(i64, u64, u32)>,
     /// The rules' state, in parts run side by side.
     parts: Parts<'a>,

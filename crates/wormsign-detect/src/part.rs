@@ -253,8 +253,6 @@ impl Part<'_> {
                 .has_ports
                 .then(|| c.service_index(f.proto, f.resp_port))
                 .flatten(),
-            failed: f.failed,
-            completed: f.completed,
             contact: None,
         };
         if by_source {
@@ -263,7 +261,7 @@ impl Part<'_> {
             if let Some(service) = flow.service {
                 self.sessions.keep(&flow, self.caps, &mut self.stats);
                 self.crossings.observe(&flow, c, self.caps, &mut self.stats);
-                flow.contact = self.contact(f, service, flow.failed);
+                flow.contact = self.contact(f, service);
             }
         }
         let mut run = RunState {
@@ -285,7 +283,7 @@ impl Part<'_> {
 
     /// The worm-service flow `f` as a contact of its source, if the source table has (or
     /// makes) room for the source; evicted sources are forgotten by every rule.
-    fn contact(&mut self, f: &UsableFlow, service: usize, failed: bool) -> Option<Contact> {
+    fn contact(&mut self, f: &UsableFlow, service: usize) -> Option<Contact> {
         let mut evicted = Vec::new();
         let room =
             self.sources
@@ -297,7 +295,7 @@ impl Part<'_> {
         }
         room.then(|| Contact {
             service,
-            is_first: self.sources.record(f, failed, self.caps, &mut self.stats),
+            is_first: self.sources.record(f, self.caps, &mut self.stats),
         })
     }
 

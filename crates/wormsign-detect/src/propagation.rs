@@ -69,7 +69,7 @@ impl SessionLog {
         let Some(svc) = flow.service else {
             return;
         };
-        if f.orig_addr == f.resp_addr || flow.failed {
+        if f.orig_addr == f.resp_addr || f.failed {
             return;
         }
         if self.sessions.len() >= caps.pairs {
@@ -82,7 +82,7 @@ impl SessionLog {
             src: f.orig_addr,
             dst: f.resp_addr,
             svc,
-            completed: flow.completed,
+            completed: f.completed,
         });
     }
 }

@@ -79,13 +79,7 @@ impl Sources {
 
     /// Counts a worm-service flow of a source the table holds: whether it is the source's
     /// first contact with the destination.
-    pub fn record(
-        &mut self,
-        f: &UsableFlow,
-        failed: bool,
-        caps: Caps,
-        stats: &mut DetectStats,
-    ) -> bool {
+    pub fn record(&mut self, f: &UsableFlow, caps: Caps, stats: &mut DetectStats) -> bool {
         let ts = f.ts_first;
         let s = self.by_addr.entry(f.orig_addr).or_default();
         s.last_seen = ts;
@@ -97,7 +91,7 @@ impl Sources {
         }
         s.first_contacts += 1;
         s.last_ts = ts;
-        if failed {
+        if f.failed {
             s.failed += 1;
         } else {
             s.successes += 1;

@@ -158,9 +158,9 @@ impl ZoneCrossings {
         }
         let t = self.tallies.entry(key).or_default();
         t.attempts += 1;
-        if flow.failed {
+        if f.failed {
             t.blocked += 1;
-        } else if flow.completed {
+        } else if f.completed {
             t.answered += 1;
             if t.completed.len() < SESSIONS_KEPT {
                 t.completed.push(CrossingSession {

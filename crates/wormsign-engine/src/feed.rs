@@ -31,7 +31,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::resolved::{ResolvedCnc, UsablePicker};
+use crate::resolved::ResolvedCnc;
 use crate::Error;
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
@@ -44,7 +44,7 @@ use wormsign_detect::{
 };
 
 /// What any rule can use, knowing only the configuration (not yet the run's DNS).
-fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
+pub(crate) fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
     Detector::new(config, &[], &[]).flow_filter()
 }
 
@@ -116,20 +116,10 @@ impl<'a> Feed<'a> {
         }
     }
 
-    /// Where the decode workers publish the C&C addresses they see resolved, for
-    /// [`Feed::picker`]s to read.
+    /// Where the decode workers publish the C&C addresses they see resolved, for the
+    /// run's [`UsablePicker`](crate::resolved::UsablePicker)s to read.
     pub(crate) fn resolved(&self) -> Arc<ResolvedCnc> {
         self.resolved.clone()
-    }
-
-    /// A picker of usable flows for one thread of the run (a flow shard, the log
-    /// reader), reading the C&C addresses published in `resolved` (this feed's).
-    pub(crate) fn picker<'p>(&self, resolved: &'p ResolvedCnc) -> UsablePicker<'p>
-    where
-        'a: 'p,
-    {
-        let note = !self.config.cnc.domains.is_empty();
-        UsablePicker::new(configured_filter(self.config), resolved, note)
     }
 
     /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.

@@ -188,13 +188,14 @@ pub(crate) fn run(
     let inspected_ports = InspectedPorts::new(&config.inspect);
     let cnc = feed.as_deref().map(Feed::config);
     let resolved = feed.as_deref().map(Feed::resolved);
-    let resolved = resolved.as_deref();
+    // The rules, and where the decode workers publish C&C addresses for the pickers.
+    let watch = cnc.zip(resolved.as_deref());
     // Every picker (the log reader's, then one per shard) starts here, before any
     // thread runs (see `ResolvedCnc`).
-    let pickers: Vec<_> = (0..=n)
-        .map(|_| Some(feed.as_deref()?.picker(resolved?)))
-        .collect();
-    let mut pickers = pickers.into_iter();
+    let mut pickers = (0..=n)
+        .map(|_| watch.map(|(config, resolved)| UsablePicker::new(config, resolved)))
+        .collect::<Vec<_>>()
+        .into_iter();
     let (mut summary, tables) = thread::scope(|s| {
         let log_output = LogOutput {
             picker: pickers.next().flatten().map(RefCell::new),
@@ -213,9 +214,8 @@ pub(crate) fn run(
                 netflow_ports: &config.netflow_ports,
                 inspect: &inspected_ports,
             };
-            let cnc = cnc.zip(resolved);
             spawn_named(s, format!("decode-{i}"), move || {
-                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, settings, cnc)
+                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, settings, watch)
             });
         }
         drop(recycle_tx);

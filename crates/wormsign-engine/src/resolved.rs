@@ -11,28 +11,30 @@
 //! timing, so the flows kept can too; detection's inputs cannot. A flow to an address
 //! the run's DNS resolved is missing from the gathered flows only if some picker turned
 //! it down, and then that picker noted its responder (or noted nothing: see below). So
-//! when no resolved address is
-//! among the noted responders ([`ResolvedCnc::missed_none_of`]), the gathered flows hold
-//! every flow detection's full filter wants (the detector drops the flows kept for an
-//! address it does not watch), and detection runs without the pass; otherwise it drops
-//! the flows kept for published addresses and the pass reads the flows table as before.
-//! Either way it sees the same flows. A picker that turned down flows to more distinct
-//! responders than [`MAX_NOTED`] stops noting them, and one made for a configuration
-//! without C&C domains (whose DNS can resolve none) notes nothing; then the pass always
-//! runs when the DNS resolved a C&C address. A
-//! flow log's DNS rows are not published: the log reader turns down its flows to C&C
-//! addresses, and the pass finds them.
+//! when no resolved address is among the noted responders
+//! ([`ResolvedCnc::missed_none_of`]), the gathered flows hold every flow detection's full
+//! filter wants (the detector drops the flows kept for an address it does not watch), and
+//! detection runs without the pass; otherwise it drops the flows kept for published
+//! addresses and the pass reads the flows table as before. Either way it sees the same
+//! flows.
+//!
+//! A picker that turned down flows to more distinct responders than [`MAX_NOTED`] stops
+//! noting them, and one made for a configuration without C&C domains (whose DNS can
+//! resolve none) notes nothing; then the pass always runs when the DNS resolved a C&C
+//! address. A flow log's DNS rows are not published: the log reader turns down its flows
+//! to C&C addresses, and the pass finds them.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use wormsign_columnar::{as_stored, stored_has_ports};
 use wormsign_decode::dns::DnsMessage;
 use wormsign_detect::{DetectConfig, FlowFilter, UsableFlow};
 use wormsign_flow::FlowRecord;
 
-use wormsign_columnar::{as_stored, stored_has_ports};
+use crate::feed::configured_filter;
 
 /// Distinct responders of turned-down flows one picker notes, and all of them together
 /// note: 32 Ki addresses, about 1.2 MB in a full set. Beyond, noting stops and the run's
@@ -60,7 +62,7 @@ pub(crate) struct ResolvedCnc {
 /// The responders of the flows every finished picker turned down.
 #[derive(Default)]
 struct TurnedDown {
-    responders: Noted,
+    responders: Addresses,
     /// Pickers started and not yet finished.
     open: usize,
     /// A picker noted nothing (it was made not to), or a picker or all of them together
@@ -130,28 +132,27 @@ pub(crate) struct UsablePicker<'a> {
     published: Arc<Addresses>,
     /// `None` when made not to note, or once more than [`MAX_NOTED`] responders were
     /// turned down.
-    turned_down: Option<Noted>,
+    turned_down: Option<Addresses>,
 }
 
 /// Addresses looked up or noted for every flow no rule wants: a set with a fast hasher
 /// (std's SipHash would cost more than the rest of the check).
 type Addresses = hashbrown::HashSet<IpAddr>;
 
-/// Responders of turned-down flows.
-type Noted = Addresses;
-
 impl<'a> UsablePicker<'a> {
-    /// A picker for one thread; it notes turned-down responders only when `note`s are
-    /// needed (the configuration names C&C domains, so the run's DNS can resolve some).
-    pub(crate) fn new(filter: FlowFilter<'a>, resolved: &'a ResolvedCnc, note: bool) -> Self {
+    /// A picker for one thread, with the filter `config` makes before the run's DNS is
+    /// known. It notes turned-down responders only when the configuration names C&C
+    /// domains (otherwise the run's DNS can resolve no C&C address).
+    pub(crate) fn new(config: &'a DetectConfig, resolved: &'a ResolvedCnc) -> Self {
         lock(&resolved.turned_down).open += 1;
         let (version, published) = resolved.snapshot();
+        let note = !config.cnc.domains.is_empty();
         UsablePicker {
-            filter,
+            filter: configured_filter(config),
             resolved,
             version,
             published,
-            turned_down: note.then(Noted::default),
+            turned_down: note.then(Addresses::default),
         }
     }
 
@@ -198,7 +199,7 @@ impl Drop for UsablePicker<'_> {
             t.incomplete = true;
         }
         if t.incomplete {
-            t.responders = Noted::default();
+            t.responders = Addresses::default();
         }
     }
 }
@@ -295,7 +296,7 @@ mod tests {
     ) -> (bool, Detection, Tables) {
         let mut feed = Feed::new(rules);
         let resolved = feed.resolved();
-        let mut picker = feed.picker(&resolved);
+        let mut picker = UsablePicker::new(rules, &resolved);
         let mut builder = FlowBatchBuilder::default();
         let mut usable = Vec::new();
         let mut pick = |flows: &[FlowRecord]| {
@@ -408,15 +409,14 @@ mod tests {
     #[test]
     fn missed_none_of_needs_every_picker_done_and_noting() {
         let (rules, resolved) = (rules(), ResolvedCnc::default());
-        let filter = wormsign_detect::Detector::new(&rules, &[], &[]).flow_filter();
         let cnc: HashSet<IpAddr> = HashSet::from([IpAddr::from(CNC)]);
-        let mut picker = UsablePicker::new(filter.clone(), &resolved, true);
+        let mut picker = UsablePicker::new(&rules, &resolved);
         assert_eq!(picker.pick(&flow(1, [198, 51, 100, 1], 80)), None);
         assert!(!resolved.missed_none_of(&cnc), "a picker is open");
         assert!(resolved.missed_none_of(&HashSet::new()), "nothing to miss");
         drop(picker);
         assert!(resolved.missed_none_of(&cnc));
-        let mut picker = UsablePicker::new(filter.clone(), &resolved, true);
+        let mut picker = UsablePicker::new(&rules, &resolved);
         assert_eq!(picker.pick(&flow(2, CNC, 80)), None);
         drop(picker);
         assert!(
@@ -425,7 +425,14 @@ mod tests {
         );
 
         let resolved = ResolvedCnc::default();
-        drop(UsablePicker::new(filter, &resolved, false));
+        let no_domains = DetectConfig {
+            cnc: CncConfig {
+                domains: Vec::new(),
+                ..CncConfig::default()
+            },
+            ..DetectConfig::default()
+        };
+        drop(UsablePicker::new(&no_domains, &resolved));
         assert!(
             !resolved.missed_none_of(&cnc),
             "a picker that does not note"

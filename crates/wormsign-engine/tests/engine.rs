@@ -444,7 +444,7 @@ fn fed_detection_equals_detect_dir_on_the_shared_corpus() {
 /// capture, with `upload.wikimedia.org` taken as a C&C name. Its address comes only from
 /// the capture's DNS answer and its flows are plain HTTP, which the configured filter
 /// does not keep: the shards keep them because the decode workers published the address
-/// (or the pass after the run finds any turned down before that). tshark counts the
+/// from the answer, which comes before them in the capture, so no pass runs. tshark counts the
 /// connections to that address; the C&C-by-IP alert must count the same, and equal
 /// detection over the stored tables. With HTTP an exposed port the shards keep those
 /// flows anyway, and the count must not double.
@@ -475,25 +475,32 @@ fn cnc_flows_are_the_connections_tshark_counts_on_a_real_capture() {
         text.lines().map(str::to_string).collect()
     };
     let answers = tshark(
-        &format!("dns.flags.response == 1 && dns.qry.name == \"{name}\""),
-        &["dns.a"],
+        &format!("dns.flags.response == 1 && dns.qry.name == \"{name}\" && dns.a"),
+        &["frame.number", "dns.a"],
     );
-    let address = answers
+    let (answer_frame, address) = answers
         .iter()
-        .flat_map(|a| a.split(','))
-        .find(|a| !a.is_empty())
-        .expect("tshark finds an A answer for the name")
-        .to_string();
+        .filter_map(|l| l.split_once('\t'))
+        .find_map(|(frame, a)| Some((frame.parse::<u64>().ok()?, a.split(',').next()?)))
+        .expect("tshark finds an A answer for the name");
+    let address = address.to_string();
     // Connections (TCP streams opened by a SYN) to the address, per source.
     let mut want: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let syn = format!("ip.dst == {address} && tcp.flags.syn == 1 && tcp.flags.ack == 0");
-    for line in tshark(&syn, &["ip.src", "tcp.stream"]) {
-        let (src, stream) = line.split_once('\t').expect("two fields");
+    let mut first_syn = u64::MAX;
+    for line in tshark(&syn, &["frame.number", "ip.src", "tcp.stream"]) {
+        let [frame, src, stream] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("three fields in {line:?}");
+        };
+        first_syn = first_syn.min(frame.parse().expect("a frame number"));
         want.entry(src.to_string())
             .or_default()
             .insert(stream.to_string());
     }
     assert!(!want.is_empty(), "tshark sees no connection to {address}");
+    // The answer comes before every connection in the capture, so the shards check each
+    // of those flows after the decode workers published the address: no pass.
+    assert!(answer_frame < first_syn, "{answer_frame} {first_syn}");
 
     let want: BTreeMap<String, u64> = want.into_iter().map(|(k, v)| (k, v.len() as u64)).collect();
     // Then with HTTP(S) exposed, so that the shards keep those flows themselves and the
@@ -518,7 +525,7 @@ fn cnc_flows_are_the_connections_tshark_counts_on_a_real_capture() {
         let (_, fed) =
             analyze_and_detect(&inputs, &config, &rules, &Control::default(), &output).unwrap();
         let fed = fed.expect("the capture is readable");
-        assert!(matches!(fed.input, DetectionInput::Pipeline { .. }));
+        assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: false });
         assert_eq!(
             fed.detection,
             detect_dir(out.path(), &rules).unwrap().detection

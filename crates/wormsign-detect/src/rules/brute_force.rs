@@ -69,7 +69,7 @@ struct Run {
 
 impl RuleState for BruteForce<'_> {
     fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
-        let (Some(svc), true) = (flow.service, flow.completed) else {
+        let (Some(svc), true) = (flow.service, flow.flow.completed) else {
             return;
         };
         let f = flow.flow;

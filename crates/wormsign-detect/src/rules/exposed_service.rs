@@ -54,7 +54,7 @@ impl RuleState for ExposedService<'_> {
             && c.exposed_ports.contains(&f.resp_port)
             && !c.is_internal(src)
             && c.is_internal(dst);
-        if !(inbound && flow.completed) {
+        if !(inbound && f.completed) {
             return;
         }
         if let Some(e) = run.pair_entry(&mut self.servers, (dst, f.resp_port)) {

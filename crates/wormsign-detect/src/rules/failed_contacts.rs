@@ -39,7 +39,7 @@ impl RuleState for FailedContacts<'_> {
         let Some(contact) = flow.contact.filter(|c| c.is_first) else {
             return;
         };
-        if !flow.failed || scan.failed_threshold == 0 {
+        if !flow.flow.failed || scan.failed_threshold == 0 {
             return;
         }
         let (src, ts) = (flow.flow.orig_addr, flow.flow.ts_first);

@@ -193,10 +193,6 @@ pub(crate) struct FlowFacts<'f> {
     pub flow: &'f UsableFlow,
     /// The worm service it went to (an index into [`DetectConfig::services`]).
     pub service: Option<usize>,
-    /// A failed first contact ([`crate::is_failed`]).
-    pub failed: bool,
-    /// A completed session ([`crate::is_completed`]).
-    pub completed: bool,
     /// A worm-service contact by a source the scanning-source table holds.
     pub contact: Option<Contact>,
 }

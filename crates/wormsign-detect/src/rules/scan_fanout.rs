@@ -86,7 +86,7 @@ impl RuleState for ScanFanout<'_> {
             return;
         }
         s.first_contacts += 1;
-        if flow.failed {
+        if flow.flow.failed {
             s.failed += 1;
         } else {
             s.successes += 1;

@@ -96,10 +96,10 @@ impl RuleState for Trw<'_> {
         if w.detected.is_some() {
             return;
         }
-        if flow.failed && w.first_fail.is_none() {
+        if flow.flow.failed && w.first_fail.is_none() {
             w.first_fail = Some(ts);
         }
-        w.llr += if flow.failed {
+        w.llr += if flow.flow.failed {
             self.step_failed
         } else {
             self.step_succeeded
