@@ -51,8 +51,7 @@ impl Sources {
         stats: &mut DetectStats,
         evicted: &mut Vec<IpAddr>,
     ) -> bool {
-        // The length first: while the table has room, no flow's address is hashed twice.
-        if self.by_addr.len() < caps.sources || self.by_addr.contains_key(&src) {
+        if self.has_room_for(src, caps) {
             return true;
         }
         let mut idle: Vec<(i64, IpAddr)> = self
@@ -75,6 +74,12 @@ impl Sources {
         }
         stats.sources_evicted += idle.len() as u64;
         true
+    }
+
+    /// Whether `src` is in the table or fits without evicting anyone.
+    pub fn has_room_for(&self, src: IpAddr, caps: Caps) -> bool {
+        // The length first: while the table has room, no flow's address is hashed twice.
+        self.by_addr.len() < caps.sources || self.by_addr.contains_key(&src)
     }
 
     /// Counts a worm-service flow of a source the table holds: whether it is the source's

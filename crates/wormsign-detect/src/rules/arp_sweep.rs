@@ -53,7 +53,8 @@ impl RuleState for ArpSweep<'_> {
         for e in events.arp.iter().filter(|e| is_sweep_request(e)) {
             let r = requesters.entry(e.sender).or_default();
             r.requests.touch(e.ts_ns);
-            if run.insert_distinct(&mut r.targets, IpAddr::V4(e.target)) == Some(true)
+            let target = IpAddr::V4(e.target);
+            if r.targets.insert(target, run.caps.exact_set, run.stats) == Some(true)
                 && window_hit(&mut r.recent, e.ts_ns, c.arp.threshold, c.arp.window.ns())
                 && r.detected.is_none()
             {

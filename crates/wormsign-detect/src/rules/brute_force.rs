@@ -10,7 +10,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::counting::window_hit;
 use super::finding::{direction, Finding};
-use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, Observing, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::settings::{at_least, settings, TimeSpan};
@@ -68,7 +68,7 @@ struct Run {
 }
 
 impl RuleState for BruteForce<'_> {
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         let (Some(svc), true) = (flow.service, flow.flow.completed) else {
             return;
         };

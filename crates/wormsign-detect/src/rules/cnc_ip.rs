@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::counting::{count_contact, Tally};
-use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
+use super::{BoxedRule, Events, Findings, FlowFacts, Observing, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
 use crate::timeline::Note;
@@ -55,7 +55,7 @@ impl RuleState for CncIp<'_> {
         watchlist.addresses.extend(self.addresses.keys().copied());
     }
 
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         if self.addresses.contains_key(&flow.flow.resp_addr) {
             count_contact(&mut self.contacts, flow.flow, run);
         }

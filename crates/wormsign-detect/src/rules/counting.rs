@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::finding::Finding;
-use super::RunState;
+use super::Observing;
 use crate::model::{Rule, Tier};
 use crate::usable::UsableFlow;
 
@@ -73,7 +73,7 @@ impl Tally {
 pub(crate) fn count_contact(
     table: &mut HashMap<(IpAddr, IpAddr), Tally>,
     f: &UsableFlow,
-    run: &mut RunState<'_>,
+    run: &mut Observing<'_>,
 ) {
     if let Some(t) = run.pair_entry(table, (f.orig_addr, f.resp_addr)) {
         t.touch(f.ts_first);

@@ -8,7 +8,9 @@ use hashbrown::HashMap;
 
 use super::counting::Tally;
 use super::finding::Finding;
-use super::{BoxedRule, Events, Findings, FlowFacts, Key, RuleState, RunState, Watchlist};
+use super::{
+    BoxedRule, Events, Findings, FlowFacts, Key, Observing, RuleState, RunState, Watchlist,
+};
 use crate::config::DetectConfig;
 use crate::distinct::CappedSet;
 use crate::model::{DnsEvent, Rule, Tier};
@@ -46,7 +48,7 @@ impl RuleState for ExposedService<'_> {
         watchlist.ports.extend(self.c.exposed_ports.iter().copied());
     }
 
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         let c = self.c;
         let f = flow.flow;
         let (src, dst) = (f.orig_addr, f.resp_addr);

@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 
 use super::counting::window_hit;
 use super::finding::secs;
-use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, Observing, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
 
@@ -34,7 +34,7 @@ struct Misses {
 }
 
 impl RuleState for FailedContacts<'_> {
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         let scan = &self.c.scan;
         let Some(contact) = flow.contact.filter(|c| c.is_first) else {
             return;
@@ -48,7 +48,7 @@ impl RuleState for FailedContacts<'_> {
         if window_hit(&mut m.recent, ts, scan.failed_threshold, window) && m.detected.is_none() {
             let first = m.recent.front().copied().unwrap_or(ts);
             m.detected = Some((ts, contact.service, first));
-            run.sources.flag(src);
+            run.flag(src);
         }
     }
 

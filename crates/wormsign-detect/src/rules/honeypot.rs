@@ -7,7 +7,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::counting::{count_contact, Tally};
 use super::finding::Finding;
-use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState, Watchlist};
+use super::{BoxedRule, Events, Findings, FlowFacts, Observing, RuleState, RunState, Watchlist};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule, Tier};
 use crate::timeline::Note;
@@ -39,7 +39,7 @@ impl RuleState for Honeypot<'_> {
         watchlist.addresses.extend(self.honeypots.iter().copied());
     }
 
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         let f = flow.flow;
         if !self.honeypots.contains(&f.resp_addr) {
             return;

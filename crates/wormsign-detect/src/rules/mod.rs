@@ -96,8 +96,10 @@ pub(crate) trait RuleState {
     /// otherwise drop unread (see [`crate::FlowFilter`]).
     fn watch(&self, _watchlist: &mut Watchlist) {}
 
-    /// One usable flow; flows come in `FlowRecord::detection_cmp` order.
-    fn observe(&mut self, _flow: &FlowFacts<'_>, _run: &mut RunState<'_>) {}
+    /// One usable flow; flows come in `FlowRecord::detection_cmp` order. It may run on
+    /// another thread than the part's bookkeeping of the same flows (see `part.rs`), so
+    /// all it reads is the flow, its facts and its own state.
+    fn observe(&mut self, _flow: &FlowFacts<'_>, _run: &mut Observing<'_>) {}
 
     /// Forgets `src`, evicted from the scanning sources (see [`Sources`]): a rule that
     /// keeps state per scanning source drops it here.
@@ -155,15 +157,16 @@ impl<'a> Events<'a> {
     }
 }
 
-/// What rules share during a run (or a part of one): the caps, the counters, and the
-/// scanning sources.
-pub(crate) struct RunState<'r> {
+/// What a rule's [`RuleState::observe`] shares with the others: the caps, the counters,
+/// and the scanning sources it flagged (the part marks them in its table, where they
+/// are never evicted).
+pub(crate) struct Observing<'r> {
     pub caps: Caps,
     pub stats: &'r mut DetectStats,
-    pub sources: &'r mut Sources,
+    pub flagged: &'r mut Vec<IpAddr>,
 }
 
-impl RunState<'_> {
+impl Observing<'_> {
     /// The state of a pair (or any other key) in `table`, created if the pair cap leaves
     /// room for one more; `None` (counted) when the table is full.
     pub fn pair_entry<'m, K, V>(
@@ -186,6 +189,20 @@ impl RunState<'_> {
     pub fn insert_distinct(&mut self, set: &mut CappedSet, ip: IpAddr) -> Option<bool> {
         set.insert(ip, self.caps.exact_set, self.stats)
     }
+
+    /// Marks the scanning source `src` as flagged by a rule: it stays until the end of
+    /// the run.
+    pub fn flag(&mut self, src: IpAddr) {
+        self.flagged.push(src);
+    }
+}
+
+/// What a rule's [`RuleState::finish`] reads besides the events: the caps, the counters,
+/// and the scanning sources as the flows left them.
+pub(crate) struct RunState<'r> {
+    pub caps: Caps,
+    pub stats: &'r mut DetectStats,
+    pub sources: &'r Sources,
 }
 
 /// One usable flow with what several rules would otherwise each work out again.

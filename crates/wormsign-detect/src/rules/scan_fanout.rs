@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 
 use super::counting::window_hit;
 use super::finding::{direction, ratio, Finding};
-use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, Observing, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::distinct::CappedSet;
 use crate::model::{DnsEvent, Rule, Tier};
@@ -71,7 +71,7 @@ struct Fan {
 }
 
 impl RuleState for ScanFanout<'_> {
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         let Some(contact) = flow.contact else {
             return;
         };
@@ -97,7 +97,7 @@ impl RuleState for ScanFanout<'_> {
         {
             s.detected = Some(ts);
             s.evidence = s.recent.front().copied().unwrap_or(ts);
-            run.sources.flag(src);
+            run.flag(src);
         }
     }
 

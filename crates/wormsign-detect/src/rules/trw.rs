@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::finding::secs;
-use super::{BoxedRule, Events, Findings, FlowFacts, RuleState, RunState};
+use super::{BoxedRule, Events, Findings, FlowFacts, Observing, RuleState, RunState};
 use crate::config::DetectConfig;
 use crate::model::{DnsEvent, Rule};
 use crate::settings::{probability, settings};
@@ -87,7 +87,7 @@ struct Walk {
 }
 
 impl RuleState for Trw<'_> {
-    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut RunState<'_>) {
+    fn observe(&mut self, flow: &FlowFacts<'_>, run: &mut Observing<'_>) {
         let Some(contact) = flow.contact.filter(|c| c.is_first) else {
             return;
         };
@@ -107,7 +107,7 @@ impl RuleState for Trw<'_> {
         if w.llr >= self.ln_eta1 - 1e-9 {
             w.detected = Some((ts, contact.service));
             w.evidence = w.first_fail.unwrap_or(ts);
-            run.sources.flag(src);
+            run.flag(src);
         } else if w.llr <= self.ln_eta0 {
             // Benign for now; restart the walk so a later scan is still caught.
             w.llr = 0.0;
