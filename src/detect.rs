@@ -103,19 +103,20 @@ pub fn run(
     config: &DetectConfig,
     quiet: bool,
 ) -> anyhow::Result<Detection> {
-    write(out_dir, wormsign_engine::detect_dir(in_dir, config)?, quiet)
+    let detected = wormsign_engine::detect_dir(in_dir, config)?;
+    wormsign_engine::write_detection(out_dir, &detected.detection, &detected.metadata)?;
+    Ok(report(out_dir, detected, quiet))
 }
 
-/// Writes every detection output of `detected` into `out_dir` and (unless `quiet`) prints
-/// its warnings and a short summary on stderr.
-pub fn write(out_dir: &Path, detected: Detected, quiet: bool) -> anyhow::Result<Detection> {
+/// Prints the warnings of `detected`, whose outputs are in `out_dir`, and (unless
+/// `quiet`) a short summary on stderr.
+pub fn report(out_dir: &Path, detected: Detected, quiet: bool) -> Detection {
     for w in &detected.warnings {
         eprintln!("wormsign: warning: {w}");
     }
     let d = detected.detection;
-    wormsign_engine::write_detection(out_dir, &d, &detected.metadata)?;
     if !quiet {
         eprint!("{}", wormsign_engine::detection_summary(&d, out_dir));
     }
-    Ok(d)
+    d
 }

@@ -221,7 +221,8 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(detected) = detected {
         let input = detected.input.name();
-        let d = detect::write(&args.out, detected, args.quiet)?;
+        // analyze_and_detect wrote the detection outputs beside the tables.
+        let d = detect::report(&args.out, detected, args.quiet);
         json["detection"] = wormsign_engine::stats_json(&d);
         json["detection"]["input"] = input.into();
     }

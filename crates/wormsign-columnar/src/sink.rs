@@ -1,7 +1,7 @@
 //! Atomic Parquet files: written under a temporary name, renamed into place on success.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -13,7 +13,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 
 use crate::row_group::RowGroup;
-use crate::{ColumnarError, PartitionedSink, Partitioning, RowBuilder};
+use crate::{ColumnarError, PartitionedSink, Partitioning, RowBuilder, StagedFile};
 
 /// Rows per Parquet row group: large enough for good compression and fast scans, small
 /// enough that the writer's buffered row group stays at a few tens of MB.
@@ -63,8 +63,9 @@ const NO_STATISTICS: [&str; 15] = [
 ];
 
 /// One Parquet file being written. Until [`ParquetSink::finish`] renames it, the data
-/// lives under a hidden temporary name in the same directory, so a reader never sees a
-/// half-written file; dropping an unfinished sink deletes the temporary file.
+/// lives under a hidden temporary name in the same directory ([`StagedFile`]), so a
+/// reader never sees a half-written file; dropping an unfinished sink deletes the
+/// temporary file.
 ///
 /// The columns are encoded (and their pages compressed) in parallel on rayon's pool and
 /// the writing thread, each column on its own lane of the [`RowGroup`], so one batch's
@@ -78,8 +79,7 @@ pub struct ParquetSink {
     columns: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
     row_group: Option<RowGroup>,
-    tmp_path: PathBuf,
-    path: PathBuf,
+    staged: StagedFile,
 }
 
 impl ParquetSink {
@@ -89,16 +89,7 @@ impl ParquetSink {
         schema: SchemaRef,
         metadata: &[(String, String)],
     ) -> Result<ParquetSink, ColumnarError> {
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output.parquet".into());
-        let tmp_path = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-        let with_path = |source| ColumnarError::Io {
-            path: tmp_path.clone(),
-            source,
-        };
-        let file = File::create(&tmp_path).map_err(with_path)?;
+        let (staged, file) = StagedFile::create(path)?;
         let kv = metadata
             .iter()
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
@@ -138,8 +129,7 @@ impl ParquetSink {
             columns,
             schema,
             row_group: None,
-            tmp_path,
-            path: path.to_path_buf(),
+            staged,
         })
     }
 
@@ -187,19 +177,18 @@ impl ParquetSink {
     }
 
     /// Writes the footer, syncs and renames the file into place.
-    pub fn finish(mut self) -> Result<(), ColumnarError> {
+    pub fn finish(self) -> Result<(), ColumnarError> {
+        self.finish_staged()?.commit()
+    }
+
+    /// Writes the footer and syncs the file, leaving it under its temporary name for the
+    /// caller to put in place.
+    pub fn finish_staged(mut self) -> Result<StagedFile, ColumnarError> {
         self.flush()?;
-        let Some(writer) = self.file.take() else {
-            return Ok(());
-        };
-        let file = writer.into_inner()?;
-        let io = |source| ColumnarError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&self.tmp_path, &self.path).map_err(io)?;
-        Ok(())
+        if let Some(writer) = self.file.take() {
+            self.staged.sync(&writer.into_inner()?)?;
+        }
+        Ok(self.staged)
     }
 }
 
@@ -210,14 +199,6 @@ fn leaves(schema: &SchemaRef, batch: &RecordBatch) -> Result<Vec<ArrowLeafColumn
         leaves.extend(compute_leaves(field, column)?);
     }
     Ok(leaves)
-}
-
-impl Drop for ParquetSink {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp_path);
-        }
-    }
 }
 
 /// Where a table's batches go: one file `OUT/NAME.parquet`, a Hive-partitioned
@@ -310,7 +291,7 @@ pub struct TableWriter<B: RowBuilder> {
 /// Rows a [`TableWriter`] gathers in its builder before encoding them: like the flow
 /// shards' batches, small enough that Arrow builders (whose strings and lists take
 /// several times their encoded size) add little to the row group being encoded.
-const BATCH_ROWS: usize = 8 * 1024;
+pub const BATCH_ROWS: usize = 8 * 1024;
 
 impl<B: RowBuilder> TableWriter<B> {
     /// Starts the table file at `path`.

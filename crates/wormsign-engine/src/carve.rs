@@ -24,7 +24,7 @@ use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::{CaptureReader, Chunk};
-use wormsign_columnar::{for_each_flow, read_batches, table_files};
+use wormsign_columnar::{for_each_flow, read_batches, table_files, StagedFile};
 use wormsign_decode::{decode_with, Decoded, Tunnel, TunnelConfig};
 use wormsign_detect::DetectConfig;
 use wormsign_flow::{FlowRecord, FlowSource};
@@ -492,32 +492,22 @@ fn write_pcap(
     path: &Path,
     fill: impl FnOnce(&mut PcapWriter) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(Error::io(&tmp))?;
-        let mut pcap = PcapWriter {
-            out: BufWriter::new(file),
-            path: tmp.clone(),
-            link_type: None,
-        };
-        fill(&mut pcap)?;
-        if pcap.link_type.is_none() {
-            // No packet: a valid, empty capture (Ethernet).
-            pcap.header(1)?;
-        }
-        let file = pcap
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(Error::io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let (staged, file) = StagedFile::create(path)?;
+    let tmp = staged.temporary_path().to_path_buf();
+    let mut pcap = PcapWriter {
+        out: BufWriter::new(file),
+        path: tmp.clone(),
+        link_type: None,
+    };
+    fill(&mut pcap)?;
+    if pcap.link_type.is_none() {
+        // No packet: a valid, empty capture (Ethernet).
+        pcap.header(1)?;
     }
-    result
+    let file = pcap
+        .out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp)(e.into_error()))?;
+    staged.sync(&file)?;
+    Ok(staged.commit()?)
 }

@@ -10,7 +10,6 @@
 //! the same detection too.
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -19,8 +18,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{
     arp_events, dns_events, flow_batch, for_each_flow, kept_flow_batch, name_events, read_arp,
-    read_dns, read_flows, read_names, read_sessions, session_events, table_files, ResponderAddr,
-    RowBuilder, TableWriter,
+    read_dns, read_flows, read_names, read_sessions, session_events, table_files, ParquetSink,
+    ResponderAddr, RowBuilder, StagedFile, BATCH_ROWS,
 };
 use wormsign_decode::IpText;
 use wormsign_detect::{
@@ -88,6 +87,10 @@ impl DetectionInput {
 /// from the pipeline as it stores them instead of read back (see `feed.rs`). Nothing is
 /// detected (`None`) when the run was stopped or no input could be read.
 ///
+/// With files as `output`, the detection outputs are written into the same directory,
+/// as [`write_detection`] writes them; when detection ends before the tables do, they are
+/// written meanwhile and put in place after the tables.
+///
 /// Partitioned output is read back: its directory may hold earlier runs' partitions,
 /// which detection reads too.
 pub fn analyze_and_detect(
@@ -101,8 +104,10 @@ pub fn analyze_and_detect(
         Output::Memory => None,
         Output::Parquet(dir) | Output::ParquetAndMemory(dir) => Some(dir.as_path()),
     };
+    let metadata = output_metadata(Some(input_names(inputs)), detect);
+    let outputs = stored_dir.map(|dir| (dir, &metadata[..]));
     let mut feed =
-        (stored_dir.is_none() || config.partitioning.is_none()).then(|| Feed::new(detect));
+        (stored_dir.is_none() || config.partitioning.is_none()).then(|| Feed::new(detect, outputs));
     let analysis = run(inputs, config, control, output, feed.as_mut())?;
     if analysis.summary.inputs_usable == 0 || control.stop.load(Ordering::Relaxed) {
         return Ok((analysis, None));
@@ -115,27 +120,39 @@ pub fn analyze_and_detect(
         Some(feed) => feed.finish(stored)?,
         None => FeedOutcome::ReadBack,
     };
-    let detected = match (outcome, stored_dir) {
+    let (detected, staged) = match (outcome, stored_dir) {
         (
             FeedOutcome::Detected {
                 detection,
                 cnc_pass,
+                staged,
             },
             _,
-        ) => Detected {
-            detection: *detection,
-            warnings: Vec::new(),
-            metadata: output_metadata(Some(input_names(inputs)), detect),
-            input: DetectionInput::Pipeline { cnc_pass },
-        },
-        (FeedOutcome::ReadBack, Some(dir)) => detect_dir(dir, detect)?,
-        (FeedOutcome::ReadBack, None) => Detected {
-            detection: detect_tables(&analysis.tables, detect)?,
-            warnings: Vec::new(),
-            metadata: output_metadata(None, detect),
-            input: DetectionInput::Tables,
-        },
+        ) => {
+            let detected = Detected {
+                detection: *detection,
+                warnings: Vec::new(),
+                metadata,
+                input: DetectionInput::Pipeline { cnc_pass },
+            };
+            (detected, staged)
+        }
+        (FeedOutcome::ReadBack, Some(dir)) => (detect_dir(dir, detect)?, None),
+        (FeedOutcome::ReadBack, None) => {
+            let detected = Detected {
+                detection: detect_tables(&analysis.tables, detect)?,
+                warnings: Vec::new(),
+                metadata: output_metadata(None, detect),
+                input: DetectionInput::Tables,
+            };
+            (detected, None)
+        }
     };
+    match (staged, stored_dir) {
+        (Some(staged), _) => staged.commit()?,
+        (None, Some(dir)) => write_detection(dir, &detected.detection, &detected.metadata)?,
+        (None, None) => {}
+    }
     Ok((analysis, Some(detected)))
 }
 
@@ -403,15 +420,20 @@ fn build<B: RowBuilder>(rows: &[B::Row]) -> RecordBatch {
     b.finish()
 }
 
-fn write_table<B: RowBuilder>(
-    path: &Path,
+/// Writes `rows` as the table `NAME.parquet` in `dir`, in the batches
+/// [`wormsign_columnar::TableWriter`] makes, not yet in place.
+fn table<B: RowBuilder>(
+    dir: &Path,
+    name: &str,
     metadata: &[(String, String)],
     rows: &[B::Row],
-) -> Result<(), Error> {
-    let mut w = TableWriter::<B>::create(path, metadata)?;
-    rows.iter().try_for_each(|r| w.push(r).map(drop))?;
-    w.finish()?;
-    Ok(())
+) -> Result<Vec<StagedFile>, Error> {
+    let path = dir.join(format!("{name}.parquet"));
+    let mut sink = ParquetSink::create(&path, B::schema(), metadata)?;
+    for batch in rows.chunks(BATCH_ROWS) {
+        sink.write(&build::<B>(batch))?;
+    }
+    Ok(vec![sink.finish_staged()?])
 }
 
 /// Writes every detection output into `dir` (created if missing).
@@ -420,62 +442,74 @@ pub fn write_detection(
     d: &Detection,
     metadata: &[(String, String)],
 ) -> Result<(), Error> {
+    stage_detection(dir, d, metadata)?.commit()
+}
+
+/// Every detection output, written into its directory and synced, not yet in place.
+#[derive(Debug)]
+pub(crate) struct StagedDetection(Vec<StagedFile>);
+
+impl StagedDetection {
+    /// Renames every output into place.
+    pub(crate) fn commit(self) -> Result<(), Error> {
+        self.0.into_iter().try_for_each(StagedFile::commit)?;
+        Ok(())
+    }
+}
+
+/// Writes every detection output into `dir` (created if missing) under temporary names,
+/// for [`StagedDetection::commit`] to put in place.
+pub(crate) fn stage_detection(
+    dir: &Path,
+    d: &Detection,
+    metadata: &[(String, String)],
+) -> Result<StagedDetection, Error> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    // Each file on a thread of its own: every one ends in an fsync, and building the
-    // report and the JSON lines of thousands of alerts overlaps with the others.
-    let table = |name: &str| dir.join(format!("{name}.parquet"));
+    let text = |name: &str, text: &str| StagedFile::write(&dir.join(name), text.as_bytes());
     // Gathered by whichever of the two writers that need it asks first, while the
     // others run (the second waits for it): 4-6 ms on a scan-heavy capture.
     let fixes = std::sync::OnceLock::new();
     let fixes = || fixes.get_or_init(|| remediation(d));
-    let writers: [&(dyn Fn() -> Result<(), Error> + Sync); 8] = [
-        &|| write_table::<AlertBatchBuilder>(&table("alerts"), metadata, &d.alerts),
-        &|| write_table::<HostBatchBuilder>(&table("hosts"), metadata, &d.hosts),
-        &|| write_table::<PropagationBatchBuilder>(&table("propagation"), metadata, &d.edges),
-        &|| write_table::<TimelineBatchBuilder>(&table("timeline"), metadata, &d.timeline),
-        &|| write_table::<SegmentationBatchBuilder>(&table("segmentation"), metadata, &d.zones),
+    let writers: [&Writer<'_>; 8] = [
+        &|| table::<AlertBatchBuilder>(dir, "alerts", metadata, &d.alerts),
+        &|| table::<HostBatchBuilder>(dir, "hosts", metadata, &d.hosts),
+        &|| table::<PropagationBatchBuilder>(dir, "propagation", metadata, &d.edges),
+        &|| table::<TimelineBatchBuilder>(dir, "timeline", metadata, &d.timeline),
+        &|| table::<SegmentationBatchBuilder>(dir, "segmentation", metadata, &d.zones),
         &|| {
-            write_table::<RemediationBatchBuilder>(&table("remediation"), metadata, fixes())?;
-            write_atomic(&dir.join("remediation.csv"), &remediation_csv(fixes()))
+            let mut files =
+                table::<RemediationBatchBuilder>(dir, "remediation", metadata, fixes())?;
+            files.push(text("remediation.csv", &remediation_csv(fixes()))?);
+            Ok(files)
         },
-        &|| write_atomic(&dir.join("alerts.jsonl"), &alerts_jsonl(d)),
+        &|| Ok(vec![text("alerts.jsonl", &alerts_jsonl(d))?]),
         &|| {
             // The report page embeds both; neither needs the other.
             let (report, svg) =
                 rayon::join(|| render_report_with(d, fixes()), || render_graph_svg(d));
-            write_atomic(&dir.join("propagation.svg"), &svg)?;
-            write_atomic(&dir.join("propagation.dot"), &render_graph_dot(d))?;
             let html = markdown_to_html(&report, &[("propagation.svg", &svg)]);
-            write_atomic(&dir.join("report.html"), &html)?;
-            write_atomic(&dir.join("report.md"), &report)
+            Ok(vec![
+                text("propagation.svg", &svg)?,
+                text("propagation.dot", &render_graph_dot(d))?,
+                text("report.html", &html)?,
+                text("report.md", &report)?,
+            ])
         },
     ];
-    std::thread::scope(|s| {
+    // Each writer on a thread of its own: every file ends in an fsync, and building the
+    // report and the JSON lines of thousands of alerts overlaps with the others.
+    let staged = std::thread::scope(|s| {
         let running: Vec<_> = writers.iter().map(|w| s.spawn(w)).collect();
-        running
+        let written = running
             .into_iter()
-            .try_for_each(|r| r.join().expect("a detection output writer panicked"))
-    })
+            .map(|r| r.join().expect("a detection output writer panicked"));
+        written.collect::<Result<Vec<_>, Error>>()
+    })?;
+    Ok(StagedDetection(staged.into_iter().flatten().collect()))
 }
 
-/// Writes `text` to `path` under a temporary name, then renames it into place.
-fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(Error::io(path))
-}
+/// One of [`stage_detection`]'s writers: the files it wrote.
+type Writer<'w> = dyn Fn() -> Result<Vec<StagedFile>, Error> + Sync + 'w;
 
 /// RFC 3339 UTC time with microseconds (the precision of the Parquet timestamps).
 fn rfc3339(ns: i64) -> String {

@@ -8,7 +8,8 @@
 //! same `kept_dns_events` that reading the files back uses, on the same batches); the
 //! writer hands them, and every ARP and session batch it stores, to [`Feed`]. Once the
 //! last batch is stored, the detector runs over what was gathered while the files end
-//! ([`Feed::detect_early`]): no table is decoded again.
+//! ([`Feed::detect_early`]), and writes its outputs under temporary names, put in place
+//! after the tables: no table is decoded again.
 //!
 //! Two things can only be known at the end, and either can make detection wait for the
 //! files:
@@ -28,9 +29,10 @@
 //!
 //! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::detection::{stage_detection, StagedDetection};
 use crate::resolved::ResolvedCnc;
 use crate::Error;
 use arrow_array::RecordBatch;
@@ -82,6 +84,11 @@ pub(crate) struct Feed<'a> {
     names: Vec<NameEvent>,
     /// The detection, when [`Feed::detect_early`] could run it.
     detected: Option<Box<Detection>>,
+    /// Where the detection outputs go (a directory, and the metadata of their tables),
+    /// when they are files.
+    outputs: Option<(&'a Path, &'a [(String, String)])>,
+    /// The outputs of the early detection, written while the tables end.
+    staged: Option<Result<StagedDetection, Error>>,
     /// C&C addresses the decode workers saw resolved, and what the pickers turned down.
     resolved: Arc<ResolvedCnc>,
 }
@@ -94,13 +101,21 @@ pub(crate) enum FeedOutcome {
         // Boxed: a detection is large, and the other variant is empty.
         detection: Box<Detection>,
         cnc_pass: bool,
+        /// Its outputs, written and synced, when they are files and the detection ran
+        /// early: they are put in place once the tables are.
+        staged: Option<StagedDetection>,
     },
     /// More usable flows than one sorted run holds: read the stored tables back.
     ReadBack,
 }
 
 impl<'a> Feed<'a> {
-    pub(crate) fn new(config: &'a DetectConfig) -> Self {
+    /// A feed for `config`; with `outputs` (a directory and the metadata of the tables
+    /// there), the early detection's outputs are written there under temporary names.
+    pub(crate) fn new(
+        config: &'a DetectConfig,
+        outputs: Option<(&'a Path, &'a [(String, String)])>,
+    ) -> Self {
         Feed {
             config,
             flows: Some(Vec::new()),
@@ -112,6 +127,8 @@ impl<'a> Feed<'a> {
             sessions: Vec::new(),
             names: Vec::new(),
             detected: None,
+            outputs,
+            staged: None,
             resolved: Arc::default(),
         }
     }
@@ -164,7 +181,7 @@ impl<'a> Feed<'a> {
     /// run, or the run's DNS named C&C addresses beyond the configured ones and a picker
     /// turned down a flow to one of them (then their flows are read from the finished
     /// flows table, in [`Feed::finish`]). Called once every batch was stored and before
-    /// the files end, so that the two overlap.
+    /// the files end, so that the two overlap, writing its outputs too.
     pub(crate) fn detect_early(&mut self) {
         let Some(flows) = &mut self.flows else {
             return;
@@ -183,7 +200,10 @@ impl<'a> Feed<'a> {
             .into_iter()
             .for_each(|flows| detector.push_all(flows));
         self.flows = None;
-        self.detected = Some(Box::new(self.counted(detector.finish())));
+        let detection = self.counted(detector.finish());
+        self.staged =
+            (self.outputs).map(|(dir, metadata)| stage_detection(dir, &detection, metadata));
+        self.detected = Some(Box::new(detection));
     }
 
     /// The detection: [`Feed::detect_early`]'s, or else run now over what was gathered,
@@ -193,6 +213,7 @@ impl<'a> Feed<'a> {
             return Ok(FeedOutcome::Detected {
                 detection,
                 cnc_pass: false,
+                staged: self.staged.take().transpose()?,
             });
         }
         let Some(mut batches) = self.flows.take() else {
@@ -246,6 +267,7 @@ impl<'a> Feed<'a> {
         Ok(FeedOutcome::Detected {
             detection: Box::new(self.counted(detector.finish())),
             cnc_pass,
+            staged: None,
         })
     }
 

@@ -294,7 +294,7 @@ mod tests {
         after: &[FlowRecord],
         stored: Option<&std::path::Path>,
     ) -> (bool, Detection, Tables) {
-        let mut feed = Feed::new(rules);
+        let mut feed = Feed::new(rules, None);
         let resolved = feed.resolved();
         let mut picker = UsablePicker::new(rules, &resolved);
         let mut builder = FlowBatchBuilder::default();
@@ -338,6 +338,7 @@ mod tests {
         let Ok(FeedOutcome::Detected {
             detection,
             cnc_pass,
+            ..
         }) = outcome
         else {
             panic!("the feed detects");

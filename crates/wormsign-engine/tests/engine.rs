@@ -388,6 +388,48 @@ fn detection_while_the_files_end_equals_detect_dir() {
     assert_eq!(Some(&fed.detection), reference.as_ref());
 }
 
+/// With files as its output, `analyze_and_detect` writes the detection outputs beside the
+/// tables: on DriveLife detection ends before the tables do, so they are written
+/// meanwhile and renamed into place after them. They are the files `write_detection`
+/// writes for the same detection, and no temporary file is left.
+#[test]
+fn the_early_detection_outputs_are_written_beside_the_tables() {
+    use wormsign_engine::{write_detection, DetectionInput};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = drivelife(dir.path(), 7);
+    let out = dir.path().join("out");
+    let (_, fed, _) = fed_and_read(&inputs, 2, &Default::default(), &out);
+    assert_eq!(fed.input, DetectionInput::Pipeline { cnc_pass: false });
+    let again = dir.path().join("again");
+    write_detection(&again, &fed.detection, &fed.metadata).unwrap();
+    let names = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let outputs = names(&again);
+    assert_eq!(outputs.len(), 12, "{outputs:?}");
+    let tables = ["arp", "dns", "flows", "names", "sessions"].map(|t| format!("{t}.parquet"));
+    let mut expected = [&outputs[..], &tables[..]].concat();
+    expected.sort();
+    assert_eq!(
+        names(&out),
+        expected,
+        "the tables and the outputs, nothing else"
+    );
+    for name in &outputs {
+        let (a, b) = (
+            std::fs::read(out.join(name)),
+            std::fs::read(again.join(name)),
+        );
+        assert_eq!(a.unwrap(), b.unwrap(), "{name}");
+    }
+}
+
 /// On every capture of the shared corpus (traffic nobody here made: SMB, RDP, TDS,
 /// NetFlow exports, tunnels, scans, damaged files), detection fed from the pipeline is
 /// detection over the stored tables: the same alerts, hosts, edges, counters and

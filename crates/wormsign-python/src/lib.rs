@@ -361,11 +361,8 @@ fn analyze_paths(
     let mut summary_json = summary.to_json();
     dict.set_item("warnings", warnings(&summary))?;
     let tables = analysis.tables;
+    // With out=, analyze_and_detect wrote the detection outputs there too.
     if let Some(detected) = detected {
-        if let Some(dir) = &out {
-            py.detach(|| write_detection(dir, &detected.detection, &detected.metadata))
-                .map_err(py_err)?;
-        }
         summary_json["detection"] = stats_json(&detected.detection);
         summary_json["detection"]["input"] = detected.input.name().into();
         put_detection(py, &dict, &detected.detection)?;

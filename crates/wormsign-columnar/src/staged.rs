@@ -1,0 +1,109 @@
+//! Files that appear only when complete: written under a hidden temporary name in their
+//! directory, synced, and renamed into place when the caller says so. A reader never sees
+//! a half-written file, and a caller that writes several files can put them all in place
+//! only once every one of them was written.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::ColumnarError;
+
+/// A file written under a temporary name, put in place by [`StagedFile::commit`]; dropped
+/// before that, the temporary file is deleted.
+#[derive(Debug)]
+pub struct StagedFile {
+    tmp_path: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl StagedFile {
+    /// Creates the temporary file for `path` (`.NAME.tmp-PID` beside it), to be written
+    /// through the handle returned with it and synced before the commit.
+    pub fn create(path: &Path) -> Result<(StagedFile, File), ColumnarError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staged = StagedFile {
+            tmp_path: path.with_file_name(format!(".{name}.tmp-{}", std::process::id())),
+            path: path.to_path_buf(),
+            committed: false,
+        };
+        let file = File::create(&staged.tmp_path).map_err(staged.io_error())?;
+        Ok((staged, file))
+    }
+
+    /// Writes `bytes` as the whole file for `path`, synced.
+    pub fn write(path: &Path, bytes: &[u8]) -> Result<StagedFile, ColumnarError> {
+        let (staged, mut file) = StagedFile::create(path)?;
+        file.write_all(bytes).map_err(staged.io_error())?;
+        staged.sync(&file)?;
+        Ok(staged)
+    }
+
+    /// Syncs `file`, this file's handle, to the disk.
+    pub fn sync(&self, file: &File) -> Result<(), ColumnarError> {
+        file.sync_all().map_err(self.io_error())
+    }
+
+    /// The temporary file's path, for errors met while writing it.
+    pub fn temporary_path(&self) -> &Path {
+        &self.tmp_path
+    }
+
+    /// Renames the file into place.
+    pub fn commit(mut self) -> Result<(), ColumnarError> {
+        std::fs::rename(&self.tmp_path, &self.path).map_err(|source| ColumnarError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+
+    /// An I/O error on the temporary file.
+    fn io_error(&self) -> impl FnOnce(std::io::Error) -> ColumnarError {
+        let path = self.tmp_path.clone();
+        move |source| ColumnarError::Io { path, source }
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing appears at the path before the commit, and nothing is left behind by a
+    /// file dropped without one.
+    #[test]
+    fn a_staged_file_appears_only_when_committed() {
+        let dir = std::env::temp_dir().join(format!("wormsign-staged-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.md");
+        let staged = StagedFile::write(&path, b"kept").unwrap();
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(staged.temporary_path()).unwrap(), b"kept");
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept");
+
+        let dropped = StagedFile::write(&dir.join("other.md"), b"dropped").unwrap();
+        let tmp = dropped.temporary_path().to_path_buf();
+        drop(dropped);
+        assert!(!tmp.exists());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["report.md"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
