@@ -1,6 +1,7 @@
 //! Worm-propagation detection from the command line: `wormsign detect DIR`, the detection
 //! step at the end of `wormsign analyze`, and `wormsign rules`. The work is
-//! `wormsign_engine::detect_dir` and `write_detection`; this is options and printing.
+//! `wormsign_engine::detect_dir` and `write_detection` (`analyze_and_detect` for
+//! `analyze`, which writes its outputs itself); this is options and printing.
 
 use std::io::Write as _;
 use std::net::IpAddr;

@@ -345,7 +345,7 @@ impl Part<'_> {
                 block.push((ledger.record(f, owned, &mut no_evictions), owned));
                 if block.len() == BLOCK_FLOWS {
                     let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK_FLOWS));
-                    // Fails only if the rules' thread panicked, which the scope re-raises.
+                    // Fails only if the rules' thread panicked: its panic is raised below.
                     if to_rules.send(full).is_err() {
                         break;
                     }
@@ -353,7 +353,9 @@ impl Part<'_> {
             }
             let _ = to_rules.send(block);
             drop(to_rules);
-            let ruled = rules_thread.join().expect("a detection rule panicked");
+            let ruled = rules_thread
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (stopped_at, ruled)
         });
         ledger.stats.add(&stats);

@@ -148,6 +148,11 @@ pub fn analyze_and_detect(
             (detected, None)
         }
     };
+    // Stopped while detection ran after the tables: no outputs (the staged ones are
+    // deleted as they drop), as for a stop before.
+    if control.stop.load(Ordering::Relaxed) {
+        return Ok((analysis, None));
+    }
     match (staged, stored_dir) {
         (Some(staged), _) => staged.commit()?,
         (None, Some(dir)) => write_detection(dir, &detected.detection, &detected.metadata)?,
