@@ -31,21 +31,21 @@ impl StagedFile {
             path: path.to_path_buf(),
             committed: false,
         };
-        let file = File::create(&staged.tmp_path).map_err(staged.io_error())?;
+        let file = File::create(&staged.tmp_path).map_err(|e| staged.io_error(e))?;
         Ok((staged, file))
     }
 
     /// Writes `bytes` as the whole file for `path`, synced.
     pub fn write(path: &Path, bytes: &[u8]) -> Result<StagedFile, ColumnarError> {
         let (staged, mut file) = StagedFile::create(path)?;
-        file.write_all(bytes).map_err(staged.io_error())?;
+        file.write_all(bytes).map_err(|e| staged.io_error(e))?;
         staged.sync(&file)?;
         Ok(staged)
     }
 
     /// Syncs `file`, this file's handle, to the disk.
     pub fn sync(&self, file: &File) -> Result<(), ColumnarError> {
-        file.sync_all().map_err(self.io_error())
+        file.sync_all().map_err(|e| self.io_error(e))
     }
 
     /// The temporary file's path, for errors met while writing it.
@@ -63,10 +63,12 @@ impl StagedFile {
         Ok(())
     }
 
-    /// An I/O error on the temporary file.
-    fn io_error(&self) -> impl FnOnce(std::io::Error) -> ColumnarError {
-        let path = self.tmp_path.clone();
-        move |source| ColumnarError::Io { path, source }
+    /// `source` as an error on the temporary file.
+    fn io_error(&self, source: std::io::Error) -> ColumnarError {
+        ColumnarError::Io {
+            path: self.tmp_path.clone(),
+            source,
+        }
     }
 }
 

@@ -82,15 +82,20 @@ pub(crate) struct Feed<'a> {
     arp: Vec<ArpEvent>,
     sessions: Vec<SessionEvent>,
     names: Vec<NameEvent>,
-    /// The detection, when [`Feed::detect_early`] could run it.
-    detected: Option<Box<Detection>>,
     /// Where the detection outputs go (a directory, and the metadata of their tables),
     /// when they are files.
     outputs: Option<(&'a Path, &'a [(String, String)])>,
-    /// The outputs of the early detection, written while the tables end.
-    staged: Option<Result<StagedDetection, Error>>,
+    /// The detection, when [`Feed::detect_early`] could run it.
+    early: Option<EarlyDetection>,
     /// C&C addresses the decode workers saw resolved, and what the pickers turned down.
     resolved: Arc<ResolvedCnc>,
+}
+
+/// What [`Feed::detect_early`] found, and its outputs when they are files (written while
+/// the tables end).
+struct EarlyDetection {
+    detection: Box<Detection>,
+    staged: Result<Option<StagedDetection>, Error>,
 }
 
 /// How the feed ended.
@@ -126,9 +131,8 @@ impl<'a> Feed<'a> {
             arp: Vec::new(),
             sessions: Vec::new(),
             names: Vec::new(),
-            detected: None,
             outputs,
-            staged: None,
+            early: None,
             resolved: Arc::default(),
         }
     }
@@ -201,19 +205,22 @@ impl<'a> Feed<'a> {
             .for_each(|flows| detector.push_all(flows));
         self.flows = None;
         let detection = self.counted(detector.finish());
-        self.staged =
+        let staged =
             (self.outputs).map(|(dir, metadata)| stage_detection(dir, &detection, metadata));
-        self.detected = Some(Box::new(detection));
+        self.early = Some(EarlyDetection {
+            detection: Box::new(detection),
+            staged: staged.transpose(),
+        });
     }
 
     /// The detection: [`Feed::detect_early`]'s, or else run now over what was gathered,
     /// after the flows to C&C addresses the run's DNS resolved (read from `stored`).
     pub(crate) fn finish(mut self, stored: StoredFlows<'_>) -> Result<FeedOutcome, Error> {
-        if let Some(detection) = self.detected.take() {
+        if let Some(EarlyDetection { detection, staged }) = self.early.take() {
             return Ok(FeedOutcome::Detected {
                 detection,
                 cnc_pass: false,
-                staged: self.staged.take().transpose()?,
+                staged: staged?,
             });
         }
         let Some(mut batches) = self.flows.take() else {

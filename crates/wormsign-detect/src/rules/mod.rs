@@ -96,7 +96,7 @@ pub(crate) trait RuleState {
     /// otherwise drop unread (see [`crate::FlowFilter`]).
     fn watch(&self, _watchlist: &mut Watchlist) {}
 
-    /// One usable flow; flows come in `FlowRecord::detection_cmp` order. It may run on
+    /// One usable flow; flows come in [`UsableFlow::detection_cmp`] order. It may run on
     /// another thread than the part's bookkeeping of the same flows (see `part.rs`), so
     /// all it reads is the flow, its facts and its own state.
     fn observe(&mut self, _flow: &FlowFacts<'_>, _run: &mut Observing<'_>) {}
