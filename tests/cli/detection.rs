@@ -274,3 +274,41 @@ fn no_detect_writes_no_detection_files() {
         assert!(!run.out().join(f).exists(), "{f} written with --no-detect");
     }
 }
+
+/// An indicator file the size of a threat-intelligence feed: a suffix listed after 10 000
+/// others is matched like a built-in one, so every client that asked a name under it
+/// (read from dns.parquet) gets a `cnc_dns` alert, and no other client does; the same
+/// feed without it raises none. The rules file empties the built-in list.
+#[test]
+fn a_suffix_at_the_end_of_a_long_indicator_feed_is_matched() {
+    let run = wormsign(&[sample()], &["--no-detect"]);
+    run.assert_ok("--no-detect");
+    let rules = run.dir.path().join("no-builtin-cnc.toml");
+    std::fs::write(&rules, "[cnc]\ndomains = []\n").expect("rules file");
+    let decoys: String = (0..10_000).map(|i| format!("decoy{i}.example\n")).collect();
+    let feed = run.dir.path().join("feed.txt");
+    let decoys_only = run.dir.path().join("decoys.txt");
+    std::fs::write(&feed, format!("{decoys}UPDATES.com\n")).expect("feed");
+    std::fs::write(&decoys_only, &decoys).expect("decoys");
+    let under_suffix = |name: &str| name.to_ascii_lowercase().ends_with(".updates.com");
+    let askers: BTreeSet<String> = run
+        .dns()
+        .iter()
+        .filter(|r| !r["is_response"].bool() && under_suffix(r["qname"].str()))
+        .map(|r| r["client_h"].str().to_string())
+        .collect();
+    assert!(askers.len() >= 10, "too few clients asked: {askers:?}");
+    let alerted = |indicators: &PathBuf, name: &str| -> BTreeSet<String> {
+        let args = [
+            "--rules",
+            rules.to_str().unwrap(),
+            "--indicators",
+            indicators.to_str().unwrap(),
+        ];
+        let o = detect_into(&run, name, &args);
+        let cnc = o.alerts.iter().filter(|a| a["rule"].str() == "cnc_dns");
+        cnc.map(|a| a["src_ip"].str().to_string()).collect()
+    };
+    assert_eq!(alerted(&feed, "feed"), askers);
+    assert_eq!(alerted(&decoys_only, "decoys"), BTreeSet::new());
+}

@@ -255,7 +255,7 @@ settings! {
 
 /// Whether `name` ends with `suffix`, ASCII case ignored (bytes: a name with non-ASCII
 /// bytes must not be cut inside a character).
-pub(crate) fn ends_with_ignore_case(name: &[u8], suffix: &[u8]) -> bool {
+fn ends_with_ignore_case(name: &[u8], suffix: &[u8]) -> bool {
     name.len() >= suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
@@ -520,7 +520,10 @@ vector = "mssql"
         )
         .unwrap();
         c.add_indicators("c.example\n");
-        assert_eq!(c.cnc.domains, ["a.example", "b.example", "c.example"]);
+        assert_eq!(
+            c.cnc.domains.as_slice(),
+            ["a.example", "b.example", "c.example"]
+        );
         assert_eq!(c.scan.failed_window.ns(), 1_000_000);
         assert!(!c.exploit.implant_checks_alert);
         assert_eq!(DetectConfig::from_toml(&c.to_toml()).unwrap(), c);

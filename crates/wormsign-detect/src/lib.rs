@@ -39,6 +39,8 @@
 //!   responder's view ([`TimelineEvent`]s, the segmentation check's [`ZoneCheck`]s,
 //!   [`remediation`] rows, each host's [`Identity`], the graph as SVG and DOT), with
 //!   `lookup.rs`, a detection's alerts, edges and hosts by address.
+//! - `suffixes.rs`: [`DomainSuffixes`], the C&C domain indicators, matched against every
+//!   DNS message of a run in a lookup or two per label however many are listed.
 //! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
 //!   (doc, key, default) so that serde both reads and prints it.
 //!
@@ -131,6 +133,7 @@ mod rules;
 mod score;
 mod settings;
 mod sources;
+mod suffixes;
 mod timeline;
 mod usable;
 mod wire;
@@ -153,6 +156,7 @@ pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
 pub use settings::TimeSpan;
+pub use suffixes::DomainSuffixes;
 pub use timeline::{EventKind, TimelineEvent};
 pub use usable::UsableFlow;
 pub use wire::{PartFindings, PartFindingsError};

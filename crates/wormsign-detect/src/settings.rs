@@ -125,9 +125,13 @@ pub(crate) fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, 
 /// Reads a list of indicators the way an indicator file is read
 /// ([`crate::parse_indicator_list`]): `#` comments and blanks dropped, lower case, no
 /// trailing dot.
-pub(crate) fn indicator_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn indicator_list<'de, D: Deserializer<'de>, L: FromIterator<String>>(
+    d: D,
+) -> Result<L, D::Error> {
     let entries = Vec::<String>::deserialize(d)?;
-    Ok(crate::parse_indicator_list(&entries.join("\n")))
+    Ok(crate::parse_indicator_list(&entries.join("\n"))
+        .into_iter()
+        .collect())
 }
 
 #[cfg(test)]

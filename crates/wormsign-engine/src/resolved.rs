@@ -223,7 +223,7 @@ mod tests {
     fn rules() -> DetectConfig {
         DetectConfig {
             cnc: CncConfig {
-                domains: vec!["c2.example".into()],
+                domains: vec!["c2.example".to_string()].into(),
                 ..CncConfig::default()
             },
             ..DetectConfig::default()
@@ -428,7 +428,7 @@ mod tests {
         let resolved = ResolvedCnc::default();
         let no_domains = DetectConfig {
             cnc: CncConfig {
-                domains: Vec::new(),
+                domains: Default::default(),
                 ..CncConfig::default()
             },
             ..DetectConfig::default()

@@ -319,7 +319,7 @@ fn the_cnc_pass_finds_what_was_turned_down_and_counts_it_once() {
     for (exposed_ports, cnc_pass) in runs {
         let rules = DetectConfig {
             cnc: CncConfig {
-                domains: vec!["guyspy.com".to_string()],
+                domains: vec!["guyspy.com".to_string()].into(),
                 ..CncConfig::default()
             },
             exposed_ports,
@@ -359,7 +359,7 @@ fn detection_while_the_files_end_equals_detect_dir() {
     let control = Control::default();
     let rules = DetectConfig {
         cnc: CncConfig {
-            domains: Vec::new(),
+            domains: Default::default(),
             ..CncConfig::default()
         },
         ..DetectConfig::default()
@@ -554,7 +554,7 @@ fn cnc_flows_are_the_connections_tshark_counts_on_a_real_capture() {
     for exposed_ports in exposed {
         let rules = DetectConfig {
             cnc: CncConfig {
-                domains: vec![name.to_string()],
+                domains: vec![name.to_string()].into(),
                 ..CncConfig::default()
             },
             exposed_ports,

@@ -9,9 +9,10 @@ use hashbrown::HashMap;
 use super::counting::Tally;
 use super::finding::Finding;
 use super::{BoxedRule, Events, Findings, Key, RuleState, RunState};
-use crate::config::{ends_with_ignore_case, parse_indicator_list, DetectConfig};
+use crate::config::{parse_indicator_list, DetectConfig};
 use crate::model::{DnsEvent, Rule};
 use crate::settings::{addresses, indicator_list, settings, TimeSpan};
+use crate::suffixes::DomainSuffixes;
 use crate::timeline::Note;
 
 /// The DriveLife / Lemon Duck indicator file shipped with the crate.
@@ -26,7 +27,7 @@ settings! {
         pub forward_window: TimeSpan = TimeSpan::from_secs(1),
         /// C&C domain suffixes, lower case, no trailing dot (default: the DriveLife list).
         #[serde(deserialize_with = "indicator_list")]
-        pub domains: Vec<String> = parse_indicator_list(DRIVELIFE_INDICATORS),
+        pub domains: DomainSuffixes = parse_indicator_list(DRIVELIFE_INDICATORS).into(),
         /// Rules files only: suffixes [`crate::DetectConfig::from_toml`] adds to `domains`,
         /// so a file can extend the built-in list instead of replacing it. Never printed,
         /// and empty once the file is read.
@@ -47,15 +48,7 @@ impl CncConfig {
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
     pub(crate) fn domain_match(&self, qname: &str) -> Option<&str> {
-        let q = qname.trim_end_matches('.').as_bytes();
-        self.domains
-            .iter()
-            .find(|d| {
-                let d = d.as_bytes();
-                ends_with_ignore_case(q, d)
-                    && (q.len() == d.len() || q[q.len() - d.len() - 1] == b'.')
-            })
-            .map(String::as_str)
+        self.domains.first_match(qname)
     }
 }
 

@@ -1,0 +1,241 @@
+//! A list of domain suffixes that a name is matched against in a lookup or two per label,
+//! however long the list: threat-intelligence feeds list tens of thousands of domains, and
+//! every DNS message of a run is matched.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Domain suffixes in the order given. A name matches a suffix when it equals it, or ends
+/// with `.` and the suffix, ASCII case ignored and the name's trailing dots dropped; the
+/// first suffix of the list the name matches is the one reported. Equality, printing and
+/// serde see the list alone.
+///
+/// The suffixes are held as a tree of labels, read from the right (`com`, then `ackng`,
+/// then `down`), so a name is matched by walking its labels from the right until the tree
+/// has no branch for one: a name under a top-level domain no suffix uses costs one
+/// lookup. A name matches a suffix exactly when the suffix's labels end the name's, so
+/// the walk finds every suffix the name matches.
+#[derive(Clone)]
+pub struct DomainSuffixes {
+    list: Vec<String>,
+    /// The tree; the root, index 0, stands for no label.
+    nodes: Vec<Node>,
+}
+
+#[derive(Clone, Default)]
+struct Node {
+    /// The first place in the list of the suffix whose labels lead here, if one does.
+    first_at: Option<usize>,
+    /// The next label to the left, in lower case.
+    children: HashMap<Box<[u8]>, usize>,
+}
+
+impl Default for DomainSuffixes {
+    fn default() -> Self {
+        DomainSuffixes {
+            list: Vec::new(),
+            nodes: vec![Node::default()],
+        }
+    }
+}
+
+impl DomainSuffixes {
+    /// Adds `suffix` at the end of the list.
+    pub fn push(&mut self, suffix: String) {
+        let mut at = 0;
+        for label in suffix
+            .to_ascii_lowercase()
+            .as_bytes()
+            .rsplit(|&b| b == b'.')
+        {
+            let next = self.nodes.len();
+            at = *self.nodes[at].children.entry(label.into()).or_insert(next);
+            if at == next {
+                self.nodes.push(Node::default());
+            }
+        }
+        self.nodes[at].first_at.get_or_insert(self.list.len());
+        self.list.push(suffix);
+    }
+
+    /// The suffixes, in the order given.
+    pub fn as_slice(&self) -> &[String] {
+        &self.list
+    }
+
+    /// Whether the list has no suffix.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The first suffix of the list `name` matches, if any.
+    pub fn first_match(&self, name: &str) -> Option<&str> {
+        let name = name.trim_end_matches('.').as_bytes();
+        // Names come in lower case but for resolvers' 0x20 case randomization.
+        let lower = if name.iter().any(u8::is_ascii_uppercase) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        let mut at = 0;
+        let mut first = None;
+        for label in lower.rsplit(|&b| b == b'.') {
+            let Some(&next) = self.nodes[at].children.get(label) else {
+                break;
+            };
+            at = next;
+            if let Some(i) = self.nodes[at].first_at {
+                first = Some(first.map_or(i, |f: usize| f.min(i)));
+            }
+        }
+        first.map(|i| self.list[i].as_str())
+    }
+}
+
+impl FromIterator<String> for DomainSuffixes {
+    fn from_iter<I: IntoIterator<Item = String>>(suffixes: I) -> Self {
+        let mut set = DomainSuffixes::default();
+        suffixes.into_iter().for_each(|s| set.push(s));
+        set
+    }
+}
+
+impl Extend<String> for DomainSuffixes {
+    fn extend<I: IntoIterator<Item = String>>(&mut self, suffixes: I) {
+        suffixes.into_iter().for_each(|s| self.push(s));
+    }
+}
+
+impl From<Vec<String>> for DomainSuffixes {
+    fn from(suffixes: Vec<String>) -> Self {
+        suffixes.into_iter().collect()
+    }
+}
+
+impl PartialEq for DomainSuffixes {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl fmt::Debug for DomainSuffixes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.list).finish()
+    }
+}
+
+impl Serialize for DomainSuffixes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainSuffixes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(DomainSuffixes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suffixes(list: &[&str]) -> DomainSuffixes {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// What the list matched before it was hashed: a scan of the list in order.
+    fn scanned<'a>(list: &'a [String], name: &str) -> Option<&'a str> {
+        let q = name.trim_end_matches('.').as_bytes();
+        list.iter()
+            .find(|d| {
+                let d = d.as_bytes();
+                q.len() >= d.len()
+                    && q[q.len() - d.len()..].eq_ignore_ascii_case(d)
+                    && (q.len() == d.len() || q[q.len() - d.len() - 1] == b'.')
+            })
+            .map(String::as_str)
+    }
+
+    #[test]
+    fn a_name_matches_a_suffix_at_a_label_boundary_only() {
+        let s = suffixes(&["ackng.com", "t.awcna.com"]);
+        assert_eq!(s.first_match("down.ackng.com"), Some("ackng.com"));
+        assert_eq!(s.first_match("ACKNG.COM."), Some("ackng.com"));
+        assert_eq!(s.first_match("T.AwCnA.com"), Some("t.awcna.com"));
+        assert_eq!(s.first_match("notackng.com"), None);
+        assert_eq!(s.first_match("awcna.com"), None);
+        assert_eq!(s.first_match(""), None);
+    }
+
+    #[test]
+    fn the_first_suffix_listed_wins() {
+        let s = suffixes(&["down.ackng.com", "ackng.com", "DOWN.ackng.com"]);
+        assert_eq!(s.first_match("x.down.ackng.com"), Some("down.ackng.com"));
+        let s = suffixes(&["ackng.com", "down.ackng.com"]);
+        assert_eq!(s.first_match("x.down.ackng.com"), Some("ackng.com"));
+        // A suffix listed in upper case still matches, and is reported as listed.
+        let s = suffixes(&["Evil.Example"]);
+        assert_eq!(s.first_match("a.evil.example"), Some("Evil.Example"));
+    }
+
+    /// The hashed lookup answers what scanning the list in order answers, on names and
+    /// suffixes with odd dots, case, non-ASCII bytes and lengths past the stack buffer.
+    #[test]
+    fn hashed_lookups_agree_with_scanning_the_list() {
+        let long = format!("{}.ackng.com", "a".repeat(300));
+        let list: Vec<String> = [
+            "ackng.com",
+            "b.ackng.com",
+            ".ackng.com",
+            "",
+            "é.example",
+            "É.example",
+            "a.b",
+            "com",
+            &long[290..],
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let names = [
+            "x.b.ackng.com",
+            "..ackng.com",
+            "a..ackng.com",
+            ".ackng.com",
+            "",
+            ".",
+            "..",
+            "x.é.example",
+            "x.É.EXAMPLE",
+            "A.B",
+            "xa.b",
+            "example.COM.",
+            "\u{fffd}.ackng.com",
+            long.as_str(),
+        ];
+        for n in 0..=list.len() {
+            let set: DomainSuffixes = list[..n].iter().cloned().collect();
+            for name in names {
+                assert_eq!(
+                    set.first_match(name),
+                    scanned(&list[..n], name),
+                    "{name:?} against {:?}",
+                    &list[..n]
+                );
+            }
+        }
+    }
+
+    /// Rules files read and print the list (`config.rs` tests the round trip).
+    #[test]
+    fn equality_and_printing_see_the_list() {
+        let s = suffixes(&["b.example", "a.example"]);
+        assert_eq!(s, suffixes(&["b.example", "a.example"]));
+        assert_ne!(s, suffixes(&["a.example", "b.example"]));
+        assert_eq!(format!("{s:?}"), r#"["b.example", "a.example"]"#);
+    }
+}
