@@ -276,21 +276,27 @@ fn no_detect_writes_no_detection_files() {
 }
 
 /// An indicator file the size of a threat-intelligence feed: a suffix listed after 10 000
-/// others is matched like a built-in one, so every client that asked a name under it
-/// (read from dns.parquet) gets a `cnc_dns` alert, and no other client does; the same
-/// feed without it raises none. The rules file empties the built-in list.
+/// others, many sharing its labels (`decoyN.com`, `xN.updates.org` beside the sample's
+/// `hostN.updates.org` names), is matched like a built-in one. Every client that asked a
+/// name under it (read from dns.parquet) gets a `cnc_dns` alert, and no other client
+/// does; the same feed without it raises none. The rules file empties the built-in list.
 #[test]
 fn a_suffix_at_the_end_of_a_long_indicator_feed_is_matched() {
     let run = wormsign(&[sample()], &["--no-detect"]);
     run.assert_ok("--no-detect");
     let rules = run.dir.path().join("no-builtin-cnc.toml");
     std::fs::write(&rules, "[cnc]\ndomains = []\n").expect("rules file");
-    let decoys: String = (0..10_000).map(|i| format!("decoy{i}.example\n")).collect();
+    let decoys: String = (0..5_000)
+        .map(|i| format!("decoy{i}.com\nx{i}.updates.org\n"))
+        .collect();
     let feed = run.dir.path().join("feed.txt");
     let decoys_only = run.dir.path().join("decoys.txt");
-    std::fs::write(&feed, format!("{decoys}UPDATES.com\n")).expect("feed");
+    std::fs::write(&feed, format!("{decoys}updates.com\n")).expect("feed");
     std::fs::write(&decoys_only, &decoys).expect("decoys");
-    let under_suffix = |name: &str| name.to_ascii_lowercase().ends_with(".updates.com");
+    let under_suffix = |name: &str| {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name == "updates.com" || name.ends_with(".updates.com")
+    };
     let askers: BTreeSet<String> = run
         .dns()
         .iter()

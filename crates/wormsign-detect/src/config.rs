@@ -367,7 +367,7 @@ impl DetectConfig {
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
     pub fn cnc_domain_match(&self, qname: &str) -> Option<&str> {
-        self.cnc.domain_match(qname)
+        self.cnc.domains.first_match(qname)
     }
 
     /// The caps of one of `parts` parts of a detection: the sources and pairs held at

@@ -40,7 +40,8 @@
 //!   [`remediation`] rows, each host's [`Identity`], the graph as SVG and DOT), with
 //!   `lookup.rs`, a detection's alerts, edges and hosts by address.
 //! - `suffixes.rs`: [`DomainSuffixes`], the C&C domain indicators, matched against every
-//!   DNS message of a run in a lookup or two per label however many are listed.
+//!   DNS message of a run in at most one hash lookup per label of its name, however many
+//!   are listed.
 //! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
 //!   (doc, key, default) so that serde both reads and prints it.
 //!

@@ -1,17 +1,16 @@
-//! A list of domain suffixes that a name is matched against in a lookup or two per label,
-//! however long the list: threat-intelligence feeds list tens of thousands of domains, and
+//! A list of domain suffixes that a name is matched against in at most one hash lookup per
+//! label of the name, however long the list: threat-intelligence feeds list tens of thousands of domains, and
 //! every DNS message of a run is matched.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use hashbrown::HashMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 /// Domain suffixes in the order given. A name matches a suffix when it equals it, or ends
 /// with `.` and the suffix, ASCII case ignored and the name's trailing dots dropped; the
 /// first suffix of the list the name matches is the one reported. Equality, printing and
-/// serde see the list alone.
+/// serialization see the list alone (rules files read it through `indicator_list`).
 ///
 /// The suffixes are held as a tree of labels, read from the right (`com`, then `ackng`,
 /// then `down`), so a name is matched by walking its labels from the right until the tree
@@ -71,19 +70,25 @@ impl DomainSuffixes {
         self.list.is_empty()
     }
 
-    /// The first suffix of the list `name` matches, if any.
+    /// The first suffix of the list `name` matches, if any. Allocates nothing unless a
+    /// label of the name is longer than DNS allows and not in lower case.
     pub fn first_match(&self, name: &str) -> Option<&str> {
         let name = name.trim_end_matches('.').as_bytes();
-        // Names come in lower case but for resolvers' 0x20 case randomization.
-        let lower = if name.iter().any(u8::is_ascii_uppercase) {
-            Cow::Owned(name.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(name)
-        };
         let mut at = 0;
         let mut first = None;
-        for label in lower.rsplit(|&b| b == b'.') {
-            let Some(&next) = self.nodes[at].children.get(label) else {
+        let mut lowered = [0u8; LABEL_MAX];
+        for label in name.rsplit(|&b| b == b'.') {
+            // Names come in lower case but for resolvers' 0x20 case randomization.
+            let next = if !label.iter().any(u8::is_ascii_uppercase) {
+                self.nodes[at].children.get(label)
+            } else if let Some(lower) = lowered.get_mut(..label.len()) {
+                lower.copy_from_slice(label);
+                lower.make_ascii_lowercase();
+                self.nodes[at].children.get(&*lower)
+            } else {
+                self.nodes[at].children.get(&label.to_ascii_lowercase()[..])
+            };
+            let Some(&next) = next else {
                 break;
             };
             at = next;
@@ -94,6 +99,10 @@ impl DomainSuffixes {
         first.map(|i| self.list[i].as_str())
     }
 }
+
+/// The longest label a DNS name may hold (RFC 1035); longer ones are matched too, through
+/// an allocation.
+const LABEL_MAX: usize = 63;
 
 impl FromIterator<String> for DomainSuffixes {
     fn from_iter<I: IntoIterator<Item = String>>(suffixes: I) -> Self {
@@ -130,12 +139,6 @@ impl fmt::Debug for DomainSuffixes {
 impl Serialize for DomainSuffixes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.list.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for DomainSuffixes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<String>::deserialize(d).map(DomainSuffixes::from)
     }
 }
 
@@ -182,49 +185,63 @@ mod tests {
         assert_eq!(s.first_match("a.evil.example"), Some("Evil.Example"));
     }
 
-    /// The hashed lookup answers what scanning the list in order answers, on names and
-    /// suffixes with odd dots, case, non-ASCII bytes and lengths past the stack buffer.
+    /// The tree answers what scanning the list in order answers: for every suffix alone,
+    /// the list in order and reversed, on names and suffixes with odd dots, case,
+    /// non-ASCII bytes and labels longer than DNS allows.
     #[test]
-    fn hashed_lookups_agree_with_scanning_the_list() {
-        let long = format!("{}.ackng.com", "a".repeat(300));
+    fn the_tree_agrees_with_scanning_the_list() {
+        let long_label = "a".repeat(70);
+        let long_name = format!("x.{long_label}.ackng.com");
+        let long_upper = format!("x.{}.ACKNG.com", long_label.to_uppercase());
+        let long_suffix = format!("{long_label}.ackng.com");
         let list: Vec<String> = [
             "ackng.com",
             "b.ackng.com",
             ".ackng.com",
+            "ACKNG.Com",
+            "ackng.com.",
             "",
+            ".",
+            "a..b",
             "é.example",
             "É.example",
             "a.b",
             "com",
-            &long[290..],
+            &long_suffix,
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let names = [
+            "ackng.com",
             "x.b.ackng.com",
+            "X.B.Ackng.COM.",
             "..ackng.com",
             "a..ackng.com",
             ".ackng.com",
             "",
             ".",
             "..",
+            "x.a..b",
+            "a.b",
             "x.é.example",
             "x.É.EXAMPLE",
             "A.B",
             "xa.b",
             "example.COM.",
             "\u{fffd}.ackng.com",
-            long.as_str(),
+            &long_name,
+            &long_upper,
         ];
-        for n in 0..=list.len() {
-            let set: DomainSuffixes = list[..n].iter().cloned().collect();
+        let reversed: Vec<String> = list.iter().rev().cloned().collect();
+        let singles = list.iter().map(std::slice::from_ref);
+        for suffixes in singles.chain([&list[..], &reversed[..]]) {
+            let set: DomainSuffixes = suffixes.iter().cloned().collect();
             for name in names {
                 assert_eq!(
                     set.first_match(name),
-                    scanned(&list[..n], name),
-                    "{name:?} against {:?}",
-                    &list[..n]
+                    scanned(suffixes, name),
+                    "{name:?} against {suffixes:?}"
                 );
             }
         }

@@ -45,11 +45,6 @@ impl CncConfig {
         let extra = std::mem::take(&mut self.extra_domains);
         self.domains.extend(extra);
     }
-
-    /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.
-    pub(crate) fn domain_match(&self, qname: &str) -> Option<&str> {
-        self.domains.first_match(qname)
-    }
 }
 
 pub(super) fn start<'a>(c: &'a DetectConfig, _dns: &[&'a DnsEvent]) -> BoxedRule<'a> {
