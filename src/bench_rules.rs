@@ -113,8 +113,7 @@ pub fn bench_rules(args: &BenchRulesArgs) -> anyhow::Result<ExitCode> {
     let rows = plan.run(&tables, &labels);
 
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&to_json(&rows, &labels, args)?)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        crate::write_json_file(path, &to_json(&rows, &labels, args)?)?;
     }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

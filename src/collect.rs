@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use wormsign_engine::{netflow_json, sflow_json, CollectConfig, Collector, DEFAULT_RECV_BUFFER};
 
@@ -113,8 +112,7 @@ pub fn collect(args: &CollectArgs) -> anyhow::Result<ExitCode> {
             "netflow": netflow_json(stats),
             "sflow": sflow_json(&summary.sflow),
         });
-        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::write_json_file(path, &json)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ mod detect;
 mod synth;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -143,6 +143,15 @@ fn main() -> ExitCode {
 }
 
 /// A duration setting's default, as the seconds the options take.
+/// Writes `json`, pretty-printed, to `path` under a temporary name until it is complete,
+/// so that a script waiting for the file never reads half of it.
+fn write_json_file(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(json)? + "\n";
+    wormsign_columnar::StagedFile::write(path, text.as_bytes())
+        .and_then(wormsign_columnar::StagedFile::commit)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
 }
@@ -197,13 +206,9 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let summary = analysis.summary;
 
     let mut json = summary.to_json();
-    let write_json = |json: &serde_json::Value| -> anyhow::Result<()> {
-        if let Some(path) = &args.summary_json {
-            let text = serde_json::to_string_pretty(json)?;
-            std::fs::write(path, text + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
+    let write_json = |json: &serde_json::Value| match &args.summary_json {
+        Some(path) => write_json_file(path, json),
+        None => Ok(()),
     };
     // Nothing was readable: each input's problem is the error, one line each.
     let usable = summary.inputs_usable > 0;

@@ -16,6 +16,7 @@ mod linktypes;
 mod logs;
 mod netflow;
 mod outcomes;
+mod outputs;
 mod partition;
 mod protocol;
 mod real_captures;

@@ -61,12 +61,14 @@ pub use staged::StagedFile;
 #[non_exhaustive]
 pub enum ColumnarError {
     /// A file could not be created, synced or renamed.
-    #[error("{}: {source}", path.display())]
+    // Not named `source`: thiserror would also return it as the error's source, and
+    // error reports that print the chain (anyhow's `{:#}`) would say it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Splitting a batch failed.
     #[error("arrow: {0}")]

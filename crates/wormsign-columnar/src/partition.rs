@@ -95,9 +95,9 @@ impl PartitionedSink {
         metadata: &[(String, String)],
         partitioning: Partitioning,
     ) -> Result<PartitionedSink, ColumnarError> {
-        std::fs::create_dir_all(dir).map_err(|source| ColumnarError::Io {
+        std::fs::create_dir_all(dir).map_err(|error| ColumnarError::Io {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(PartitionedSink {
             dir: dir.to_path_buf(),
@@ -176,9 +176,9 @@ impl PartitionedSink {
 
     fn start_file(&mut self, bucket: i64) -> Result<ParquetSink, ColumnarError> {
         let dir = self.dir.join(self.partitioning.directory(bucket));
-        std::fs::create_dir_all(&dir).map_err(|source| ColumnarError::Io {
+        std::fs::create_dir_all(&dir).map_err(|error| ColumnarError::Io {
             path: dir.clone(),
-            source,
+            error,
         })?;
         let n = self.files_started.entry(bucket).or_insert(0);
         let path = dir.join(format!("part-{}-{}.parquet", self.run_id, n));

@@ -55,19 +55,19 @@ impl StagedFile {
 
     /// Renames the file into place.
     pub fn commit(mut self) -> Result<(), ColumnarError> {
-        std::fs::rename(&self.tmp_path, &self.path).map_err(|source| ColumnarError::Io {
+        std::fs::rename(&self.tmp_path, &self.path).map_err(|error| ColumnarError::Io {
             path: self.path.clone(),
-            source,
+            error,
         })?;
         self.committed = true;
         Ok(())
     }
 
-    /// `source` as an error on the temporary file.
-    fn io_error(&self, source: std::io::Error) -> ColumnarError {
+    /// `error` as an error on the temporary file.
+    fn io_error(&self, error: std::io::Error) -> ColumnarError {
         ColumnarError::Io {
             path: self.tmp_path.clone(),
-            source,
+            error,
         }
     }
 }

@@ -9,12 +9,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file, directory or socket (named `udp://ADDR`) could not be read or written.
-    #[error("{}: {source}", path.display())]
+    // Not named `source`: thiserror would also return it as the error's source, and
+    // error reports that print the chain (anyhow's `{:#}`) would say it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Writing a table, or reading a stored one back, failed.
     #[error(transparent)]
@@ -35,6 +37,6 @@ impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, source }
+        move |error| Error::Io { path, error }
     }
 }

@@ -57,7 +57,7 @@ const POLL: Duration = Duration::from_millis(100);
 fn py_err(e: Error) -> PyErr {
     let message = e.to_string();
     match e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+        Error::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(message)
         }
         Error::Io { .. } | Error::Table(ColumnarError::Io { .. }) => PyOSError::new_err(message),
