@@ -60,6 +60,11 @@ impl Cidr {
         self.prefix
     }
 
+    /// Whether the network is an IPv4 one.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
     /// Whether `ip` is inside the network. IPv4-mapped IPv6 addresses are not unmapped.
     pub fn contains(&self, ip: IpAddr) -> bool {
         Cidr::new(ip, self.prefix).is_some_and(|n| n.addr == self.addr)

@@ -42,6 +42,8 @@
 //! - `suffixes.rs`: [`DomainSuffixes`], the C&C domain indicators, matched against every
 //!   DNS message of a run in at most one hash lookup per label of its name, however many
 //!   are listed.
+//! - `prefixes.rs`: longest-prefix matching of addresses (a zone's networks), one hash
+//!   lookup per prefix length in use, however many networks are listed.
 //! - `config.rs` and `settings.rs`: the rule set, and how a setting is declared once
 //!   (doc, key, default) so that serde both reads and prints it.
 //!
@@ -127,6 +129,7 @@ mod lookup;
 mod model;
 mod outcome;
 mod part;
+mod prefixes;
 mod propagation;
 mod remediation;
 mod report;

@@ -33,11 +33,12 @@ use rayon::prelude::*;
 
 use crate::config::{Caps, DetectConfig};
 use crate::model::DetectStats;
+use crate::prefixes::PrefixTable;
 use crate::propagation::SessionLog;
 use crate::rules::{BoxedRule, Contact, Events, Findings, FlowFacts, Key, Observing, RunState};
 use crate::sources::Sources;
 use crate::usable::UsableFlow;
-use crate::zones::ZoneCrossings;
+use crate::zones::{zone_table, ZoneCrossings};
 
 /// How a detection shares its state out among parts: every address belongs to one part.
 #[derive(Clone)]
@@ -127,6 +128,7 @@ impl<'a> Parts<'a> {
         start: impl Fn() -> Vec<BoxedRule<'a>>,
     ) -> Self {
         let caps = c.caps(partition.parts());
+        let zones = zone_table(c);
         let parts: Vec<Part<'a>> = indices
             .into_iter()
             .map(|index| Part {
@@ -139,6 +141,7 @@ impl<'a> Parts<'a> {
                     sources: Sources::default(),
                     sessions: SessionLog::default(),
                     crossings: ZoneCrossings::default(),
+                    zones: zones.clone(),
                 },
                 rules: start()
                     .into_iter()
@@ -260,6 +263,8 @@ struct Ledger<'a> {
     sources: Sources,
     sessions: SessionLog,
     crossings: ZoneCrossings,
+    /// The zones' networks, for the crossings.
+    zones: PrefixTable,
 }
 
 /// Flows handed to the rules' thread at a time, and how many such blocks may wait.
@@ -447,7 +452,8 @@ impl Ledger<'_> {
             self.stats.flows_without_outcome += u64::from(!f.shows_outcome);
             if let Some(service) = flow.service {
                 self.sessions.keep(&flow, self.caps, &mut self.stats);
-                self.crossings.observe(&flow, c, self.caps, &mut self.stats);
+                self.crossings
+                    .observe(&flow, &self.zones, c, self.caps, &mut self.stats);
                 flow.contact = self.contact(f, service, evicted);
             }
         }

@@ -16,6 +16,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::config::{Caps, Cidr, DetectConfig};
 use crate::model::{Alert, DetectStats, HostRow, Role};
+use crate::prefixes::PrefixTable;
 use crate::rules::FlowFacts;
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +134,7 @@ impl ZoneCrossings {
     pub fn observe(
         &mut self,
         flow: &FlowFacts<'_>,
+        zones: &PrefixTable,
         c: &DetectConfig,
         caps: Caps,
         stats: &mut DetectStats,
@@ -145,7 +147,8 @@ impl ZoneCrossings {
         if c.honeypots.contains(&f.resp_addr) {
             return;
         }
-        let (Some(from), Some(to)) = (zone_of(c, f.orig_addr), zone_of(c, f.resp_addr)) else {
+        let zone_of = |ip| zones.longest_match(ip);
+        let (Some(from), Some(to)) = (zone_of(f.orig_addr), zone_of(f.resp_addr)) else {
             return;
         };
         if from == to {
@@ -253,16 +256,17 @@ fn flagged_sources(alerts: &[Alert], hosts: &[HostRow]) -> HashMap<IpAddr, Strin
     flagged
 }
 
-/// The zone of `ip`: the one with the longest matching prefix (so `hq-dc=10.1.0.0/16`
-/// carves its part out of `hq=10.0.0.0/8`), as an index into the zone names in order.
-pub(crate) fn zone_of(c: &DetectConfig, ip: IpAddr) -> Option<u16> {
-    c.zones
-        .values()
-        .enumerate()
-        .flat_map(|(i, nets)| nets.iter().map(move |n| (i, n)))
-        .filter(|(_, n)| n.contains(ip))
-        .max_by_key(|&(i, n)| (n.prefix(), std::cmp::Reverse(i)))
-        .map(|(i, _)| i as u16)
+/// The zones' networks, each with its zone as an index into the zone names in order. An
+/// address's zone is the one with the longest matching prefix (so `hq-dc=10.1.0.0/16`
+/// carves its part out of `hq=10.0.0.0/8`); the first zone in name order of those that
+/// list that network.
+pub(crate) fn zone_table(c: &DetectConfig) -> PrefixTable {
+    let mut table = PrefixTable::default();
+    for (zone, networks) in c.zones.values().enumerate() {
+        let zone = u16::try_from(zone).unwrap_or(u16::MAX);
+        networks.iter().for_each(|&n| table.insert(n, zone));
+    }
+    table
 }
 
 /// Parses `NAME=CIDR` (the `--zone` option, a line of a zones file).
