@@ -142,16 +142,24 @@ fn main() -> ExitCode {
     })
 }
 
-/// A duration setting's default, as the seconds the options take.
-/// Writes `json`, pretty-printed, to `path` under a temporary name until it is complete,
-/// so that a script waiting for the file never reads half of it.
+/// Writes `json`, pretty-printed, to `path`. A new or regular file is written under a
+/// temporary name until it is complete, so that a script waiting for it never reads half
+/// of it; anything else (`/dev/stdout`, a pipe, a symbolic link) is written through, as
+/// renaming over it would replace it.
 fn write_json_file(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(json)? + "\n";
-    wormsign_columnar::StagedFile::write(path, text.as_bytes())
-        .and_then(wormsign_columnar::StagedFile::commit)
-        .with_context(|| format!("writing {}", path.display()))
+    let regular_or_new = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
+    let written = if regular_or_new {
+        wormsign_columnar::StagedFile::write(path, text.as_bytes())
+            .and_then(wormsign_columnar::StagedFile::commit)
+            .map_err(anyhow::Error::from)
+    } else {
+        std::fs::write(path, text).map_err(anyhow::Error::from)
+    };
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
+/// A duration setting's default, as the seconds the options take.
 fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
 }

@@ -128,7 +128,7 @@ impl<'a> Parts<'a> {
         start: impl Fn() -> Vec<BoxedRule<'a>>,
     ) -> Self {
         let caps = c.caps(partition.parts());
-        let zones = zone_table(c);
+        let zones = Arc::new(zone_table(c));
         let parts: Vec<Part<'a>> = indices
             .into_iter()
             .map(|index| Part {
@@ -141,7 +141,7 @@ impl<'a> Parts<'a> {
                     sources: Sources::default(),
                     sessions: SessionLog::default(),
                     crossings: ZoneCrossings::default(),
-                    zones: zones.clone(),
+                    zones: Arc::clone(&zones),
                 },
                 rules: start()
                     .into_iter()
@@ -263,8 +263,8 @@ struct Ledger<'a> {
     sources: Sources,
     sessions: SessionLog,
     crossings: ZoneCrossings,
-    /// The zones' networks, for the crossings.
-    zones: PrefixTable,
+    /// The zones' networks, for the crossings (one table for all the parts).
+    zones: Arc<PrefixTable>,
 }
 
 /// Flows handed to the rules' thread at a time, and how many such blocks may wait.

@@ -68,7 +68,7 @@ fn ids<'a>(alerts: impl Iterator<Item = &'a Alert>) -> String {
 
 /// Renders a responder's summary in Markdown: patient zero and how it got in, infected
 /// hosts in infection order, what to do first, and the alerts by tier, each table and
-/// list cut at [`REPORT_ROWS`]. Each claim cites the alert ids it rests on.
+/// list cut at `REPORT_ROWS` (1 000) rows. Each claim cites the alert ids it rests on.
 pub fn render_report(d: &Detection) -> String {
     render_report_with(d, &remediation(d))
 }
