@@ -72,13 +72,62 @@ pub enum ColumnarError {
     },
     /// Splitting a batch failed.
     #[error("arrow: {0}")]
-    Arrow(#[from] arrow_schema::ArrowError),
+    Arrow(arrow_schema::ArrowError),
     /// The Parquet writer failed.
     #[error("parquet: {0}")]
-    Parquet(#[from] parquet::errors::ParquetError),
+    Parquet(parquet::errors::ParquetError),
     /// A stored table could not be read back, or is not what wormsign writes (a missing
     /// or mistyped column, a null where none may be); the message names the file, column
     /// and row.
     #[error("{0}")]
     Read(String),
+}
+
+// By hand rather than `#[from]`, which would also make the wrapped error the source: the
+// message already says it, and reports that print the chain (anyhow's `{:#}`) would say
+// it twice, as for `Io`.
+impl From<arrow_schema::ArrowError> for ColumnarError {
+    fn from(error: arrow_schema::ArrowError) -> Self {
+        ColumnarError::Arrow(error)
+    }
+}
+
+impl From<parquet::errors::ParquetError> for ColumnarError {
+    fn from(error: parquet::errors::ParquetError) -> Self {
+        ColumnarError::Parquet(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error and its sources, joined as anyhow's `{:#}` joins them.
+    fn report(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    }
+
+    /// Each wrapped cause is said once in a report of the whole chain.
+    #[test]
+    fn a_report_of_the_chain_says_each_cause_once() {
+        let disk_full = || std::io::Error::other("no space left");
+        let errors = [
+            ColumnarError::Io {
+                path: "out/flows.parquet".into(),
+                error: disk_full(),
+            },
+            arrow_schema::ArrowError::ComputeError("no space left".into()).into(),
+            parquet::errors::ParquetError::General("no space left".into()).into(),
+        ];
+        for error in errors {
+            let text = report(&error);
+            assert_eq!(text.matches("no space left").count(), 1, "{text}");
+        }
+    }
 }
