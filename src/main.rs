@@ -142,21 +142,12 @@ fn main() -> ExitCode {
     })
 }
 
-/// Writes `json`, pretty-printed, to `path`. A new or regular file is written under a
-/// temporary name until it is complete, so that a script waiting for it never reads half
-/// of it; anything else (`/dev/stdout`, a pipe, a symbolic link) is written through, as
-/// renaming over it would replace it.
+/// Writes `json`, pretty-printed, to `path`: under a temporary name until complete when
+/// it is a regular or new file ([`wormsign_columnar::StagedFile::replace`]).
 fn write_json_file(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(json)? + "\n";
-    let regular_or_new = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
-    let written = if regular_or_new {
-        wormsign_columnar::StagedFile::write(path, text.as_bytes())
-            .and_then(wormsign_columnar::StagedFile::commit)
-            .map_err(anyhow::Error::from)
-    } else {
-        std::fs::write(path, text).map_err(anyhow::Error::from)
-    };
-    written.with_context(|| format!("writing {}", path.display()))
+    wormsign_columnar::StagedFile::replace(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A duration setting's default, as the seconds the options take.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{read_rows, wormsign, wormsign_ok, Row, Run};
+use crate::common::{self, read_rows, wormsign, wormsign_ok, Row, Run};
 
 const DETECTION_FILES: [&str; 12] = [
     "alerts.parquet",
@@ -275,46 +275,93 @@ fn no_detect_writes_no_detection_files() {
     }
 }
 
-/// An indicator file the size of a threat-intelligence feed: a suffix listed after 10 000
-/// others, many sharing its labels (`decoyN.com`, `xN.updates.org` beside the sample's
-/// `hostN.updates.org` names), is matched like a built-in one. Every client that asked a
-/// name under it (read from dns.parquet) gets a `cnc_dns` alert, and no other client
-/// does; the same feed without it raises none. The rules file empties the built-in list.
+/// 5 000 `decoyN.com` and 5 000 `xN.updates.org` suffixes: an indicator file the size of
+/// a threat-intelligence feed, sharing labels with the names it must not match.
+fn decoys() -> String {
+    (0..5_000)
+        .map(|i| format!("decoy{i}.com\nx{i}.updates.org\n"))
+        .collect()
+}
+
+/// Whether `name` is under one of `suffixes` (lower case), as C&C names are matched.
+fn under_any(name: &str, suffixes: &[&str]) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let under = |s: &&str| name == *s || name.ends_with(&format!(".{s}"));
+    suffixes.iter().any(under)
+}
+
+/// The sources of `cnc_dns` alerts when `wormsign detect` reads `run`'s tables with the
+/// built-in C&C list emptied and `indicators` (an indicator file's text) the only one.
+fn cnc_dns_sources(run: &Run, name: &str, indicators: &str) -> BTreeSet<String> {
+    let rules = run.dir.path().join("no-builtin-cnc.toml");
+    std::fs::write(&rules, "[cnc]\ndomains = []\n").expect("rules file");
+    let feed = run.dir.path().join(format!("{name}.txt"));
+    std::fs::write(&feed, indicators).expect("indicator file");
+    let args = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--indicators",
+        feed.to_str().unwrap(),
+    ];
+    let o = detect_into(run, name, &args);
+    let cnc = o.alerts.iter().filter(|a| a["rule"].str() == "cnc_dns");
+    cnc.map(|a| a["src_ip"].str().to_string()).collect()
+}
+
+/// A suffix listed after 10 000 others, many sharing its labels ([`decoys`], beside the
+/// sample's `hostN.updates.org` names), is matched like a built-in one: every client that
+/// asked a name under it (read from dns.parquet) gets a `cnc_dns` alert, and no other
+/// client does; the decoys alone raise none.
 #[test]
 fn a_suffix_at_the_end_of_a_long_indicator_feed_is_matched() {
     let run = wormsign(&[sample()], &["--no-detect"]);
     run.assert_ok("--no-detect");
-    let rules = run.dir.path().join("no-builtin-cnc.toml");
-    std::fs::write(&rules, "[cnc]\ndomains = []\n").expect("rules file");
-    let decoys: String = (0..5_000)
-        .map(|i| format!("decoy{i}.com\nx{i}.updates.org\n"))
-        .collect();
-    let feed = run.dir.path().join("feed.txt");
-    let decoys_only = run.dir.path().join("decoys.txt");
-    std::fs::write(&feed, format!("{decoys}updates.com\n")).expect("feed");
-    std::fs::write(&decoys_only, &decoys).expect("decoys");
-    let under_suffix = |name: &str| {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        name == "updates.com" || name.ends_with(".updates.com")
-    };
     let askers: BTreeSet<String> = run
         .dns()
         .iter()
-        .filter(|r| !r["is_response"].bool() && under_suffix(r["qname"].str()))
+        .filter(|r| !r["is_response"].bool() && under_any(r["qname"].str(), &["updates.com"]))
         .map(|r| r["client_h"].str().to_string())
         .collect();
     assert!(askers.len() >= 10, "too few clients asked: {askers:?}");
-    let alerted = |indicators: &PathBuf, name: &str| -> BTreeSet<String> {
-        let args = [
-            "--rules",
-            rules.to_str().unwrap(),
-            "--indicators",
-            indicators.to_str().unwrap(),
-        ];
-        let o = detect_into(&run, name, &args);
-        let cnc = o.alerts.iter().filter(|a| a["rule"].str() == "cnc_dns");
-        cnc.map(|a| a["src_ip"].str().to_string()).collect()
+    let feed = format!("{}updates.com\n", decoys());
+    assert_eq!(cnc_dns_sources(&run, "feed", &feed), askers);
+    assert_eq!(cnc_dns_sources(&run, "decoys", &decoys()), BTreeSet::new());
+}
+
+/// The same on traffic nobody here made, against tshark's view of who asked what: nDPI's
+/// iodine tunnel (every query under `pirate.sea`) and Zeek's hour of ticks, whose names
+/// are in mixed case (`QfhHbbMvRk.de`; three of them are listed). Listed in upper case
+/// after the decoys, each alerts exactly the clients tshark shows asking a name under
+/// it.
+#[test]
+fn indicator_feeds_alert_the_askers_tshark_sees_in_real_captures() {
+    let Some(dir) = common::captures_and("tshark") else {
+        return;
     };
-    assert_eq!(alerted(&feed, "feed"), askers);
-    assert_eq!(alerted(&decoys_only, "decoys"), BTreeSet::new());
+    for capture in ["dns/dns_tunnel_iodine.pcap", "dns/dns_ticks_1hr.pcap"] {
+        let path = dir.join(capture);
+        let queries = common::tshark_fields(
+            &path,
+            &["-Y", "dns.flags.response == 0"],
+            &["ip.src", "dns.qry.name"],
+        );
+        let queries: Vec<(&str, &str)> =
+            queries.lines().filter_map(|l| l.split_once('\t')).collect();
+        let mut names: Vec<String> = queries.iter().map(|q| q.1.to_ascii_lowercase()).collect();
+        names.sort();
+        let listed: Vec<&str> = match capture {
+            "dns/dns_tunnel_iodine.pcap" => vec!["pirate.sea"],
+            _ => names.iter().take(3).map(String::as_str).collect(),
+        };
+        let askers: BTreeSet<String> = queries
+            .iter()
+            .filter(|(_, name)| under_any(name, &listed))
+            .map(|(src, _)| src.to_string())
+            .collect();
+        assert!(!askers.is_empty(), "{capture}: nobody asked {listed:?}");
+        let run = wormsign(&[&path], &["--no-detect"]);
+        run.assert_ok(capture);
+        let feed = format!("{}{}\n", decoys(), listed.join("\n").to_uppercase());
+        assert_eq!(cnc_dns_sources(&run, "feed", &feed), askers, "{capture}");
+    }
 }

@@ -23,12 +23,9 @@ use crate::common::{self, Cell, Row};
 ///   emitting a row. Every such frame, and only those, is missing.
 #[test]
 fn dns_messages_match_tshark() {
-    let Some(dir) = common::captures() else {
+    let Some(dir) = common::captures_and("tshark") else {
         return;
     };
-    if !common::have_tool("tshark") {
-        return;
-    }
     let expected = common::expected();
     let files = common::expected_files("dns_query_messages");
     assert!(files.len() >= 10);
@@ -155,12 +152,9 @@ fn dns_messages_match_tshark() {
 /// both read (which messages those are is `dns_messages_match_tshark`'s test).
 #[test]
 fn dns_names_and_answer_addresses_match_tshark() {
-    let Some(dir) = common::captures() else {
+    let Some(dir) = common::captures_and("tshark") else {
         return;
     };
-    if !common::have_tool("tshark") {
-        return;
-    }
     let mut failures = Vec::new();
     let mut compared = [0usize; 3]; // names, A, AAAA
     let mut skipped = 0;

@@ -275,12 +275,9 @@ fn wormsign_conversations(run: &common::Run) -> BTreeMap<ConvKey, Dirs> {
 /// Each flow's addresses are written as tshark writes them (RFC 5952 for IPv6).
 #[test]
 fn conversations_match_tshark() {
-    let Some(dir) = common::captures() else {
+    let Some(dir) = common::captures_and("tshark") else {
         return;
     };
-    if !common::have_tool("tshark") {
-        return;
-    }
     let expected = common::expected();
     let files = common::expected_files("tcp_conversations");
     assert!(

@@ -82,12 +82,9 @@ fn classify(packets: &[(i64, Endpoint, u16)]) -> Option<(Endpoint, &'static str,
 /// packet has that state, the SYN sender as originator, and the history letters.
 #[test]
 fn tcp_states_match_packets() {
-    let Some(dir) = common::captures() else {
+    let Some(dir) = common::captures_and("tshark") else {
         return;
     };
-    if !common::have_tool("tshark") {
-        return;
-    }
     let files = [
         "scan/ndpi_synscan_1000ports.pcap",
         "scan/tcp_scan_ndpi.pcap",
@@ -145,12 +142,9 @@ fn tcp_states_match_packets() {
 /// resp_p = 0, the requester is the originator, and the packets per side match tshark.
 #[test]
 fn icmp_echo_is_one_flow() {
-    let Some(dir) = common::captures() else {
+    let Some(dir) = common::captures_and("tshark") else {
         return;
     };
-    if !common::have_tool("tshark") {
-        return;
-    }
     let mut checked = 0;
     for file in [
         "smb/eternalblue_failed_patched_win7.pcap",

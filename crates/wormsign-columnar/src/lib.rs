@@ -53,7 +53,7 @@ pub mod parts {
     pub use crate::builders::{append_ip, batch, micros, DictBuilder};
     pub use crate::schema::{dict, field, timestamp};
 }
-pub use sink::{FinishedTable, ParquetSink, TableSink, TableWriter, BATCH_ROWS, ROW_GROUP_ROWS};
+pub use sink::{FinishedTable, ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};
 pub use staged::StagedFile;
 
 /// Errors writing tables.

@@ -291,7 +291,7 @@ pub struct TableWriter<B: RowBuilder> {
 /// Rows a [`TableWriter`] gathers in its builder before encoding them: like the flow
 /// shards' batches, small enough that Arrow builders (whose strings and lists take
 /// several times their encoded size) add little to the row group being encoded.
-pub const BATCH_ROWS: usize = 8 * 1024;
+const BATCH_ROWS: usize = 8 * 1024;
 
 impl<B: RowBuilder> TableWriter<B> {
     /// Starts the table file at `path`.
@@ -341,15 +341,37 @@ impl<B: RowBuilder> TableWriter<B> {
 
     /// Writes what is buffered and renames the file into place.
     pub fn finish(mut self) -> Result<FinishedTable, ColumnarError> {
-        self.seal();
-        for batch in std::mem::take(&mut self.sealed) {
-            self.sink.write(&batch)?;
-        }
+        self.write_buffered()?;
         let batches = self.sink.finish()?;
         Ok(FinishedTable {
             rows: self.rows,
             batches,
         })
+    }
+
+    /// Writes `rows` as the table file at `path`, in the batches [`TableWriter::push`]
+    /// makes, and syncs it, leaving it under its temporary name for the caller to put in
+    /// place with the files it belongs with.
+    pub fn stage_rows(
+        path: &Path,
+        metadata: &[(String, String)],
+        rows: &[B::Row],
+    ) -> Result<StagedFile, ColumnarError> {
+        let mut writer = Self::create(path, metadata)?;
+        rows.iter().try_for_each(|r| writer.push(r).map(drop))?;
+        writer.write_buffered()?;
+        let TableSink::File(sink) = writer.sink else {
+            unreachable!("TableWriter::create makes one file");
+        };
+        sink.finish_staged()
+    }
+
+    /// Writes the rows still buffered and the batches sealed.
+    fn write_buffered(&mut self) -> Result<(), ColumnarError> {
+        self.seal();
+        std::mem::take(&mut self.sealed)
+            .iter()
+            .try_for_each(|batch| self.sink.write(batch))
     }
 }
 

@@ -43,6 +43,20 @@ impl StagedFile {
         Ok(staged)
     }
 
+    /// Writes `bytes` as the whole file at `path`: a new or regular file is staged and
+    /// renamed into place at once; anything else (a device such as `/dev/stdout`, a pipe,
+    /// a symbolic link) is written through, as renaming over it would replace it.
+    pub fn replace(path: &Path, bytes: &[u8]) -> Result<(), ColumnarError> {
+        let regular_or_new = std::fs::symlink_metadata(path).map_or(true, |m| m.is_file());
+        if regular_or_new {
+            return StagedFile::write(path, bytes)?.commit();
+        }
+        std::fs::write(path, bytes).map_err(|error| ColumnarError::Io {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+
     /// Syncs `file`, this file's handle, to the disk.
     pub fn sync(&self, file: &File) -> Result<(), ColumnarError> {
         file.sync_all().map_err(|e| self.io_error(e))
@@ -106,6 +120,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["report.md"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A regular file is replaced by a new one (a second name linked to the old file
+    /// keeps the old text), and a symbolic link is written through, not replaced.
+    #[test]
+    fn replacing_renames_over_a_regular_file_and_writes_through_a_link() {
+        let dir = std::env::temp_dir().join(format!("wormsign-replace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, old_name) = (dir.join("summary.json"), dir.join("old.json"));
+        std::fs::write(&file, "old").unwrap();
+        std::fs::hard_link(&file, &old_name).unwrap();
+        StagedFile::replace(&file, b"new").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        assert_eq!(std::fs::read(&old_name).unwrap(), b"old");
+
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&old_name, &link).unwrap();
+        StagedFile::replace(&link, b"through").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&old_name).unwrap(), b"through");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

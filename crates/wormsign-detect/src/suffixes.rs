@@ -70,25 +70,22 @@ impl DomainSuffixes {
         self.list.is_empty()
     }
 
-    /// The first suffix of the list `name` matches, if any. Allocates nothing unless a
-    /// label of the name is longer than DNS allows and not in lower case.
+    /// The first suffix of the list `name` matches, if any.
     pub fn first_match(&self, name: &str) -> Option<&str> {
         let name = name.trim_end_matches('.').as_bytes();
         let mut at = 0;
         let mut first = None;
-        let mut lowered = [0u8; LABEL_MAX];
         for label in name.rsplit(|&b| b == b'.') {
-            // Names come in lower case but for resolvers' 0x20 case randomization.
-            let next = if !label.iter().any(u8::is_ascii_uppercase) {
-                self.nodes[at].children.get(label)
-            } else if let Some(lower) = lowered.get_mut(..label.len()) {
-                lower.copy_from_slice(label);
-                lower.make_ascii_lowercase();
-                self.nodes[at].children.get(&*lower)
+            // Lowered only when needed: the DNS decoder and the log readers store names in
+            // lower case, but a table another tool wrote, or a caller, may not.
+            let lowered;
+            let label = if label.iter().any(u8::is_ascii_uppercase) {
+                lowered = label.to_ascii_lowercase();
+                &lowered[..]
             } else {
-                self.nodes[at].children.get(&label.to_ascii_lowercase()[..])
+                label
             };
-            let Some(&next) = next else {
+            let Some(&next) = self.nodes[at].children.get(label) else {
                 break;
             };
             at = next;
@@ -99,10 +96,6 @@ impl DomainSuffixes {
         first.map(|i| self.list[i].as_str())
     }
 }
-
-/// The longest label a DNS name may hold (RFC 1035); longer ones are matched too, through
-/// an allocation.
-const LABEL_MAX: usize = 63;
 
 impl FromIterator<String> for DomainSuffixes {
     fn from_iter<I: IntoIterator<Item = String>>(suffixes: I) -> Self {

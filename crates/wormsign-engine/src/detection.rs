@@ -18,8 +18,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wormsign_capture::time::UtcTime;
 use wormsign_columnar::{
     arp_events, dns_events, flow_batch, for_each_flow, kept_flow_batch, name_events, read_arp,
-    read_dns, read_flows, read_names, read_sessions, session_events, table_files, ParquetSink,
-    ResponderAddr, RowBuilder, StagedFile, BATCH_ROWS,
+    read_dns, read_flows, read_names, read_sessions, session_events, table_files, ResponderAddr,
+    RowBuilder, StagedFile, TableWriter,
 };
 use wormsign_decode::IpText;
 use wormsign_detect::{
@@ -425,8 +425,7 @@ fn build<B: RowBuilder>(rows: &[B::Row]) -> RecordBatch {
     b.finish()
 }
 
-/// Writes `rows` as the table `NAME.parquet` in `dir`, in the batches
-/// [`wormsign_columnar::TableWriter`] makes, not yet in place.
+/// Writes `rows` as the table `NAME.parquet` in `dir`, not yet in place.
 fn table<B: RowBuilder>(
     dir: &Path,
     name: &str,
@@ -434,11 +433,7 @@ fn table<B: RowBuilder>(
     rows: &[B::Row],
 ) -> Result<Vec<StagedFile>, Error> {
     let path = dir.join(format!("{name}.parquet"));
-    let mut sink = ParquetSink::create(&path, B::schema(), metadata)?;
-    for batch in rows.chunks(BATCH_ROWS) {
-        sink.write(&build::<B>(batch))?;
-    }
-    Ok(vec![sink.finish_staged()?])
+    Ok(vec![TableWriter::<B>::stage_rows(&path, metadata, rows)?])
 }
 
 /// Writes every detection output into `dir` (created if missing).

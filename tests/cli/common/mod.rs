@@ -41,6 +41,12 @@ pub fn have_tool(name: &str) -> bool {
     wormsign_testutil::require_tool(name, version_flag)
 }
 
+/// The capture corpus, when it and `tool` are both there (see [`captures`] and
+/// [`have_tool`] for what their absence does).
+pub fn captures_and(tool: &str) -> Option<PathBuf> {
+    captures().filter(|_| have_tool(tool))
+}
+
 /// Runs a tool and returns its stdout; panics on failure.
 pub fn tool<S: AsRef<OsStr>>(name: &str, args: &[S]) -> String {
     let out = Command::new(name)
