@@ -104,7 +104,7 @@ fn flows() -> Vec<FlowRecord> {
 }
 
 fn batches(records: &[FlowRecord]) -> Vec<RecordBatch> {
-    let mut builder = FlowBatchBuilder::default();
+    let mut builder = FlowBatchBuilder::with_capacity(BATCH_ROWS);
     records
         .chunks(BATCH_ROWS)
         .map(|rows| {

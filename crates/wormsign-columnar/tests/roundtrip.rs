@@ -131,6 +131,30 @@ fn enum_columns_read_back_as_their_names() {
     }
 }
 
+/// A builder sized for few rows grows, one sized for many does not, and each starts the
+/// next batch sized as the first: the batches must be the same whatever the size.
+#[test]
+fn flow_batches_do_not_depend_on_the_builders_size() {
+    let batches = |mut builder: FlowBatchBuilder| -> Vec<RecordBatch> {
+        let rows: Vec<FlowRecord> = (0..40).map(distinct_flow).collect();
+        let sizes = [1, 17, 0, 22];
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|n| {
+                rows[start..start + n].iter().for_each(|r| builder.append(r));
+                start += n;
+                builder.finish()
+            })
+            .collect()
+    };
+    let expected = batches(FlowBatchBuilder::default());
+    assert_eq!(expected.iter().map(|b| b.num_rows()).sum::<usize>(), 40);
+    for rows in [0, 1, 3, 20, 8192] {
+        assert_eq!(batches(FlowBatchBuilder::with_capacity(rows)), expected, "{rows}");
+    }
+}
+
 /// A DNS response with one answer.
 fn dns_row() -> DnsRow {
     let message = DnsMessage {

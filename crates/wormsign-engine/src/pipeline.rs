@@ -451,7 +451,11 @@ fn decode_worker(
         out_tx.send(msg).is_ok()
     };
     for job in jobs {
-        let per_shard = job.chunk.len() / n_shards + 16;
+        // An even split by hash varies by a few square roots of the chunk's packets: a
+        // sixteenth more than the mean covers that, where 16 more had half the chunks
+        // of a scan copy a shard's packets into a vector twice as large (1.7 % of the
+        // CPU).
+        let per_shard = job.chunk.len() / n_shards + job.chunk.len() / 16 + 16;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
             .map(|_| Vec::with_capacity(per_shard))
             .collect();
@@ -703,7 +707,7 @@ fn flow_shard(
     let mut last_sweep: Option<i64> = None;
     let mut last_watermark: Option<i64> = None;
     let mut done: Vec<FlowRecord> = Vec::new();
-    let mut builder = FlowBatchBuilder::default();
+    let mut builder = FlowBatchBuilder::with_capacity(FLOW_BATCH_ROWS);
     let mut n_flows = 0u64;
     // The flows of the batch being built that detection can use, picked out here, in
     // parallel, rather than by the single writer.
@@ -713,7 +717,10 @@ fn flow_shard(
     // are built), and the partial last batch when `force`d. False once the writer is gone.
     let mut emit = |records: &mut dyn Iterator<Item = FlowRecord>, force: bool| -> bool {
         let send = |batch, usable: &mut Vec<_>| {
-            let msg = ToWriter::Flows(batch, std::mem::take(usable));
+            // The next batch likely has as many usable flows: a vector grown from empty
+            // for each batch was 1.5 % of the CPU on a scan, whose flows are all usable.
+            let sized = Vec::with_capacity(usable.len());
+            let msg = ToWriter::Flows(batch, std::mem::replace(usable, sized));
             out_tx.send(msg).is_ok()
         };
         for r in records {
