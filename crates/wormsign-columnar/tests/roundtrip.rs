@@ -142,7 +142,9 @@ fn flow_batches_do_not_depend_on_the_builders_size() {
         sizes
             .iter()
             .map(|n| {
-                rows[start..start + n].iter().for_each(|r| builder.append(r));
+                rows[start..start + n]
+                    .iter()
+                    .for_each(|r| builder.append(r));
                 start += n;
                 builder.finish()
             })
@@ -151,7 +153,11 @@ fn flow_batches_do_not_depend_on_the_builders_size() {
     let expected = batches(FlowBatchBuilder::default());
     assert_eq!(expected.iter().map(|b| b.num_rows()).sum::<usize>(), 40);
     for rows in [0, 1, 3, 20, 8192] {
-        assert_eq!(batches(FlowBatchBuilder::with_capacity(rows)), expected, "{rows}");
+        assert_eq!(
+            batches(FlowBatchBuilder::with_capacity(rows)),
+            expected,
+            "{rows}"
+        );
     }
 }
 
