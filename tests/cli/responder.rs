@@ -458,6 +458,74 @@ fn host_identity_matches_tshark() {
     );
 }
 
+/// Host names from reverse lookups on a real capture, against tshark: each host lists as
+/// `(dns ptr)` exactly the names tshark reads from the PTR answers for its address, read
+/// back by `wormsign detect` as the pipeline fed them. The home network's resolver is
+/// asked many times for each of its devices; detection keeps one answer per name.
+#[test]
+fn reverse_lookup_names_match_tshark_on_a_real_capture() {
+    let Some(dir) = crate::common::captures_and("tshark") else {
+        return;
+    };
+    let capture = dir.join("format/pcapng_wireshark_samples.pcapng");
+    let answers = tshark_fields(
+        &capture,
+        &["-Y", "dns.flags.response == 1 && dns.qry.type == 12"],
+        &["dns.qry.name", "dns.ptr.domain_name"],
+    );
+    let mut tshark: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (qname, names) in answers.lines().filter_map(|l| l.split_once('\t')) {
+        let Some(v4) = qname
+            .to_ascii_lowercase()
+            .strip_suffix(".in-addr.arpa")
+            .map(|r| {
+                let octets: Vec<&str> = r.split('.').rev().collect();
+                octets.join(".")
+            })
+        else {
+            continue;
+        };
+        let names = names.split(',').filter(|n| !n.is_empty());
+        (tshark.entry(v4).or_default()).extend(names.map(str::to_ascii_lowercase));
+    }
+    let honeypots = ["239.255.255.250", "192.168.152.1", "224.0.0.7"];
+    let args: Vec<&str> = honeypots.iter().flat_map(|h| ["--honeypot", h]).collect();
+    let run = wormsign(&[&capture], &args);
+    run.assert_ok("wireshark samples");
+    let ptr_names = |hosts: &[Row]| -> BTreeMap<String, BTreeSet<String>> {
+        let mut out = BTreeMap::new();
+        for h in hosts {
+            let crate::common::Cell::List(names) = &h["names"] else {
+                panic!("names is a list");
+            };
+            let ours: BTreeSet<String> = names
+                .iter()
+                .filter_map(|n| n.str().strip_suffix(" (dns ptr)").map(String::from))
+                .collect();
+            out.insert(h["ip"].str().to_string(), ours);
+        }
+        out
+    };
+    let hosts = ptr_names(&read_rows(&run.out().join("hosts.parquet")));
+    let mut named = 0;
+    for (ip, ours) in &hosts {
+        assert_eq!(ours, &tshark.get(ip).cloned().unwrap_or_default(), "{ip}");
+        named += usize::from(!ours.is_empty());
+    }
+    assert!(named >= 4, "{named} hosts named: {hosts:?}");
+    let (stored, again) = (run.out(), run.dir.path().join("detect"));
+    let mut detect: Vec<&std::ffi::OsStr> = vec![
+        "detect".as_ref(),
+        stored.as_os_str(),
+        "--out".as_ref(),
+        again.as_os_str(),
+        "-q".as_ref(),
+    ];
+    detect.extend(args.iter().map(std::ffi::OsStr::new));
+    crate::common::wormsign_ok(&detect);
+    assert_eq!(ptr_names(&read_rows(&again.join("hosts.parquet"))), hosts);
+}
+
 /// The real captures of the shared corpus that carry DHCP or NetBIOS name service.
 const NAMING_CAPTURES: [&str; 6] = [
     "smb/eternalblue_failed_patched_win7.pcap",

@@ -762,44 +762,52 @@ fn list_row(a: &ArrayRef, name: &str, i: usize) -> Result<Vec<Option<String>>> {
     Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
 }
 
-/// Reads DNS messages, keeping those whose query name `keep` accepts (as stored; kept
-/// names are then lower-cased without the trailing dot); returns them and the number of
-/// messages read.
-pub fn read_dns(files: &[PathBuf], keep: impl Fn(&str) -> bool) -> Result<(Vec<DnsEvent>, u64)> {
-    let (mut out, mut read) = (Vec::new(), 0u64);
+/// Reads DNS messages, adding to `out` those `keep` accepts by query name (as stored;
+/// kept names are then lower-cased without the trailing dot) and whether they are
+/// responses; returns the number of messages read.
+pub fn read_dns(
+    files: &[PathBuf],
+    keep: impl Fn(&str, bool) -> bool,
+    out: &mut impl Extend<DnsEvent>,
+) -> Result<u64> {
+    let mut read = 0u64;
     // Names first: the other columns (the answer lists are the widest) are decoded only
     // for the messages `keep` takes, typically a handful of a million.
-    let wanted = |b: &RecordBatch| -> Result<BooleanArray> {
-        let qname = strings(b, "qname")?;
-        Ok(qname.iter().map(|q| Some(q.is_some_and(&keep))).collect())
-    };
+    let wanted = |b: &RecordBatch| wanted_dns(b, &keep);
     for path in files {
-        let each = |b: &RecordBatch| dns_events(b, &mut out);
-        let marking = Marking::rows(&["qname"]);
+        let each = |b: &RecordBatch| dns_events(b, out);
+        let marking = Marking::rows(&["qname", "is_response"]);
         read += read_marked(path, None, marking, wanted, &DNS_COLUMNS, each)?;
     }
-    Ok((out, read))
+    Ok(read)
 }
 
 /// The messages of one batch whose query name `keep` accepts (as stored), appended to
 /// `out`, as [`read_dns`] keeps them from files.
 pub fn kept_dns_events(
     b: &RecordBatch,
-    keep: impl Fn(&str) -> bool,
-    out: &mut Vec<DnsEvent>,
+    keep: impl Fn(&str, bool) -> bool,
+    out: &mut impl Extend<DnsEvent>,
 ) -> Result<()> {
-    let wanted: BooleanArray = strings(b, "qname")?
-        .iter()
-        .map(|q| Some(q.is_some_and(&keep)))
-        .collect();
+    let wanted = wanted_dns(b, &keep)?;
     if wanted.true_count() > 0 {
         dns_events(&arrow_select::filter::filter_record_batch(b, &wanted)?, out)?;
     }
     Ok(())
 }
 
-/// Appends the messages of `b` (rows whose `qname` is set) to `out`.
-pub fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> Result<()> {
+/// The rows of `b` (a batch of the DNS table, or of its `qname` and `is_response`
+/// columns) whose query name and response flag `keep` accepts.
+fn wanted_dns(b: &RecordBatch, keep: impl Fn(&str, bool) -> bool) -> Result<BooleanArray> {
+    let (qname, is_response) = (strings(b, "qname")?, bools(b, "is_response")?);
+    let rows = qname.iter().zip(is_response);
+    Ok(rows
+        .map(|(q, r)| Some(q.is_some_and(|q| keep(q, r.unwrap_or(false)))))
+        .collect())
+}
+
+/// Adds the messages of `b` (rows whose `qname` is set) to `out`.
+pub fn dns_events(b: &RecordBatch, out: &mut impl Extend<DnsEvent>) -> Result<()> {
     let ts = ints(b, "ts")?;
     let client = strings(b, "client_h")?;
     let server = strings(b, "server_h")?;
@@ -817,14 +825,14 @@ pub fn dns_events(b: &RecordBatch, out: &mut Vec<DnsEvent>) -> Result<()> {
             .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA" | "PTR")))
             .filter_map(|(a, _)| a)
             .collect();
-        out.push(DnsEvent {
+        out.extend([DnsEvent {
             ts_ns: ns(required(ts[i], "ts", i)?),
             client: parse_ip(client[i], "client_h", i)?,
             server: parse_ip(server[i], "server_h", i)?,
             qname,
             is_response: is_response[i].unwrap_or(false),
             answers,
-        });
+        }]);
     }
     Ok(())
 }

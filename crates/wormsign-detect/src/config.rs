@@ -359,15 +359,18 @@ impl DetectConfig {
             .position(|s| s.proto == proto && s.port == port)
     }
 
-    /// Whether detection reads DNS messages asking for `qname`: C&C names (the rules),
-    /// and reverse lookups (`*.in-addr.arpa`, `*.ip6.arpa`: host names for the hosts
-    /// table). Reading stored DNS back and feeding it from the pipeline both keep these.
-    pub fn wants_dns(&self, qname: &str) -> bool {
+    /// Whether detection reads a DNS message (a response or not) asking for `qname`:
+    /// C&C names (the rules), and responses to reverse lookups (`*.in-addr.arpa`,
+    /// `*.ip6.arpa`: host names for the hosts table). Reading stored DNS back and feeding
+    /// it from the pipeline both keep these (and [`crate::KeptDns`] only what they name).
+    pub fn wants_dns(&self, qname: &str, is_response: bool) -> bool {
         // Every DNS message of a run passes here: no allocation.
         let name = qname.trim_end_matches('.').as_bytes();
-        ends_with_ignore_case(name, b".in-addr.arpa")
-            || ends_with_ignore_case(name, b".ip6.arpa")
-            || self.cnc_domain_match(qname).is_some()
+        let reverse = || {
+            ends_with_ignore_case(name, b".in-addr.arpa")
+                || ends_with_ignore_case(name, b".ip6.arpa")
+        };
+        (is_response && reverse()) || self.cnc_domain_match(qname).is_some()
     }
 
     /// The C&C suffix `qname` matches (equal, or ending in `.` + suffix), if any.

@@ -125,6 +125,7 @@ mod detector;
 mod distinct;
 mod graph;
 mod identity;
+mod kept_dns;
 mod lookup;
 mod model;
 mod outcome;
@@ -147,6 +148,7 @@ pub use config::{parse_indicator_list, Cidr, CidrError, DetectConfig, RulesError
 pub use detector::{detect, Detector, FlowFilter};
 pub use graph::{render_graph_dot, render_graph_svg};
 pub use identity::Identity;
+pub use kept_dns::{Keeping, KeptDns};
 pub use model::{Alert, Basis, DetectStats, Detection, Edge, HostRow, Role, Rule, Tier};
 pub use outcome::{is_completed, is_failed};
 pub use part::Partition;

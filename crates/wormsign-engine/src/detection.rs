@@ -24,7 +24,7 @@ use wormsign_columnar::{
 use wormsign_decode::IpText;
 use wormsign_detect::{
     remediation, render_graph_dot, render_graph_svg, render_report_with, ArpEvent, DetectConfig,
-    Detection, Detector, DnsEvent, NameEvent, SessionEvent, Tier,
+    Detection, Detector, DnsEvent, KeptDns, NameEvent, SessionEvent, Tier,
 };
 use wormsign_flow::FlowRecord;
 
@@ -241,7 +241,11 @@ impl DetectInputs {
     pub fn read(dir: &Path, warnings: &mut Vec<String>) -> Result<DetectInputs, Error> {
         Ok(DetectInputs {
             flows: read_flows(&table_files(dir, "flows"))?,
-            dns: read_dns(&optional_table(dir, "dns", warnings), |_| true)?.0,
+            dns: {
+                let mut dns = Vec::new();
+                read_dns(&optional_table(dir, "dns", warnings), |_, _| true, &mut dns)?;
+                dns
+            },
             arp: read_arp(&optional_table(dir, "arp", warnings))?,
             sessions: read_sessions(&optional_table(dir, "sessions", warnings))?,
             names: read_names(&optional_table(dir, "names", warnings))?,
@@ -313,10 +317,11 @@ pub struct Loaded {
 /// within the detector's caps beyond the tables themselves.
 pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {
     let (mut dns, mut arp, mut sessions, mut names) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        (KeptDns::default(), Vec::new(), Vec::new(), Vec::new());
     for b in &tables.dns {
-        dns.extend(wanted_dns_events(b, config)?);
+        dns.merge(wanted_dns_events(b, config)?);
     }
+    let dns = dns.into_vec();
     tables
         .arp
         .iter()

@@ -17,8 +17,8 @@ use wormsign_columnar::{
     table_files, ResponderAddr,
 };
 use wormsign_detect::{
-    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, NameEvent, PartFindings, Partition,
-    SessionEvent, UsableFlow,
+    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, KeptDns, NameEvent, PartFindings,
+    Partition, SessionEvent, UsableFlow,
 };
 
 use crate::detection::optional_table;
@@ -53,7 +53,13 @@ impl RunEvents {
         };
         let (dns_files, arp_files) = (files("dns"), files("arp"));
         let (session_files, name_files) = (files("sessions"), files("names"));
-        (e.dns, e.dns_read) = read_dns(&dns_files, |q| config.wants_dns(q))?;
+        let mut dns = KeptDns::default();
+        e.dns_read = read_dns(
+            &dns_files,
+            |q, r| config.wants_dns(q, r),
+            &mut dns.keeping(config),
+        )?;
+        e.dns = dns.into_vec();
         e.arp = read_arp(&arp_files)?;
         e.sessions = read_sessions(&session_files)?;
         e.names = read_names(&name_files)?;
@@ -63,9 +69,14 @@ impl RunEvents {
     /// Only the DNS messages naming C&C domains of the runs in `dirs`: all that deciding
     /// which flows some rule can use needs (the addresses those names resolved to).
     pub fn read_dns(dirs: &[PathBuf], config: &DetectConfig) -> Result<RunEvents, Error> {
-        let (dns, dns_read) = read_dns(&run_files(dirs, "dns"), |q| config.wants_dns(q))?;
+        let (mut dns, files) = (KeptDns::default(), run_files(dirs, "dns"));
+        let dns_read = read_dns(
+            &files,
+            |q, r| config.wants_dns(q, r),
+            &mut dns.keeping(config),
+        )?;
         Ok(RunEvents {
-            dns,
+            dns: dns.into_vec(),
             dns_read,
             ..RunEvents::default()
         })

@@ -41,8 +41,8 @@ use wormsign_columnar::{
     session_events, ResponderAddr,
 };
 use wormsign_detect::{
-    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, NameEvent, SessionEvent,
-    UsableFlow,
+    ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, KeptDns, NameEvent,
+    SessionEvent, UsableFlow,
 };
 
 /// What any rule can use, knowing only the configuration (not yet the run's DNS).
@@ -50,15 +50,15 @@ pub(crate) fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
     Detector::new(config, &[], &[]).flow_filter()
 }
 
-/// The messages of a DNS batch detection reads (C&C names, reverse lookups), as reading
-/// them back keeps them.
+/// The messages of a DNS batch detection reads (C&C names, reverse lookups naming
+/// hosts), as reading them back keeps them.
 pub(crate) fn wanted_dns_events(
     batch: &RecordBatch,
     config: &DetectConfig,
-) -> Result<Vec<DnsEvent>, Error> {
+) -> Result<KeptDns, Error> {
     let mut events = Vec::new();
-    kept_dns_events(batch, |q| config.wants_dns(q), &mut events)?;
-    Ok(events)
+    kept_dns_events(batch, |q, r| config.wants_dns(q, r), &mut events)?;
+    Ok(KeptDns::picked(config, events))
 }
 
 /// Where the flows of this run are, for the pass that only the end of the run can ask for.
@@ -77,7 +77,10 @@ pub(crate) struct Feed<'a> {
     flows: Option<Vec<Vec<UsableFlow>>>,
     n_usable: usize,
     flows_seen: u64,
-    dns: Vec<DnsEvent>,
+    /// The DNS messages detection reads, as they come ([`KeptDns`]), then as the
+    /// detector takes them (`dns_settled`).
+    dns: KeptDns,
+    dns_settled: Vec<DnsEvent>,
     dns_seen: u64,
     arp: Vec<ArpEvent>,
     sessions: Vec<SessionEvent>,
@@ -126,7 +129,8 @@ impl<'a> Feed<'a> {
             flows: Some(Vec::new()),
             n_usable: 0,
             flows_seen: 0,
-            dns: Vec::new(),
+            dns: KeptDns::default(),
+            dns_settled: Vec::new(),
             dns_seen: 0,
             arp: Vec::new(),
             sessions: Vec::new(),
@@ -160,10 +164,10 @@ impl<'a> Feed<'a> {
         self.config
     }
 
-    /// A DNS batch of `rows` messages was stored; `events` are those naming C&C domains.
-    pub(crate) fn dns(&mut self, rows: usize, events: Vec<DnsEvent>) {
+    /// A DNS batch of `rows` messages was stored; `kept` are those detection reads.
+    pub(crate) fn dns(&mut self, rows: usize, kept: KeptDns) {
         self.dns_seen += rows as u64;
-        self.dns.extend(events);
+        self.dns.merge(kept);
     }
 
     /// An ARP batch was stored.
@@ -187,11 +191,12 @@ impl<'a> Feed<'a> {
     /// flows table, in [`Feed::finish`]). Called once every batch was stored and before
     /// the files end, so that the two overlap, writing its outputs too.
     pub(crate) fn detect_early(&mut self) {
+        self.settle_dns();
         let Some(flows) = &mut self.flows else {
             return;
         };
         let c = self.config;
-        let mut detector = detector(c, &self.dns, &self.arp, &self.sessions, &self.names);
+        let mut detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let gathered_all = !full.watches_addresses_beyond(&shards)
             || full
@@ -227,7 +232,8 @@ impl<'a> Feed<'a> {
             return Ok(FeedOutcome::ReadBack);
         };
         let c = self.config;
-        let mut detector = detector(c, &self.dns, &self.arp, &self.sessions, &self.names);
+        self.settle_dns();
+        let mut detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {
@@ -276,6 +282,12 @@ impl<'a> Feed<'a> {
             cnc_pass,
             staged: None,
         })
+    }
+
+    /// Moves the kept DNS messages where the detector reads them (every batch is in).
+    fn settle_dns(&mut self) {
+        self.dns_settled
+            .extend(std::mem::take(&mut self.dns).into_vec());
     }
 
     /// `detection`, counting the flows and DNS messages the run stored (as reading the

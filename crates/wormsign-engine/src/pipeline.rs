@@ -34,7 +34,7 @@ use wormsign_columnar::{
 };
 use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
 use wormsign_decode::{decode_with, dns, Decoded, PacketSummary, SkipReason, TunnelConfig};
-use wormsign_detect::{DetectConfig, DnsEvent, UsableFlow};
+use wormsign_detect::{DetectConfig, KeptDns, UsableFlow};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
     InspectConfig, InspectStats, InspectedPorts, Inspector, Segment, SessionEvent,
@@ -113,7 +113,7 @@ enum ToWriter {
     /// reading them back would give them.
     Flows(RecordBatch, Vec<UsableFlow>),
     /// A batch of DNS messages, and those naming C&C domains (when detection is fed).
-    Dns(RecordBatch, Result<Vec<DnsEvent>, Error>),
+    Dns(RecordBatch, Result<KeptDns, Error>),
     Arp(Vec<ArpRow>),
     Names(Vec<NameRow>),
     Sessions(Vec<SessionEvent>),
@@ -130,7 +130,7 @@ enum ToWriter {
 impl ToWriter {
     /// A DNS batch, with the messages detection reads picked out when it is fed (`cnc`).
     fn dns(batch: RecordBatch, cnc: Option<&DetectConfig>) -> ToWriter {
-        let events = cnc.map_or(Ok(Vec::new()), |c| wanted_dns_events(&batch, c));
+        let events = cnc.map_or(Ok(KeptDns::default()), |c| wanted_dns_events(&batch, c));
         ToWriter::Dns(batch, events)
     }
 }
