@@ -13,6 +13,9 @@
 #   scan      scan-heavy: under two packets per flow
 #   dns       95 % DNS exchanges
 #   ipv6      the mix with 90 % of sessions over IPv6
+#   ptr       the dns shape with every lookup a reverse one (PTR) for one of 5 000
+#             internal addresses, as a resolver sees loggers and monitoring resolve their
+#             peers; not in the default set (`WORMSIGN_SHAPES="dns ptr"`)
 #   vxlan     the mix, every frame wrapped in VXLAN (examples/tunnel_wrap.rs), as traffic
 #             mirroring delivers it; not in the default set. Its CPU per packet less the
 #             mix's is what decapsulation costs (`WORMSIGN_SHAPES="mix vxlan"`)

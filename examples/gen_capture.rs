@@ -25,7 +25,9 @@
 //! `--shape` changes the mix, for benchmarks across traffic shapes (`benches/e2e.sh`):
 //! `mix` is the above; `scan` is scan-heavy, about 40 % scan SYNs and otherwise mostly
 //! rejected connections, under two packets per flow; `dns` is 95 % DNS exchanges;
-//! `ipv6` is the mix with 90 % of sessions over IPv6.
+//! `ipv6` is the mix with 90 % of sessions over IPv6; `ptr` is `dns` with every lookup a
+//! reverse one (PTR) for one of 5 000 internal addresses, as a resolver sees loggers and
+//! monitoring resolve their peers.
 //! With `--synflood`, every packet is instead a SYN from a random public source address
 //! and port to 10.164.1.8:445 that nobody answers: 20 M single-packet flows from
 //! (almost) 20 M sources, for the memory benchmark (`benches/synflood.sh`). `--out -`
@@ -56,6 +58,9 @@ struct Shape {
     dns: u64,
     /// Sessions over IPv6, per 10 (the next one in 10 is 802.1Q-tagged IPv4).
     v6: u64,
+    /// DNS exchanges that are reverse lookups, per 1000 (0 draws no number for it, so
+    /// the other shapes' captures stay as they were).
+    reverse: u64,
 }
 
 impl Shape {
@@ -66,6 +71,7 @@ impl Shape {
             rejected: 730,
             dns: 960,
             v6: 1,
+            reverse: 0,
         };
         Some(match name {
             "mix" => mix,
@@ -84,6 +90,10 @@ impl Shape {
                 ..mix
             },
             "ipv6" => Shape { v6: 9, ..mix },
+            "ptr" => Shape {
+                reverse: 1000,
+                ..Shape::named("dns")?
+            },
             _ => return None,
         })
     }
@@ -153,8 +163,15 @@ enum Step {
 #[derive(Clone, Copy)]
 enum Kind {
     Tcp,
-    Dns { id: u16, name: u32, aaaa: bool },
-    Icmp { ident: u16 },
+    Dns {
+        id: u16,
+        name: u32,
+        aaaa: bool,
+        reverse: bool,
+    },
+    Icmp {
+        ident: u16,
+    },
 }
 
 struct Session {
@@ -236,6 +253,7 @@ fn new_session(rng: &mut Rng, shape: &Shape, steps: Vec<Step>) -> Session {
             id: rng.next() as u16,
             name: rng.below(5_000) as u32,
             aaaa: rng.chance(200),
+            reverse: shape.reverse > 0 && rng.below(1000) < shape.reverse,
         };
         s.steps.push(Step::Udp { dir: 0 });
         if !rng.chance(30) {
@@ -252,6 +270,49 @@ fn new_session(rng: &mut Rng, shape: &Shape, steps: Vec<Step>) -> Session {
         }
     }
     s
+}
+
+/// A reverse lookup (PTR) for internal address 10.1.`name / 256`.`name % 256`, or its
+/// answer naming it `host<name>.corp.example` (one in 37 answered NXDOMAIN).
+fn reverse_message(id: u16, name: u32, response: bool) -> Vec<u8> {
+    let nx = response && name % 37 == 0;
+    let flags: u16 = match (response, nx) {
+        (false, _) => 0x0100,
+        (true, true) => 0x8183,
+        (true, false) => 0x8180,
+    };
+    let mut msg = Vec::with_capacity(96);
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&flags.to_be_bytes());
+    let ancount = u16::from(response && !nx);
+    for v in [1, ancount, 0, 0] {
+        msg.extend_from_slice(&v.to_be_bytes());
+    }
+    let octets = [name % 256, name / 256 % 256, 1, 10].map(|o| o.to_string());
+    let labels = octets.iter().map(String::as_str).chain(["in-addr", "arpa"]);
+    push_name(&mut msg, labels);
+    msg.extend_from_slice(&[0, 12, 0, 1]);
+    if ancount == 1 {
+        // The answer's owner is the question's name (a pointer to offset 12).
+        msg.extend_from_slice(&[0xc0, 0x0c, 0, 12, 0, 1, 0, 0, 0x0e, 0x10]);
+        let mut target = Vec::new();
+        push_name(
+            &mut target,
+            [format!("host{name}").as_str(), "corp", "example"],
+        );
+        msg.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&target);
+    }
+    msg
+}
+
+/// A name in DNS wire format: each label after its length, then the root.
+fn push_name<'a>(msg: &mut Vec<u8>, labels: impl IntoIterator<Item = &'a str>) {
+    for l in labels {
+        msg.push(l.len() as u8);
+        msg.extend_from_slice(l.as_bytes());
+    }
+    msg.push(0);
 }
 
 /// Handshake, request/response rounds, teardown.
@@ -382,9 +443,18 @@ impl Gen {
     }
 
     fn dns_frame(&mut self, buf: &mut Vec<u8>, s: &Session, dir: u8) {
-        let Kind::Dns { id, name, aaaa } = s.kind else {
+        let Kind::Dns {
+            id,
+            name,
+            aaaa,
+            reverse,
+        } = s.kind
+        else {
             unreachable!()
         };
+        if reverse {
+            return self.udp_frame(buf, s, dir, &reverse_message(id, name, dir == 1));
+        }
         let mut msg = Vec::with_capacity(160);
         let response = dir == 1;
         let nx = response && name % 37 == 0;
@@ -420,11 +490,7 @@ impl Gen {
         let label = format!("host{}", name % 997);
         let domain = domains[(name / 997) as usize % domains.len()];
         let tld = tlds[name as usize % tlds.len()];
-        for l in [label.as_str(), domain, tld] {
-            msg.push(l.len() as u8);
-            msg.extend_from_slice(l.as_bytes());
-        }
-        msg.push(0);
+        push_name(&mut msg, [label.as_str(), domain, tld]);
         let qtype: u16 = if aaaa { 28 } else { 1 };
         msg.extend_from_slice(&qtype.to_be_bytes());
         msg.extend_from_slice(&1u16.to_be_bytes());
@@ -453,6 +519,11 @@ impl Gen {
                 msg.extend_from_slice(&[203, 0, (name >> 4) as u8, (name as u8) << 2 | k as u8]);
             }
         }
+        self.udp_frame(buf, s, dir, &msg);
+    }
+
+    /// A UDP datagram of `s` carrying `msg`, from side `dir`.
+    fn udp_frame(&mut self, buf: &mut Vec<u8>, s: &Session, dir: u8, msg: &[u8]) {
         let d = usize::from(dir);
         let (src, dst) = (s.hosts[d], s.hosts[1 - d]);
         self.ip_id = self.ip_id.wrapping_add(1);
@@ -463,7 +534,7 @@ impl Gen {
         f.buf.extend_from_slice(&s.ports[1 - d].to_be_bytes());
         f.buf.extend_from_slice(&(udp_len as u16).to_be_bytes());
         f.buf.extend_from_slice(&[0, 0]);
-        f.buf.extend_from_slice(&msg);
+        f.buf.extend_from_slice(msg);
         f.finish();
     }
 
@@ -592,10 +663,10 @@ fn parse_args() -> Result<Args, String> {
             "--shape" => {
                 let name = value()?;
                 shape = Shape::named(&name)
-                    .ok_or(format!("--shape {name:?}: use mix, scan, dns or ipv6"))?;
+                    .ok_or(format!("--shape {name:?}: use mix, scan, dns, ipv6 or ptr"))?;
             }
             "-h" | "--help" => return Err(
-                "usage: gen_capture --packets N --out FILE|- [--seed S] [--pps RATE] [--shape mix|scan|dns|ipv6] [--synflood]"
+                "usage: gen_capture --packets N --out FILE|- [--seed S] [--pps RATE] [--shape mix|scan|dns|ipv6|ptr] [--synflood]"
                     .into(),
             ),
             other => return Err(format!("unknown argument {other:?}")),

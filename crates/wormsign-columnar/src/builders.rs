@@ -252,7 +252,7 @@ const IPV4_TEXT_BYTES: usize = 15;
 const COMMUNITY_ID_BYTES: usize = 30;
 
 impl Default for FlowBatchBuilder {
-    /// Sized as Arrow's builders are by default.
+    /// Sized for as many rows as Arrow's builders are by default.
     fn default() -> Self {
         FlowBatchBuilder::with_capacity(1024)
     }

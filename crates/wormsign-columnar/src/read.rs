@@ -744,22 +744,48 @@ impl<'a> StoredTunnels<'a> {
     }
 }
 
-/// Row `i` of a list-of-strings column (an empty list for null).
-fn list_row(a: &ArrayRef, name: &str, i: usize) -> Result<Vec<Option<String>>> {
-    if a.is_null(i) {
-        return Ok(Vec::new());
+/// A list-of-strings column, its values read once for the whole batch: slicing the list
+/// for each row (an array built per row) was a third of reading a DNS message back.
+struct StringLists<'a> {
+    values: Vec<Option<&'a str>>,
+    /// Row `i`'s values are `values[bounds[i]..bounds[i + 1]]`.
+    bounds: Vec<usize>,
+    list: &'a ArrayRef,
+}
+
+impl<'a> StringLists<'a> {
+    fn new(list: &'a ArrayRef, name: &str) -> Result<Self> {
+        let (values, bounds): (&ArrayRef, Vec<usize>) =
+            match (list.as_list_opt::<i32>(), list.as_list_opt::<i64>()) {
+                (Some(l), _) => (l.values(), bounds(l.offsets())),
+                (None, Some(l)) => (l.values(), bounds(l.offsets())),
+                (None, None) => {
+                    return Err(ColumnarError::Read(format!(
+                        "column {name}: not a list column"
+                    )))
+                }
+            };
+        let values = string_values(values.as_ref())
+            .with_context(|| format!("column {name}: not a list of strings"))?;
+        Ok(StringLists {
+            values,
+            bounds,
+            list,
+        })
     }
-    let v = match (a.as_list_opt::<i32>(), a.as_list_opt::<i64>()) {
-        (Some(l), _) => l.value(i),
-        (None, Some(l)) => l.value(i),
-        (None, None) => {
-            return Err(ColumnarError::Read(format!(
-                "column {name}: not a list column"
-            )))
+
+    /// Row `i` (empty for null).
+    fn row(&self, i: usize) -> &[Option<&'a str>] {
+        if self.list.is_null(i) {
+            return &[];
         }
-    };
-    let s = string_values(&v).with_context(|| format!("column {name}: not a list of strings"))?;
-    Ok(s.into_iter().map(|x| x.map(str::to_string)).collect())
+        &self.values[self.bounds[i]..self.bounds[i + 1]]
+    }
+}
+
+/// A list's offsets as positions in its values.
+fn bounds<O: arrow_array::OffsetSizeTrait>(offsets: &[O]) -> Vec<usize> {
+    offsets.iter().map(|o| o.as_usize()).collect()
 }
 
 /// Reads DNS messages, adding to `out` those `keep` accepts by query name (as stored;
@@ -782,8 +808,8 @@ pub fn read_dns(
     Ok(read)
 }
 
-/// The messages of one batch whose query name `keep` accepts (as stored), appended to
-/// `out`, as [`read_dns`] keeps them from files.
+/// The messages of one batch that `keep` accepts by query name (as stored) and whether
+/// they are responses, added to `out`, as [`read_dns`] keeps them from files.
 pub fn kept_dns_events(
     b: &RecordBatch,
     keep: impl Fn(&str, bool) -> bool,
@@ -799,7 +825,13 @@ pub fn kept_dns_events(
 /// The rows of `b` (a batch of the DNS table, or of its `qname` and `is_response`
 /// columns) whose query name and response flag `keep` accepts.
 fn wanted_dns(b: &RecordBatch, keep: impl Fn(&str, bool) -> bool) -> Result<BooleanArray> {
-    let (qname, is_response) = (strings(b, "qname")?, bools(b, "is_response")?);
+    let qname = strings(b, "qname")?;
+    // A table rewritten without the flag reads as before it was asked here: every row
+    // taken for a response, and an error only if one is kept (decoding it needs the flag).
+    let is_response = match b.column_by_name("is_response") {
+        Some(_) => bools(b, "is_response")?,
+        None => vec![Some(true); b.num_rows()],
+    };
     let rows = qname.iter().zip(is_response);
     Ok(rows
         .map(|(q, r)| Some(q.is_some_and(|q| keep(q, r.unwrap_or(false)))))
@@ -813,17 +845,17 @@ pub fn dns_events(b: &RecordBatch, out: &mut impl Extend<DnsEvent>) -> Result<()
     let server = strings(b, "server_h")?;
     let qname = strings(b, "qname")?;
     let is_response = bools(b, "is_response")?;
-    let (answers, types) = (column(b, "answers")?, column(b, "answer_types")?);
+    let answers = StringLists::new(column(b, "answers")?, "answers")?;
+    let types = StringLists::new(column(b, "answer_types")?, "answer_types")?;
     for i in 0..b.num_rows() {
         let Some(name) = qname[i] else {
             continue;
         };
         let qname = Some(name.trim_end_matches('.').to_ascii_lowercase());
-        let answers = list_row(answers, "answers", i)?
-            .into_iter()
-            .zip(list_row(types, "answer_types", i)?)
-            .filter(|(_, t)| matches!(t.as_deref(), Some("A" | "AAAA" | "PTR")))
-            .filter_map(|(a, _)| a)
+        let answers = (answers.row(i).iter())
+            .zip(types.row(i))
+            .filter(|(_, t)| matches!(t, Some("A" | "AAAA" | "PTR")))
+            .filter_map(|(a, _)| a.map(str::to_string))
             .collect();
         out.extend([DnsEvent {
             ts_ns: ns(required(ts[i], "ts", i)?),
@@ -1071,5 +1103,19 @@ mod tests {
             DictionaryArray::<Int16Type>::try_new(Int16Array::from(Vec::<i16>::new()), empty)
                 .unwrap();
         assert_eq!(string_values(&no_rows), Some(vec![]));
+    }
+
+    /// A DNS table rewritten without `is_response` (another tool's copy) reads as before
+    /// the flag was asked for: fine when no message is kept, an error naming the column
+    /// when one is (decoding it needs the flag).
+    #[test]
+    fn a_dns_table_without_the_response_flag_fails_only_when_a_row_is_kept() {
+        let qname: ArrayRef = Arc::new(StringArray::from(vec![Some("a.example"), None]));
+        let b = RecordBatch::try_from_iter([("qname", qname)]).unwrap();
+        let mut out: Vec<DnsEvent> = Vec::new();
+        kept_dns_events(&b, |q, _| q == "other.example", &mut out).unwrap();
+        assert!(out.is_empty());
+        let kept = kept_dns_events(&b, |q, response| q == "a.example" && response, &mut out);
+        assert!(kept.unwrap_err().to_string().contains("ts"));
     }
 }

@@ -16,11 +16,12 @@
 //! involve; holding one answer per name and answers, 477 MB (two million lookups: 1 339
 //! to 738 MB).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use hashbrown::hash_table::Entry;
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::config::DetectConfig;
 use crate::identity::reverse_name_ip;
@@ -49,7 +50,7 @@ enum Use {
 
 impl KeptDns {
     /// Keeps `event` if the rules of `config` read it.
-    pub fn push(&mut self, config: &DetectConfig, event: DnsEvent) {
+    fn push(&mut self, config: &DetectConfig, event: DnsEvent) {
         match used(config, &event) {
             Some(Use::Cnc) => self.cnc.push(event),
             Some(Use::Naming(hash)) => self.keep_naming(hash, event),
@@ -123,12 +124,15 @@ fn used(config: &DetectConfig, e: &DnsEvent) -> Option<Use> {
     }
 }
 
-/// A hash of a message's name and answers, the same in every [`KeptDns`] (a fixed
-/// SipHash key), so the decode workers' serve the writer's table.
+/// A hash of a message's name and answers, the same in every [`KeptDns`] of the process,
+/// so that those the decode workers compute serve the writer's table. Its seed is random
+/// (one per process), as the answers come from whoever sends DNS on the wire: a fixed,
+/// public key would let crafted responses collide and slow the writer down.
 fn naming_hash(e: &DnsEvent) -> u64 {
-    let mut h = DefaultHasher::new();
-    (&e.qname, &e.answers).hash(&mut h);
-    h.finish()
+    static SEEDED: OnceLock<DefaultHashBuilder> = OnceLock::new();
+    SEEDED
+        .get_or_init(DefaultHashBuilder::default)
+        .hash_one((&e.qname, &e.answers))
 }
 
 /// A [`KeptDns`] taking messages for the rules of a configuration, as readers of DNS

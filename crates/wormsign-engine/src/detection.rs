@@ -171,7 +171,8 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
             in_dir.display()
         )));
     }
-    // Only C&C names matter to the rules: other DNS messages are counted, not kept.
+    // Only C&C names and reverse lookups naming hosts matter to detection: other DNS
+    // messages are counted, not kept.
     let events = RunEvents::read(&[in_dir.to_path_buf()], config)?;
     // Flows stream through the detector: only those a rule can use are held.
     let mut detector = events.whole(config);
@@ -312,7 +313,7 @@ pub struct Loaded {
 /// Detects over tables held in memory (as `analyze` returns them with
 /// [`crate::Output::Memory`]): the same detection as over the same tables stored.
 ///
-/// It reads as [`detect_dir`] does: only DNS messages naming C&C domains are kept, and
+/// It reads as [`detect_dir`] does: only the DNS messages detection reads are kept, and
 /// flows are decoded a batch at a time, only those a rule can use, so memory stays
 /// within the detector's caps beyond the tables themselves.
 pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection, Error> {

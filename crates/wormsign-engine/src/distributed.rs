@@ -28,7 +28,8 @@ use crate::Error;
 pub const PART_COLUMN: &str = "part";
 
 /// What detection reads of stored runs besides their flows: the DNS messages naming C&C
-/// domains (and reverse lookups), ARP, session facts and naming facts. Every part needs
+/// domains (and reverse lookups naming hosts, [`KeptDns`]), ARP, session facts and naming
+/// facts. Every part needs
 /// them in full: it picks out those of its own addresses.
 #[derive(Debug, Default)]
 pub struct RunEvents {
@@ -70,11 +71,8 @@ impl RunEvents {
     /// which flows some rule can use needs (the addresses those names resolved to).
     pub fn read_dns(dirs: &[PathBuf], config: &DetectConfig) -> Result<RunEvents, Error> {
         let (mut dns, files) = (KeptDns::default(), run_files(dirs, "dns"));
-        let dns_read = read_dns(
-            &files,
-            |q, r| config.wants_dns(q, r),
-            &mut dns.keeping(config),
-        )?;
+        let cnc = |qname: &str, _| config.cnc_domain_match(qname).is_some();
+        let dns_read = read_dns(&files, cnc, &mut dns.keeping(config))?;
         Ok(RunEvents {
             dns: dns.into_vec(),
             dns_read,
@@ -87,7 +85,7 @@ impl RunEvents {
         self.detector(Detector::new(config, &self.dns, &self.arp))
     }
 
-    /// How many DNS messages the runs hold (only those naming C&C domains are kept).
+    /// How many DNS messages the runs hold (only those detection reads are kept).
     pub fn dns_read(&self) -> u64 {
         self.dns_read
     }

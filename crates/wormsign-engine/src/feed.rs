@@ -4,9 +4,10 @@
 //! Flow shards pick out the flows a rule can use as they build their batches, each as
 //! reading it back will give it (`as_stored`, which a test holds to the read-back, in a
 //! [`UsablePicker`]), and
-//! decode workers the DNS messages naming C&C domains from each DNS batch they build (the
-//! same `kept_dns_events` that reading the files back uses, on the same batches); the
-//! writer hands them, and every ARP and session batch it stores, to [`Feed`]. Once the
+//! decode workers the DNS messages detection reads from each DNS batch they build (C&C
+//! names, reverse lookups naming hosts: the same `kept_dns_events` that reading the files
+//! back uses, on the same batches, then [`KeptDns::picked`]); the writer hands them, and
+//! every ARP and session batch it stores, to [`Feed`]. Once the
 //! last batch is stored, the detector runs over what was gathered while the files end
 //! ([`Feed::detect_early`]), and writes its outputs under temporary names, put in place
 //! after the tables: no table is decoded again.

@@ -112,7 +112,7 @@ enum ToWriter {
     /// A batch of flows, and those of its flows detection can use (when it is fed), as
     /// reading them back would give them.
     Flows(RecordBatch, Vec<UsableFlow>),
-    /// A batch of DNS messages, and those naming C&C domains (when detection is fed).
+    /// A batch of DNS messages, and those detection reads (when it is fed).
     Dns(RecordBatch, Result<KeptDns, Error>),
     Arp(Vec<ArpRow>),
     Names(Vec<NameRow>),
@@ -451,11 +451,12 @@ fn decode_worker(
         out_tx.send(msg).is_ok()
     };
     for job in jobs {
-        // An even split by hash varies by a few square roots of the chunk's packets: a
-        // sixteenth more than the mean covers that, where 16 more had half the chunks
-        // of a scan copy a shard's packets into a vector twice as large (1.7 % of the
-        // CPU).
-        let per_shard = job.chunk.len() / n_shards + job.chunk.len() / 16 + 16;
+        // An even split by hash varies by a few square roots of the shard's share: an
+        // eighth more than the share, and 64, covers that for shares of a few dozen
+        // packets up, where 16 more had half the chunks of a scan copy a shard's packets
+        // into a vector twice as large (1.7 % of the CPU).
+        let share = job.chunk.len() / n_shards;
+        let per_shard = share + share / 8 + 64;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
             .map(|_| Vec::with_capacity(per_shard))
             .collect();
