@@ -68,12 +68,13 @@ const NO_STATISTICS: [&str; 15] = [
 /// temporary file.
 ///
 /// The columns are encoded (and their pages compressed) in parallel on rayon's pool and
-/// the writing thread, each column on its own lane of the [`RowGroup`], so one batch's
-/// slowest column does not hold back the next batch; only appending the finished column
-/// chunks to the file is serial. Encoding is most of the writer's work, and the single
-/// writer would otherwise be the pipeline's serial stage, alone on one core while the
-/// end-of-input flush of every live flow is encoded. The bytes do not depend on the
-/// pool's size: each column encodes its batches in order, one thread at a time.
+/// the writing thread, each column on its own lane of the `RowGroup` (`row_group.rs`),
+/// so one batch's slowest column does not hold back the next batch; only appending the
+/// finished column chunks to the file is serial. Encoding is most of the writer's work,
+/// and the single writer would otherwise be the pipeline's serial stage, alone on one
+/// core while the end-of-input flush of every live flow is encoded. The bytes do not
+/// depend on the pool's size: each column encodes its batches in order, one thread at a
+/// time.
 pub struct ParquetSink {
     file: Option<SerializedFileWriter<File>>,
     columns: ArrowRowGroupWriterFactory,

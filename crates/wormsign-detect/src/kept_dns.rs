@@ -80,7 +80,8 @@ impl KeptDns {
         naming.for_each(|(hash, e)| self.keep_naming(hash, e));
     }
 
-    /// `self` as a collection that [`KeptDns::push`]es what it is given.
+    /// `self` as a collection that keeps, of what it is given, what the rules of `config`
+    /// read (as [`KeptDns::picked`] then [`KeptDns::merge`] would).
     pub fn keeping<'s>(&'s mut self, config: &'s DetectConfig) -> Keeping<'s> {
         Keeping { kept: self, config }
     }

@@ -29,8 +29,7 @@ pub const PART_COLUMN: &str = "part";
 
 /// What detection reads of stored runs besides their flows: the DNS messages naming C&C
 /// domains (and reverse lookups naming hosts, [`KeptDns`]), ARP, session facts and naming
-/// facts. Every part needs
-/// them in full: it picks out those of its own addresses.
+/// facts. Every part needs them in full: it picks out those of its own addresses.
 #[derive(Debug, Default)]
 pub struct RunEvents {
     dns: Vec<DnsEvent>,

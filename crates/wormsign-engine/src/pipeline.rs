@@ -451,10 +451,11 @@ fn decode_worker(
         out_tx.send(msg).is_ok()
     };
     for job in jobs {
-        // An even split by hash varies by a few square roots of the shard's share: an
-        // eighth more than the share, and 64, covers that for shares of a few dozen
-        // packets up, where 16 more had half the chunks of a scan copy a shard's packets
-        // into a vector twice as large (1.7 % of the CPU).
+        // Packets go to shards by a hash of their flow. Where flows are short (a scan), a
+        // shard's share varies by a few of its square roots: an eighth more than the
+        // share, and 64, covers that, where 16 more had half the scan's chunks copy a
+        // shard's packets into a vector twice as large (1.7 % of the CPU). Long flows
+        // spread shares wider; a vector then grows, as any would.
         let share = job.chunk.len() / n_shards;
         let per_shard = share + share / 8 + 64;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
