@@ -260,7 +260,7 @@ settings! {
 
 /// Whether `name` ends with `suffix`, ASCII case ignored (bytes: a name with non-ASCII
 /// bytes must not be cut inside a character).
-fn ends_with_ignore_case(name: &[u8], suffix: &[u8]) -> bool {
+pub(crate) fn ends_with_ignore_case(name: &[u8], suffix: &[u8]) -> bool {
     name.len() >= suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 

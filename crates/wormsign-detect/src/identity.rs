@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::{HashMap, HashSet};
 use wormsign_inspect::{Fact, Outcome, Protocol};
 
+use crate::config::ends_with_ignore_case;
 use crate::model::{HostRow, NameEvent};
 use crate::rules::Events;
 
@@ -185,35 +186,33 @@ fn mac_text(m: [u8; 6]) -> String {
 }
 
 /// The address a reverse lookup asks about: `4.3.2.1.in-addr.arpa` is 1.2.3.4, and
-/// `ip6.arpa` names hold 32 nibbles, least significant first.
+/// `ip6.arpa` names hold 32 nibbles, least significant first. It allocates nothing: each
+/// reverse-lookup response a decode worker keeps passes here ([`crate::KeptDns`]).
 pub(crate) fn reverse_name_ip(qname: &str) -> Option<IpAddr> {
-    let q = qname.trim_end_matches('.').to_ascii_lowercase();
-    if let Some(v4) = q.strip_suffix(".in-addr.arpa") {
-        let octets: Vec<u8> = v4
-            .split('.')
-            .map(|o| o.parse().ok())
-            .collect::<Option<_>>()?;
-        let [d, c, b, a] = octets[..] else {
+    let q = qname.trim_end_matches('.');
+    // The suffixes are ASCII, so where they start is a character boundary.
+    let before = |suffix: &str| {
+        ends_with_ignore_case(q.as_bytes(), suffix.as_bytes()).then(|| &q[..q.len() - suffix.len()])
+    };
+    if let Some(v4) = before(".in-addr.arpa") {
+        let mut labels = v4.split('.');
+        let mut octet = || labels.next()?.parse::<u8>().ok();
+        let (d, c, b, a) = (octet()?, octet()?, octet()?, octet()?);
+        return labels
+            .next()
+            .is_none()
+            .then(|| IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
+    }
+    let (mut value, mut nibbles) = (0u128, 0u32);
+    for label in before(".ip6.arpa")?.split('.') {
+        let &[digit] = label.as_bytes() else {
             return None;
         };
-        return Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
+        let nibble = char::from(digit).to_digit(16).filter(|_| nibbles < 32)?;
+        value |= u128::from(nibble) << (4 * nibbles);
+        nibbles += 1;
     }
-    let v6 = q.strip_suffix(".ip6.arpa")?;
-    let nibbles: Vec<u32> = v6
-        .split('.')
-        .map(|n| {
-            (n.len() == 1)
-                .then(|| n.chars().next()?.to_digit(16))
-                .flatten()
-        })
-        .collect::<Option<_>>()?;
-    (nibbles.len() == 32).then(|| {
-        let value = nibbles
-            .iter()
-            .rev()
-            .fold(0u128, |v, &n| (v << 4) | u128::from(n));
-        IpAddr::V6(Ipv6Addr::from(value))
-    })
+    (nibbles == 32).then(|| IpAddr::V6(Ipv6Addr::from(value)))
 }
 
 #[cfg(test)]
