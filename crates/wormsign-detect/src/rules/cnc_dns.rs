@@ -84,13 +84,17 @@ impl RuleState for CncDns<'_> {
                 Some((*e, q))
             })
             .collect();
-        let mut asked: HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>> = HashMap::new();
+        let mut asked: Asked<'_> = HashMap::new();
         for &(e, q) in &queries {
             asked
                 .entry((e.server, q))
                 .or_default()
                 .push((e.ts_ns, e.client));
         }
+        // In time order, so that a forwarded query looks at its window only.
+        asked
+            .values_mut()
+            .for_each(|lookups| lookups.sort_unstable());
         let mut queriers: HashMap<IpAddr, Querier> = HashMap::new();
         let mut forwarded: HashMap<IpAddr, u64> = HashMap::new();
         for &(e, q) in &queries {
@@ -140,16 +144,80 @@ impl RuleState for CncDns<'_> {
 impl CncDns<'_> {
     /// Whether `e`, sent by a resolver, forwards a query for `qname` that one of its
     /// clients asked it within the forward window.
-    fn is_forwarded(
-        &self,
-        asked: &HashMap<(IpAddr, &str), Vec<(i64, IpAddr)>>,
-        e: &DnsEvent,
-        qname: &str,
-    ) -> bool {
+    fn is_forwarded(&self, asked: &Asked<'_>, e: &DnsEvent, qname: &str) -> bool {
         let window = self.c.cnc.forward_window.ns();
-        asked.get(&(e.client, qname)).is_some_and(|v| {
-            v.iter()
-                .any(|&(t, client)| client != e.client && t <= e.ts_ns && e.ts_ns - t <= window)
-        })
+        asked
+            .get(&(e.client, qname))
+            .is_some_and(|lookups| asked_within(lookups, e.ts_ns, e.client, window))
+    }
+}
+
+/// The C&C lookups each resolver was asked, by (resolver, name): (time, client), in time
+/// order.
+type Asked<'e> = HashMap<(IpAddr, &'e str), Vec<(i64, IpAddr)>>;
+
+/// Whether a client other than `by` asked one of `lookups` (in time order) within
+/// `window` ns up to `ts`. Only that window is read: scanning every lookup made a
+/// resolver's capture quadratic in its C&C lookups (80 000 forwarded ones took 2.9 s).
+fn asked_within(lookups: &[(i64, IpAddr)], ts: i64, by: IpAddr, window: i64) -> bool {
+    let from = lookups.partition_point(|&(t, _)| t < ts.saturating_sub(window));
+    lookups[from..]
+        .iter()
+        .take_while(|&&(t, _)| t <= ts)
+        .any(|&(_, client)| client != by)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window search answers as reading every lookup does, for lookups at, inside
+    /// and just outside both ends of the window, and by the asking resolver itself.
+    #[test]
+    fn asked_within_reads_the_window_as_a_full_scan_does() {
+        let by = IpAddr::from([10, 0, 0, 53]);
+        let clients = [
+            by,
+            IpAddr::from([10, 0, 0, 20]),
+            IpAddr::from([10, 0, 0, 21]),
+        ];
+        let window = 1_000;
+        // A fixed pseudo-random sequence (SplitMix64), so a failure can be replayed.
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let (mut hits, mut misses) = (0, 0);
+        for _ in 0..2_000 {
+            let n = (next() % 12) as usize;
+            let mut lookups: Vec<(i64, IpAddr)> = (0..n)
+                .map(|_| ((next() % 4_000) as i64, clients[(next() % 3) as usize]))
+                .collect();
+            lookups.sort_unstable();
+            let ts = match next() % 4 {
+                // Exactly a window after a lookup, or at one: both ends count.
+                0 if n > 0 => lookups[(next() as usize) % n].0 + window,
+                1 if n > 0 => lookups[(next() as usize) % n].0,
+                _ => (next() % 5_000) as i64,
+            };
+            let full_scan = lookups
+                .iter()
+                .any(|&(t, client)| client != by && t <= ts && ts - t <= window);
+            assert_eq!(
+                asked_within(&lookups, ts, by, window),
+                full_scan,
+                "{lookups:?} at {ts}"
+            );
+            if full_scan {
+                hits += 1;
+            } else {
+                misses += 1;
+            }
+        }
+        assert!(hits > 200 && misses > 200, "{hits} hits, {misses} misses");
     }
 }
