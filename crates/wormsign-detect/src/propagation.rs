@@ -275,14 +275,19 @@ fn choose_parents(
     order.sort();
     let mut edges: Vec<Edge> = Vec::new();
     let mut parent_of: HashMap<IpAddr, IpAddr> = HashMap::new();
+    // Each child's deliveries, in the order given: reading all of them for every child
+    // was quadratic in an outbreak's exploits.
+    let mut delivered_to: HashMap<IpAddr, Vec<&Delivery>> = HashMap::new();
+    for d in deliveries {
+        delivered_to.entry(d.child).or_default().push(d);
+    }
     for &(tc, child) in &order {
         let eligible = |p: IpAddr, ts: i64| match infected_at.get(&p) {
             Some(&tp) => tp <= ts && p != child && !descends(p, child, &parent_of),
             None => !c.is_internal(p),
         };
-        let delivered = deliveries
-            .iter()
-            .filter(|d| d.child == child && (d.confirmed || d.ts <= tc))
+        let delivered = (delivered_to.get(&child).into_iter().flatten())
+            .filter(|d| d.confirmed || d.ts <= tc)
             .filter(|d| eligible(d.parent, d.ts))
             .min_by_key(|d| (!d.confirmed, d.ts, d.packet, d.parent));
         let edge = match delivered {

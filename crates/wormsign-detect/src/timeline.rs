@@ -155,10 +155,12 @@ fn infections<'a>(
         .filter(|h| h.role.is_infected())
         .filter_map(move |h| {
             let edge = by.edge_to(h.ip);
+            // The host's incoming alerts, not all of the parent's: a spreader can have
+            // many children and many alerts, and reading them per child was quadratic.
             let alert = edge
                 .and_then(|e| {
-                    by.alerts_from(e.parent).find(|a| {
-                        matches!(a.rule, Rule::Exploit | Rule::BruteForce) && a.dst == Some(h.ip)
+                    by.alerts_to(h.ip).find(|a| {
+                        matches!(a.rule, Rule::Exploit | Rule::BruteForce) && a.src == e.parent
                     })
                 })
                 .or_else(|| first_sign(h.ip));

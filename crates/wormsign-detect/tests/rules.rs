@@ -3,12 +3,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use wormsign_detect::{
-    detect, render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, NameEvent,
-    Partition, Role, Rule, ScanConfig, Tier,
+    detect, render_report, ArpEvent, DetectConfig, Detection, Detector, DnsEvent, EventKind,
+    NameEvent, Partition, Role, Rule, ScanConfig, Tier,
 };
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, NetflowOrigin,
 };
+use wormsign_inspect::{Fact, Outcome, Protocol, SessionEvent};
 use wormsign_testutil::random_part;
 
 const S: i64 = 1_000_000_000;
@@ -951,4 +952,83 @@ fn parts_add_up_to_the_whole_detection() {
             "{k} parts, seed {seed}"
         );
     }
+}
+
+/// An MS17-010 message of `src` to port 445 of `dst` at `t` seconds.
+fn ms17(t: f64, src: &str, dst: &str, fact: Fact, outcome: Outcome) -> SessionEvent {
+    SessionEvent {
+        ts_ns: (t * 1e9) as i64,
+        packet: (t * 1e3) as u64,
+        client: ip(src),
+        client_port: 49_152,
+        server: ip(dst),
+        server_port: 445,
+        protocol: Protocol::Smb,
+        fact,
+        outcome,
+        status: None,
+        user: None,
+        domain: None,
+        workstation: None,
+        detail: None,
+    }
+}
+
+/// Two infected hosts exploit one target, which then looks up a C&C name: the first
+/// exploit failed (its sender's own DoublePulsar ping found no implant afterwards), so
+/// the second one infected it, and the target's infection in the timeline is that
+/// exploit's alert. When the implant answers a third host's ping, the last exploit before
+/// it is the confirmed one.
+#[test]
+fn the_exploit_that_infected_a_host_is_the_last_that_did_not_fail() {
+    let (first, second, prober, target) = ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9");
+    let lookups = [
+        q(1.0, first, "10.0.0.53", "t.awcna.com"),
+        q(2.0, second, "10.0.0.53", "t.awcna.com"),
+        q(30.0, target, "10.0.0.53", "t.awcna.com"),
+    ];
+    let run = |sessions: &[SessionEvent]| {
+        let config = DetectConfig::default();
+        let d = Detector::new(&config, &lookups, &[])
+            .with_sessions(sessions)
+            .finish();
+        let edge = d.edges.iter().find(|e| e.child == ip(target)).cloned();
+        let infection = (d.timeline.iter())
+            .find(|e| e.kind == EventKind::Infection && e.host == ip(target))
+            .and_then(|e| e.alert_id.clone());
+        let exploit_alert = |src| {
+            let to_target = d
+                .alerts
+                .iter()
+                .find(|a| a.rule == Rule::Exploit && a.src == ip(src) && a.dst == Some(ip(target)));
+            to_target.map(|a| a.id.clone())
+        };
+        (edge, infection, exploit_alert(first), exploit_alert(second))
+    };
+    let mut sessions = vec![
+        ms17(10.0, first, target, Fact::EternalBlue, Outcome::Success),
+        ms17(11.0, first, target, Fact::DoublePulsar, Outcome::Absent),
+        ms17(20.0, second, target, Fact::EternalBlue, Outcome::Success),
+    ];
+    let (edge, infection, first_alert, second_alert) = run(&sessions);
+    let edge = edge.expect("an edge to the target");
+    assert_eq!(edge.parent, ip(second), "{edge:?}");
+    assert_eq!(edge.infected_at_ns, 20 * S);
+    assert!(first_alert.is_some() && second_alert.is_some());
+    assert_eq!(infection, second_alert, "the second sender's exploit alert");
+
+    // The implant answers a host that never exploited the target: the exploit before
+    // that ping confirmed is the last one sent, not the first.
+    sessions.remove(1);
+    sessions.push(ms17(
+        50.0,
+        prober,
+        target,
+        Fact::DoublePulsar,
+        Outcome::Present,
+    ));
+    let (edge, _, _, _) = run(&sessions);
+    let edge = edge.expect("an edge to the target");
+    assert_eq!(edge.parent, ip(second), "{edge:?}");
+    assert!(edge.seen.contains("implant answered"), "{edge:?}");
 }
