@@ -7,6 +7,8 @@
 //! active eighth of the sources no rule has flagged is evicted, and every rule forgets
 //! them ([`crate::rules::RuleState::forget_source`]).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
@@ -21,7 +23,21 @@ use crate::usable::UsableFlow;
 #[derive(Default)]
 pub(crate) struct Sources {
     by_addr: HashMap<IpAddr, Source>,
+    /// How many sources no rule has flagged.
+    unflagged: usize,
+    /// The unflagged sources, oldest first, from the first eviction on.
+    idle: Option<IdleQueue>,
 }
+
+/// The unflagged sources by (last seen, address), oldest first: a heap whose entries may
+/// be stale (the source was evicted, flagged or seen since), so that counting a flow
+/// costs the queue nothing. Every unflagged source has an entry no later than its
+/// (last seen, address); [`IdleQueue::pop_oldest`] skips or moves up the others.
+///
+/// Why a queue: evicting by collecting every unflagged source read the whole table
+/// (262 144 sources by default) for each eviction, and once nearly every source is
+/// flagged an eviction frees one place at a time, so each new source read the table.
+struct IdleQueue(BinaryHeap<Reverse<(i64, IpAddr)>>);
 
 /// One source's first contacts on worm services.
 #[derive(Default)]
@@ -54,26 +70,29 @@ impl Sources {
         if self.has_room_for(src, caps) {
             return true;
         }
-        let mut idle: Vec<(i64, IpAddr)> = self
-            .by_addr
-            .iter()
-            .filter(|(_, s)| !s.flagged)
-            .map(|(&ip, s)| (s.last_seen, ip))
-            .collect();
-        if idle.is_empty() {
+        if self.unflagged == 0 {
             stats.entries_refused += 1;
             return false;
         }
         // The oldest eighth: a unique set, as (last_seen, ip) pairs are distinct.
-        let n = (self.by_addr.len() / 8).clamp(1, idle.len());
-        idle.select_nth_unstable(n - 1);
-        idle.truncate(n);
-        for &(_, ip) in &idle {
-            self.by_addr.remove(&ip);
+        let n = (self.by_addr.len() / 8).clamp(1, self.unflagged);
+        let by_addr = &mut self.by_addr;
+        let idle = match &mut self.idle {
+            Some(idle) if idle.0.len() <= 2 * by_addr.len() + 64 => idle,
+            _ => self.idle.insert(IdleQueue::of(by_addr)),
+        };
+        let start = evicted.len();
+        while evicted.len() - start < n {
+            let Some(ip) = idle.pop_oldest(by_addr) else {
+                break;
+            };
+            by_addr.remove(&ip);
             evicted.push(ip);
         }
-        stats.sources_evicted += idle.len() as u64;
-        true
+        let gone = evicted.len() - start;
+        self.unflagged -= gone;
+        stats.sources_evicted += gone as u64;
+        gone > 0
     }
 
     /// Whether `src` is in the table or fits without evicting anyone.
@@ -85,8 +104,19 @@ impl Sources {
     /// Counts a worm-service flow of a source the table holds: whether it is the source's
     /// first contact with the destination.
     pub fn record(&mut self, f: &UsableFlow, caps: Caps, stats: &mut DetectStats) -> bool {
-        let ts = f.ts_first;
-        let s = self.by_addr.entry(f.orig_addr).or_default();
+        let (src, ts) = (f.orig_addr, f.ts_first);
+        let mut added = false;
+        let s = self.by_addr.entry(src).or_insert_with(|| {
+            added = true;
+            Source::default()
+        });
+        // A late flow (of an earlier sorted run) can move a source back in time.
+        if added || ts < s.last_seen {
+            if let Some(idle) = &mut self.idle {
+                idle.0.push(Reverse((ts, src)));
+            }
+        }
+        self.unflagged += usize::from(added);
         s.last_seen = ts;
         if s.contacted.insert(f.resp_addr, caps.exact_set, stats) != Some(true) {
             return false;
@@ -106,14 +136,44 @@ impl Sources {
 
     /// Marks `src` as flagged by a rule: it stays until the end of the run.
     pub fn flag(&mut self, src: IpAddr) {
-        if let Some(s) = self.by_addr.get_mut(&src) {
+        if let Some(s) = self.by_addr.get_mut(&src).filter(|s| !s.flagged) {
             s.flagged = true;
+            self.unflagged -= 1;
         }
     }
 
     /// The first contacts of `src`.
     pub fn get(&self, src: IpAddr) -> Option<&Source> {
         self.by_addr.get(&src)
+    }
+}
+
+impl IdleQueue {
+    /// The unflagged sources of `by_addr`.
+    fn of(by_addr: &HashMap<IpAddr, Source>) -> IdleQueue {
+        let unflagged = by_addr.iter().filter(|(_, s)| !s.flagged);
+        IdleQueue(
+            unflagged
+                .map(|(&ip, s)| Reverse((s.last_seen, ip)))
+                .collect(),
+        )
+    }
+
+    /// The unflagged source of `by_addr` least recently seen (ties: the lowest address),
+    /// taken off the queue; `None` only when no source is unflagged.
+    fn pop_oldest(&mut self, by_addr: &HashMap<IpAddr, Source>) -> Option<IpAddr> {
+        while let Some(Reverse((seen, ip))) = self.0.pop() {
+            match by_addr.get(&ip) {
+                Some(s) if !s.flagged && s.last_seen == seen => return Some(ip),
+                // Seen since: its true place is later in the queue.
+                Some(s) if !s.flagged && s.last_seen > seen => {
+                    self.0.push(Reverse((s.last_seen, ip)));
+                }
+                // Evicted or flagged, or an entry a later, earlier-dated one replaced.
+                _ => {}
+            }
+        }
+        None
     }
 }
 
@@ -150,5 +210,135 @@ impl Source {
             worm: true,
             evidence,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::DetectConfig;
+
+    /// The table as it evicted before the queue: every unflagged source collected, the
+    /// oldest eighth by (last seen, address) evicted, the new source refused when every
+    /// source is flagged.
+    #[derive(Default)]
+    struct Reference {
+        /// Last seen and flagged, by address.
+        sources: BTreeMap<IpAddr, (i64, bool)>,
+    }
+
+    impl Reference {
+        fn make_room_for(&mut self, src: IpAddr, cap: usize) -> Option<Vec<IpAddr>> {
+            if self.sources.len() < cap || self.sources.contains_key(&src) {
+                return Some(Vec::new());
+            }
+            let mut idle: Vec<(i64, IpAddr)> = (self.sources.iter())
+                .filter(|(_, &(_, flagged))| !flagged)
+                .map(|(&ip, &(seen, _))| (seen, ip))
+                .collect();
+            if idle.is_empty() {
+                return None;
+            }
+            idle.sort_unstable();
+            idle.truncate((self.sources.len() / 8).clamp(1, idle.len()));
+            let evicted: Vec<IpAddr> = idle.into_iter().map(|(_, ip)| ip).collect();
+            for ip in &evicted {
+                self.sources.remove(ip);
+            }
+            Some(evicted)
+        }
+    }
+
+    fn flow(src: IpAddr, ts_first: i64) -> UsableFlow {
+        UsableFlow {
+            ts_first,
+            ts_last: ts_first,
+            first_packet: 0,
+            payload_bytes: 0,
+            record_index: 0,
+            orig_addr: src,
+            resp_addr: IpAddr::from([10, 9, 0, 1]),
+            orig_port: 49_152,
+            resp_port: 445,
+            proto: 6,
+            has_ports: true,
+            failed: true,
+            completed: false,
+            shows_outcome: true,
+        }
+    }
+
+    /// Flows from 40 sources into a table of 16, mostly in time order with some late
+    /// ones, and sources flagged at random (often nearly all of those held): the queue
+    /// evicts and refuses exactly the sources the full scan did, at every step.
+    #[test]
+    fn eviction_by_the_queue_matches_a_scan_of_the_whole_table() {
+        let caps = DetectConfig {
+            max_sources: 16,
+            ..DetectConfig::default()
+        }
+        .caps(1);
+        let (mut sources, mut reference) = (Sources::default(), Reference::default());
+        let mut stats = DetectStats::default();
+        // A fixed pseudo-random sequence (SplitMix64), so a failure can be replayed.
+        let mut state = 11u64;
+        let mut next = move |n: u64| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % n
+        };
+        let (mut ts, mut evictions, mut refusals) = (0i64, 0, 0);
+        for _ in 0..20_000 {
+            let src = IpAddr::from([10, 0, 0, next(40) as u8]);
+            if next(6) == 0 {
+                sources.flag(src);
+                if let Some((_, flagged)) = reference.sources.get_mut(&src) {
+                    *flagged = true;
+                }
+                continue;
+            }
+            // Now and then a late flow, earlier than the last.
+            ts += if next(10) == 0 {
+                -(next(50) as i64)
+            } else {
+                next(5) as i64
+            };
+            let mut evicted = Vec::new();
+            let room = sources.make_room_for(src, caps, &mut stats, &mut evicted);
+            let expected = reference.make_room_for(src, caps.sources);
+            evicted.sort_unstable();
+            let mut want = expected.clone().unwrap_or_default();
+            want.sort_unstable();
+            assert_eq!(
+                (room, &evicted),
+                (expected.is_some(), &want),
+                "{src} at {ts}"
+            );
+            evictions += usize::from(!evicted.is_empty());
+            refusals += usize::from(!room);
+            if room {
+                sources.record(&flow(src, ts), caps, &mut stats);
+                let seen = reference.sources.entry(src).or_insert((ts, false));
+                seen.0 = ts;
+            }
+            // Flags clear now and then, as new sources replace the flagged ones.
+            if next(500) == 0 {
+                sources = Sources::default();
+                reference = Reference::default();
+            }
+            let held: Vec<IpAddr> = reference.sources.keys().copied().collect();
+            let mut now: Vec<IpAddr> = sources.by_addr.keys().copied().collect();
+            now.sort_unstable();
+            assert_eq!(now, held);
+        }
+        assert!(
+            evictions > 1_000 && refusals > 100,
+            "{evictions} evictions, {refusals} refusals"
+        );
+        assert_eq!(stats.entries_refused, refusals as u64);
     }
 }
