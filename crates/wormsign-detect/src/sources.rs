@@ -217,6 +217,8 @@ impl Source {
 mod tests {
     use std::collections::BTreeMap;
 
+    use wormsign_testutil::SplitMix64;
+
     use super::*;
     use crate::config::DetectConfig;
 
@@ -282,19 +284,11 @@ mod tests {
         .caps(1);
         let (mut sources, mut reference) = (Sources::default(), Reference::default());
         let mut stats = DetectStats::default();
-        // A fixed pseudo-random sequence (SplitMix64), so a failure can be replayed.
-        let mut state = 11u64;
-        let mut next = move |n: u64| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) % n
-        };
+        let mut rng = SplitMix64(11);
         let (mut ts, mut evictions, mut refusals) = (0i64, 0, 0);
         for _ in 0..20_000 {
-            let src = IpAddr::from([10, 0, 0, next(40) as u8]);
-            if next(6) == 0 {
+            let src = IpAddr::from([10, 0, 0, rng.below(40) as u8]);
+            if rng.below(6) == 0 {
                 sources.flag(src);
                 if let Some((_, flagged)) = reference.sources.get_mut(&src) {
                     *flagged = true;
@@ -302,10 +296,10 @@ mod tests {
                 continue;
             }
             // Now and then a late flow, earlier than the last.
-            ts += if next(10) == 0 {
-                -(next(50) as i64)
+            ts += if rng.below(10) == 0 {
+                -(rng.below(50) as i64)
             } else {
-                next(5) as i64
+                rng.below(5) as i64
             };
             let mut evicted = Vec::new();
             let room = sources.make_room_for(src, caps, &mut stats, &mut evicted);
@@ -326,7 +320,7 @@ mod tests {
                 seen.0 = ts;
             }
             // Flags clear now and then, as new sources replace the flagged ones.
-            if next(500) == 0 {
+            if rng.below(500) == 0 {
                 sources = Sources::default();
                 reference = Reference::default();
             }

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 mod community_id;
+mod fragments;
 mod key;
 mod state;
 mod store;

@@ -2,9 +2,9 @@
 
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
 use wormsign_decode::{PacketSummary, Tunnel};
 
+use crate::fragments::{FragKey, Fragments};
 use crate::key::{icmp_key_ports, is_icmp, Endpoints, FlowKey};
 use crate::state::{tcp_flags, tcp_history_letters, tcp_transition, ConnState, Endpoint, History};
 use crate::store::{FlowStore, Touch, MAX_ENTRIES};
@@ -355,15 +355,6 @@ struct PacketKey {
     ports: Option<(u16, u16)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FragKey {
-    src: IpAddr,
-    dst: IpAddr,
-    proto: u8,
-    id: u32,
-    tunnel: u32,
-}
-
 /// A bidirectional flow table with Zeek's direction model, idle/active timeouts, and a
 /// cap with least-recently-active eviction.
 ///
@@ -374,7 +365,7 @@ struct FragKey {
 pub struct FlowTable {
     config: FlowConfig,
     flows: FlowStore<FlowState>,
-    fragments: HashMap<FragKey, (u16, u16, i64)>,
+    fragments: Fragments,
     stats: FlowStats,
 }
 
@@ -394,7 +385,7 @@ impl FlowTable {
         FlowTable {
             config,
             flows: FlowStore::with_capacity(config.max_flows.min(capacity.max(1))),
-            fragments: HashMap::new(),
+            fragments: Fragments::default(),
             stats: FlowStats::default(),
         }
     }
@@ -520,7 +511,7 @@ impl FlowTable {
             },
         );
         let horizon = now_ns.saturating_sub(config.fragment_timeout_ns);
-        self.fragments.retain(|_, (_, _, ts)| *ts >= horizon);
+        self.fragments.forget_before(horizon);
     }
 
     /// Ends every live flow (end of input). The records come one at a time in
@@ -555,9 +546,14 @@ impl FlowTable {
             };
             if frag.offset == 0 {
                 if p.has_ports {
-                    self.remember_fragment(fk, (sport, dport, ts_ns));
+                    let c = &self.config;
+                    let (max, timeout) = (c.max_fragments.max(1), c.fragment_timeout_ns);
+                    let forgotten =
+                        self.fragments
+                            .remember(fk, (sport, dport), ts_ns, max, timeout);
+                    self.stats.fragments_evicted += forgotten as u64;
                 }
-            } else if let Some(&(s, d, _)) = self.fragments.get(&fk) {
+            } else if let Some((s, d)) = self.fragments.get(&fk) {
                 (sport, dport, has_ports) = (s, d, true);
                 if !frag.more {
                     self.fragments.remove(&fk);
@@ -571,19 +567,6 @@ impl FlowTable {
             return (0, 0, false);
         }
         (sport, dport, true)
-    }
-
-    fn remember_fragment(&mut self, key: FragKey, value: (u16, u16, i64)) {
-        if self.fragments.len() >= self.config.max_fragments.max(1) {
-            let before = self.fragments.len();
-            let horizon = value.2.saturating_sub(self.config.fragment_timeout_ns);
-            self.fragments.retain(|_, (_, _, ts)| *ts >= horizon);
-            if self.fragments.len() >= self.config.max_fragments.max(1) {
-                self.fragments.clear();
-            }
-            self.stats.fragments_evicted += (before - self.fragments.len()) as u64;
-        }
-        self.fragments.insert(key, value);
     }
 
     /// Evicts the least recently active eighth of the table, so eviction costs O(1)

@@ -122,9 +122,29 @@ pub fn random_part(ip: IpAddr, seed: u64) -> usize {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
     };
-    let mut z = seed ^ (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let z = seed ^ (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17);
+    mix(z.wrapping_add(GOLDEN_GAMMA)) as usize
+}
+
+/// A fixed pseudo-random sequence (SplitMix64), for tests that drive an implementation
+/// and a plain model of it with the same random operations: the same on every run and
+/// platform, so a failure can be replayed.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next number below `n` (at least 1).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
+        mix(self.0) % n.max(1)
+    }
+}
+
+/// SplitMix64's increment.
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's finaliser.
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) as usize
+    z ^ (z >> 31)
 }

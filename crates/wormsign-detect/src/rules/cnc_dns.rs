@@ -169,6 +169,8 @@ fn asked_within(lookups: &[(i64, IpAddr)], ts: i64, by: IpAddr, window: i64) -> 
 
 #[cfg(test)]
 mod tests {
+    use wormsign_testutil::SplitMix64;
+
     use super::*;
 
     /// The window search answers as reading every lookup does, for lookups at, inside
@@ -182,27 +184,19 @@ mod tests {
             IpAddr::from([10, 0, 0, 21]),
         ];
         let window = 1_000;
-        // A fixed pseudo-random sequence (SplitMix64), so a failure can be replayed.
-        let mut state = 7u64;
-        let mut next = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut rng = SplitMix64(7);
         let (mut hits, mut misses) = (0, 0);
         for _ in 0..2_000 {
-            let n = (next() % 12) as usize;
+            let n = rng.below(12) as usize;
             let mut lookups: Vec<(i64, IpAddr)> = (0..n)
-                .map(|_| ((next() % 4_000) as i64, clients[(next() % 3) as usize]))
+                .map(|_| (rng.below(4_000) as i64, clients[rng.below(3) as usize]))
                 .collect();
             lookups.sort_unstable();
-            let ts = match next() % 4 {
+            let ts = match rng.below(4) {
                 // Exactly a window after a lookup, or at one: both ends count.
-                0 if n > 0 => lookups[(next() as usize) % n].0 + window,
-                1 if n > 0 => lookups[(next() as usize) % n].0,
-                _ => (next() % 5_000) as i64,
+                0 if n > 0 => lookups[rng.below(n as u64) as usize].0 + window,
+                1 if n > 0 => lookups[rng.below(n as u64) as usize].0,
+                _ => rng.below(5_000) as i64,
             };
             let full_scan = lookups
                 .iter()
