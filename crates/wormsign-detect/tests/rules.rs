@@ -298,10 +298,18 @@ fn exposed_rdp_brute_forced_from_outside_becomes_patient_zero() {
     assert_eq!(d.edges[0].evidence_flows[0], 150);
     assert_eq!(d.host(ip(attacker)).unwrap().role, Role::ExternalAttacker);
     let report = render_report(&d);
-    assert!(
-        report.contains("got in from outside: external host 203.0.113.7"),
-        "{report}"
-    );
+    let line = (report.lines())
+        .find(|l| l.contains("got in from outside: external host 203.0.113.7"))
+        .unwrap_or_else(|| panic!("{report}"));
+    // It cites the attacker's alerts and the server's exposure, in alert order.
+    let cited: Vec<&str> = (d.alerts.iter())
+        .filter(|a| {
+            a.src == ip(attacker) || (a.src == ip(server) && a.rule == Rule::ExposedService)
+        })
+        .map(|a| a.id.as_str())
+        .collect();
+    assert!(cited.len() >= 2, "{cited:?}");
+    assert!(line.ends_with(&format!("[{}]", cited.join(", "))), "{line}");
     assert!(report.contains("Close exposed services"), "{report}");
 }
 
