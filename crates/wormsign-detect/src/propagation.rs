@@ -281,9 +281,10 @@ fn choose_parents(
     for d in deliveries {
         delivered_to.entry(d.child).or_default().push(d);
     }
+    let mut roots = Roots::default();
     for &(tc, child) in &order {
-        let eligible = |p: IpAddr, ts: i64| match infected_at.get(&p) {
-            Some(&tp) => tp <= ts && p != child && !descends(p, child, &parent_of),
+        let mut eligible = |p: IpAddr, ts: i64| match infected_at.get(&p) {
+            Some(&tp) => tp <= ts && p != child && !roots.descends(p, child),
             None => !c.is_internal(p),
         };
         let delivered = (delivered_to.get(&child).into_iter().flatten())
@@ -298,6 +299,7 @@ fn choose_parents(
         };
         if let Some(e) = edge {
             parent_of.insert(child, e.parent);
+            roots.attach(child, e.parent);
             edges.push(e);
         }
     }
@@ -308,20 +310,49 @@ fn choose_parents(
     }
 }
 
-/// Whether `host` is `ancestor` or descends from it.
-fn descends(host: IpAddr, ancestor: IpAddr, parent_of: &HashMap<IpAddr, IpAddr>) -> bool {
-    let mut at = host;
-    // A chain is at most as long as the hosts in it.
-    for _ in 0..=parent_of.len() {
-        if at == ancestor {
-            return true;
+/// The root of each host's tree in the graph being drawn (union-find, paths halved as
+/// they are read), to tell whether a candidate parent descends from the child. Walking
+/// each candidate's ancestors instead made a chain of n infections cost n^2 steps.
+#[derive(Default)]
+struct Roots {
+    /// A host's parent, or a host nearer its root.
+    up: HashMap<IpAddr, IpAddr>,
+    /// Roots of trees that a parent chosen by flow timing (which does not ask) closed
+    /// into a cycle: every host of such a tree counts as descending from anyone, as the
+    /// walk up their ancestors, which never ended, counted them.
+    cyclic: HashSet<IpAddr>,
+}
+
+impl Roots {
+    /// Whether `host` is `child` or descends from it; `child` has no parent yet.
+    fn descends(&mut self, host: IpAddr, child: IpAddr) -> bool {
+        let root = self.root(host);
+        root == child || self.cyclic.contains(&root)
+    }
+
+    /// The root of `host`'s tree (`host` itself when it has no parent).
+    fn root(&mut self, mut host: IpAddr) -> IpAddr {
+        while let Some(&up) = self.up.get(&host) {
+            match self.up.get(&up).copied() {
+                Some(above) => {
+                    self.up.insert(host, above);
+                    host = above;
+                }
+                None => return up,
+            }
         }
-        match parent_of.get(&at) {
-            Some(&up) => at = up,
-            None => return false,
+        host
+    }
+
+    /// Puts `child`, which had no parent, under `parent`.
+    fn attach(&mut self, child: IpAddr, parent: IpAddr) {
+        let root = self.root(parent);
+        if root == child {
+            self.cyclic.insert(child);
+        } else {
+            self.up.insert(child, root);
         }
     }
-    true
 }
 
 /// The edge of a session the protocol shows delivering the infection. Its evidence
@@ -531,5 +562,62 @@ fn infected_first(h: &HostRow) -> (u8, i64) {
     match h.role {
         Role::PatientZero | Role::Infected => (0, h.first_malicious_at.unwrap_or(i64::MAX)),
         _ => (1, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wormsign_testutil::SplitMix64;
+
+    use super::*;
+
+    /// Whether `host` is `ancestor` or descends from it, by walking its ancestors (the
+    /// walk counts a host whose ancestors loop as descending).
+    fn walk_up(host: IpAddr, ancestor: IpAddr, parent_of: &HashMap<IpAddr, IpAddr>) -> bool {
+        let mut at = host;
+        for _ in 0..=parent_of.len() {
+            if at == ancestor {
+                return true;
+            }
+            match parent_of.get(&at) {
+                Some(&up) => at = up,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Hosts take parents in turn, some of them hosts not yet placed (so a later one can
+    /// close a cycle, as a parent chosen by flow timing can): before each, the roots
+    /// answer for every host whether it descends from the one being placed as walking
+    /// its ancestors does.
+    #[test]
+    fn roots_answer_as_walking_up_the_ancestors_does() {
+        let mut rng = SplitMix64(5);
+        let (mut cycles, mut yes) = (0, 0);
+        for _ in 0..200 {
+            let n = 2 + rng.below(30) as u8;
+            let host = |i: u8| IpAddr::from([10, 0, 0, i]);
+            let (mut roots, mut parent_of) = (Roots::default(), HashMap::new());
+            for child in (0..n).map(host) {
+                for p in (0..n).map(host) {
+                    let walked = walk_up(p, child, &parent_of);
+                    assert_eq!(roots.descends(p, child), walked, "{p} from {child}");
+                    yes += usize::from(walked && p != child);
+                }
+                if rng.below(4) > 0 {
+                    let parent = host(rng.below(u64::from(n)) as u8);
+                    if parent != child {
+                        cycles += usize::from(walk_up(parent, child, &parent_of));
+                        parent_of.insert(child, parent);
+                        roots.attach(child, parent);
+                    }
+                }
+            }
+        }
+        assert!(
+            cycles > 20 && yes > 1_000,
+            "{cycles} cycles, {yes} descendants"
+        );
     }
 }
