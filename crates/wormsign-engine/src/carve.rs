@@ -331,14 +331,45 @@ fn ends(
     )
 }
 
-/// The selected flows by identity: (first_packet, last_ts µs) of each.
+/// The selected flows by identity.
 struct Plan {
-    flows: HashMap<Ends, Vec<(u64, i64)>>,
+    flows: HashMap<Ends, Spans>,
     /// The tunnels the run unwrapped, so packets decode as the run decoded them.
     tunnels: TunnelConfig,
     first_packet: u64,
     /// Capture time (ns) past which nothing more can match.
     stop_after: i64,
+}
+
+/// The selected flows of one identity: from which packet to which time each runs, for
+/// a packet to ask whether one of them covers it in a binary search. Reading every flow
+/// per packet was quadratic when many flows share an identity (a port reused).
+struct Spans {
+    /// First packet ordinals, in order.
+    first: Vec<u64>,
+    /// `last[i]`: the latest end (µs) of the flows up to `first[i]`.
+    last: Vec<i64>,
+}
+
+impl Spans {
+    /// Spans of the flows given as (first packet, last time µs).
+    fn new(mut flows: Vec<(u64, i64)>) -> Spans {
+        flows.sort_unstable();
+        let first = flows.iter().map(|&(first, _)| first).collect();
+        let last = (flows.iter())
+            .scan(i64::MIN, |latest, &(_, last)| {
+                *latest = (*latest).max(last);
+                Some(*latest)
+            })
+            .collect();
+        Spans { first, last }
+    }
+
+    /// Whether a flow starting at or before packet `ordinal` ends at or after `ts` µs.
+    fn cover(&self, ordinal: u64, ts: i64) -> bool {
+        let started = self.first.partition_point(|&first| first <= ordinal);
+        started > 0 && self.last[started - 1] >= ts
+    }
 }
 
 impl Plan {
@@ -358,7 +389,10 @@ impl Plan {
                 .push((f.first_packet, f.ts_last.div_euclid(1000)));
         }
         Plan {
-            flows: by_ends,
+            flows: by_ends
+                .into_iter()
+                .map(|(k, v)| (k, Spans::new(v)))
+                .collect(),
             tunnels,
             first_packet: flows.iter().map(|f| f.first_packet).min().unwrap_or(0),
             stop_after: flows
@@ -389,10 +423,9 @@ impl Plan {
             (p.dst, p.dst_port),
         );
         let ts = ts_ns.div_euclid(1000);
-        self.flows.get(&key).is_some_and(|v| {
-            v.iter()
-                .any(|&(first, last)| first <= ordinal && ts <= last)
-        })
+        self.flows
+            .get(&key)
+            .is_some_and(|spans| spans.cover(ordinal, ts))
     }
 
     /// Reads `inputs` in order, counting records, and writes those of the selected flows.
@@ -510,4 +543,38 @@ fn write_pcap(
         .map_err(|e| Error::io(&tmp)(e.into_error()))?;
     staged.sync(&file)?;
     Ok(staged.commit()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use wormsign_testutil::SplitMix64;
+
+    use super::*;
+
+    /// Several flows of one identity, in any order, overlapping or not: a packet is
+    /// covered exactly when one of them started at or before it and ends at or after it.
+    #[test]
+    fn spans_cover_a_packet_as_reading_every_flow_does() {
+        let mut rng = SplitMix64(9);
+        let (mut covered, mut not) = (0, 0);
+        for _ in 0..2_000 {
+            let flows: Vec<(u64, i64)> = (0..rng.below(6))
+                .map(|_| (rng.below(100), rng.below(100) as i64))
+                .collect();
+            let spans = Spans::new(flows.clone());
+            let (ordinal, ts) = (rng.below(110), rng.below(110) as i64);
+            let any = (flows.iter()).any(|&(first, last)| first <= ordinal && ts <= last);
+            assert_eq!(
+                spans.cover(ordinal, ts),
+                any,
+                "{flows:?} at {ordinal}, {ts}"
+            );
+            if any {
+                covered += 1;
+            } else {
+                not += 1;
+            }
+        }
+        assert!(covered > 300 && not > 300, "{covered} covered, {not} not");
+    }
 }
