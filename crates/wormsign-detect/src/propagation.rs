@@ -263,7 +263,9 @@ fn flow_candidates(
 
 /// Infected hosts in infection order; each takes the parent the protocol names, else
 /// the one flow timing suggests. A parent must have been infected by the session's time
-/// and must not descend from the child, so the graph has no cycles.
+/// and must not descend from the child. A parent chosen by flow timing is not asked
+/// (it was infected before the child, but a confirmed delivery can have made the child
+/// its ancestor), so the graph can hold a cycle; `Roots` and `generations` allow for it.
 fn choose_parents(
     c: &DetectConfig,
     suspects: &Suspects<'_>,
@@ -535,8 +537,9 @@ fn generations(
     let infected: HashSet<IpAddr> = order.iter().map(|&(_, ip)| ip).collect();
     let mut generation: HashMap<IpAddr, u32> = HashMap::new();
     for &(_, ip) in order {
-        // Up to the first ancestor whose generation is known, or the root. The graph has
-        // no cycles (see `choose_parents`); the length check only bounds the walk.
+        // Up to the first ancestor whose generation is known, or the root. The length
+        // check ends the walk on a cycle, which a parent chosen by flow timing can close
+        // (see `choose_parents`).
         let mut chain = vec![ip];
         while let Some(&up) = chain.last().and_then(|h| parent_of.get(h)) {
             if !infected.contains(&up) || generation.contains_key(&up) || chain.len() > order.len()

@@ -31,8 +31,10 @@ pub(crate) struct Sources {
 
 /// The unflagged sources by (last seen, address), oldest first: a heap whose entries may
 /// be stale (the source was evicted, flagged or seen since), so that counting a flow
-/// costs the queue nothing. Every unflagged source has an entry no later than its
-/// (last seen, address); [`IdleQueue::pop_oldest`] skips or moves up the others.
+/// costs the queue nothing unless it is the source's first or moves it back in time. Every unflagged source has an entry no later than its
+/// (last seen, address); [`IdleQueue::pop_oldest`] skips or moves up the others. New
+/// sources and late flows add entries; past twice the table's size (and 64), the queue
+/// is dropped and built again at the next eviction.
 ///
 /// Why a queue: evicting by collecting every unflagged source read the whole table
 /// (262 144 sources by default) for each eviction, and once nearly every source is
@@ -105,6 +107,7 @@ impl Sources {
     /// first contact with the destination.
     pub fn record(&mut self, f: &UsableFlow, caps: Caps, stats: &mut DetectStats) -> bool {
         let (src, ts) = (f.orig_addr, f.ts_first);
+        let held = self.by_addr.len();
         let mut added = false;
         let s = self.by_addr.entry(src).or_insert_with(|| {
             added = true;
@@ -114,6 +117,11 @@ impl Sources {
         if added || ts < s.last_seen {
             if let Some(idle) = &mut self.idle {
                 idle.0.push(Reverse((ts, src)));
+                // Late flows of a full table that evicts no one would grow the queue
+                // without bound: the next eviction builds it again instead.
+                if idle.0.len() > 2 * (held + usize::from(added)) + 64 {
+                    self.idle = None;
+                }
             }
         }
         self.unflagged += usize::from(added);
@@ -253,6 +261,15 @@ mod tests {
         }
     }
 
+    /// The caps of a detection whose table holds 16 sources.
+    fn sixteen_sources() -> Caps {
+        let config = DetectConfig {
+            max_sources: 16,
+            ..DetectConfig::default()
+        };
+        config.caps(1)
+    }
+
     fn flow(src: IpAddr, ts_first: i64) -> UsableFlow {
         UsableFlow {
             ts_first,
@@ -277,11 +294,7 @@ mod tests {
     /// evicts and refuses exactly the sources the full scan did, at every step.
     #[test]
     fn eviction_by_the_queue_matches_a_scan_of_the_whole_table() {
-        let caps = DetectConfig {
-            max_sources: 16,
-            ..DetectConfig::default()
-        }
-        .caps(1);
+        let caps = sixteen_sources();
         let (mut sources, mut reference) = (Sources::default(), Reference::default());
         let mut stats = DetectStats::default();
         let mut rng = SplitMix64(11);
@@ -334,5 +347,31 @@ mod tests {
             "{evictions} evictions, {refusals} refusals"
         );
         assert_eq!(stats.entries_refused, refusals as u64);
+    }
+
+    /// A full table that evicts no one, fed flows that keep moving its sources back in
+    /// time (late flows of earlier sorted runs): the queue stays within twice the table.
+    #[test]
+    fn late_flows_of_a_full_table_keep_the_queue_bounded() {
+        let caps = sixteen_sources();
+        let (mut sources, mut stats) = (Sources::default(), DetectStats::default());
+        let source = |i: u64| IpAddr::from([10, 0, 0, i as u8]);
+        for (i, ts) in (0..17).zip(100..) {
+            assert!(sources.make_room_for(source(i), caps, &mut stats, &mut Vec::new()));
+            sources.record(&flow(source(i), ts), caps, &mut stats);
+        }
+        assert!(sources.idle.is_some(), "the 17th source evicted two");
+        let held: Vec<IpAddr> = sources.by_addr.keys().copied().collect();
+        for step in 0..10_000i64 {
+            let src = held[step as usize % held.len()];
+            assert!(sources.make_room_for(src, caps, &mut stats, &mut Vec::new()));
+            sources.record(&flow(src, 99 - step), caps, &mut stats);
+            let queued = sources.idle.as_ref().map_or(0, |idle| idle.0.len());
+            assert!(
+                queued <= 2 * held.len() + 64,
+                "{queued} queued at step {step}"
+            );
+        }
+        assert_eq!(stats.sources_evicted, 2);
     }
 }

@@ -347,7 +347,7 @@ struct Plan {
 struct Spans {
     /// First packet ordinals, in order.
     first: Vec<u64>,
-    /// `last[i]`: the latest end (µs) of the flows up to `first[i]`.
+    /// `last[i]`: the latest end (µs) of flows `0..=i` in that order.
     last: Vec<i64>,
 }
 
