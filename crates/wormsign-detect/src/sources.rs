@@ -31,10 +31,10 @@ pub(crate) struct Sources {
 
 /// The unflagged sources by (last seen, address), oldest first: a heap whose entries may
 /// be stale (the source was evicted, flagged or seen since), so that counting a flow
-/// costs the queue nothing unless it is the source's first or moves it back in time. Every unflagged source has an entry no later than its
-/// (last seen, address); [`IdleQueue::pop_oldest`] skips or moves up the others. New
-/// sources and late flows add entries; past twice the table's size (and 64), the queue
-/// is dropped and built again at the next eviction.
+/// costs the queue nothing unless it is the source's first or moves it back in time.
+/// Every unflagged source has an entry no later than its (last seen, address);
+/// [`IdleQueue::pop_oldest`] skips or moves up the others. New sources and late flows
+/// add entries; once it outgrows the table ([`IdleQueue::outgrew`]), it is built again.
 ///
 /// Why a queue: evicting by collecting every unflagged source read the whole table
 /// (262 144 sources by default) for each eviction, and once nearly every source is
@@ -80,7 +80,7 @@ impl Sources {
         let n = (self.by_addr.len() / 8).clamp(1, self.unflagged);
         let by_addr = &mut self.by_addr;
         let idle = match &mut self.idle {
-            Some(idle) if idle.0.len() <= 2 * by_addr.len() + 64 => idle,
+            Some(idle) if !idle.outgrew(by_addr.len()) => idle,
             _ => self.idle.insert(IdleQueue::of(by_addr)),
         };
         let start = evicted.len();
@@ -119,7 +119,7 @@ impl Sources {
                 idle.0.push(Reverse((ts, src)));
                 // Late flows of a full table that evicts no one would grow the queue
                 // without bound: the next eviction builds it again instead.
-                if idle.0.len() > 2 * (held + usize::from(added)) + 64 {
+                if idle.outgrew(held + usize::from(added)) {
                     self.idle = None;
                 }
             }
@@ -157,6 +157,12 @@ impl Sources {
 }
 
 impl IdleQueue {
+    /// Whether the queue holds more than twice the entries of a table of `held` sources
+    /// (and 64): mostly stale ones, cheaper to build again than to keep.
+    fn outgrew(&self, held: usize) -> bool {
+        self.0.len() > 2 * held + 64
+    }
+
     /// The unflagged sources of `by_addr`.
     fn of(by_addr: &HashMap<IpAddr, Source>) -> IdleQueue {
         let unflagged = by_addr.iter().filter(|(_, s)| !s.flagged);
