@@ -176,7 +176,6 @@ fn dns_row() -> DnsRow {
         qtype: 1,
         qclass: 1,
         answers: vec![DnsAnswer {
-            name: "t.awcna.com".into(),
             rtype: 1,
             ttl: 60,
             data: "1.2.3.4".into(),

@@ -171,6 +171,11 @@ fn bench_dns(c: &mut Criterion) {
             bytes: msg.len() as u64,
         });
         g.bench_function(name, |b| b.iter(|| dns::parse(black_box(&msg))));
+        // As the pipeline's decoders parse: into one message whose buffers are reused.
+        let mut reused = dns::DnsMessage::default();
+        g.bench_function(format!("{name}/reused"), |b| {
+            b.iter(|| dns::parse_into(black_box(&msg), &mut reused))
+        });
     }
     g.finish();
 }

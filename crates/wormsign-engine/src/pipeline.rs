@@ -32,8 +32,9 @@ use wormsign_columnar::{
     ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, NameBatchBuilder, NameRow,
     RowBuilder, SessionBatchBuilder, TableSink, TableWriter,
 };
+use wormsign_decode::dns::{self, DnsMessage};
 use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
-use wormsign_decode::{decode_with, dns, Decoded, PacketSummary, SkipReason, TunnelConfig};
+use wormsign_decode::{decode_with, Decoded, PacketSummary, SkipReason, TunnelConfig};
 use wormsign_detect::{DetectConfig, KeptDns, UsableFlow};
 use wormsign_flow::{shard_of, FlowConfig, FlowRecord, FlowStats, FlowTable, TimedPacket};
 use wormsign_inspect::{
@@ -446,6 +447,9 @@ fn decode_worker(
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
     let mut dns = DnsBatchBuilder::default();
+    // Every DNS message is parsed into this one, which keeps its text buffers: no
+    // allocation per message once they have grown.
+    let mut dns_message = DnsMessage::default();
     let send_dns = |batch: RecordBatch| {
         let msg = ToWriter::dns(batch, cnc.map(|(config, _)| config));
         out_tx.send(msg).is_ok()
@@ -493,11 +497,14 @@ fn decode_worker(
                         });
                         continue;
                     }
-                    if let Some(row) = dns_row(meta.ts_ns, idx, &packet, data, &mut stats) {
+                    let parsed =
+                        dns_row(meta.ts_ns, idx, &packet, data, &mut dns_message, &mut stats);
+                    if let Some(row) = parsed {
                         if let Some((config, resolved)) = cnc {
                             resolved.publish(config, &row.message);
                         }
                         dns.append(&row);
+                        dns_message = row.message; // its buffers, for the next message
                     }
                     name_rows.extend(name_rows_of(meta.ts_ns, idx, &packet, data));
                     let shard = shard_of(&packet, n_shards);
@@ -645,11 +652,14 @@ fn name_rows_of(ts_ns: i64, idx: u64, p: &PacketSummary, data: &[u8]) -> Vec<Nam
         .collect()
 }
 
+/// The DNS row of a packet to or from port 53 whose payload parses. The message is
+/// parsed into `message` (reusing its buffers) and taken from it for the row.
 fn dns_row(
     ts_ns: i64,
     idx: u64,
     p: &PacketSummary,
     data: &[u8],
+    message: &mut DnsMessage,
     stats: &mut DecodeStats,
 ) -> Option<DnsRow> {
     const DNS_PORT: u16 = 53;
@@ -667,14 +677,14 @@ fn dns_row(
         return None;
     }
     let parsed = if tcp {
-        dns::parse_tcp(payload)
+        dns::parse_tcp_into(payload, message)
     } else {
-        dns::parse(payload)
+        dns::parse_into(payload, message)
     };
-    let Ok(message) = parsed else {
+    if parsed.is_err() {
         stats.dns_errors += 1;
         return None;
-    };
+    }
     stats.dns_messages += 1;
     let (client, client_port, server, server_port) = if message.is_response {
         (p.dst, p.dst_port, p.src, p.src_port)
@@ -689,7 +699,7 @@ fn dns_row(
         server,
         server_port,
         tcp,
-        message,
+        message: std::mem::take(message),
     })
 }
 

@@ -274,7 +274,6 @@ mod tests {
                 qtype: 1,
                 qclass: 1,
                 answers: vec![DnsAnswer {
-                    name: "c2.example".into(),
                     rtype: 1,
                     ttl: 60,
                     data: Ipv4Addr::from(CNC).to_string(),
@@ -394,7 +393,6 @@ mod tests {
         assert!(resolved.snapshot().1.is_empty(), "not a C&C name");
         message.answers = (0..MAX_PUBLISHED as u32 + 10)
             .map(|i| DnsAnswer {
-                name: "c2.example".into(),
                 rtype: 1,
                 ttl: 60,
                 data: Ipv4Addr::from(0x0a00_0000 + i).to_string(),

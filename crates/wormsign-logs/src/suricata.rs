@@ -5,7 +5,6 @@
 //! per answer record), 2 (`answers` list or `grouped`) and 3 (`queries` list, types
 //! `request`/`response`).
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use wormsign_decode::dns::{DnsAnswer, DnsMessage, DnsRow};
@@ -262,17 +261,15 @@ fn dns_rows(f: &impl Fields, ordinal: &mut u64, out: &mut Vec<DnsRow>) -> Result
 }
 
 /// A response's answers: the `answers` list (v2, v3), the `grouped` map (v2 with
-/// grouped formatting: no owner names or TTLs), or the event's own record (v1; for a
-/// v1 answer event, `rrname` and `rrtype` are the record's, which in a CNAME chain are
-/// not the question's). Records whose data is not text (SOA, SRV and others are
-/// objects) and text over [`MAX_DNS_TEXT`] are left out; at most `MAX_ANSWERS`.
+/// grouped formatting: no TTLs), or the event's own record (v1; for a v1 answer event,
+/// `rrtype` is the record's, which in a CNAME chain is not the question's). Records
+/// whose data is not text (SOA, SRV and others are objects) and text over
+/// [`MAX_DNS_TEXT`] are left out; at most `MAX_ANSWERS`.
 fn answers(f: &impl Fields) -> Vec<DnsAnswer> {
-    let name = |n: Option<Cow<'_, str>>| n.and_then(|n| dns_name(&n).ok()).unwrap_or_default();
     let answer = |prefix: &str| {
         let field = |key: &str| f.text(&format!("{prefix}{key}"));
         let data = field("rdata").filter(|d| d.len() <= MAX_DNS_TEXT)?;
         Some(DnsAnswer {
-            name: name(field("rrname")),
             rtype: field("rrtype").map_or(0, |t| rr_type(&t)),
             ttl: field("ttl").and_then(|t| t.parse().ok()).unwrap_or(0),
             data: data.into_owned(),
@@ -289,7 +286,6 @@ fn answers(f: &impl Fields) -> Vec<DnsAnswer> {
     if !listed.is_empty() {
         return listed;
     }
-    let owner = name(f.text("dns.rrname"));
     let grouped: Vec<DnsAnswer> = ["A", "AAAA", "CNAME", "PTR", "MX", "NS", "TXT", "SRV"]
         .iter()
         .flat_map(|t| {
@@ -297,7 +293,6 @@ fn answers(f: &impl Fields) -> Vec<DnsAnswer> {
                 .into_iter()
                 .filter(|data| data.len() <= MAX_DNS_TEXT)
                 .map(|data| DnsAnswer {
-                    name: owner.clone(),
                     rtype: rr_type(t),
                     ttl: 0,
                     data: data.into_owned(),

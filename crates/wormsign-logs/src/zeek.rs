@@ -255,7 +255,6 @@ pub(crate) fn dns_rows(
     out.push(ends.row(ts, ordinal, query.clone()));
     if let Some(rcode) = rcode {
         let ttls = f.items("TTLs");
-        let owner = query.qname.clone().unwrap_or_default();
         let answers = f
             .items("answers")
             .iter()
@@ -263,7 +262,6 @@ pub(crate) fn dns_rows(
             .filter(|(data, _)| data.len() <= MAX_DNS_TEXT)
             .take(wormsign_decode::dns::MAX_ANSWERS)
             .map(|(data, ttl)| DnsAnswer {
-                name: owner.clone(),
                 rtype: answer_type(data, qtype),
                 ttl: ttl.and_then(|t| parse_decimal_seconds(t)).map_or(0, |ns| {
                     u32::try_from(ns / 1_000_000_000).unwrap_or(u32::MAX)
