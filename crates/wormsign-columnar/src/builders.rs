@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
+    BinaryBuilder, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::Int16Type;
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray};
@@ -107,9 +107,66 @@ pub fn micros(ts_ns: i64) -> i64 {
     ts_ns.div_euclid(1000)
 }
 
-/// Appends an address as text (the tables' address format).
-pub fn append_ip(b: &mut StringBuilder, ip: IpAddr) {
-    b.append_value(IpText::new(ip).as_str());
+/// A text column whose values are ASCII made here: addresses (the tables' address
+/// format, as `IpAddr`'s `Display` writes them) and Community IDs.
+///
+/// The values are gathered as bytes and checked as UTF-8 once, over the whole batch, when
+/// the column is finished. A `StringBuilder` takes a `&str`, so each value was checked as
+/// it was appended, which cost as much as writing the address: 2.3 % of the instructions
+/// of a DNS-heavy run.
+#[derive(Debug, Default)]
+pub struct AsciiTextBuilder(BinaryBuilder);
+
+impl AsciiTextBuilder {
+    /// A builder for `items` values of `bytes` bytes in all without growing.
+    pub fn with_capacity(items: usize, bytes: usize) -> Self {
+        AsciiTextBuilder(BinaryBuilder::with_capacity(items, bytes))
+    }
+
+    /// Appends an address as text.
+    pub fn append_ip(&mut self, ip: IpAddr) {
+        self.0.append_value(IpText::new(ip).as_bytes());
+    }
+
+    /// Appends an address as text, or null.
+    pub fn append_ip_option(&mut self, ip: Option<IpAddr>) {
+        match ip {
+            Some(ip) => self.append_ip(ip),
+            None => self.0.append_null(),
+        }
+    }
+
+    /// Appends text the caller knows to be ASCII (else [`Self::finish`] panics).
+    pub fn append_ascii(&mut self, text: &[u8]) {
+        debug_assert!(text.is_ascii());
+        self.0.append_value(text);
+    }
+
+    /// Appends a null.
+    pub fn append_null(&mut self) {
+        self.0.append_null();
+    }
+
+    /// Appends `n` nulls.
+    pub fn append_nulls(&mut self, n: usize) {
+        self.0.append_nulls(n);
+    }
+
+    /// Values appended since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was appended since the last `finish`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values as a string column; the builder starts over.
+    pub fn finish(&mut self) -> StringArray {
+        StringArray::try_from_binary(self.0.finish())
+            .expect("only addresses written by IpText and ASCII text are appended")
+    }
 }
 
 /// A `RecordBatch` of columns built to match `schema` (a mismatch is a bug).
@@ -129,8 +186,8 @@ pub fn proto_name(proto: u8) -> &'static str {
 struct TunnelColumns {
     bare_rows: usize,
     kind: LabelBuilder,
-    src: StringBuilder,
-    dst: StringBuilder,
+    src: AsciiTextBuilder,
+    dst: AsciiTextBuilder,
     id: Int64Builder,
     depth: Int16Builder,
     chain: Int64Builder,
@@ -144,8 +201,8 @@ impl TunnelColumns {
         };
         self.append_bare_rows();
         self.kind.append(t.kind as usize);
-        append_ip(&mut self.src, t.src);
-        append_ip(&mut self.dst, t.dst);
+        self.src.append_ip(t.src);
+        self.dst.append_ip(t.dst);
         self.id.append_option(t.id.map(i64::from));
         self.depth.append_value(i16::from(t.depth));
         self.chain.append_value(i64::from(t.chain));
@@ -186,9 +243,9 @@ pub struct FlowBatchBuilder {
     ts: TimestampMicrosecondBuilder,
     last_ts: TimestampMicrosecondBuilder,
     duration: Float64Builder,
-    orig_h: StringBuilder,
+    orig_h: AsciiTextBuilder,
     orig_p: Int32Builder,
-    resp_h: StringBuilder,
+    resp_h: AsciiTextBuilder,
     resp_p: Int32Builder,
     proto: LabelBuilder,
     ip_proto: Int16Builder,
@@ -198,10 +255,10 @@ pub struct FlowBatchBuilder {
     tcp_flags: [Int16Builder; 2],
     vlan: Int32Builder,
     tunnel: TunnelColumns,
-    community_id: StringBuilder,
+    community_id: AsciiTextBuilder,
     end_reason: LabelBuilder,
     source: LabelBuilder,
-    exporter: StringBuilder,
+    exporter: AsciiTextBuilder,
     sampling: [Int64Builder; 3],
     interfaces: [Int64Builder; 2],
     first_packet: Int64Builder,
@@ -215,15 +272,16 @@ impl FlowBatchBuilder {
         let ints = || Int64Builder::with_capacity(rows);
         let shorts = || Int16Builder::with_capacity(rows);
         let texts = |bytes_per_row| StringBuilder::with_capacity(rows, rows * bytes_per_row);
+        let ascii = |bytes_per_row| AsciiTextBuilder::with_capacity(rows, rows * bytes_per_row);
         let times = || TimestampMicrosecondBuilder::with_capacity(rows);
         FlowBatchBuilder {
             rows,
             ts: times(),
             last_ts: times(),
             duration: Float64Builder::with_capacity(rows),
-            orig_h: texts(IPV4_TEXT_BYTES),
+            orig_h: ascii(IPV4_TEXT_BYTES),
             orig_p: Int32Builder::with_capacity(rows),
-            resp_h: texts(IPV4_TEXT_BYTES),
+            resp_h: ascii(IPV4_TEXT_BYTES),
             resp_p: Int32Builder::with_capacity(rows),
             proto: LabelBuilder::with_capacity(rows),
             ip_proto: shorts(),
@@ -233,10 +291,10 @@ impl FlowBatchBuilder {
             tcp_flags: std::array::from_fn(|_| shorts()),
             vlan: Int32Builder::with_capacity(rows),
             tunnel: TunnelColumns::default(),
-            community_id: texts(COMMUNITY_ID_BYTES),
+            community_id: ascii(COMMUNITY_ID_BYTES),
             end_reason: LabelBuilder::with_capacity(rows),
             source: LabelBuilder::with_capacity(rows),
-            exporter: texts(0),
+            exporter: ascii(0),
             sampling: std::array::from_fn(|_| ints()),
             interfaces: std::array::from_fn(|_| ints()),
             first_packet: ints(),
@@ -272,9 +330,9 @@ impl RowBuilder for FlowBatchBuilder {
         // so DuckDB and Spark would read a bare integer of microseconds.
         let micros_long = micros(r.ts_last) - micros(r.ts_first);
         self.duration.append_value(micros_long as f64 / 1e6);
-        append_ip(&mut self.orig_h, r.orig_addr);
+        self.orig_h.append_ip(r.orig_addr);
         self.orig_p.append_value(i32::from(r.orig_port));
-        append_ip(&mut self.resp_h, r.resp_addr);
+        self.resp_h.append_ip(r.resp_addr);
         self.resp_p.append_value(i32::from(r.resp_port));
         self.proto.append(proto_index(r.proto));
         self.ip_proto.append_value(i16::from(r.proto));
@@ -295,7 +353,7 @@ impl RowBuilder for FlowBatchBuilder {
         self.tcp_flags[1].append_value(i16::from(r.resp.tcp_flags));
         self.vlan.append_option(r.vlan.map(i32::from));
         self.tunnel.append(r.tunnel.as_ref());
-        self.community_id.append_value(r.community_id().as_str());
+        self.community_id.append_ascii(r.community_id().as_bytes());
         self.end_reason.append(r.end_reason as usize);
         let interval = match &r.source {
             FlowSource::Packets => {
@@ -312,13 +370,13 @@ impl RowBuilder for FlowBatchBuilder {
             }
             FlowSource::Sflow(origin) => {
                 self.source.append(4);
-                append_ip(&mut self.exporter, origin.agent);
+                self.exporter.append_ip(origin.agent);
                 self.interfaces.iter_mut().for_each(|b| b.append_null());
                 u64::from(origin.sampling_rate)
             }
             FlowSource::Netflow(n) => {
                 self.source.append(1);
-                append_ip(&mut self.exporter, n.exporter);
+                self.exporter.append_ip(n.exporter);
                 self.interfaces[0].append_value(i64::from(n.input_if));
                 self.interfaces[1].append_value(i64::from(n.output_if));
                 u64::from(n.sampling_interval)
@@ -403,9 +461,9 @@ const DNS_TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 #[derive(Default)]
 pub struct DnsBatchBuilder {
     ts: TimestampMicrosecondBuilder,
-    client_h: StringBuilder,
+    client_h: AsciiTextBuilder,
     client_p: Int32Builder,
-    server_h: StringBuilder,
+    server_h: AsciiTextBuilder,
     server_p: Int32Builder,
     proto: LabelBuilder,
     trans_id: Int32Builder,
@@ -434,9 +492,9 @@ impl RowBuilder for DnsBatchBuilder {
     fn append(&mut self, r: &DnsRow) {
         let m = &r.message;
         self.ts.append_value(micros(r.ts_ns));
-        append_ip(&mut self.client_h, r.client);
+        self.client_h.append_ip(r.client);
         self.client_p.append_value(i32::from(r.client_port));
-        append_ip(&mut self.server_h, r.server);
+        self.server_h.append_ip(r.server);
         self.server_p.append_value(i32::from(r.server_port));
         self.proto.append(usize::from(r.tcp));
         self.trans_id.append_value(i32::from(m.id));
@@ -541,9 +599,9 @@ pub struct ArpBatchBuilder {
     ts: TimestampMicrosecondBuilder,
     op: DictBuilder,
     sender_mac: StringBuilder,
-    sender_ip: StringBuilder,
+    sender_ip: AsciiTextBuilder,
     target_mac: StringBuilder,
-    target_ip: StringBuilder,
+    target_ip: AsciiTextBuilder,
     vlan: Int32Builder,
     packet: Int64Builder,
 }
@@ -564,9 +622,9 @@ impl RowBuilder for ArpBatchBuilder {
             n => self.op.append_value(n.to_string()),
         }
         append_mac(&mut self.sender_mac, a.sender_mac);
-        append_ip(&mut self.sender_ip, IpAddr::V4(a.sender_ip));
+        self.sender_ip.append_ip(IpAddr::V4(a.sender_ip));
         append_mac(&mut self.target_mac, a.target_mac);
-        append_ip(&mut self.target_ip, IpAddr::V4(a.target_ip));
+        self.target_ip.append_ip(IpAddr::V4(a.target_ip));
         self.vlan.append_option(a.vlan.map(i32::from));
         self.packet
             .append_value(i64::try_from(r.packet).unwrap_or(i64::MAX));
@@ -604,8 +662,8 @@ mod tests {
             .collect();
         addresses.push("2001:db8::1".parse().unwrap());
         addresses.push("::ffff:10.164.1.8".parse().unwrap());
-        let mut b = StringBuilder::new();
-        addresses.iter().for_each(|&ip| append_ip(&mut b, ip));
+        let mut b = AsciiTextBuilder::default();
+        addresses.iter().for_each(|&ip| b.append_ip(ip));
         let written = b.finish();
         for (i, ip) in addresses.iter().enumerate() {
             assert_eq!(written.value(i), ip.to_string());

@@ -48,9 +48,9 @@ pub use read::{
 pub use schema::{arp_schema, dns_schema, flow_schema};
 pub use sessions::{session_schema, SessionBatchBuilder};
 /// Building blocks for tables declared downstream (the detection tables): a column with
-/// its description, dictionary strings, timestamps.
+/// its description, dictionary strings, addresses as text, timestamps.
 pub mod parts {
-    pub use crate::builders::{append_ip, batch, micros, DictBuilder};
+    pub use crate::builders::{batch, micros, AsciiTextBuilder, DictBuilder};
     pub use crate::schema::{dict, field, timestamp};
 }
 pub use sink::{FinishedTable, ParquetSink, TableSink, TableWriter, ROW_GROUP_ROWS};

@@ -12,7 +12,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 use wormsign_decode::names::NameFact;
 
-use crate::builders::{append_ip, append_mac, batch, micros, DictBuilder, RowBuilder};
+use crate::builders::{append_mac, batch, micros, AsciiTextBuilder, DictBuilder, RowBuilder};
 use crate::schema::{dict, field, timestamp};
 
 /// Schema of `names.parquet`; sort key `packet`, then `name`.
@@ -57,7 +57,7 @@ pub struct NameBatchBuilder {
     ts: TimestampMicrosecondBuilder,
     protocol: DictBuilder,
     message: DictBuilder,
-    hosts: [StringBuilder; 3],
+    hosts: [AsciiTextBuilder; 3],
     mac: StringBuilder,
     name: StringBuilder,
     suffix: Int32Builder,
@@ -76,12 +76,9 @@ impl RowBuilder for NameBatchBuilder {
         self.ts.append_value(micros(r.ts_ns));
         self.protocol.append_value(f.protocol);
         self.message.append_value(f.message);
-        append_ip(&mut self.hosts[0], r.src);
-        append_ip(&mut self.hosts[1], r.dst);
-        match f.address {
-            Some(a) => append_ip(&mut self.hosts[2], IpAddr::V4(a)),
-            None => self.hosts[2].append_null(),
-        }
+        self.hosts[0].append_ip(r.src);
+        self.hosts[1].append_ip(r.dst);
+        self.hosts[2].append_ip_option(f.address.map(IpAddr::V4));
         match f.mac {
             Some(m) => append_mac(&mut self.mac, m),
             None => self.mac.append_null(),

@@ -14,7 +14,7 @@ use arrow_schema::{DataType, Schema, SchemaRef};
 use wormsign_flow::community_id;
 use wormsign_inspect::{status_name, SessionEvent};
 
-use crate::builders::{append_ip, batch, micros, DictBuilder, RowBuilder};
+use crate::builders::{batch, micros, AsciiTextBuilder, DictBuilder, RowBuilder};
 use crate::schema::{dict, field, timestamp};
 
 /// Schema of `sessions.parquet`; sort key `packet`, then `fact`.
@@ -49,11 +49,11 @@ pub fn session_schema() -> SchemaRef {
 #[derive(Default)]
 pub struct SessionBatchBuilder {
     ts: TimestampMicrosecondBuilder,
-    client_h: StringBuilder,
+    client_h: AsciiTextBuilder,
     client_p: Int32Builder,
-    server_h: StringBuilder,
+    server_h: AsciiTextBuilder,
     server_p: Int32Builder,
-    community_id: StringBuilder,
+    community_id: AsciiTextBuilder,
     protocol: DictBuilder,
     fact: DictBuilder,
     outcome: DictBuilder,
@@ -73,12 +73,12 @@ impl RowBuilder for SessionBatchBuilder {
     fn append(&mut self, e: &SessionEvent) {
         const TCP: u8 = 6;
         self.ts.append_value(micros(e.ts_ns));
-        append_ip(&mut self.client_h, e.client);
+        self.client_h.append_ip(e.client);
         self.client_p.append_value(i32::from(e.client_port));
-        append_ip(&mut self.server_h, e.server);
+        self.server_h.append_ip(e.server);
         self.server_p.append_value(i32::from(e.server_port));
         let id = community_id(e.client, e.client_port, e.server, e.server_port, TCP, true);
-        self.community_id.append_value(id.as_str());
+        self.community_id.append_ascii(id.as_bytes());
         self.protocol.append_value(e.protocol.as_str());
         self.fact.append_value(e.fact.as_str());
         self.outcome.append_value(e.outcome.as_str());

@@ -37,8 +37,14 @@ impl IpText {
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len])
+        std::str::from_utf8(self.as_bytes())
             .expect("only ASCII digits, hex letters, dots and colons are written")
+    }
+
+    /// The text's bytes, all ASCII: for a writer that checks a whole batch of text as
+    /// UTF-8 at once rather than each address as [`IpText::as_str`] does.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 
     /// Copies `N` bytes and keeps the first `keep` of them: fixed-size copies compile

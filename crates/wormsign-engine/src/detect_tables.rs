@@ -3,7 +3,6 @@
 //! `wormsign-columnar` take `wormsign-flow`'s records. Here, downstream of detect, so
 //! that no crate looks further down the data path than itself.
 
-use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{
@@ -15,7 +14,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use wormsign_detect::{Alert, Edge, HostRow};
 
-use wormsign_columnar::parts::{append_ip, batch, dict, field, micros, timestamp, DictBuilder};
+use wormsign_columnar::parts::{
+    batch, dict, field, micros, timestamp, AsciiTextBuilder, DictBuilder,
+};
 use wormsign_columnar::RowBuilder;
 
 /// Schema of `alerts.parquet`, one row per alert, in alert id order.
@@ -202,13 +203,6 @@ pub(crate) fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn append_opt_ip(b: &mut StringBuilder, ip: Option<IpAddr>) {
-    match ip {
-        Some(ip) => append_ip(b, ip),
-        None => b.append_null(),
-    }
-}
-
 /// A list column's type.
 pub(crate) fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, true)))
@@ -232,8 +226,8 @@ pub struct AlertBatchBuilder {
     id: StringBuilder,
     rule: DictBuilder,
     tier: DictBuilder,
-    src: StringBuilder,
-    dst: StringBuilder,
+    src: AsciiTextBuilder,
+    dst: AsciiTextBuilder,
     service: DictBuilder,
     times: [TimestampMicrosecondBuilder; 3],
     counts: [Int64Builder; 2],
@@ -254,8 +248,8 @@ impl RowBuilder for AlertBatchBuilder {
         self.id.append_value(&r.id);
         self.rule.append_value(r.rule.as_str());
         self.tier.append_value(r.tier.as_str());
-        append_ip(&mut self.src, r.src);
-        append_opt_ip(&mut self.dst, r.dst);
+        self.src.append_ip(r.src);
+        self.dst.append_ip_option(r.dst);
         self.service.append_value(&r.service);
         for (b, ns) in self
             .times
@@ -307,10 +301,10 @@ impl RowBuilder for AlertBatchBuilder {
 /// Builds `hosts.parquet` batches from [`HostRow`]s.
 #[derive(Default)]
 pub struct HostBatchBuilder {
-    ip: StringBuilder,
+    ip: AsciiTextBuilder,
     role: DictBuilder,
     times: [TimestampMicrosecondBuilder; 3],
-    parent: StringBuilder,
+    parent: AsciiTextBuilder,
     generation: Int32Builder,
     mac: StringBuilder,
     other_macs: ListBuilder<StringBuilder>,
@@ -328,7 +322,7 @@ impl RowBuilder for HostBatchBuilder {
     }
 
     fn append(&mut self, r: &HostRow) {
-        append_ip(&mut self.ip, r.ip);
+        self.ip.append_ip(r.ip);
         self.role.append_value(r.role.as_str());
         for (b, ns) in
             self.times
@@ -337,7 +331,7 @@ impl RowBuilder for HostBatchBuilder {
         {
             b.append_option(ns.map(micros));
         }
-        append_opt_ip(&mut self.parent, r.parent);
+        self.parent.append_ip_option(r.parent);
         self.generation
             .append_option(r.generation.map(|g| i32::try_from(g).unwrap_or(i32::MAX)));
         let id = &r.identity;
@@ -373,8 +367,8 @@ impl RowBuilder for HostBatchBuilder {
 /// Builds `propagation.parquet` batches from propagation [`Edge`]s.
 #[derive(Default)]
 pub struct PropagationBatchBuilder {
-    parent: StringBuilder,
-    child: StringBuilder,
+    parent: AsciiTextBuilder,
+    child: AsciiTextBuilder,
     infected_at: TimestampMicrosecondBuilder,
     vector: DictBuilder,
     seen: StringBuilder,
@@ -391,8 +385,8 @@ impl RowBuilder for PropagationBatchBuilder {
     }
 
     fn append(&mut self, r: &Edge) {
-        append_ip(&mut self.parent, r.parent);
-        append_ip(&mut self.child, r.child);
+        self.parent.append_ip(r.parent);
+        self.child.append_ip(r.child);
         self.infected_at.append_value(micros(r.infected_at_ns));
         self.vector.append_value(&r.vector);
         self.seen.append_value(&r.seen);
@@ -429,6 +423,7 @@ mod tests {
 
     #[test]
     fn batches_match_schemas() {
+        use std::net::IpAddr;
         use wormsign_detect::{Role, Rule, Tier};
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let mut a = AlertBatchBuilder::default();

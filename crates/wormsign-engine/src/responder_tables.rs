@@ -11,11 +11,13 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use wormsign_columnar::parts::{append_ip, batch, dict, field, micros, timestamp, DictBuilder};
+use wormsign_columnar::parts::{
+    batch, dict, field, micros, timestamp, AsciiTextBuilder, DictBuilder,
+};
 use wormsign_columnar::RowBuilder;
 use wormsign_detect::{Remediation, TimelineEvent, ZoneCheck};
 
-use crate::detect_tables::{append_opt_ip, append_strings, i64_of, list_of, ts_array};
+use crate::detect_tables::{append_strings, i64_of, list_of, ts_array};
 
 /// Schema of `timeline.parquet`, one row per event, by `(ts, kind, host, peer, what)`.
 pub fn timeline_schema() -> SchemaRef {
@@ -54,8 +56,8 @@ pub fn timeline_schema() -> SchemaRef {
 pub struct TimelineBatchBuilder {
     ts: TimestampMicrosecondBuilder,
     kind: DictBuilder,
-    host: StringBuilder,
-    peer: StringBuilder,
+    host: AsciiTextBuilder,
+    peer: AsciiTextBuilder,
     what: StringBuilder,
     alert_id: StringBuilder,
 }
@@ -70,8 +72,8 @@ impl RowBuilder for TimelineBatchBuilder {
     fn append(&mut self, r: &TimelineEvent) {
         self.ts.append_value(micros(r.ts_ns));
         self.kind.append_value(r.kind.as_str());
-        append_ip(&mut self.host, r.host);
-        append_opt_ip(&mut self.peer, r.peer);
+        self.host.append_ip(r.host);
+        self.peer.append_ip_option(r.peer);
         self.what.append_value(&r.what);
         self.alert_id.append_option(r.alert_id.as_deref());
     }
@@ -226,7 +228,7 @@ pub fn remediation_schema() -> SchemaRef {
 /// Builds `remediation.parquet` batches from [`Remediation`] rows.
 #[derive(Default)]
 pub struct RemediationBatchBuilder {
-    host: StringBuilder,
+    host: AsciiTextBuilder,
     action: DictBuilder,
     tier: DictBuilder,
     detail: StringBuilder,
@@ -243,7 +245,7 @@ impl RowBuilder for RemediationBatchBuilder {
     }
 
     fn append(&mut self, r: &Remediation) {
-        append_ip(&mut self.host, r.host);
+        self.host.append_ip(r.host);
         self.action.append_value(r.action.as_str());
         self.tier.append_value(r.tier.as_str());
         self.detail.append_value(&r.detail);

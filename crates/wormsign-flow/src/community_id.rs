@@ -18,6 +18,11 @@ impl CommunityId {
         // Only `1:` and base64 output are ever stored, so this never falls back.
         std::str::from_utf8(&self.0).unwrap_or("")
     }
+
+    /// The text's bytes, all ASCII (`1:` and base64).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::fmt::Display for CommunityId {
