@@ -87,10 +87,29 @@ pub fn decode(data: &[u8]) -> Option<(bool, Vec<FlowRecord>)> {
     Some((true, out))
 }
 
+/// A response to `a.bc` with an A, a CNAME and an MX answer: what [`dns`] parses each
+/// input into after it, so that a field the input does not set would show.
+const PRIOR_RESPONSE: [u8; 68] = [
+    0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0, // header: a response, 3 answers
+    1, b'a', 2, b'b', b'c', 0, 0, 1, 0, 1, // question a.bc, A, IN
+    0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7, // A 192.0.2.7
+    0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 12, // CNAME a.bc
+    0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 4, 0, 10, 0xc0, 12, // MX 10 a.bc
+];
+
 /// DNS message parsing. Input: one message, parsed both as a UDP payload and as a TCP
 /// segment (2-byte length prefix). Returns the query names found each way.
 pub fn dns(data: &[u8]) -> (Option<String>, Option<String>) {
-    let udp = dns_parser::parse(data).ok().and_then(|m| m.qname);
+    let fresh = dns_parser::parse(data);
+    // The decode workers parse every message into one they keep: parsing into a
+    // message that still holds another must give what a fresh parse gives.
+    let mut reused = dns_parser::parse(&PRIOR_RESPONSE).expect("a valid response");
+    let into = dns_parser::parse_into(data, &mut reused).map(|()| reused);
+    assert_eq!(
+        into, fresh,
+        "parse_into over an earlier message differs from parse"
+    );
+    let udp = fresh.ok().and_then(|m| m.qname);
     let tcp = dns_parser::parse_tcp(data).ok().and_then(|m| m.qname);
     // The other UDP naming protocols, DHCP and the NetBIOS name service, on the same
     // bytes (their seeds are in the same corpus).

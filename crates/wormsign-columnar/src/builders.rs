@@ -136,7 +136,8 @@ impl AsciiTextBuilder {
         }
     }
 
-    /// Appends text the caller knows to be ASCII (else [`Self::finish`] panics).
+    /// Appends text the caller knows to be ASCII (checked in debug builds; text that is
+    /// not UTF-8 would make [`Self::finish`] panic).
     pub fn append_ascii(&mut self, text: &[u8]) {
         debug_assert!(text.is_ascii());
         self.0.append_value(text);
@@ -150,16 +151,6 @@ impl AsciiTextBuilder {
     /// Appends `n` nulls.
     pub fn append_nulls(&mut self, n: usize) {
         self.0.append_nulls(n);
-    }
-
-    /// Values appended since the last `finish`.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether nothing was appended since the last `finish`.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// The values as a string column; the builder starts over.
@@ -667,6 +658,26 @@ mod tests {
         let written = b.finish();
         for (i, ip) in addresses.iter().enumerate() {
             assert_eq!(written.value(i), ip.to_string());
+        }
+    }
+
+    /// Nulls land where they were appended, between text, across two batches.
+    #[test]
+    fn ascii_text_keeps_nulls_in_place() {
+        use arrow_array::Array;
+        let ip: IpAddr = "10.164.1.8".parse().unwrap();
+        let mut b = AsciiTextBuilder::with_capacity(2, 8);
+        for round in 0..2 {
+            b.append_ip_option(None);
+            b.append_ascii(b"1:abc=");
+            b.append_nulls(2);
+            b.append_ip_option(Some(ip));
+            b.append_null();
+            let column = b.finish();
+            let cells: Vec<Option<&str>> = column.iter().collect();
+            let expected = [None, Some("1:abc="), None, None, Some("10.164.1.8"), None];
+            assert_eq!(cells, expected, "batch {round}");
+            assert_eq!(column.null_count(), 4);
         }
     }
 

@@ -447,8 +447,8 @@ fn decode_worker(
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
     let mut dns = DnsBatchBuilder::default();
-    // Every DNS message is parsed into this one, which keeps its text buffers: no
-    // allocation per message once they have grown.
+    // Every DNS message is parsed into this one, which keeps its buffers (the question
+    // name's, the answer list's) from one message to the next.
     let mut dns_message = DnsMessage::default();
     let send_dns = |batch: RecordBatch| {
         let msg = ToWriter::dns(batch, cnc.map(|(config, _)| config));
@@ -497,9 +497,8 @@ fn decode_worker(
                         });
                         continue;
                     }
-                    let parsed =
-                        dns_row(meta.ts_ns, idx, &packet, data, &mut dns_message, &mut stats);
-                    if let Some(row) = parsed {
+                    let row = dns_row(meta.ts_ns, idx, &packet, data, &mut dns_message, &mut stats);
+                    if let Some(row) = row {
                         if let Some((config, resolved)) = cnc {
                             resolved.publish(config, &row.message);
                         }

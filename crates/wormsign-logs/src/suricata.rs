@@ -262,9 +262,10 @@ fn dns_rows(f: &impl Fields, ordinal: &mut u64, out: &mut Vec<DnsRow>) -> Result
 
 /// A response's answers: the `answers` list (v2, v3), the `grouped` map (v2 with
 /// grouped formatting: no TTLs), or the event's own record (v1; for a v1 answer event,
-/// `rrtype` is the record's, which in a CNAME chain is not the question's). Records
-/// whose data is not text (SOA, SRV and others are objects) and text over
-/// [`MAX_DNS_TEXT`] are left out; at most `MAX_ANSWERS`.
+/// `rrname` and `rrtype` are the record's, which in a CNAME chain are not the
+/// question's, and [`dns_rows`] takes them as the question). Records whose data is not
+/// text (SOA, SRV and others are objects) and text over [`MAX_DNS_TEXT`] are left out;
+/// at most `MAX_ANSWERS`.
 fn answers(f: &impl Fields) -> Vec<DnsAnswer> {
     let answer = |prefix: &str| {
         let field = |key: &str| f.text(&format!("{prefix}{key}"));
