@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Instructions that `wormsign analyze` executes, counted by valgrind's callgrind on the
+# first packets of each capture given: a measure that does not drift with this VM's
+# speed. Wall and CPU time move by 10-30 % from one minute to the next here, more than
+# most single changes gain; the instruction count of a run on one thread is the same
+# from run to run, so a change of 1 % shows. It is not time (a cache miss costs more
+# than an add, and callgrind runs SHA-1 without the CPU's SHA extensions), so confirm a
+# gain it shows with interleaved timed runs, e.g. benches/shapes.sh.
+#
+#   benches/instructions.sh target/bench-data/shape-dns-1000000.pcap
+#   WORMSIGN_INSN_BASE=/tmp/wormsign-before benches/instructions.sh target/bench-data/*.pcap
+#
+# benches/shapes.sh makes the shapes' captures in target/bench-data.
+#
+# Environment:
+#   WORMSIGN_INSN_PACKETS   packets taken from the start of each capture (default 100000)
+#   WORMSIGN_INSN_BASE      another wormsign binary to count beside this checkout's, for
+#                           the change between them
+#   WORMSIGN_INSN_DETECT=1  run detection too (default: --no-detect)
+#   WORMSIGN_BENCH_SKIP_BUILD=1  use the binary already built
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PACKETS=${WORMSIGN_INSN_PACKETS:-100000}
+BASE=${WORMSIGN_INSN_BASE:-}
+NAME=instructions
+[ $# -gt 0 ] || { echo "usage: benches/instructions.sh CAPTURE..." >&2; exit 2; }
+for tool in valgrind tcpdump capinfos; do
+    command -v $tool >/dev/null || { echo "instructions: $tool is required (apt-get install valgrind; tests/install-tools.sh installs the others)" >&2; exit 2; }
+done
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
+DETECT=(--no-detect)
+[ "${WORMSIGN_INSN_DETECT:-0}" = 1 ] && DETECT=()
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-instructions.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# count BINARY CAPTURE -> instructions (one thread, so the count does not depend on
+# how the threads were scheduled)
+count() {
+    rm -rf "$WORK/out"
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+        "$1" analyze "$2" --out "$WORK/out" --quiet --threads 1 "${DETECT[@]}" \
+        2>"$WORK/valgrind.log" >/dev/null ||
+        { echo "instructions: $1 failed on $2" >&2; tail -5 "$WORK/valgrind.log" >&2; exit 1; }
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/valgrind.log"
+}
+
+echo "| capture | packets | instructions/packet | M instructions |${BASE:+ base M instructions | change |}"
+echo "|---|---|---|---|${BASE:+---|---|}"
+for capture in "$@"; do
+    slice=$WORK/slice.pcap
+    tcpdump -r "$capture" -c "$PACKETS" -w "$slice" 2>/dev/null
+    packets=$(capinfos -M -c "$slice" | awk '/Number of packets/ { print $NF }')
+    this=$(count "$WORMSIGN" "$slice")
+    row="| $(basename "$capture") | $packets | $((this / packets)) | $((this / 1000000)) |"
+    if [ -n "$BASE" ]; then
+        base=$(count "$BASE" "$slice")
+        row+=" $((base / 1000000)) | $(awk -v a="$this" -v b="$base" 'BEGIN { printf "%+.1f %%", 100 * (a - b) / b }') |"
+    fi
+    echo "$row"
+done
