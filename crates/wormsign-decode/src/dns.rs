@@ -141,10 +141,10 @@ pub fn parse_into(msg: &[u8], m: &mut DnsMessage) -> Result<(), DnsError> {
     m.recursion_available = flags & 0x0080 != 0;
     m.rcode = (flags & 0x0f) as u8;
     let mut name = m.qname.take().unwrap_or_default();
+    name.clear();
     (m.qtype, m.qclass) = (0, 0);
     let mut pos = 12;
     if qdcount > 0 {
-        name.clear();
         pos = read_name(msg, pos, &mut name)?;
         let (Some(t), Some(c)) = (be16(msg, pos), be16(msg, pos + 2)) else {
             return Err(DnsError::Truncated);
@@ -166,6 +166,8 @@ pub fn parse_into(msg: &[u8], m: &mut DnsMessage) -> Result<(), DnsError> {
     }
     let n = usize::from(ancount).min(MAX_ANSWERS);
     let room = msg.len().saturating_sub(pos) / MIN_RECORD_LEN;
+    // Capacity for the answers the message has room for (`reserve` counts beyond the
+    // answers the list still holds from the message before).
     m.answers
         .reserve(n.min(room).saturating_sub(m.answers.len()));
     let mut read = 0;

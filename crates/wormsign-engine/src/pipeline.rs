@@ -497,8 +497,9 @@ fn decode_worker(
                         });
                         continue;
                     }
-                    let row = dns_row(meta.ts_ns, idx, &packet, data, &mut dns_message, &mut stats);
-                    if let Some(row) = row {
+                    if let Some(row) =
+                        dns_row(meta.ts_ns, idx, &packet, data, &mut dns_message, &mut stats)
+                    {
                         if let Some((config, resolved)) = cnc {
                             resolved.publish(config, &row.message);
                         }
