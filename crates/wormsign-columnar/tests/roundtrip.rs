@@ -6,6 +6,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Encoding;
+use parquet::file::metadata::ColumnChunkMetaData;
 use wormsign_columnar::{
     flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter,
 };
@@ -211,16 +213,40 @@ fn dns_answers_are_lists() {
     assert_eq!(qname.as_string::<i32>().value(0), "t.awcna.com");
 }
 
-/// The leaf columns of `path` whose row groups carry no min/max statistics.
-fn columns_without_statistics(path: &std::path::Path) -> Vec<String> {
+/// The leaf columns of `path` whose first row group's chunk passes `test`.
+fn columns_where(
+    path: &std::path::Path,
+    test: impl Fn(&ColumnChunkMetaData) -> bool,
+) -> Vec<String> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
     let row_group = builder.metadata().row_group(0);
     row_group
         .columns()
         .iter()
-        .filter(|c| c.statistics().is_none())
+        .filter(|&c| test(c))
         .map(|c| c.column_path().string())
         .collect()
+}
+
+/// The leaf columns of `path` whose row groups carry no min/max statistics.
+fn columns_without_statistics(path: &std::path::Path) -> Vec<String> {
+    columns_where(path, |c| c.statistics().is_none())
+}
+
+/// A flows table of a thousand distinct flows and a DNS table of one message, written
+/// in `dir`: their paths.
+fn small_tables(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let flows = dir.join("flows.parquet");
+    let mut w = TableWriter::<FlowBatchBuilder>::create(&flows, &[]).unwrap();
+    for i in 0..1000 {
+        w.push(&distinct_flow(i)).unwrap();
+    }
+    w.finish().unwrap();
+    let dns = dir.join("dns.parquet");
+    let mut w = TableWriter::<DnsBatchBuilder>::create(&dns, &[]).unwrap();
+    w.push(&dns_row()).unwrap();
+    w.finish().unwrap();
+    (flows, dns)
 }
 
 /// Statistics are kept where a reader can prune row groups with them (times, packet
@@ -229,12 +255,7 @@ fn columns_without_statistics(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn statistics_are_written_where_readers_can_prune() {
     let dir = tempfile::tempdir().unwrap();
-    let flows = dir.path().join("flows.parquet");
-    let mut w = TableWriter::<FlowBatchBuilder>::create(&flows, &[]).unwrap();
-    for i in 0..3 {
-        w.push(&flow(i)).unwrap();
-    }
-    w.finish().unwrap();
+    let (flows, dns) = small_tables(dir.path());
     let unpruned = [
         "orig_h",
         "resp_h",
@@ -246,11 +267,6 @@ fn statistics_are_written_where_readers_can_prune() {
         "source",
     ];
     assert_eq!(columns_without_statistics(&flows), unpruned);
-
-    let dns = dir.path().join("dns.parquet");
-    let mut w = TableWriter::<DnsBatchBuilder>::create(&dns, &[]).unwrap();
-    w.push(&dns_row()).unwrap();
-    w.finish().unwrap();
     let unpruned = [
         "client_h",
         "server_h",
@@ -262,6 +278,27 @@ fn statistics_are_written_where_readers_can_prune() {
         "answer_types.list.item",
     ];
     assert_eq!(columns_without_statistics(&dns), unpruned);
+}
+
+/// The leaf columns of `path` whose first row group's values are delta-encoded.
+fn delta_encoded_columns(path: &std::path::Path) -> Vec<String> {
+    columns_where(path, |c| {
+        c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED)
+    })
+}
+
+/// Times and packet ordinals, integers that rise nearly row by row, are written as
+/// deltas (the sink's `DELTA_ENCODED`); `duration` is a float and keeps plain values.
+/// `columns_encoded_apart_keep_their_rows_together_on_any_pool` reads the values back.
+#[test]
+fn times_and_packet_ordinals_are_delta_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (flows, dns) = small_tables(dir.path());
+    assert_eq!(
+        delta_encoded_columns(&flows),
+        ["ts", "last_ts", "first_packet"]
+    );
+    assert_eq!(delta_encoded_columns(&dns), ["ts", "packet"]);
 }
 
 #[test]
