@@ -4,11 +4,24 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// The bytes [`escape_into`] replaces: all ASCII, so a run between them is whole UTF-8.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 5 {
+        table[b"&<>\"'"[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Appends `s` to `o` with HTML's special characters escaped, copying the runs between
-/// them whole (a report of thousands of alerts is megabytes of text).
+/// them whole (a report of thousands of alerts is megabytes of text). Looked up byte by
+/// byte in a table: `str::find` with a set of chars decoded each char and compared it
+/// with all five, and escaping was a third of the HTML page's time.
 fn escape_into(o: &mut String, s: &str) {
     let mut rest = s;
-    while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+    while let Some(at) = rest.bytes().position(|b| ESCAPED[usize::from(b)]) {
         o.push_str(&rest[..at]);
         o.push_str(match rest.as_bytes()[at] {
             b'&' => "&amp;",
@@ -51,9 +64,9 @@ fn inline_into(o: &mut String, s: &str) {
                 continue;
             }
         }
+        // Both markers are ASCII, so `next` is a char boundary.
         let first = rest.chars().next().map_or(1, char::len_utf8);
-        let next = rest[first..]
-            .find(['`', '*'])
+        let next = memchr::memchr2(b'`', b'*', &rest.as_bytes()[first..])
             .map_or(rest.len(), |p| p + first);
         escape_into(o, &rest[..next]);
         rest = &rest[next..];
@@ -275,5 +288,20 @@ mod tests {
         assert!(html.contains("<ol>\n<li>first</li>\n<li>second</li>\n</ol>"));
         assert!(html.contains("<td>x | y</td><td>&lt;z&gt;</td>"));
         assert!(!html.contains("<x>") && !html.contains("<z>"));
+    }
+
+    /// Every escaped byte, beside multi-byte UTF-8 and unmatched markers, which stay as
+    /// they are: the exact text, not only its absence of tags.
+    #[test]
+    fn escapes_exactly_around_multibyte_text() {
+        let mut o = String::new();
+        escape_into(&mut o, "é&<ü>\"'驱动人生");
+        assert_eq!(o, "é&amp;&lt;ü&gt;&quot;&#39;驱动人生");
+        assert_eq!(escape("plain text"), "plain text");
+        assert_eq!(escape(""), "");
+        assert_eq!(
+            inline("人*生 `<驱>` **a&b** *x ` y** ü"),
+            "人*生 <code>&lt;驱&gt;</code> <strong>a&amp;b</strong> *x ` y** ü"
+        );
     }
 }
