@@ -301,6 +301,57 @@ fn times_and_packet_ordinals_are_delta_encoded() {
     assert_eq!(delta_encoded_columns(&dns), ["ts", "packet"]);
 }
 
+/// Deltas of any size and sign read back as the values written: times out of order,
+/// a flow ending before the previous one, the extremes of the types, across more than
+/// one delta block (128 values).
+#[test]
+fn delta_encoded_times_read_back_out_of_order_and_at_extremes() {
+    let times = [
+        0,
+        i64::MIN,
+        i64::MAX,
+        -1,
+        1,
+        -999,
+        1_000_000_007,
+        i64::MIN + 1,
+    ];
+    let flows: Vec<FlowRecord> = (0..300u64)
+        .map(|i| {
+            let pick = |k: u64| times[((i * k) % times.len() as u64) as usize];
+            FlowRecord {
+                ts_first: pick(3).wrapping_add(i as i64),
+                ts_last: pick(5),
+                first_packet: [u64::MAX, 0, i * 7919, 1 << 63][(i % 4) as usize],
+                ..flow(i)
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.parquet");
+    let mut w = TableWriter::<FlowBatchBuilder>::create(&path, &[]).unwrap();
+    for f in &flows {
+        w.push(f).unwrap();
+    }
+    w.finish().unwrap();
+    let mut expected = flows.iter();
+    for b in read(&path).0 {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (ts, last, first) = (col("ts"), col("last_ts"), col("first_packet"));
+        let micros = |c: &arrow_array::ArrayRef, row| {
+            c.as_primitive::<TimestampMicrosecondType>().value(row)
+        };
+        for row in 0..b.num_rows() {
+            let f = expected.next().unwrap();
+            assert_eq!(micros(&ts, row), f.ts_first.div_euclid(1000));
+            assert_eq!(micros(&last, row), f.ts_last.div_euclid(1000));
+            let packet = i64::try_from(f.first_packet).unwrap_or(i64::MAX);
+            assert_eq!(first.as_primitive::<Int64Type>().value(row), packet);
+        }
+    }
+    assert!(expected.next().is_none(), "every row read back");
+}
+
 #[test]
 fn unfinished_table_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
