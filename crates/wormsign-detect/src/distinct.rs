@@ -26,12 +26,13 @@ impl CappedSet {
         cap: usize,
         stats: &mut DetectStats,
     ) -> Option<bool> {
+        // Below the cap one lookup answers both questions (a contains-then-insert hashed
+        // every new address twice, on the scan benchmark 850 k times).
+        if self.set.len() < cap {
+            return Some(self.set.insert(ip));
+        }
         if self.set.contains(&ip) {
             return Some(false);
-        }
-        if self.set.len() < cap {
-            self.set.insert(ip);
-            return Some(true);
         }
         stats.cap_hits += 1;
         let sketch = self.sketch.get_or_insert_with(|| {
@@ -158,5 +159,20 @@ mod tests {
             assert_eq!(s.len(), before);
         }
         assert_eq!(stats.saturated_sets, 3);
+    }
+
+    /// At the cap a known address is still known, a new one unknown, and only the new
+    /// one counts as a cap hit.
+    #[test]
+    fn at_the_cap_known_addresses_stay_known() {
+        let mut stats = DetectStats::default();
+        let mut s = CappedSet::default();
+        let answers: Vec<_> = [1, 2, 3, 2, 4, 3, 4]
+            .map(|i| s.insert(v4(i), 3, &mut stats))
+            .into();
+        let (new, known) = (Some(true), Some(false));
+        assert_eq!(answers, [new, new, new, known, None, known, None]);
+        assert_eq!((stats.cap_hits, stats.saturated_sets), (2, 1));
+        assert_eq!(s.len(), 4, "the sketch counts the fourth address");
     }
 }
