@@ -17,6 +17,14 @@
 #   WORMSIGN_INSN_BASE      another wormsign binary to count beside this checkout's, for
 #                           the change between them
 #   WORMSIGN_INSN_DETECT=1  run detection too (default: --no-detect)
+#   WORMSIGN_INSN_DETECT=share  count this checkout's binary both ways and print
+#                           detection's share: the instructions detection adds, a
+#                           steadier measure than the wall-time share benches/shapes.sh
+#                           reports (10 points apart from run to run on small shapes).
+#                           Writing detection's outputs costs about the same for a slice
+#                           as for the whole capture, so a slice overstates the share:
+#                           23 % on the scan shape's first 100 000 packets, 14.7 % on
+#                           all of its 1 000 000
 #   WORMSIGN_BENCH_SKIP_BUILD=1  use the binary already built
 set -euo pipefail
 
@@ -30,33 +38,47 @@ for tool in valgrind tcpdump capinfos; do
 done
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
+MODE=${WORMSIGN_INSN_DETECT:-0}
 DETECT=(--no-detect)
-[ "${WORMSIGN_INSN_DETECT:-0}" = 1 ] && DETECT=()
+[ "$MODE" = 1 ] && DETECT=()
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-instructions.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# count BINARY CAPTURE -> instructions (one thread, so the count does not depend on
-# how the threads were scheduled)
+# count BINARY CAPTURE [ANALYZE OPTION...] -> instructions (one thread, so the count
+# does not depend on how the threads were scheduled)
 count() {
+    local binary=$1 capture=$2
+    shift 2
     rm -rf "$WORK/out"
     valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-        "$1" analyze "$2" --out "$WORK/out" --quiet --threads 1 "${DETECT[@]}" \
+        "$binary" analyze "$capture" --out "$WORK/out" --quiet --threads 1 "$@" \
         2>"$WORK/valgrind.log" >/dev/null ||
-        { echo "instructions: $1 failed on $2" >&2; tail -5 "$WORK/valgrind.log" >&2; exit 1; }
+        { echo "instructions: $binary failed on $capture" >&2; tail -5 "$WORK/valgrind.log" >&2; exit 1; }
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/valgrind.log"
 }
 
-echo "| capture | packets | instructions/packet | M instructions |${BASE:+ base M instructions | change |}"
-echo "|---|---|---|---|${BASE:+---|---|}"
+SHARE=
+[ "$MODE" = share ] && SHARE=1
+# change NEW OLD -> "+1.2 %"
+change() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f %%", 100 * (a - b) / b }'
+}
+
+echo "| capture | packets | instructions/packet | M instructions |${BASE:+ base M instructions | change |}${SHARE:+ with detection M | detection share |}"
+echo "|---|---|---|---|${BASE:+---|---|}${SHARE:+---|---|}"
 for capture in "$@"; do
     slice=$WORK/slice.pcap
     tcpdump -r "$capture" -c "$PACKETS" -w "$slice" 2>/dev/null
     packets=$(capinfos -M -c "$slice" | awk '/Number of packets/ { print $NF }')
-    this=$(count "$WORMSIGN" "$slice")
+    this=$(count "$WORMSIGN" "$slice" "${DETECT[@]}")
     row="| $(basename "$capture") | $packets | $((this / packets)) | $((this / 1000000)) |"
     if [ -n "$BASE" ]; then
-        base=$(count "$BASE" "$slice")
-        row+=" $((base / 1000000)) | $(awk -v a="$this" -v b="$base" 'BEGIN { printf "%+.1f %%", 100 * (a - b) / b }') |"
+        base=$(count "$BASE" "$slice" "${DETECT[@]}")
+        row+=" $((base / 1000000)) | $(change "$this" "$base") |"
+    fi
+    if [ -n "$SHARE" ]; then
+        detected=$(count "$WORMSIGN" "$slice")
+        row+=" $((detected / 1000000)) | $(change "$detected" "$this") |"
     fi
     echo "$row"
 done
