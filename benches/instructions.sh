@@ -17,10 +17,12 @@
 #   WORMSIGN_INSN_BASE      another wormsign binary to count beside this checkout's, for
 #                           the change between them
 #   WORMSIGN_INSN_DETECT=1  run detection too (default: --no-detect)
-#   WORMSIGN_INSN_DETECT=share  count this checkout's binary both ways and print
-#                           detection's share: the instructions detection adds, a
-#                           steadier measure than the wall-time share benches/shapes.sh
-#                           reports (10 points apart from run to run on small shapes).
+#   WORMSIGN_INSN_DETECT=share  count this checkout's binary both ways and add two
+#                           columns: M instructions with detection, and detection's
+#                           share (% over the --no-detect count). benches/shapes.sh
+#                           reports detection's share of wall time on two threads, the
+#                           difference of two noisy medians (the ipv6 shape's was 6.3 %
+#                           in one run, 10.4 % in the next); this counts the work.
 #                           Writing detection's outputs costs about the same for a slice
 #                           as for the whole capture, so a slice overstates the share:
 #                           23 % on the scan shape's first 100 000 packets, 14.7 % on
@@ -39,13 +41,17 @@ done
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
 MODE=${WORMSIGN_INSN_DETECT:-0}
-DETECT=(--no-detect)
-[ "$MODE" = 1 ] && DETECT=()
+case $MODE in
+    0 | share) DETECT=(--no-detect) ;;
+    1) DETECT=() ;;
+    *) echo "instructions: WORMSIGN_INSN_DETECT is 0, 1 or share, not '$MODE'" >&2; exit 2 ;;
+esac
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wormsign-instructions.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# count BINARY CAPTURE [ANALYZE OPTION...] -> instructions (one thread, so the count
-# does not depend on how the threads were scheduled)
+# count BINARY CAPTURE [ANALYZE OPTION...] -> instructions (one pipeline thread, so
+# the count hardly depends on how the threads were scheduled: detection still sorts and
+# runs its parts on rayon's pool, yet repeated counts agree to 0.1 %)
 count() {
     local binary=$1 capture=$2
     shift 2

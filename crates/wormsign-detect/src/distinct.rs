@@ -26,8 +26,8 @@ impl CappedSet {
         cap: usize,
         stats: &mut DetectStats,
     ) -> Option<bool> {
-        // Below the cap one lookup answers both questions (a contains-then-insert hashed
-        // every new address twice, on the scan benchmark 850 k times).
+        // Below the cap one lookup answers both questions (contains-then-insert hashed
+        // each new address twice; the scan benchmark makes 850 k calls).
         if self.set.len() < cap {
             return Some(self.set.insert(ip));
         }
