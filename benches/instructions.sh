@@ -41,8 +41,10 @@ done
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
 MODE=${WORMSIGN_INSN_DETECT:-0}
+SHARE=
 case $MODE in
-    0 | share) DETECT=(--no-detect) ;;
+    0) DETECT=(--no-detect) ;;
+    share) DETECT=(--no-detect) SHARE=1 ;;
     1) DETECT=() ;;
     *) echo "instructions: WORMSIGN_INSN_DETECT is 0, 1 or share, not '$MODE'" >&2; exit 2 ;;
 esac
@@ -63,8 +65,6 @@ count() {
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/valgrind.log"
 }
 
-SHARE=
-[ "$MODE" = share ] && SHARE=1
 # change NEW OLD -> "+1.2 %"
 change() {
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f %%", 100 * (a - b) / b }'

@@ -262,7 +262,6 @@ impl FlowBatchBuilder {
     pub fn with_capacity(rows: usize) -> Self {
         let ints = || Int64Builder::with_capacity(rows);
         let shorts = || Int16Builder::with_capacity(rows);
-        let texts = |bytes_per_row| StringBuilder::with_capacity(rows, rows * bytes_per_row);
         let ascii = |bytes_per_row| AsciiTextBuilder::with_capacity(rows, rows * bytes_per_row);
         let times = || TimestampMicrosecondBuilder::with_capacity(rows);
         FlowBatchBuilder {
@@ -277,7 +276,7 @@ impl FlowBatchBuilder {
             proto: LabelBuilder::with_capacity(rows),
             ip_proto: shorts(),
             conn_state: LabelBuilder::with_capacity(rows),
-            history: texts(4),
+            history: StringBuilder::with_capacity(rows, rows * 4),
             counters: std::array::from_fn(|_| ints()),
             tcp_flags: std::array::from_fn(|_| shorts()),
             vlan: Int32Builder::with_capacity(rows),
