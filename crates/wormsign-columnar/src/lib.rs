@@ -43,7 +43,7 @@ pub use read::{
     arp_events, as_stored, detection_flow_columns, dns_events, flow_batch, flow_endpoints,
     for_each_flow, for_each_flow_to, kept_dns_events, kept_flow_batch, kept_flow_rows, name_events,
     read_arp, read_batches, read_dns, read_flows, read_names, read_sessions, session_events,
-    stored_has_ports, ResponderAddr,
+    stored_count, stored_has_ports, stored_record_index, stored_time, ResponderAddr,
 };
 pub use schema::{arp_schema, dns_schema, flow_schema};
 pub use sessions::{session_schema, SessionBatchBuilder};

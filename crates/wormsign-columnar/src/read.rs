@@ -497,8 +497,7 @@ const KEEP_COLUMNS: [&str; 4] = ["ip_proto", "orig_p", "resp_p", "resp_h"];
 /// caller holding the records themselves (the pipeline, feeding detection) sees exactly
 /// what a later read-back will, without building and parsing the rows.
 pub fn as_stored(f: &FlowRecord) -> FlowRecord {
-    let time = |ns_: i64| ns(crate::builders::micros(ns_));
-    let count = |v: u64| v.min(i64::MAX as u64);
+    let count = stored_count;
     let direction = |d: &DirCounters| DirCounters {
         packets: count(d.packets),
         ip_bytes: count(d.ip_bytes),
@@ -508,19 +507,19 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
     let source = match f.source {
         FlowSource::Packets | FlowSource::Log(_) => f.source,
         FlowSource::Sflow(s) => FlowSource::Sflow(SflowOrigin {
-            record_index: s.record_index.min(i32::MAX as u32),
+            record_index: stored_record_index(s.record_index),
             ..s
         }),
         FlowSource::Netflow(n) => FlowSource::Netflow(NetflowOrigin {
             version: 0,
-            record_index: n.record_index.min(i32::MAX as u32),
+            record_index: stored_record_index(n.record_index),
             ..n
         }),
     };
     FlowRecord {
         first_packet: count(f.first_packet),
-        ts_first: time(f.ts_first),
-        ts_last: time(f.ts_last),
+        ts_first: stored_time(f.ts_first),
+        ts_last: stored_time(f.ts_last),
         has_ports: stored_has_ports(f.proto, f.orig_port, f.resp_port),
         orig: direction(&f.orig),
         resp: direction(&f.resp),
@@ -528,6 +527,23 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
         source,
         ..f.clone()
     }
+}
+
+/// A time (ns since the epoch) as it reads back: cut to the microseconds the tables keep.
+pub fn stored_time(ts_ns: i64) -> i64 {
+    ns(crate::builders::micros(ts_ns))
+}
+
+/// A counter or packet ordinal as it reads back: the columns are signed, so capped at
+/// `i64::MAX`.
+pub fn stored_count(v: u64) -> u64 {
+    v.min(i64::MAX as u64)
+}
+
+/// A record's index in its export datagram as it reads back: the `record` column is a
+/// signed 32-bit integer.
+pub fn stored_record_index(index: u32) -> u32 {
+    index.min(i32::MAX as u32)
 }
 
 /// Whether a flow with these ports reads back with `has_ports` set. Not stored: ports

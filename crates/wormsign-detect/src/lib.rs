@@ -164,7 +164,7 @@ pub use score::{
 pub use settings::TimeSpan;
 pub use suffixes::DomainSuffixes;
 pub use timeline::{EventKind, TimelineEvent};
-pub use usable::UsableFlow;
+pub use usable::{StoredFields, UsableFlow};
 pub use wire::{PartFindings, PartFindingsError};
 pub use wormsign_decode::{ArpEvent, DnsEvent, NameEvent};
 pub use wormsign_inspect::SessionEvent;

@@ -37,26 +37,66 @@ pub struct UsableFlow {
 
 impl From<&FlowRecord> for UsableFlow {
     fn from(f: &FlowRecord) -> Self {
+        UsableFlow::with_stored(
+            f,
+            StoredFields {
+                ts_first: f.ts_first,
+                ts_last: f.ts_last,
+                first_packet: f.first_packet,
+                payload_bytes: [f.orig.payload_bytes, f.resp.payload_bytes],
+                record_index: f.source.record_index(),
+                has_ports: f.has_ports,
+            },
+        )
+    }
+}
+
+/// The fields of a [`FlowRecord`] a [`UsableFlow`] reads that storing the record in the
+/// flows table can change (times cut to microseconds, counters and the record index
+/// capped, `has_ports` implied by the ports), as a read-back gives them.
+/// `wormsign_columnar::as_stored` makes a whole stored record; filling these instead
+/// spares the pipeline building one for every flow it hands detection.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredFields {
+    /// [`FlowRecord::ts_first`].
+    pub ts_first: i64,
+    /// [`FlowRecord::ts_last`].
+    pub ts_last: i64,
+    /// [`FlowRecord::first_packet`].
+    pub first_packet: u64,
+    /// The originator's and the responder's payload bytes.
+    pub payload_bytes: [u64; 2],
+    /// [`FlowSource::record_index`](wormsign_flow::FlowSource::record_index).
+    pub record_index: u32,
+    /// [`FlowRecord::has_ports`].
+    pub has_ports: bool,
+}
+
+impl UsableFlow {
+    /// `f` with `stored` in place of its own fields of those names. Storing leaves what
+    /// the outcome reads as it was (the source's kind, the protocol, the state, the TCP
+    /// flags, and whether a counter is above 0 or 3, which no cap changes), so that is
+    /// read from `f`.
+    pub fn with_stored(f: &FlowRecord, stored: StoredFields) -> UsableFlow {
+        let [orig_payload, resp_payload] = stored.payload_bytes;
         UsableFlow {
-            ts_first: f.ts_first,
-            ts_last: f.ts_last,
-            first_packet: f.first_packet,
-            payload_bytes: f.orig.payload_bytes.saturating_add(f.resp.payload_bytes),
-            record_index: f.source.record_index(),
+            ts_first: stored.ts_first,
+            ts_last: stored.ts_last,
+            first_packet: stored.first_packet,
+            payload_bytes: orig_payload.saturating_add(resp_payload),
+            record_index: stored.record_index,
             orig_addr: f.orig_addr,
             resp_addr: f.resp_addr,
             orig_port: f.orig_port,
             resp_port: f.resp_port,
             proto: f.proto,
-            has_ports: f.has_ports,
+            has_ports: stored.has_ports,
             failed: is_failed(f),
             completed: is_completed(f),
             shows_outcome: shows_outcome(f),
         }
     }
-}
 
-impl UsableFlow {
     /// [`FlowRecord::detection_order`].
     pub fn detection_order(&self) -> (i64, u64, u32) {
         (self.ts_first, self.first_packet, self.record_index)

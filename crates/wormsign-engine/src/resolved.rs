@@ -29,9 +29,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use wormsign_columnar::{as_stored, stored_has_ports};
+use wormsign_columnar::{stored_count, stored_has_ports, stored_record_index, stored_time};
 use wormsign_decode::dns::DnsMessage;
-use wormsign_detect::{DetectConfig, FlowFilter, UsableFlow};
+use wormsign_detect::{DetectConfig, FlowFilter, StoredFields, UsableFlow};
 use wormsign_flow::FlowRecord;
 
 use crate::feed::configured_filter;
@@ -167,7 +167,7 @@ impl<'a> UsablePicker<'a> {
                 Some(flow.resp_addr)
             });
         if wanted || self.published_has(flow.resp_addr) {
-            return Some(UsableFlow::from(&as_stored(flow)));
+            return Some(usable_as_stored(flow, has_ports));
         }
         if let Some(noted) = &mut self.turned_down {
             noted.insert(flow.resp_addr);
@@ -185,6 +185,23 @@ impl<'a> UsablePicker<'a> {
         }
         self.published.contains(&addr)
     }
+}
+
+/// `UsableFlow::from(&as_stored(flow))` (see `wormsign_columnar::as_stored`), given
+/// `flow`'s stored `has_ports`, without first building the whole stored record: that
+/// took a third of the picker's instructions on the scan benchmark shape, where all but
+/// a third of 616 567 flows are kept.
+fn usable_as_stored(flow: &FlowRecord, has_ports: bool) -> UsableFlow {
+    let payload = [flow.orig.payload_bytes, flow.resp.payload_bytes];
+    let stored = StoredFields {
+        ts_first: stored_time(flow.ts_first),
+        ts_last: stored_time(flow.ts_last),
+        first_packet: stored_count(flow.first_packet),
+        payload_bytes: payload.map(stored_count),
+        record_index: stored_record_index(flow.source.record_index()),
+        has_ports,
+    };
+    UsableFlow::with_stored(flow, stored)
 }
 
 impl Drop for UsablePicker<'_> {
@@ -435,6 +452,102 @@ mod tests {
         assert!(
             !resolved.missed_none_of(&cnc),
             "a picker that does not note"
+        );
+    }
+
+    /// The picker's usable flow is the one detection reads back from the flows table:
+    /// `UsableFlow::from(&as_stored(f))`, over records that differ in every field the
+    /// conversion or the outcome reads, with times, counters and record indexes at the
+    /// values storing cuts or caps, and ports that disagree with `has_ports` (a fragment
+    /// whose first fragment was missing).
+    #[test]
+    fn usable_flows_are_as_detection_reads_them_back() {
+        use wormsign_columnar::as_stored;
+        use wormsign_flow::{LogKind, NetflowOrigin, SflowOrigin};
+        let agent = IpAddr::from([192, 0, 2, 1]);
+        let mut sources = vec![
+            FlowSource::Packets,
+            FlowSource::Log(LogKind::Suricata),
+            FlowSource::Log(LogKind::Zeek),
+        ];
+        for record_index in [7, 1 << 31, u32::MAX] {
+            let (sampling_rate, sampling_interval) = (100, 1);
+            let (input_if, output_if, version) = (1, 2, 9);
+            sources.push(FlowSource::Sflow(SflowOrigin {
+                agent,
+                sampling_rate,
+                record_index,
+            }));
+            sources.push(FlowSource::Netflow(NetflowOrigin {
+                exporter: agent,
+                version,
+                sampling_interval,
+                record_index,
+                input_if,
+                output_if,
+            }));
+        }
+        use ConnState::*;
+        let states = [
+            S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH,
+        ];
+        let times = [
+            0,
+            1_999,
+            -1,
+            -1_001,
+            i64::MIN,
+            i64::MAX,
+            1_700_000_000_123_456_789,
+        ];
+        let counts = [0, 1, 3, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX];
+        let ports = [(0, 0), (0, 445), (40_000, 0), (40_000, 445)];
+        let (mut checked, mut differ) = (0, 0);
+        // Every source, state and protocol, with the other fields drawn in turn from
+        // their lists by a fixed pseudo-random walk.
+        let mut draw = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut pick = |n: usize| {
+            draw = draw.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (draw >> 33) as usize % n
+        };
+        for &source in &sources {
+            for state in states {
+                for proto in [1u8, 6, 17, 47, 58] {
+                    for _ in 0..8 {
+                        let (orig_port, resp_port) = ports[pick(ports.len())];
+                        let side = |packets, payload_bytes, tcp_flags| DirCounters {
+                            packets,
+                            ip_bytes: payload_bytes,
+                            payload_bytes,
+                            tcp_flags,
+                        };
+                        let f = FlowRecord {
+                            first_packet: counts[pick(counts.len())],
+                            ts_first: times[pick(times.len())],
+                            ts_last: times[pick(times.len())],
+                            orig_port,
+                            resp_port,
+                            has_ports: pick(2) == 0,
+                            proto,
+                            orig: side(counts[pick(6)], counts[pick(6)], [0, 0x08, 0x1b][pick(3)]),
+                            resp: side(counts[pick(6)], counts[pick(6)], [0, 0x08, 0x14][pick(3)]),
+                            conn_state: state,
+                            source,
+                            ..flow(1, CNC, 445)
+                        };
+                        let expected = UsableFlow::from(&as_stored(&f));
+                        let has_ports = stored_has_ports(f.proto, f.orig_port, f.resp_port);
+                        assert_eq!(usable_as_stored(&f, has_ports), expected, "{f:?}");
+                        checked += 1;
+                        differ += usize::from(UsableFlow::from(&f) != expected);
+                    }
+                }
+            }
+        }
+        // Most records change in storing, so the comparison is not of equal records.
+        assert!(
+            differ * 2 > checked,
+            "{differ} of {checked} records change when stored"
         );
     }
 }
