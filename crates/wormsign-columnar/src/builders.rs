@@ -448,8 +448,10 @@ impl FlowBatchBuilder {
 const DNS_TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 
 /// Builds `dns.parquet` batches from [`DnsRow`]s.
-#[derive(Default)]
 pub struct DnsBatchBuilder {
+    /// The rows each column holds before it grows, again after every `finish` (as for
+    /// [`FlowBatchBuilder`]).
+    rows: usize,
     ts: TimestampMicrosecondBuilder,
     client_h: AsciiTextBuilder,
     client_p: Int32Builder,
@@ -470,6 +472,52 @@ pub struct DnsBatchBuilder {
     answer_types: ListBuilder<StringBuilder>,
     ttls: ListBuilder<Int64Builder>,
     packet: Int64Builder,
+}
+
+impl DnsBatchBuilder {
+    /// A builder whose columns take `rows` rows (addresses of IPv4 length, and about one
+    /// answer a row) without growing, and are sized so again by every `finish`.
+    pub fn with_capacity(rows: usize) -> Self {
+        let ints = || Int32Builder::with_capacity(rows);
+        let shorts = || Int16Builder::with_capacity(rows);
+        let flags = || BooleanBuilder::with_capacity(rows);
+        let ascii = || AsciiTextBuilder::with_capacity(rows, rows * IPV4_TEXT_BYTES);
+        let names = || StringBuilder::with_capacity(rows, rows * DNS_NAME_BYTES);
+        let list = |values| ListBuilder::with_capacity(values, rows);
+        DnsBatchBuilder {
+            rows,
+            ts: TimestampMicrosecondBuilder::with_capacity(rows),
+            client_h: ascii(),
+            client_p: ints(),
+            server_h: ascii(),
+            server_p: ints(),
+            proto: LabelBuilder::with_capacity(rows),
+            trans_id: ints(),
+            is_response: flags(),
+            opcode: shorts(),
+            rcode: shorts(),
+            rcode_name: LabelBuilder::with_capacity(rows),
+            qname: names(),
+            qtype: ints(),
+            qtype_name: DictBuilder::with_capacity(rows, 16, 16 * 8),
+            qclass: ints(),
+            flags: std::array::from_fn(|_| flags()),
+            answers: list(names()),
+            answer_types: list(StringBuilder::with_capacity(rows, rows * 4)),
+            ttls: ListBuilder::with_capacity(Int64Builder::with_capacity(rows), rows),
+            packet: Int64Builder::with_capacity(rows),
+        }
+    }
+}
+
+/// Bytes a DNS name or answer takes on average, to size the text columns.
+const DNS_NAME_BYTES: usize = 24;
+
+impl Default for DnsBatchBuilder {
+    /// Sized for as many rows as Arrow's builders are by default.
+    fn default() -> Self {
+        DnsBatchBuilder::with_capacity(1024)
+    }
 }
 
 impl RowBuilder for DnsBatchBuilder {
@@ -534,6 +582,14 @@ impl RowBuilder for DnsBatchBuilder {
     }
 
     fn finish(&mut self) -> RecordBatch {
+        let fresh = DnsBatchBuilder::with_capacity(self.rows);
+        std::mem::replace(self, fresh).finish_columns()
+    }
+}
+
+impl DnsBatchBuilder {
+    /// The pending rows as a batch.
+    fn finish_columns(mut self) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish().with_timezone("UTC")),
             Arc::new(self.client_h.finish()),

@@ -133,33 +133,69 @@ fn enum_columns_read_back_as_their_names() {
     }
 }
 
+/// `rows` appended to `builder` and finished in batches of 1, 17, 0 and the rest.
+fn batches_of<B: RowBuilder>(mut builder: B, rows: &[B::Row]) -> Vec<RecordBatch> {
+    let mut start = 0;
+    [1, 17, 0, rows.len() - 18]
+        .iter()
+        .map(|n| {
+            rows[start..start + n]
+                .iter()
+                .for_each(|r| builder.append(r));
+            start += n;
+            builder.finish()
+        })
+        .collect()
+}
+
 /// A builder sized for few rows grows, one sized for many does not, and each starts the
 /// next batch sized as the first: the batches must be the same whatever the size.
 #[test]
 fn flow_batches_do_not_depend_on_the_builders_size() {
-    let batches = |mut builder: FlowBatchBuilder| -> Vec<RecordBatch> {
-        let rows: Vec<FlowRecord> = (0..40).map(distinct_flow).collect();
-        let sizes = [1, 17, 0, 22];
-        let mut start = 0;
-        sizes
-            .iter()
-            .map(|n| {
-                rows[start..start + n]
-                    .iter()
-                    .for_each(|r| builder.append(r));
-                start += n;
-                builder.finish()
-            })
-            .collect()
-    };
-    let expected = batches(FlowBatchBuilder::default());
+    let rows: Vec<FlowRecord> = (0..40).map(distinct_flow).collect();
+    let expected = batches_of(FlowBatchBuilder::default(), &rows);
     assert_eq!(expected.iter().map(|b| b.num_rows()).sum::<usize>(), 40);
-    for rows in [0, 1, 3, 20, 8192] {
-        assert_eq!(
-            batches(FlowBatchBuilder::with_capacity(rows)),
-            expected,
-            "{rows}"
-        );
+    for capacity in [0, 1, 3, 20, 8192] {
+        let builder = FlowBatchBuilder::with_capacity(capacity);
+        assert_eq!(batches_of(builder, &rows), expected, "{capacity}");
+    }
+}
+
+/// As for flows: DNS rows with no question, or none to many answers of long names, in
+/// builders of any size.
+#[test]
+fn dns_batches_do_not_depend_on_the_builders_size() {
+    let rows: Vec<DnsRow> = (0..40u16)
+        .map(|i| {
+            let mut row = dns_row();
+            let m = &mut row.message;
+            m.id = i;
+            m.qname =
+                (i % 7 != 3).then(|| format!("host-{i}.{}.example", "a".repeat(usize::from(i))));
+            m.answers = (0..i % 4)
+                .map(|n| DnsAnswer {
+                    rtype: [1, 5, 28, 99][usize::from(n)],
+                    ttl: u32::from(i * n),
+                    data: format!("{n}.{}", "b".repeat(usize::from(i))),
+                })
+                .collect();
+            row.packet = u64::from(i);
+            row
+        })
+        .collect();
+    let expected = batches_of(DnsBatchBuilder::default(), &rows);
+    let answers: usize = rows.iter().map(|r| r.message.answers.len()).sum();
+    let list_values = |b: &RecordBatch| {
+        b.column_by_name("answers")
+            .unwrap()
+            .as_list::<i32>()
+            .values()
+            .len()
+    };
+    assert_eq!(expected.iter().map(list_values).sum::<usize>(), answers);
+    for capacity in [0, 1, 3, 20, 8192] {
+        let builder = DnsBatchBuilder::with_capacity(capacity);
+        assert_eq!(batches_of(builder, &rows), expected, "{capacity}");
     }
 }
 

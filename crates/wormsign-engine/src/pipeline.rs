@@ -446,7 +446,7 @@ fn decode_worker(
     } = settings;
     let n_shards = shard_txs.len();
     let mut stats = DecodeStats::default();
-    let mut dns = DnsBatchBuilder::default();
+    let mut dns = DnsBatchBuilder::with_capacity(DNS_BATCH_ROWS);
     // Every DNS message is parsed into this one, which keeps its buffers (the question
     // name's, the answer list's) from one message to the next.
     let mut dns_message = DnsMessage::default();
@@ -505,6 +505,10 @@ fn decode_worker(
                         }
                         dns.append(&row);
                         dns_message = row.message; // its buffers, for the next message
+                                                   // At the size the builder was made for, so it never grows.
+                        if dns.len() >= DNS_BATCH_ROWS && !send_dns(dns.finish()) {
+                            return;
+                        }
                     }
                     name_rows.extend(name_rows_of(meta.ts_ns, idx, &packet, data));
                     let shard = shard_of(&packet, n_shards);
@@ -552,9 +556,6 @@ fn decode_worker(
             if tx.send(msg).is_err() {
                 return;
             }
-        }
-        if dns.len() >= DNS_BATCH_ROWS && !send_dns(dns.finish()) {
-            return;
         }
         if !arp_rows.is_empty() && out_tx.send(ToWriter::Arp(arp_rows)).is_err() {
             return;

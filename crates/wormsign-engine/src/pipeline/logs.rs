@@ -36,7 +36,7 @@ impl LogOutput<'_> {
     /// Sends the rows as one flows batch and one DNS batch. False once the writer is gone.
     fn send(&self, rows: &mut LogRows) -> bool {
         if !rows.flows.is_empty() {
-            let mut builder = FlowBatchBuilder::default();
+            let mut builder = FlowBatchBuilder::with_capacity(rows.flows.len());
             let mut usable = Vec::new();
             for flow in &rows.flows {
                 builder.append(flow);
@@ -52,7 +52,7 @@ impl LogOutput<'_> {
             }
         }
         if !rows.dns.is_empty() {
-            let mut builder = DnsBatchBuilder::default();
+            let mut builder = DnsBatchBuilder::with_capacity(rows.dns.len());
             rows.dns.iter().for_each(|r| builder.append(r));
             rows.dns.clear();
             if self
