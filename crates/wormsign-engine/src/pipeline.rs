@@ -176,6 +176,10 @@ pub(crate) fn run(
     // Decoded chunks go back to the reader, so buffers are reused instead of freshly
     // allocated (and page-faulted) for every megabyte of input.
     let (recycle_tx, recycle_rx) = bounded::<Chunk>(4 * n);
+    // So do the shards' packet vectors, to the decode workers: freshly allocated for
+    // every chunk, their pages were 13 % of the page faults of a run on the scan
+    // benchmark shape. As many as the shard queues and the workers hold at once.
+    let (spare_tx, spare_rx) = bounded::<Vec<TimedPacket>>(5 * n * n);
     let (shard_txs, shard_rxs): (Vec<_>, Vec<_>) =
         (0..n).map(|_| bounded::<ShardMsg>(4 * n)).unzip();
     // At most 8 messages per shard queue for the single writer (batches of
@@ -209,23 +213,26 @@ pub(crate) fn run(
         });
         for i in 0..n {
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
-            let recycle_tx = recycle_tx.clone();
+            let recycle = Recycling {
+                chunks: recycle_tx.clone(),
+                packets: spare_rx.clone(),
+            };
             let settings = DecodeSettings {
                 tunnels: &config.tunnels,
                 netflow_ports: &config.netflow_ports,
                 inspect: &inspected_ports,
             };
             spawn_named(s, format!("decode-{i}"), move || {
-                decode_worker(job_rx, shard_txs, out_tx, recycle_tx, settings, watch)
+                decode_worker(job_rx, shard_txs, out_tx, recycle, settings, watch)
             });
         }
         drop(recycle_tx);
         drop(shard_txs);
         for (i, rx) in shard_rxs.into_iter().enumerate() {
             let (out_tx, inspect) = (out_tx.clone(), config.inspect.clone());
-            let picker = pickers.next().flatten();
+            let (picker, spare_tx) = (pickers.next().flatten(), spare_tx.clone());
             spawn_named(s, format!("shard-{i}"), move || {
-                flow_shard(rx, shard_config, inspect, picker, out_tx)
+                flow_shard(rx, shard_config, inspect, picker, out_tx, spare_tx)
             });
         }
         drop(out_tx);
@@ -431,11 +438,18 @@ struct DecodeSettings<'a> {
     inspect: &'a InspectedPorts,
 }
 
+/// Where a decode worker returns the reader's chunks, and takes the packet vectors the
+/// shards returned.
+struct Recycling {
+    chunks: Sender<Chunk>,
+    packets: Receiver<Vec<TimedPacket>>,
+}
+
 fn decode_worker(
     jobs: Receiver<Job>,
     shard_txs: Vec<Sender<ShardMsg>>,
     out_tx: Sender<ToWriter>,
-    recycle: Sender<Chunk>,
+    recycle: Recycling,
     settings: DecodeSettings<'_>,
     cnc: Option<(&DetectConfig, &ResolvedCnc)>,
 ) {
@@ -463,7 +477,11 @@ fn decode_worker(
         let share = job.chunk.len() / n_shards;
         let per_shard = share + share / 8 + 64;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
-            .map(|_| Vec::with_capacity(per_shard))
+            .map(|_| {
+                let mut part = recycle.packets.try_recv().unwrap_or_default();
+                part.reserve(per_shard);
+                part
+            })
             .collect();
         let mut exports: Vec<Vec<ExportPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
         let mut inspected: Vec<(Vec<InspectedSegment>, Vec<u8>)> =
@@ -542,7 +560,7 @@ fn decode_worker(
         stats.arp_packets += arp_rows.len() as u64;
         stats.name_facts += name_rows.len() as u64;
         // A full recycle queue just means the reader has enough buffers.
-        let _ = recycle.try_send(job.chunk);
+        let _ = recycle.chunks.try_send(job.chunk);
         let per_shard = parts.into_iter().zip(exports).zip(inspected);
         for (tx, ((packets, exports), (segments, payloads))) in shard_txs.iter().zip(per_shard) {
             let msg = ShardMsg {
@@ -710,6 +728,7 @@ fn flow_shard(
     inspect: InspectConfig,
     mut picker: Option<UsablePicker<'_>>,
     out_tx: Sender<ToWriter>,
+    spare: Sender<Vec<TimedPacket>>,
 ) {
     let mut table = FlowTable::new(config);
     let mut inspector = Inspector::new(inspect);
@@ -776,6 +795,10 @@ fn flow_shard(
             if !found.is_empty() && out_tx.send(ToWriter::Sessions(found)).is_err() {
                 return;
             }
+            // A full queue of spare vectors: the workers have enough.
+            let mut packets = msg.packets;
+            packets.clear();
+            let _ = spare.try_send(packets);
         }
     }
     // A last sweep at the capture's end: a flow idle by then is reported idle whether or
