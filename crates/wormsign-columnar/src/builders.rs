@@ -449,8 +449,9 @@ const DNS_TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 
 /// Builds `dns.parquet` batches from [`DnsRow`]s.
 pub struct DnsBatchBuilder {
-    /// The rows each column holds before it grows, again after every `finish` (as for
-    /// [`FlowBatchBuilder`]).
+    /// The rows each column holds before its row-indexed buffers grow (text and answers
+    /// longer or more than `with_capacity` allows for still grow theirs), again after
+    /// every `finish` (as for [`FlowBatchBuilder`]).
     rows: usize,
     ts: TimestampMicrosecondBuilder,
     client_h: AsciiTextBuilder,

@@ -493,9 +493,10 @@ const KEEP_COLUMNS: [&str; 4] = ["ip_proto", "orig_p", "resp_p", "resp_h"];
 
 /// A flow as storing it in the flows table and reading it back with [`flow_batch`] gives
 /// it: times cut to microseconds, counters capped at `i64::MAX`, no TCP history and no
-/// export version (not stored), and "has ports" as the stored columns imply it. So a
-/// caller holding the records themselves (the pipeline, feeding detection) sees exactly
-/// what a later read-back will, without building and parsing the rows.
+/// export version (not stored), and "has ports" as the stored columns imply it: what a
+/// caller holding the records themselves sees of a later read-back, without building and
+/// parsing the rows. The pipeline's flow picker applies the same `stored_*` rules to just
+/// the fields detection keeps, and a test holds it to this.
 pub fn as_stored(f: &FlowRecord) -> FlowRecord {
     let count = stored_count;
     let direction = |d: &DirCounters| DirCounters {

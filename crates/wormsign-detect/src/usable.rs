@@ -55,7 +55,8 @@ impl From<&FlowRecord> for UsableFlow {
 /// flows table can change (times cut to microseconds, counters and the record index
 /// capped, `has_ports` implied by the ports), as a read-back gives them.
 /// `wormsign_columnar::as_stored` makes a whole stored record; filling these instead
-/// spares the pipeline building one for every flow it hands detection.
+/// spares the pipeline building one for every flow it hands detection. (`From` fills
+/// them with the record's own values: a record read back is already as stored.)
 #[derive(Clone, Copy, Debug)]
 pub struct StoredFields {
     /// [`FlowRecord::ts_first`].
@@ -73,10 +74,10 @@ pub struct StoredFields {
 }
 
 impl UsableFlow {
-    /// `f` with `stored` in place of its own fields of those names. Storing leaves what
-    /// the outcome reads as it was (the source's kind, the protocol, the state, the TCP
-    /// flags, and whether a counter is above 0 or 3, which no cap changes), so that is
-    /// read from `f`.
+    /// `f` with `stored` in place of its own fields of those names, which must be `f`'s
+    /// as stored (or its own). Storing leaves what the outcome reads as it was (the
+    /// source's kind, the protocol, the state, the TCP flags, and whether a counter is
+    /// above 0 or 3, which no cap changes), so that is read from `f`.
     pub fn with_stored(f: &FlowRecord, stored: StoredFields) -> UsableFlow {
         let [orig_payload, resp_payload] = stored.payload_bytes;
         UsableFlow {

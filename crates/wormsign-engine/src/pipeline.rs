@@ -215,7 +215,7 @@ pub(crate) fn run(
             let (job_rx, shard_txs, out_tx) = (job_rx.clone(), shard_txs.clone(), out_tx.clone());
             let recycle = Recycling {
                 chunks: recycle_tx.clone(),
-                packets: spare_rx.clone(),
+                spare_packets: spare_rx.clone(),
             };
             let settings = DecodeSettings {
                 tunnels: &config.tunnels,
@@ -227,6 +227,7 @@ pub(crate) fn run(
             });
         }
         drop(recycle_tx);
+        drop(spare_rx);
         drop(shard_txs);
         for (i, rx) in shard_rxs.into_iter().enumerate() {
             let (out_tx, inspect) = (out_tx.clone(), config.inspect.clone());
@@ -235,6 +236,7 @@ pub(crate) fn run(
                 flow_shard(rx, shard_config, inspect, picker, out_tx, spare_tx)
             });
         }
+        drop(spare_tx);
         drop(out_tx);
         let written =
             pool.install(|| write_outputs(sinks, out_rx, n, feed, started, &control.stop));
@@ -442,7 +444,29 @@ struct DecodeSettings<'a> {
 /// shards returned.
 struct Recycling {
     chunks: Sender<Chunk>,
-    packets: Receiver<Vec<TimedPacket>>,
+    spare_packets: Receiver<Vec<TimedPacket>>,
+}
+
+impl Recycling {
+    /// A vector for about `per_shard` packets: a spare one if it fits, else a new one
+    /// with a quarter more room, so that it fits the next chunks too (their packet
+    /// counts vary a little). A spare far larger (grown by a shard's share of long
+    /// flows) is let go, so that the vectors in circulation do not all end up that large.
+    fn packet_vector(&self, per_shard: usize) -> Vec<TimedPacket> {
+        match self.spare_packets.try_recv() {
+            Ok(spare) if (per_shard..=4 * per_shard).contains(&spare.capacity()) => spare,
+            _ => Vec::with_capacity(per_shard + per_shard / 4),
+        }
+    }
+}
+
+impl Drop for Recycling {
+    /// Frees the spare vectors when the worker ends, and with the last worker, those
+    /// the shards return after (their `try_send` then fails): otherwise they stayed
+    /// queued through the shards' end-of-input flush and detection.
+    fn drop(&mut self) {
+        while self.spare_packets.try_recv().is_ok() {}
+    }
 }
 
 fn decode_worker(
@@ -473,21 +497,19 @@ fn decode_worker(
         // shard's share varies by a few of its square roots: an eighth more than the
         // share, and 64, covers that, where 16 more had half the scan's chunks copy a
         // shard's packets into a vector twice as large (1.7 % of the CPU). Long flows
-        // spread shares wider; a vector then grows, as any would.
+        // spread shares wider; a vector then grows, as any would. Most vectors are
+        // spares a shard returned, at least this large.
         let share = job.chunk.len() / n_shards;
         let per_shard = share + share / 8 + 64;
         let mut parts: Vec<Vec<TimedPacket>> = (0..n_shards)
-            .map(|_| {
-                let mut part = recycle.packets.try_recv().unwrap_or_default();
-                part.reserve(per_shard);
-                part
-            })
+            .map(|_| recycle.packet_vector(per_shard))
             .collect();
         let mut exports: Vec<Vec<ExportPacket>> = (0..n_shards).map(|_| Vec::new()).collect();
         let mut inspected: Vec<(Vec<InspectedSegment>, Vec<u8>)> =
             (0..n_shards).map(|_| Default::default()).collect();
         let mut arp_rows = Vec::new();
         let mut name_rows = Vec::new();
+        let mut dns_batches = Vec::new();
         let mut ahead = job.chunk.iter();
         for (i, (meta, data)) in job.chunk.iter().enumerate() {
             if i % WARM_FRAMES == 0 {
@@ -522,10 +544,13 @@ fn decode_worker(
                             resolved.publish(config, &row.message);
                         }
                         dns.append(&row);
-                        dns_message = row.message; // its buffers, for the next message
-                                                   // At the size the builder was made for, so it never grows.
-                        if dns.len() >= DNS_BATCH_ROWS && !send_dns(dns.finish()) {
-                            return;
+                        // Its buffers, for the next message.
+                        dns_message = row.message;
+                        // Finished at the rows the builder was made for, so its
+                        // row-indexed buffers never grow; sent after the shards'
+                        // messages, so a shard never waits for a chunk that was dropped.
+                        if dns.len() >= DNS_BATCH_ROWS {
+                            dns_batches.push(dns.finish());
                         }
                     }
                     name_rows.extend(name_rows_of(meta.ts_ns, idx, &packet, data));
@@ -574,6 +599,9 @@ fn decode_worker(
             if tx.send(msg).is_err() {
                 return;
             }
+        }
+        if !dns_batches.into_iter().all(send_dns) {
+            return;
         }
         if !arp_rows.is_empty() && out_tx.send(ToWriter::Arp(arp_rows)).is_err() {
             return;
@@ -795,9 +823,10 @@ fn flow_shard(
             if !found.is_empty() && out_tx.send(ToWriter::Sessions(found)).is_err() {
                 return;
             }
-            // A full queue of spare vectors: the workers have enough.
             let mut packets = msg.packets;
             packets.clear();
+            // A full queue means the workers have enough spares; a closed one, that
+            // they are gone.
             let _ = spare.try_send(packets);
         }
     }

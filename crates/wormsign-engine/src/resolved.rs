@@ -167,7 +167,7 @@ impl<'a> UsablePicker<'a> {
                 Some(flow.resp_addr)
             });
         if wanted || self.published_has(flow.resp_addr) {
-            return Some(usable_as_stored(flow, has_ports));
+            return Some(usable_as_stored(flow));
         }
         if let Some(noted) = &mut self.turned_down {
             noted.insert(flow.resp_addr);
@@ -187,11 +187,11 @@ impl<'a> UsablePicker<'a> {
     }
 }
 
-/// `UsableFlow::from(&as_stored(flow))` (see `wormsign_columnar::as_stored`), given
-/// `flow`'s stored `has_ports`, without first building the whole stored record: that
-/// took a third of the picker's instructions on the scan benchmark shape, where all but
-/// a third of 616 567 flows are kept.
-fn usable_as_stored(flow: &FlowRecord, has_ports: bool) -> UsableFlow {
+/// `UsableFlow::from(&as_stored(flow))` (see `wormsign_columnar::as_stored`) without
+/// first building the whole stored record: that took a third of the picker's
+/// instructions on the scan benchmark shape, where all but a third of 616 567 flows are
+/// kept.
+fn usable_as_stored(flow: &FlowRecord) -> UsableFlow {
     let payload = [flow.orig.payload_bytes, flow.resp.payload_bytes];
     let stored = StoredFields {
         ts_first: stored_time(flow.ts_first),
@@ -199,7 +199,7 @@ fn usable_as_stored(flow: &FlowRecord, has_ports: bool) -> UsableFlow {
         first_packet: stored_count(flow.first_packet),
         payload_bytes: payload.map(stored_count),
         record_index: stored_record_index(flow.source.record_index()),
-        has_ports,
+        has_ports: stored_has_ports(flow.proto, flow.orig_port, flow.resp_port),
     };
     UsableFlow::with_stored(flow, stored)
 }
@@ -521,6 +521,8 @@ mod tests {
                             payload_bytes,
                             tcp_flags,
                         };
+                        let [packets, payload, replies, reply_payload] =
+                            [(); 4].map(|_| counts[pick(counts.len())]);
                         let f = FlowRecord {
                             first_packet: counts[pick(counts.len())],
                             ts_first: times[pick(times.len())],
@@ -529,15 +531,14 @@ mod tests {
                             resp_port,
                             has_ports: pick(2) == 0,
                             proto,
-                            orig: side(counts[pick(6)], counts[pick(6)], [0, 0x08, 0x1b][pick(3)]),
-                            resp: side(counts[pick(6)], counts[pick(6)], [0, 0x08, 0x14][pick(3)]),
+                            orig: side(packets, payload, [0, 0x08, 0x1b][pick(3)]),
+                            resp: side(replies, reply_payload, [0, 0x08, 0x14][pick(3)]),
                             conn_state: state,
                             source,
                             ..flow(1, CNC, 445)
                         };
                         let expected = UsableFlow::from(&as_stored(&f));
-                        let has_ports = stored_has_ports(f.proto, f.orig_port, f.resp_port);
-                        assert_eq!(usable_as_stored(&f, has_ports), expected, "{f:?}");
+                        assert_eq!(usable_as_stored(&f), expected, "{f:?}");
                         checked += 1;
                         differ += usize::from(UsableFlow::from(&f) != expected);
                     }
