@@ -317,10 +317,8 @@ fn statistics_are_written_where_readers_can_prune() {
 }
 
 /// The leaf columns of `path` whose first row group's values are delta-encoded.
-fn delta_encoded_columns(path: &std::path::Path) -> Vec<String> {
-    columns_where(path, |c| {
-        c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED)
-    })
+fn columns_encoded(path: &std::path::Path, encoding: Encoding) -> Vec<String> {
+    columns_where(path, |c| c.encodings().any(|e| e == encoding))
 }
 
 /// Times and packet ordinals, integers that rise nearly row by row, are written as
@@ -330,11 +328,26 @@ fn delta_encoded_columns(path: &std::path::Path) -> Vec<String> {
 fn times_and_packet_ordinals_are_delta_encoded() {
     let dir = tempfile::tempdir().unwrap();
     let (flows, dns) = small_tables(dir.path());
+    let delta = Encoding::DELTA_BINARY_PACKED;
     assert_eq!(
-        delta_encoded_columns(&flows),
+        columns_encoded(&flows, delta),
         ["ts", "last_ts", "first_packet"]
     );
-    assert_eq!(delta_encoded_columns(&dns), ["ts", "packet"]);
+    assert_eq!(columns_encoded(&dns, delta), ["ts", "packet"]);
+}
+
+/// Community IDs are written prefix-coded (the sink's `PREFIX_ENCODED`), without a
+/// dictionary, and no other text column is; the same test as above reads them back.
+#[test]
+fn community_ids_are_prefix_coded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (flows, dns) = small_tables(dir.path());
+    let prefix = Encoding::DELTA_BYTE_ARRAY;
+    assert_eq!(columns_encoded(&flows, prefix), ["community_id"]);
+    assert!(columns_encoded(&dns, prefix).is_empty());
+    let dictionary = columns_encoded(&flows, Encoding::RLE_DICTIONARY);
+    assert!(dictionary.contains(&"resp_h".to_string()), "{dictionary:?}");
+    assert!(!dictionary.contains(&"community_id".to_string()));
 }
 
 /// Deltas of any size and sign read back as the values written: times out of order,
