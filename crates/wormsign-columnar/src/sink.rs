@@ -24,8 +24,9 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// values under zstd. Without it for the time columns and `first_packet`, the 4 M-packet
 /// benchmark's flows.parquet shrank from 22.6 to 19.9 MB and the run took 7 % less time.
 /// The same holds for the packet ordinal of the dns, arp and sessions rows, for DNS
-/// transaction ids (random 16-bit numbers) and for Community IDs (hashes). The columns of
-/// [`ENCODED`] have their dictionary turned off there; here are the others.
+/// transaction ids (random 16-bit numbers) and for Community IDs (hashes). The leaves of
+/// [`ENCODED`] of the type their encoding takes have their dictionary turned off there;
+/// here are the others.
 const NO_DICTIONARY: [&str; 2] = ["duration", "trans_id"];
 
 /// Integer columns written with DELTA_BINARY_PACKED rather than PLAIN: times and packet
@@ -36,8 +37,8 @@ const NO_DICTIONARY: [&str; 2] = ["duration", "trans_id"];
 /// (callgrind, first 100 000 packets, `--no-detect`); the scan shape's flows file came
 /// out 2.5 % smaller and the dns shape's DNS file 7.9 %. pyarrow, polars, DuckDB and
 /// Spark read the encoding (python/tests read flows.parquet with each). The encoding
-/// takes integers only: a leaf of these names of another physical type keeps PLAIN (none
-/// has one today: each is INT64, `ts` a timestamp in every table).
+/// takes integers only: a leaf of these names of another physical type keeps the default,
+/// a dictionary (none has one today: each is INT64, `ts` a timestamp in every table).
 const DELTA_ENCODED: [&str; 4] = ["ts", "last_ts", "first_packet", "packet"];
 
 /// Text columns written with DELTA_BYTE_ARRAY rather than PLAIN: each value as the length
@@ -51,7 +52,8 @@ const DELTA_ENCODED: [&str; 4] = ["ts", "last_ts", "first_packet", "packet"];
 /// benchmark shape's run took 3-6 % fewer; the flows file grew by 0.5-0.8 % (the `=`
 /// each value still ends with). DELTA_LENGTH_BYTE_ARRAY (lengths apart, values whole)
 /// saved as much work but left `1:` and `=` to zstd's literals: 3-4 % larger files.
-/// pyarrow, polars, DuckDB and Spark read the same values as from PLAIN.
+/// pyarrow, polars, DuckDB and Spark read the same values as from PLAIN. The sessions
+/// table's `community_id` is written so too.
 const PREFIX_ENCODED: [&str; 1] = ["community_id"];
 
 /// The columns written neither PLAIN nor with a dictionary (which each of these turns

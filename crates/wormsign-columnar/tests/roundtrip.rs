@@ -316,7 +316,7 @@ fn statistics_are_written_where_readers_can_prune() {
     assert_eq!(columns_without_statistics(&dns), unpruned);
 }
 
-/// The leaf columns of `path` whose first row group's values are delta-encoded.
+/// The leaf columns of `path` whose first row group has values in `encoding`.
 fn columns_encoded(path: &std::path::Path, encoding: Encoding) -> Vec<String> {
     columns_where(path, |c| c.encodings().any(|e| e == encoding))
 }
@@ -337,7 +337,8 @@ fn times_and_packet_ordinals_are_delta_encoded() {
 }
 
 /// Community IDs are written prefix-coded (the sink's `PREFIX_ENCODED`), without a
-/// dictionary, and no other text column is; the same test as above reads them back.
+/// dictionary, and no other column of the flows and DNS tables is;
+/// `columns_encoded_apart_keep_their_rows_together_on_any_pool` reads them back.
 #[test]
 fn community_ids_are_prefix_coded() {
     let dir = tempfile::tempdir().unwrap();

@@ -461,9 +461,10 @@ impl Recycling {
 }
 
 impl Drop for Recycling {
-    /// Frees the spare vectors when the worker ends, and with the last worker, those
-    /// the shards return after (their `try_send` then fails): otherwise they stayed
-    /// queued through the shards' end-of-input flush and detection.
+    /// Frees the spare vectors when the worker ends: otherwise they stayed queued
+    /// through the shards' end-of-input flush and detection. After the last worker, a
+    /// shard's `try_send` fails and it drops its vectors itself; one sent in between is
+    /// freed when the shards let their senders go, at the end of their input.
     fn drop(&mut self) {
         while self.spare_packets.try_recv().is_ok() {}
     }
@@ -830,6 +831,9 @@ fn flow_shard(
             let _ = spare.try_send(packets);
         }
     }
+    // No more spares: the workers are gone or going, and the vectors still queued are
+    // freed once every shard has let its sender go.
+    drop(spare);
     // A last sweep at the capture's end: a flow idle by then is reported idle whether or
     // not a sweep fell after its timeout, so the result does not hang on where the
     // chunks (a byte count) happened to end.
