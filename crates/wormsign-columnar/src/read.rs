@@ -498,11 +498,10 @@ const KEEP_COLUMNS: [&str; 4] = ["ip_proto", "orig_p", "resp_p", "resp_h"];
 /// parsing the rows. The pipeline's flow picker applies the same `stored_*` rules to just
 /// the fields detection keeps, and a test holds it to this.
 pub fn as_stored(f: &FlowRecord) -> FlowRecord {
-    let count = stored_count;
     let direction = |d: &DirCounters| DirCounters {
-        packets: count(d.packets),
-        ip_bytes: count(d.ip_bytes),
-        payload_bytes: count(d.payload_bytes),
+        packets: stored_count(d.packets),
+        ip_bytes: stored_count(d.ip_bytes),
+        payload_bytes: stored_count(d.payload_bytes),
         tcp_flags: d.tcp_flags,
     };
     let source = match f.source {
@@ -518,7 +517,7 @@ pub fn as_stored(f: &FlowRecord) -> FlowRecord {
         }),
     };
     FlowRecord {
-        first_packet: count(f.first_packet),
+        first_packet: stored_count(f.first_packet),
         ts_first: stored_time(f.ts_first),
         ts_last: stored_time(f.ts_last),
         has_ports: stored_has_ports(f.proto, f.orig_port, f.resp_port),
