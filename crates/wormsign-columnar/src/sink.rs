@@ -41,6 +41,18 @@ const NO_DICTIONARY: [&str; 2] = ["duration", "trans_id"];
 /// a dictionary (none has one today: each is INT64, `ts` a timestamp in every table).
 const DELTA_ENCODED: [&str; 4] = ["ts", "last_ts", "first_packet", "packet"];
 
+/// Originators' ports (`orig_p`, and the DNS and sessions tables' `client_p`), written
+/// with DELTA_BINARY_PACKED too, though they do not rise: most are ephemeral ports,
+/// thousands of distinct values in a row group, so a dictionary interned every value into
+/// a large hash table, wrote the table, and still wrote an index of up to 16 bits per row.
+/// As deltas they need no table, and zstd compresses the result better: on the
+/// benchmark shapes the columns came out 8-25 % smaller, the flows files 0.3-0.9 % and the
+/// DNS files 1.8-4.0 %, and the runs took 0.5-1.1 % fewer instructions (first 100 000
+/// packets, `--no-detect`). Counters and responders' ports, with few distinct
+/// values, stay with the dictionary: as deltas `resp_p` grew 3-4 times and the byte
+/// counters up to 2.7 times. A leaf of another physical type than INT32 keeps the default.
+const DELTA_ENCODED_PORTS: [&str; 2] = ["orig_p", "client_p"];
+
 /// Text columns written with DELTA_BYTE_ARRAY rather than PLAIN: each value as the length
 /// of the prefix it shares with the one before, and the rest. A Community ID is `1:`, 27
 /// base64 characters of a hash, and `=`; PLAIN writes a 4-byte length before each, so
@@ -59,10 +71,15 @@ const PREFIX_ENCODED: [&str; 1] = ["community_id"];
 /// The columns written neither PLAIN nor with a dictionary (which each of these turns
 /// off: with one, the encoding would only be the fallback once it filled), with the
 /// physical type the encoding takes; a leaf of another type keeps the default.
-const ENCODED: [(&[&str], PhysicalType, Encoding); 2] = [
+const ENCODED: [(&[&str], PhysicalType, Encoding); 3] = [
     (
         &DELTA_ENCODED,
         PhysicalType::INT64,
+        Encoding::DELTA_BINARY_PACKED,
+    ),
+    (
+        &DELTA_ENCODED_PORTS,
+        PhysicalType::INT32,
         Encoding::DELTA_BINARY_PACKED,
     ),
     (

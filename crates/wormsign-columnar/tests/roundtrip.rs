@@ -3,7 +3,7 @@
 use std::fs::File;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Encoding;
@@ -321,19 +321,23 @@ fn columns_encoded(path: &std::path::Path, encoding: Encoding) -> Vec<String> {
     columns_where(path, |c| c.encodings().any(|e| e == encoding))
 }
 
-/// Times and packet ordinals, integers that rise nearly row by row, are written as
-/// deltas (the sink's `DELTA_ENCODED`); `duration` is a float and keeps plain values.
+/// Times and packet ordinals, integers that rise nearly row by row, and originators'
+/// ports, too many distinct values for a dictionary, are written as deltas (the sink's
+/// `DELTA_ENCODED` and `DELTA_ENCODED_PORTS`); `duration` is a float and keeps plain
+/// values, and responders' ports keep their dictionary.
 /// `columns_encoded_apart_keep_their_rows_together_on_any_pool` reads the values back.
 #[test]
-fn times_and_packet_ordinals_are_delta_encoded() {
+fn times_ordinals_and_originator_ports_are_delta_encoded() {
     let dir = tempfile::tempdir().unwrap();
     let (flows, dns) = small_tables(dir.path());
     let delta = Encoding::DELTA_BINARY_PACKED;
     assert_eq!(
         columns_encoded(&flows, delta),
-        ["ts", "last_ts", "first_packet"]
+        ["ts", "last_ts", "orig_p", "first_packet"]
     );
-    assert_eq!(columns_encoded(&dns, delta), ["ts", "packet"]);
+    assert_eq!(columns_encoded(&dns, delta), ["ts", "client_p", "packet"]);
+    let dictionary = columns_encoded(&flows, Encoding::RLE_DICTIONARY);
+    assert!(dictionary.contains(&"resp_p".to_string()), "{dictionary:?}");
 }
 
 /// Community IDs are written prefix-coded (the sink's `PREFIX_ENCODED`), without a
@@ -477,7 +481,7 @@ fn columns_encoded_apart_keep_their_rows_together_on_any_pool() {
     for b in read(&path).0 {
         let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
         let (first, ts, packets) = (col("first_packet"), col("ts"), col("orig_pkts"));
-        let community = col("community_id");
+        let (community, port) = (col("community_id"), col("orig_p"));
         for row in 0..b.num_rows() {
             let expected = distinct_flow(next);
             assert_eq!(first.as_primitive::<Int64Type>().value(row) as u64, next);
@@ -486,6 +490,9 @@ fn columns_encoded_apart_keep_their_rows_together_on_any_pool() {
                 expected.ts_first / 1_000
             );
             assert_eq!(packets.as_primitive::<Int64Type>().value(row) as u64, next);
+            // Rising by one, then falling from 65 535 to 0: deltas of both signs.
+            let orig_p = port.as_primitive::<Int32Type>().value(row);
+            assert_eq!(orig_p, i32::from(expected.orig_port));
             assert_eq!(
                 community.as_string::<i32>().value(row),
                 expected.community_id().as_str()
