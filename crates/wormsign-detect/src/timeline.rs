@@ -131,7 +131,10 @@ pub(crate) fn build(
         out.push(event(kind, peer, what, ts));
     }
     out.extend(infections(hosts, &by));
-    out.sort_by_key(|e| (e.ts_ns, e.kind, e.host, e.peer, e.what.clone()));
+    // Compared by reference: a key function would clone `what` twice per comparison.
+    out.sort_by(|a, b| {
+        (a.ts_ns, a.kind, a.host, a.peer, &a.what).cmp(&(b.ts_ns, b.kind, b.host, b.peer, &b.what))
+    });
     out
 }
 

@@ -247,6 +247,36 @@ fn honeypot_contact() {
     assert_eq!(d.alerts.len(), 1);
 }
 
+/// The timeline is in its documented order, `(ts, kind, host, peer, what)`, down to the
+/// last two: a host that reaches two honeypots at once (events apart only by `peer`), and
+/// a server first reached from outside on two services at once (apart only by `what`).
+#[test]
+fn timeline_is_in_its_documented_order() {
+    let config = DetectConfig {
+        honeypots: vec![ip("10.0.0.251"), ip("10.0.0.250")],
+        ..DetectConfig::default()
+    };
+    let mut f = Flows::default();
+    f.syn(5.0, "10.0.0.30", "10.0.0.251", 8080);
+    f.syn(5.0, "10.0.0.30", "10.0.0.250", 8080);
+    f.ok(7.0, "203.0.113.9", "10.0.0.10", 3389, 60.0, 5000);
+    f.ok(7.0, "203.0.113.8", "10.0.0.10", 1433, 60.0, 5000);
+    let d = detect(&config, &f.v, &[], &[]);
+    let key =
+        |e: &wormsign_detect::TimelineEvent| (e.ts_ns, e.kind, e.host, e.peer, e.what.clone());
+    let keys: Vec<_> = d.timeline.iter().map(key).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let apart_by = |kind| {
+        let events: Vec<_> = keys.iter().filter(|k| k.1 == kind).collect();
+        assert_eq!(events.len(), 2, "{keys:?}");
+        (events[0].3 != events[1].3, events[0].4 != events[1].4)
+    };
+    assert_eq!(apart_by(EventKind::Honeypot), (true, false));
+    assert_eq!(apart_by(EventKind::Exposure), (false, true));
+}
+
 #[test]
 fn arp_sweep() {
     let arp: Vec<ArpEvent> = (1..=40u8)
