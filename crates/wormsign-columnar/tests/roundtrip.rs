@@ -9,12 +9,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Encoding;
 use parquet::file::metadata::ColumnChunkMetaData;
 use wormsign_columnar::{
-    flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter,
+    flow_schema, DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, SessionBatchBuilder,
+    TableWriter,
 };
 use wormsign_decode::dns::{DnsAnswer, DnsMessage};
 use wormsign_flow::{
     ConnState, DirCounters, EndReason, FlowRecord, FlowSource, History, LogKind, SflowOrigin,
 };
+use wormsign_inspect::{Fact, Outcome, Protocol, SessionEvent};
 
 fn flow(first_packet: u64) -> FlowRecord {
     FlowRecord {
@@ -323,9 +325,10 @@ fn columns_encoded(path: &std::path::Path, encoding: Encoding) -> Vec<String> {
 
 /// Times and packet ordinals, integers that rise nearly row by row, and originators'
 /// ports, too many distinct values for a dictionary, are written as deltas (the sink's
-/// `DELTA_ENCODED` and `DELTA_ENCODED_PORTS`); `duration` is a float and keeps plain
-/// values, and responders' ports keep their dictionary.
-/// `columns_encoded_apart_keep_their_rows_together_on_any_pool` reads the values back.
+/// `DELTA_ENCODED` and `DELTA_ENCODED_PORTS`) in the flows, DNS and sessions tables;
+/// `duration` is a float and keeps plain values, and responders' ports keep their
+/// dictionary. `columns_encoded_apart_keep_their_rows_together_on_any_pool` reads times,
+/// ordinals and `orig_p` (an INT32 column, as `client_p` is) back.
 #[test]
 fn times_ordinals_and_originator_ports_are_delta_encoded() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,6 +341,30 @@ fn times_ordinals_and_originator_ports_are_delta_encoded() {
     assert_eq!(columns_encoded(&dns, delta), ["ts", "client_p", "packet"]);
     let dictionary = columns_encoded(&flows, Encoding::RLE_DICTIONARY);
     assert!(dictionary.contains(&"resp_p".to_string()), "{dictionary:?}");
+    let sessions = dir.path().join("sessions.parquet");
+    let mut w = TableWriter::<SessionBatchBuilder>::create(&sessions, &[]).unwrap();
+    w.push(&SessionEvent {
+        ts_ns: 0,
+        packet: 9,
+        client: "10.164.1.8".parse().unwrap(),
+        client_port: 49_152,
+        server: "10.164.1.9".parse().unwrap(),
+        server_port: 445,
+        protocol: Protocol::Smb,
+        fact: Fact::Dialect,
+        outcome: Outcome::Present,
+        status: None,
+        user: None,
+        domain: None,
+        workstation: None,
+        detail: None,
+    })
+    .unwrap();
+    w.finish().unwrap();
+    assert_eq!(
+        columns_encoded(&sessions, delta),
+        ["ts", "client_p", "packet"]
+    );
 }
 
 /// Community IDs are written prefix-coded (the sink's `PREFIX_ENCODED`), without a

@@ -247,9 +247,10 @@ fn honeypot_contact() {
     assert_eq!(d.alerts.len(), 1);
 }
 
-/// The timeline is in its documented order, `(ts, kind, host, peer, what)`, down to the
-/// last two: a host that reaches two honeypots at once (events apart only by `peer`), and
-/// a server first reached from outside on two services at once (apart only by `what`).
+/// The timeline a detection builds is in its documented order, `(ts, kind, host, peer,
+/// what)`, where events tie on all but `peer` (a host that reaches two honeypots at once)
+/// and on all but `what` (a server first reached from outside on two services at once).
+/// The order's own test, with events that arrive out of it, is in `timeline.rs`.
 #[test]
 fn timeline_is_in_its_documented_order() {
     let config = DetectConfig {
@@ -268,10 +269,13 @@ fn timeline_is_in_its_documented_order() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
+    // Each pair ties on time, kind and host.
     let apart_by = |kind| {
         let events: Vec<_> = keys.iter().filter(|k| k.1 == kind).collect();
         assert_eq!(events.len(), 2, "{keys:?}");
-        (events[0].3 != events[1].3, events[0].4 != events[1].4)
+        let [x, y] = [events[0], events[1]];
+        assert_eq!((x.0, x.2), (y.0, y.2), "{keys:?}");
+        (x.3 != y.3, x.4 != y.4)
     };
     assert_eq!(apart_by(EventKind::Honeypot), (true, false));
     assert_eq!(apart_by(EventKind::Exposure), (false, true));
