@@ -47,9 +47,9 @@ const DELTA_ENCODED: [&str; 4] = ["ts", "last_ts", "first_packet", "packet"];
 /// a large hash table, wrote the table, and still wrote an index of up to 16 bits per row.
 /// As deltas they need no table, and zstd compresses the result better: on the
 /// benchmark shapes the columns came out 8-25 % smaller, the flows files 0.3-0.9 % and the
-/// DNS files 1.8-4.0 %, and the runs took 0.5-1.1 % fewer instructions (first 100 000
+/// DNS files 1.8-4.0 %, and the runs took 0.4-1.1 % fewer instructions (first 100 000
 /// packets, `--no-detect`). Counters and responders' ports, with few distinct
-/// values, stay with the dictionary: as deltas `resp_p` grew 3-4 times and the byte
+/// values, stay with the dictionary: as deltas `resp_p` grew 2.8-4.4 times and the byte
 /// counters up to 2.7 times. A leaf of another physical type than INT32 keeps the default.
 const DELTA_ENCODED_PORTS: [&str; 2] = ["orig_p", "client_p"];
 

@@ -195,10 +195,11 @@ fn infections<'a>(
 mod tests {
     use super::*;
 
-    /// Each event follows the one before it by the first key in which they differ, given
-    /// in reverse. Where two differ in `peer`, their `what` runs the other way, and the
-    /// last two differ in `what` alone: a key dropped, swapped with another or reversed
-    /// misplaces an event. 10.0.0.9 comes before 10.0.0.10 (by value, not as text).
+    /// Events handed over in reverse come out in the order below, where each follows the
+    /// one before it by the first key in which they differ. Where two differ in `peer`,
+    /// their `what` runs the other way, and the last two differ in `what` alone: a key
+    /// dropped, swapped with another or reversed misplaces an event. 10.0.0.9 comes
+    /// before 10.0.0.10 (by value, not as text).
     #[test]
     fn events_sort_by_time_kind_host_peer_then_what() {
         let event = |ts_ns, kind, host: [u8; 4], peer: Option<[u8; 4]>, what: &str| TimelineEvent {
