@@ -45,6 +45,15 @@ fn flow(first_packet: u64) -> FlowRecord {
     }
 }
 
+/// Writes `rows` to a table at `path` through a `TableWriter`, and finishes it.
+fn write_table<B: RowBuilder>(path: &std::path::Path, rows: &[B::Row]) {
+    let mut w = TableWriter::<B>::create(path, &[]).unwrap();
+    for row in rows {
+        w.push(row).unwrap();
+    }
+    w.finish().unwrap();
+}
+
 fn read(path: &std::path::Path) -> (Vec<RecordBatch>, Vec<(String, String)>) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
     let kv = builder
@@ -233,13 +242,31 @@ fn dns_row() -> DnsRow {
     }
 }
 
+/// An SMB dialect fact of one session.
+fn session_row() -> SessionEvent {
+    SessionEvent {
+        ts_ns: 0,
+        packet: 9,
+        client: "10.164.1.8".parse().unwrap(),
+        client_port: 49_152,
+        server: "10.164.1.9".parse().unwrap(),
+        server_port: 445,
+        protocol: Protocol::Smb,
+        fact: Fact::Dialect,
+        outcome: Outcome::Present,
+        status: None,
+        user: None,
+        domain: None,
+        workstation: None,
+        detail: None,
+    }
+}
+
 #[test]
 fn dns_answers_are_lists() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dns.parquet");
-    let mut w = TableWriter::<DnsBatchBuilder>::create(&path, &[]).unwrap();
-    w.push(&dns_row()).unwrap();
-    w.finish().unwrap();
+    write_table::<DnsBatchBuilder>(&path, &[dns_row()]);
     let (batches, _) = read(&path);
     let b = &batches[0];
     let answers = b
@@ -271,20 +298,26 @@ fn columns_without_statistics(path: &std::path::Path) -> Vec<String> {
     columns_where(path, |c| c.statistics().is_none())
 }
 
-/// A flows table of a thousand distinct flows and a DNS table of one message, written
-/// in `dir`: their paths.
-fn small_tables(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let flows = dir.join("flows.parquet");
-    let mut w = TableWriter::<FlowBatchBuilder>::create(&flows, &[]).unwrap();
-    for i in 0..1000 {
-        w.push(&distinct_flow(i)).unwrap();
-    }
-    w.finish().unwrap();
-    let dns = dir.join("dns.parquet");
-    let mut w = TableWriter::<DnsBatchBuilder>::create(&dns, &[]).unwrap();
-    w.push(&dns_row()).unwrap();
-    w.finish().unwrap();
-    (flows, dns)
+/// The tables `small_tables` writes.
+struct SmallTables {
+    flows: std::path::PathBuf,
+    dns: std::path::PathBuf,
+    sessions: std::path::PathBuf,
+}
+
+/// A flows table of a thousand distinct flows, a DNS table of one message and a sessions
+/// table of one fact, written in `dir`.
+fn small_tables(dir: &std::path::Path) -> SmallTables {
+    let t = SmallTables {
+        flows: dir.join("flows.parquet"),
+        dns: dir.join("dns.parquet"),
+        sessions: dir.join("sessions.parquet"),
+    };
+    let flows: Vec<FlowRecord> = (0..1000).map(distinct_flow).collect();
+    write_table::<FlowBatchBuilder>(&t.flows, &flows);
+    write_table::<DnsBatchBuilder>(&t.dns, &[dns_row()]);
+    write_table::<SessionBatchBuilder>(&t.sessions, &[session_row()]);
+    t
 }
 
 /// Statistics are kept where a reader can prune row groups with them (times, packet
@@ -293,7 +326,7 @@ fn small_tables(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBu
 #[test]
 fn statistics_are_written_where_readers_can_prune() {
     let dir = tempfile::tempdir().unwrap();
-    let (flows, dns) = small_tables(dir.path());
+    let SmallTables { flows, dns, .. } = small_tables(dir.path());
     let unpruned = [
         "orig_h",
         "resp_h",
@@ -332,7 +365,11 @@ fn columns_encoded(path: &std::path::Path, encoding: Encoding) -> Vec<String> {
 #[test]
 fn times_ordinals_and_originator_ports_are_delta_encoded() {
     let dir = tempfile::tempdir().unwrap();
-    let (flows, dns) = small_tables(dir.path());
+    let SmallTables {
+        flows,
+        dns,
+        sessions,
+    } = small_tables(dir.path());
     let delta = Encoding::DELTA_BINARY_PACKED;
     assert_eq!(
         columns_encoded(&flows, delta),
@@ -341,26 +378,6 @@ fn times_ordinals_and_originator_ports_are_delta_encoded() {
     assert_eq!(columns_encoded(&dns, delta), ["ts", "client_p", "packet"]);
     let dictionary = columns_encoded(&flows, Encoding::RLE_DICTIONARY);
     assert!(dictionary.contains(&"resp_p".to_string()), "{dictionary:?}");
-    let sessions = dir.path().join("sessions.parquet");
-    let mut w = TableWriter::<SessionBatchBuilder>::create(&sessions, &[]).unwrap();
-    w.push(&SessionEvent {
-        ts_ns: 0,
-        packet: 9,
-        client: "10.164.1.8".parse().unwrap(),
-        client_port: 49_152,
-        server: "10.164.1.9".parse().unwrap(),
-        server_port: 445,
-        protocol: Protocol::Smb,
-        fact: Fact::Dialect,
-        outcome: Outcome::Present,
-        status: None,
-        user: None,
-        domain: None,
-        workstation: None,
-        detail: None,
-    })
-    .unwrap();
-    w.finish().unwrap();
     assert_eq!(
         columns_encoded(&sessions, delta),
         ["ts", "client_p", "packet"]
@@ -373,7 +390,7 @@ fn times_ordinals_and_originator_ports_are_delta_encoded() {
 #[test]
 fn community_ids_are_prefix_coded() {
     let dir = tempfile::tempdir().unwrap();
-    let (flows, dns) = small_tables(dir.path());
+    let SmallTables { flows, dns, .. } = small_tables(dir.path());
     let prefix = Encoding::DELTA_BYTE_ARRAY;
     assert_eq!(columns_encoded(&flows, prefix), ["community_id"]);
     assert!(columns_encoded(&dns, prefix).is_empty());
@@ -410,11 +427,7 @@ fn delta_encoded_times_read_back_out_of_order_and_at_extremes() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.parquet");
-    let mut w = TableWriter::<FlowBatchBuilder>::create(&path, &[]).unwrap();
-    for f in &flows {
-        w.push(f).unwrap();
-    }
-    w.finish().unwrap();
+    write_table::<FlowBatchBuilder>(&path, &flows);
     let mut expected = flows.iter();
     for b in read(&path).0 {
         let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
@@ -668,11 +681,7 @@ fn as_stored_is_the_read_back() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.parquet");
-    let mut w = TableWriter::<FlowBatchBuilder>::create(&path, &[]).unwrap();
-    records.iter().for_each(|r| {
-        w.push(r).unwrap();
-    });
-    w.finish().unwrap();
+    write_table::<FlowBatchBuilder>(&path, &records);
     let read = read_flows(&[path]).unwrap();
     let stored: Vec<FlowRecord> = records.iter().map(as_stored).collect();
     assert_eq!(read, stored);
