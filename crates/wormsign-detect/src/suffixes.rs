@@ -92,10 +92,8 @@ impl DomainSuffixes {
     /// (`host577.cdn-cache.io`); this takes 247 and 162 (callgrind, at ed53f64).
     pub fn first_match(&self, name: &str) -> Option<&str> {
         let name = name.as_bytes();
-        let mut end = name.len();
-        while end > 0 && name[end - 1] == b'.' {
-            end -= 1;
-        }
+        // Trailing dots dropped: the end is just past the last byte that is not one.
+        let mut end = name.iter().rposition(|&b| b != b'.').map_or(0, |i| i + 1);
         let (mut at, mut first) = (0, None);
         while !self.nodes[at].children.is_empty() {
             let start = name[..end]
