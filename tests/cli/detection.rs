@@ -176,6 +176,43 @@ fn wannacry_lateral_end_to_end() {
     assert_same(&o, &again, "analyze (fed from the pipeline) vs detect DIR");
 }
 
+/// More usable flows than `max_pending_flows` (the WannaCry trace's 75, with a cap of 4):
+/// `analyze` and `detect DIR` read the stored flows again for each window of the next four
+/// in time order, so with 1, 2 and 8 threads no flow reaches the rules late and every
+/// output is that of one sorted run.
+#[test]
+fn detection_beyond_its_cap_reads_flows_in_order_for_any_thread_count() {
+    let Some(pcap) = wormsign_testutil::shared_capture("smb/wannacry_lateral.pcap") else {
+        return;
+    };
+    let whole = wormsign(std::slice::from_ref(&pcap), &["--threads", "2"]);
+    whole.assert_ok("default cap");
+    let reference = outputs(&whole.out());
+    let used = whole.summary()["detection"]["flows_used"].as_u64();
+    assert!(used.is_some_and(|n| n > 40), "{used:?} usable flows");
+    let rules = whole.dir.path().join("cap4.toml");
+    std::fs::write(&rules, "max_pending_flows = 4\n").expect("writing cap4.toml");
+    let rules = rules.to_str().expect("a UTF-8 temporary path");
+    for threads in ["1", "2", "8"] {
+        let run = wormsign(
+            std::slice::from_ref(&pcap),
+            &["--threads", threads, "--rules", rules],
+        );
+        run.assert_ok(threads);
+        let d = &run.summary()["detection"];
+        assert_eq!(
+            (d["input"].as_str(), d["flows_used"].as_u64()),
+            (Some("tables"), used),
+            "{threads} threads"
+        );
+        assert_eq!(d["late_flows"].as_u64(), Some(0), "{threads} threads");
+        let what = format!("cap 4, {threads} threads");
+        assert_same(&reference, &outputs(&run.out()), &what);
+    }
+    let again = detect_into(&whole, "cap4", &["--rules", rules]);
+    assert_same(&reference, &again, "detect DIR, cap 4");
+}
+
 #[test]
 fn sample_smb_scanner_is_alerted_and_infected() {
     let run = wormsign(&[sample()], &[]);

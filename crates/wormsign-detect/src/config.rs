@@ -232,9 +232,11 @@ settings! {
         #[serde(deserialize_with = "at_least::<8, _>")]
         pub max_sources: usize = 262_144,
         /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
-        /// gathered up to this many, sorted by time and run through the rules; then the
-        /// next batch is gathered. One batch gives results independent of input order;
-        /// flows older than an earlier batch's newest are counted in
+        /// held up to this many at a time, sorted by time and run through the rules.
+        /// Beyond it, `analyze` and `detect` read the stored flows again for each next
+        /// batch of this many, the first in time order, so results never depend on input
+        /// order. Flows pushed once each (a part of a Spark detection) are run in batches
+        /// as they come, and those older than an earlier batch's newest are counted in
         /// [`crate::DetectStats::late_flows`] (default 1 048 576).
         #[serde(deserialize_with = "at_least::<1, _>")]
         pub max_pending_flows: usize = 1 << 20,

@@ -18,6 +18,7 @@ use crate::propagation::{self, FlowEvidence};
 use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
 use crate::usable::UsableFlow;
+use crate::window::Window;
 use crate::wire::PartFindings;
 use crate::{identity, timeline};
 
@@ -269,6 +270,48 @@ impl<'a> Detector<'a> {
             }
             flows = rest;
         }
+    }
+
+    /// Takes the flows `pass` hands over (to the callback it is given), reading them as
+    /// many times as it takes to run them all through the rules in
+    /// [`UsableFlow::detection_cmp`] order while holding at most
+    /// [`DetectConfig::max_pending_flows`] of them: each pass keeps the first flows in that
+    /// order after the previous pass's last. So, unlike [`Detector::push`], the result
+    /// depends only on the set of flows however many there are, and no flow is late.
+    /// `pass` must hand over the same flows each time, in any order (reading stored
+    /// tables again); it runs once while they fit. Only a tie on the whole order between
+    /// more flows than the cap (the same capture's flows stored twice) makes a window
+    /// hold them all. The `flows` counter counts the first pass.
+    pub fn push_windowed<E>(
+        &mut self,
+        mut pass: impl FnMut(&mut dyn FnMut(&FlowRecord)) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.n_pending > 0 {
+            self.run_pending();
+        }
+        let filter = self.filter.clone();
+        let mut next = Some(Window::first(self.c.max_pending_flows));
+        let mut offered = None;
+        while let Some(mut window) = next {
+            let mut flows = 0u64;
+            pass(&mut |f| {
+                flows += 1;
+                if filter.wants_flow(f) {
+                    window.offer(UsableFlow::from(f));
+                }
+            })?;
+            offered.get_or_insert(flows);
+            let kept;
+            (kept, next) = window.finish();
+            self.n_pending = kept.len();
+            self.pending.push(kept);
+            // The last window waits for `finish`, as the last batch pushed does.
+            if next.is_some() {
+                self.run_pending();
+            }
+        }
+        self.stats.flows += offered.unwrap_or(0);
+        Ok(())
     }
 
     /// The test [`Detector::push`] applies first, for callers that can skip building

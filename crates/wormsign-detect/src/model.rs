@@ -260,8 +260,9 @@ pub struct DetectStats {
     /// Flows gathered for the rules (the rest could not match any).
     pub flows_used: u64,
     /// Flows that reached the rules after a later flow had (see
-    /// [`crate::DetectConfig::max_pending_flows`]); 0 means the rules saw every flow in
-    /// time order and results do not depend on input order.
+    /// [`crate::DetectConfig::max_pending_flows`]; never when the flows could be read again,
+    /// [`crate::Detector::push_windowed`]); 0 means the rules saw every flow in time order
+    /// and results do not depend on input order.
     pub late_flows: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].

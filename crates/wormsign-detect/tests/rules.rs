@@ -672,7 +672,9 @@ fn a_source_table_full_of_flagged_sources_refuses_new_ones() {
 
 /// Flows are held only if a rule can use them, and gathered in batches of
 /// `max_pending_flows`: in time order, any batch size gives the unbatched result; out of
-/// order across batches, the late flows are counted.
+/// order across batches, the late flows are counted. Flows that can be read again go
+/// through in windows of the first in time order (`push_windowed`): in any order, any
+/// cap gives the unbatched result, and none is late.
 #[test]
 fn flows_stream_through_in_batches_and_late_ones_are_counted() {
     let mut f = Flows::default();
@@ -705,6 +707,23 @@ fn flows_stream_through_in_batches_and_late_ones_are_counted() {
         let mut reversed = f.v.clone();
         reversed.reverse();
         assert!(detect(&config, &reversed, &[], &[]).stats.late_flows > 0);
+
+        let mut detector = Detector::new(&config, &[], &[]);
+        let mut passes = 0;
+        let pass = |offer: &mut dyn FnMut(&FlowRecord)| {
+            passes += 1;
+            reversed.iter().for_each(offer);
+            Ok::<_, std::convert::Infallible>(())
+        };
+        let Ok(()) = detector.push_windowed(pass);
+        let d = detector.finish();
+        assert!(passes > 1, "cap {batch}: one pass");
+        assert_eq!((d.stats.late_flows, d.stats.flows), (0, whole.stats.flows));
+        assert_eq!(d.stats.flows_used, whole.stats.flows_used);
+        assert_eq!(
+            (&d.alerts, &d.edges, &d.hosts),
+            (&whole.alerts, &whole.edges, &whole.hosts)
+        );
     }
 }
 
