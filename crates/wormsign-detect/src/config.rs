@@ -232,12 +232,13 @@ settings! {
         #[serde(deserialize_with = "at_least::<8, _>")]
         pub max_sources: usize = 262_144,
         /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
-        /// held up to this many at a time, sorted by time and run through the rules.
-        /// Beyond it, `analyze` and `detect` read the stored flows again for each next
-        /// batch of this many, the first in time order, so results never depend on input
-        /// order. Flows pushed once each (a part of a Spark detection) are run in batches
-        /// as they come, and those older than an earlier batch's newest are counted in
-        /// [`crate::DetectStats::late_flows`] (default 1 048 576).
+        /// held in memory up to this many. Beyond it, each batch of this many is sorted by
+        /// time and written to a temporary file (in `TMPDIR`, 74 bytes a flow), and the
+        /// batches are merged at the end, so the rules read every flow in time order and
+        /// results never depend on input order. If no temporary file can be written, a
+        /// batch goes through the rules as it is, and the flows older than an earlier
+        /// batch's newest are counted in [`crate::DetectStats::late_flows`]
+        /// (default 1 048 576).
         #[serde(deserialize_with = "at_least::<1, _>")]
         pub max_pending_flows: usize = 1 << 20,
         /// `[scan]`: scan fan-out and failed first contacts.

@@ -17,8 +17,8 @@ use crate::part::{Partition, Parts, PartsFound};
 use crate::propagation::{self, FlowEvidence};
 use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
+use crate::spill::{self, SpilledRun};
 use crate::usable::UsableFlow;
-use crate::window::Window;
 use crate::wire::PartFindings;
 use crate::{identity, timeline};
 
@@ -26,9 +26,10 @@ use crate::{identity, timeline};
 ///
 /// The inputs may come in any order: they are sorted internally (flows by
 /// [`FlowRecord::detection_cmp`], DNS and ARP events by all their fields), so the result
-/// depends only on the set of inputs, never on how many threads produced them (as long
-/// as there are at most [`DetectConfig::max_pending_flows`] usable flows; see
-/// [`Detector`] for more).
+/// depends only on the set of inputs, never on how many threads produced them (however
+/// many usable flows there are, as long as batches beyond
+/// [`DetectConfig::max_pending_flows`] can be written to temporary files; see
+/// [`Detector`]).
 pub fn detect(
     config: &DetectConfig,
     flows: &[FlowRecord],
@@ -106,8 +107,10 @@ impl FlowFilter<'_> {
 /// DNS and ARP events are given up front (they name the C&C addresses the flow rules
 /// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
 /// are counted and dropped at once, the others gathered (as [`UsableFlow`]s) up to
-/// [`DetectConfig::max_pending_flows`], sorted by [`UsableFlow::detection_cmp`] and run
-/// through the rules, whose state per source and per pair is capped
+/// [`DetectConfig::max_pending_flows`] and sorted by [`UsableFlow::detection_cmp`]; each
+/// full batch is written to a temporary file, and at the end all are merged into one
+/// stream in that order and run through the rules, whose state per source and per pair
+/// is capped
 /// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
 /// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
 pub struct Detector<'a> {
@@ -126,6 +129,8 @@ pub struct Detector<'a> {
     parts: Parts<'a>,
     /// The rules that run once over the whole run, after the parts.
     run_rules: Vec<BoxedRule<'a>>,
+    /// Full sorted runs of usable flows written out, merged at the end.
+    spilled: Vec<SpilledRun>,
 }
 
 impl<'a> Detector<'a> {
@@ -215,6 +220,7 @@ impl<'a> Detector<'a> {
             last_key: None,
             parts,
             run_rules,
+            spilled: Vec::new(),
         }
     }
 
@@ -272,69 +278,51 @@ impl<'a> Detector<'a> {
         }
     }
 
-    /// Takes the flows `pass` hands over (to the callback it is given), reading them as
-    /// many times as it takes to run them all through the rules in
-    /// [`UsableFlow::detection_cmp`] order while holding at most
-    /// [`DetectConfig::max_pending_flows`] of them: each pass keeps the first flows in that
-    /// order after the previous pass's last. So, unlike [`Detector::push`], the result
-    /// depends only on the set of flows however many there are, and no flow is late.
-    /// `pass` must hand over the same flows each time, in any order (reading stored
-    /// tables again); it runs once while they fit. Only a tie on the whole order between
-    /// more flows than the cap (the same capture's flows stored twice) makes a window
-    /// hold them all. The `flows` counter counts the first pass.
-    pub fn push_windowed<E>(
-        &mut self,
-        mut pass: impl FnMut(&mut dyn FnMut(&FlowRecord)) -> Result<(), E>,
-    ) -> Result<(), E> {
-        if self.n_pending > 0 {
-            self.run_pending();
-        }
-        let filter = self.filter.clone();
-        let mut next = Some(Window::first(self.c.max_pending_flows));
-        let mut offered = None;
-        while let Some(mut window) = next {
-            let mut flows = 0u64;
-            pass(&mut |f| {
-                flows += 1;
-                if filter.wants_flow(f) {
-                    window.offer(UsableFlow::from(f));
-                }
-            })?;
-            offered.get_or_insert(flows);
-            let kept;
-            (kept, next) = window.finish();
-            self.n_pending = kept.len();
-            self.pending.push(kept);
-            // The last window waits for `finish`, as the last batch pushed does.
-            if next.is_some() {
-                self.run_pending();
-            }
-        }
-        self.stats.flows += offered.unwrap_or(0);
-        Ok(())
-    }
-
     /// The test [`Detector::push`] applies first, for callers that can skip building
     /// flows no rule would use.
     pub fn flow_filter(&self) -> FlowFilter<'a> {
         self.filter.clone()
     }
 
-    /// Sorts the gathered flows and runs them through the rules; returns them, spent.
+    /// Sorts the gathered flows, one full sorted run, and writes them to a temporary file
+    /// for the end, where all runs are merged; returns them, spent. Without a file they
+    /// go through the rules at once, and flows of other runs older than them are late.
     fn run_pending(&mut self) -> Vec<Vec<UsableFlow>> {
         let chunks = std::mem::take(&mut self.pending);
-        let n = std::mem::take(&mut self.n_pending);
-        // Sort references to the flows, not the 80-byte flows themselves, with a stable
-        // merge sort: the flows arrive as runs already in order (a shard's end-of-input
-        // flush, the row groups of a stored table), which it finds and merges, reading
-        // each run front to back. Ties keep the order the flows came in. On the scan
-        // benchmark's 425 k usable flows this takes 6-8 ms, where sorting 32-byte
-        // (key, chunk, position) entries (13.6 MB) took 20-25 ms, half of it building
-        // them.
-        // Allocated once: collecting a flattening iterator grew the vector by doubling.
-        let mut order: Vec<&UsableFlow> = Vec::with_capacity(n);
-        order.extend(chunks.iter().flatten());
-        order.par_sort_by(|a, b| a.detection_cmp(b));
+        let order = sorted(&chunks, std::mem::take(&mut self.n_pending));
+        match SpilledRun::write(&order) {
+            Ok(run) => self.spilled.push(run),
+            Err(_) => self.observe_sorted(&order),
+        }
+        drop(order);
+        chunks
+    }
+
+    /// Sorts the flows gathered last and runs them through the rules, merged with the
+    /// runs written out before in one order. They are freed on rayon's pool: glibc hands
+    /// the pages back to the kernel as it frees them (madvise, munmap), which finishing
+    /// the rules need not wait for (the scan benchmark's 425 k usable flows take 34 MB).
+    /// (Earlier runs are freed at once, so that memory stays at one run.)
+    fn run_last(&mut self) {
+        let chunks = std::mem::take(&mut self.pending);
+        let order = sorted(&chunks, std::mem::take(&mut self.n_pending));
+        if self.spilled.is_empty() {
+            self.observe_sorted(&order);
+        } else {
+            let runs = std::mem::take(&mut self.spilled);
+            let batch = MERGED_BATCH.min(self.c.max_pending_flows.max(1));
+            let unread = spill::merge(runs, &order, batch, |b| self.observe_sorted(b));
+            self.stats.flows_unread += unread;
+        }
+        drop(order);
+        if !chunks.is_empty() {
+            rayon::spawn(move || drop(chunks));
+        }
+    }
+
+    /// Runs flows in detection order through the rules, counting those older than the
+    /// newest run before.
+    fn observe_sorted(&mut self, order: &[&UsableFlow]) {
         if let Some(last) = self.last_key {
             let late = order.partition_point(|f| f.detection_order() < last);
             // Counted by the part owning the flow's source, as `flows_used` is.
@@ -343,24 +331,10 @@ impl<'a> Detector<'a> {
                 .filter(|f| self.parts.owns_source(f.orig_addr));
             self.stats.late_flows += owned.count() as u64;
         }
-        self.parts.observe(&order);
+        self.parts.observe(order);
         if let Some(f) = order.last() {
             let key = f.detection_order();
             self.last_key = Some(self.last_key.map_or(key, |k| k.max(key)));
-        }
-        drop(order);
-        chunks
-    }
-
-    /// Sorts the flows gathered last and runs them through the rules; they are freed on
-    /// rayon's pool: glibc hands the pages back to the kernel as it frees them (madvise,
-    /// munmap), which finishing the rules need not wait for (the scan benchmark's 425 k
-    /// usable flows take 34 MB). (Earlier runs are freed at once, so that
-    /// memory stays at one run.)
-    fn run_last(&mut self) {
-        let spent = self.run_pending();
-        if !spent.is_empty() {
-            rayon::spawn(move || drop(spent));
         }
     }
 
@@ -376,6 +350,7 @@ impl<'a> Detector<'a> {
         self.run_last();
         let mut found = PartsFound::sum(self.parts.finish(&self.events));
         found.stats.late_flows += self.stats.late_flows;
+        found.stats.flows_unread += self.stats.flows_unread;
         PartFindings(found)
     }
 
@@ -428,6 +403,26 @@ impl<'a> Detector<'a> {
             stats,
         }
     }
+}
+
+/// Flows merged from sorted runs go through the rules this many at a time: the rules read
+/// them one by one, so the size only spreads the cost of handing over.
+const MERGED_BATCH: usize = 64 * 1024;
+
+/// References to `n` gathered flows, sorted by [`UsableFlow::detection_cmp`].
+fn sorted(chunks: &[Vec<UsableFlow>], n: usize) -> Vec<&UsableFlow> {
+    // Sort references to the flows, not the 80-byte flows themselves, with a stable
+    // merge sort: the flows arrive as runs already in order (a shard's end-of-input
+    // flush, the row groups of a stored table), which it finds and merges, reading
+    // each run front to back. Ties keep the order the flows came in. On the scan
+    // benchmark's 425 k usable flows this takes 6-8 ms, where sorting 32-byte
+    // (key, chunk, position) entries (13.6 MB) took 20-25 ms, half of it building
+    // them.
+    // Allocated once: collecting a flattening iterator grew the vector by doubling.
+    let mut order: Vec<&UsableFlow> = Vec::with_capacity(n);
+    order.extend(chunks.iter().flatten());
+    order.par_sort_by(|a, b| a.detection_cmp(b));
+    order
 }
 
 #[cfg(test)]

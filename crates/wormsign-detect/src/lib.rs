@@ -29,8 +29,8 @@
 //!   Flow rules: `trw`, `failed_contacts`, `scan_fanout`, `brute_force` (flow shapes),
 //!   `cnc_ip`, `honeypot`, `exposed_service`; event rules: `arp_sweep`, `cnc_dns`,
 //!   `exploit` (with `implant`), `login_brute_force`.
-//! - `window.rs`: the windows [`Detector::push_windowed`] reads flows in: each pass over
-//!   flows that can be read again keeps the next `max_pending_flows` in time order.
+//! - `spill.rs`: batches of usable flows beyond `max_pending_flows`, sorted runs in
+//!   temporary files, merged into one stream in time order at the end.
 //! - `sources.rs`: scanning sources' first contacts, shared by TRW and failed contacts,
 //!   capped by evicting unflagged sources.
 //! - `part.rs`: the rules' state split by address into [`Partition`] parts that run side
@@ -73,13 +73,12 @@
 //! gathers the rest up to [`DetectConfig::max_pending_flows`], sorts them by
 //! `(ts_first, first_packet, record)` (unique within a run; flows of different runs
 //! detected together are told apart by their addresses and ports) and runs them through
-//! the rules. While the usable flows fit in one batch, every result (alert ids included) is a function of the input set
-//! alone, the project's "identical for any `--threads`" invariant. Beyond it, flows that
-//! can be read again (stored tables) go through in windows
-//! ([`Detector::push_windowed`]): each pass over them keeps the next batch of the first
-//! in time order, so the invariant holds for any number of flows; flows pushed once
-//! each go through in batches as they come, and those older than an earlier batch's
-//! newest are still used and counted ([`DetectStats::late_flows`]). State is capped: scanning sources at
+//! the rules. Beyond one batch, each batch is sorted and written to a temporary file, and
+//! the batches are merged at the end (an external merge sort, `spill.rs`), so every
+//! result (alert ids included) is a function of the input set alone, the project's
+//! "identical for any `--threads`" invariant, however many flows there are. Only if no
+//! temporary file can be written does a batch go through as it comes, flows older than
+//! an earlier batch's newest counted ([`DetectStats::late_flows`]). State is capped: scanning sources at
 //! [`DetectConfig::max_sources`] (the least recently active eighth of the unflagged ones
 //! evicted, [`DetectStats::sources_evicted`]), pairs and kept sessions at 64 times that
 //! (new ones refused, [`DetectStats::entries_refused`]), and distinct-destination sets
@@ -143,10 +142,10 @@ mod rules;
 mod score;
 mod settings;
 mod sources;
+mod spill;
 mod suffixes;
 mod timeline;
 mod usable;
-mod window;
 mod wire;
 mod zones;
 

@@ -259,11 +259,15 @@ pub struct DetectStats {
     pub saturated_sets: u64,
     /// Flows gathered for the rules (the rest could not match any).
     pub flows_used: u64,
-    /// Flows that reached the rules after a later flow had (see
-    /// [`crate::DetectConfig::max_pending_flows`]; never when the flows could be read again,
-    /// [`crate::Detector::push_windowed`]); 0 means the rules saw every flow in time order
-    /// and results do not depend on input order.
+    /// Flows that reached the rules after a later flow had: only when a batch of
+    /// [`crate::DetectConfig::max_pending_flows`] could not be written to a temporary
+    /// file; 0 means the rules saw every flow in time order and results do not depend on
+    /// input order.
     pub late_flows: u64,
+    /// Usable flows written to a temporary file beyond
+    /// [`crate::DetectConfig::max_pending_flows`] that could not be read back (an I/O
+    /// error on the file); 0 unless the disk failed.
+    pub flows_unread: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].
     pub sources_evicted: u64,
@@ -287,6 +291,7 @@ impl DetectStats {
             saturated_sets,
             flows_used,
             late_flows,
+            flows_unread,
             sources_evicted,
             entries_refused,
             flows_without_outcome,
@@ -299,6 +304,7 @@ impl DetectStats {
         self.saturated_sets = self.saturated_sets.saturating_add(saturated_sets);
         self.flows_used = self.flows_used.saturating_add(flows_used);
         self.late_flows = self.late_flows.saturating_add(late_flows);
+        self.flows_unread = self.flows_unread.saturating_add(flows_unread);
         self.sources_evicted = self.sources_evicted.saturating_add(sources_evicted);
         self.entries_refused = self.entries_refused.saturating_add(entries_refused);
         self.flows_without_outcome = self

@@ -174,18 +174,14 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
     // Only C&C names and reverse lookups naming hosts matter to detection: other DNS
     // messages are counted, not kept.
     let events = RunEvents::read(&[in_dir.to_path_buf()], config)?;
-    // Flows stream through the detector: only those a rule can use are held, in windows
-    // of the first in detection order (a pass over the files each).
+    // Flows stream through the detector: only those a rule can use are held.
     let mut detector = events.whole(config);
     let filter = detector.flow_filter();
-    let mut flows_read = 0;
-    detector.push_windowed(|offer| {
-        let keep = |proto, has_ports, port, addr: ResponderAddr<'_>| {
-            filter.wants(proto, has_ports, port, addr)
-        };
-        flows_read = for_each_flow(&flow_files, keep, |f| offer(&f))?;
-        Ok::<_, Error>(())
-    })?;
+    let flows_read = for_each_flow(
+        &flow_files,
+        |proto, has_ports, port, addr| filter.wants(proto, has_ports, port, addr),
+        |f| detector.push(&f),
+    )?;
     let mut detection = detector.finish();
     (detection.stats.flows, detection.stats.dns_events) = (flows_read, events.dns_read());
     let warnings = events.warnings;
@@ -296,11 +292,7 @@ impl DetectInputs {
         let mut detector = Detector::new(config, &self.dns, &self.arp)
             .with_sessions(&self.sessions)
             .with_names(&self.names);
-        let pass = |offer: &mut dyn FnMut(&FlowRecord)| {
-            self.flows.iter().for_each(offer);
-            Ok::<_, std::convert::Infallible>(())
-        };
-        let Ok(()) = detector.push_windowed(pass);
+        self.flows.iter().for_each(|f| detector.push(f));
         let mut detection = detector.finish();
         detection.stats.flows = self.flows.len() as u64;
         detection
@@ -348,16 +340,13 @@ pub fn detect_tables(tables: &Tables, config: &DetectConfig) -> Result<Detection
         .with_names(&names);
     let filter = detector.flow_filter();
     let mut flows = Vec::new();
-    detector.push_windowed(|offer| {
-        for b in &tables.flows {
-            let keep = |proto, has_ports, port, addr: ResponderAddr<'_>| {
-                filter.wants(proto, has_ports, port, addr)
-            };
-            kept_flow_batch(b, keep, &mut flows)?;
-            flows.drain(..).for_each(|f| offer(&f));
-        }
-        Ok::<_, Error>(())
-    })?;
+    for b in &tables.flows {
+        let keep = |proto, has_ports, port, addr: ResponderAddr<'_>| {
+            filter.wants(proto, has_ports, port, addr)
+        };
+        kept_flow_batch(b, keep, &mut flows)?;
+        flows.drain(..).for_each(|f| detector.push(&f));
+    }
     let mut detection = detector.finish();
     detection.stats.flows = rows(&tables.flows);
     detection.stats.dns_events = rows(&tables.dns);
@@ -597,6 +586,7 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
         "flows": s.flows,
         "flows_used": s.flows_used,
         "late_flows": s.late_flows,
+        "flows_unread": s.flows_unread,
         "flows_without_outcome": s.flows_without_outcome,
         "dns_events": s.dns_events,
         "arp_events": s.arp_events,

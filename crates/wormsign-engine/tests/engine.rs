@@ -214,8 +214,8 @@ fn a_stop_mid_run_cuts_the_input_short_and_says_so() {
 /// them: the decode workers publish each address as they parse the answer, before the
 /// shards see any flow to it end, so the shards keep those flows and no pass over the
 /// stored flows is needed. More usable flows than one sorted run holds makes it read the
-/// tables back instead, in windows of the first flows in time order, with the same
-/// result for any thread count and no flow late.
+/// tables back instead, each batch of `max_pending_flows` sorted into a temporary file and
+/// all merged at the end, with the same result for any thread count and no flow late.
 #[test]
 fn detection_fed_from_the_pipeline_equals_detect_dir() {
     use wormsign_detect::{DetectConfig, Rule};
