@@ -17,7 +17,7 @@ use crate::part::{Partition, Parts, PartsFound};
 use crate::propagation::{self, FlowEvidence};
 use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
-use crate::spill::{self, SpilledRun};
+use crate::spill::{Runs, MERGE_BATCH};
 use crate::usable::UsableFlow;
 use crate::wire::PartFindings;
 use crate::{identity, timeline};
@@ -129,8 +129,8 @@ pub struct Detector<'a> {
     parts: Parts<'a>,
     /// The rules that run once over the whole run, after the parts.
     run_rules: Vec<BoxedRule<'a>>,
-    /// Full sorted runs of usable flows written out, merged at the end.
-    spilled: Vec<SpilledRun>,
+    /// Full batches of usable flows written out sorted, merged at the end.
+    spilled: Runs,
 }
 
 impl<'a> Detector<'a> {
@@ -220,7 +220,7 @@ impl<'a> Detector<'a> {
             last_key: None,
             parts,
             run_rules,
-            spilled: Vec::new(),
+            spilled: Runs::default(),
         }
     }
 
@@ -248,15 +248,17 @@ impl<'a> Detector<'a> {
         if !self.filter.wants_flow(f) {
             return;
         }
+        // A full batch is written out only when a flow comes beyond it: a run with
+        // exactly `max_pending_flows` usable flows writes nothing.
+        if self.n_pending >= self.c.max_pending_flows.max(1) {
+            self.spill_pending();
+        }
         let f = UsableFlow::from(f);
         match self.pending.last_mut() {
             Some(last) => last.push(f),
             None => self.pending.push(vec![f]),
         }
         self.n_pending += 1;
-        if self.n_pending >= self.c.max_pending_flows.max(1) {
-            self.run_pending();
-        }
     }
 
     /// Takes many flows at once, keeping the usable ones in the vector they came in: the
@@ -267,13 +269,13 @@ impl<'a> Detector<'a> {
         flows.retain(|f| self.filter.wants_usable(f));
         let cap = self.c.max_pending_flows.max(1);
         while !flows.is_empty() {
-            // Runs at the same flows as one push at a time would.
+            // Batches end at the same flows as one push at a time would.
+            if self.n_pending >= cap {
+                self.spill_pending();
+            }
             let rest = flows.split_off(flows.len().min(cap - self.n_pending));
             self.n_pending += flows.len();
             self.pending.push(flows);
-            if self.n_pending >= cap {
-                self.run_pending();
-            }
             flows = rest;
         }
     }
@@ -284,40 +286,40 @@ impl<'a> Detector<'a> {
         self.filter.clone()
     }
 
-    /// Sorts the gathered flows, one full sorted run, and writes them to a temporary file
-    /// for the end, where all runs are merged; returns them, spent. Without a file they
-    /// go through the rules at once, and flows of other runs older than them are late.
-    fn run_pending(&mut self) -> Vec<Vec<UsableFlow>> {
+    /// Sorts the gathered flows, a full batch, and writes them to a temporary file for the
+    /// end, where all are merged. Without a file they go through the rules now, merged
+    /// with the batches written before (so that only later batches can be late).
+    fn spill_pending(&mut self) {
         let chunks = std::mem::take(&mut self.pending);
         let order = sorted(&chunks, std::mem::take(&mut self.n_pending));
-        match SpilledRun::write(&order) {
-            Ok(run) => self.spilled.push(run),
-            Err(_) => self.observe_sorted(&order),
+        if self.spilled.write(&order).is_err() {
+            self.observe_with_spilled(&order);
         }
-        drop(order);
-        chunks
     }
 
     /// Sorts the flows gathered last and runs them through the rules, merged with the
-    /// runs written out before in one order. They are freed on rayon's pool: glibc hands
-    /// the pages back to the kernel as it frees them (madvise, munmap), which finishing
-    /// the rules need not wait for (the scan benchmark's 425 k usable flows take 34 MB).
-    /// (Earlier runs are freed at once, so that memory stays at one run.)
+    /// batches written out before. They are freed on rayon's pool: glibc hands the pages
+    /// back to the kernel as it frees them (madvise, munmap), which finishing the rules
+    /// need not wait for (the scan benchmark's 425 k usable flows take 34 MB).
     fn run_last(&mut self) {
         let chunks = std::mem::take(&mut self.pending);
         let order = sorted(&chunks, std::mem::take(&mut self.n_pending));
-        if self.spilled.is_empty() {
-            self.observe_sorted(&order);
-        } else {
-            let runs = std::mem::take(&mut self.spilled);
-            let batch = MERGED_BATCH.min(self.c.max_pending_flows.max(1));
-            let unread = spill::merge(runs, &order, batch, |b| self.observe_sorted(b));
-            self.stats.flows_unread += unread;
-        }
+        self.observe_with_spilled(&order);
         drop(order);
         if !chunks.is_empty() {
             rayon::spawn(move || drop(chunks));
         }
+    }
+
+    /// Runs `order` (sorted) through the rules, merged with the batches written out.
+    fn observe_with_spilled(&mut self, order: &[&UsableFlow]) {
+        if self.spilled.is_empty() {
+            return self.observe_sorted(order);
+        }
+        let runs = std::mem::take(&mut self.spilled);
+        let batch = MERGE_BATCH.min(self.c.max_pending_flows.max(1));
+        let unread = runs.merge_with(order, batch, |b| self.observe_sorted(b));
+        self.stats.flows_unread += unread;
     }
 
     /// Runs flows in detection order through the rules, counting those older than the
@@ -404,10 +406,6 @@ impl<'a> Detector<'a> {
         }
     }
 }
-
-/// Flows merged from sorted runs go through the rules this many at a time: the rules read
-/// them one by one, so the size only spreads the cost of handing over.
-const MERGED_BATCH: usize = 64 * 1024;
 
 /// References to `n` gathered flows, sorted by [`UsableFlow::detection_cmp`].
 fn sorted(chunks: &[Vec<UsableFlow>], n: usize) -> Vec<&UsableFlow> {

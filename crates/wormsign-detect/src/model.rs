@@ -266,7 +266,9 @@ pub struct DetectStats {
     pub late_flows: u64,
     /// Usable flows written to a temporary file beyond
     /// [`crate::DetectConfig::max_pending_flows`] that could not be read back (an I/O
-    /// error on the file); 0 unless the disk failed.
+    /// error on the file); 0 unless the disk failed. A part of a distributed detection
+    /// counts every flow it was handed, so a flow between two parts' addresses counts
+    /// twice.
     pub flows_unread: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].

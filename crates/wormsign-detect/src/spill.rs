@@ -26,25 +26,125 @@ const RESP_V6: u8 = 1 << 5;
 /// Read and write buffer of each run: the merge holds one per run.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Runs merged into one at a time, and the most runs of one level held: files stay
+/// open (they have no name) and each needs a buffer while merging, so a low cap over
+/// many flows must not mean one open file per batch (the usual limit is 1 024).
+const FAN_IN: usize = 64;
+
+/// The sorted runs written so far, in the order their batches came. Whenever the last
+/// [`FAN_IN`] runs are of one level (level 0: one batch), they are merged into one run
+/// of the next level, so at most `FAN_IN - 1` runs of each level are open, and each flow
+/// is rewritten once per level (`log64` of the number of batches).
+#[derive(Default)]
+pub(crate) struct Runs {
+    stack: Vec<(u32, SpilledRun)>,
+    /// Flows lost when a file failed to read, or a merged run to write.
+    unread: u64,
+}
+
+impl Runs {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    /// Writes `sorted` (in detection order) as the next run.
+    pub(crate) fn write(&mut self, sorted: &[&UsableFlow]) -> io::Result<()> {
+        let mut out = RunWriter::new()?;
+        sorted.iter().try_for_each(|f| out.write(f))?;
+        self.stack.push((0, out.finish()?));
+        while let Some(level) = self.full_level() {
+            // Without a file the runs stay as they are; the next batch tries again.
+            let Ok(mut out) = RunWriter::new() else {
+                break;
+            };
+            let merged: Vec<SpilledRun> = (self.stack.split_off(self.stack.len() - FAN_IN))
+                .into_iter()
+                .map(|(_, run)| run)
+                .collect();
+            let total: u64 = merged.iter().map(|run| run.flows).sum();
+            let mut wrote = Ok(());
+            let unread = merge(merged, &[], MERGE_BATCH, |b| {
+                if wrote.is_ok() {
+                    wrote = b.iter().try_for_each(|f| out.write(f));
+                }
+            });
+            match wrote.and_then(|()| out.finish()) {
+                Ok(run) => {
+                    self.unread += unread;
+                    self.stack.push((level + 1, run));
+                }
+                // The merged runs are spent: their flows are lost with the file.
+                Err(_) => self.unread += total,
+            }
+        }
+        Ok(())
+    }
+
+    /// The level of the last [`FAN_IN`] runs, when they are all of one.
+    fn full_level(&self) -> Option<u32> {
+        let last = self
+            .stack
+            .len()
+            .checked_sub(FAN_IN)
+            .map(|at| &self.stack[at..])?;
+        let level = last[0].0;
+        last.iter().all(|(l, _)| *l == level).then_some(level)
+    }
+
+    /// Every run and `last` (in detection order) as one stream in that order, handed to
+    /// `sink` in batches of at most `batch`, as [`merge`] does. Returns how many flows
+    /// were lost to files that failed.
+    pub(crate) fn merge_with(
+        self,
+        last: &[&UsableFlow],
+        batch: usize,
+        sink: impl FnMut(&[&UsableFlow]),
+    ) -> u64 {
+        let runs = self.stack.into_iter().map(|(_, run)| run).collect();
+        self.unread + merge(runs, last, batch, sink)
+    }
+}
+
+/// Flows handed over at a time while merging.
+pub(crate) const MERGE_BATCH: usize = 64 * 1024;
+
 /// One sorted run in an anonymous temporary file (gone when dropped, or if the process
 /// dies), and how many flows it holds.
-pub(crate) struct SpilledRun {
+struct SpilledRun {
     file: File,
     flows: u64,
 }
 
-impl SpilledRun {
-    /// Writes `sorted` (in detection order) to a new temporary file.
-    pub(crate) fn write(sorted: &[&UsableFlow]) -> io::Result<SpilledRun> {
-        let mut out = BufWriter::with_capacity(BUFFER_BYTES, tempfile::tempfile()?);
-        for f in sorted {
-            out.write_all(&encode(f))?;
-        }
-        let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+/// A run being written.
+struct RunWriter {
+    out: BufWriter<File>,
+    flows: u64,
+}
+
+impl RunWriter {
+    fn new() -> io::Result<RunWriter> {
+        let file = tempfile::tempfile()?;
+        Ok(RunWriter {
+            out: BufWriter::with_capacity(BUFFER_BYTES, file),
+            flows: 0,
+        })
+    }
+
+    fn write(&mut self, f: &UsableFlow) -> io::Result<()> {
+        self.out.write_all(&encode(f))?;
+        self.flows += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<SpilledRun> {
+        let mut file = self
+            .out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
         file.rewind()?;
         Ok(SpilledRun {
             file,
-            flows: sorted.len() as u64,
+            flows: self.flows,
         })
     }
 }
@@ -54,7 +154,7 @@ impl SpilledRun {
 /// runs, `last` after every file, so the stream is what one stable sort of all the
 /// flows, in the order they came, gives. Returns how many flows could not be read back
 /// (a run's file failing to read ends that run).
-pub(crate) fn merge(
+fn merge(
     runs: Vec<SpilledRun>,
     last: &[&UsableFlow],
     batch: usize,
@@ -292,36 +392,45 @@ mod tests {
         }
     }
 
-    /// Runs cut from scrambled flows with repeated times and duplicates, each sorted,
-    /// merged with a last sorted slice, in batches of any size: the stream is the stable
-    /// sort of all the flows in the order they came.
+    /// Batches cut from scrambled flows with repeated times and duplicates, each sorted
+    /// and written, merged with a last sorted batch, handed over in batches of any size:
+    /// the stream is the stable sort of all the flows in the order they came. One batch a
+    /// flow makes 350 runs, merged 64 at a time as they are written.
     #[test]
     fn merged_runs_are_one_stable_sort() {
         let addr = |i: u64| IpAddr::from([10, 0, 0, (i % 3) as u8]);
         let mut flows: Vec<UsableFlow> = (0..300u64)
             .map(|i| flow((i * 7919 % 61) as i64, i * 104_729 % 97, addr(i)))
             .collect();
-        flows.extend(flows[..50].to_vec());
-        // Equal on the whole order, told apart by a field outside it: ties keep arrival.
-        let mut twin = flows[10].clone();
-        twin.payload_bytes += 1;
-        flows.push(twin);
+        // Flows equal to earlier ones on the whole order, told apart by a field outside it,
+        // at the end and in the middle: ties keep the order they came in.
+        let told_apart = |f: &UsableFlow, by| UsableFlow {
+            payload_bytes: f.payload_bytes + by,
+            ..f.clone()
+        };
+        let again: Vec<UsableFlow> = flows[..50].iter().map(|f| told_apart(f, 1)).collect();
+        flows.extend(again);
+        flows.insert(200, told_apart(&flows[10], 2));
         let mut want = flows.clone();
         want.sort_by(|a, b| a.detection_cmp(b));
-        for (run, batch) in [(1, 1), (7, 3), (64, 1000), (350, 64)] {
-            let chunks: Vec<&[UsableFlow]> = flows.chunks(run).collect();
-            let (last, written) = chunks.split_last().unwrap();
-            let runs: Vec<SpilledRun> = written
-                .iter()
-                .map(|c| SpilledRun::write(&sorted_refs(c)).unwrap())
-                .collect();
+        for (size, batch) in [(1, 1), (7, 3), (64, 1000), (350, 64)] {
+            let batches: Vec<&[UsableFlow]> = flows.chunks(size).collect();
+            let (last, written) = batches.split_last().unwrap();
+            let mut runs = Runs::default();
+            for b in written {
+                runs.write(&sorted_refs(b)).unwrap();
+            }
+            assert!(runs.stack.len() < FAN_IN, "{} runs open", runs.stack.len());
             let mut got = Vec::new();
-            let unread = merge(runs, &sorted_refs(last), batch, |b| {
+            let unread = runs.merge_with(&sorted_refs(last), batch, |b| {
                 assert!(!b.is_empty() && b.len() <= batch);
                 got.extend(b.iter().map(|&f| f.clone()));
             });
             assert_eq!(unread, 0);
-            assert_eq!(got, want, "runs of {run}, batches of {batch}");
+            assert_eq!(
+                got, want,
+                "batches of {size}, handed over {batch} at a time"
+            );
         }
     }
 
@@ -329,8 +438,11 @@ mod tests {
     /// counts the rest.
     #[test]
     fn a_run_that_cannot_be_read_counts_what_it_lost() {
-        let flows: Vec<UsableFlow> = (0..4).map(|i| flow(i, i as u64, addr4())).collect();
-        let mut run = SpilledRun::write(&sorted_refs(&flows)).unwrap();
+        let mut out = RunWriter::new().unwrap();
+        for i in 0..4 {
+            out.write(&flow(i, i as u64, addr4())).unwrap();
+        }
+        let mut run = out.finish().unwrap();
         run.flows += 3;
         let mut got = 0;
         let unread = merge(vec![run], &[], 10, |b| got += b.len());

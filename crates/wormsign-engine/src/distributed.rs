@@ -221,11 +221,9 @@ impl PartRunner {
         let e = &self.events;
         self.flows
             .into_iter()
-            .map(|(index, mut flows)| {
-                // In time order, as one whole detector sees them: a shuffle delivers
-                // them in any order, and the detector sorts only runs of
-                // `max_pending_flows` at a time.
-                flows.sort_unstable_by(UsableFlow::detection_cmp);
+            .map(|(index, flows)| {
+                // A shuffle delivers them in any order: the detector sorts them (beyond
+                // `max_pending_flows`, in sorted batches merged from temporary files).
                 let part = Detector::one_part(&self.config, &e.dns, &e.arp, &self.partition, index);
                 let mut part = e.detector(part);
                 part.push_all(flows);

@@ -21,12 +21,12 @@
 //!   the flows kept for published addresses are dropped and one more pass over the
 //!   stored flows table reads its responder column (tables in memory: the four columns
 //!   the filter reads) and decodes only the flows to those addresses.
-//! - **Whether the usable flows fit in one sorted run.** The detector sorts up to
-//!   [`DetectConfig::max_pending_flows`] usable flows at a time; within that cap the
-//!   result depends only on the set of flows, so it is the same however they arrived,
-//!   for any thread count. The feed holds at most that many. Beyond it, it stops
-//!   gathering (its memory is freed, and [`FeedOutcome::ReadBack`] says so) and detection
-//!   reads the stored tables back, exactly as `wormsign detect DIR` does.
+//! - **Whether the usable flows fit in memory.** The feed holds at most
+//!   [`DetectConfig::max_pending_flows`] usable flows. Beyond it, it stops gathering (its
+//!   memory is freed, and [`FeedOutcome::ReadBack`] says so) and detection reads the
+//!   stored tables back, exactly as `wormsign detect DIR` does: the detector then writes
+//!   each batch of that many to a temporary file, sorted, and merges them at the end, so
+//!   the result still depends only on the set of flows, for any thread count.
 //!
 //! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
 

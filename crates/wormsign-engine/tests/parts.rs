@@ -249,8 +249,9 @@ fn tagged_flows_run_by_part_and_merged_are_detect_dir() {
         tagged_rows > usable && tagged_rows <= 2 * usable,
         "{tagged_rows} tagged rows for {usable} usable flows: each once or twice"
     );
-    // Tasks hold more flows than the detector sorts at a time, and get them in the
-    // reverse of file order, as a shuffle may deal them: the runner must sort them.
+    // Tasks hold more flows than the detector keeps in memory, and get them in the
+    // reverse of file order, as a shuffle may deal them: the detector must sort them,
+    // through its sorted batches in temporary files.
     let small_runs = DetectConfig {
         max_pending_flows: 64,
         ..c.clone()
