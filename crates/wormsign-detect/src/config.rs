@@ -233,12 +233,13 @@ settings! {
         pub max_sources: usize = 262_144,
         /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
         /// held in memory up to this many. Beyond it, each batch of this many is sorted by
-        /// time and written to a temporary file (in `TMPDIR`, 74 bytes a flow), and the
-        /// batches are merged at the end, so the rules read every flow in time order and
-        /// results never depend on input order. If no temporary file can be written, a
-        /// batch goes through the rules as it is, and the flows older than an earlier
-        /// batch's newest are counted in [`crate::DetectStats::late_flows`]
-        /// (default 1 048 576).
+        /// time and written to a temporary file (in `TMPDIR`, 74 bytes a flow, twice that
+        /// for a moment while files are merged 64 at a time), and the batches are merged
+        /// at the end, so the rules read every flow in time order and results never
+        /// depend on input order. If no temporary file can be written, a batch goes
+        /// through the rules at once, merged with the batches written before it, and the
+        /// flows of later batches older than its newest are counted in
+        /// [`crate::DetectStats::late_flows`] (default 1 048 576).
         #[serde(deserialize_with = "at_least::<1, _>")]
         pub max_pending_flows: usize = 1 << 20,
         /// `[scan]`: scan fan-out and failed first contacts.

@@ -110,8 +110,7 @@ impl FlowFilter<'_> {
 /// [`DetectConfig::max_pending_flows`] and sorted by [`UsableFlow::detection_cmp`]; each
 /// full batch is written to a temporary file, and at the end all are merged into one
 /// stream in that order and run through the rules, whose state per source and per pair
-/// is capped
-/// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
+/// is capped ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
 /// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
 pub struct Detector<'a> {
     c: &'a DetectConfig,
@@ -323,7 +322,7 @@ impl<'a> Detector<'a> {
     }
 
     /// Runs flows in detection order through the rules, counting those older than the
-    /// newest run before.
+    /// newest flow the rules saw before.
     fn observe_sorted(&mut self, order: &[&UsableFlow]) {
         if let Some(last) = self.last_key {
             let late = order.partition_point(|f| f.detection_order() < last);
@@ -537,6 +536,41 @@ mod tests {
             "the newcomer scans"
         );
         assert_eq!(beside, inline);
+    }
+
+    /// Beyond `max_pending_flows` every batch but the last is written to a temporary
+    /// file and all are merged at the end: flows in time order, or reversed, give the
+    /// one-batch result. When files can no longer be written, a batch goes through with
+    /// the batches written before it, so flows in time order are never late, and every
+    /// flow is still used once.
+    #[test]
+    fn batches_beyond_the_cap_are_merged_in_time_order() {
+        let mut flows = scanners_then_newcomers();
+        flows.sort_by(FlowRecord::detection_cmp);
+        let config = DetectConfig {
+            max_sources: 8,
+            max_tracked: 100,
+            ..DetectConfig::default()
+        };
+        let small = DetectConfig {
+            max_pending_flows: 500,
+            ..config.clone()
+        };
+        let whole = detect(&config, &flows, &[], &[]);
+        let reversed: Vec<FlowRecord> = flows.iter().rev().cloned().collect();
+        assert_eq!(detect(&small, &reversed, &[], &[]), whole);
+        for files in [0, 3] {
+            let mut detector = Detector::new(&small, &[], &[]);
+            detector
+                .spilled
+                .set_files(crate::spill::test_files::limited);
+            crate::spill::test_files::allow(files);
+            flows.iter().for_each(|f| detector.push(f));
+            let d = detector.finish();
+            crate::spill::test_files::allow(usize::MAX);
+            assert_eq!(d.stats.late_flows, 0, "{files} files");
+            assert_eq!(d, whole, "{files} files");
+        }
     }
 
     /// The filter asks for the responder address only when the port leaves the answer

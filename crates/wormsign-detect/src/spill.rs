@@ -1,7 +1,8 @@
 //! Sorted runs of usable flows kept in temporary files, so that the rules can read more
-//! flows than `max_pending_flows` in one order while at most that many are in memory: an
-//! external merge sort. Each run is written sorted; [`merge`] reads them back as one
-//! stream in detection order.
+//! flows than `max_pending_flows` in one order while memory holds one batch of that
+//! many (and, while merging, a 64 KiB buffer per file and at most 65 536 flows handed
+//! over): an external merge sort. Each run is written sorted; [`merge`] reads runs back
+//! as one stream in detection order.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -33,13 +34,25 @@ const FAN_IN: usize = 64;
 
 /// The sorted runs written so far, in the order their batches came. Whenever the last
 /// [`FAN_IN`] runs are of one level (level 0: one batch), they are merged into one run
-/// of the next level, so at most `FAN_IN - 1` runs of each level are open, and each flow
-/// is rewritten once per level (`log64` of the number of batches).
-#[derive(Default)]
+/// of the next level, so at most `FAN_IN - 1` runs of each level are open (more only
+/// while no file can be had for the merge), and each flow is rewritten once per level
+/// (`log64` of the number of batches).
 pub(crate) struct Runs {
     stack: Vec<(u32, SpilledRun)>,
-    /// Flows lost when a file failed to read, or a merged run to write.
+    /// Flows lost when a file failed to read back.
     unread: u64,
+    /// Where runs are written: anonymous temporary files (tests make some fail).
+    new_file: fn() -> io::Result<File>,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs {
+            stack: Vec::new(),
+            unread: 0,
+            new_file: tempfile::tempfile,
+        }
+    }
 }
 
 impl Runs {
@@ -47,37 +60,33 @@ impl Runs {
         self.stack.is_empty()
     }
 
-    /// Writes `sorted` (in detection order) as the next run.
+    /// Writes `sorted` (in detection order) as the next run. On an error nothing is
+    /// kept of it.
     pub(crate) fn write(&mut self, sorted: &[&UsableFlow]) -> io::Result<()> {
-        let mut out = RunWriter::new()?;
+        let mut out = RunWriter::new((self.new_file)()?);
         sorted.iter().try_for_each(|f| out.write(f))?;
         self.stack.push((0, out.finish()?));
         while let Some(level) = self.full_level() {
-            // Without a file the runs stay as they are; the next batch tries again.
-            let Ok(mut out) = RunWriter::new() else {
-                break;
-            };
-            let merged: Vec<SpilledRun> = (self.stack.split_off(self.stack.len() - FAN_IN))
-                .into_iter()
-                .map(|(_, run)| run)
-                .collect();
-            let total: u64 = merged.iter().map(|run| run.flows).sum();
-            let mut wrote = Ok(());
-            let unread = merge(merged, &[], MERGE_BATCH, |b| {
-                if wrote.is_ok() {
-                    wrote = b.iter().try_for_each(|f| out.write(f));
-                }
-            });
-            match wrote.and_then(|()| out.finish()) {
-                Ok(run) => {
-                    self.unread += unread;
+            let at = self.stack.len() - FAN_IN;
+            let runs = self.stack[at..].iter().map(|(_, run)| run);
+            match merged((self.new_file)(), runs) {
+                Ok((run, unread)) => {
+                    self.stack.truncate(at);
                     self.stack.push((level + 1, run));
+                    self.unread += unread;
                 }
-                // The merged runs are spent: their flows are lost with the file.
-                Err(_) => self.unread += total,
+                // The runs stay as they are (a merge reads them from the start); the next
+                // batch tries again.
+                Err(_) => break,
             }
         }
         Ok(())
+    }
+
+    /// Writes runs to files from `new_file`, so that tests can make writes fail.
+    #[cfg(test)]
+    pub(crate) fn set_files(&mut self, new_file: fn() -> io::Result<File>) {
+        self.new_file = new_file;
     }
 
     /// The level of the last [`FAN_IN`] runs, when they are all of one.
@@ -93,16 +102,34 @@ impl Runs {
 
     /// Every run and `last` (in detection order) as one stream in that order, handed to
     /// `sink` in batches of at most `batch`, as [`merge`] does. Returns how many flows
-    /// were lost to files that failed.
+    /// were lost to files that failed to read back.
     pub(crate) fn merge_with(
         self,
         last: &[&UsableFlow],
         batch: usize,
-        sink: impl FnMut(&[&UsableFlow]),
+        mut sink: impl FnMut(&[&UsableFlow]),
     ) -> u64 {
-        let runs = self.stack.into_iter().map(|(_, run)| run).collect();
-        self.unread + merge(runs, last, batch, sink)
+        let runs = self.stack.iter().map(|(_, run)| run);
+        let handed = merge(runs, last, batch, |b| {
+            sink(b);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let Ok(unread) = handed;
+        self.unread + unread
     }
+}
+
+/// `runs` merged into one run written to `file`, and how many of their flows could not
+/// be read.
+fn merged<'r>(
+    file: io::Result<File>,
+    runs: impl Iterator<Item = &'r SpilledRun>,
+) -> io::Result<(SpilledRun, u64)> {
+    let mut out = RunWriter::new(file?);
+    let unread = merge(runs, &[], MERGE_BATCH, |b| {
+        b.iter().try_for_each(|f| out.write(f))
+    })?;
+    Ok((out.finish()?, unread))
 }
 
 /// Flows handed over at a time while merging.
@@ -122,12 +149,11 @@ struct RunWriter {
 }
 
 impl RunWriter {
-    fn new() -> io::Result<RunWriter> {
-        let file = tempfile::tempfile()?;
-        Ok(RunWriter {
+    fn new(file: File) -> RunWriter {
+        RunWriter {
             out: BufWriter::with_capacity(BUFFER_BYTES, file),
             flows: 0,
-        })
+        }
     }
 
     fn write(&mut self, f: &UsableFlow) -> io::Result<()> {
@@ -137,11 +163,10 @@ impl RunWriter {
     }
 
     fn finish(self) -> io::Result<SpilledRun> {
-        let mut file = self
+        let file = self
             .out
             .into_inner()
             .map_err(io::IntoInnerError::into_error)?;
-        file.rewind()?;
         Ok(SpilledRun {
             file,
             flows: self.flows,
@@ -152,15 +177,16 @@ impl RunWriter {
 /// The flows of `runs` and of `last` (each in detection order) as one stream in that
 /// order, handed to `sink` in batches of at most `batch`. Ties keep the order of their
 /// runs, `last` after every file, so the stream is what one stable sort of all the
-/// flows, in the order they came, gives. Returns how many flows could not be read back
-/// (a run's file failing to read ends that run).
-fn merge(
-    runs: Vec<SpilledRun>,
+/// flows, in the order they came, gives. Each run is read from its start, so a merge that
+/// stops leaves the runs as they were. Returns how many flows could not be read back (a
+/// run's file failing to read ends that run), or the sink's first error.
+fn merge<'r, E>(
+    runs: impl Iterator<Item = &'r SpilledRun>,
     last: &[&UsableFlow],
     batch: usize,
-    mut sink: impl FnMut(&[&UsableFlow]),
-) -> u64 {
-    let mut readers: Vec<RunReader> = runs.into_iter().map(RunReader::new).collect();
+    mut sink: impl FnMut(&[&UsableFlow]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut readers: Vec<RunReader> = runs.map(RunReader::new).collect();
     let mut last = last.iter();
     let mut heads = BinaryHeap::new();
     for (run, reader) in readers.iter_mut().enumerate() {
@@ -187,29 +213,34 @@ fn merge(
             heads.push(Head { flow, run });
         }
         if out.len() == batch || heads.is_empty() {
-            sink(&out.iter().collect::<Vec<_>>());
+            sink(&out.iter().collect::<Vec<_>>())?;
             out.clear();
         }
     }
-    readers.iter().map(RunReader::unread).sum()
+    Ok(readers.iter().map(RunReader::unread).sum())
 }
 
-/// A run read back front to back.
-struct RunReader {
-    input: BufReader<File>,
+/// A run read back from its start.
+struct RunReader<'r> {
+    input: BufReader<&'r File>,
+    /// Flows not yet read.
     left: u64,
+    /// Whether the file could be read from its start (if not, all of it is unread).
+    readable: bool,
 }
 
-impl RunReader {
-    fn new(run: SpilledRun) -> RunReader {
+impl<'r> RunReader<'r> {
+    fn new(run: &'r SpilledRun) -> RunReader<'r> {
+        let mut file = &run.file;
         RunReader {
-            input: BufReader::with_capacity(BUFFER_BYTES, run.file),
+            readable: file.rewind().is_ok(),
+            input: BufReader::with_capacity(BUFFER_BYTES, file),
             left: run.flows,
         }
     }
 
     fn next(&mut self) -> Option<UsableFlow> {
-        if self.left == 0 {
+        if self.left == 0 || !self.readable {
             return None;
         }
         let mut record = [0; RECORD_BYTES];
@@ -438,15 +469,48 @@ mod tests {
     /// counts the rest.
     #[test]
     fn a_run_that_cannot_be_read_counts_what_it_lost() {
-        let mut out = RunWriter::new().unwrap();
+        let mut out = RunWriter::new(tempfile::tempfile().unwrap());
         for i in 0..4 {
             out.write(&flow(i, i as u64, addr4())).unwrap();
         }
         let mut run = out.finish().unwrap();
         run.flows += 3;
         let mut got = 0;
-        let unread = merge(vec![run], &[], 10, |b| got += b.len());
-        assert_eq!((got, unread), (4, 3));
+        let unread = merge(std::iter::once(&run), &[], 10, |b| {
+            got += b.len();
+            Ok::<_, std::convert::Infallible>(())
+        });
+        assert_eq!((got, unread), (4, Ok(3)));
+    }
+
+    /// When the file for merging 64 runs cannot be written, the runs stay (and the next
+    /// batch's merge takes the newest 64); a batch whose own file fails is not kept; the
+    /// end merges every flow kept, in order, none lost.
+    #[test]
+    fn runs_stay_when_their_merge_cannot_be_written() {
+        let flows: Vec<UsableFlow> = (0..70).map(|i| flow(i, i as u64, addr4())).collect();
+        let mut runs = Runs::default();
+        runs.set_files(test_files::limited);
+        test_files::allow(FAN_IN);
+        for f in &flows[..FAN_IN] {
+            runs.write(&[f]).unwrap();
+        }
+        assert_eq!(runs.stack.len(), FAN_IN, "the merge had no file");
+        assert!(runs.write(&[&flows[FAN_IN]]).is_err(), "nor the next batch");
+        assert_eq!(runs.stack.len(), FAN_IN);
+        test_files::allow(usize::MAX);
+        for f in &flows[FAN_IN + 1..69] {
+            runs.write(&[f]).unwrap();
+        }
+        let levels: Vec<u32> = runs.stack.iter().map(|(level, _)| *level).collect();
+        assert_eq!(levels, [0, 1, 0, 0, 0]);
+        let mut got = Vec::new();
+        let unread = runs.merge_with(&[&flows[69]], 8, |b| {
+            got.extend(b.iter().map(|&f| f.clone()));
+        });
+        let mut want = flows.clone();
+        want.remove(FAN_IN);
+        assert_eq!((unread, got), (0, want));
     }
 
     fn addr4() -> IpAddr {
@@ -457,5 +521,35 @@ mod tests {
         let mut refs: Vec<&UsableFlow> = flows.iter().collect();
         refs.sort_by(|a, b| a.detection_cmp(b));
         refs
+    }
+}
+
+/// Files that can be made to fail, for tests of what a full disk does.
+#[cfg(test)]
+pub(crate) mod test_files {
+    use std::cell::Cell;
+    use std::fs::File;
+    use std::io;
+
+    thread_local! {
+        static LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    /// The next `n` files of this thread can be written; later ones cannot (`usize::MAX`:
+    /// as good as all).
+    pub(crate) fn allow(n: usize) {
+        LEFT.with(|left| left.set(n));
+    }
+
+    /// A temporary file while any are allowed, else one opened read-only, so that
+    /// writing to it fails.
+    pub(crate) fn limited() -> io::Result<File> {
+        LEFT.with(|left| match left.get() {
+            0 => File::open("/dev/null"),
+            n => {
+                left.set(n - 1);
+                tempfile::tempfile()
+            }
+        })
     }
 }

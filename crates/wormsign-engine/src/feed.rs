@@ -21,8 +21,8 @@
 //!   the flows kept for published addresses are dropped and one more pass over the
 //!   stored flows table reads its responder column (tables in memory: the four columns
 //!   the filter reads) and decodes only the flows to those addresses.
-//! - **Whether the usable flows fit in memory.** The feed holds at most
-//!   [`DetectConfig::max_pending_flows`] usable flows. Beyond it, it stops gathering (its
+//! - **Whether the usable flows fit in memory.** Once the feed holds
+//!   [`DetectConfig::max_pending_flows`] usable flows, it stops gathering (its
 //!   memory is freed, and [`FeedOutcome::ReadBack`] says so) and detection reads the
 //!   stored tables back, exactly as `wormsign detect DIR` does: the detector then writes
 //!   each batch of that many to a temporary file, sorted, and merges them at the end, so
