@@ -328,18 +328,13 @@ fn decode(r: &[u8; RECORD_BYTES]) -> UsableFlow {
         at += n;
         &r[at - n..at]
     };
-    let mut bytes = |n| -> [u8; 8] {
-        let mut b = [0; 8];
-        b[..n].copy_from_slice(take(n));
-        b
-    };
-    let ts_first = i64::from_le_bytes(bytes(8));
-    let ts_last = i64::from_le_bytes(bytes(8));
-    let first_packet = u64::from_le_bytes(bytes(8));
-    let payload_bytes = u64::from_le_bytes(bytes(8));
-    let record_index = u64::from_le_bytes(bytes(4)) as u32;
-    let orig_port = u64::from_le_bytes(bytes(2)) as u16;
-    let resp_port = u64::from_le_bytes(bytes(2)) as u16;
+    let ts_first = i64::from_le_bytes(exactly(take(8)));
+    let ts_last = i64::from_le_bytes(exactly(take(8)));
+    let first_packet = u64::from_le_bytes(exactly(take(8)));
+    let payload_bytes = u64::from_le_bytes(exactly(take(8)));
+    let record_index = u32::from_le_bytes(exactly(take(4)));
+    let orig_port = u16::from_le_bytes(exactly(take(2)));
+    let resp_port = u16::from_le_bytes(exactly(take(2)));
     let proto = take(1)[0];
     let flags = take(1)[0];
     let orig_addr = address(take(16), flags & ORIG_V6 != 0);
@@ -362,6 +357,11 @@ fn decode(r: &[u8; RECORD_BYTES]) -> UsableFlow {
     }
 }
 
+/// A field of a record as an array: `take` cut it to that length.
+fn exactly<const N: usize>(field: &[u8]) -> [u8; N] {
+    field.try_into().expect("a field taken at its own length")
+}
+
 /// An address in 16 bytes (IPv4 in the first four), and whether it is IPv6.
 fn address_bytes(a: IpAddr) -> ([u8; 16], bool) {
     match a {
@@ -375,7 +375,7 @@ fn address_bytes(a: IpAddr) -> ([u8; 16], bool) {
 }
 
 fn address(b: &[u8], v6: bool) -> IpAddr {
-    let b: [u8; 16] = b.try_into().expect("16 bytes");
+    let b: [u8; 16] = exactly(b);
     if v6 {
         IpAddr::V6(Ipv6Addr::from(b))
     } else {
