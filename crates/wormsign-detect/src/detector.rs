@@ -9,15 +9,13 @@ use wormsign_decode::NameEvent;
 use wormsign_flow::FlowRecord;
 use wormsign_inspect::SessionEvent;
 
-use rayon::slice::ParallelSliceMut;
-
 use crate::config::DetectConfig;
 use crate::model::{ArpEvent, DetectStats, Detection, DnsEvent};
 use crate::part::{Partition, Parts, PartsFound};
 use crate::propagation::{self, FlowEvidence};
 use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
 use crate::sources::Sources;
-use crate::spill::{Runs, MERGE_BATCH};
+use crate::spill::PendingFlows;
 use crate::usable::UsableFlow;
 use crate::wire::PartFindings;
 use crate::{identity, timeline};
@@ -117,19 +115,15 @@ pub struct Detector<'a> {
     events: Events<'a>,
     stats: DetectStats,
     filter: FlowFilter<'a>,
-    /// Usable flows not yet run through the rules, in the vectors they came in
-    /// ([`Detector::push_all`] hands over whole vectors: no flow is moved or copied).
-    pending: Vec<Vec<UsableFlow>>,
-    /// How many flows `pending` holds.
-    n_pending: usize,
+    /// Usable flows not yet run through the rules: up to the cap in memory, full
+    /// batches beyond it in temporary files, merged at the end.
+    pending: PendingFlows,
     /// The latest [`UsableFlow::detection_order`] run through the rules so far.
     last_key: Option<(i64, u64, u32)>,
     /// The rules' state, in parts run side by side.
     parts: Parts<'a>,
     /// The rules that run once over the whole run, after the parts.
     run_rules: Vec<BoxedRule<'a>>,
-    /// Full batches of usable flows written out sorted, merged at the end.
-    spilled: Runs,
 }
 
 impl<'a> Detector<'a> {
@@ -214,12 +208,10 @@ impl<'a> Detector<'a> {
                 names: Vec::new(),
             },
             filter: FlowFilter { c: config, watched },
-            pending: Vec::new(),
-            n_pending: 0,
+            pending: PendingFlows::new(config.max_pending_flows),
             last_key: None,
             parts,
             run_rules,
-            spilled: Runs::default(),
         }
     }
 
@@ -247,17 +239,9 @@ impl<'a> Detector<'a> {
         if !self.filter.wants_flow(f) {
             return;
         }
-        // A full batch is written out only when a flow comes beyond it: a run with
-        // exactly `max_pending_flows` usable flows writes nothing.
-        if self.n_pending >= self.c.max_pending_flows.max(1) {
-            self.spill_pending();
+        if self.pending.push(UsableFlow::from(f)).is_err() {
+            self.run_pending();
         }
-        let f = UsableFlow::from(f);
-        match self.pending.last_mut() {
-            Some(last) => last.push(f),
-            None => self.pending.push(vec![f]),
-        }
-        self.n_pending += 1;
     }
 
     /// Takes many flows at once, keeping the usable ones in the vector they came in: the
@@ -266,17 +250,28 @@ impl<'a> Detector<'a> {
     pub fn push_all(&mut self, mut flows: Vec<UsableFlow>) {
         self.stats.flows += flows.len() as u64;
         flows.retain(|f| self.filter.wants_usable(f));
-        let cap = self.c.max_pending_flows.max(1);
-        while !flows.is_empty() {
-            // Batches end at the same flows as one push at a time would.
-            if self.n_pending >= cap {
-                self.spill_pending();
-            }
-            let rest = flows.split_off(flows.len().min(cap - self.n_pending));
-            self.n_pending += flows.len();
-            self.pending.push(flows);
-            flows = rest;
+        if self.pending.push_all(flows).is_err() {
+            self.run_pending();
         }
+    }
+
+    /// Runs `flows`, already in [`UsableFlow::detection_cmp`] order (as
+    /// [`PendingFlows::drain`] hands them over), through the rules at once, dropping those
+    /// no rule can use. Flows pushed before and not yet run are not waited for: use this
+    /// for a detector's flows from one source only. A flow older than one run before
+    /// counts as late.
+    pub fn push_in_order(&mut self, flows: &[&UsableFlow]) {
+        self.stats.flows += flows.len() as u64;
+        let filter = &self.filter;
+        if flows.iter().all(|f| filter.wants_usable(f)) {
+            return self.observe_sorted(flows);
+        }
+        let usable: Vec<&UsableFlow> = flows
+            .iter()
+            .copied()
+            .filter(|f| filter.wants_usable(f))
+            .collect();
+        self.observe_sorted(&usable);
     }
 
     /// The test [`Detector::push`] applies first, for callers that can skip building
@@ -285,40 +280,12 @@ impl<'a> Detector<'a> {
         self.filter.clone()
     }
 
-    /// Sorts the gathered flows, a full batch, and writes them to a temporary file for the
-    /// end, where all are merged. Without a file they go through the rules now, merged
-    /// with the batches written before (so that only later batches can be late).
-    fn spill_pending(&mut self) {
-        let chunks = std::mem::take(&mut self.pending);
-        let order = sorted(&chunks, std::mem::take(&mut self.n_pending));
-        if self.spilled.write(&order).is_err() {
-            self.observe_with_spilled(&order);
-        }
-    }
-
-    /// Sorts the flows gathered last and runs them through the rules, merged with the
-    /// batches written out before. They are freed on rayon's pool: glibc hands the pages
-    /// back to the kernel as it frees them (madvise, munmap), which finishing the rules
-    /// need not wait for (the scan benchmark's 425 k usable flows take 34 MB).
-    fn run_last(&mut self) {
-        let chunks = std::mem::take(&mut self.pending);
-        let order = sorted(&chunks, std::mem::take(&mut self.n_pending));
-        self.observe_with_spilled(&order);
-        drop(order);
-        if !chunks.is_empty() {
-            rayon::spawn(move || drop(chunks));
-        }
-    }
-
-    /// Runs `order` (sorted) through the rules, merged with the batches written out.
-    fn observe_with_spilled(&mut self, order: &[&UsableFlow]) {
-        if self.spilled.is_empty() {
-            return self.observe_sorted(order);
-        }
-        let runs = std::mem::take(&mut self.spilled);
-        let batch = MERGE_BATCH.min(self.c.max_pending_flows.max(1));
-        let unread = runs.merge_with(order, batch, |b| self.observe_sorted(b));
-        self.stats.flows_unread += unread;
+    /// Runs every pending flow through the rules, in one order: at the end, or when a
+    /// full batch could not be written to a file (then later batches can be late).
+    fn run_pending(&mut self) {
+        let empty = PendingFlows::like(&self.pending);
+        let mut pending = std::mem::replace(&mut self.pending, empty);
+        self.stats.flows_unread += pending.drain(|b| self.observe_sorted(b));
     }
 
     /// Runs flows in detection order through the rules, counting those older than the
@@ -348,7 +315,7 @@ impl<'a> Detector<'a> {
     /// What this detector's parts found, for another detector to finish with
     /// ([`Detector::finish_with`]); the run-wide rules and the graph are left to it.
     pub fn finish_part(mut self) -> PartFindings {
-        self.run_last();
+        self.run_pending();
         let mut found = PartsFound::sum(self.parts.finish(&self.events));
         found.stats.late_flows += self.stats.late_flows;
         found.stats.flows_unread += self.stats.flows_unread;
@@ -360,7 +327,7 @@ impl<'a> Detector<'a> {
     /// flow pushed to any of them. Its `flows` counter counts only the flows pushed to
     /// this detector, which may be none.
     pub fn finish_with(mut self, others: Vec<PartFindings>) -> Detection {
-        self.run_last();
+        self.run_pending();
         let Detector {
             c,
             events,
@@ -404,22 +371,6 @@ impl<'a> Detector<'a> {
             stats,
         }
     }
-}
-
-/// References to `n` gathered flows, sorted by [`UsableFlow::detection_cmp`].
-fn sorted(chunks: &[Vec<UsableFlow>], n: usize) -> Vec<&UsableFlow> {
-    // Sort references to the flows, not the 80-byte flows themselves, with a stable
-    // merge sort: the flows arrive as runs already in order (a shard's end-of-input
-    // flush, the row groups of a stored table), which it finds and merges, reading
-    // each run front to back. Ties keep the order the flows came in. On the scan
-    // benchmark's 425 k usable flows this takes 6-8 ms, where sorting 32-byte
-    // (key, chunk, position) entries (13.6 MB) took 20-25 ms, half of it building
-    // them.
-    // Allocated once: collecting a flattening iterator grew the vector by doubling.
-    let mut order: Vec<&UsableFlow> = Vec::with_capacity(n);
-    order.extend(chunks.iter().flatten());
-    order.par_sort_by(|a, b| a.detection_cmp(b));
-    order
 }
 
 #[cfg(test)]
@@ -562,7 +513,7 @@ mod tests {
         for files in [0, 3] {
             let mut detector = Detector::new(&small, &[], &[]);
             detector
-                .spilled
+                .pending
                 .set_files(crate::spill::test_files::limited);
             crate::spill::test_files::allow(files);
             flows.iter().for_each(|f| detector.push(f));

@@ -29,8 +29,9 @@
 //!   Flow rules: `trw`, `failed_contacts`, `scan_fanout`, `brute_force` (flow shapes),
 //!   `cnc_ip`, `honeypot`, `exposed_service`; event rules: `arp_sweep`, `cnc_dns`,
 //!   `exploit` (with `implant`), `login_brute_force`.
-//! - `spill.rs`: batches of usable flows beyond `max_pending_flows`, sorted runs in
-//!   temporary files, merged into one stream in time order at the end.
+//! - `spill.rs`: [`PendingFlows`], usable flows waiting for the rules: beyond
+//!   `max_pending_flows`, sorted runs in temporary files, merged into one stream in time
+//!   order at the end (the detector's, and the pipeline's feed before the rules start).
 //! - `sources.rs`: scanning sources' first contacts, shared by TRW and failed contacts,
 //!   capped by evicting unflagged sources.
 //! - `part.rs`: the rules' state split by address into [`Partition`] parts that run side
@@ -168,6 +169,7 @@ pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
 pub use settings::TimeSpan;
+pub use spill::PendingFlows;
 pub use suffixes::DomainSuffixes;
 pub use timeline::{EventKind, TimelineEvent};
 pub use usable::{StoredFields, UsableFlow};

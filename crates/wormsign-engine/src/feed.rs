@@ -21,12 +21,15 @@
 //!   the flows kept for published addresses are dropped and one more pass over the
 //!   stored flows table reads its responder column (tables in memory: the four columns
 //!   the filter reads) and decodes only the flows to those addresses.
-//! - **Whether the usable flows fit in memory.** Once the feed holds
-//!   [`DetectConfig::max_pending_flows`] usable flows, it stops gathering (its
-//!   memory is freed, and [`FeedOutcome::ReadBack`] says so) and detection reads the
-//!   stored tables back, exactly as `wormsign detect DIR` does: the detector then writes
-//!   each batch of that many to a temporary file, sorted, and merges them at the end, so
-//!   the result still depends only on the set of flows, for any thread count.
+//! - **Whether the usable flows could be kept.** The feed holds at most
+//!   [`DetectConfig::max_pending_flows`] usable flows in memory; beyond, each batch of
+//!   that many is sorted into a temporary file ([`PendingFlows`]) and all are merged
+//!   when the rules run, so the result still depends only on the set of flows, for any
+//!   thread count, and memory stays bounded without reading the tables back. (The pass
+//!   above reads the flows in files back once, to drop those it reads again.) Only if a
+//!   temporary file cannot be written does the feed let go of what it gathered
+//!   ([`FeedOutcome::ReadBack`]), and detection reads the stored tables back, exactly as
+//!   `wormsign detect DIR` does.
 //!
 //! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
 
@@ -43,7 +46,7 @@ use wormsign_columnar::{
 };
 use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, KeptDns, NameEvent,
-    SessionEvent, UsableFlow,
+    PendingFlows, SessionEvent, UsableFlow,
 };
 
 /// What any rule can use, knowing only the configuration (not yet the run's DNS).
@@ -73,10 +76,9 @@ pub(crate) enum StoredFlows<'a> {
 /// Detection's inputs gathered during the run.
 pub(crate) struct Feed<'a> {
     config: &'a DetectConfig,
-    /// Usable flows as the shards sent them (kept apart, not moved into one growing
-    /// vector), until there are more than one sorted run holds.
-    flows: Option<Vec<Vec<UsableFlow>>>,
-    n_usable: usize,
+    /// Usable flows as the shards sent them, beyond `max_pending_flows` in sorted
+    /// temporary files; `None` once a file could not be written.
+    flows: Option<PendingFlows>,
     flows_seen: u64,
     /// The DNS messages detection reads, as they come ([`KeptDns`]), then as the
     /// detector takes them (`dns_settled`).
@@ -114,7 +116,8 @@ pub(crate) enum FeedOutcome {
         /// early: they are put in place once the tables are.
         staged: Option<StagedDetection>,
     },
-    /// More usable flows than one sorted run holds: read the stored tables back.
+    /// A temporary file for the usable flows beyond `max_pending_flows` could not be
+    /// written: read the stored tables back.
     ReadBack,
 }
 
@@ -127,8 +130,7 @@ impl<'a> Feed<'a> {
     ) -> Self {
         Feed {
             config,
-            flows: Some(Vec::new()),
-            n_usable: 0,
+            flows: Some(PendingFlows::new(config.max_pending_flows)),
             flows_seen: 0,
             dns: KeptDns::default(),
             dns_settled: Vec::new(),
@@ -151,10 +153,8 @@ impl<'a> Feed<'a> {
     /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.
     pub(crate) fn flows(&mut self, rows: usize, usable: Vec<UsableFlow>) {
         self.flows_seen += rows as u64;
-        self.n_usable += usable.len();
         if let Some(flows) = &mut self.flows {
-            flows.push(usable);
-            if self.n_usable >= self.config.max_pending_flows.max(1) {
+            if flows.push_all(usable).is_err() {
                 self.flows = None;
             }
         }
@@ -193,11 +193,11 @@ impl<'a> Feed<'a> {
     /// the files end, so that the two overlap, writing its outputs too.
     pub(crate) fn detect_early(&mut self) {
         self.settle_dns();
-        let Some(flows) = &mut self.flows else {
+        if self.flows.is_none() {
             return;
-        };
+        }
         let c = self.config;
-        let mut detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
+        let detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let gathered_all = !full.watches_addresses_beyond(&shards)
             || full
@@ -206,11 +206,10 @@ impl<'a> Feed<'a> {
         if !gathered_all {
             return;
         }
-        std::mem::take(flows)
-            .into_iter()
-            .for_each(|flows| detector.push_all(flows));
-        self.flows = None;
-        let detection = self.counted(detector.finish());
+        let Some(flows) = self.flows.take() else {
+            return;
+        };
+        let detection = self.detected(detector, flows);
         let staged =
             (self.outputs).map(|(dir, metadata)| stage_detection(dir, &detection, metadata));
         self.early = Some(EarlyDetection {
@@ -229,20 +228,19 @@ impl<'a> Feed<'a> {
                 staged: staged?,
             });
         }
-        let Some(mut batches) = self.flows.take() else {
+        let Some(mut gathered) = self.flows.take() else {
             return Ok(FeedOutcome::ReadBack);
         };
         let c = self.config;
         self.settle_dns();
-        let mut detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
+        let detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {
             // The flows kept for published C&C addresses are read again below.
-            for flows in &mut batches {
-                flows.retain(|f| shards.wants_usable(f));
+            if gathered.retain(|f| shards.wants_usable(f)).is_err() {
+                return Ok(FeedOutcome::ReadBack);
             }
-            self.n_usable = batches.iter().map(Vec::len).sum();
             let missed = |proto, has_ports, port, addr: ResponderAddr<'_>| {
                 full.wants(proto, has_ports, port, addr)
                     && !shards.wants(proto, has_ports, port, addr)
@@ -270,16 +268,12 @@ impl<'a> Feed<'a> {
                     flows.extend(records.iter().map(UsableFlow::from));
                 }
             }
-            if self.n_usable + flows.len() >= c.max_pending_flows.max(1) {
+            if gathered.push_all(flows).is_err() {
                 return Ok(FeedOutcome::ReadBack);
             }
-            batches.push(flows);
         }
-        batches
-            .into_iter()
-            .for_each(|flows| detector.push_all(flows));
         Ok(FeedOutcome::Detected {
-            detection: Box::new(self.counted(detector.finish())),
+            detection: Box::new(self.detected(detector, gathered)),
             cnc_pass,
             staged: None,
         })
@@ -291,10 +285,14 @@ impl<'a> Feed<'a> {
             .extend(std::mem::take(&mut self.dns).into_vec());
     }
 
-    /// `detection`, counting the flows and DNS messages the run stored (as reading the
-    /// tables back counts them), not only those the shards and decoders handed over.
-    fn counted(&self, mut detection: Detection) -> Detection {
+    /// The detection of the `gathered` flows, counting the flows and DNS messages the
+    /// run stored (as reading the tables back counts them), not only those the shards
+    /// and decoders handed over.
+    fn detected(&self, mut detector: Detector<'_>, mut gathered: PendingFlows) -> Detection {
+        let unread = gathered.drain(|flows| detector.push_in_order(flows));
+        let mut detection = detector.finish();
         (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
+        detection.stats.flows_unread += unread;
         detection
     }
 }

@@ -213,9 +213,10 @@ fn a_stop_mid_run_cuts_the_input_short_and_says_so() {
 /// stored, for any thread count. DriveLife resolves its C&C names before it contacts
 /// them: the decode workers publish each address as they parse the answer, before the
 /// shards see any flow to it end, so the shards keep those flows and no pass over the
-/// stored flows is needed. More usable flows than one sorted run holds makes it read the
-/// tables back instead, each batch of `max_pending_flows` sorted into a temporary file and
-/// all merged at the end, with the same result for any thread count and no flow late.
+/// stored flows is needed. Beyond `max_pending_flows` usable flows, the feed sorts each
+/// batch of that many into a temporary file and merges them all at the end, instead of
+/// letting go and reading the tables back: the same result for any thread count, and no
+/// flow late.
 #[test]
 fn detection_fed_from_the_pipeline_equals_detect_dir() {
     use wormsign_detect::{DetectConfig, Rule};
@@ -245,8 +246,12 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
             DetectConfig::default(),
             DetectionInput::Pipeline { cnc_pass: false },
         ),
-        (2, small_cap.clone(), DetectionInput::Tables),
-        (4, small_cap, DetectionInput::Tables),
+        (
+            2,
+            small_cap.clone(),
+            DetectionInput::Pipeline { cnc_pass: false },
+        ),
+        (4, small_cap, DetectionInput::Pipeline { cnc_pass: false }),
     ] {
         let out = dir
             .path()
@@ -287,7 +292,8 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
 /// them. `conn.log` itself says how many connections each host made to that address:
 /// the C&C-by-IP alerts must count the same, and equal detection over the stored tables.
 /// With HTTP(S) exposed ports the reader keeps those flows, no pass runs, and the count
-/// is the same.
+/// is the same. With one usable flow held in memory, the flows gathered wait in temporary
+/// files, are read back for the pass, and the count is the same again.
 #[test]
 fn the_cnc_pass_finds_what_was_turned_down_and_counts_it_once() {
     use std::collections::BTreeMap;
@@ -313,17 +319,19 @@ fn the_cnc_pass_finds_what_was_turned_down_and_counts_it_once() {
     assert!(!want.is_empty(), "conn.log has connections to {address}");
     let inputs = expand_inputs(&[logs.join("conn.log"), logs.join("dns.log")]).unwrap();
     let runs = [
-        (DetectConfig::default().exposed_ports, true),
+        (DetectConfig::default().exposed_ports, true, 1 << 20),
+        (DetectConfig::default().exposed_ports, true, 1),
         // guyspy.com names resolve to a second address, contacted over HTTPS.
-        (vec![80, 443, 445, 3389, 1433], false),
+        (vec![80, 443, 445, 3389, 1433], false, 1 << 20),
     ];
-    for (exposed_ports, cnc_pass) in runs {
+    for (exposed_ports, cnc_pass, max_pending_flows) in runs {
         let rules = DetectConfig {
             cnc: CncConfig {
                 domains: vec!["guyspy.com".to_string()].into(),
                 ..CncConfig::default()
             },
             exposed_ports,
+            max_pending_flows,
             ..DetectConfig::default()
         };
         let out = tempfile::tempdir().unwrap();
