@@ -224,11 +224,12 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(if usable { 130 } else { 1 }));
     }
     if let Some(detected) = detected {
-        let input = detected.input.name();
+        let (input, warnings) = (detected.input.name(), detected.warnings.clone());
         // analyze_and_detect wrote the detection outputs beside the tables.
         let d = detect::report(&args.out, detected, args.quiet);
         json["detection"] = wormsign_engine::stats_json(&d);
         json["detection"]["input"] = input.into();
+        json["detection"]["warnings"] = warnings.into();
     }
     write_json(&json)?;
     Ok(ExitCode::SUCCESS)

@@ -181,8 +181,8 @@ fn wannacry_lateral_end_to_end() {
 /// at the end, so with 1, 2 and 8 threads no flow reaches the rules late and every output
 /// is that of one sorted run, in `analyze` (still fed from the pipeline) and in `detect
 /// DIR`. Where no temporary file can be made, `analyze` reads the tables back and the
-/// batches go through as they come: the run still succeeds, writes every output, and
-/// counts the flows that came late.
+/// batches go through as they come: the run still succeeds, writes every output, says
+/// why, and counts the flows that came late.
 #[test]
 fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let Some(pcap) = wormsign_testutil::shared_capture("smb/wannacry_lateral.pcap") else {
@@ -216,7 +216,7 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     assert_same(&reference, &again, "detect DIR, cap 4");
 
     let summary = whole.dir.path().join("no-tmp.json");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wormsign"))
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_wormsign"))
         .env("TMPDIR", whole.dir.path().join("missing"))
         .args([
             "analyze",
@@ -231,9 +231,19 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
         .arg("--out")
         .arg(whole.dir.path().join("no-tmp"))
         .arg(&pcap)
-        .status()
+        .output()
         .expect("running wormsign");
-    assert!(status.success(), "without a temporary directory: {status}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "without a temporary directory: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: detection: no temporary file for the usable flows beyond max_pending_flows ("
+        ) && stderr.contains("the stored tables were read back"),
+        "{stderr}"
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("JSON");
     let d = &summary["detection"];
@@ -242,8 +252,19 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
         (Some("tables"), used),
         "without a temporary directory"
     );
-    // How many came late depends on the order the shards stored them in.
+    // How many came late depends on the order the shards stored them in; any are
+    // warned of.
     assert_eq!(d["flows_unread"].as_u64(), Some(0), "{d}");
+    assert_eq!(
+        d["late_flows"].as_u64().is_some_and(|n| n > 0),
+        stderr.contains("usable flows reached the rules after newer ones"),
+        "{d} {stderr}"
+    );
+    let warned = d["warnings"].as_array().expect("detection warnings");
+    let printed = stderr
+        .lines()
+        .filter(|l| l.contains("warning: detection: "));
+    assert_eq!(warned.len(), printed.count(), "{d} {stderr}");
     outputs(&whole.dir.path().join("no-tmp"));
 }
 

@@ -245,8 +245,9 @@ impl<'a> Detector<'a> {
     }
 
     /// Takes many flows at once, keeping the usable ones in the vector they came in: the
-    /// same as pushing their records one by one, without moving tens of megabytes of
-    /// flows into a vector of the detector's own.
+    /// same as pushing their records one by one (while temporary files can be written:
+    /// when one cannot, every flow of `flows` goes through the rules with the batch),
+    /// without moving tens of megabytes of flows into a vector of the detector's own.
     pub fn push_all(&mut self, mut flows: Vec<UsableFlow>) {
         self.stats.flows += flows.len() as u64;
         flows.retain(|f| self.filter.wants_usable(f));

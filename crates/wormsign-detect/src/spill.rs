@@ -35,19 +35,17 @@ const BUFFER_BYTES: usize = 64 * 1024;
 const FAN_IN: usize = 64;
 
 /// Usable flows waiting for the rules: up to a cap in memory, in the vectors they came
-/// in (no flow is moved or copied), and beyond it each full batch sorted into a
-/// temporary file. [`PendingFlows::drain`] hands them all over as one stream in
+/// in (not gathered into one), and beyond it each full batch sorted into a temporary
+/// file. [`PendingFlows::drain`] hands them all over as one stream in
 /// [`UsableFlow::detection_cmp`] order, ties in the order they came, so what the rules
 /// see depends only on the set of flows. The detector keeps its flows in one; a pipeline
-/// can gather flows in one before the rules can start and hand it over
-/// ([`crate::Detector::push_pending`]).
+/// can gather flows in one before the rules can start, then drain it into
+/// [`crate::Detector::push_in_order`].
 pub struct PendingFlows {
     cap: usize,
     /// The flows in memory.
     chunks: Vec<Vec<UsableFlow>>,
     in_memory: usize,
-    /// Flows in files.
-    in_files: u64,
     runs: Runs,
     /// Flows lost to files that failed to read back when they were rewritten.
     unread: u64,
@@ -60,7 +58,6 @@ impl PendingFlows {
             cap: cap.max(1),
             chunks: Vec::new(),
             in_memory: 0,
-            in_files: 0,
             runs: Runs::default(),
             unread: 0,
         }
@@ -75,17 +72,14 @@ impl PendingFlows {
     }
 
     /// How many flows are pending, in memory and in files.
-    pub fn len(&self) -> u64 {
-        self.in_files + self.in_memory as u64
-    }
-
-    /// Whether no flow is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn len(&self) -> u64 {
+        let in_files: u64 = self.runs.stack.iter().map(|(_, run)| run.flows).sum();
+        in_files + self.in_memory as u64
     }
 
     /// Whether some flows were written to files.
-    pub fn in_files(&self) -> bool {
+    fn in_files(&self) -> bool {
         !self.runs.is_empty()
     }
 
@@ -120,8 +114,9 @@ impl PendingFlows {
     }
 
     /// Keeps only the flows `keep` accepts. Flows in files are read back and those kept
-    /// written again, so that costs one pass over them, and for that while twice the cap
-    /// in memory. If a file cannot be written, the error says so and the flows not yet
+    /// written again, so that costs one pass over them, and for that while up to three
+    /// times the cap in memory (the flows held, the merge's batch, the kept batch) and
+    /// the files twice on disk. If a file cannot be written, the error says so and the flows not yet
     /// rewritten are dropped: the caller must then let all of them go.
     pub fn retain(&mut self, mut keep: impl FnMut(&UsableFlow) -> bool) -> io::Result<()> {
         if !self.in_files() {
@@ -143,13 +138,13 @@ impl PendingFlows {
     }
 
     /// Every pending flow, in files and in memory, handed to `sink` as one stream in
-    /// detection order, in batches of at most [`MERGE_BATCH`] (the rules read them one by
-    /// one; batches only spread the cost); none is pending after. Returns how many flows
+    /// detection order: all at once when none is in files, else in batches of at most
+    /// 65 536 (the rules read them one by one; batches only spread the cost); none is
+    /// pending after. Returns how many flows
     /// were lost to files that failed to read back.
     pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> u64 {
         let chunks = std::mem::take(&mut self.chunks);
         let order = sorted(&chunks, std::mem::take(&mut self.in_memory));
-        self.in_files = 0;
         let unread = std::mem::take(&mut self.unread);
         let emptied = self.runs.emptied();
         let runs = std::mem::replace(&mut self.runs, emptied);
@@ -178,7 +173,6 @@ impl PendingFlows {
         let order = sorted(&self.chunks, self.in_memory);
         self.runs.write(&order)?;
         drop(order);
-        self.in_files += self.in_memory as u64;
         self.chunks.clear();
         self.in_memory = 0;
         Ok(())
@@ -212,7 +206,7 @@ fn sorted(chunks: &[Vec<UsableFlow>], n: usize) -> Vec<&UsableFlow> {
 /// of the next level, so at most `FAN_IN - 1` runs of each level are open (more only
 /// while no file can be had for the merge), and each flow is rewritten once per level
 /// (`log64` of the number of batches).
-pub(crate) struct Runs {
+struct Runs {
     stack: Vec<(u32, SpilledRun)>,
     /// Flows lost when a file failed to read back.
     unread: u64,
@@ -231,7 +225,7 @@ impl Default for Runs {
 }
 
 impl Runs {
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.stack.is_empty()
     }
 
@@ -245,7 +239,7 @@ impl Runs {
 
     /// Writes `sorted` (in detection order) as the next run. On an error nothing is
     /// kept of it.
-    pub(crate) fn write(&mut self, sorted: &[&UsableFlow]) -> io::Result<()> {
+    fn write(&mut self, sorted: &[&UsableFlow]) -> io::Result<()> {
         let mut out = RunWriter::new((self.new_file)()?);
         sorted.iter().try_for_each(|f| out.write(f))?;
         self.stack.push((0, out.finish()?));
@@ -286,7 +280,7 @@ impl Runs {
     /// Every run and `last` (in detection order) as one stream in that order, handed to
     /// `sink` in batches of at most `batch`, as [`merge`] does. Returns how many flows
     /// were lost to files that failed to read back.
-    pub(crate) fn merge_with(
+    fn merge_with(
         self,
         last: &[&UsableFlow],
         batch: usize,
@@ -316,7 +310,7 @@ fn merged<'r>(
 }
 
 /// Flows handed over at a time while merging.
-pub(crate) const MERGE_BATCH: usize = 64 * 1024;
+const MERGE_BATCH: usize = 64 * 1024;
 
 /// One sorted run in an anonymous temporary file (gone when dropped, or if the process
 /// dies), and how many flows it holds.
@@ -612,19 +606,7 @@ mod tests {
     /// flow makes 350 runs, merged 64 at a time as they are written.
     #[test]
     fn merged_runs_are_one_stable_sort() {
-        let addr = |i: u64| IpAddr::from([10, 0, 0, (i % 3) as u8]);
-        let mut flows: Vec<UsableFlow> = (0..300u64)
-            .map(|i| flow((i * 7919 % 61) as i64, i * 104_729 % 97, addr(i)))
-            .collect();
-        // Flows equal to earlier ones on the whole order, told apart by a field outside it,
-        // at the end and in the middle: ties keep the order they came in.
-        let told_apart = |f: &UsableFlow, by| UsableFlow {
-            payload_bytes: f.payload_bytes + by,
-            ..f.clone()
-        };
-        let again: Vec<UsableFlow> = flows[..50].iter().map(|f| told_apart(f, 1)).collect();
-        flows.extend(again);
-        flows.insert(200, told_apart(&flows[10], 2));
+        let flows = scrambled_with_ties();
         let mut want = flows.clone();
         want.sort_by(|a, b| a.detection_cmp(b));
         for (size, batch) in [(1, 1), (7, 3), (64, 1000), (350, 64)] {
@@ -696,12 +678,27 @@ mod tests {
         assert_eq!((unread, got), (0, want));
     }
 
-    /// Flows in a scrambled order with repeated times, as vectors of 1 to 12.
-    fn scrambled() -> Vec<Vec<UsableFlow>> {
+    /// 351 flows in a scrambled order with repeated times. 51 of them equal earlier ones
+    /// on the whole order, told apart by a field outside it, at the end and in the
+    /// middle: ties must keep the order they came in.
+    fn scrambled_with_ties() -> Vec<UsableFlow> {
         let addr = |i: u64| IpAddr::from([10, 0, 0, (i % 3) as u8]);
-        let flows: Vec<UsableFlow> = (0..300u64)
+        let mut flows: Vec<UsableFlow> = (0..300u64)
             .map(|i| flow((i * 7919 % 61) as i64, i * 104_729 % 97, addr(i)))
             .collect();
+        let told_apart = |f: &UsableFlow, by| UsableFlow {
+            payload_bytes: f.payload_bytes + by,
+            ..f.clone()
+        };
+        let again: Vec<UsableFlow> = flows[..50].iter().map(|f| told_apart(f, 1)).collect();
+        flows.extend(again);
+        flows.insert(200, told_apart(&flows[10], 2));
+        flows
+    }
+
+    /// [`scrambled_with_ties`] as vectors of 1 to 12 flows.
+    fn scrambled() -> Vec<Vec<UsableFlow>> {
+        let flows = scrambled_with_ties();
         let mut left = &flows[..];
         let mut vectors = Vec::new();
         for size in (1..=12).cycle() {
@@ -728,7 +725,7 @@ mod tests {
         let vectors = scrambled();
         let mut want: Vec<UsableFlow> = vectors.iter().flatten().cloned().collect();
         want.sort_by(|a, b| a.detection_cmp(b));
-        for cap in [1, 7, 64, 300, 1000] {
+        for cap in [1, 7, 64, 351, 1000] {
             let mut pending = PendingFlows::new(cap);
             for (i, v) in vectors.iter().enumerate() {
                 if i % 5 == 0 {
@@ -738,10 +735,10 @@ mod tests {
                 }
                 assert!(pending.in_memory <= cap, "cap {cap}");
             }
-            assert_eq!(pending.len(), 300);
-            assert_eq!(pending.in_files(), cap < 300, "cap {cap}");
+            assert_eq!(pending.len(), 351);
+            assert_eq!(pending.in_files(), cap < 351, "cap {cap}");
             assert_eq!(drained(&mut pending), (0, want.clone()), "cap {cap}");
-            assert!(pending.is_empty() && !pending.in_files());
+            assert!(pending.len() == 0 && !pending.in_files());
         }
     }
 

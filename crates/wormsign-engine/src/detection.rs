@@ -24,7 +24,7 @@ use wormsign_columnar::{
 use wormsign_decode::IpText;
 use wormsign_detect::{
     remediation, render_graph_dot, render_graph_svg, render_report_with, ArpEvent, DetectConfig,
-    Detection, Detector, DnsEvent, KeptDns, NameEvent, SessionEvent, Tier,
+    DetectStats, Detection, Detector, DnsEvent, KeptDns, NameEvent, SessionEvent, Tier,
 };
 use wormsign_flow::FlowRecord;
 
@@ -118,7 +118,7 @@ pub fn analyze_and_detect(
     };
     let outcome = match feed {
         Some(feed) => feed.finish(stored)?,
-        None => FeedOutcome::ReadBack,
+        None => FeedOutcome::ReadBack { cause: None },
     };
     let (detected, staged) = match (outcome, stored_dir) {
         (
@@ -130,24 +130,38 @@ pub fn analyze_and_detect(
             _,
         ) => {
             let detected = Detected {
+                warnings: spill_warnings(&detection).collect(),
                 detection: *detection,
-                warnings: Vec::new(),
                 metadata,
                 input: DetectionInput::Pipeline { cnc_pass },
             };
             (detected, staged)
         }
-        (FeedOutcome::ReadBack, Some(dir)) => (detect_dir(dir, detect)?, None),
-        (FeedOutcome::ReadBack, None) => {
-            let detected = Detected {
-                detection: detect_tables(&analysis.tables, detect)?,
-                warnings: Vec::new(),
-                metadata: output_metadata(None, detect),
-                input: DetectionInput::Tables,
+        (FeedOutcome::ReadBack { cause }, stored_dir) => {
+            let mut detected = match stored_dir {
+                Some(dir) => detect_dir(dir, detect)?,
+                None => {
+                    let detection = detect_tables(&analysis.tables, detect)?;
+                    Detected {
+                        warnings: spill_warnings(&detection).collect(),
+                        detection,
+                        metadata: output_metadata(None, detect),
+                        input: DetectionInput::Tables,
+                    }
+                }
             };
+            // Why the tables were read back comes before what reading them cost.
+            let why = cause.map(|e| {
+                format!(
+                    "detection: no temporary file for the usable flows beyond \
+                     max_pending_flows ({e}): the stored tables were read back"
+                )
+            });
+            detected.warnings.splice(0..0, why);
             (detected, None)
         }
     };
+
     // Stopped while detection ran after the tables: no outputs (the staged ones are
     // deleted as they drop), as for a stop before.
     if control.stop.load(Ordering::Relaxed) {
@@ -184,14 +198,41 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
     )?;
     let mut detection = detector.finish();
     (detection.stats.flows, detection.stats.dns_events) = (flows_read, events.dns_read());
-    let warnings = events.warnings;
+    let warnings = events
+        .warnings
+        .into_iter()
+        .chain(spill_warnings(&detection));
     let metadata = output_metadata(stored_inputs(&flow_files[0]), config);
     Ok(Detected {
+        warnings: warnings.collect(),
         detection,
-        warnings,
         metadata,
         input: DetectionInput::Tables,
     })
+}
+
+/// What the temporary files of the usable flows beyond `max_pending_flows` cost
+/// `detection`, from its counters: nothing unless the disk failed.
+fn spill_warnings(detection: &Detection) -> impl Iterator<Item = String> {
+    let DetectStats {
+        late_flows,
+        flows_unread,
+        ..
+    } = detection.stats;
+    let late = (late_flows > 0).then(|| {
+        format!(
+            "detection: {late_flows} usable flows reached the rules after newer ones, \
+             because no temporary file could be written for the flows beyond \
+             max_pending_flows (see TMPDIR): alerts may depend on input order"
+        )
+    });
+    let unread = (flows_unread > 0).then(|| {
+        format!(
+            "detection: {flows_unread} usable flows written to temporary files (see \
+             TMPDIR) could not be read back: the rules did not see them"
+        )
+    });
+    late.into_iter().chain(unread)
 }
 
 /// Detection's inputs, decoded from the tables once: for running many rule sets over the

@@ -26,7 +26,8 @@
 //!   that many is sorted into a temporary file ([`PendingFlows`]) and all are merged
 //!   when the rules run, so the result still depends only on the set of flows, for any
 //!   thread count, and memory stays bounded without reading the tables back. (The pass
-//!   above reads the flows in files back once, to drop those it reads again.) Only if a
+//!   above reads the flows in files back once, to drop those it reads again, and adds
+//!   the flows it finds the same way.) Only if a
 //!   temporary file cannot be written does the feed let go of what it gathered
 //!   ([`FeedOutcome::ReadBack`]), and detection reads the stored tables back, exactly as
 //!   `wormsign detect DIR` does.
@@ -48,6 +49,7 @@ use wormsign_detect::{
     ArpEvent, DetectConfig, Detection, Detector, DnsEvent, FlowFilter, KeptDns, NameEvent,
     PendingFlows, SessionEvent, UsableFlow,
 };
+use wormsign_flow::FlowRecord;
 
 /// What any rule can use, knowing only the configuration (not yet the run's DNS).
 pub(crate) fn configured_filter(config: &DetectConfig) -> FlowFilter<'_> {
@@ -77,8 +79,10 @@ pub(crate) enum StoredFlows<'a> {
 pub(crate) struct Feed<'a> {
     config: &'a DetectConfig,
     /// Usable flows as the shards sent them, beyond `max_pending_flows` in sorted
-    /// temporary files; `None` once a file could not be written.
+    /// temporary files; `None` once the detector took them, or once a file could not be
+    /// written (`unwritten` says why).
     flows: Option<PendingFlows>,
+    unwritten: Option<std::io::Error>,
     flows_seen: u64,
     /// The DNS messages detection reads, as they come ([`KeptDns`]), then as the
     /// detector takes them (`dns_settled`).
@@ -117,8 +121,16 @@ pub(crate) enum FeedOutcome {
         staged: Option<StagedDetection>,
     },
     /// A temporary file for the usable flows beyond `max_pending_flows` could not be
-    /// written: read the stored tables back.
-    ReadBack,
+    /// written (`cause`, the error): read the stored tables back.
+    ReadBack { cause: Option<String> },
+}
+
+impl FeedOutcome {
+    fn read_back(cause: std::io::Error) -> Self {
+        FeedOutcome::ReadBack {
+            cause: Some(cause.to_string()),
+        }
+    }
 }
 
 impl<'a> Feed<'a> {
@@ -131,6 +143,7 @@ impl<'a> Feed<'a> {
         Feed {
             config,
             flows: Some(PendingFlows::new(config.max_pending_flows)),
+            unwritten: None,
             flows_seen: 0,
             dns: KeptDns::default(),
             dns_settled: Vec::new(),
@@ -154,8 +167,8 @@ impl<'a> Feed<'a> {
     pub(crate) fn flows(&mut self, rows: usize, usable: Vec<UsableFlow>) {
         self.flows_seen += rows as u64;
         if let Some(flows) = &mut self.flows {
-            if flows.push_all(usable).is_err() {
-                self.flows = None;
+            if let Err(e) = flows.push_all(usable) {
+                (self.flows, self.unwritten) = (None, Some(e));
             }
         }
     }
@@ -186,8 +199,8 @@ impl<'a> Feed<'a> {
         Ok(session_events(batch, &mut self.sessions)?)
     }
 
-    /// Runs the detector over what was gathered, unless the flows overflowed one sorted
-    /// run, or the run's DNS named C&C addresses beyond the configured ones and a picker
+    /// Runs the detector over what was gathered, unless a temporary file for the flows
+    /// could not be written, or the run's DNS named C&C addresses beyond the configured ones and a picker
     /// turned down a flow to one of them (then their flows are read from the finished
     /// flows table, in [`Feed::finish`]). Called once every batch was stored and before
     /// the files end, so that the two overlap, writing its outputs too.
@@ -229,7 +242,8 @@ impl<'a> Feed<'a> {
             });
         }
         let Some(mut gathered) = self.flows.take() else {
-            return Ok(FeedOutcome::ReadBack);
+            let cause = self.unwritten.map(|e| e.to_string());
+            return Ok(FeedOutcome::ReadBack { cause });
         };
         let c = self.config;
         self.settle_dns();
@@ -238,14 +252,20 @@ impl<'a> Feed<'a> {
         let cnc_pass = full.watches_addresses_beyond(&shards);
         if cnc_pass {
             // The flows kept for published C&C addresses are read again below.
-            if gathered.retain(|f| shards.wants_usable(f)).is_err() {
-                return Ok(FeedOutcome::ReadBack);
+            if let Err(e) = gathered.retain(|f| shards.wants_usable(f)) {
+                return Ok(FeedOutcome::read_back(e));
             }
             let missed = |proto, has_ports, port, addr: ResponderAddr<'_>| {
                 full.wants(proto, has_ports, port, addr)
                     && !shards.wants(proto, has_ports, port, addr)
             };
-            let mut flows = Vec::new();
+            // Pushed as they are found, so that they too wait in files beyond the cap.
+            let mut written = Ok(());
+            let mut push = |f: &FlowRecord| {
+                if written.is_ok() {
+                    written = gathered.push(UsableFlow::from(f));
+                }
+            };
             match (stored, full.addresses_beyond(&shards)) {
                 (StoredFlows::Files(files), Some(beyond)) => {
                     // The missed flows are those to the resolved addresses that the
@@ -253,23 +273,24 @@ impl<'a> Feed<'a> {
                     let to = |addr| beyond.contains(&addr);
                     for_each_flow_to(&files, to, |f| {
                         if !shards.wants_flow(&f) {
-                            flows.push(UsableFlow::from(&f));
+                            push(&f);
                         }
                     })?;
                 }
                 (StoredFlows::Files(files), None) => {
-                    for_each_flow(&files, missed, |f| flows.push(UsableFlow::from(&f)))?;
+                    for_each_flow(&files, missed, |f| push(&f))?;
                 }
                 (StoredFlows::Memory(stored), _) => {
                     let mut records = Vec::new();
                     for b in stored {
+                        records.clear();
                         kept_flow_batch(b, missed, &mut records)?;
+                        records.iter().for_each(&mut push);
                     }
-                    flows.extend(records.iter().map(UsableFlow::from));
                 }
             }
-            if gathered.push_all(flows).is_err() {
-                return Ok(FeedOutcome::ReadBack);
+            if let Err(e) = written {
+                return Ok(FeedOutcome::read_back(e));
             }
         }
         Ok(FeedOutcome::Detected {
