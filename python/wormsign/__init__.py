@@ -51,7 +51,8 @@ Progress = Union[None, bool, Callable[[int, int, int], Any]]
 
 
 class WormsignWarning(UserWarning):
-    """A damaged input, or a table missing for detection: the run went on without it."""
+    """A damaged input, a table missing for detection, or temporary files detection
+    could not write or read back: the run went on without them."""
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,8 @@ impl PendingFlows {
     /// Keeps only the flows `keep` accepts. Flows in files are read back and those kept
     /// written again, so that costs one pass over them, and for that while up to three
     /// times the cap in memory (the flows held, the merge's batch, the kept batch) and
-    /// the files twice on disk. If a file cannot be written, the error says so and the flows not yet
-    /// rewritten are dropped: the caller must then let all of them go.
+    /// the files twice on disk. If a file cannot be written, the error says so and the
+    /// flows not yet rewritten are dropped: the caller must then let all of them go.
     pub fn retain(&mut self, mut keep: impl FnMut(&UsableFlow) -> bool) -> io::Result<()> {
         if !self.in_files() {
             self.chunks.iter_mut().for_each(|c| c.retain(&mut keep));

@@ -47,7 +47,9 @@ use crate::{
 pub struct Detected {
     /// Alerts, hosts, the propagation graph and the detector's counters.
     pub detection: Detection,
-    /// Tables that were missing (detection went on without them).
+    /// Tables that were missing (detection went on without them), and temporary files
+    /// for the usable flows beyond `max_pending_flows` that could not be written or read
+    /// back (what that cost).
     pub warnings: Vec<String>,
     /// Provenance for the outputs' metadata: the version, the inputs of the flows, the
     /// rules.
@@ -151,13 +153,13 @@ pub fn analyze_and_detect(
                 }
             };
             // Why the tables were read back comes before what reading them cost.
-            let why = cause.map(|e| {
-                format!(
+            if let Some(e) = cause {
+                let why = format!(
                     "detection: no temporary file for the usable flows beyond \
                      max_pending_flows ({e}): the stored tables were read back"
-                )
-            });
-            detected.warnings.splice(0..0, why);
+                );
+                detected.warnings.insert(0, why);
+            }
             (detected, None)
         }
     };
@@ -686,6 +688,31 @@ pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Late and unread flows are each warned of with their count; a detection with
+    /// neither has no warning.
+    #[test]
+    fn temporary_files_that_failed_are_warned_of() {
+        let mut d = Detection::default();
+        assert_eq!(spill_warnings(&d).count(), 0);
+        (d.stats.late_flows, d.stats.flows_unread) = (7, 0);
+        let late: Vec<String> = spill_warnings(&d).collect();
+        assert!(
+            late.len() == 1
+                && late[0]
+                    .starts_with("detection: 7 usable flows reached the rules after newer ones"),
+            "{late:?}"
+        );
+        (d.stats.late_flows, d.stats.flows_unread) = (0, 3);
+        let unread: Vec<String> = spill_warnings(&d).collect();
+        assert!(
+            unread.len() == 1
+                && unread[0].starts_with("detection: 3 usable flows written to temporary files"),
+            "{unread:?}"
+        );
+        (d.stats.late_flows, d.stats.flows_unread) = (1, 1);
+        assert_eq!(spill_warnings(&d).count(), 2);
+    }
 
     #[test]
     fn rfc3339_formats_microseconds() {

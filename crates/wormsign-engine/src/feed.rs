@@ -12,8 +12,7 @@
 //! ([`Feed::detect_early`]), and writes its outputs under temporary names, put in place
 //! after the tables: no table is decoded again.
 //!
-//! Two things can only be known at the end, and either can make detection wait for the
-//! files:
+//! Two things can make detection wait for the files:
 //! - **C&C addresses resolved from the run's DNS answers.** The shards filter with what is
 //!   known before the run (service and exposed ports, honeypots, listed addresses), and
 //!   keep the flows to the C&C addresses the decode workers published by then (see
@@ -27,10 +26,10 @@
 //!   when the rules run, so the result still depends only on the set of flows, for any
 //!   thread count, and memory stays bounded without reading the tables back. (The pass
 //!   above reads the flows in files back once, to drop those it reads again, and adds
-//!   the flows it finds the same way.) Only if a
-//!   temporary file cannot be written does the feed let go of what it gathered
-//!   ([`FeedOutcome::ReadBack`]), and detection reads the stored tables back, exactly as
-//!   `wormsign detect DIR` does.
+//!   the flows it finds the same way.) Only if a temporary file cannot be written does
+//!   the feed let go of what it gathered ([`FeedOutcome::ReadBack`], with the error for
+//!   a warning), and detection reads the stored tables back, exactly as `wormsign
+//!   detect DIR` does.
 //!
 //! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
 
@@ -82,7 +81,7 @@ pub(crate) struct Feed<'a> {
     /// temporary files; `None` once the detector took them, or once a file could not be
     /// written (`unwritten` says why).
     flows: Option<PendingFlows>,
-    unwritten: Option<std::io::Error>,
+    unwritten: Option<String>,
     flows_seen: u64,
     /// The DNS messages detection reads, as they come ([`KeptDns`]), then as the
     /// detector takes them (`dns_settled`).
@@ -113,7 +112,7 @@ pub(crate) enum FeedOutcome {
     /// The detection, from the gathered inputs (and, with `cnc_pass`, the flows to
     /// C&C addresses resolved by the run's DNS, read from the flows table).
     Detected {
-        // Boxed: a detection is large, and the other variant is empty.
+        // Boxed: a detection is large, and the other variant holds at most a message.
         detection: Box<Detection>,
         cnc_pass: bool,
         /// Its outputs, written and synced, when they are files and the detection ran
@@ -168,7 +167,7 @@ impl<'a> Feed<'a> {
         self.flows_seen += rows as u64;
         if let Some(flows) = &mut self.flows {
             if let Err(e) = flows.push_all(usable) {
-                (self.flows, self.unwritten) = (None, Some(e));
+                (self.flows, self.unwritten) = (None, Some(e.to_string()));
             }
         }
     }
@@ -200,9 +199,9 @@ impl<'a> Feed<'a> {
     }
 
     /// Runs the detector over what was gathered, unless a temporary file for the flows
-    /// could not be written, or the run's DNS named C&C addresses beyond the configured ones and a picker
-    /// turned down a flow to one of them (then their flows are read from the finished
-    /// flows table, in [`Feed::finish`]). Called once every batch was stored and before
+    /// could not be written, or the run's DNS named C&C addresses beyond the configured
+    /// ones and a picker turned down a flow to one of them (then their flows are read
+    /// from the finished flows table, in [`Feed::finish`]). Called once every batch was stored and before
     /// the files end, so that the two overlap, writing its outputs too.
     pub(crate) fn detect_early(&mut self) {
         self.settle_dns();
@@ -242,8 +241,9 @@ impl<'a> Feed<'a> {
             });
         }
         let Some(mut gathered) = self.flows.take() else {
-            let cause = self.unwritten.map(|e| e.to_string());
-            return Ok(FeedOutcome::ReadBack { cause });
+            return Ok(FeedOutcome::ReadBack {
+                cause: self.unwritten,
+            });
         };
         let c = self.config;
         self.settle_dns();

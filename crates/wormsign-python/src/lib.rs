@@ -365,6 +365,7 @@ fn analyze_paths(
     if let Some(detected) = detected {
         summary_json["detection"] = stats_json(&detected.detection);
         summary_json["detection"]["input"] = detected.input.name().into();
+        summary_json["detection"]["warnings"] = detected.warnings.clone().into();
         put_detection(py, &dict, &detected.detection)?;
         dict.set_item("detect_warnings", detected.warnings)?;
     }
