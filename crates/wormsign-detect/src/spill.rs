@@ -140,8 +140,7 @@ impl PendingFlows {
     /// Every pending flow, in files and in memory, handed to `sink` as one stream in
     /// detection order: all at once when none is in files, else in batches of at most
     /// 65 536 (the rules read them one by one; batches only spread the cost); none is
-    /// pending after. Returns how many flows
-    /// were lost to files that failed to read back.
+    /// pending after. Returns how many flows were lost to files that failed to read back.
     pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> u64 {
         let chunks = std::mem::take(&mut self.chunks);
         let order = sorted(&chunks, std::mem::take(&mut self.in_memory));
