@@ -244,6 +244,30 @@ def test_detect_over_a_directory_and_over_tables_agree(sample_run, sample_out, t
         assert sorted_rows(getattr(from_polars, name)) == sorted_rows(pq.read_table(want))
 
 
+def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
+        sample_run, monkeypatch, recwarn):
+    """Flows in reverse order, four usable flows held in memory: the batches beyond the
+    cap are sorted into temporary files and merged, so detection is that of the tables in
+    order. Without a temporary directory the batches go through as they come: later ones
+    are late, and the library warns of it as the command line does."""
+    opts = readme_options()
+    tables = sample_run.tables()
+    flows = tables["flows"]
+    tables["flows"] = flows.take(pa.array(range(flows.num_rows - 1, -1, -1)))
+    rules = wormsign.rules()
+    rules["max_pending_flows"] = 4
+    merged = wormsign.detect(tables, rules=rules, **opts)
+    assert merged.stats["late_flows"] == 0
+    assert merged.stats["flows_used"] > 4
+    for name in DETECTION_TABLES:
+        assert sorted_rows(getattr(merged, name)) == sorted_rows(getattr(sample_run.detection, name))
+    assert not [w for w in recwarn if issubclass(w.category, wormsign.WormsignWarning)]
+    monkeypatch.setenv("TMPDIR", str(REPO / "no-such-directory"))
+    with pytest.warns(wormsign.WormsignWarning, match="reached the rules after newer ones"):
+        late = wormsign.detect(tables, rules=rules, **opts)
+    assert late.stats["late_flows"] > 0
+
+
 @pytest.mark.parametrize("writer", ["pyarrow-snappy", "pyarrow-gzip", "pyarrow-lz4", "duckdb"])
 def test_tables_rewritten_by_other_tools_are_detected_alike(sample_out, writer, tmp_path):
     """A notebook rewrites the capture tables with another tool's default or chosen codec

@@ -132,7 +132,7 @@ pub fn analyze_and_detect(
             _,
         ) => {
             let detected = Detected {
-                warnings: spill_warnings(&detection).collect(),
+                warnings: spill_warnings(&detection),
                 detection: *detection,
                 metadata,
                 input: DetectionInput::Pipeline { cnc_pass },
@@ -145,7 +145,7 @@ pub fn analyze_and_detect(
                 None => {
                     let detection = detect_tables(&analysis.tables, detect)?;
                     Detected {
-                        warnings: spill_warnings(&detection).collect(),
+                        warnings: spill_warnings(&detection),
                         detection,
                         metadata: output_metadata(None, detect),
                         input: DetectionInput::Tables,
@@ -214,8 +214,10 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
 }
 
 /// What the temporary files of the usable flows beyond `max_pending_flows` cost
-/// `detection`, from its counters: nothing unless the disk failed.
-fn spill_warnings(detection: &Detection) -> impl Iterator<Item = String> {
+/// `detection`, from its counters (late and unread flows): nothing unless the disk
+/// failed. [`Detected`] carries them; callers of [`detect_tables`] and
+/// [`merge_parts`](crate::merge_parts), which return a bare [`Detection`], ask here.
+pub fn spill_warnings(detection: &Detection) -> Vec<String> {
     let DetectStats {
         late_flows,
         flows_unread,
@@ -234,7 +236,7 @@ fn spill_warnings(detection: &Detection) -> impl Iterator<Item = String> {
              TMPDIR) could not be read back: the rules did not see them"
         )
     });
-    late.into_iter().chain(unread)
+    late.into_iter().chain(unread).collect()
 }
 
 /// Detection's inputs, decoded from the tables once: for running many rule sets over the
@@ -694,9 +696,9 @@ mod tests {
     #[test]
     fn temporary_files_that_failed_are_warned_of() {
         let mut d = Detection::default();
-        assert_eq!(spill_warnings(&d).count(), 0);
+        assert!(spill_warnings(&d).is_empty());
         (d.stats.late_flows, d.stats.flows_unread) = (7, 0);
-        let late: Vec<String> = spill_warnings(&d).collect();
+        let late = spill_warnings(&d);
         assert!(
             late.len() == 1
                 && late[0]
@@ -704,14 +706,14 @@ mod tests {
             "{late:?}"
         );
         (d.stats.late_flows, d.stats.flows_unread) = (0, 3);
-        let unread: Vec<String> = spill_warnings(&d).collect();
+        let unread = spill_warnings(&d);
         assert!(
             unread.len() == 1
                 && unread[0].starts_with("detection: 3 usable flows written to temporary files"),
             "{unread:?}"
         );
         (d.stats.late_flows, d.stats.flows_unread) = (1, 1);
-        assert_eq!(spill_warnings(&d).count(), 2);
+        assert_eq!(spill_warnings(&d).len(), 2);
     }
 
     #[test]

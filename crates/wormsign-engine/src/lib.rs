@@ -54,8 +54,9 @@ pub use config::{
 };
 pub use detect_tables::{alert_schema, host_schema, propagation_schema};
 pub use detection::{
-    analyze_and_detect, detect_dir, detect_tables, detection_summary, output_metadata, stats_json,
-    write_detection, DetectInputs, Detected, DetectionInput, DetectionTables,
+    analyze_and_detect, detect_dir, detect_tables, detection_summary, output_metadata,
+    spill_warnings, stats_json, write_detection, DetectInputs, Detected, DetectionInput,
+    DetectionTables,
 };
 pub use distributed::{flow_files, merge_parts, PartRunner, RunEvents, PART_COLUMN};
 pub use error::Error;

@@ -26,9 +26,10 @@ use wormsign_detect::{parse_zone, render_report, Cidr, DetectConfig, Detection};
 use wormsign_engine::{
     alert_schema, analyze, analyze_and_detect, bench_table, detect_dir, detect_tables,
     expand_inputs, host_schema, parse_inspect_port, parse_tunnel_port, propagation_schema,
-    read_labels, remediation_schema, segmentation_schema, stats_json, timeline_schema,
-    write_detection, BenchPlan, Control, DetectInputs, DetectSettings, DetectionTables, Error,
-    Output, PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary, Sweep, Tables,
+    read_labels, remediation_schema, segmentation_schema, spill_warnings, stats_json,
+    timeline_schema, write_detection, BenchPlan, Control, DetectInputs, DetectSettings,
+    DetectionTables, Error, Output, PipelineConfig, PipelineOptions, RuleSet, Rules, RunSummary,
+    Sweep, Tables,
 };
 use wormsign_synth::export::NetflowVersion;
 use wormsign_synth::{write_dataset, Scenario, SynthConfig};
@@ -441,6 +442,7 @@ fn detect_in_memory(
         .map_err(py_err)?;
     let dict = PyDict::new(py);
     put_detection(py, &dict, &d)?;
+    dict.set_item("detect_warnings", spill_warnings(&d))?;
     Ok(dict.unbind())
 }
 

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_pyarrow::PyArrowType;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use wormsign_engine::{write_detection, Error, RunEvents};
+use wormsign_engine::{spill_warnings, write_detection, Error, RunEvents};
 
 use crate::{put_detection, py_err, DetectOptions};
 
@@ -116,7 +116,9 @@ fn merge_parts(
                 let metadata = wormsign_engine::output_metadata(None, &config);
                 write_detection(out, &d, &metadata)?;
             }
-            Ok((d, events.warnings))
+            let mut warnings = events.warnings;
+            warnings.extend(spill_warnings(&d));
+            Ok((d, warnings))
         })
         .map_err(py_err)?;
     let dict = PyDict::new(py);
