@@ -699,12 +699,8 @@ mod tests {
         assert!(spill_warnings(&d).is_empty());
         (d.stats.late_flows, d.stats.flows_unread) = (7, 0);
         let late = spill_warnings(&d);
-        assert!(
-            late.len() == 1
-                && late[0]
-                    .starts_with("detection: 7 usable flows reached the rules after newer ones"),
-            "{late:?}"
-        );
+        let want = "detection: 7 usable flows reached the rules after newer ones";
+        assert!(late.len() == 1 && late[0].starts_with(want), "{late:?}");
         (d.stats.late_flows, d.stats.flows_unread) = (0, 3);
         let unread = spill_warnings(&d);
         assert!(

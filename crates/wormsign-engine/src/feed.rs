@@ -201,13 +201,13 @@ impl<'a> Feed<'a> {
     /// Runs the detector over what was gathered, unless a temporary file for the flows
     /// could not be written, or the run's DNS named C&C addresses beyond the configured
     /// ones and a picker turned down a flow to one of them (then their flows are read
-    /// from the finished flows table, in [`Feed::finish`]). Called once every batch was stored and before
-    /// the files end, so that the two overlap, writing its outputs too.
+    /// from the finished flows table, in [`Feed::finish`]). Called once every batch was
+    /// stored and before the files end, so that the two overlap, writing its outputs too.
     pub(crate) fn detect_early(&mut self) {
         self.settle_dns();
-        if self.flows.is_none() {
+        let Some(gathered) = self.flows.take() else {
             return;
-        }
+        };
         let c = self.config;
         let detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
@@ -216,12 +216,10 @@ impl<'a> Feed<'a> {
                 .addresses_beyond(&shards)
                 .is_some_and(|beyond| self.resolved.missed_none_of(&beyond));
         if !gathered_all {
+            self.flows = Some(gathered);
             return;
         }
-        let Some(flows) = self.flows.take() else {
-            return;
-        };
-        let detection = self.detected(detector, flows);
+        let detection = self.detected(detector, gathered);
         let staged =
             (self.outputs).map(|(dir, metadata)| stage_detection(dir, &detection, metadata));
         self.early = Some(EarlyDetection {
