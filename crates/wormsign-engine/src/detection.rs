@@ -33,6 +33,7 @@ use crate::detect_tables::{AlertBatchBuilder, HostBatchBuilder, PropagationBatch
 use crate::distributed::RunEvents;
 use crate::feed::{wanted_dns_events, Feed, FeedOutcome, StoredFlows};
 use crate::html::markdown_to_html;
+use crate::memory::return_free_pages;
 use crate::pipeline::run;
 use crate::responder_tables::{
     remediation_csv, RemediationBatchBuilder, SegmentationBatchBuilder, TimelineBatchBuilder,
@@ -140,6 +141,9 @@ pub fn analyze_and_detect(
             (detected, staged)
         }
         (FeedOutcome::ReadBack { cause }, stored_dir) => {
+            // The pipeline is over: what detection reads back should not come on top of
+            // the pages the allocator kept of it.
+            return_free_pages();
             let mut detected = match stored_dir {
                 Some(dir) => detect_dir(dir, detect)?,
                 None => {

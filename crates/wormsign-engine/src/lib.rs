@@ -35,6 +35,7 @@ mod error;
 mod feed;
 mod html;
 mod input;
+mod memory;
 mod pipeline;
 mod resolved;
 mod responder_tables;

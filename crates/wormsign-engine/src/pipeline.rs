@@ -47,6 +47,7 @@ mod logs;
 
 use crate::feed::{wanted_dns_events, Feed};
 use crate::input::Opened;
+use crate::memory::return_free_pages;
 use crate::resolved::{ResolvedCnc, UsablePicker};
 use crate::summary::{DecodeStats, RunSummary, Warning};
 use crate::{Control, Error, Input, Output, PipelineConfig, Tables};
@@ -1028,9 +1029,15 @@ fn write_outputs(
     // global pool, as before), not this pool: a rayon join could run it inline while the
     // sinks wait.
     let tables = thread::scope(|s| {
-        let detecting = feed
-            .filter(|_| detect)
-            .map(|feed| s.spawn(|| feed.detect_early()));
+        let detecting = feed.filter(|_| detect).map(|feed| {
+            s.spawn(|| {
+                // The channel closed once every shard had returned, its flow table
+                // freed: detection's memory should not come on top of the pages the
+                // allocator kept of them.
+                return_free_pages();
+                feed.detect_early()
+            })
+        });
         let tables = sinks.finish();
         summary.wall = started.elapsed();
         if let Some(detecting) = detecting {
