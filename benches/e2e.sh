@@ -22,7 +22,9 @@
 #                           (default 1.1). CI runs strict with goals that fit its noise and
 #                           its small capture (below ~1.3 M packets the RSS ratio is the
 #                           row-group warm-up): see .ci/run.
-#   WORMSIGN_GOAL_RSS_DETECT  the same with detection (default 1.1)
+#   WORMSIGN_GOAL_RSS_DETECT  the same with detection (default 1.1; at the default size
+#                           it is missed: the rules' state grows with the capture, see
+#                           ARCHITECTURE.md)
 #   WORMSIGN_BENCH_SHAPES=0 skip benches/shapes.sh, which runs afterwards (with the same
 #                           WORMSIGN_BENCH_* settings) on five traffic shapes
 #   CARGO_TARGET_DIR        as for cargo
@@ -124,7 +126,7 @@ measure() {
     cpu=$(printf '%s\n' "${cpus[@]}" | median)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$packets" "$(size_of "$file")" "$wall" "$rss" \
         "$cpu" "${*//$ROOT\//}" >>"$RESULTS"
-    printf '  %-17s %8.3f s  (runs: %s)\n' "$label" "$wall" "${walls[*]}" >&2
+    printf '  %-22s %8.3f s  (runs: %s)\n' "$label" "$wall" "${walls[*]}" >&2
 }
 
 echo "== measuring ($REPEAT runs each: median wall and CPU time, max peak RSS)" >&2
@@ -207,9 +209,9 @@ echo "capture: $MAIN ($PACKETS packets, $(($(size_of "$MAIN") / 1000000)) MB); $
 echo "Mpkt/s and MB/s are per wall second; CPU s is user + system time of all threads."
 echo
 awk -F'\t' '
-    BEGIN { printf "| %-17s | %9s | %7s | %7s | %7s | %6s | %7s | %s\n", "tool", "packets", "wall s", "CPU s", "Mpkt/s", "MB/s", "RSS MB", "command"
-            printf "|%s|%s|%s|%s|%s|%s|%s|%s\n", "-------------------", "-----------", "---------", "---------", "---------", "--------", "---------", "---------" }
-    { printf "| %-17s | %9d | %7.3f | %7.2f | %7.2f | %6.0f | %7.1f | `%s`\n", $1, $2, $4, $6, ($4 > 0 ? $2 / $4 / 1e6 : 0), ($4 > 0 ? $3 / $4 / 1e6 : 0), $5 / 1024, $7 }
+    BEGIN { printf "| %-22s | %9s | %7s | %7s | %7s | %6s | %7s | %s\n", "tool", "packets", "wall s", "CPU s", "Mpkt/s", "MB/s", "RSS MB", "command"
+            printf "|%s|%s|%s|%s|%s|%s|%s|%s\n", "------------------------", "-----------", "---------", "---------", "---------", "--------", "---------", "---------" }
+    { printf "| %-22s | %9d | %7.3f | %7.2f | %7.2f | %6.0f | %7.1f | `%s`\n", $1, $2, $4, $6, ($4 > 0 ? $2 / $4 / 1e6 : 0), ($4 > 0 ? $3 / $4 / 1e6 : 0), $5 / 1024, $7 }
 ' "$RESULTS"
 
 echo
@@ -265,10 +267,11 @@ awk -F'\t' '
         }
         # Detection holds the usable flows up to max_pending_flows (then files), and its
         # rules keep state per source and per pair, bounded by max_sources and 64 times
-        # that: on this traffic both grow with the capture, far below those caps.
+        # that: on this traffic both grow with the capture, far below those caps, so at
+        # the default size this is MISSED (1.16x at 4 and 8 M packets).
         if (("steady-t2-detect" in rss) && ("steady-t2-large-detect" in rss)) {
             r = rss["steady-t2-large-detect"] / rss["steady-t2-detect"]
-            printf "peak RSS with detection, 2 threads, steady state: %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat, <= %gx)  %s\n", \
+            printf "peak RSS with detection, 2 threads, steady state: %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat, <= %gx; below ~1.3 M packets this is row-group warm-up)  %s\n", \
                 rss["steady-t2-detect"], n["steady-t2-detect"], rss["steady-t2-large-detect"], n["steady-t2-large-detect"], r, goal_rss_detect, verdict(r <= goal_rss_detect)
         }
     }

@@ -8,10 +8,10 @@
 //! `max_pending_flows = 65536` peaked at 207-233 MiB of RSS against a heap of at most
 //! 151 MB (heaptrack); handing the free pages back once the pipeline is done brought
 //! that to 178-190 MiB, and the same 32 M packets with the default cap from 288 to
-//! 267 MiB; with 10 s timeouts (`benches/e2e.sh`'s steady state), from 143 to 133 MiB at
-//! 8 M packets and from 204 to 186 MiB at 16 M; partitioned by hour (detection reads the
-//! tables back), from 256 to 230 MiB at 16 M. It takes 5-12 ms, while the tables' files
-//! end, and no measurable wall time on the benchmark shapes.
+//! 267 MiB; with 10 s timeouts (`benches/e2e.sh`'s steady state), from 143-149 to
+//! 133 MiB at 8 M packets and from 204 to 186 MiB at 16 M; partitioned by hour
+//! (detection reads the tables back), from 256 to 230 MiB at 16 M. It takes 5-12 ms,
+//! while the tables' files end, and no measurable wall time on the benchmark shapes.
 
 /// Hands the pages the allocator holds free back to the kernel: glibc's `malloc_trim`,
 /// which walks every arena (glibc 2.8 and later). Elsewhere, nothing.
@@ -30,7 +30,7 @@ mod tests {
     use super::*;
 
     /// Set in the process the test runs itself in.
-    const ALONE: &str = "WORMSIGN_TEST_MEMORY_ALONE";
+    const RUN_ALONE_VAR: &str = "WORMSIGN_TEST_MEMORY_ALONE";
 
     /// Resident bytes of this process (`VmRSS` in `/proc/self/status`).
     fn resident() -> usize {
@@ -46,11 +46,11 @@ mod tests {
     fn pages_freed_on_another_thread_are_handed_back() {
         // In a process of its own: another test's allocations, a trim of its own, or a
         // thread taking over the arena would move the figures.
-        if std::env::var_os(ALONE).is_none() {
+        if std::env::var_os(RUN_ALONE_VAR).is_none() {
             let name = "memory::tests::pages_freed_on_another_thread_are_handed_back";
             let status = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", name, "--test-threads", "1"])
-                .env(ALONE, "1")
+                .env(RUN_ALONE_VAR, "1")
                 .status()
                 .unwrap();
             assert!(status.success(), "the test failed in a process of its own");
@@ -60,6 +60,8 @@ mod tests {
         let held = std::thread::spawn(|| {
             let mut blocks: Vec<Box<[u8; 4096]>> =
                 (0..BLOCKS).map(|_| Box::new([1; 4096])).collect();
+            // Kept from being optimised away: the test is about their pages.
+            std::hint::black_box(&mut blocks);
             let last = blocks.pop();
             drop(blocks);
             last
