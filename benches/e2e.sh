@@ -268,7 +268,7 @@ awk -F'\t' '
         # Detection holds the usable flows up to max_pending_flows (then files), and its
         # rules keep state per source and per pair, bounded by max_sources and 64 times
         # that: on this traffic both grow with the capture, far below those caps, so at
-        # the default size this is MISSED (1.16x at 4 and 8 M packets).
+        # the default size this is MISSED (113-117 and 142-146 MB at 4 and 8 M packets: 1.25x).
         if (("steady-t2-detect" in rss) && ("steady-t2-large-detect" in rss)) {
             r = rss["steady-t2-large-detect"] / rss["steady-t2-detect"]
             printf "peak RSS with detection, 2 threads, steady state: %.0f MB at %d packets, %.0f MB at %d: %.2fx (goal: flat, <= %gx; below ~1.3 M packets this is row-group warm-up)  %s\n", \
