@@ -59,6 +59,25 @@ pub struct Detected {
     pub input: DetectionInput,
 }
 
+impl Detected {
+    /// `detection` with `warnings` (about its inputs), then what its temporary files
+    /// cost ([`spill_warnings`]), so that no caller forgets those.
+    fn new(
+        detection: Detection,
+        mut warnings: Vec<String>,
+        metadata: Vec<(String, String)>,
+        input: DetectionInput,
+    ) -> Self {
+        warnings.extend(spill_warnings(&detection));
+        Detected {
+            detection,
+            warnings,
+            metadata,
+            input,
+        }
+    }
+}
+
 /// Where a detection read its inputs; the results are the same either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DetectionInput {
@@ -132,13 +151,11 @@ pub fn analyze_and_detect(
             },
             _,
         ) => {
-            let detected = Detected {
-                warnings: spill_warnings(&detection),
-                detection: *detection,
-                metadata,
-                input: DetectionInput::Pipeline { cnc_pass },
-            };
-            (detected, staged)
+            let input = DetectionInput::Pipeline { cnc_pass };
+            (
+                Detected::new(*detection, Vec::new(), metadata, input),
+                staged,
+            )
         }
         (FeedOutcome::ReadBack { cause }, stored_dir) => {
             // The pipeline is over: what detection reads back should not come on top of
@@ -148,12 +165,8 @@ pub fn analyze_and_detect(
                 Some(dir) => detect_dir(dir, detect)?,
                 None => {
                     let detection = detect_tables(&analysis.tables, detect)?;
-                    Detected {
-                        warnings: spill_warnings(&detection),
-                        detection,
-                        metadata: output_metadata(None, detect),
-                        input: DetectionInput::Tables,
-                    }
+                    let metadata = output_metadata(None, detect);
+                    Detected::new(detection, Vec::new(), metadata, DetectionInput::Tables)
                 }
             };
             // Why the tables were read back comes before what reading them cost.
@@ -204,17 +217,9 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
     )?;
     let mut detection = detector.finish();
     (detection.stats.flows, detection.stats.dns_events) = (flows_read, events.dns_read());
-    let warnings = events
-        .warnings
-        .into_iter()
-        .chain(spill_warnings(&detection));
     let metadata = output_metadata(stored_inputs(&flow_files[0]), config);
-    Ok(Detected {
-        warnings: warnings.collect(),
-        detection,
-        metadata,
-        input: DetectionInput::Tables,
-    })
+    let input = DetectionInput::Tables;
+    Ok(Detected::new(detection, events.warnings, metadata, input))
 }
 
 /// What the temporary files of the usable flows beyond `max_pending_flows` cost

@@ -49,12 +49,17 @@ mod tests {
         // thread taking over the arena would move the figures.
         if std::env::var_os(RUN_ALONE_VAR).is_none() {
             let name = "memory::tests::pages_freed_on_another_thread_are_handed_back";
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
+            let alone = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", name, "--test-threads", "1"])
                 .env(RUN_ALONE_VAR, "1")
-                .status()
+                .output()
                 .unwrap();
-            assert!(status.success(), "the test failed in a process of its own");
+            let said = String::from_utf8_lossy(&alone.stdout);
+            // A renamed test would match nothing, and the child would pass running none.
+            assert!(
+                alone.status.success() && said.contains("1 passed"),
+                "in a process of its own: {said}"
+            );
             return;
         }
         const BLOCKS: usize = 24 * 1024;
