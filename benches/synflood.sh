@@ -25,7 +25,7 @@
 #   WORMSIGN_FLOOD_SIZES         flood sizes in packets (default "5000000 10000000 20000000")
 #   WORMSIGN_FLOOD_MAX_FLOWS     --max-flows (default 200000)
 #   WORMSIGN_FLOOD_MAX_SOURCES   detection max_sources (default 262144, the built-in)
-#   WORMSIGN_FLOOD_MAX_PENDING   detection max_pending_flows (default 1048576, built-in)
+#   WORMSIGN_FLOOD_MAX_PENDING   detection max_pending_flows (default 65536, the built-in)
 #   WORMSIGN_FLOOD_GROWTH        largest/smallest peak RSS allowed (default 1.25)
 #   WORMSIGN_FLOOD_REPEAT        runs per size; the check uses each size's lowest peak
 #                                RSS (default 1)
@@ -37,7 +37,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SIZES=${WORMSIGN_FLOOD_SIZES:-5000000 10000000 20000000}
 MAX_FLOWS=${WORMSIGN_FLOOD_MAX_FLOWS:-200000}
 MAX_SOURCES=${WORMSIGN_FLOOD_MAX_SOURCES:-262144}
-MAX_PENDING=${WORMSIGN_FLOOD_MAX_PENDING:-1048576}
+MAX_PENDING=${WORMSIGN_FLOOD_MAX_PENDING:-65536}
 GROWTH=${WORMSIGN_FLOOD_GROWTH:-1.25}
 REPEAT=${WORMSIGN_FLOOD_REPEAT:-1}
 NAME=synflood
