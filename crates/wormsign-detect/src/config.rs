@@ -231,18 +231,17 @@ settings! {
         /// 64 times this (default 262 144).
         #[serde(deserialize_with = "at_least::<8, _>")]
         pub max_sources: usize = 262_144,
-        /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) are
-        /// held in memory up to this many. Beyond it, each batch of this many is sorted by
-        /// time and written to a temporary file (in `TMPDIR`, 74 bytes a flow, twice that
-        /// for a moment while files are merged 64 at a time), and the batches are merged
-        /// at the end, so the rules read every flow in time order and results never
-        /// depend on input order. If no temporary file can be written, a batch goes
-        /// through the rules at once, merged with the batches written before it, and the
-        /// flows of later batches older than its newest are counted in
-        /// [`crate::DetectStats::late_flows`]. The default keeps about 5 MB of flows in
-        /// memory, so detection's memory stays flat once a capture has more usable
-        /// flows than that, at a few percent more time where it has many (default
-        /// 65 536).
+        /// Flows the rules may use (worm services, honeypots, C&C and exposed ports) held
+        /// in memory at once, 80 bytes each. Beyond it, each batch of this many is sorted
+        /// by time into an anonymous temporary file in `TMPDIR` (74 bytes a flow, twice
+        /// that while 64 files are merged into one; on a tmpfs they take memory too) and
+        /// all are merged at the end, so the rules read every flow in time order. If no
+        /// file can be written, a batch goes through the rules at once and flows of
+        /// later batches older than its newest are counted in
+        /// [`crate::DetectStats::late_flows`]: results may then depend on input order
+        /// (`analyze` first reads its stored tables back, with the same cap). The
+        /// default keeps detection's memory flat once a capture has more than this many
+        /// usable flows, at a few percent more time where it has many (default 65 536).
         #[serde(deserialize_with = "at_least::<1, _>")]
         pub max_pending_flows: usize = 1 << 16,
         /// `[scan]`: scan fan-out and failed first contacts.
