@@ -9,11 +9,10 @@
 //! 151 MB (heaptrack); handing the free pages back once the pipeline is done brought
 //! that to 178-190 MiB, and the same 32 M packets with a cap of 2^20 (then the
 //! default) from 288 to 267 MiB; with that cap and 10 s timeouts (`benches/e2e.sh`'s
-//! steady state, read from a file), from
-//! 199-208 to 178-183 MiB at 16 M packets (at 8 M the peak comes elsewhere: 142-146
-//! against 143-148); partitioned by hour (detection reads the tables back), from 256 to
-//! 230 MiB at 16 M. It takes 5-12 ms, while the tables' files end, and no measurable
-//! wall time on the benchmark shapes.
+//! steady state, read from a file), from 199-208 to 178-183 MiB at 16 M packets (at 8 M
+//! the peak comes elsewhere: 142-146 against 143-148); partitioned by hour (detection
+//! reads the tables back), from 256 to 230 MiB at 16 M. It takes 5-12 ms, while the
+//! tables' files end, and no measurable wall time on the benchmark shapes.
 
 /// Hands the pages the allocator holds free back to the kernel: glibc's `malloc_trim`,
 /// which walks every arena (glibc 2.8 and later). Elsewhere, nothing.
