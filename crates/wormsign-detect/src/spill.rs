@@ -684,6 +684,44 @@ mod tests {
         assert_eq!((got, unread), (4, Ok(3)));
     }
 
+    /// A run that ends early between two healthy runs and before the last batch: the
+    /// merge still hands over every flow it can read, in one order (a full tie between
+    /// two runs in the order of the runs), and counts only the short run's rest.
+    #[test]
+    fn a_short_run_beside_others_loses_only_its_rest() {
+        let run_of = |times: &[i64], marker: i64, missing: u64| {
+            let mut out = RunWriter::new(tempfile::tempfile().unwrap());
+            for &t in times {
+                let mut f = flow(t, t as u64, addr4());
+                f.ts_last = marker;
+                out.write(&f).unwrap();
+            }
+            let mut run = out.finish().unwrap();
+            run.flows += missing;
+            run
+        };
+        let runs = [
+            run_of(&[1, 4, 6, 10], 100, 0),
+            run_of(&[2, 5], 200, 3),
+            run_of(&[3, 6, 9], 300, 0),
+        ];
+        let last: Vec<UsableFlow> = [0, 8, 11].map(|t| flow(t, t as u64, addr4())).into();
+        let mut got = Vec::new();
+        let unread = merge(runs.iter(), &sorted_refs(&last), 2, |b| {
+            got.extend(b.iter().map(|f| (f.ts_first, f.ts_last)));
+            Ok::<_, std::convert::Infallible>(())
+        });
+        assert_eq!(unread, Ok(3));
+        let times: Vec<i64> = got.iter().map(|&(t, _)| t).collect();
+        assert_eq!(times, [0, 1, 2, 3, 4, 5, 6, 6, 8, 9, 10, 11]);
+        let tie: Vec<i64> = got
+            .iter()
+            .filter(|&&(t, _)| t == 6)
+            .map(|&(_, m)| m)
+            .collect();
+        assert_eq!(tie, [100, 300], "the tie keeps the order of the runs");
+    }
+
     /// When the file for merging 64 runs cannot be written, the runs stay (and the next
     /// batch's merge takes the newest 64); a batch whose own file fails is not kept; the
     /// end merges every flow kept, in order, none lost.
