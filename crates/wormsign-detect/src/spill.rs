@@ -670,12 +670,7 @@ mod tests {
     /// counts the rest.
     #[test]
     fn a_run_that_cannot_be_read_counts_what_it_lost() {
-        let mut out = RunWriter::new(tempfile::tempfile().unwrap());
-        for i in 0..4 {
-            out.write(&flow(i, i as u64, addr4())).unwrap();
-        }
-        let mut run = out.finish().unwrap();
-        run.flows += 3;
+        let run = short_run((0..4).map(|i| flow(i, i as u64, addr4())), 3);
         let mut got = 0;
         let unread = merge(std::iter::once(&run), &[], 10, |b| {
             got += b.len();
@@ -689,16 +684,13 @@ mod tests {
     /// two runs in the order of the runs), and counts only the short run's rest.
     #[test]
     fn a_short_run_beside_others_loses_only_its_rest() {
+        // Flows at `times`, each marked with its run in `ts_last`.
         let run_of = |times: &[i64], marker: i64, missing: u64| {
-            let mut out = RunWriter::new(tempfile::tempfile().unwrap());
-            for &t in times {
-                let mut f = flow(t, t as u64, addr4());
-                f.ts_last = marker;
-                out.write(&f).unwrap();
-            }
-            let mut run = out.finish().unwrap();
-            run.flows += missing;
-            run
+            let marked = times.iter().map(|&t| UsableFlow {
+                ts_last: marker,
+                ..flow(t, t as u64, addr4())
+            });
+            short_run(marked, missing)
         };
         let runs = [
             run_of(&[1, 4, 6, 10], 100, 0),
@@ -861,6 +853,18 @@ mod tests {
         test_files::allow(usize::MAX);
         // Rewritten 10 at a time: the first 10 fill memory, the next 10 need a file.
         assert_eq!(drained(&mut pending), (0, want[5..25].to_vec()));
+    }
+
+    /// A run of `flows` whose file ends `missing` flows before its count says, as a
+    /// failed read would.
+    fn short_run(flows: impl IntoIterator<Item = UsableFlow>, missing: u64) -> SpilledRun {
+        let mut out = RunWriter::new(tempfile::tempfile().unwrap());
+        for f in flows {
+            out.write(&f).unwrap();
+        }
+        let mut run = out.finish().unwrap();
+        run.flows += missing;
+        run
     }
 
     fn addr4() -> IpAddr {
