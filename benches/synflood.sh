@@ -19,7 +19,12 @@
 # Parquet row groups (peak RSS climbs for the first second or two of any run), not
 # growth. Peak RSS also varies by 10-20 % between identical runs, depending on how much
 # memory the allocator keeps from the pipeline when detection starts; the lowest of a
-# few runs is the stable figure.
+# few runs is the stable figure. With small caps (.ci/run's: --max-flows 50000,
+# max_sources 16384, max_pending_flows 100000) it goes on climbing, more slowly, up to
+# about 8 M SYNs, and then stays: lowest of several runs 128 MB at 2 M, 149 at 4 M, 151
+# at 6 M, 179 at 8 M, 178 at 12 M, 187 at 16 M. That climb is pages the allocator keeps,
+# not live memory: heaptrack puts the heap's peak at 149 MB at 2 M and 153 MB at 6 M.
+# Compare sizes past it.
 #
 # Environment:
 #   WORMSIGN_FLOOD_SIZES         flood sizes in packets (default "5000000 10000000 20000000")
