@@ -248,7 +248,7 @@ def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
         sample_run, monkeypatch, recwarn):
     """Flows in reverse order, four usable flows held in memory: the batches beyond the
     cap are sorted into temporary files and merged, so detection is that of the tables in
-    order. Without a temporary directory the batches go through as they come: later ones
+    order, and the stats count the flows held in files. Without a temporary directory the batches go through as they come: later ones
     are late, and the library warns of it as the command line does."""
     opts = readme_options()
     tables = sample_run.tables()
@@ -258,7 +258,10 @@ def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
     rules["max_pending_flows"] = 4
     merged = wormsign.detect(tables, rules=rules, **opts)
     assert merged.stats["late_flows"] == 0
-    assert merged.stats["flows_used"] > 4
+    used = merged.stats["flows_used"]
+    assert used > 4
+    assert merged.stats["flows_in_files"] == (used - 1) // 4 * 4
+    assert sample_run.detection.stats["flows_in_files"] == 0
     for name in DETECTION_TABLES:
         assert sorted_rows(getattr(merged, name)) == sorted_rows(getattr(sample_run.detection, name))
     assert not [w for w in recwarn if issubclass(w.category, wormsign.WormsignWarning)]
@@ -266,6 +269,7 @@ def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
     with pytest.warns(wormsign.WormsignWarning, match="reached the rules after newer ones"):
         late = wormsign.detect(tables, rules=rules, **opts)
     assert late.stats["late_flows"] > 0
+    assert late.stats["flows_in_files"] == 0
 
 
 @pytest.mark.parametrize("writer", ["pyarrow-snappy", "pyarrow-gzip", "pyarrow-lz4", "duckdb"])

@@ -180,7 +180,7 @@ fn wannacry_lateral_end_to_end() {
 /// every batch of four is sorted and written to a temporary file, and the batches merged
 /// at the end, so with 1, 2 and 8 threads no flow reaches the rules late and every output
 /// is that of one sorted run, in `analyze` (still fed from the pipeline) and in `detect
-/// DIR`. Where no temporary file can be made, `analyze` reads the tables back and the
+/// DIR`; the summary counts the flows held in files. Where no temporary file can be made, `analyze` reads the tables back and the
 /// batches go through as they come: the run still succeeds, writes every output, says
 /// why, and counts the flows that came late.
 #[test]
@@ -193,6 +193,8 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let reference = outputs(&whole.out());
     let used = whole.summary()["detection"]["flows_used"].as_u64();
     assert!(used.is_some_and(|n| n > 40), "{used:?} usable flows");
+    let in_files = whole.summary()["detection"]["flows_in_files"].as_u64();
+    assert_eq!(in_files, Some(0), "all in memory by default");
     let rules = whole.dir.path().join("cap4.toml");
     std::fs::write(&rules, "max_pending_flows = 4\n").expect("writing cap4.toml");
     let rules = rules.to_str().expect("a UTF-8 temporary path");
@@ -209,6 +211,8 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
             "{threads} threads"
         );
         assert_eq!(d["late_flows"].as_u64(), Some(0), "{threads} threads");
+        let all_batches_but_last = used.map(|n| (n - 1) / 4 * 4);
+        assert_eq!(d["flows_in_files"].as_u64(), all_batches_but_last, "{d}");
         let what = format!("cap 4, {threads} threads");
         assert_same(&reference, &outputs(&run.out()), &what);
     }
@@ -255,6 +259,11 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     // How many came late depends on the order the shards stored them in; any are
     // warned of.
     assert_eq!(d["flows_unread"].as_u64(), Some(0), "{d}");
+    assert_eq!(
+        d["flows_in_files"].as_u64(),
+        Some(0),
+        "no file, none in files: {d}"
+    );
     assert_eq!(
         d["late_flows"].as_u64().is_some_and(|n| n > 0),
         stderr.contains("usable flows reached the rules after newer ones"),

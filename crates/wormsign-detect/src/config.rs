@@ -235,7 +235,8 @@ settings! {
         /// in memory at once, 80 bytes each. Beyond it, each batch of this many is sorted
         /// by time into an anonymous temporary file in `TMPDIR` (74 bytes a flow, twice
         /// that while 64 files are merged into one; on a tmpfs they take memory too) and
-        /// all are merged at the end, so the rules read every flow in time order. If no
+        /// all are merged at the end, so the rules read every flow in time order (the
+        /// flows held in files counted in [`crate::DetectStats::flows_in_files`]). If no
         /// file can be written, a batch goes through the rules at once and flows of
         /// later batches older than its newest are counted in
         /// [`crate::DetectStats::late_flows`]: results may then depend on input order

@@ -75,7 +75,8 @@
 //! `(ts_first, first_packet, record)` (unique within a run; flows of different runs
 //! detected together are told apart by their addresses and ports) and runs them through
 //! the rules. Beyond one batch, each batch is sorted and written to a temporary file, and
-//! the batches are merged at the end (an external merge sort, `spill.rs`), so every
+//! the batches are merged at the end (an external merge sort, `spill.rs`; the flows held
+//! in files counted in [`DetectStats::flows_in_files`]), so every
 //! result (alert ids included) is a function of the input set alone, the project's
 //! "identical for any `--threads`" invariant, however many flows there are. Only if no
 //! temporary file can be written does a batch go through at once (merged with those

@@ -270,6 +270,11 @@ pub struct DetectStats {
     /// counts every flow it was handed, so a flow between two parts' addresses counts
     /// twice.
     pub flows_unread: u64,
+    /// Usable flows held in temporary files beyond
+    /// [`crate::DetectConfig::max_pending_flows`] when the rules read them (74 bytes
+    /// each in `TMPDIR`): every full batch of that many but the last, so the same for
+    /// any thread count and input order. 0 when all fit in memory.
+    pub flows_in_files: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].
     pub sources_evicted: u64,
@@ -294,6 +299,7 @@ impl DetectStats {
             flows_used,
             late_flows,
             flows_unread,
+            flows_in_files,
             sources_evicted,
             entries_refused,
             flows_without_outcome,
@@ -307,6 +313,7 @@ impl DetectStats {
         self.flows_used = self.flows_used.saturating_add(flows_used);
         self.late_flows = self.late_flows.saturating_add(late_flows);
         self.flows_unread = self.flows_unread.saturating_add(flows_unread);
+        self.flows_in_files = self.flows_in_files.saturating_add(flows_in_files);
         self.sources_evicted = self.sources_evicted.saturating_add(sources_evicted);
         self.entries_refused = self.entries_refused.saturating_add(entries_refused);
         self.flows_without_outcome = self

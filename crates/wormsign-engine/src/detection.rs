@@ -641,6 +641,7 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
         "flows_used": s.flows_used,
         "late_flows": s.late_flows,
         "flows_unread": s.flows_unread,
+        "flows_in_files": s.flows_in_files,
         "flows_without_outcome": s.flows_without_outcome,
         "dns_events": s.dns_events,
         "arp_events": s.arp_events,

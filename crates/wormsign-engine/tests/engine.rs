@@ -215,8 +215,8 @@ fn a_stop_mid_run_cuts_the_input_short_and_says_so() {
 /// shards see any flow to it end, so the shards keep those flows and no pass over the
 /// stored flows is needed. Beyond `max_pending_flows` usable flows, the feed sorts each
 /// batch of that many into a temporary file and merges them all at the end, instead of
-/// letting go and reading the tables back: the same result for any thread count, and no
-/// flow late.
+/// letting go and reading the tables back: the same result for any thread count, no
+/// flow late, and every full batch but the last counted as held in files.
 #[test]
 fn detection_fed_from_the_pipeline_equals_detect_dir() {
     use wormsign_detect::{DetectConfig, Rule};
@@ -267,8 +267,21 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
         );
         assert!(!d.edges.is_empty() && d.stats.flows > 0);
         assert_eq!(d.stats.late_flows, 0, "{threads} threads");
-        let first = reference.get_or_insert_with(|| fed.detection.clone());
-        assert_eq!(first, &fed.detection, "{threads} threads vs 1");
+        let cap = rules.max_pending_flows as u64;
+        let mut detection = fed.detection;
+        let in_files = std::mem::take(&mut detection.stats.flows_in_files);
+        let used = detection.stats.flows_used;
+        assert!(
+            used > 2 * 10,
+            "{used} usable flows: two batches of the small cap"
+        );
+        assert_eq!(
+            in_files,
+            (used - 1) / cap * cap,
+            "{threads} threads, cap {cap}"
+        );
+        let first = reference.get_or_insert_with(|| detection.clone());
+        assert_eq!(first, &detection, "{threads} threads vs 1");
     }
 
     // Tables in memory: the same as detect_tables over them.

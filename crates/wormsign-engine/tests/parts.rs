@@ -282,7 +282,22 @@ fn tagged_flows_run_by_part_and_merged_are_detect_dir() {
         found.len()
     );
     let bytes: Vec<Vec<u8>> = found.into_iter().rev().map(|(_, b)| b).collect();
-    let merged = merge_parts(&c, &events, &bytes, parts, flows).unwrap();
+    let mut merged = merge_parts(&c, &events, &bytes, parts, flows).unwrap();
+    // Each part's detector held every full batch of 64 of its flows but the last in files.
+    let mut per_part = std::collections::BTreeMap::<i32, u64>::new();
+    for b in &tagged {
+        let part = b.column_by_name(PART_COLUMN).unwrap();
+        let part = part
+            .as_any()
+            .downcast_ref::<arrow_array::Int32Array>()
+            .unwrap();
+        part.iter()
+            .for_each(|p| *per_part.entry(p.unwrap()).or_default() += 1);
+    }
+    let batches_but_last: u64 = per_part.values().map(|n| (n - 1) / 64 * 64).sum();
+    let in_files = std::mem::take(&mut merged.stats.flows_in_files);
+    assert_eq!(in_files, batches_but_last, "held in the parts' files");
+    assert!(in_files > 0 && whole.stats.flows_in_files == 0);
     assert!(
         merged == whole,
         "tagged parts differ from detect_dir: {}",
