@@ -3,8 +3,9 @@
 # 10.164.1.8:445 (examples/gen_capture.rs --synflood), streamed straight into
 # `wormsign analyze -` (no capture file on disk), detection included. For each N it
 # prints wall time, packets/s, peak RSS and the evictions counted in the run summary,
-# then checks that every cap was hit (flows evicted, and scanning sources evicted when
-# the flood has more sources than max_sources: a cap never reached proves nothing) and
+# then checks that every cap was hit (flows evicted, scanning sources evicted when the
+# flood has more sources than max_sources, and flows held in temporary files when it has
+# more than max_pending_flows: a cap never reached proves nothing) and
 # that peak RSS does not grow with N: the flow table is capped by
 # --max-flows, the detection's per-source state by max_sources and its flow batches by
 # max_pending_flows (both in a rules file written here). Beyond max_pending_flows the
@@ -54,8 +55,8 @@ printf 'max_sources = %s\nmax_pending_flows = %s\n' "$MAX_SOURCES" "$MAX_PENDING
 
 echo "== SYN flood to 10.164.1.8:445 from random sources; --max-flows $MAX_FLOWS," \
     "max_sources $MAX_SOURCES, max_pending_flows $MAX_PENDING"
-printf '%-10s %8s %10s %8s %14s %14s %12s %10s\n' packets wall_s Mpkt/s rss_MB \
-    flows_evicted sources_evicted flows_late alerts
+printf '%-10s %8s %10s %8s %14s %14s %14s %12s %8s\n' packets wall_s Mpkt/s rss_MB \
+    flows_evicted sources_evicted flows_in_files flows_late alerts
 rss_all=()
 for n in $SIZES; do
     lowest=
@@ -66,20 +67,23 @@ for n in $SIZES; do
             "$TIME" -f '%e %M' -o "$WORK/time" "$WORMSIGN" analyze - --out "$out" -q \
                 --max-flows "$MAX_FLOWS" --rules "$WORK/rules.toml" --summary-json "$WORK/s.json"
         read -r wall rss_kb <"$WORK/time"
-        python3 - "$WORK/s.json" "$n" "$wall" "$rss_kb" "$MAX_FLOWS" "$MAX_SOURCES" <<'EOF'
+        python3 - "$WORK/s.json" "$n" "$wall" "$rss_kb" "$MAX_FLOWS" "$MAX_SOURCES" \
+            "$MAX_PENDING" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
 n, wall, rss = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]) / 1024
-max_flows, max_sources = int(sys.argv[5]), int(sys.argv[6])
+max_flows, max_sources, max_pending = (int(x) for x in sys.argv[5:8])
 d = s["detection"]
 assert s["packets"] == n, (s["packets"], n)
 print(f"{n:<10} {wall:8.2f} {n / wall / 1e6:10.2f} {rss:8.0f} {s['flows_evicted']:14} "
-      f"{d['sources_evicted']:14} {d['late_flows']:12} {d['alerts']:10}")
+      f"{d['sources_evicted']:14} {d['flows_in_files']:14} {d['late_flows']:12} {d['alerts']:8}")
 # Every packet is a new flow from a new source: a flood larger than a cap must hit it.
 if n > max_flows:
     assert s["flows_evicted"] > 0, f"{n} flows, cap {max_flows}: no flow was evicted"
 if n > max_sources:
     assert d["sources_evicted"] > 0, f"{n} sources, cap {max_sources}: none was evicted"
+if d["flows_used"] > max_pending:
+    assert d["flows_in_files"] > 0, f"{d['flows_used']} usable flows, cap {max_pending}: none in files"
 EOF
         if [ -z "$lowest" ] || [ "$rss_kb" -lt "$lowest" ]; then lowest=$rss_kb; fi
         rm -rf "$out"
