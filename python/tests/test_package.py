@@ -248,8 +248,9 @@ def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
         sample_run, monkeypatch, recwarn):
     """Flows in reverse order, four usable flows held in memory: the batches beyond the
     cap are sorted into temporary files and merged, so detection is that of the tables in
-    order, and the stats count the flows held in files. Without a temporary directory the batches go through as they come: later ones
-    are late, and the library warns of it as the command line does."""
+    order, and the stats count the flows held in files. Without a temporary directory the
+    batches go through as they come: later ones are late, and the library warns of it as
+    the command line does."""
     opts = readme_options()
     tables = sample_run.tables()
     flows = tables["flows"]

@@ -59,7 +59,10 @@ def assert_same_detection(what: str, one_machine, on_spark) -> None:
         assert a.num_rows == b.num_rows, f"{what}: {name} has {b.num_rows} rows on Spark, {a.num_rows}"
         assert a.equals(b), f"{what}: {name} differs on Spark"
     assert on_spark.report_md == one_machine.report_md, f"{what}: report.md differs"
-    assert on_spark.stats == one_machine.stats, f"{what}: counters differ"
+    # Flows held in temporary files are counted by each part (docs/distributed.md).
+    counters = [{k: v for k, v in s.items() if k != "flows_in_files"}
+                for s in (one_machine.stats, on_spark.stats)]
+    assert counters[0] == counters[1], f"{what}: counters differ"
     assert (on_spark.stats["sources_evicted"], on_spark.stats["entries_refused"]) == (0, 0)
     assert on_spark.alerts.count() == one_machine.alerts.num_rows
 

@@ -180,9 +180,10 @@ fn wannacry_lateral_end_to_end() {
 /// every batch of four is sorted and written to a temporary file, and the batches merged
 /// at the end, so with 1, 2 and 8 threads no flow reaches the rules late and every output
 /// is that of one sorted run, in `analyze` (still fed from the pipeline) and in `detect
-/// DIR`; the summary counts the flows held in files. Where no temporary file can be made, `analyze` reads the tables back and the
-/// batches go through as they come: the run still succeeds, writes every output, says
-/// why, and counts the flows that came late.
+/// DIR`; the summary counts the flows held in files. Where no temporary file can be
+/// made, `analyze` reads the tables back and the batches go through as they come: the
+/// run still succeeds, writes every output, says why, and counts the flows that came
+/// late.
 #[test]
 fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let Some(pcap) = wormsign_testutil::shared_capture("smb/wannacry_lateral.pcap") else {

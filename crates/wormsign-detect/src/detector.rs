@@ -286,8 +286,9 @@ impl<'a> Detector<'a> {
     fn run_pending(&mut self) {
         let empty = PendingFlows::like(&self.pending);
         let mut pending = std::mem::replace(&mut self.pending, empty);
-        self.stats.flows_in_files += pending.flows_in_files();
-        self.stats.flows_unread += pending.drain(|b| self.observe_sorted(b));
+        let drained = pending.drain(|b| self.observe_sorted(b));
+        self.stats.flows_in_files += drained.in_files;
+        self.stats.flows_unread += drained.unread;
     }
 
     /// Runs flows in detection order through the rules, counting those older than the

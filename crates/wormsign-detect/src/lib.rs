@@ -76,9 +76,9 @@
 //! detected together are told apart by their addresses and ports) and runs them through
 //! the rules. Beyond one batch, each batch is sorted and written to a temporary file, and
 //! the batches are merged at the end (an external merge sort, `spill.rs`; the flows held
-//! in files counted in [`DetectStats::flows_in_files`]), so every
-//! result (alert ids included) is a function of the input set alone, the project's
-//! "identical for any `--threads`" invariant, however many flows there are. Only if no
+//! in files counted in [`DetectStats::flows_in_files`]), so every result (alert ids
+//! included) is a function of the input set alone, the project's "identical for any
+//! `--threads`" invariant, however many flows there are. Only if no
 //! temporary file can be written does a batch go through at once (merged with those
 //! written before it), flows of later batches older than its newest counted
 //! ([`DetectStats::late_flows`]). State is capped: scanning sources at
@@ -170,7 +170,7 @@ pub use score::{
     median, parse_rfc3339, percentile, score, LabelledHost, Labels, Score, WORM_TCP_PORTS,
 };
 pub use settings::TimeSpan;
-pub use spill::PendingFlows;
+pub use spill::{Drained, PendingFlows};
 pub use suffixes::DomainSuffixes;
 pub use timeline::{EventKind, TimelineEvent};
 pub use usable::{StoredFields, UsableFlow};

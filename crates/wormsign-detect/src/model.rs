@@ -272,8 +272,11 @@ pub struct DetectStats {
     pub flows_unread: u64,
     /// Usable flows held in temporary files beyond
     /// [`crate::DetectConfig::max_pending_flows`] when the rules read them (74 bytes
-    /// each in `TMPDIR`): every full batch of that many but the last, so the same for
-    /// any thread count and input order. 0 when all fit in memory.
+    /// each in `TMPDIR`): while files can be written, every full batch of that many but
+    /// the last, so the same for any thread count and input order; after a write fails,
+    /// only the batches written before. 0 when all fit in memory. A part of a
+    /// distributed detection counts its own, so a flow between two parts' addresses
+    /// counts twice.
     pub flows_in_files: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].

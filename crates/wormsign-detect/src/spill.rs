@@ -49,6 +49,15 @@ pub struct PendingFlows {
     unread: u64,
 }
 
+/// What [`PendingFlows::drain`] counted of the flows it handed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Flows that were in files ([`crate::DetectStats::flows_in_files`]).
+    pub in_files: u64,
+    /// Flows lost to files that failed to read back ([`crate::DetectStats::flows_unread`]).
+    pub unread: u64,
+}
+
 impl PendingFlows {
     /// Pending flows holding at most `cap` (at least one) in memory.
     pub fn new(cap: usize) -> Self {
@@ -75,9 +84,9 @@ impl PendingFlows {
         self.flows_in_files() + self.in_memory as u64
     }
 
-    /// How many pending flows are in files (as written: a file that fails to read back
-    /// loses some of them, which [`PendingFlows::drain`] counts).
-    pub fn flows_in_files(&self) -> u64 {
+    /// How many pending flows are in files (as last written: a file that fails to read
+    /// back loses some of them, which [`PendingFlows::drain`] counts).
+    fn flows_in_files(&self) -> u64 {
         self.runs.stack.iter().map(|(_, run)| run.flows).sum()
     }
 
@@ -129,7 +138,7 @@ impl PendingFlows {
         }
         let mut kept = PendingFlows::like(self);
         let mut written = Ok(());
-        let unread = self.drain(|flows| {
+        let Drained { unread, .. } = self.drain(|flows| {
             if written.is_ok() {
                 let flows = flows.iter().filter(|f| keep(f)).map(|&f| f.clone());
                 written = kept.push_all(flows.collect());
@@ -143,8 +152,10 @@ impl PendingFlows {
     /// Every pending flow, in files and in memory, handed to `sink` as one stream in
     /// detection order: all at once when none is in files, else in batches of at most
     /// 65 536 (the rules read them one by one; batches only spread the cost); none is
-    /// pending after. Returns how many flows were lost to files that failed to read back.
-    pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> u64 {
+    /// pending after. Returns how many were in files, and how many of those were lost to
+    /// files that failed to read back.
+    pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> Drained {
+        let in_files = self.flows_in_files();
         let chunks = std::mem::take(&mut self.chunks);
         let order = sorted(&chunks, std::mem::take(&mut self.in_memory));
         let unread = std::mem::take(&mut self.unread);
@@ -164,7 +175,7 @@ impl PendingFlows {
         if !chunks.is_empty() {
             rayon::spawn(move || drop(chunks));
         }
-        unread
+        Drained { in_files, unread }
     }
 
     /// When the flows in memory fill a batch, sorts them and writes them to a file.
@@ -783,14 +794,22 @@ mod tests {
         vectors
     }
 
-    fn drained(pending: &mut PendingFlows) -> (u64, Vec<UsableFlow>) {
+    fn drained(pending: &mut PendingFlows) -> (Drained, Vec<UsableFlow>) {
         let mut got = Vec::new();
-        let unread = pending.drain(|b| got.extend(b.iter().map(|&f| f.clone())));
-        (unread, got)
+        let drained = pending.drain(|b| got.extend(b.iter().map(|&f| f.clone())));
+        (drained, got)
+    }
+
+    /// `in_files` flows were in files and none was lost.
+    fn read_back(in_files: u64) -> Drained {
+        Drained {
+            in_files,
+            unread: 0,
+        }
     }
 
     /// Pending flows come out as one stable sort of everything pushed, whatever the cap:
-    /// in memory, in files, or both. Every full batch but the last is in files, however
+    /// in memory, in files, or both. Every full batch but the last was in files, however
     /// the flows came (one by one or in vectors of any length).
     #[test]
     fn pending_flows_drain_as_one_stable_sort() {
@@ -809,13 +828,9 @@ mod tests {
             }
             assert_eq!(pending.len(), 351);
             assert_eq!(pending.in_files(), cap < 351, "cap {cap}");
-            let full_batches_but_last = (351 - 1) / cap as u64;
-            assert_eq!(
-                pending.flows_in_files(),
-                cap as u64 * full_batches_but_last,
-                "cap {cap}"
-            );
-            assert_eq!(drained(&mut pending), (0, want.clone()), "cap {cap}");
+            let in_files = (351 - 1) / cap as u64 * cap as u64;
+            let want = (read_back(in_files), want.clone());
+            assert_eq!(drained(&mut pending), want, "cap {cap}");
             assert!(pending.len() == 0 && !pending.in_files());
         }
     }
@@ -841,8 +856,8 @@ mod tests {
             pending.retain(keep).unwrap();
             assert_eq!(pending.len(), want.len() as u64, "cap {cap}");
             let in_files = (want.len() as u64 - 1) / cap as u64 * cap as u64;
-            assert_eq!(pending.flows_in_files(), in_files, "cap {cap}");
-            assert_eq!(drained(&mut pending), (0, want.clone()), "cap {cap}");
+            let want = (read_back(in_files), want.clone());
+            assert_eq!(drained(&mut pending), want, "cap {cap}");
         }
     }
 
@@ -859,14 +874,14 @@ mod tests {
         test_files::allow(1);
         assert!(pending.push_all(flows.clone()).is_err());
         assert_eq!((pending.len(), pending.in_memory), (30, 20));
-        assert_eq!(drained(&mut pending), (0, want.clone()));
+        assert_eq!(drained(&mut pending), (read_back(10), want.clone()));
 
         test_files::allow(2);
         pending.push_all(flows[..25].to_vec()).unwrap();
         assert!(pending.retain(|_| true).is_err(), "the third file fails");
         test_files::allow(usize::MAX);
         // Rewritten 10 at a time: the first 10 fill memory, the next 10 need a file.
-        assert_eq!(drained(&mut pending), (0, want[5..25].to_vec()));
+        assert_eq!(drained(&mut pending), (read_back(0), want[5..25].to_vec()));
     }
 
     /// A run of `flows` whose file ends `missing` flows before its count says, as a

@@ -308,12 +308,11 @@ impl<'a> Feed<'a> {
     /// run stored (as reading the tables back counts them), not only those the shards
     /// and decoders handed over.
     fn detected(&self, mut detector: Detector<'_>, mut gathered: PendingFlows) -> Detection {
-        let in_files = gathered.flows_in_files();
-        let unread = gathered.drain(|flows| detector.push_in_order(flows));
+        let drained = gathered.drain(|flows| detector.push_in_order(flows));
         let mut detection = detector.finish();
         (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
-        detection.stats.flows_unread += unread;
-        detection.stats.flows_in_files += in_files;
+        detection.stats.flows_unread += drained.unread;
+        detection.stats.flows_in_files += drained.in_files;
         detection
     }
 }

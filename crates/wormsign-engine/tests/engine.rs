@@ -225,8 +225,9 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = drivelife(dir.path(), 5);
     let control = Control::default();
+    const SMALL_CAP: usize = 10;
     let small_cap = DetectConfig {
-        max_pending_flows: 10,
+        max_pending_flows: SMALL_CAP,
         ..DetectConfig::default()
     };
     let mut reference = None;
@@ -272,8 +273,8 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
         let in_files = std::mem::take(&mut detection.stats.flows_in_files);
         let used = detection.stats.flows_used;
         assert!(
-            used > 2 * 10,
-            "{used} usable flows: two batches of the small cap"
+            used > 2 * SMALL_CAP as u64,
+            "{used} usable flows: more than two batches of the small cap"
         );
         assert_eq!(
             in_files,

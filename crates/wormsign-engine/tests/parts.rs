@@ -252,18 +252,20 @@ fn tagged_flows_run_by_part_and_merged_are_detect_dir() {
     // Tasks hold more flows than the detector keeps in memory, and get them in the
     // reverse of file order, as a shuffle may deal them: the detector must sort them,
     // through its sorted batches in temporary files.
+    const SMALL_RUNS: usize = 64;
     let small_runs = DetectConfig {
-        max_pending_flows: 64,
+        max_pending_flows: SMALL_RUNS,
         ..c.clone()
+    };
+    let part_of = |b: &arrow_array::RecordBatch| {
+        let part = b.column_by_name(PART_COLUMN).unwrap();
+        let part = part.as_any().downcast_ref::<arrow_array::Int32Array>();
+        part.unwrap().clone()
     };
     let task = |wanted: &[i32]| {
         let mut runner = PartRunner::new(small_runs.clone(), events.clone(), parts);
         for b in tagged.iter().rev() {
-            let part = b.column_by_name(PART_COLUMN).unwrap();
-            let part = part
-                .as_any()
-                .downcast_ref::<arrow_array::Int32Array>()
-                .unwrap();
+            let part = part_of(b);
             let mask = arrow_array::BooleanArray::from_iter(
                 part.iter().map(|p| Some(wanted.contains(&p.unwrap()))),
             );
@@ -283,18 +285,15 @@ fn tagged_flows_run_by_part_and_merged_are_detect_dir() {
     );
     let bytes: Vec<Vec<u8>> = found.into_iter().rev().map(|(_, b)| b).collect();
     let mut merged = merge_parts(&c, &events, &bytes, parts, flows).unwrap();
-    // Each part's detector held every full batch of 64 of its flows but the last in files.
+    // Each part's detector held every full batch of its flows but the last in files.
     let mut per_part = std::collections::BTreeMap::<i32, u64>::new();
     for b in &tagged {
-        let part = b.column_by_name(PART_COLUMN).unwrap();
-        let part = part
-            .as_any()
-            .downcast_ref::<arrow_array::Int32Array>()
-            .unwrap();
+        let part = part_of(b);
         part.iter()
             .for_each(|p| *per_part.entry(p.unwrap()).or_default() += 1);
     }
-    let batches_but_last: u64 = per_part.values().map(|n| (n - 1) / 64 * 64).sum();
+    let batch = SMALL_RUNS as u64;
+    let batches_but_last: u64 = per_part.values().map(|n| (n - 1) / batch * batch).sum();
     let in_files = std::mem::take(&mut merged.stats.flows_in_files);
     assert_eq!(in_files, batches_but_last, "held in the parts' files");
     assert!(in_files > 0 && whole.stats.flows_in_files == 0);
