@@ -8,10 +8,9 @@
 # more than max_pending_flows: a cap never reached proves nothing) and that peak RSS
 # does not grow with N: the flow table is capped by --max-flows, the detection's
 # per-source state by max_sources and its flow batches by max_pending_flows (both in a
-# rules file written here). Beyond max_pending_flows the
-# pipeline's feed to detection writes each batch sorted to a temporary file in TMPDIR
-# (74 bytes a flow: about 1.5 GB for the default 20 M SYNs), which RSS does not count
-# unless TMPDIR is a tmpfs.
+# rules file written here). Beyond max_pending_flows the pipeline's feed to detection
+# writes each batch sorted to a temporary file in TMPDIR (74 bytes a flow: about 1.5 GB
+# for the default 20 M SYNs), which RSS does not count unless TMPDIR is a tmpfs.
 #
 #   benches/synflood.sh                                     # 5 M, 10 M and 20 M SYNs
 #   WORMSIGN_FLOOD_SIZES="8000000 16000000" WORMSIGN_FLOOD_REPEAT=2 benches/synflood.sh
