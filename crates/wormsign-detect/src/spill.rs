@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rayon::slice::ParallelSliceMut;
 
+use crate::model::DetectStats;
 use crate::usable::UsableFlow;
 
 /// Bytes of one flow in a run: four 8-byte fields, the record index, two ports, the
@@ -50,12 +51,20 @@ pub struct PendingFlows {
 }
 
 /// What [`PendingFlows::drain`] counted of the flows it handed over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Drained {
-    /// Flows that were in files ([`crate::DetectStats::flows_in_files`]).
+    /// Flows that were in files ([`DetectStats::flows_in_files`]).
     pub in_files: u64,
-    /// Flows lost to files that failed to read back ([`crate::DetectStats::flows_unread`]).
+    /// Flows lost to files that failed to read back ([`DetectStats::flows_unread`]).
     pub unread: u64,
+}
+
+impl Drained {
+    /// Adds what was counted to the detection's counters.
+    pub fn count_in(self, stats: &mut DetectStats) {
+        stats.flows_in_files += self.in_files;
+        stats.flows_unread += self.unread;
+    }
 }
 
 impl PendingFlows {
@@ -828,7 +837,7 @@ mod tests {
             }
             assert_eq!(pending.len(), 351);
             assert_eq!(pending.in_files(), cap < 351, "cap {cap}");
-            let in_files = (351 - 1) / cap as u64 * cap as u64;
+            let in_files = wormsign_testutil::held_in_files(351, cap as u64);
             let want = (read_back(in_files), want.clone());
             assert_eq!(drained(&mut pending), want, "cap {cap}");
             assert!(pending.len() == 0 && !pending.in_files());
@@ -855,7 +864,7 @@ mod tests {
                 .unwrap();
             pending.retain(keep).unwrap();
             assert_eq!(pending.len(), want.len() as u64, "cap {cap}");
-            let in_files = (want.len() as u64 - 1) / cap as u64 * cap as u64;
+            let in_files = wormsign_testutil::held_in_files(want.len() as u64, cap as u64);
             let want = (read_back(in_files), want.clone());
             assert_eq!(drained(&mut pending), want, "cap {cap}");
         }

@@ -311,8 +311,7 @@ impl<'a> Feed<'a> {
         let drained = gathered.drain(|flows| detector.push_in_order(flows));
         let mut detection = detector.finish();
         (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
-        detection.stats.flows_unread += drained.unread;
-        detection.stats.flows_in_files += drained.in_files;
+        drained.count_in(&mut detection.stats);
         detection
     }
 }

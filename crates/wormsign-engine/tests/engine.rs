@@ -276,11 +276,8 @@ fn detection_fed_from_the_pipeline_equals_detect_dir() {
             used > 2 * SMALL_CAP as u64,
             "{used} usable flows: more than two batches of the small cap"
         );
-        assert_eq!(
-            in_files,
-            (used - 1) / cap * cap,
-            "{threads} threads, cap {cap}"
-        );
+        let held = wormsign_testutil::held_in_files(used, cap);
+        assert_eq!(in_files, held, "{threads} threads, cap {cap}");
         let first = reference.get_or_insert_with(|| detection.clone());
         assert_eq!(first, &detection, "{threads} threads vs 1");
     }

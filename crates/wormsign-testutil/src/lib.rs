@@ -114,6 +114,13 @@ pub fn require_tool(name: &str, arg: &str) -> bool {
     ok
 }
 
+/// How many of `usable` flows detection holds in temporary files with `max_pending_flows`
+/// at `cap` (its `flows_in_files`, while files can be written): every full batch but the
+/// last, since a batch is written only when a flow comes beyond it.
+pub fn held_in_files(usable: u64, cap: u64) -> u64 {
+    usable.saturating_sub(1) / cap * cap
+}
+
 /// SplitMix64 of an address and a seed: a random assignment of addresses to detection
 /// parts (`Partition::by(k, |ip| random_part(ip, seed))`), different for every seed and
 /// unrelated to the detector's own hash.
