@@ -248,9 +248,10 @@ def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
         sample_run, monkeypatch, recwarn):
     """Flows in reverse order, four usable flows held in memory: the batches beyond the
     cap are sorted into temporary files and merged, so detection is that of the tables in
-    order, and the stats count the flows held in files. Without a temporary directory the
-    batches go through as they come: later ones are late, and the library warns of it as
-    the command line does."""
+    order, and the stats count the flows held in files. Without a temporary directory up
+    to 16 times the cap are held in memory: with a cap that holds them all detection is
+    still the same, and warned of; with four, the batches beyond go through as they come:
+    later ones are late, and the library warns of both as the command line does."""
     opts = readme_options()
     tables = sample_run.tables()
     flows = tables["flows"]
@@ -267,10 +268,19 @@ def test_detection_beyond_its_cap_is_the_same_and_warns_when_files_fail(
         assert sorted_rows(getattr(merged, name)) == sorted_rows(getattr(sample_run.detection, name))
     assert not [w for w in recwarn if issubclass(w.category, wormsign.WormsignWarning)]
     monkeypatch.setenv("TMPDIR", str(REPO / "no-such-directory"))
+    held_all = dict(rules, max_pending_flows=(used + 15) // 16)
+    with pytest.warns(wormsign.WormsignWarning, match=r": \d+ more were held in memory$"):
+        held = wormsign.detect(tables, rules=held_all, **opts)
+    assert held.stats["late_flows"] == 0
+    assert held.stats["flows_held_without_files"] == used - held_all["max_pending_flows"]
+    for name in DETECTION_TABLES:
+        assert sorted_rows(getattr(held, name)) == sorted_rows(getattr(merged, name))
     with pytest.warns(wormsign.WormsignWarning, match="reached the rules after newer ones"):
         late = wormsign.detect(tables, rules=rules, **opts)
     assert late.stats["late_flows"] > 0
     assert late.stats["flows_in_files"] == 0
+    let_go, rest = divmod(used, 16 * 4 + 1)
+    assert late.stats["flows_held_without_files"] == let_go * (16 * 4 + 1 - 4) + max(rest - 4, 0)
 
 
 @pytest.mark.parametrize("writer", ["pyarrow-snappy", "pyarrow-gzip", "pyarrow-lz4", "duckdb"])

@@ -181,9 +181,11 @@ fn wannacry_lateral_end_to_end() {
 /// at the end, so with 1, 2 and 8 threads no flow reaches the rules late and every output
 /// is that of one sorted run, in `analyze` (still fed from the pipeline) and in `detect
 /// DIR`; the summary counts the flows held in files. Where no temporary file can be
-/// made, `analyze` reads the tables back and the batches go through as they come: the
-/// run still succeeds, writes every output, says why, and counts the flows that came
-/// late.
+/// made, up to 16 times the cap are held in memory: at a cap of 8 every output is still
+/// that of one sorted run, warned of and counted. At a cap of 4 `analyze` reads the tables
+/// back and the batches beyond the held flows go through as they come: the run still
+/// succeeds, writes every output, says why, and counts the flows held and those that
+/// came late.
 #[test]
 fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let Some(pcap) = wormsign_testutil::shared_capture("smb/wannacry_lateral.pcap") else {
@@ -220,43 +222,44 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let again = detect_into(&whole, "cap4", &["--rules", rules]);
     assert_same(&reference, &again, "detect DIR, cap 4");
 
-    let summary = whole.dir.path().join("no-tmp.json");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_wormsign"))
-        .env("TMPDIR", whole.dir.path().join("missing"))
-        .args([
-            "analyze",
-            "-q",
-            "--threads",
-            "8",
-            "--rules",
-            rules,
-            "--summary-json",
-        ])
-        .arg(&summary)
-        .arg("--out")
-        .arg(whole.dir.path().join("no-tmp"))
-        .arg(&pcap)
-        .output()
-        .expect("running wormsign");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "without a temporary directory: {stderr}"
+    let held_note = "usable flows beyond max_pending_flows (see TMPDIR): ";
+    let cap8 = whole.dir.path().join("cap8.toml");
+    std::fs::write(&cap8, "max_pending_flows = 8\n").expect("writing cap8.toml");
+    let (stderr, d, out) = analyze_without_tmpdir(&whole, &pcap, &cap8);
+    let held = used.map(|n| n - 8);
+    assert_eq!(
+        (d["input"].as_str(), d["late_flows"].as_u64()),
+        (Some("pipeline"), Some(0)),
+        "{d}"
     );
+    assert_eq!(d["flows_held_without_files"].as_u64(), held, "{d}");
+    let printed: Vec<&str> = stderr.lines().collect();
+    let want = format!("{held_note}{} more were held in memory", held.unwrap_or(0));
+    assert!(
+        printed.len() == 1 && printed[0].ends_with(&want),
+        "{stderr}"
+    );
+    assert_same(&reference, &out, "no temporary directory, cap 8");
+
+    let (stderr, d, _) = analyze_without_tmpdir(&whole, &pcap, Path::new(rules));
     assert!(
         stderr.contains(
             "warning: detection: no temporary file for the usable flows beyond max_pending_flows ("
         ) && stderr.contains("the stored tables were read back"),
         "{stderr}"
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("JSON");
-    let d = &summary["detection"];
     assert_eq!(
         (d["input"].as_str(), d["flows_used"].as_u64()),
         (Some("tables"), used),
         "without a temporary directory"
     );
+    let held = used.map(|n| wormsign_testutil::held_without_files(n, 4));
+    assert!(
+        held.is_some_and(|n| n > 64),
+        "{held:?}: a batch went through"
+    );
+    assert_eq!(d["flows_held_without_files"].as_u64(), held, "{d}");
+    assert!(stderr.contains(held_note), "{stderr}");
     // How many came late depends on the order the shards stored them in; any are
     // warned of.
     assert_eq!(d["flows_unread"].as_u64(), Some(0), "{d}");
@@ -275,7 +278,33 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
         .lines()
         .filter(|l| l.contains("warning: detection: "));
     assert_eq!(warned.len(), printed.count(), "{d} {stderr}");
-    outputs(&whole.dir.path().join("no-tmp"));
+}
+
+/// `analyze -q` of `pcap` with `rules` and `TMPDIR` naming a missing directory: its
+/// stderr (it must succeed), the summary's detection counters and its outputs.
+fn analyze_without_tmpdir(whole: &Run, pcap: &Path, rules: &Path) -> (String, Value, Outputs) {
+    let name = rules.file_stem().expect("a rules file name");
+    let out = whole.dir.path().join(name).with_extension("no-tmp");
+    let summary = out.with_extension("json");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_wormsign"))
+        .env("TMPDIR", whole.dir.path().join("missing"))
+        .args(["analyze", "-q", "--threads", "8", "--rules"])
+        .arg(rules)
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--out")
+        .arg(&out)
+        .arg(pcap)
+        .output()
+        .expect("running wormsign");
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(
+        run.status.success(),
+        "without a temporary directory: {stderr}"
+    );
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("JSON");
+    (stderr, summary["detection"].clone(), outputs(&out))
 }
 
 #[test]

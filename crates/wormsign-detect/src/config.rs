@@ -237,10 +237,12 @@ settings! {
         /// that while 64 files are merged into one; on a tmpfs they take memory too) and
         /// all are merged at the end, so the rules read every flow in time order (the
         /// flows held in files counted in [`crate::DetectStats::flows_in_files`]). If no
-        /// file can be written, a batch goes through the rules at once and flows of
-        /// later batches older than its newest are counted in
-        /// [`crate::DetectStats::late_flows`]: results may then depend on input order
-        /// (`analyze` first reads its stored tables back, with the same cap). The
+        /// file can be written, up to 16 times this many are held in memory instead
+        /// (counted in [`crate::DetectStats::flows_held_without_files`]); beyond, a batch
+        /// goes through the rules at once and flows of later batches older than its
+        /// newest are counted in [`crate::DetectStats::late_flows`]: results may then
+        /// depend on input order (`analyze` first reads its stored tables back, with the
+        /// same cap). The
         /// default keeps detection's memory flat once a capture has more than this many
         /// usable flows, at a few percent more time where it has many (default 65 536).
         #[serde(deserialize_with = "at_least::<1, _>")]

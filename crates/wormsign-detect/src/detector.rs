@@ -281,8 +281,9 @@ impl<'a> Detector<'a> {
         self.filter.clone()
     }
 
-    /// Runs every pending flow through the rules, in one order: at the end, or when a
-    /// full batch could not be written to a file (then later batches can be late).
+    /// Runs every pending flow through the rules, in one order: at the end, or when no
+    /// file could be written and the flows held in memory reached their limit (then
+    /// later batches can be late).
     fn run_pending(&mut self) {
         let empty = PendingFlows::like(&self.pending);
         let mut pending = std::mem::replace(&mut self.pending, empty);
@@ -323,6 +324,7 @@ impl<'a> Detector<'a> {
         found.stats.late_flows += self.stats.late_flows;
         found.stats.flows_unread += self.stats.flows_unread;
         found.stats.flows_in_files += self.stats.flows_in_files;
+        found.stats.flows_held_without_files += self.stats.flows_held_without_files;
         PartFindings(found)
     }
 
@@ -493,17 +495,21 @@ mod tests {
         assert_eq!(beside, inline);
     }
 
-    /// `d` with its count of flows held in files taken out, and that count.
-    fn apart_from_files(mut d: Detection) -> (Detection, u64) {
+    /// `d` with its counts of flows held in files and held in memory without files taken
+    /// out, and those counts.
+    fn apart_from_files(mut d: Detection) -> (Detection, u64, u64) {
         let in_files = std::mem::take(&mut d.stats.flows_in_files);
-        (d, in_files)
+        let held = std::mem::take(&mut d.stats.flows_held_without_files);
+        (d, in_files, held)
     }
 
     /// Beyond `max_pending_flows` every batch but the last is written to a temporary
     /// file and all are merged at the end: flows in time order, or reversed, give the
     /// one-batch result, and the summary counts the flows held in files. When files can
-    /// no longer be written, a batch goes through with the batches written before it, so
-    /// flows in time order are never late, and every flow is still used once.
+    /// no longer be written, up to 16 times the cap are held in memory (the result is
+    /// still the one-batch result, and the summary counts them); beyond, they go through
+    /// with the batches written before, so flows in time order are never late, and every
+    /// flow is still used once.
     #[test]
     fn batches_beyond_the_cap_are_merged_in_time_order() {
         let mut flows = scanners_then_newcomers();
@@ -523,25 +529,44 @@ mod tests {
         let in_files = wormsign_testutil::held_in_files(flows.len() as u64, 500);
         assert_eq!(
             apart_from_files(detect(&small, &reversed, &[], &[])),
-            (whole.clone(), in_files)
+            (whole.clone(), in_files, 0)
         );
+        let n = flows.len() as u64;
         for files in [0, 3] {
-            let mut detector = Detector::new(&small, &[], &[]);
-            detector
-                .pending
-                .set_files(crate::spill::test_files::limited);
-            crate::spill::test_files::allow(files);
-            flows.iter().for_each(|f| detector.push(f));
-            let d = detector.finish();
-            crate::spill::test_files::allow(usize::MAX);
-            assert_eq!(d.stats.late_flows, 0, "{files} files");
+            let d = detect_with_files(&small, &flows, files);
             let batches_written = files as u64 * 500;
+            let held = n - batches_written - 500;
             assert_eq!(
                 apart_from_files(d),
-                (whole.clone(), batches_written),
+                (whole.clone(), batches_written, held),
                 "{files} files"
             );
         }
+        // At a cap of 100, 1 600 are held: the first 1 601 flows go through (1 501 held
+        // beyond the cap), then the next 1 601, then the last 733.
+        let tiny = DetectConfig {
+            max_pending_flows: 100,
+            ..config.clone()
+        };
+        let held = wormsign_testutil::held_without_files(n, 100);
+        assert_eq!((n, held), (3935, 2 * 1501 + 633));
+        let d = detect_with_files(&tiny, &flows, 0);
+        assert_eq!(apart_from_files(d), (whole.clone(), 0, held), "cap 100");
+    }
+
+    /// The detection of `flows` pushed one by one when only `files` temporary files can
+    /// be written; no flow comes late.
+    fn detect_with_files(config: &DetectConfig, flows: &[FlowRecord], files: usize) -> Detection {
+        let mut detector = Detector::new(config, &[], &[]);
+        detector
+            .pending
+            .set_files(crate::spill::test_files::limited);
+        crate::spill::test_files::allow(files);
+        flows.iter().for_each(|f| detector.push(f));
+        let d = detector.finish();
+        crate::spill::test_files::allow(usize::MAX);
+        assert_eq!(d.stats.late_flows, 0, "{files} files");
+        d
     }
 
     /// The filter asks for the responder address only when the port leaves the answer

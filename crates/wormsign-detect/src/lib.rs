@@ -78,10 +78,11 @@
 //! the batches are merged at the end (an external merge sort, `spill.rs`; the flows held
 //! in files counted in [`DetectStats::flows_in_files`]), so every result (alert ids
 //! included) is a function of the input set alone, the project's "identical for any
-//! `--threads`" invariant, however many flows there are. Only if no
-//! temporary file can be written does a batch go through at once (merged with those
-//! written before it), flows of later batches older than its newest counted
-//! ([`DetectStats::late_flows`]). State is capped: scanning sources at
+//! `--threads`" invariant, however many flows there are. If no temporary file can be
+//! written, up to 16 times the batch are held in memory instead (counted in
+//! [`DetectStats::flows_held_without_files`]); only beyond that does a batch go through
+//! at once (merged with those written before it), flows of later batches older than its
+//! newest counted ([`DetectStats::late_flows`]). State is capped: scanning sources at
 //! [`DetectConfig::max_sources`] (the least recently active eighth of the unflagged ones
 //! evicted, [`DetectStats::sources_evicted`]), pairs and kept sessions at 64 times that
 //! (new ones refused, [`DetectStats::entries_refused`]), and distinct-destination sets

@@ -259,9 +259,9 @@ pub struct DetectStats {
     pub saturated_sets: u64,
     /// Flows gathered for the rules (the rest could not match any).
     pub flows_used: u64,
-    /// Flows that reached the rules after a later flow had: only when a batch of
-    /// [`crate::DetectConfig::max_pending_flows`] could not be written to a temporary
-    /// file; 0 means the rules saw every flow in time order and results do not depend on
+    /// Flows that reached the rules after a later flow had: only when no temporary file
+    /// could be written and more than 16 times [`crate::DetectConfig::max_pending_flows`]
+    /// were pending; 0 means the rules saw every flow in time order and results do not depend on
     /// input order.
     pub late_flows: u64,
     /// Usable flows written to a temporary file beyond
@@ -278,6 +278,11 @@ pub struct DetectStats {
     /// distributed detection counts its own, so a flow between two parts' addresses
     /// counts twice.
     pub flows_in_files: u64,
+    /// Usable flows held in memory beyond [`crate::DetectConfig::max_pending_flows`]
+    /// because no temporary file could be written (up to 16 times that many; beyond, a
+    /// batch goes through the rules at once, see [`DetectStats::late_flows`]). 0 while
+    /// files can be written.
+    pub flows_held_without_files: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].
     pub sources_evicted: u64,
@@ -303,6 +308,7 @@ impl DetectStats {
             late_flows,
             flows_unread,
             flows_in_files,
+            flows_held_without_files,
             sources_evicted,
             entries_refused,
             flows_without_outcome,
@@ -317,6 +323,9 @@ impl DetectStats {
         self.late_flows = self.late_flows.saturating_add(late_flows);
         self.flows_unread = self.flows_unread.saturating_add(flows_unread);
         self.flows_in_files = self.flows_in_files.saturating_add(flows_in_files);
+        self.flows_held_without_files = self
+            .flows_held_without_files
+            .saturating_add(flows_held_without_files);
         self.sources_evicted = self.sources_evicted.saturating_add(sources_evicted);
         self.entries_refused = self.entries_refused.saturating_add(entries_refused);
         self.flows_without_outcome = self

@@ -28,6 +28,12 @@ const RESP_V6: u8 = 1 << 5;
 /// Read and write buffer of each run: the merge holds one per run.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Once no temporary file can be written, how many times the cap of flows are held in
+/// memory before pushing fails: 1 048 576 at the default cap of 65 536, which was the cap
+/// before detection had files, so a machine without a writable `TMPDIR` keeps results
+/// exact up to there.
+const HELD_WITHOUT_FILES: usize = 16;
+
 /// Runs merged into one at a time, and the most runs of one level held: files stay
 /// open (they have no name) and each needs a buffer while merging, so a low cap over
 /// many flows must not mean one open file per batch (the usual limit is 1 024).
@@ -35,7 +41,9 @@ const FAN_IN: usize = 64;
 
 /// Usable flows waiting for the rules: up to a cap in memory, in the vectors they came
 /// in (not gathered into one), and beyond it each full batch sorted into a temporary
-/// file. [`PendingFlows::drain`] hands them all over as one stream in
+/// file. When a file cannot be written, no file is tried again until they are drained,
+/// and up to [`HELD_WITHOUT_FILES`] times the cap are held in memory before pushing
+/// fails. [`PendingFlows::drain`] hands them all over as one stream in
 /// [`UsableFlow::detection_cmp`] order, ties in the order they came, so what the rules
 /// see depends only on the set of flows. The detector keeps its flows in one; a pipeline
 /// can gather flows in one before the rules can start, then drain it into
@@ -48,6 +56,8 @@ pub struct PendingFlows {
     runs: Runs,
     /// Flows lost to files that failed to read back when they were rewritten.
     unread: u64,
+    /// Why a batch's file could not be written, once one could not.
+    unwritable: Option<String>,
 }
 
 /// What [`PendingFlows::drain`] counted of the flows it handed over.
@@ -57,6 +67,9 @@ pub struct Drained {
     pub in_files: u64,
     /// Flows lost to files that failed to read back ([`DetectStats::flows_unread`]).
     pub unread: u64,
+    /// Flows held in memory beyond the cap because no file could be written
+    /// ([`DetectStats::flows_held_without_files`]).
+    pub held: u64,
 }
 
 impl Drained {
@@ -64,6 +77,7 @@ impl Drained {
     pub fn count_in(self, stats: &mut DetectStats) {
         stats.flows_in_files += self.in_files;
         stats.flows_unread += self.unread;
+        stats.flows_held_without_files += self.held;
     }
 }
 
@@ -76,6 +90,7 @@ impl PendingFlows {
             in_memory: 0,
             runs: Runs::default(),
             unread: 0,
+            unwritable: None,
         }
     }
 
@@ -118,7 +133,8 @@ impl PendingFlows {
     /// Takes `flows`. A full batch is written to a file only when a flow comes beyond it
     /// (exactly `cap` flows write nothing), and batches end at the same flows as pushing
     /// them one by one would. If a file cannot be written, the flows stay in memory,
-    /// beyond the cap, and the error says so: the caller then drains them or lets them go.
+    /// beyond the cap; once [`HELD_WITHOUT_FILES`] times the cap are, the flows after
+    /// stay too and the error says so: the caller then drains them or lets them go.
     pub fn push_all(&mut self, mut flows: Vec<UsableFlow>) -> io::Result<()> {
         while !flows.is_empty() {
             if let Err(e) = self.make_room() {
@@ -126,7 +142,7 @@ impl PendingFlows {
                 self.chunks.push(flows);
                 return Err(e);
             }
-            let rest = flows.split_off(flows.len().min(self.cap - self.in_memory));
+            let rest = flows.split_off(flows.len().min(self.limit() - self.in_memory));
             self.in_memory += flows.len();
             self.chunks.push(flows);
             flows = rest;
@@ -137,7 +153,8 @@ impl PendingFlows {
     /// Keeps only the flows `keep` accepts. Flows in files are read back and those kept
     /// written again, so that costs one pass over them, and for that while up to three
     /// times the cap in memory (the flows held, the merge's batch, the kept batch) and
-    /// the files twice on disk. If a file cannot be written, the error says so and the
+    /// the files twice on disk. If a file cannot be written, the flows are held in memory
+    /// as [`PendingFlows::push_all`] holds them; beyond that, the error says so and the
     /// flows not yet rewritten are dropped: the caller must then let all of them go.
     pub fn retain(&mut self, mut keep: impl FnMut(&UsableFlow) -> bool) -> io::Result<()> {
         if !self.in_files() {
@@ -161,10 +178,15 @@ impl PendingFlows {
     /// Every pending flow, in files and in memory, handed to `sink` as one stream in
     /// detection order: all at once when none is in files, else in batches of at most
     /// 65 536 (the rules read them one by one; batches only spread the cost); none is
-    /// pending after. Returns how many were in files, and how many of those were lost to
-    /// files that failed to read back.
+    /// pending after. Returns how many were in files, how many of those were lost to
+    /// files that failed to read back, and how many were held in memory beyond the cap
+    /// because no file could be written. Files are tried again after.
     pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> Drained {
         let in_files = self.flows_in_files();
+        let held = match self.unwritable.take() {
+            Some(_) => self.in_memory.saturating_sub(self.cap) as u64,
+            None => 0,
+        };
         let chunks = std::mem::take(&mut self.chunks);
         let order = sorted(&chunks, std::mem::take(&mut self.in_memory));
         let unread = std::mem::take(&mut self.unread);
@@ -184,19 +206,44 @@ impl PendingFlows {
         if !chunks.is_empty() {
             rayon::spawn(move || drop(chunks));
         }
-        Drained { in_files, unread }
+        Drained {
+            in_files,
+            unread,
+            held,
+        }
     }
 
-    /// When the flows in memory fill a batch, sorts them and writes them to a file.
+    /// How many flows memory holds before a batch must go to a file, or once no file can
+    /// be written, before pushing fails.
+    fn limit(&self) -> usize {
+        match self.unwritable {
+            Some(_) => self.cap.saturating_mul(HELD_WITHOUT_FILES),
+            None => self.cap,
+        }
+    }
+
+    /// When the flows in memory fill a batch, sorts them and writes them to a file; when
+    /// that fails, holds them (and fails only at the held limit).
     fn make_room(&mut self) -> io::Result<()> {
-        if self.in_memory < self.cap {
+        if self.in_memory < self.limit() {
             return Ok(());
         }
+        if let Some(why) = &self.unwritable {
+            let held = self.in_memory;
+            return Err(io::Error::other(format!(
+                "{why}; {held} usable flows held in memory"
+            )));
+        }
         let order = sorted(&self.chunks, self.in_memory);
-        self.runs.write(&order)?;
+        let written = self.runs.write(&order);
         drop(order);
-        self.chunks.clear();
-        self.in_memory = 0;
+        match written {
+            Ok(()) => {
+                self.chunks.clear();
+                self.in_memory = 0;
+            }
+            Err(e) => self.unwritable = Some(e.to_string()),
+        }
         Ok(())
     }
 
@@ -814,6 +861,7 @@ mod tests {
         Drained {
             in_files,
             unread: 0,
+            held: 0,
         }
     }
 
@@ -871,26 +919,74 @@ mod tests {
     }
 
     /// A full batch whose file cannot be written stays in memory with the flows after it,
-    /// the error says so, and draining still gives every flow in order. A retain that
-    /// cannot write its files says so too (and drops what it had not rewritten).
+    /// up to [`HELD_WITHOUT_FILES`] times the cap, no file tried again, and draining
+    /// gives every flow in order and counts those held beyond the cap. Beyond that
+    /// limit the error says so, and every flow still stays. A retain whose third file
+    /// fails holds the rest the same way; one beyond the limit says so (and drops what
+    /// it had not rewritten).
     #[test]
     fn a_batch_without_a_file_stays_in_memory() {
-        let flows: Vec<UsableFlow> = (0..30).rev().map(|i| flow(i, i as u64, addr4())).collect();
+        const CAP: usize = 10;
+        const HELD: usize = CAP * HELD_WITHOUT_FILES;
+        let flows: Vec<UsableFlow> = (0..HELD as i64 + 20)
+            .rev()
+            .map(|i| flow(i, i as u64, addr4()))
+            .collect();
         let mut want = flows.clone();
         want.reverse();
-        let mut pending = PendingFlows::new(10);
+        let mut pending = PendingFlows::new(CAP);
         pending.set_files(test_files::limited);
         test_files::allow(1);
-        assert!(pending.push_all(flows.clone()).is_err());
-        assert_eq!((pending.len(), pending.in_memory), (30, 20));
-        assert_eq!(drained(&mut pending), (read_back(10), want.clone()));
+        pending.push_all(flows[..30].to_vec()).unwrap();
+        assert_eq!(test_files::left(), 0, "the second batch's file failed");
+        test_files::allow(usize::MAX);
+        pending.push_all(flows[30..HELD].to_vec()).unwrap();
+        assert_eq!(
+            (pending.len(), pending.in_memory),
+            (HELD as u64, HELD - CAP)
+        );
+        assert_eq!(test_files::left(), usize::MAX, "no file tried again");
+        let mut sorted_head = flows[..HELD].to_vec();
+        sorted_head.reverse();
+        let held = Drained {
+            held: (HELD - 2 * CAP) as u64,
+            ..read_back(CAP as u64)
+        };
+        assert_eq!(drained(&mut pending), (held, sorted_head));
+
+        test_files::allow(0);
+        let err = pending.push_all(flows.clone()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(&format!("; {HELD} usable flows held in memory")),
+            "{err}"
+        );
+        assert_eq!(pending.in_memory, flows.len(), "every flow stays");
+        let held = Drained {
+            held: (flows.len() - CAP) as u64,
+            ..read_back(0)
+        };
+        assert_eq!(drained(&mut pending), (held, want.clone()));
 
         test_files::allow(2);
         pending.push_all(flows[..25].to_vec()).unwrap();
-        assert!(pending.retain(|_| true).is_err(), "the third file fails");
+        pending.retain(|_| true).unwrap();
         test_files::allow(usize::MAX);
-        // Rewritten 10 at a time: the first 10 fill memory, the next 10 need a file.
-        assert_eq!(drained(&mut pending), (read_back(0), want[5..25].to_vec()));
+        // Rewritten 10 at a time: the first 10 fill memory, the next 15 are held.
+        let held = Drained {
+            held: 15,
+            ..read_back(0)
+        };
+        assert_eq!(drained(&mut pending), (held, want[HELD - 5..].to_vec()));
+
+        test_files::allow(2);
+        pending.push_all(flows.clone()).unwrap();
+        assert_eq!(pending.flows_in_files(), 2 * CAP as u64);
+        test_files::allow(0);
+        assert!(pending.retain(|_| true).is_err(), "beyond the held limit");
+        test_files::allow(usize::MAX);
+        // Rewritten 10 at a time: the 17th batch fails and stays, the 18th is dropped.
+        assert_eq!(pending.len(), (HELD + CAP) as u64);
     }
 
     /// A run of `flows` whose file ends `missing` flows before its count says, as a
@@ -931,6 +1027,11 @@ pub(crate) mod test_files {
     /// as good as all).
     pub(crate) fn allow(n: usize) {
         LEFT.with(|left| left.set(n));
+    }
+
+    /// How many more files this thread may write.
+    pub(crate) fn left() -> usize {
+        LEFT.with(Cell::get)
     }
 
     /// A temporary file while any are allowed, else one opened read-only, so that

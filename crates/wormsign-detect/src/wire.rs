@@ -36,7 +36,7 @@ impl std::fmt::Display for PartFindingsError {
 impl std::error::Error for PartFindingsError {}
 
 /// The version of the layout below; bytes of another are refused.
-const LAYOUT: u32 = 3;
+const LAYOUT: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct Wire {

@@ -50,7 +50,7 @@ pub struct Detected {
     pub detection: Detection,
     /// Tables that were missing (detection went on without them), and temporary files
     /// for the usable flows beyond `max_pending_flows` that could not be written or read
-    /// back (what that cost).
+    /// back (what that cost: flows held in memory, late or unread).
     pub warnings: Vec<String>,
     /// Provenance for the outputs' metadata: the version, the inputs of the flows, the
     /// rules.
@@ -223,15 +223,23 @@ pub fn detect_dir(in_dir: &Path, config: &DetectConfig) -> Result<Detected, Erro
 }
 
 /// What the temporary files of the usable flows beyond `max_pending_flows` cost
-/// `detection`, from its counters (late and unread flows): nothing unless the disk
-/// failed. [`Detected`] carries them; callers of [`detect_tables`] and
-/// [`merge_parts`](crate::merge_parts), which return a bare [`Detection`], ask here.
+/// `detection`, from its counters (flows held in memory without files, late and unread
+/// flows): nothing unless the disk failed. [`Detected`] carries them; callers of
+/// [`detect_tables`] and [`merge_parts`](crate::merge_parts), which return a bare
+/// [`Detection`], ask here.
 pub fn spill_warnings(detection: &Detection) -> Vec<String> {
     let DetectStats {
         late_flows,
         flows_unread,
+        flows_held_without_files: held,
         ..
     } = detection.stats;
+    let held = (held > 0).then(|| {
+        format!(
+            "detection: no temporary file could be written for the usable flows beyond \
+             max_pending_flows (see TMPDIR): {held} more were held in memory"
+        )
+    });
     let late = (late_flows > 0).then(|| {
         format!(
             "detection: {late_flows} usable flows reached the rules after newer ones, \
@@ -245,7 +253,7 @@ pub fn spill_warnings(detection: &Detection) -> Vec<String> {
              TMPDIR) could not be read back: the rules did not see them"
         )
     });
-    late.into_iter().chain(unread).collect()
+    held.into_iter().chain(late).chain(unread).collect()
 }
 
 /// Detection's inputs, decoded from the tables once: for running many rule sets over the
@@ -642,6 +650,7 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
         "late_flows": s.late_flows,
         "flows_unread": s.flows_unread,
         "flows_in_files": s.flows_in_files,
+        "flows_held_without_files": s.flows_held_without_files,
         "flows_without_outcome": s.flows_without_outcome,
         "dns_events": s.dns_events,
         "arp_events": s.arp_events,
@@ -701,8 +710,8 @@ pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
 mod tests {
     use super::*;
 
-    /// Late and unread flows are each warned of with their count; a detection with
-    /// neither has no warning.
+    /// Flows held without files, late and unread flows are each warned of with their
+    /// count; a detection with none has no warning.
     #[test]
     fn temporary_files_that_failed_are_warned_of() {
         let mut d = Detection::default();
@@ -720,6 +729,13 @@ mod tests {
         );
         (d.stats.late_flows, d.stats.flows_unread) = (1, 1);
         assert_eq!(spill_warnings(&d).len(), 2);
+        (d.stats.late_flows, d.stats.flows_unread) = (0, 0);
+        d.stats.flows_held_without_files = 5;
+        let held = spill_warnings(&d);
+        assert!(
+            held.len() == 1 && held[0].ends_with(": 5 more were held in memory"),
+            "{held:?}"
+        );
     }
 
     #[test]

@@ -26,8 +26,9 @@
 //!   when the rules run, so the result still depends only on the set of flows, for any
 //!   thread count, and memory stays bounded without reading the tables back. (The pass
 //!   above reads the flows in files back once, to drop those it reads again, and adds
-//!   the flows it finds the same way.) Only if a temporary file cannot be written does
-//!   the feed let go of what it gathered ([`FeedOutcome::ReadBack`], with the error for
+//!   the flows it finds the same way.) If a temporary file cannot be written, up to 16
+//!   times the cap are held in memory instead; only beyond that does the feed let go of
+//!   what it gathered ([`FeedOutcome::ReadBack`], with the error for
 //!   a warning), and detection reads the stored tables back, exactly as `wormsign
 //!   detect DIR` does.
 //!
@@ -198,8 +199,8 @@ impl<'a> Feed<'a> {
         Ok(session_events(batch, &mut self.sessions)?)
     }
 
-    /// Runs the detector over what was gathered, unless a temporary file for the flows
-    /// could not be written, or the run's DNS named C&C addresses beyond the configured
+    /// Runs the detector over what was gathered, unless the flows held without temporary
+    /// files outgrew their limit, or the run's DNS named C&C addresses beyond the configured
     /// ones and a picker turned down a flow to one of them (then their flows are read
     /// from the finished flows table, in [`Feed::finish`]). Called once every batch was
     /// stored and before the files end, so that the two overlap, writing its outputs too.

@@ -121,6 +121,16 @@ pub fn held_in_files(usable: u64, cap: u64) -> u64 {
     usable.saturating_sub(1) / cap * cap
 }
 
+/// How many of `usable` flows pushed one by one detection holds in memory beyond
+/// `max_pending_flows` at `cap` when no temporary file can be written (its
+/// `flows_held_without_files`): up to 16 times the cap are held; the flow beyond makes
+/// them all go through the rules, and the next flows start again.
+pub fn held_without_files(usable: u64, cap: u64) -> u64 {
+    let at_once = 16 * cap + 1;
+    let (let_go, rest) = (usable / at_once, usable % at_once);
+    let_go * (at_once - cap) + rest.saturating_sub(cap)
+}
+
 /// SplitMix64 of an address and a seed: a random assignment of addresses to detection
 /// parts (`Partition::by(k, |ip| random_part(ip, seed))`), different for every seed and
 /// unrelated to the detector's own hash.
