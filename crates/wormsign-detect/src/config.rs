@@ -242,9 +242,9 @@ settings! {
         /// goes through the rules at once and flows of later batches older than its
         /// newest are counted in [`crate::DetectStats::late_flows`]: results may then
         /// depend on input order (`analyze` first reads its stored tables back, with the
-        /// same cap). The
-        /// default keeps detection's memory flat once a capture has more than this many
-        /// usable flows, at a few percent more time where it has many (default 65 536).
+        /// same cap). The default keeps detection's memory flat once a capture has more
+        /// than this many usable flows, at a few percent more time where it has many
+        /// (default 65 536).
         #[serde(deserialize_with = "at_least::<1, _>")]
         pub max_pending_flows: usize = 1 << 16,
         /// `[scan]`: scan fan-out and failed first contacts.

@@ -26,8 +26,8 @@ use crate::{identity, timeline};
 /// [`FlowRecord::detection_cmp`], DNS and ARP events by all their fields), so the result
 /// depends only on the set of inputs, never on how many threads produced them (however
 /// many usable flows there are, as long as batches beyond
-/// [`DetectConfig::max_pending_flows`] can be written to temporary files; see
-/// [`Detector`]).
+/// [`DetectConfig::max_pending_flows`] can be written to temporary files, or held in
+/// memory up to 16 times that many; see [`Detector`]).
 pub fn detect(
     config: &DetectConfig,
     flows: &[FlowRecord],
@@ -245,8 +245,9 @@ impl<'a> Detector<'a> {
     }
 
     /// Takes many flows at once, keeping the usable ones in the vector they came in: the
-    /// same as pushing their records one by one (while temporary files can be written:
-    /// when one cannot, every flow of `flows` goes through the rules with the batch),
+    /// same as pushing their records one by one (while temporary files can be written or
+    /// the flows held without them are within their limit: beyond it, every flow of
+    /// `flows` goes through the rules with the batch),
     /// without moving tens of megabytes of flows into a vector of the detector's own.
     pub fn push_all(&mut self, mut flows: Vec<UsableFlow>) {
         self.stats.flows += flows.len() as u64;
@@ -531,9 +532,10 @@ mod tests {
             apart_from_files(detect(&small, &reversed, &[], &[])),
             (whole.clone(), in_files, 0)
         );
+        // Reversed, so that a batch going through before the end would make flows late.
         let n = flows.len() as u64;
         for files in [0, 3] {
-            let d = detect_with_files(&small, &flows, files);
+            let d = detect_with_files(&small, &reversed, files);
             let batches_written = files as u64 * 500;
             let held = n - batches_written - 500;
             assert_eq!(
@@ -555,7 +557,7 @@ mod tests {
     }
 
     /// The detection of `flows` pushed one by one when only `files` temporary files can
-    /// be written; no flow comes late.
+    /// be written; no flow may come late.
     fn detect_with_files(config: &DetectConfig, flows: &[FlowRecord], files: usize) -> Detection {
         let mut detector = Detector::new(config, &[], &[]);
         detector

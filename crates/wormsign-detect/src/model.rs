@@ -260,9 +260,9 @@ pub struct DetectStats {
     /// Flows gathered for the rules (the rest could not match any).
     pub flows_used: u64,
     /// Flows that reached the rules after a later flow had: only when no temporary file
-    /// could be written and more than 16 times [`crate::DetectConfig::max_pending_flows`]
-    /// were pending; 0 means the rules saw every flow in time order and results do not depend on
-    /// input order.
+    /// could be written and more than 16 times
+    /// [`crate::DetectConfig::max_pending_flows`] were pending; 0 means the rules saw
+    /// every flow in time order and results do not depend on input order.
     pub late_flows: u64,
     /// Usable flows written to a temporary file beyond
     /// [`crate::DetectConfig::max_pending_flows`] that could not be read back (an I/O
@@ -279,9 +279,11 @@ pub struct DetectStats {
     /// counts twice.
     pub flows_in_files: u64,
     /// Usable flows held in memory beyond [`crate::DetectConfig::max_pending_flows`]
-    /// because no temporary file could be written (up to 16 times that many; beyond, a
-    /// batch goes through the rules at once, see [`DetectStats::late_flows`]). 0 while
-    /// files can be written.
+    /// because no temporary file could be written: up to 16 times that many, or all of
+    /// a vector pushed across that limit (a distributed part's flows come as one); beyond,
+    /// the flows held go through the rules at once (see [`DetectStats::late_flows`]), and
+    /// each time counts. 0 while files can be written. A part of a distributed detection
+    /// counts its own, so this depends on the number of parts.
     pub flows_held_without_files: u64,
     /// Unflagged scanning sources evicted to stay within
     /// [`crate::DetectConfig::max_sources`].

@@ -1,7 +1,8 @@
 //! Sorted runs of usable flows kept in temporary files, so that the rules can read more
 //! flows than `max_pending_flows` in one order while memory holds one batch of that
 //! many (and, while merging, a 64 KiB buffer per file and at most 65 536 flows handed
-//! over): an external merge sort. Each run is written sorted; [`merge`] reads runs back
+//! over; up to [`HELD_WITHOUT_FILES`] batches when no file can be written): an external
+//! merge sort. Each run is written sorted; [`merge`] reads runs back
 //! as one stream in detection order.
 
 use std::fs::File;
@@ -229,9 +230,9 @@ impl PendingFlows {
             return Ok(());
         }
         if let Some(why) = &self.unwritable {
-            let held = self.in_memory;
+            let limit = self.limit();
             return Err(io::Error::other(format!(
-                "{why}; {held} usable flows held in memory"
+                "{why}; at most {limit} usable flows are held in memory without files"
             )));
         }
         let order = sorted(&self.chunks, self.in_memory);
@@ -938,7 +939,10 @@ mod tests {
         pending.set_files(test_files::limited);
         test_files::allow(1);
         pending.push_all(flows[..30].to_vec()).unwrap();
-        assert_eq!(test_files::left(), 0, "the second batch's file failed");
+        assert!(
+            pending.unwritable.is_some(),
+            "the second batch's file failed"
+        );
         test_files::allow(usize::MAX);
         pending.push_all(flows[30..HELD].to_vec()).unwrap();
         assert_eq!(
@@ -957,8 +961,9 @@ mod tests {
         test_files::allow(0);
         let err = pending.push_all(flows.clone()).unwrap_err();
         assert!(
-            err.to_string()
-                .ends_with(&format!("; {HELD} usable flows held in memory")),
+            err.to_string().ends_with(&format!(
+                "; at most {HELD} usable flows are held in memory without files"
+            )),
             "{err}"
         );
         assert_eq!(pending.in_memory, flows.len(), "every flow stays");
@@ -987,6 +992,28 @@ mod tests {
         test_files::allow(usize::MAX);
         // Rewritten 10 at a time: the 17th batch fails and stays, the 18th is dropped.
         assert_eq!(pending.len(), (HELD + CAP) as u64);
+    }
+
+    /// Flows pushed one by one without files, drained whenever a push fails (as the
+    /// detector does), are held as `wormsign_testutil::held_without_files` says, which
+    /// other crates' tests use.
+    #[test]
+    fn the_test_helper_knows_what_is_held_without_files() {
+        for (cap, n) in [(3, 200), (10, 10), (10, 161), (10, 162), (1, 40)] {
+            let mut pending = PendingFlows::new(cap);
+            pending.set_files(test_files::limited);
+            test_files::allow(0);
+            let mut held = 0;
+            for i in 0..n {
+                if pending.push(flow(i, i as u64, addr4())).is_err() {
+                    held += drained(&mut pending).0.held;
+                }
+            }
+            held += drained(&mut pending).0.held;
+            test_files::allow(usize::MAX);
+            let want = wormsign_testutil::held_without_files(n as u64, cap as u64);
+            assert_eq!(held, want, "{n} flows, cap {cap}");
+        }
     }
 
     /// A run of `flows` whose file ends `missing` flows before its count says, as a

@@ -79,8 +79,8 @@ pub(crate) enum StoredFlows<'a> {
 pub(crate) struct Feed<'a> {
     config: &'a DetectConfig,
     /// Usable flows as the shards sent them, beyond `max_pending_flows` in sorted
-    /// temporary files; `None` once the detector took them, or once a file could not be
-    /// written (`unwritten` says why).
+    /// temporary files; `None` once the detector took them, or once the flows held
+    /// without files outgrew their limit (`unwritten` says why).
     flows: Option<PendingFlows>,
     unwritten: Option<String>,
     flows_seen: u64,
@@ -120,8 +120,9 @@ pub(crate) enum FeedOutcome {
         /// early: they are put in place once the tables are.
         staged: Option<StagedDetection>,
     },
-    /// A temporary file for the usable flows beyond `max_pending_flows` could not be
-    /// written (`cause`, the error): read the stored tables back.
+    /// No temporary file for the usable flows beyond `max_pending_flows` could be
+    /// written, and more than those held without files came (`cause`, the error): read
+    /// the stored tables back.
     ReadBack { cause: Option<String> },
 }
 
