@@ -34,16 +34,17 @@
 #                            softflowd's, at most (default 1.0)
 #   WORMSIGN_GOAL_DETECT     detection's share of wall time, at most, in % (default 5)
 #   WORMSIGN_GOAL_SPEEDUP    the 1 -> 2-core speed-up, at least (default 1.8)
-#   WORMSIGN_GOAL_INSPECT    the SMB/TDS/RDP inspection's share of CPU-s, at most, in %
-#                            (default 10)
+#   WORMSIGN_GOAL_INSPECT    the SMB/TDS/RDP inspection's cost: CPU-s over those of a run
+#                            without it, at most, in % (default 15; the noise of that
+#                            ratio is several percent either way at 3-5 rounds)
 #   WORMSIGN_BENCH_SKIP_BUILD=1  use the binaries already built
 #
 # Each round runs, back to back on each shape: cat; wormsign pinned to one CPU
-# (--threads 1, --no-detect); wormsign on two CPUs (--threads 2) without detection, then
-# also without protocol inspection (--inspect-bytes 0: the inspection's share is CPU-s
-# with over CPU-s without, in the same round; shapes without SMB, TDS or RDP payloads
-# show the noise of that, a few percent either way), then with detection; nfpcapd;
-# softflowd. Ratios are taken within a round and their median
+# (--threads 1, --no-detect); wormsign on two CPUs (--threads 2) without detection nor
+# protocol inspection (--inspect-bytes 0), then without detection, then with it; nfpcapd;
+# softflowd. The inspection's cost is CPU-s with it over CPU-s without, in the same round
+# (its sessions.parquet included; shapes without SMB, TDS or RDP payloads show the noise
+# of that ratio, a few percent either way). Ratios are taken within a round and their median
 # reported, because this VM's speed drifts by 10-30 % over minutes. Detection's share is
 # the median over more pairs (WORMSIGN_SHAPES_PAIRS a round, besides the round's own), run
 # back to back: a share of a few percent is smaller than the drift between the pairs of
@@ -145,8 +146,8 @@ for shape in $SHAPES; do
     for ((r = 0; r < ROUNDS; r++)); do
         timed cat cat "$file"
         timed one-core taskset -c 0 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 1
-        timed wormsign taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2
         timed no-inspect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2 --inspect-bytes 0
+        timed wormsign taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2
         timed wormsign+detect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2
         timed nfpcapd taskset -c 0,1 nfpcapd -r "$file" -w @OUT
         timed softflowd taskset -c 0,1 softflowd -r "$file" -n 127.0.0.1:"$NFCAPD_PORT" -v 9 -a -d
@@ -186,7 +187,7 @@ row = {
     "vs_meter": per_round(lambda i: meter(i) / wall("wormsign", i)),
     "cpu_vs_softflowd": per_round(lambda i: rounds["wormsign+detect"][i][1] / max(rounds["softflowd"][i][1], 0.01)),
     "detect_share": 100 * (detect_share() - 1),
-    "inspect_share": 100 * (per_round(lambda i: rounds["wormsign"][i][1] / rounds["no-inspect"][i][1]) - 1),
+    "inspect_cost": 100 * (per_round(lambda i: rounds["wormsign"][i][1] / max(rounds["no-inspect"][i][1], 0.01)) - 1),
     "speedup": per_round(lambda i: wall("one-core", i) / wall("wormsign", i)),
 }
 print(" ".join(f"{k}={v}" for k, v in row.items()))
@@ -199,20 +200,20 @@ goal_meter = float(os.environ.get("WORMSIGN_GOAL_METER", 2.5))
 goal_cpu = float(os.environ.get("WORMSIGN_GOAL_CPU", 1.0))
 goal_detect = float(os.environ.get("WORMSIGN_GOAL_DETECT", 5))
 goal_speedup = float(os.environ.get("WORMSIGN_GOAL_SPEEDUP", 1.8))
-goal_inspect = float(os.environ.get("WORMSIGN_GOAL_INSPECT", 10))
+goal_inspect = float(os.environ.get("WORMSIGN_GOAL_INSPECT", 15))
 rows = []
 for line in open(sys.argv[1]):
     d = dict(kv.split("=", 1) for kv in line.split())
     rows.append({k: (v if k == "shape" else float(v)) for k, v in d.items()})
 print()
 print("wormsign: --threads 2 on two CPUs, no detection unless said; ratios are medians of per-round ratios")
-print("| shape | packets | pkt/flow | Mpkt/s | MB/s | ns CPU/pkt (+detect) | softflowd ns/pkt | nfpcapd ns/pkt | RSS MB | vs cat (wall) | vs nfpcapd | vs softflowd | detection share | inspection (CPU) | 1->2 cores |")
+print("| shape | packets | pkt/flow | Mpkt/s | MB/s | ns CPU/pkt (+detect) | softflowd ns/pkt | nfpcapd ns/pkt | RSS MB | vs cat (wall) | vs nfpcapd | vs softflowd | detection share | inspection cost (CPU) | 1->2 cores |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     print(f"| {r['shape']} | {r['packets']:.0f} | {r['packets'] / max(r['flows'], 1):.2f} | {r['packets'] / r['wall'] / 1e6:.2f} | "
           f"{r['bytes'] / r['wall'] / 1e6:.0f} | {r['cpu_ns']:.0f} | {r['softflowd_cpu_ns']:.0f} | {r['nfpcapd_cpu_ns']:.0f} | "
           f"{r['rss_mb']:.0f} | {r['vs_cat']:.2f}x | {r['vs_nfpcapd']:.2f}x | {r['vs_softflowd']:.2f}x | "
-          f"{r['detect_share']:+.1f} % | {r['inspect_share']:+.1f} % | {r['speedup']:.2f}x |")
+          f"{r['detect_share']:+.1f} % | {r['inspect_cost']:+.1f} % | {r['speedup']:.2f}x |")
 print()
 verdict = lambda ok: "ok" if ok else "MISSED"
 for r in rows:
@@ -221,7 +222,7 @@ for r in rows:
     print(f"{s}: CPU per packet with detection vs softflowd {r['cpu_vs_softflowd']:.2f}x (goal <= {goal_cpu:g}x)  {verdict(r['cpu_vs_softflowd'] <= goal_cpu)}")
     print(f"{s}: detection's share of wall time {r['detect_share']:+.1f} % (goal <= {goal_detect:g} %)  {verdict(r['detect_share'] <= goal_detect)}")
     print(f"{s}: speed-up 1 -> 2 cores {r['speedup']:.2f}x (goal >= {goal_speedup:g}x)  {verdict(r['speedup'] >= goal_speedup)}")
-    print(f"{s}: SMB/TDS/RDP inspection's share of CPU {r['inspect_share']:+.1f} % (goal <= {goal_inspect:g} %)  {verdict(r['inspect_share'] <= goal_inspect)}")
+    print(f"{s}: SMB/TDS/RDP inspection's cost in CPU {r['inspect_cost']:+.1f} % (goal <= {goal_inspect:g} %)  {verdict(r['inspect_cost'] <= goal_inspect)}")
 EOF
 if [ "${WORMSIGN_BENCH_STRICT:-0}" = 1 ] && grep -q MISSED "$WORK/verdicts"; then
     echo "shapes: FAILED (WORMSIGN_BENCH_STRICT=1): a goal above was MISSED" >&2

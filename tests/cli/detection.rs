@@ -195,7 +195,11 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     whole.assert_ok("default cap");
     let reference = outputs(&whole.out());
     let used = whole.summary()["detection"]["flows_used"].as_u64();
-    assert!(used.is_some_and(|n| n > 40), "{used:?} usable flows");
+    // Cap 8 without files must hold them all (16 × 8), cap 4 must let a batch go (16 × 4).
+    assert!(
+        used.is_some_and(|n| n > 16 * 4 + 1 && n <= 16 * 8),
+        "{used:?} usable flows"
+    );
     let in_files = whole.summary()["detection"]["flows_in_files"].as_u64();
     assert_eq!(in_files, Some(0), "all in memory by default");
     let rules = whole.dir.path().join("cap4.toml");
@@ -244,9 +248,10 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let (stderr, d, _) = analyze_without_tmpdir(&whole, &pcap, Path::new(rules));
     assert!(
         stderr.contains(
-            "warning: detection: no temporary file for the usable flows beyond max_pending_flows, \
-             and more than 16 times that many ("
-        ) && stderr.contains("the stored tables were read back"),
+            "warning: detection: no temporary file for the usable flows beyond max_pending_flows ("
+        ) && stderr.contains(
+            "usable flows are held in memory without files): the stored tables were read back"
+        ),
         "{stderr}"
     );
     assert_eq!(
@@ -255,10 +260,6 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
         "without a temporary directory"
     );
     let held = used.map(|n| wormsign_testutil::held_without_files(n, 4));
-    assert!(
-        held.is_some_and(|n| n > 64),
-        "{held:?}: the capture must have more usable flows than the 16 × 4 held"
-    );
     assert_eq!(d["flows_held_without_files"].as_u64(), held, "{d}");
     assert!(stderr.contains(held_note), "{stderr}");
     // How many came late depends on the order the shards stored them in; any are

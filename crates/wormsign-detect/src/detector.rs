@@ -106,9 +106,11 @@ impl FlowFilter<'_> {
 /// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
 /// are counted and dropped at once, the others gathered (as [`UsableFlow`]s) up to
 /// [`DetectConfig::max_pending_flows`] and sorted by [`UsableFlow::detection_cmp`]; each
-/// full batch is written to a temporary file, and at the end all are merged into one
-/// stream in that order and run through the rules, whose state per source and per pair
-/// is capped ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
+/// full batch is written to a temporary file (if none can be written, up to 16 times the
+/// cap are held in memory instead, and beyond that the flows held go through the rules
+/// at once), and at the end all are merged into one stream in that order and run through
+/// the rules, whose state per source and per pair is capped
+/// ([`DetectConfig::max_sources`]). Only worm-service contacts that did not fail are
 /// kept for the graph. [`Detector::finish`] turns the state into alerts, edges and hosts.
 pub struct Detector<'a> {
     c: &'a DetectConfig,
@@ -116,7 +118,8 @@ pub struct Detector<'a> {
     stats: DetectStats,
     filter: FlowFilter<'a>,
     /// Usable flows not yet run through the rules: up to the cap in memory, full
-    /// batches beyond it in temporary files, merged at the end.
+    /// batches beyond it in temporary files (or held in memory when none can be
+    /// written), merged at the end.
     pending: PendingFlows,
     /// The latest [`UsableFlow::detection_order`] run through the rules so far.
     last_key: Option<(i64, u64, u32)>,

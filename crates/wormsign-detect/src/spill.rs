@@ -1,7 +1,7 @@
 //! Sorted runs of usable flows kept in temporary files, so that the rules can read more
 //! flows than `max_pending_flows` in one order while memory holds one batch of that
 //! many (and, while merging, a 64 KiB buffer per file and at most 65 536 flows handed
-//! over; up to [`HELD_WITHOUT_FILES`] batches when no file can be written): an external
+//! over; up to [`CAPS_HELD_WITHOUT_FILES`] batches when no file can be written): an external
 //! merge sort. Each run is written sorted; [`merge`] reads runs back
 //! as one stream in detection order.
 
@@ -30,10 +30,10 @@ const RESP_V6: u8 = 1 << 5;
 const BUFFER_BYTES: usize = 64 * 1024;
 
 /// Once no temporary file can be written, how many times the cap of flows are held in
-/// memory before pushing fails: 1 048 576 at the default cap of 65 536, which was the cap
-/// before detection had files, so a machine without a writable `TMPDIR` keeps results
-/// exact up to there.
-const HELD_WITHOUT_FILES: usize = 16;
+/// memory before pushing fails: 1 048 576 at the default cap of 65 536, which was the
+/// default cap before it came down to 65 536, so a machine without a writable `TMPDIR`
+/// keeps results exact up to there. The docs (README, schema, the setting's) say 16.
+const CAPS_HELD_WITHOUT_FILES: usize = 16;
 
 /// Runs merged into one at a time, and the most runs of one level held: files stay
 /// open (they have no name) and each needs a buffer while merging, so a low cap over
@@ -43,7 +43,7 @@ const FAN_IN: usize = 64;
 /// Usable flows waiting for the rules: up to a cap in memory, in the vectors they came
 /// in (not gathered into one), and beyond it each full batch sorted into a temporary
 /// file. When a file cannot be written, no file is tried again until they are drained,
-/// and up to [`HELD_WITHOUT_FILES`] times the cap are held in memory before pushing
+/// and up to [`CAPS_HELD_WITHOUT_FILES`] times the cap are held in memory before pushing
 /// fails. [`PendingFlows::drain`] hands them all over as one stream in
 /// [`UsableFlow::detection_cmp`] order, ties in the order they came, so what the rules
 /// see depends only on the set of flows. The detector keeps its flows in one; a pipeline
@@ -57,8 +57,10 @@ pub struct PendingFlows {
     runs: Runs,
     /// Flows lost to files that failed to read back when they were rewritten.
     unread: u64,
-    /// Why a batch's file could not be written, once one could not.
-    unwritable: Option<String>,
+    /// Why a batch's file could not be written, once one could not. While it is set no
+    /// file is tried: `make_room` runs on every push once memory is full, and each
+    /// would otherwise try, and fail, to make a file.
+    write_error: Option<String>,
 }
 
 /// What [`PendingFlows::drain`] counted of the flows it handed over.
@@ -91,7 +93,7 @@ impl PendingFlows {
             in_memory: 0,
             runs: Runs::default(),
             unread: 0,
-            unwritable: None,
+            write_error: None,
         }
     }
 
@@ -134,7 +136,7 @@ impl PendingFlows {
     /// Takes `flows`. A full batch is written to a file only when a flow comes beyond it
     /// (exactly `cap` flows write nothing), and batches end at the same flows as pushing
     /// them one by one would. If a file cannot be written, the flows stay in memory,
-    /// beyond the cap; once [`HELD_WITHOUT_FILES`] times the cap are, the flows after
+    /// beyond the cap; once [`CAPS_HELD_WITHOUT_FILES`] times the cap are, the flows after
     /// stay too and the error says so: the caller then drains them or lets them go.
     pub fn push_all(&mut self, mut flows: Vec<UsableFlow>) -> io::Result<()> {
         while !flows.is_empty() {
@@ -143,7 +145,7 @@ impl PendingFlows {
                 self.chunks.push(flows);
                 return Err(e);
             }
-            let rest = flows.split_off(flows.len().min(self.limit() - self.in_memory));
+            let rest = flows.split_off(flows.len().min(self.memory_limit() - self.in_memory));
             self.in_memory += flows.len();
             self.chunks.push(flows);
             flows = rest;
@@ -184,7 +186,7 @@ impl PendingFlows {
     /// because no file could be written. Files are tried again after.
     pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> Drained {
         let in_files = self.flows_in_files();
-        let held = match self.unwritable.take() {
+        let held = match self.write_error.take() {
             Some(_) => self.in_memory.saturating_sub(self.cap) as u64,
             None => 0,
         };
@@ -216,9 +218,9 @@ impl PendingFlows {
 
     /// How many flows memory holds before a batch must go to a file, or once no file can
     /// be written, before pushing fails.
-    fn limit(&self) -> usize {
-        match self.unwritable {
-            Some(_) => self.cap.saturating_mul(HELD_WITHOUT_FILES),
+    fn memory_limit(&self) -> usize {
+        match self.write_error {
+            Some(_) => self.cap.saturating_mul(CAPS_HELD_WITHOUT_FILES),
             None => self.cap,
         }
     }
@@ -226,11 +228,11 @@ impl PendingFlows {
     /// When the flows in memory fill a batch, sorts them and writes them to a file; when
     /// that fails, holds them (and fails only at the held limit).
     fn make_room(&mut self) -> io::Result<()> {
-        if self.in_memory < self.limit() {
+        if self.in_memory < self.memory_limit() {
             return Ok(());
         }
-        if let Some(why) = &self.unwritable {
-            let limit = self.limit();
+        if let Some(why) = &self.write_error {
+            let limit = self.memory_limit();
             return Err(io::Error::other(format!(
                 "{why}; at most {limit} usable flows are held in memory without files"
             )));
@@ -243,7 +245,7 @@ impl PendingFlows {
                 self.chunks.clear();
                 self.in_memory = 0;
             }
-            Err(e) => self.unwritable = Some(e.to_string()),
+            Err(e) => self.write_error = Some(e.to_string()),
         }
         Ok(())
     }
@@ -920,7 +922,7 @@ mod tests {
     }
 
     /// A full batch whose file cannot be written stays in memory with the flows after it,
-    /// up to [`HELD_WITHOUT_FILES`] times the cap, no file tried again, and draining
+    /// up to [`CAPS_HELD_WITHOUT_FILES`] times the cap, no file tried again, and draining
     /// gives every flow in order and counts those held beyond the cap. Beyond that
     /// limit the error says so, and every flow still stays. A retain whose third file
     /// fails holds the rest the same way; one beyond the limit says so (and drops what
@@ -928,7 +930,7 @@ mod tests {
     #[test]
     fn a_batch_without_a_file_stays_in_memory() {
         const CAP: usize = 10;
-        const HELD: usize = CAP * HELD_WITHOUT_FILES;
+        const HELD: usize = CAP * CAPS_HELD_WITHOUT_FILES;
         let flows: Vec<UsableFlow> = (0..HELD as i64 + 20)
             .rev()
             .map(|i| flow(i, i as u64, addr4()))
@@ -940,7 +942,7 @@ mod tests {
         test_files::allow(1);
         pending.push_all(flows[..30].to_vec()).unwrap();
         assert!(
-            pending.unwritable.is_some(),
+            pending.write_error.is_some(),
             "the second batch's file failed"
         );
         test_files::allow(usize::MAX);

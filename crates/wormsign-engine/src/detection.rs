@@ -173,8 +173,7 @@ pub fn analyze_and_detect(
             if let Some(e) = cause {
                 let why = format!(
                     "detection: no temporary file for the usable flows beyond \
-                     max_pending_flows, and more than 16 times that many ({e}): the stored \
-                     tables were read back"
+                     max_pending_flows ({e}): the stored tables were read back"
                 );
                 detected.warnings.insert(0, why);
             }
