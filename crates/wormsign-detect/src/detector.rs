@@ -559,6 +559,43 @@ mod tests {
         assert_eq!(apart_from_files(d), (whole.clone(), 0, held), "cap 100");
     }
 
+    /// A distributed part is dealt its flows as one vector: without files it holds them
+    /// all, far beyond 16 times the cap, and runs them in one order, so two parts dealt
+    /// the flows in reverse give the whole detection, each counting what it held beyond
+    /// the cap (docs/distributed.md).
+    #[test]
+    fn a_part_without_files_holds_all_it_was_dealt() {
+        let flows = scanners_then_newcomers();
+        let config = DetectConfig::default();
+        let whole = detect(&config, &flows, &[], &[]);
+        let tiny = DetectConfig {
+            max_pending_flows: 10,
+            ..config.clone()
+        };
+        let partition = Partition::hashed(2);
+        let mut dealt: Vec<UsableFlow> = flows.iter().map(UsableFlow::from).collect();
+        dealt.sort_by(|a, b| b.detection_cmp(a));
+        crate::spill::test_files::allow(0);
+        let found: Vec<PartFindings> = (0..partition.parts())
+            .map(|index| {
+                let mut part = Detector::one_part(&tiny, &[], &[], &partition, index);
+                part.pending.set_files(crate::spill::test_files::limited);
+                part.push_all(dealt.clone());
+                part.finish_part()
+            })
+            .collect();
+        crate::spill::test_files::allow(usize::MAX);
+        let mut merged = Detector::merging(&tiny, &[], &[]).finish_with(found);
+        merged.stats.flows = whole.stats.flows;
+        let n = dealt.len() as u64;
+        assert!(n > 16 * 10, "{n} flows");
+        assert_eq!(merged.stats.late_flows, 0);
+        assert_eq!(
+            apart_from_files(merged),
+            (apart_from_files(whole).0, 0, 2 * (n - 10))
+        );
+    }
+
     /// The detection of `flows` pushed one by one when only `files` temporary files can
     /// be written; no flow may come late.
     fn detect_with_files(config: &DetectConfig, flows: &[FlowRecord], files: usize) -> Detection {
