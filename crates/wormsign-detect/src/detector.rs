@@ -559,10 +559,11 @@ mod tests {
         assert_eq!(apart_from_files(d), (whole.clone(), 0, held), "cap 100");
     }
 
-    /// A distributed part is dealt its flows as one vector: without files it holds them
-    /// all, far beyond 16 times the cap, and runs them in one order, so two parts dealt
-    /// the flows in reverse give the whole detection, each counting what it held beyond
-    /// the cap (docs/distributed.md).
+    /// A distributed part is dealt its flows as one vector (`PartRunner::finish` in
+    /// wormsign-engine pushes them so): without files it holds them all, far beyond 16
+    /// times the cap, and runs them in one order, so two parts each dealt all the flows
+    /// in reverse give the whole detection, each counting what it held beyond the cap
+    /// (docs/distributed.md).
     #[test]
     fn a_part_without_files_holds_all_it_was_dealt() {
         let flows = scanners_then_newcomers();

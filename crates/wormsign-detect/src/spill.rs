@@ -30,9 +30,9 @@ const RESP_V6: u8 = 1 << 5;
 const BUFFER_BYTES: usize = 64 * 1024;
 
 /// Once no temporary file can be written, how many times the cap of flows are held in
-/// memory before pushing fails: 1 048 576 at the default cap of 65 536, which was the
-/// default cap before it came down to 65 536, so a machine without a writable `TMPDIR`
-/// keeps results exact up to there. The docs (README, schema, the setting's) say 16.
+/// memory before pushing fails: 1 048 576 at the default cap of 65 536. That was itself
+/// the default cap before it came down, so a machine without a writable `TMPDIR` keeps
+/// results exact up to there. The docs (README, schema, the setting's) say 16.
 const CAPS_HELD_WITHOUT_FILES: usize = 16;
 
 /// Runs merged into one at a time, and the most runs of one level held: files stay

@@ -123,7 +123,7 @@ pub fn held_in_files(usable: u64, cap: u64) -> u64 {
 
 /// How many of `usable` flows pushed one by one detection holds in memory beyond
 /// `max_pending_flows` at `cap` when no temporary file can be written (its
-/// `flows_held_without_files`): up to 16 times the cap are held (`HELD_WITHOUT_FILES` in
+/// `flows_held_without_files`): up to 16 times the cap are held (`CAPS_HELD_WITHOUT_FILES` in
 /// wormsign-detect's `spill.rs`, whose tests check this against it); the flow beyond
 /// makes them all go through the rules, and the next flows start again.
 pub fn held_without_files(usable: u64, cap: u64) -> u64 {
