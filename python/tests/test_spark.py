@@ -125,6 +125,35 @@ def test_one_stream_of_two_files_is_detected_as_the_files_together(spark, tmp_pa
     assert on_spark.hosts.where("role = 'patient_zero'").count() == 1
 
 
+def test_parts_without_temporary_files_hold_their_flows_and_say_so(spark, tmp_path):
+    """Part tasks whose TMPDIR cannot be written (set for the Python workers through the
+    context's environment, which starts workers of their own) hold every flow they were
+    dealt in memory and run them in one order: the detection is one machine's, with a cap
+    of four flows, and the driver's warnings and counters say what was held."""
+    capture = DATASETS / "drivelife" / "capture.pcap.gz"
+    rules = wormsign.rules()
+    rules["max_pending_flows"] = 4
+    one_machine = wormsign.analyze(capture, rules=rules, **OPTIONS).detection
+    assert one_machine.stats["flows_in_files"] > 0, "one machine wrote its files"
+    runs = ws.extract(spark, [[capture]], tmp_path / "runs")
+    environment = spark.sparkContext.environment
+    environment["TMPDIR"] = str(tmp_path / "missing")
+    try:
+        with pytest.warns(wormsign.WormsignWarning, match="more were held in memory$"):
+            on_spark = ws.detect(spark, [runs[0]["out"]], parts=2, rules=rules, **OPTIONS)
+    finally:
+        del environment["TMPDIR"]
+    assert_same_detection("drivelife, parts without TMPDIR", one_machine, on_spark)
+    held = on_spark.stats["flows_held_without_files"]
+    # Letting go at 16 times the cap, as one machine does, would hold about 61 of 65.
+    assert held >= one_machine.stats["flows_used"] - 2 * 4, "each part held all it was dealt"
+    assert on_spark.stats["flows_in_files"] == 0 and on_spark.stats["late_flows"] == 0
+    assert on_spark.warnings == [
+        "detection: no temporary file could be written for the usable flows beyond "
+        f"max_pending_flows (see TMPDIR): {held} more were held in memory"
+    ]
+
+
 def test_streams_are_extracted_apart_and_a_damaged_one_is_a_warning(spark, tmp_path):
     good = DATASETS / "wannacry" / "capture.pcap.gz"
     damaged = tmp_path / "damaged.pcap"
