@@ -229,7 +229,7 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     let held_note = "usable flows beyond max_pending_flows (see TMPDIR): ";
     let cap8 = whole.dir.path().join("cap8.toml");
     std::fs::write(&cap8, "max_pending_flows = 8\n").expect("writing cap8.toml");
-    let (stderr, d, out) = analyze_without_tmpdir(&whole, &pcap, &cap8);
+    let (stderr, d, out) = analyze_without_tmpdir(&pcap, &cap8);
     let held = used.map(|n| n - 8);
     assert_eq!(
         (d["input"].as_str(), d["late_flows"].as_u64()),
@@ -245,7 +245,7 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     );
     assert_same(&reference, &out, "no temporary directory, cap 8");
 
-    let (stderr, d, _) = analyze_without_tmpdir(&whole, &pcap, Path::new(rules));
+    let (stderr, d, _) = analyze_without_tmpdir(&pcap, Path::new(rules));
     assert!(
         stderr.contains(
             "warning: detection: no temporary file for the usable flows beyond max_pending_flows ("
@@ -282,31 +282,17 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     assert_eq!(warned.len(), printed.count(), "{d} {stderr}");
 }
 
-/// `analyze -q` of `pcap` with `rules` and `TMPDIR` naming a missing directory: its
-/// stderr (it must succeed), the summary's detection counters and its outputs.
-fn analyze_without_tmpdir(whole: &Run, pcap: &Path, rules: &Path) -> (String, Value, Outputs) {
-    let name = rules.file_stem().expect("a rules file name");
-    let out = whole.dir.path().join(name).with_extension("no-tmp");
-    let summary = out.with_extension("json");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_wormsign"))
-        .env("TMPDIR", whole.dir.path().join("missing"))
-        .args(["analyze", "-q", "--threads", "8", "--rules"])
-        .arg(rules)
-        .arg("--summary-json")
-        .arg(&summary)
-        .arg("--out")
-        .arg(&out)
-        .arg(pcap)
-        .output()
-        .expect("running wormsign");
-    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-    assert!(
-        run.status.success(),
-        "without a temporary directory: {stderr}"
-    );
-    let summary: Value =
-        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("JSON");
-    (stderr, summary["detection"].clone(), outputs(&out))
+/// `analyze --threads 8 --rules RULES` of `pcap` with `TMPDIR` naming a missing
+/// directory (beside `rules`): its stderr (it must succeed), the summary's detection
+/// counters and its outputs.
+fn analyze_without_tmpdir(pcap: &Path, rules: &Path) -> (String, Value, Outputs) {
+    let missing = rules.with_file_name("missing");
+    let rules = rules.to_str().expect("a UTF-8 rules path");
+    let env = [("TMPDIR", missing.as_os_str())];
+    let run = common::wormsign_with_env(&[pcap], &["--threads", "8", "--rules", rules], &env);
+    run.assert_ok("without a temporary directory");
+    let detection = run.summary()["detection"].clone();
+    (run.stderr.clone(), detection, outputs(&run.out()))
 }
 
 #[test]

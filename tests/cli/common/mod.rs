@@ -177,6 +177,24 @@ pub fn wormsign_with_stdin<S: AsRef<OsStr>>(
     extra: &[&str],
     stdin: Option<&[u8]>,
 ) -> Run {
+    analyze(inputs, extra, stdin, &[])
+}
+
+/// Like [`wormsign`], with environment variables `env` set for the process.
+pub fn wormsign_with_env<S: AsRef<OsStr>>(
+    inputs: &[S],
+    extra: &[&str],
+    env: &[(&str, &OsStr)],
+) -> Run {
+    analyze(inputs, extra, None, env)
+}
+
+fn analyze<S: AsRef<OsStr>>(
+    inputs: &[S],
+    extra: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &OsStr)],
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let summary_path = dir.path().join("summary.json");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wormsign"));
@@ -188,6 +206,7 @@ pub fn wormsign_with_stdin<S: AsRef<OsStr>>(
         .arg(&summary_path)
         .arg("-q")
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
