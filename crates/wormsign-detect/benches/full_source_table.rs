@@ -6,6 +6,11 @@
 //! send one flow each, and each evicts the one unflagged source before it.
 //! `full_source_table/N` runs detection over all of it; the time should grow with N by
 //! a small constant (it grew by a read of the whole table per new source).
+//!
+//! `full_source_table/flood/N`: N sources send one SYN each, as in a SYN flood from
+//! spoofed addresses, so past the first 16 384 every flow brings a new source and the
+//! table evicts the least recently active eighth whenever it is full: what each rule
+//! keeps of a source, and forgets, for a single flow.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -61,6 +66,15 @@ fn flows(newcomers: u32) -> Vec<FlowRecord> {
     flows
 }
 
+/// One SYN from each of `sources` addresses to one server.
+fn flood_flows(sources: u32) -> Vec<FlowRecord> {
+    let server = IpAddr::from([172, 16, 0, 1]);
+    let source = |s: u32| IpAddr::from((11 << 24 | s).to_be_bytes());
+    (0..sources)
+        .map(|s| syn(u64::from(s), source(s), server))
+        .collect()
+}
+
 fn full_source_table(c: &mut Criterion) {
     let config = DetectConfig {
         max_sources: TABLE,
@@ -68,10 +82,11 @@ fn full_source_table(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("full_source_table");
     group.sample_size(10);
-    for newcomers in [0, 20_000, 40_000] {
-        let flows = flows(newcomers);
+    let runs = [0, 20_000, 40_000].map(|newcomers| (newcomers.to_string(), flows(newcomers)));
+    let flood = ("flood/100000".to_string(), flood_flows(100_000));
+    for (name, flows) in runs.into_iter().chain([flood]) {
         group.throughput(Throughput::Elements(flows.len() as u64));
-        group.bench_function(newcomers.to_string(), |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 detect(&config, black_box(&flows), &[], &[])
                     .stats

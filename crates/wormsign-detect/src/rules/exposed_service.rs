@@ -74,7 +74,7 @@ impl RuleState for ExposedService<'_> {
                 .find(|x| x.port == port && x.proto == TCP)
                 .map(|x| x.name.clone())
                 .unwrap_or_else(|| format!("tcp/{port}"));
-            let mut peers: Vec<IpAddr> = e.peers.set.iter().copied().collect();
+            let mut peers: Vec<IpAddr> = e.peers.exact().collect();
             peers.sort();
             let shown: Vec<String> = peers.iter().take(5).map(|p| p.to_string()).collect();
             let evidence = format!(

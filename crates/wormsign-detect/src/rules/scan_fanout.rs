@@ -127,7 +127,7 @@ impl ScanFanout<'_> {
         } else {
             Tier::Day
         };
-        let directions: BTreeSet<&str> = s.dsts.set.iter().map(|&d| direction(c, src, d)).collect();
+        let directions: BTreeSet<&str> = s.dsts.exact().map(|d| direction(c, src, d)).collect();
         let evidence = format!(
             "{}+ distinct {service} destinations ({}) within {:.0}s; {} distinct in all, \
              {} of {} first contacts failed{}",
