@@ -24,8 +24,9 @@
 #   WORMSIGN_BENCH_PACKETS   packets in each generated capture (default 2000000)
 #   WORMSIGN_SHAPES_SCALE    the outbreak's --scale (default 100: 521 MB)
 #   WORMSIGN_SHAPES_ROUNDS   interleaved rounds; medians are reported (default 5)
-#   WORMSIGN_SHAPES_PAIRS    extra back-to-back runs without and with detection in each
-#                            round, for detection's share (default 3)
+#   WORMSIGN_SHAPES_PAIRS    extra pairs of back-to-back runs in each round, without and
+#                            with detection, and without and with inspection, for
+#                            detection's share and inspection's cost (default 3)
 #   WORMSIGN_SHAPES          which shapes (default "mix outbreak scan dns ipv6")
 #   WORMSIGN_BENCH_DATA      where captures are kept and reused (default target/bench-data)
 #   WORMSIGN_BENCH_STRICT=1  exit non-zero when a goal is MISSED on any shape
@@ -42,14 +43,16 @@
 # Each round runs, back to back on each shape: cat; wormsign pinned to one CPU
 # (--threads 1, --no-detect); wormsign on two CPUs (--threads 2) without detection nor
 # protocol inspection (--inspect-bytes 0), then without detection, then with it; nfpcapd;
-# softflowd. The inspection's cost is CPU-s with it over CPU-s without, in the same round
-# (its sessions.parquet included; shapes without SMB, TDS or RDP payloads show the noise
-# of that ratio, a few percent either way). Ratios are taken within a round and their median
-# reported, because this VM's speed drifts by 10-30 % over minutes. Detection's share is
-# the median over more pairs (WORMSIGN_SHAPES_PAIRS a round, besides the round's own), run
-# back to back: a share of a few percent is smaller than the drift between the pairs of
-# 3-5 rounds, which moved it by 5-10 points from one run of this script to the next. A
-# command that fails makes the script fail, strict or not.
+# softflowd; then WORMSIGN_SHAPES_PAIRS pairs without and with detection and pairs without
+# and with inspection, the first run of a pair alternating between the two. Ratios are
+# taken within a round and their median reported, because this VM's speed drifts by
+# 10-30 % over minutes. Detection's share (wall time) and the inspection's cost (CPU-s with
+# it over CPU-s without, its sessions.parquet included) are medians over the pairs, the
+# round's own and the extra ones, each run back to back: a share or cost of a few percent
+# is smaller than the drift between the pairs of 3-5 rounds, which moved it by 5-10
+# points from one run of this script to the next. Shapes without SMB, TDS or RDP payloads
+# show the noise of the inspection's ratio, a few percent either way. A command that
+# fails makes the script fail, strict or not.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -123,6 +126,13 @@ timed() {
         'BEGIN { printf "%s %.4f %.2f %d\n", l, b - a, u + s, r }' >>"$WORK/rows"
 }
 
+# pair_run LABEL ARGS...: wormsign on two CPUs over the shape's capture, timed as LABEL.
+pair_run() {
+    local label=$1
+    shift
+    timed "$label" taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2 "$@"
+}
+
 # A local nfcapd for softflowd to export to; its files are not read.
 start_nfcapd() {
     mkdir -p "$WORK/nfcapd"
@@ -151,9 +161,20 @@ for shape in $SHAPES; do
         timed wormsign+detect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2
         timed nfpcapd taskset -c 0,1 nfpcapd -r "$file" -w @OUT
         timed softflowd taskset -c 0,1 softflowd -r "$file" -n 127.0.0.1:"$NFCAPD_PORT" -v 9 -a -d
+        # The extra pairs alternate which of their two runs goes first (the round's own
+        # run without first): a bias of the second of two runs cannot pass for a cost.
         for ((p = 0; p < PAIRS; p++)); do
-            timed pair taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2
-            timed pair+detect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2
+            if ((p % 2 == 0)); then
+                pair_run pair+detect
+                pair_run pair --no-detect
+                pair_run ipair-on --no-detect
+                pair_run ipair-off --no-detect --inspect-bytes 0
+            else
+                pair_run pair --no-detect
+                pair_run pair+detect
+                pair_run ipair-off --no-detect --inspect-bytes 0
+                pair_run ipair-on --no-detect
+            fi
         done
     done
     python3 - "$shape" "$packets" "$flows" "$(stat -c %s "$file")" "$WORK/rows" >>"$WORK/summary" <<'EOF'
@@ -169,11 +190,17 @@ def per_round(f):
     return med([f(i) for i in range(n)])
 wall = lambda l, i: rounds[l][i][0]
 meter = lambda i: min(wall("nfpcapd", i), wall("softflowd", i))
+def paired(without, with_, extra_without, extra_with):
+    """(without, with) runs of the rounds' own pairs and of the extra ones."""
+    pairs = list(zip(rounds[without], rounds[with_]))
+    return pairs + list(zip(rounds.get(extra_without, []), rounds.get(extra_with, [])))
 def detect_share():
-    """Median ratio over the rounds' own pairs and the extra ones, each run back to back."""
-    pairs = list(zip(rounds["wormsign"], rounds["wormsign+detect"]))
-    pairs += list(zip(rounds.get("pair", []), rounds.get("pair+detect", [])))
-    return med([d[0] / n[0] for n, d in pairs])
+    """Median wall-time ratio over the pairs, each run back to back."""
+    return med([d[0] / n[0] for n, d in paired("wormsign", "wormsign+detect", "pair", "pair+detect")])
+def inspect_ratio():
+    """Median CPU-time ratio over the pairs, each run back to back."""
+    pairs = paired("no-inspect", "wormsign", "ipair-off", "ipair-on")
+    return med([on[1] / max(off[1], 0.01) for off, on in pairs])
 row = {
     "shape": shape, "packets": packets, "flows": flows, "bytes": size,
     "wall": med([w for w, _, _ in rounds["wormsign"]]),
@@ -187,7 +214,7 @@ row = {
     "vs_meter": per_round(lambda i: meter(i) / wall("wormsign", i)),
     "cpu_vs_softflowd": per_round(lambda i: rounds["wormsign+detect"][i][1] / max(rounds["softflowd"][i][1], 0.01)),
     "detect_share": 100 * (detect_share() - 1),
-    "inspect_cost": 100 * (per_round(lambda i: rounds["wormsign"][i][1] / max(rounds["no-inspect"][i][1], 0.01)) - 1),
+    "inspect_cost": 100 * (inspect_ratio() - 1),
     "speedup": per_round(lambda i: wall("one-core", i) / wall("wormsign", i)),
 }
 print(" ".join(f"{k}={v}" for k, v in row.items()))
