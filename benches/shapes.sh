@@ -24,9 +24,10 @@
 #   WORMSIGN_BENCH_PACKETS   packets in each generated capture (default 2000000)
 #   WORMSIGN_SHAPES_SCALE    the outbreak's --scale (default 100: 521 MB)
 #   WORMSIGN_SHAPES_ROUNDS   interleaved rounds; medians are reported (default 5)
-#   WORMSIGN_SHAPES_PAIRS    extra pairs of back-to-back runs in each round, without and
-#                            with detection, and without and with inspection, for
-#                            detection's share and inspection's cost (default 3)
+#   WORMSIGN_SHAPES_PAIRS    extra pairs of back-to-back runs in each round, each one pair
+#                            without and with detection and one without and with
+#                            inspection (4 runs), for detection's share and inspection's
+#                            cost (default 3; an odd count balances their order)
 #   WORMSIGN_SHAPES          which shapes (default "mix outbreak scan dns ipv6")
 #   WORMSIGN_BENCH_DATA      where captures are kept and reused (default target/bench-data)
 #   WORMSIGN_BENCH_STRICT=1  exit non-zero when a goal is MISSED on any shape
@@ -44,15 +45,16 @@
 # (--threads 1, --no-detect); wormsign on two CPUs (--threads 2) without detection nor
 # protocol inspection (--inspect-bytes 0), then without detection, then with it; nfpcapd;
 # softflowd; then WORMSIGN_SHAPES_PAIRS pairs without and with detection and pairs without
-# and with inspection, the first run of a pair alternating between the two. Ratios are
-# taken within a round and their median reported, because this VM's speed drifts by
-# 10-30 % over minutes. Detection's share (wall time) and the inspection's cost (CPU-s with
-# it over CPU-s without, its sessions.parquet included) are medians over the pairs, the
-# round's own and the extra ones, each run back to back: a share or cost of a few percent
-# is smaller than the drift between the pairs of 3-5 rounds, which moved it by 5-10
-# points from one run of this script to the next. Shapes without SMB, TDS or RDP payloads
-# show the noise of the inspection's ratio, a few percent either way. A command that
-# fails makes the script fail, strict or not.
+# and with inspection, the first of them with the costlier run first, the next with the
+# cheaper, and so on (the round's own runs go cheaper first). Ratios are taken within a
+# round and their median reported, because this VM's speed drifts by 10-30 % over
+# minutes. Detection's share (wall time) and the inspection's cost (CPU-s with it over
+# CPU-s without, its sessions.parquet included) are medians over the pairs, the round's
+# own and the extra ones, each run back to back: a share or cost of a few percent is
+# smaller than the drift between the pairs of 3-5 rounds, which moved it by 5-10 points
+# from one run of this script to the next. Shapes without SMB, TDS or RDP payloads show
+# the noise of the inspection's ratio, a few percent either way. A command that fails
+# makes the script fail, strict or not.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -233,7 +235,8 @@ for line in open(sys.argv[1]):
     d = dict(kv.split("=", 1) for kv in line.split())
     rows.append({k: (v if k == "shape" else float(v)) for k, v in d.items()})
 print()
-print("wormsign: --threads 2 on two CPUs, no detection unless said; ratios are medians of per-round ratios")
+print("wormsign: --threads 2 on two CPUs, no detection unless said; ratios are medians of per-round ratios,")
+print("detection's share and the inspection's cost medians over every pair of back-to-back runs")
 print("| shape | packets | pkt/flow | Mpkt/s | MB/s | ns CPU/pkt (+detect) | softflowd ns/pkt | nfpcapd ns/pkt | RSS MB | vs cat (wall) | vs nfpcapd | vs softflowd | detection share | inspection cost (CPU) | 1->2 cores |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:

@@ -245,6 +245,10 @@ mod tests {
             .map(|i| s.insert(v4(i), 1, &mut stats))
             .into();
         assert_eq!(answers, [Some(true), Some(false), None, Some(false), None]);
+        assert!(
+            matches!(s.exact, Exact::One(Some(_))),
+            "one address, no table"
+        );
         assert_eq!(s.exact().collect::<Vec<_>>(), [v4(1)]);
         assert_eq!((s.len(), stats.cap_hits), (2, 2));
 
