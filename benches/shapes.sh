@@ -26,7 +26,8 @@
 #   WORMSIGN_SHAPES_ROUNDS   interleaved rounds; medians are reported (default 5)
 #   WORMSIGN_SHAPES_PAIRS    extra pairs of back-to-back runs in each round, each one pair
 #                            without and with detection and one without and with
-#                            inspection (4 runs), for detection's share and inspection's
+#                            inspection (3 runs, the one without detection and with
+#                            inspection shared), for detection's share and inspection's
 #                            cost (default 3; an odd count balances their order)
 #   WORMSIGN_SHAPES          which shapes (default "mix outbreak scan dns ipv6")
 #   WORMSIGN_BENCH_DATA      where captures are kept and reused (default target/bench-data)
@@ -158,24 +159,23 @@ for shape in $SHAPES; do
     for ((r = 0; r < ROUNDS; r++)); do
         timed cat cat "$file"
         timed one-core taskset -c 0 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 1
-        timed no-inspect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2 --inspect-bytes 0
-        timed wormsign taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --no-detect --threads 2
-        timed wormsign+detect taskset -c 0,1 "$WORMSIGN" analyze "$file" --out @OUT --quiet --threads 2
+        pair_run no-inspect --no-detect --inspect-bytes 0
+        pair_run wormsign --no-detect
+        pair_run wormsign+detect
         timed nfpcapd taskset -c 0,1 nfpcapd -r "$file" -w @OUT
         timed softflowd taskset -c 0,1 softflowd -r "$file" -n 127.0.0.1:"$NFCAPD_PORT" -v 9 -a -d
-        # The extra pairs alternate which of their two runs goes first (the round's own
-        # run without first): a bias of the second of two runs cannot pass for a cost.
+        # Each extra pair of pairs shares its middle run (no detection, inspection on) and
+        # alternates which runs go first (the round's own go cheaper first): a bias of the
+        # second of two runs cannot pass for a cost.
         for ((p = 0; p < PAIRS; p++)); do
             if ((p % 2 == 0)); then
                 pair_run pair+detect
                 pair_run pair --no-detect
-                pair_run ipair-on --no-detect
                 pair_run ipair-off --no-detect --inspect-bytes 0
             else
+                pair_run ipair-off --no-detect --inspect-bytes 0
                 pair_run pair --no-detect
                 pair_run pair+detect
-                pair_run ipair-off --no-detect --inspect-bytes 0
-                pair_run ipair-on --no-detect
             fi
         done
     done
@@ -201,7 +201,7 @@ def detect_share():
     return med([d[0] / n[0] for n, d in paired("wormsign", "wormsign+detect", "pair", "pair+detect")])
 def inspect_ratio():
     """Median CPU-time ratio over the pairs, each run back to back."""
-    pairs = paired("no-inspect", "wormsign", "ipair-off", "ipair-on")
+    pairs = paired("no-inspect", "wormsign", "ipair-off", "pair")
     return med([on[1] / max(off[1], 0.01) for off, on in pairs])
 row = {
     "shape": shape, "packets": packets, "flows": flows, "bytes": size,
