@@ -325,10 +325,7 @@ impl<'a> Detector<'a> {
     pub fn finish_part(mut self) -> PartFindings {
         self.run_pending();
         let mut found = PartsFound::sum(self.parts.finish(&self.events));
-        found.stats.late_flows += self.stats.late_flows;
-        found.stats.flows_unread += self.stats.flows_unread;
-        found.stats.flows_in_files += self.stats.flows_in_files;
-        found.stats.flows_held_without_files += self.stats.flows_held_without_files;
+        found.stats.add_pending(&self.stats);
         PartFindings(found)
     }
 

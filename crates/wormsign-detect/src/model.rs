@@ -334,6 +334,39 @@ impl DetectStats {
             .flows_without_outcome
             .saturating_add(flows_without_outcome);
     }
+
+    /// Adds the counters a detector keeps of its own pending flows (how they reached the
+    /// rules), not those its parts keep nor those of the events it was given: what a
+    /// part's findings carry besides its parts' counters
+    /// ([`crate::Detector::finish_part`]). Every counter is named below, so a new one
+    /// has to say which it is.
+    pub(crate) fn add_pending(&mut self, own: &DetectStats) {
+        let DetectStats {
+            late_flows,
+            flows_unread,
+            flows_in_files,
+            flows_held_without_files,
+            // The merging detector counts the events and the flows it reads itself.
+            flows: _,
+            dns_events: _,
+            arp_events: _,
+            session_events: _,
+            // The parts count these (`Ledger`, the rules).
+            cap_hits: _,
+            saturated_sets: _,
+            flows_used: _,
+            sources_evicted: _,
+            entries_refused: _,
+            flows_without_outcome: _,
+        } = *own;
+        self.add(&DetectStats {
+            late_flows,
+            flows_unread,
+            flows_in_files,
+            flows_held_without_files,
+            ..DetectStats::default()
+        });
+    }
 }
 
 /// Everything a detection run finds.
