@@ -146,7 +146,10 @@ fn fan_out_holds_on_a_sampled_scenario_and_outcome_rules_stay_silent() {
     // minute, with two or three packets each, about a quarter are sampled at all.
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, "[scan]\nfanout_threshold = 2\n").unwrap();
-    for (extra, min_found) in [(vec![], 0), (vec!["--rules", rules.to_str().unwrap()], 60)] {
+    // At the default threshold only a few infected hosts fan out in the samples (2 of 65
+    // when this was written): the scaling is what finds them.
+    let scaled = vec!["--rules", rules.to_str().unwrap()];
+    for (extra, expected) in [(vec![], 0..=10), (scaled, 60..=65)] {
         let run = wormsign(&[&sampled], &extra);
         run.assert_ok("sampled drivelife");
         assert_eq!(run.summary()["sflow"]["flow_samples"], made.samples);
@@ -156,7 +159,7 @@ fn fan_out_holds_on_a_sampled_scenario_and_outcome_rules_stay_silent() {
             "1 in 8 {extra:?}: {found} of {} infected hosts raise scan alerts",
             infected.len()
         );
-        assert!(found >= min_found, "{found} of {}", infected.len());
+        assert!(expected.contains(&found), "{found} of {}", infected.len());
         // The report says what sampled flows cannot show, instead of guessing.
         let report = std::fs::read_to_string(run.out().join("report.md")).unwrap();
         let blind = run.summary()["detection"]["flows_without_outcome"]

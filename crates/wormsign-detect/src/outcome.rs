@@ -91,3 +91,116 @@ fn is_established(state: ConnState) -> bool {
             | ConnState::RSTR
     )
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::IpAddr;
+
+    use wormsign_flow::{EndReason, History, NetflowOrigin, SflowOrigin};
+
+    use super::*;
+    use ConnState::{OTH, REJ, RSTOS0, RSTR, S0, S1, SF};
+
+    /// A flow to port 445 from `source` in `state`, `packets` from the originator and
+    /// `payload` bytes each way; a side that sent payload set PSH, as stacks do.
+    fn flow(
+        source: FlowSource,
+        proto: u8,
+        state: ConnState,
+        packets: u64,
+        payload: [u64; 2],
+    ) -> FlowRecord {
+        let side = |packets: u64, payload_bytes: u64| DirCounters {
+            packets,
+            ip_bytes: packets * 40 + payload_bytes,
+            payload_bytes,
+            tcp_flags: if payload_bytes > 0 { 0x18 } else { 0x10 },
+        };
+        FlowRecord {
+            first_packet: 0,
+            ts_first: 0,
+            ts_last: 1_000_000,
+            orig_addr: IpAddr::from([10, 0, 0, 1]),
+            orig_port: 49_152,
+            resp_addr: IpAddr::from([10, 0, 0, 2]),
+            resp_port: 445,
+            has_ports: true,
+            proto,
+            vlan: None,
+            tunnel: None,
+            orig: side(packets, payload[0]),
+            resp: side(u64::from(payload[1] > 0), payload[1]),
+            conn_state: state,
+            history: History::default(),
+            end_reason: EndReason::Idle,
+            source,
+        }
+    }
+
+    /// Record `record_index` of a NetFlow v9 export.
+    pub(crate) fn netflow(record_index: u32) -> FlowSource {
+        FlowSource::Netflow(NetflowOrigin {
+            exporter: IpAddr::from([192, 0, 2, 1]),
+            version: 9,
+            sampling_interval: 1,
+            record_index,
+            input_if: 0,
+            output_if: 0,
+        })
+    }
+
+    /// Record `record_index` of an sFlow agent sampling 1 packet in 100.
+    pub(crate) fn sflow(record_index: u32) -> FlowSource {
+        FlowSource::Sflow(SflowOrigin {
+            agent: IpAddr::from([192, 0, 2, 2]),
+            sampling_rate: 100,
+            record_index,
+        })
+    }
+
+    /// Each case as the functions' docs (and Zeek's `conn_state`) say it, written out
+    /// rather than derived: (failed, completed, shows an outcome).
+    #[test]
+    fn outcomes_follow_the_documented_states() {
+        let (packets, netflow, sflow) = (FlowSource::Packets, netflow(0), sflow(0));
+        let suricata = FlowSource::Log(LogKind::Suricata);
+        let cases = [
+            // Unanswered, refused, reset before any data: failed.
+            (flow(packets, TCP, S0, 1, [0, 0]), (true, false, true)),
+            (flow(packets, TCP, REJ, 1, [0, 0]), (true, false, true)),
+            (flow(packets, TCP, RSTOS0, 1, [0, 0]), (true, false, true)),
+            (flow(packets, TCP, RSTR, 2, [0, 0]), (true, false, true)),
+            // Payload both ways in an established (or handshake-less) connection: completed.
+            (flow(packets, TCP, RSTR, 4, [100, 50]), (false, true, true)),
+            (flow(packets, TCP, SF, 5, [100, 50]), (false, true, true)),
+            (flow(packets, TCP, OTH, 5, [100, 50]), (false, true, true)),
+            // A handshake without data, or data one way only: neither.
+            (flow(packets, TCP, SF, 3, [0, 0]), (false, false, true)),
+            (flow(packets, TCP, S1, 3, [100, 0]), (false, false, true)),
+            (flow(packets, UDP, S0, 1, [60, 0]), (true, false, true)),
+            (flow(packets, UDP, SF, 1, [60, 80]), (false, true, true)),
+            // NetFlow: one direction per record; UDP shows nothing, TCP its flags.
+            (flow(netflow, UDP, S0, 1, [60, 0]), (false, false, false)),
+            (flow(netflow, TCP, S0, 1, [0, 0]), (true, false, true)),
+            (flow(netflow, TCP, SF, 3, [0, 0]), (false, true, true)),
+            (flow(netflow, TCP, SF, 2, [0, 0]), (false, false, true)),
+            // sFlow samples show no outcome at all.
+            (flow(sflow, TCP, S0, 1, [0, 0]), (false, false, false)),
+            (flow(sflow, TCP, SF, 5, [100, 50]), (false, false, false)),
+            // Suricata counts no payload bytes: PSH stands for them.
+            (flow(suricata, TCP, SF, 5, [100, 50]), (false, true, true)),
+            (flow(suricata, TCP, SF, 3, [0, 0]), (false, false, true)),
+        ];
+        for (mut f, expected) in cases {
+            if f.source == suricata {
+                (f.orig.payload_bytes, f.resp.payload_bytes) = (0, 0);
+            }
+            let got = (is_failed(&f), is_completed(&f), shows_outcome(&f));
+            assert_eq!(
+                got, expected,
+                "{:?} {:?} {:?}",
+                f.source, f.proto, f.conn_state
+            );
+        }
+    }
+}

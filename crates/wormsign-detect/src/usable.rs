@@ -114,11 +114,10 @@ impl UsableFlow {
 
 #[cfg(test)]
 mod tests {
-    use wormsign_flow::{
-        ConnState, DirCounters, EndReason, FlowSource, History, LogKind, NetflowOrigin, SflowOrigin,
-    };
+    use wormsign_flow::{ConnState, DirCounters, EndReason, FlowSource, History, LogKind};
 
     use super::*;
+    use crate::outcome::tests::{netflow, sflow};
 
     /// The size the doc promises: a field added without thought shows here.
     #[test]
@@ -138,26 +137,11 @@ mod tests {
     /// Records that differ in every field the order and the outcome read, with ties in
     /// each key but the last.
     fn records() -> Vec<FlowRecord> {
-        let netflow = |record_index| {
-            FlowSource::Netflow(NetflowOrigin {
-                exporter: IpAddr::from([192, 0, 2, 1]),
-                version: 9,
-                sampling_interval: 1,
-                record_index,
-                input_if: 0,
-                output_if: 0,
-            })
-        };
-        let sflow = FlowSource::Sflow(SflowOrigin {
-            agent: IpAddr::from([192, 0, 2, 2]),
-            sampling_rate: 100,
-            record_index: 3,
-        });
         let sources = [
             FlowSource::Packets,
             netflow(0),
             netflow(7),
-            sflow,
+            sflow(3),
             FlowSource::Log(LogKind::Suricata),
             FlowSource::Log(LogKind::Zeek),
         ];
@@ -197,16 +181,16 @@ mod tests {
         out
     }
 
-    /// The detector reads these in place of the records: same outcome, same order.
+    /// The detector reads these in place of the records: same order, same payload. (The
+    /// outcome fields are `outcome.rs`'s answers, which `with_stored` sets and
+    /// `outcomes_follow_the_documented_states` checks; here the grid only has to cover
+    /// both outcomes.)
     #[test]
     fn a_usable_flow_says_what_its_record_says() {
         let records = records();
         let (mut failed, mut completed) = (0, 0);
         for r in &records {
             let u = UsableFlow::from(r);
-            assert_eq!(u.failed, is_failed(r), "{r:?}");
-            assert_eq!(u.completed, is_completed(r), "{r:?}");
-            assert_eq!(u.shows_outcome, shows_outcome(r), "{r:?}");
             assert_eq!(u.detection_order(), r.detection_order());
             assert_eq!(u.payload_bytes, r.orig.payload_bytes + r.resp.payload_bytes);
             (failed, completed) = (
