@@ -163,7 +163,19 @@ pub(crate) mod tests {
     #[test]
     fn outcomes_follow_the_documented_states() {
         let (packets, netflow, sflow) = (FlowSource::Packets, netflow(0), sflow(0));
-        let suricata = FlowSource::Log(LogKind::Suricata);
+        // Suricata counts no payload bytes, only packets and flags: a side with payload
+        // shows it by PSH alone.
+        let suricata = |packets, payload| {
+            let mut f = flow(
+                FlowSource::Log(LogKind::Suricata),
+                TCP,
+                SF,
+                packets,
+                payload,
+            );
+            (f.orig.payload_bytes, f.resp.payload_bytes) = (0, 0);
+            f
+        };
         let cases = [
             // Unanswered, refused, reset before any data: failed.
             (flow(packets, TCP, S0, 1, [0, 0]), (true, false, true)),
@@ -177,6 +189,7 @@ pub(crate) mod tests {
             // A handshake without data, or data one way only: neither.
             (flow(packets, TCP, SF, 3, [0, 0]), (false, false, true)),
             (flow(packets, TCP, S1, 3, [100, 0]), (false, false, true)),
+            // UDP: unanswered is failed, payload both ways completed.
             (flow(packets, UDP, S0, 1, [60, 0]), (true, false, true)),
             (flow(packets, UDP, SF, 1, [60, 80]), (false, true, true)),
             // NetFlow: one direction per record; UDP shows nothing, TCP its flags.
@@ -187,14 +200,11 @@ pub(crate) mod tests {
             // sFlow samples show no outcome at all.
             (flow(sflow, TCP, S0, 1, [0, 0]), (false, false, false)),
             (flow(sflow, TCP, SF, 5, [100, 50]), (false, false, false)),
-            // Suricata counts no payload bytes: PSH stands for them.
-            (flow(suricata, TCP, SF, 5, [100, 50]), (false, true, true)),
-            (flow(suricata, TCP, SF, 3, [0, 0]), (false, false, true)),
+            // Suricata: PSH both ways stands for payload.
+            (suricata(5, [100, 50]), (false, true, true)),
+            (suricata(3, [0, 0]), (false, false, true)),
         ];
-        for (mut f, expected) in cases {
-            if f.source == suricata {
-                (f.orig.payload_bytes, f.resp.payload_bytes) = (0, 0);
-            }
+        for (f, expected) in cases {
             let got = (is_failed(&f), is_completed(&f), shows_outcome(&f));
             assert_eq!(
                 got, expected,
