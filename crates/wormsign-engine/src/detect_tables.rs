@@ -420,61 +420,176 @@ impl RowBuilder for PropagationBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int16Type, Int64Type};
+    use arrow_array::Array;
+    use std::net::IpAddr;
+    use wormsign_detect::{Basis, Role, Rule, Tier};
 
+    /// Row 0 of `column` of `b` as text: strings and dictionary labels as they are,
+    /// integers, timestamps (µs), floats and booleans as Rust prints them, lists of
+    /// integers as `[a, b]`, nulls as `null`.
+    fn cell(b: &RecordBatch, column: &str) -> String {
+        let a = b.column_by_name(column).expect(column);
+        if a.is_null(0) {
+            return "null".into();
+        }
+        match a.data_type() {
+            DataType::Utf8 => a.as_string::<i32>().value(0).into(),
+            DataType::Dictionary(..) => {
+                let d = a.as_dictionary::<Int16Type>();
+                let key = d.keys().value(0) as usize;
+                d.values().as_string::<i32>().value(key).into()
+            }
+            DataType::Int64 => a.as_primitive::<Int64Type>().value(0).to_string(),
+            DataType::Int32 => a
+                .as_primitive::<arrow_array::types::Int32Type>()
+                .value(0)
+                .to_string(),
+            DataType::Timestamp(..) => a
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                .value(0)
+                .to_string(),
+            DataType::Float64 => a
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .value(0)
+                .to_string(),
+            DataType::Float32 => a
+                .as_primitive::<arrow_array::types::Float32Type>()
+                .value(0)
+                .to_string(),
+            DataType::Boolean => a.as_boolean().value(0).to_string(),
+            DataType::List(_) => {
+                let items = a.as_list::<i32>().value(0);
+                match items.data_type() {
+                    DataType::Int64 => {
+                        format!("{:?}", items.as_primitive::<Int64Type>().values().to_vec())
+                    }
+                    _ => format!(
+                        "{:?}",
+                        items
+                            .as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                    ),
+                }
+            }
+            other => panic!("{column}: no test reading for {other}"),
+        }
+    }
+
+    /// Each column of each detection table holds what its field of the row said, in the
+    /// table's units (µs, floored; text addresses; labels), nulls where the row has none.
     #[test]
-    fn batches_match_schemas() {
-        use std::net::IpAddr;
-        use wormsign_detect::{Role, Rule, Tier};
+    fn each_column_holds_its_field() {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let child: IpAddr = "2001:db8::2".parse().unwrap();
         let mut a = AlertBatchBuilder::default();
         a.append(&Alert {
             id: "A0001".into(),
             rule: Rule::Trw,
-            tier: Tier::Hour,
+            tier: Tier::Day,
             src: ip,
-            dst: None,
+            dst: Some(child),
             service: "smb".into(),
-            first_seen_ns: 1_000,
-            last_seen_ns: 2_000,
-            detected_ns: 2_000,
+            first_seen_ns: 1_999,
+            last_seen_ns: -1,
+            detected_ns: 5_000_000,
             attempts: 4,
-            distinct_targets: 4,
-            failed_ratio: 1.0,
-            allowlisted: false,
-            infection_sign: true,
-            evidence: "x".into(),
-            basis: wormsign_detect::Basis::Flow,
+            distinct_targets: u64::MAX,
+            failed_ratio: 0.75,
+            allowlisted: true,
+            infection_sign: false,
+            evidence: "4 failed".into(),
+            basis: Basis::Protocol,
         });
-        let b = a.finish();
-        assert_eq!(b.num_rows(), 1);
-        assert_eq!(b.schema(), alert_schema());
+        let alerts = [
+            ("alert_id", "A0001"),
+            ("rule", "trw"),
+            ("tier", "day"),
+            ("src_ip", "10.0.0.1"),
+            ("dst_ip", "2001:db8::2"),
+            ("service", "smb"),
+            ("first_seen", "1"),
+            ("last_seen", "-1"),
+            ("detected_at", "5000"),
+            ("attempts", "4"),
+            ("distinct_targets", "9223372036854775807"),
+            ("failed_ratio", "0.75"),
+            ("allowlisted", "true"),
+            ("infection_sign", "false"),
+            ("evidence", "4 failed"),
+            ("basis", "protocol"),
+        ];
         let mut h = HostBatchBuilder::default();
         h.append(&HostRow {
-            ip,
+            ip: child,
             role: Role::PatientZero,
-            first_malicious_at: Some(1),
+            first_malicious_at: Some(3_000),
             first_cnc_at: None,
-            first_scan_at: Some(1),
-            parent: None,
-            generation: Some(0),
-            identity: Default::default(),
+            first_scan_at: Some(-1_500),
+            parent: Some(ip),
+            generation: Some(2),
+            identity: wormsign_detect::Identity {
+                mac: Some("00:11:22:33:44:55".into()),
+                names: vec!["pc1 (dhcp)".into(), "PC1 (ntlmssp)".into()],
+                ..Default::default()
+            },
         });
-        let b = h.finish();
-        assert_eq!(b.num_rows(), 1);
-        assert_eq!(b.schema(), host_schema());
+        let hosts = [
+            ("ip", "2001:db8::2"),
+            ("role", "patient_zero"),
+            ("first_malicious_at", "3"),
+            ("first_cnc_at", "null"),
+            ("first_scan_at", "-2"),
+            ("parent", "10.0.0.1"),
+            ("generation", "2"),
+            ("mac", "00:11:22:33:44:55"),
+            ("other_macs", "[]"),
+            ("owner_changed_at", "null"),
+            ("host_name", "null"),
+            ("names", r#"["pc1 (dhcp)", "PC1 (ntlmssp)"]"#),
+            ("users", "[]"),
+        ];
         let mut p = PropagationBatchBuilder::default();
         p.append(&Edge {
             parent: ip,
-            child: "10.0.0.2".parse().unwrap(),
-            infected_at_ns: 5,
+            child,
+            infected_at_ns: 7_000_001,
             vector: "eternalblue_smb".into(),
-            seen: "EternalBlue exploit, then the DoublePulsar implant answered".into(),
-            basis: wormsign_detect::Basis::Protocol,
-            confidence: 0.9,
+            seen: "EternalBlue exploit".into(),
+            basis: Basis::Flow,
+            confidence: 0.5,
             evidence_flows: vec![3, 1],
         });
-        let b = p.finish();
-        assert_eq!(b.num_rows(), 1);
-        assert_eq!(b.schema(), propagation_schema());
+        let edges = [
+            ("parent_ip", "10.0.0.1"),
+            ("child_ip", "2001:db8::2"),
+            ("infected_at", "7000"),
+            ("vector", "eternalblue_smb"),
+            ("seen", "EternalBlue exploit"),
+            ("basis", "flow"),
+            ("confidence", "0.5"),
+            ("evidence_flows", "[3, 1]"),
+        ];
+        for (batch, want) in [
+            (a.finish(), &alerts[..]),
+            (h.finish(), &hosts[..]),
+            (p.finish(), &edges[..]),
+        ] {
+            assert_eq!(batch.num_rows(), 1);
+            let names: Vec<&str> = batch
+                .schema_ref()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            let wanted: Vec<&str> = want.iter().map(|(c, _)| *c).collect();
+            assert_eq!(names, wanted, "every column is checked");
+            for (column, value) in want {
+                assert_eq!(cell(&batch, column), *value, "{column}");
+            }
+        }
     }
 }
