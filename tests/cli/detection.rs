@@ -282,6 +282,75 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
     assert_eq!(warned.len(), printed.count(), "{d} {stderr}");
 }
 
+/// On a capture longer than its flows, `analyze` runs the rules over the held flows that
+/// started before every flow still to come while the input is read (beyond a cap of
+/// 100, with 5 s timeouts, most of a synthetic outbreak's 45 minutes), for any thread
+/// count, and finds what `wormsign detect` finds over the tables, C&C contacts included.
+/// Given the capture's second half first, flows come out of time order after the rules
+/// read later ones: it says so, reads the tables back, and finds the same again.
+#[test]
+fn detection_during_the_run_is_the_detection_over_the_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (whole, late_half) = (dir.path().join("whole"), dir.path().join("late"));
+    crate::synth::synth("drivelife", 1, 10.0, &whole);
+    crate::synth::synth_with(
+        "drivelife",
+        1,
+        10.0,
+        &["--capture-start", "1500"],
+        &late_half,
+    );
+    let rules = dir.path().join("cap100.toml");
+    std::fs::write(&rules, "max_pending_flows = 100\n").expect("writing cap100.toml");
+    let rules = rules.to_str().expect("a UTF-8 temporary path");
+    let short = [
+        "--rules",
+        rules,
+        "--tcp-timeout",
+        "5",
+        "--udp-timeout",
+        "5",
+        "--icmp-timeout",
+        "5",
+    ];
+    let capture = whole.join("capture.pcap");
+    for threads in ["1", "2", "3"] {
+        let run = wormsign(
+            std::slice::from_ref(&capture),
+            &[&short[..], &["--threads", threads]].concat(),
+        );
+        run.assert_ok(threads);
+        let d = &run.summary()["detection"];
+        let (used, streamed) = (d["flows_used"].as_u64(), d["flows_streamed"].as_u64());
+        assert!(
+            d["input"] == "pipeline" && used > Some(3000) && streamed > used.map(|n| n / 2),
+            "{threads} threads: {d}"
+        );
+        let ours = outputs(&run.out());
+        let cnc = ours.alerts.iter().filter(|a| a["rule"].str() == "cnc_ip");
+        assert!(cnc.count() > 10, "{threads} threads: C&C contacts");
+        let over_tables = detect_into(&run, "detected", &["--rules", rules]);
+        assert_same(&ours, &over_tables, &format!("{threads} threads"));
+    }
+    let inputs = [late_half.join("capture.pcap"), capture];
+    let run = wormsign(&inputs, &[&short[..], &["--threads", "1"]].concat());
+    run.assert_ok("second half first");
+    let d = &run.summary()["detection"];
+    assert_eq!(
+        (d["input"].as_str(), d["flows_streamed"].as_u64()),
+        (Some("tables"), Some(0)),
+        "{d}"
+    );
+    assert!(
+        run.stderr.contains("usable flows came out of time order")
+            && run.stderr.contains("the stored tables were read back"),
+        "{}",
+        run.stderr
+    );
+    let over_tables = detect_into(&run, "detected", &["--rules", rules]);
+    assert_same(&outputs(&run.out()), &over_tables, "second half first");
+}
+
 /// `analyze --threads 8 --rules RULES` of `pcap` with `TMPDIR` naming a missing
 /// directory (beside `rules`): its stderr (it must succeed), the summary's detection
 /// counters and its outputs.

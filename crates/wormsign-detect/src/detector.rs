@@ -13,7 +13,9 @@ use crate::config::DetectConfig;
 use crate::model::{ArpEvent, DetectStats, Detection, DnsEvent};
 use crate::part::{Partition, Parts, PartsFound};
 use crate::propagation::{self, FlowEvidence};
-use crate::rules::{number_in_time_order, BoxedRule, Events, Key, RunState, Watchlist, RULES};
+use crate::rules::{
+    number_in_time_order, sorted, BoxedRule, Events, Key, RunState, Watchlist, RULES,
+};
 use crate::sources::Sources;
 use crate::spill::PendingFlows;
 use crate::usable::UsableFlow;
@@ -103,7 +105,9 @@ impl FlowFilter<'_> {
 /// Detection over a stream of flows, with bounded memory.
 ///
 /// DNS and ARP events are given up front (they name the C&C addresses the flow rules
-/// look for). Flows are [`pushed`](Detector::push) in any order; those no rule can use
+/// look for), or, to a detector started before they are complete, at the end
+/// ([`Detector::finish_given`]; the C&C addresses as they become known,
+/// [`Detector::watch_resolved`], then [`Detector::settle_dns`]). Flows are [`pushed`](Detector::push) in any order; those no rule can use
 /// are counted and dropped at once, the others gathered (as [`UsableFlow`]s) up to
 /// [`DetectConfig::max_pending_flows`] and sorted by [`UsableFlow::detection_cmp`]; each
 /// full batch is written to a temporary file (if none can be written, up to 16 times the
@@ -182,12 +186,13 @@ impl<'a> Detector<'a> {
         partition: &Partition,
         indices: impl IntoIterator<Item = usize>,
     ) -> Self {
-        let mut dns: Vec<&DnsEvent> = dns.iter().collect();
-        dns.sort();
-        let mut arp: Vec<&ArpEvent> = arp.iter().collect();
-        arp.sort();
-        let start =
-            || -> Vec<BoxedRule<'a>> { RULES.iter().map(|start| start(config, &dns)).collect() };
+        let events = Events::sorted(dns, arp, &[], &[]);
+        let start = || -> Vec<BoxedRule<'a>> {
+            RULES
+                .iter()
+                .map(|start| start(config, &events.dns))
+                .collect()
+        };
         let mut watched = Watchlist::default();
         let mut run_rules = Vec::new();
         for rule in start() {
@@ -200,16 +205,11 @@ impl<'a> Detector<'a> {
         Detector {
             c: config,
             stats: DetectStats {
-                dns_events: dns.len() as u64,
-                arp_events: arp.len() as u64,
+                dns_events: events.dns.len() as u64,
+                arp_events: events.arp.len() as u64,
                 ..DetectStats::default()
             },
-            events: Events {
-                dns,
-                arp,
-                sessions: Vec::new(),
-                names: Vec::new(),
-            },
+            events,
             filter: FlowFilter { c: config, watched },
             pending: PendingFlows::new(config.max_pending_flows),
             last_key: None,
@@ -222,8 +222,7 @@ impl<'a> Detector<'a> {
     /// implant alerts, brute force counted in logins, and the sessions that delivered an
     /// infection. Without them every rule reads flow shapes only.
     pub fn with_sessions(mut self, sessions: &'a [SessionEvent]) -> Self {
-        self.events.sessions = sessions.iter().collect();
-        self.events.sessions.sort();
+        self.events.sessions = sorted(sessions);
         self.stats.session_events = self.events.sessions.len() as u64;
         self
     }
@@ -231,9 +230,34 @@ impl<'a> Detector<'a> {
     /// Adds the naming facts of DHCP and the NetBIOS name service (`names.parquet`):
     /// host names, MACs and address changes for the hosts table.
     pub fn with_names(mut self, names: &'a [NameEvent]) -> Self {
-        self.events.names = names.iter().collect();
-        self.events.names.sort();
+        self.events.names = sorted(names);
         self
+    }
+
+    /// C&C addresses resolved while the run goes on, for a detector made before the run's
+    /// DNS was complete (with no DNS events): flows to them are watched, and the rules
+    /// read them as flows to C&C addresses from now on. [`Detector::settle_dns`] gives
+    /// the run's DNS in full before the last flows.
+    pub fn watch_resolved(&mut self, resolved: &[IpAddr]) {
+        self.filter.watched.addresses.extend(resolved);
+        for rule in self.parts.rules_mut().chain(&mut self.run_rules) {
+            rule.learn_resolved(resolved);
+        }
+    }
+
+    /// The run's DNS in full, for a detector made before it was complete: the rules take
+    /// what [`Detector::new`] would have started them with (the C&C addresses its answers
+    /// give, each with why it is one), and the filter watches what they watch then.
+    /// False when an address given to [`Detector::watch_resolved`] is not among them: the
+    /// flows already read would then not be those a detector made with this DNS reads.
+    pub fn settle_dns(&mut self, dns: &[DnsEvent]) -> bool {
+        let dns = sorted(dns);
+        let mut settled = true;
+        for rule in self.parts.rules_mut().chain(&mut self.run_rules) {
+            settled &= rule.settle_dns(&dns);
+            rule.watch(&mut self.filter.watched);
+        }
+        settled
     }
 
     /// Takes one flow (a usable one is kept as a [`UsableFlow`]).
@@ -334,16 +358,37 @@ impl<'a> Detector<'a> {
     /// flow pushed to any of them. Its `flows` counter counts only the flows pushed to
     /// this detector, which may be none.
     pub fn finish_with(mut self, others: Vec<PartFindings>) -> Detection {
+        let events = std::mem::take(&mut self.events);
+        self.finish_over(&events, others)
+    }
+
+    /// [`Detector::finish`] for a detector made before the run's events were complete
+    /// (see [`Detector::settle_dns`]), given them now: its result is that of a detector
+    /// made with them.
+    pub fn finish_given(
+        mut self,
+        dns: &[DnsEvent],
+        arp: &[ArpEvent],
+        sessions: &[SessionEvent],
+        names: &[NameEvent],
+    ) -> Detection {
+        let events = Events::sorted(dns, arp, sessions, names);
+        self.stats.dns_events = events.dns.len() as u64;
+        self.stats.arp_events = events.arp.len() as u64;
+        self.stats.session_events = events.sessions.len() as u64;
+        self.finish_over(&events, Vec::new())
+    }
+
+    fn finish_over(mut self, events: &Events<'_>, others: Vec<PartFindings>) -> Detection {
         self.run_pending();
         let Detector {
             c,
-            events,
             mut stats,
             parts,
             run_rules,
             ..
         } = self;
-        let mut all = parts.finish(&events);
+        let mut all = parts.finish(events);
         all.extend(others.into_iter().map(|p| p.0));
         let PartsFound {
             mut found,
@@ -359,7 +404,7 @@ impl<'a> Detector<'a> {
             sources: &Sources::default(),
         };
         for rule in run_rules {
-            rule.finish(&events, &mut run, &mut found);
+            rule.finish(events, &mut run, &mut found);
         }
         number_in_time_order(&mut found.alerts);
         let evidence = FlowEvidence {
@@ -368,7 +413,7 @@ impl<'a> Detector<'a> {
         };
         let (edges, mut hosts) =
             propagation::build(c, sessions, &evidence, &found.alerts, &found.deliveries);
-        identity::identify(&mut hosts, &events);
+        identity::identify(&mut hosts, events);
         Detection {
             timeline: timeline::build(&found.alerts, &edges, &hosts, &found.notes),
             zones: crossings.checks(c, &found.alerts, &hosts),

@@ -293,6 +293,12 @@ pub struct DetectStats {
     /// Flows the rules saw whose source shows no connection outcome (sFlow samples,
     /// one-way NetFlow UDP records): never counted as failed or completed.
     pub flows_without_outcome: u64,
+    /// Usable flows the rules read while `analyze` still ran, before the input ended: in
+    /// time order up to the flow shards' bounds, instead of gathered (and beyond
+    /// [`crate::DetectConfig::max_pending_flows`] written to temporary files) until the
+    /// end. 0 for `wormsign detect` and whenever every flow fits the cap.
+    #[serde(default)]
+    pub flows_streamed: u64,
 }
 
 impl DetectStats {
@@ -314,6 +320,7 @@ impl DetectStats {
             sources_evicted,
             entries_refused,
             flows_without_outcome,
+            flows_streamed,
         } = *other;
         self.flows = self.flows.saturating_add(flows);
         self.dns_events = self.dns_events.saturating_add(dns_events);
@@ -333,6 +340,7 @@ impl DetectStats {
         self.flows_without_outcome = self
             .flows_without_outcome
             .saturating_add(flows_without_outcome);
+        self.flows_streamed = self.flows_streamed.saturating_add(flows_streamed);
     }
 
     /// Adds the counters a detector keeps of its own pending flows (how they reached the
@@ -358,6 +366,8 @@ impl DetectStats {
             sources_evicted: _,
             entries_refused: _,
             flows_without_outcome: _,
+            // Counted by the feed of `analyze`, which runs no parts elsewhere.
+            flows_streamed: _,
         } = *own;
         self.add(&DetectStats {
             late_flows,

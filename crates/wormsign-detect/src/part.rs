@@ -199,6 +199,13 @@ impl<'a> Parts<'a> {
             });
     }
 
+    /// Every part's rules, one after the other.
+    pub fn rules_mut(&mut self) -> impl Iterator<Item = &mut BoxedRule<'a>> {
+        self.parts
+            .iter_mut()
+            .flat_map(|part| part.rules.iter_mut().map(|(_, rule)| rule))
+    }
+
     /// Whether one of these parts owns `ip` as a source.
     pub fn owns_source(&self, ip: IpAddr) -> bool {
         self.position[self.partition.part_of(ip)].is_some()

@@ -6,7 +6,7 @@
 //! as one stream in detection order.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rayon::slice::ParallelSliceMut;
@@ -55,8 +55,11 @@ pub struct PendingFlows {
     chunks: Vec<Vec<UsableFlow>>,
     in_memory: usize,
     runs: Runs,
-    /// Flows lost to files that failed to read back when they were rewritten.
+    /// Flows lost to files that failed to read back when they were rewritten, or when
+    /// [`PendingFlows::drain_before`] read them.
     unread: u64,
+    /// Flows [`PendingFlows::drain_before`] handed over from files.
+    drained_from_files: u64,
     /// Why a batch's file could not be written, once one could not. While it is set no
     /// file is tried: `make_room` runs on every push once memory is full, and each
     /// would otherwise try, and fail, to make a file.
@@ -93,6 +96,7 @@ impl PendingFlows {
             in_memory: 0,
             runs: Runs::default(),
             unread: 0,
+            drained_from_files: 0,
             write_error: None,
         }
     }
@@ -114,7 +118,11 @@ impl PendingFlows {
     /// How many pending flows are in files (as last written: a file that fails to read
     /// back loses some of them, which [`PendingFlows::drain`] counts).
     fn flows_in_files(&self) -> u64 {
-        self.runs.stack.iter().map(|(_, run)| run.flows).sum()
+        self.runs
+            .stack
+            .iter()
+            .map(|(_, run)| run.flows - run.taken)
+            .sum()
     }
 
     /// Whether some flows were written to files.
@@ -153,6 +161,72 @@ impl PendingFlows {
         Ok(())
     }
 
+    /// Whether taking `more` flows would write a batch to a file (or hold one without).
+    pub fn is_full_for(&self, more: usize) -> bool {
+        self.in_memory + more > self.memory_limit()
+    }
+
+    /// Takes `flows` into memory even beyond the cap, so that
+    /// [`PendingFlows::drain_before`] sees them with the others; [`PendingFlows::settle`]
+    /// then writes those beyond the cap to files.
+    pub fn hold(&mut self, flows: Vec<UsableFlow>) {
+        self.in_memory += flows.len();
+        self.chunks.push(flows);
+    }
+
+    /// The flows in memory taken again as [`PendingFlows::push_all`] takes them, so that
+    /// files hold the same batches as if they had come that way.
+    pub fn settle(&mut self) -> io::Result<()> {
+        if self.in_memory <= self.cap {
+            return Ok(());
+        }
+        let mut held = Vec::with_capacity(self.in_memory);
+        std::mem::take(&mut self.chunks)
+            .into_iter()
+            .for_each(|c| held.extend(c));
+        self.in_memory = 0;
+        self.push_all(held)
+    }
+
+    /// Hands `sink` the flows that start before `before`, in
+    /// [`UsableFlow::detection_cmp`] order (in batches, as [`PendingFlows::drain`] does),
+    /// when at least `least` (and one) may go; else nothing. The others stay: those in
+    /// memory, and those in files, each run read from where this left it. The flows
+    /// handed over then precede, in that order, every flow kept and every flow taken
+    /// later that starts at `before` or after, as if all had been drained at once.
+    /// Returns how many went.
+    pub fn drain_before(
+        &mut self,
+        before: i64,
+        least: usize,
+        mut sink: impl FnMut(&[&UsableFlow]),
+    ) -> usize {
+        let chunks = std::mem::take(&mut self.chunks);
+        let order = sorted(&chunks, self.in_memory);
+        let below = order.partition_point(|f| f.ts_first < before);
+        let may_go = below as u64 + self.runs.flows_before(before);
+        if self.write_error.is_some() || may_go == 0 || may_go < least as u64 {
+            drop(order);
+            self.chunks = chunks;
+            return 0;
+        }
+        let mut went = 0;
+        let batch = MERGE_BATCH.min(self.cap);
+        let (from_memory, lost) = self.runs.take_before(&order[..below], batch, before, |b| {
+            went += b.len();
+            sink(b);
+        });
+        // The flows of a run that failed to read back were in a file too.
+        self.drained_from_files += (went - from_memory) as u64 + lost;
+        self.unread += lost;
+        // In order, so ties with later flows keep the order they came in.
+        let kept: Vec<UsableFlow> = order[from_memory..].iter().map(|&f| f.clone()).collect();
+        drop(order);
+        self.in_memory = kept.len();
+        self.chunks = vec![kept];
+        went
+    }
+
     /// Keeps only the flows `keep` accepts. Flows in files are read back and those kept
     /// written again, so that costs one pass over them, and for that while up to three
     /// times the cap in memory (the flows held, the merge's batch, the kept batch) and
@@ -185,7 +259,7 @@ impl PendingFlows {
     /// files that failed to read back, and how many were held in memory beyond the cap
     /// because no file could be written. Files are tried again after.
     pub fn drain(&mut self, mut sink: impl FnMut(&[&UsableFlow])) -> Drained {
-        let in_files = self.flows_in_files();
+        let in_files = self.flows_in_files() + std::mem::take(&mut self.drained_from_files);
         let held = match self.write_error.take() {
             Some(_) => self.in_memory.saturating_sub(self.cap) as u64,
             None => 0,
@@ -349,6 +423,42 @@ impl Runs {
         last.iter().all(|(l, _)| *l == level).then_some(level)
     }
 
+    /// Flows in runs that start before `before`, at most (of the runs that hold some).
+    fn flows_before(&self, before: i64) -> u64 {
+        let holding = self.stack.iter().filter(|(_, r)| r.first_start < before);
+        holding.map(|(_, r)| r.flows - r.taken).sum()
+    }
+
+    /// The flows of the runs and of `last` (in detection order) that start before
+    /// `before`, as one stream in that order, handed to `sink` in batches of at most
+    /// `batch`; each run keeps the rest, to be read from there, and one that failed to read
+    /// back is dropped. Returns how many of `last` went, and how many flows were lost to
+    /// runs that failed.
+    fn take_before(
+        &mut self,
+        last: &[&UsableFlow],
+        batch: usize,
+        before: i64,
+        mut sink: impl FnMut(&[&UsableFlow]),
+    ) -> (usize, u64) {
+        let runs = self.stack.iter().map(|(_, run)| run);
+        let Ok(end) = merge_before(runs, last, batch, Some(before), |b| {
+            sink(b);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let mut sources = end.sources.iter();
+        self.stack.retain_mut(|(_, run)| {
+            let &(taken, lost) = sources.next().expect("one source per run");
+            run.taken += taken;
+            // The merge stopped at the first flow at `before` or after, over all runs.
+            run.first_start = run.first_start.max(before);
+            lost == 0 && run.taken < run.flows
+        });
+        let lost = end.sources.iter().map(|&(_, lost)| lost).sum();
+        let from_last = sources.next().map_or(0, |&(taken, _)| taken as usize);
+        (from_last, lost)
+    }
+
     /// Every run and `last` (in detection order) as one stream in that order, handed to
     /// `sink` in batches of at most `batch`, as [`merge`] does. Returns how many flows
     /// were lost to files that failed to read back.
@@ -389,12 +499,17 @@ const MERGE_BATCH: usize = 64 * 1024;
 struct SpilledRun {
     file: File,
     flows: u64,
+    /// The earliest start among the flows not yet taken, or a bound below it.
+    first_start: i64,
+    /// Flows handed over from its front already ([`PendingFlows::drain_before`]).
+    taken: u64,
 }
 
 /// A run being written.
 struct RunWriter {
     out: BufWriter<File>,
     flows: u64,
+    first_start: i64,
 }
 
 impl RunWriter {
@@ -402,12 +517,14 @@ impl RunWriter {
         RunWriter {
             out: BufWriter::with_capacity(BUFFER_BYTES, file),
             flows: 0,
+            first_start: i64::MAX,
         }
     }
 
     fn write(&mut self, f: &UsableFlow) -> io::Result<()> {
         self.out.write_all(&encode(f))?;
         self.flows += 1;
+        self.first_start = self.first_start.min(f.ts_first);
         Ok(())
     }
 
@@ -419,37 +536,66 @@ impl RunWriter {
         Ok(SpilledRun {
             file,
             flows: self.flows,
+            first_start: self.first_start,
+            taken: 0,
         })
     }
 }
 
 /// The flows of `runs` and of `last` (each in detection order) as one stream in that
 /// order, handed to `sink` in batches of at most `batch`. Ties keep the order of their
-/// runs, `last` after every file, so the stream is what one stable sort of all the
-/// flows, in the order they came, gives. Each run is read from its start, so a merge that
-/// stops leaves the runs as they were. Returns how many flows could not be read back (a
-/// run's file failing to read ends that run), or the sink's first error.
+/// runs, `last` after every file, so the stream is what one stable sort of all the flows, in the order they came,
+/// gives. Each run is read from where it was left (see [`SpilledRun::taken`]), so a
+/// merge that stops leaves the runs as they were. Returns how many flows could not be
+/// read back (a run's file failing to read ends that run), or the sink's first error.
 fn merge<'r, E>(
     runs: impl Iterator<Item = &'r SpilledRun>,
     last: &[&UsableFlow],
     batch: usize,
-    mut sink: impl FnMut(&[&UsableFlow]) -> Result<(), E>,
+    sink: impl FnMut(&[&UsableFlow]) -> Result<(), E>,
 ) -> Result<u64, E> {
+    let end = merge_before(runs, last, batch, None, sink)?;
+    Ok(end.sources.iter().map(|&(_, lost)| lost).sum())
+}
+
+/// What [`merge_before`] took from each source (the runs in order, then `last`): how many
+/// flows it handed over, and how many it lost to a file that failed to read back.
+struct MergeEnd {
+    sources: Vec<(u64, u64)>,
+}
+
+/// [`merge`], up to the first flow that starts at `before` or after (with `None`, all).
+fn merge_before<'r, E>(
+    runs: impl Iterator<Item = &'r SpilledRun>,
+    last: &[&UsableFlow],
+    batch: usize,
+    before: Option<i64>,
+    mut sink: impl FnMut(&[&UsableFlow]) -> Result<(), E>,
+) -> Result<MergeEnd, E> {
     let mut readers: Vec<RunReader> = runs.map(RunReader::new).collect();
     let mut last = last.iter();
     // Sources are the runs in order, then `last`: ties go to the lower source.
     let firsts = (0..=readers.len()).map(|s| next_of(&mut readers, &mut last, s));
     let mut heads = Heads::new(firsts.collect());
     let batch = batch.max(1);
+    let mut taken = vec![0; readers.len() + 1];
     let mut out: Vec<UsableFlow> = Vec::with_capacity(batch);
-    while let Some(flow) = heads.take_first(|s| next_of(&mut readers, &mut last, s)) {
-        out.push(flow);
-        if out.len() == batch || heads.is_empty() {
+    while let Some(source) = heads.first(|f| before.is_none_or(|b| f.ts_first < b)) {
+        let flow = heads.take_first(|s| next_of(&mut readers, &mut last, s));
+        out.extend(flow);
+        taken[source] += 1;
+        if out.len() == batch {
             sink(&out.iter().collect::<Vec<_>>())?;
             out.clear();
         }
     }
-    Ok(readers.iter().map(RunReader::unread).sum())
+    if !out.is_empty() {
+        sink(&out.iter().collect::<Vec<_>>())?;
+    }
+    let lost = readers.iter().map(RunReader::lost).chain([0]);
+    Ok(MergeEnd {
+        sources: taken.into_iter().zip(lost).collect(),
+    })
 }
 
 /// The next flow of a merge's source `source`: a run's, or past the runs, `last`'s.
@@ -464,22 +610,23 @@ fn next_of(
     }
 }
 
-/// A run read back from its start.
+/// A run read back from the first flow not yet taken.
 struct RunReader<'r> {
     input: BufReader<&'r File>,
     /// Flows not yet read.
     left: u64,
-    /// Whether the file could be read from its start (if not, all of it is unread).
+    /// Whether the file could be read (if not, all of it is lost).
     readable: bool,
 }
 
 impl<'r> RunReader<'r> {
     fn new(run: &'r SpilledRun) -> RunReader<'r> {
         let mut file = &run.file;
+        let from = run.taken * RECORD_BYTES as u64;
         RunReader {
-            readable: file.rewind().is_ok(),
+            readable: file.seek(SeekFrom::Start(from)).is_ok(),
             input: BufReader::with_capacity(BUFFER_BYTES, file),
-            left: run.flows,
+            left: run.flows - run.taken,
         }
     }
 
@@ -493,13 +640,21 @@ impl<'r> RunReader<'r> {
                 self.left -= 1;
                 Some(decode(&record))
             }
-            // The rest of this run is lost; `unread` counts it.
-            Err(_) => None,
+            // The rest of this run is lost; `lost` counts it.
+            Err(_) => {
+                self.readable = false;
+                None
+            }
         }
     }
 
-    fn unread(&self) -> u64 {
-        self.left
+    /// Flows lost to the file failing to read back: all it had left then.
+    fn lost(&self) -> u64 {
+        if self.readable {
+            0
+        } else {
+            self.left
+        }
     }
 }
 
@@ -527,9 +682,11 @@ impl Heads {
         heads
     }
 
-    /// Whether no source has a flow left.
-    fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+    /// The source whose flow comes first, if that flow is one `wanted` accepts.
+    fn first(&self, wanted: impl FnOnce(&UsableFlow) -> bool) -> Option<usize> {
+        let &source = self.heap.first()?;
+        self.flows[source].as_ref().filter(|f| wanted(f))?;
+        Some(source)
     }
 
     /// Takes the flow that comes first, putting in its place the next flow of its
@@ -865,6 +1022,47 @@ mod tests {
             in_files,
             unread: 0,
             held: 0,
+        }
+    }
+
+    /// Flows drained before a bound as they come (each bound below every flow pushed
+    /// after it, with flows at and after it pending too), then the rest, make one stable
+    /// sort of all of them in the order they came, whatever the cap (the flows in files
+    /// merged in, those kept written again); a drain that would hand over fewer than it
+    /// must hands over nothing.
+    #[test]
+    fn draining_before_bounds_then_the_rest_is_one_stable_sort() {
+        let flows = scrambled_with_ties();
+        for cap in [7, 40, 1000] {
+            let mut pending = PendingFlows::new(cap);
+            let (mut pushed, mut got) = (Vec::new(), Vec::new());
+            let mut taken = vec![false; flows.len()];
+            for before in [10, 25, 26, 45, i64::MAX] {
+                // Every flow before the bound, and some beyond it, not taken yet.
+                let now: Vec<UsableFlow> = (flows.iter().zip(&mut taken))
+                    .filter(|(f, taken)| !**taken && f.ts_first < before.saturating_add(6))
+                    .map(|(f, taken)| {
+                        *taken = true;
+                        f.clone()
+                    })
+                    .collect();
+                for chunk in now.chunks(9) {
+                    pending.push_all(chunk.to_vec()).unwrap();
+                }
+                pushed.extend(now);
+                let sink = |b: &[&UsableFlow]| got.extend(b.iter().map(|&f| f.clone()));
+                assert_eq!(pending.drain_before(before, usize::MAX, sink), 0);
+                let went = got.len();
+                let sink = |b: &[&UsableFlow]| got.extend(b.iter().map(|&f| f.clone()));
+                let n = pending.drain_before(before, 1, sink);
+                assert_eq!(n, got.len() - went, "cap {cap}, before {before}");
+                assert!(n > 0 && got[went..].iter().all(|f| f.ts_first < before));
+            }
+            let (drained, tail) = drained(&mut pending);
+            assert_eq!((drained.unread, tail.len()), (0, 0), "cap {cap}");
+            let mut want = pushed;
+            want.sort_by(|a, b| a.detection_cmp(b));
+            assert_eq!(got, want, "cap {cap}");
         }
     }
 

@@ -98,6 +98,16 @@ impl UsableFlow {
         }
     }
 
+    /// When the flow started (ns since the Unix epoch).
+    pub fn start(&self) -> i64 {
+        self.ts_first
+    }
+
+    /// The responder's address.
+    pub fn responder(&self) -> IpAddr {
+        self.resp_addr
+    }
+
     /// [`FlowRecord::detection_order`].
     pub fn detection_order(&self) -> (i64, u64, u32) {
         (self.ts_first, self.first_packet, self.record_index)

@@ -138,10 +138,9 @@ pub fn analyze_and_detect(
         Some(dir) => StoredFlows::Files(table_files(dir, "flows")),
         None => StoredFlows::Memory(&analysis.tables.flows),
     };
-    let outcome = match feed {
-        Some(feed) => feed.finish(stored)?,
-        None => FeedOutcome::ReadBack { cause: None },
-    };
+    // The feed is moved whole, so that it is gone before its borrow of the metadata is.
+    let outcome = feed.map(|feed| feed.finish(stored)).transpose()?;
+    let outcome = outcome.unwrap_or(FeedOutcome::ReadBack { cause: None });
     let (detected, staged) = match (outcome, stored_dir) {
         (
             FeedOutcome::Detected {
@@ -170,11 +169,8 @@ pub fn analyze_and_detect(
                 }
             };
             // Why the tables were read back comes before what reading them cost.
-            if let Some(e) = cause {
-                let why = format!(
-                    "detection: no temporary file for the usable flows beyond \
-                     max_pending_flows ({e}): the stored tables were read back"
-                );
+            if let Some(why) = cause {
+                let why = format!("detection: {why}: the stored tables were read back");
                 detected.warnings.insert(0, why);
             }
             (detected, None)
@@ -652,6 +648,7 @@ pub fn stats_json(d: &Detection) -> serde_json::Value {
         "flows_in_files": s.flows_in_files,
         "flows_held_without_files": s.flows_held_without_files,
         "flows_without_outcome": s.flows_without_outcome,
+        "flows_streamed": s.flows_streamed,
         "dns_events": s.dns_events,
         "arp_events": s.arp_events,
         "session_events": s.session_events,
@@ -686,8 +683,8 @@ pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
     let st = &d.stats;
     format!(
         "detection: {} alerts (hour {}, day {}, week {}, month {}), {} infected hosts, \
-         {} propagation edges, patient zero: {}\n  flows {} (used {}, late {}), \
-         sources evicted {}, entries refused {}, saturated sets {}\n  written to {}\n",
+         {} propagation edges, patient zero: {}\n  flows {} (used {}, during the run {}, late \
+         {}), sources evicted {}, entries refused {}, saturated sets {}\n  written to {}\n",
         d.alerts.len(),
         count(Tier::Hour),
         count(Tier::Day),
@@ -698,6 +695,7 @@ pub fn detection_summary(d: &Detection, out_dir: &Path) -> String {
         listed(&zeros),
         st.flows,
         st.flows_used,
+        st.flows_streamed,
         st.late_flows,
         st.sources_evicted,
         st.entries_refused,

@@ -32,6 +32,11 @@
 //!   a warning), and detection reads the stored tables back, exactly as `wormsign
 //!   detect DIR` does.
 //!
+//! On a long capture the rules need not wait for the end: when the held flows fill the
+//! cap, those that start before every flow shard's bound go through a detector at once
+//! (`streamed.rs`), which reads the rest at the end, or, if the input broke the bounds,
+//! is let go for the read-back.
+//!
 //! Either way the detection equals `wormsign detect DIR` over the tables this run wrote.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +44,7 @@ use std::sync::Arc;
 
 use crate::detection::{stage_detection, StagedDetection};
 use crate::resolved::ResolvedCnc;
+use crate::streamed::{Streaming, UNSETTLED};
 use crate::Error;
 use arrow_array::RecordBatch;
 use wormsign_columnar::{
@@ -99,6 +105,8 @@ pub(crate) struct Feed<'a> {
     early: Option<EarlyDetection>,
     /// C&C addresses the decode workers saw resolved, and what the pickers turned down.
     resolved: Arc<ResolvedCnc>,
+    /// The flow shards' bounds, and the flows the rules read before the input ended.
+    streaming: Streaming<'a>,
 }
 
 /// What [`Feed::detect_early`] found, and its outputs when they are files (written while
@@ -129,9 +137,14 @@ pub(crate) enum FeedOutcome {
 impl FeedOutcome {
     fn read_back(cause: std::io::Error) -> Self {
         FeedOutcome::ReadBack {
-            cause: Some(cause.to_string()),
+            cause: Some(unwritten(cause)),
         }
     }
+}
+
+/// Why the gathered flows were let go, when no temporary file could hold them.
+fn unwritten(e: std::io::Error) -> String {
+    format!("no temporary file for the usable flows beyond max_pending_flows ({e})")
 }
 
 impl<'a> Feed<'a> {
@@ -155,6 +168,7 @@ impl<'a> Feed<'a> {
             outputs,
             early: None,
             resolved: Arc::default(),
+            streaming: Streaming::new(config),
         }
     }
 
@@ -165,13 +179,30 @@ impl<'a> Feed<'a> {
     }
 
     /// A flow batch of `rows` rows was stored; `usable` are the flows the shard kept.
+    /// When they would fill the flows held, those that start before every shard's bound
+    /// go through the rules first (see `streamed.rs`).
     pub(crate) fn flows(&mut self, rows: usize, usable: Vec<UsableFlow>) {
         self.flows_seen += rows as u64;
-        if let Some(flows) = &mut self.flows {
-            if let Err(e) = flows.push_all(usable) {
-                (self.flows, self.unwritten) = (None, Some(e.to_string()));
-            }
+        self.streaming.came(&usable);
+        let Some(flows) = &mut self.flows else {
+            return;
+        };
+        let taken = if flows.is_full_for(usable.len()) {
+            // Released with the flows already held, the others go to a file.
+            flows.hold(usable);
+            self.streaming.release(self.config, &self.resolved, flows);
+            flows.settle()
+        } else {
+            flows.push_all(usable)
+        };
+        if let Err(e) = taken {
+            (self.flows, self.unwritten) = (None, Some(unwritten(e)));
         }
+    }
+
+    /// Flow shard `shard` of `of` will send no usable flow that starts before `before`.
+    pub(crate) fn bound(&mut self, shard: usize, of: usize, before: i64) {
+        self.streaming.bound(shard, of, before);
     }
 
     /// The rules, for the decode workers' [`wanted_dns_events`].
@@ -210,6 +241,9 @@ impl<'a> Feed<'a> {
         let Some(gathered) = self.flows.take() else {
             return;
         };
+        if let Some(streamed) = self.streaming.take_detector() {
+            return self.detect_streamed(streamed, gathered);
+        }
         let c = self.config;
         let detector = detector(c, &self.dns_settled, &self.arp, &self.sessions, &self.names);
         let (full, shards) = (detector.flow_filter(), configured_filter(c));
@@ -221,7 +255,33 @@ impl<'a> Feed<'a> {
             self.flows = Some(gathered);
             return;
         }
-        let detection = self.detected(detector, gathered);
+        let detection = self.detected(detector, gathered, Detector::finish);
+        self.stage_early(detection);
+    }
+
+    /// [`Feed::detect_early`] after some flows went through `streamed` during the run:
+    /// the rest follow them, unless the result could then differ from the detection over
+    /// the stored tables (see `streamed.rs`), which are then read back.
+    fn detect_streamed(&mut self, mut streamed: Detector<'a>, gathered: PendingFlows) {
+        let settled = streamed.settle_dns(&self.dns_settled);
+        let (full, shards) = (streamed.flow_filter(), configured_filter(self.config));
+        let beyond = full.addresses_beyond(&shards);
+        let checked = match settled {
+            true => self.streaming.check_end(&self.resolved, beyond.as_ref()),
+            false => Err(UNSETTLED),
+        };
+        if let Err(why) = checked {
+            self.unwritten = Some(why.to_string());
+            return;
+        }
+        let detection = self.detected(streamed, gathered, |d| {
+            d.finish_given(&self.dns_settled, &self.arp, &self.sessions, &self.names)
+        });
+        self.stage_early(detection);
+    }
+
+    /// Keeps `detection` for [`Feed::finish`], its outputs written under temporary names.
+    fn stage_early(&mut self, detection: Detection) {
         let staged =
             (self.outputs).map(|(dir, metadata)| stage_detection(dir, &detection, metadata));
         self.early = Some(EarlyDetection {
@@ -233,6 +293,10 @@ impl<'a> Feed<'a> {
     /// The detection: [`Feed::detect_early`]'s, or else run now over what was gathered,
     /// after the flows to C&C addresses the run's DNS resolved (read from `stored`).
     pub(crate) fn finish(mut self, stored: StoredFlows<'_>) -> Result<FeedOutcome, Error> {
+        if self.early.is_none() && self.streaming.released > 0 {
+            // The released flows are in the detector only: no pass can add to them.
+            self.detect_early();
+        }
         if let Some(EarlyDetection { detection, staged }) = self.early.take() {
             return Ok(FeedOutcome::Detected {
                 detection,
@@ -294,7 +358,7 @@ impl<'a> Feed<'a> {
             }
         }
         Ok(FeedOutcome::Detected {
-            detection: Box::new(self.detected(detector, gathered)),
+            detection: Box::new(self.detected(detector, gathered, Detector::finish)),
             cnc_pass,
             staged: None,
         })
@@ -309,10 +373,16 @@ impl<'a> Feed<'a> {
     /// The detection of the `gathered` flows, counting the flows and DNS messages the
     /// run stored (as reading the tables back counts them), not only those the shards
     /// and decoders handed over.
-    fn detected(&self, mut detector: Detector<'_>, mut gathered: PendingFlows) -> Detection {
+    fn detected<'d>(
+        &self,
+        mut detector: Detector<'d>,
+        mut gathered: PendingFlows,
+        finish: impl FnOnce(Detector<'d>) -> Detection,
+    ) -> Detection {
         let drained = gathered.drain(|flows| detector.push_in_order(flows));
-        let mut detection = detector.finish();
+        let mut detection = finish(detector);
         (detection.stats.flows, detection.stats.dns_events) = (self.flows_seen, self.dns_seen);
+        detection.stats.flows_streamed = self.streaming.released;
         drained.count_in(&mut detection.stats);
         detection
     }

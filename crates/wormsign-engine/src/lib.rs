@@ -39,6 +39,7 @@ mod memory;
 mod pipeline;
 mod resolved;
 mod responder_tables;
+mod streamed;
 mod summary;
 
 use std::path::Path;

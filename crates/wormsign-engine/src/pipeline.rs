@@ -29,8 +29,8 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use wormsign_capture::{CaptureReader, Chunk};
 use wormsign_columnar::{
-    ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder, NameBatchBuilder, NameRow,
-    RowBuilder, SessionBatchBuilder, TableSink, TableWriter,
+    stored_time, ArpBatchBuilder, ArpRow, DnsBatchBuilder, DnsRow, FlowBatchBuilder,
+    NameBatchBuilder, NameRow, RowBuilder, SessionBatchBuilder, TableSink, TableWriter,
 };
 use wormsign_decode::dns::{self, DnsMessage};
 use wormsign_decode::names::{self, DHCP_PORTS, NBNS_PORT};
@@ -120,6 +120,13 @@ enum ToWriter {
     Names(Vec<NameRow>),
     Sessions(Vec<SessionEvent>),
     DecodeDone(DecodeStats),
+    /// Shard `shard` of `of` will send no usable flow that starts before `before` (ns),
+    /// unless its input comes out of time order (see [`Shard::bound`]).
+    Bound {
+        shard: usize,
+        of: usize,
+        before: i64,
+    },
     ShardDone {
         stats: FlowStats,
         netflow: NetflowStats,
@@ -230,11 +237,18 @@ pub(crate) fn run(
         drop(recycle_tx);
         drop(spare_rx);
         drop(shard_txs);
+        let f = &config.flow;
+        let disorder_ns = f.tcp_idle_ns.max(f.udp_idle_ns).max(f.other_idle_ns);
         for (i, rx) in shard_rxs.into_iter().enumerate() {
             let (out_tx, inspect) = (out_tx.clone(), config.inspect.clone());
             let (picker, spare_tx) = (pickers.next().flatten(), spare_tx.clone());
+            let shard = Shard {
+                index: i,
+                of: n,
+                disorder_ns,
+            };
             spawn_named(s, format!("shard-{i}"), move || {
-                flow_shard(rx, shard_config, inspect, picker, out_tx, spare_tx)
+                flow_shard(rx, shard_config, inspect, picker, out_tx, spare_tx, shard)
             });
         }
         drop(spare_tx);
@@ -752,13 +766,57 @@ fn dns_row(
     })
 }
 
+/// Flows a shard has ended, built into batches for the writer, with the usable flows of
+/// each batch picked out for detection.
+struct ShardOutput<'p, 'c> {
+    builder: FlowBatchBuilder,
+    picker: Option<UsablePicker<'p>>,
+    /// The usable flows of the batch being built, and the earliest start among them.
+    usable: Vec<UsableFlow>,
+    unsent_from: i64,
+    out_tx: &'c Sender<ToWriter>,
+    flows: u64,
+}
+
+impl ShardOutput<'_, '_> {
+    /// Appends `records`, sending every batch as soon as it is full (the end-of-input
+    /// flush finishes all live flows together, and the writer should encode the first
+    /// batches while later ones are built), and the partial last batch when `force`d.
+    /// False once the writer is gone.
+    fn emit(&mut self, records: &mut dyn Iterator<Item = FlowRecord>, force: bool) -> bool {
+        for r in records {
+            self.builder.append(&r);
+            self.flows += 1;
+            if let Some(f) = self.picker.as_mut().and_then(|p| p.pick(&r)) {
+                self.unsent_from = self.unsent_from.min(f.start());
+                self.usable.push(f);
+            }
+            if self.builder.len() >= FLOW_BATCH_ROWS && !self.send() {
+                return false;
+            }
+        }
+        !force || self.builder.is_empty() || self.send()
+    }
+
+    fn send(&mut self) -> bool {
+        // The next batch likely has as many usable flows: a vector grown from empty for
+        // each batch was 1.5 % of the CPU on a scan, whose flows are all usable.
+        let sized = Vec::with_capacity(self.usable.len());
+        let usable = std::mem::replace(&mut self.usable, sized);
+        self.unsent_from = i64::MAX;
+        let msg = ToWriter::Flows(self.builder.finish(), usable);
+        self.out_tx.send(msg).is_ok()
+    }
+}
+
 fn flow_shard(
     rx: Receiver<ShardMsg>,
     config: FlowConfig,
     inspect: InspectConfig,
-    mut picker: Option<UsablePicker<'_>>,
+    picker: Option<UsablePicker<'_>>,
     out_tx: Sender<ToWriter>,
     spare: Sender<Vec<TimedPacket>>,
+    shard: Shard,
 ) {
     let mut table = FlowTable::new(config);
     let mut inspector = Inspector::new(inspect);
@@ -769,34 +827,19 @@ fn flow_shard(
     let mut last_sweep: Option<i64> = None;
     let mut last_watermark: Option<i64> = None;
     let mut done: Vec<FlowRecord> = Vec::new();
-    let mut builder = FlowBatchBuilder::with_capacity(FLOW_BATCH_ROWS);
-    let mut n_flows = 0u64;
-    // The flows of the batch being built that detection can use, picked out here, in
-    // parallel, rather than by the single writer.
-    let mut usable = Vec::new();
-    // Sends every batch as soon as it is full (the end-of-input flush finishes all live
-    // flows together, and the writer should encode the first batches while later ones
-    // are built), and the partial last batch when `force`d. False once the writer is gone.
-    let mut emit = |records: &mut dyn Iterator<Item = FlowRecord>, force: bool| -> bool {
-        let send = |batch, usable: &mut Vec<_>| {
-            // The next batch likely has as many usable flows: a vector grown from empty
-            // for each batch was 1.5 % of the CPU on a scan, whose flows are all usable.
-            let sized = Vec::with_capacity(usable.len());
-            let msg = ToWriter::Flows(batch, std::mem::replace(usable, sized));
-            out_tx.send(msg).is_ok()
-        };
-        for r in records {
-            builder.append(&r);
-            n_flows += 1;
-            usable.extend(picker.as_mut().and_then(|p| p.pick(&r)));
-            if builder.len() >= FLOW_BATCH_ROWS && !send(builder.finish(), &mut usable) {
-                return false;
-            }
-        }
-        if force && !builder.is_empty() {
-            return send(builder.finish(), &mut usable);
-        }
-        true
+    // Whether the shard can tell detection how early its later flows can start: not once
+    // it decoded exported flow records, which carry their exporters' times (its last
+    // bound then stands, and detection releases nothing beyond it).
+    let mut bounded = true;
+    let mut output = ShardOutput {
+        builder: FlowBatchBuilder::with_capacity(FLOW_BATCH_ROWS),
+        // The flows of the batch being built that detection can use, picked out here, in
+        // parallel, rather than by the single writer.
+        picker,
+        usable: Vec::new(),
+        unsent_from: i64::MAX,
+        out_tx: &out_tx,
+        flows: 0,
     };
     for msg in rx {
         pending.insert(msg.seq, msg);
@@ -808,18 +851,34 @@ fn flow_shard(
                 let (from, ts, payload) = (export.exporter, export.ts_ns, &export.payload);
                 exports.decode(from, ts, payload, export.idx, &mut done);
             }
+            bounded &= msg.exports.is_empty();
             last_watermark = Some(msg.watermark);
             let since = msg
                 .watermark
                 .saturating_sub(*last_sweep.get_or_insert(msg.watermark));
+            let mut earliest_live = None;
             if since >= SWEEP_INTERVAL_NS {
-                table.expire(msg.watermark, &mut done);
+                earliest_live = Some(table.expire(msg.watermark, &mut done));
                 exports.expire(msg.watermark, &mut done);
                 inspector.expire(msg.watermark, &mut sessions);
                 last_sweep = Some(msg.watermark);
             }
-            if !emit(&mut done.drain(..), false) {
+            if !output.emit(&mut done.drain(..), false) {
                 return;
+            }
+            // After a sweep, every flow the table holds is in `earliest_live`'s reach.
+            if let Some(live) = earliest_live.filter(|_| bounded && output.picker.is_some()) {
+                let before = shard.bound(live, output.unsent_from, msg.watermark);
+                if out_tx
+                    .send(ToWriter::Bound {
+                        shard: shard.index,
+                        of: shard.of,
+                        before,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
             }
             let found = std::mem::take(&mut sessions);
             if !found.is_empty() && out_tx.send(ToWriter::Sessions(found)).is_err() {
@@ -843,24 +902,51 @@ fn flow_shard(
         exports.expire(end, &mut done);
     }
     exports.finish(&mut done);
-    if !emit(&mut done.drain(..), false) {
+    if !output.emit(&mut done.drain(..), false) {
         return;
     }
     inspector.finish(&mut sessions);
     if !sessions.is_empty() && out_tx.send(ToWriter::Sessions(sessions)).is_err() {
         return;
     }
-    let flushed = emit(&mut table.flush(), true);
+    let flushed = output.emit(&mut table.flush(), true);
+    let flows = output.flows;
     // Its notes are in before the writer counts this shard done (see `ResolvedCnc`).
-    drop(picker);
+    drop(output);
     if flushed {
         let _ = out_tx.send(ToWriter::ShardDone {
             stats: table.stats(),
             netflow: exports.netflow_stats(),
             sflow: exports.sflow_stats(),
             inspect: inspector.stats(),
-            flows: n_flows,
+            flows,
         });
+    }
+}
+
+/// Which of the run's flow shards this is, and how late its packets may come.
+#[derive(Clone, Copy)]
+struct Shard {
+    index: usize,
+    of: usize,
+    /// How far behind the newest packet read so far a later packet may be and still
+    /// start a flow: the longest idle timeout. (A packet later than that is already
+    /// outside the flow table's own assumptions: the flow it belonged to has expired.)
+    disorder_ns: i64,
+}
+
+impl Shard {
+    /// The earliest start of any usable flow this shard has yet to send, right after a
+    /// sweep left flows starting from `earliest_live` in its table, with usable flows
+    /// starting from `unsent_from` in the batch being built, at `watermark`, the newest
+    /// packet time read: a packet still to come starts a flow no earlier than the
+    /// watermark less the disorder a capture may have. Detection is told, and runs the
+    /// flows before the earliest such bound of every shard (`feed.rs`).
+    fn bound(&self, earliest_live: i64, unsent_from: i64, watermark: i64) -> i64 {
+        let to_come = watermark.saturating_sub(self.disorder_ns);
+        // In the unit the tables store, as detection reads starts (whole microseconds):
+        // a flow that starts after the bound, within its microsecond, reads back at it.
+        stored_time(earliest_live.min(unsent_from).min(to_come))
     }
 }
 
@@ -993,6 +1079,11 @@ fn write_outputs(
                 store(&mut sinks.sessions, &rows, |b| {
                     fed(&mut feed, |f| f.sessions(b))
                 })?;
+            }
+            ToWriter::Bound { shard, of, before } => {
+                if let Some(feed) = feed.as_deref_mut() {
+                    feed.bound(shard, of, before);
+                }
             }
             ToWriter::DecodeDone(stats) => {
                 summary.decode.merge(&stats);

@@ -110,6 +110,11 @@ impl ResolvedCnc {
         addresses.is_empty() || t.open == 0 && !t.incomplete && !addresses.iter().any(noted)
     }
 
+    /// The addresses published so far.
+    pub(crate) fn published(&self) -> Arc<Addresses> {
+        lock(&self.published).clone()
+    }
+
     /// The published addresses and their version.
     fn snapshot(&self) -> (u64, Arc<Addresses>) {
         let published = lock(&self.published);
@@ -222,7 +227,7 @@ impl Drop for UsablePicker<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
 
     use wormsign_columnar::{DnsBatchBuilder, DnsRow, FlowBatchBuilder, RowBuilder, TableWriter};
@@ -235,9 +240,9 @@ mod tests {
     use crate::{detect_tables, Tables};
 
     const HOST: [u8; 4] = [10, 0, 0, 5];
-    const CNC: [u8; 4] = [203, 0, 113, 9];
+    pub(crate) const CNC: [u8; 4] = [203, 0, 113, 9];
 
-    fn rules() -> DetectConfig {
+    pub(crate) fn rules() -> DetectConfig {
         DetectConfig {
             cnc: CncConfig {
                 domains: vec!["c2.example".to_string()].into(),
@@ -248,7 +253,7 @@ mod tests {
     }
 
     /// A SYN nobody answered, at second `n` (and packet `n`).
-    fn flow(n: u8, to: [u8; 4], port: u16) -> FlowRecord {
+    pub(crate) fn flow(n: u8, to: [u8; 4], port: u16) -> FlowRecord {
         FlowRecord {
             first_packet: u64::from(n),
             ts_first: i64::from(n) * 1_000_000_000,
@@ -276,7 +281,7 @@ mod tests {
     }
 
     /// The answer naming the C&C address, at second 2.
-    fn answer() -> DnsRow {
+    pub(crate) fn answer() -> DnsRow {
         DnsRow {
             ts_ns: 2_000_000_000,
             packet: 2,

@@ -499,19 +499,28 @@ impl FlowTable {
     /// Ends every flow whose timeout has passed at capture time `now_ns`, and forgets
     /// stale first fragments. Calling it is optional for correctness (timeouts are also
     /// checked when a flow's next packet arrives) but bounds memory.
-    pub fn expire(&mut self, now_ns: i64, out: &mut Vec<FlowRecord>) {
+    ///
+    /// Returns the earliest start of the flows still live (`i64::MAX` when there are
+    /// none): with the time of the packets still to come, a bound on the start of every
+    /// flow the table will still report (the pass reads every flow anyway).
+    pub fn expire(&mut self, now_ns: i64, out: &mut Vec<FlowRecord>) -> i64 {
         let config = self.config;
+        let mut earliest_live = i64::MAX;
         self.flows.retain(
             |key, state| match idle_reason(&config, key, state, now_ns) {
                 Some(reason) => {
                     out.push(finish(key, state, reason));
                     false
                 }
-                None => true,
+                None => {
+                    earliest_live = earliest_live.min(state.ts_first);
+                    true
+                }
             },
         );
         let horizon = now_ns.saturating_sub(config.fragment_timeout_ns);
         self.fragments.forget_before(horizon);
+        earliest_live
     }
 
     /// Ends every live flow (end of input). The records come one at a time in

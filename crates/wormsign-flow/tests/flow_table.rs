@@ -478,18 +478,28 @@ fn observe_all_matches_observe_packet_by_packet() {
     }
 }
 
+/// A sweep ends the idle flows and says when the earliest of the others started (what
+/// detection's bound on flows still to come rests on), whatever the order of the table.
 #[test]
-fn expire_ends_idle_flows_only() {
+fn expire_ends_idle_flows_only_and_tells_the_earliest_live_start() {
     let mut table = FlowTable::new(FlowConfig::default());
     let mut out = Vec::new();
     let (t0, p0) = udp(0.0, (A, 5000), (B, 53), 30);
-    let (t1, p1) = tcp(0.0, C, S, SYN, 1, 0);
+    let (t1, p1) = tcp(10.0, C, S, SYN, 1, 0);
+    let (t2, p2) = tcp(2.5, (A, 6000), S, SYN, 1, 0);
     table.observe(t0, 0, &p0, &mut out);
     table.observe(t1, 1, &p1, &mut out);
-    table.expire(100_000_000_000, &mut out);
+    table.observe(t2, 2, &p2, &mut out);
+    assert_eq!(table.expire(30_000_000_000, &mut out), 0, "all live");
+    let earliest = table.expire(100_000_000_000, &mut out);
     assert_eq!(out.len(), 1, "UDP idles out after 60 s, TCP after 300 s");
     assert_eq!(out[0].proto, 17);
-    assert_eq!(table.len(), 1);
+    assert_eq!((table.len(), earliest), (2, 2_500_000_000));
+    assert_eq!(
+        table.expire(400_000_000_000, &mut out),
+        i64::MAX,
+        "none live"
+    );
 }
 
 #[test]

@@ -61,6 +61,20 @@ impl RuleState for CncIp<'_> {
         }
     }
 
+    fn learn_resolved(&mut self, resolved: &[IpAddr]) {
+        for &ip in resolved {
+            // Why it is one comes with the run's DNS (`settle_dns`).
+            self.addresses.entry(ip).or_default();
+        }
+    }
+
+    fn settle_dns(&mut self, dns: &[&DnsEvent]) -> bool {
+        let settled = cnc_addresses(self.c, dns);
+        let kept = self.addresses.keys().all(|a| settled.contains_key(a));
+        self.addresses = settled;
+        kept
+    }
+
     fn finish(self: Box<Self>, _: &Events<'_>, _: &mut RunState<'_>, found: &mut Findings) {
         for (&(src, dst), t) in &self.contacts {
             let why = &self.addresses[&dst];

@@ -105,6 +105,18 @@ pub(crate) trait RuleState {
     /// keeps state per scanning source drops it here.
     fn forget_source(&mut self, _src: IpAddr) {}
 
+    /// C&C addresses resolved while the run goes on, for a detector started before the
+    /// run's DNS was complete ([`crate::Detector::watch_resolved`]): a rule that reads
+    /// flows to C&C addresses reads those to `resolved` from now on.
+    fn learn_resolved(&mut self, _resolved: &[IpAddr]) {}
+
+    /// The run's DNS in full, for a detector started before it was complete
+    /// ([`crate::Detector::settle_dns`]): the rule takes from it what its start would
+    /// have. False when what it learned before is not all there.
+    fn settle_dns(&mut self, _dns: &[&DnsEvent]) -> bool {
+        true
+    }
+
     /// The alerts (and what the graph and later rules need) once every flow went by.
     fn finish(self: Box<Self>, events: &Events<'_>, run: &mut RunState<'_>, found: &mut Findings);
 }
@@ -119,6 +131,7 @@ pub(crate) struct Watchlist {
 }
 
 /// The run's events besides flows, each list sorted.
+#[derive(Default)]
 pub(crate) struct Events<'a> {
     pub dns: Vec<&'a DnsEvent>,
     pub arp: Vec<&'a ArpEvent>,
@@ -126,7 +139,29 @@ pub(crate) struct Events<'a> {
     pub names: Vec<&'a NameEvent>,
 }
 
+/// `events` in order, by reference.
+pub(crate) fn sorted<T: Ord>(events: &[T]) -> Vec<&T> {
+    let mut sorted: Vec<&T> = events.iter().collect();
+    sorted.sort();
+    sorted
+}
+
 impl<'a> Events<'a> {
+    /// The events of a run, each list sorted.
+    pub fn sorted(
+        dns: &'a [DnsEvent],
+        arp: &'a [ArpEvent],
+        sessions: &'a [SessionEvent],
+        names: &'a [NameEvent],
+    ) -> Self {
+        Events {
+            dns: sorted(dns),
+            arp: sorted(arp),
+            sessions: sorted(sessions),
+            names: sorted(names),
+        }
+    }
+
     /// The events whose address on the `key` side `owns` keeps: the client of a DNS
     /// message or session fact and the sender of an ARP packet for [`Key::Source`], the
     /// server or target for [`Key::Responder`]. Naming facts (which no rule reads) are
