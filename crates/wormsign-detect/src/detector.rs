@@ -107,8 +107,9 @@ impl FlowFilter<'_> {
 /// DNS and ARP events are given up front (they name the C&C addresses the flow rules
 /// look for), or, to a detector started before they are complete, at the end
 /// ([`Detector::finish_given`]; the C&C addresses as they become known,
-/// [`Detector::watch_resolved`], then [`Detector::settle_dns`]). Flows are [`pushed`](Detector::push) in any order; those no rule can use
-/// are counted and dropped at once, the others gathered (as [`UsableFlow`]s) up to
+/// [`Detector::watch_resolved`], then [`Detector::settle_dns`]). Flows are
+/// [`pushed`](Detector::push) in any order; those no rule can use are counted and
+/// dropped at once, the others gathered (as [`UsableFlow`]s) up to
 /// [`DetectConfig::max_pending_flows`] and sorted by [`UsableFlow::detection_cmp`]; each
 /// full batch is written to a temporary file (if none can be written, up to 16 times the
 /// cap are held in memory instead, and beyond that the flows held go through the rules

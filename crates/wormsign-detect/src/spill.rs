@@ -544,10 +544,11 @@ impl RunWriter {
 
 /// The flows of `runs` and of `last` (each in detection order) as one stream in that
 /// order, handed to `sink` in batches of at most `batch`. Ties keep the order of their
-/// runs, `last` after every file, so the stream is what one stable sort of all the flows, in the order they came,
-/// gives. Each run is read from where it was left (see [`SpilledRun::taken`]), so a
-/// merge that stops leaves the runs as they were. Returns how many flows could not be
-/// read back (a run's file failing to read ends that run), or the sink's first error.
+/// runs, `last` after every file, so the stream is what one stable sort of all the
+/// flows, in the order they came, gives. Each run is read from where it was left (see
+/// [`SpilledRun::taken`]), so a merge that stops leaves the runs as they were. Returns
+/// how many flows could not be read back (a run's file failing to read ends that run),
+/// or the sink's first error.
 fn merge<'r, E>(
     runs: impl Iterator<Item = &'r SpilledRun>,
     last: &[&UsableFlow],
