@@ -442,20 +442,20 @@ impl Runs {
         mut sink: impl FnMut(&[&UsableFlow]),
     ) -> (usize, u64) {
         let runs = self.stack.iter().map(|(_, run)| run);
-        let Ok(end) = merge_before(runs, last, batch, Some(before), |b| {
+        let Ok(sources) = merge_before(runs, last, batch, Some(before), |b| {
             sink(b);
             Ok::<_, std::convert::Infallible>(())
         });
-        let mut sources = end.sources.iter();
+        let mut each = sources.iter();
         self.stack.retain_mut(|(_, run)| {
-            let &(taken, lost) = sources.next().expect("one source per run");
+            let &(taken, lost) = each.next().expect("one source per run");
             run.taken += taken;
             // The merge stopped at the first flow at `before` or after, over all runs.
             run.first_start = run.first_start.max(before);
             lost == 0 && run.taken < run.flows
         });
-        let lost = end.sources.iter().map(|&(_, lost)| lost).sum();
-        let from_last = sources.next().map_or(0, |&(taken, _)| taken as usize);
+        let lost = sources.iter().map(|&(_, lost)| lost).sum();
+        let from_last = each.next().map_or(0, |&(taken, _)| taken as usize);
         (from_last, lost)
     }
 
@@ -555,24 +555,20 @@ fn merge<'r, E>(
     batch: usize,
     sink: impl FnMut(&[&UsableFlow]) -> Result<(), E>,
 ) -> Result<u64, E> {
-    let end = merge_before(runs, last, batch, None, sink)?;
-    Ok(end.sources.iter().map(|&(_, lost)| lost).sum())
-}
-
-/// What [`merge_before`] took from each source (the runs in order, then `last`): how many
-/// flows it handed over, and how many it lost to a file that failed to read back.
-struct MergeEnd {
-    sources: Vec<(u64, u64)>,
+    let sources = merge_before(runs, last, batch, None, sink)?;
+    Ok(sources.iter().map(|&(_, lost)| lost).sum())
 }
 
 /// [`merge`], up to the first flow that starts at `before` or after (with `None`, all).
+/// Returns, for each source (the runs in order, then `last`), how many flows it handed
+/// over and how many it lost to a file that failed to read back.
 fn merge_before<'r, E>(
     runs: impl Iterator<Item = &'r SpilledRun>,
     last: &[&UsableFlow],
     batch: usize,
     before: Option<i64>,
     mut sink: impl FnMut(&[&UsableFlow]) -> Result<(), E>,
-) -> Result<MergeEnd, E> {
+) -> Result<Vec<(u64, u64)>, E> {
     let mut readers: Vec<RunReader> = runs.map(RunReader::new).collect();
     let mut last = last.iter();
     // Sources are the runs in order, then `last`: ties go to the lower source.
@@ -594,9 +590,7 @@ fn merge_before<'r, E>(
         sink(&out.iter().collect::<Vec<_>>())?;
     }
     let lost = readers.iter().map(RunReader::lost).chain([0]);
-    Ok(MergeEnd {
-        sources: taken.into_iter().zip(lost).collect(),
-    })
+    Ok(taken.into_iter().zip(lost).collect())
 }
 
 /// The next flow of a merge's source `source`: a run's, or past the runs, `last`'s.

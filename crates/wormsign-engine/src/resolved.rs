@@ -112,7 +112,7 @@ impl ResolvedCnc {
 
     /// The addresses published so far.
     pub(crate) fn published(&self) -> Arc<Addresses> {
-        lock(&self.published).clone()
+        self.snapshot().1
     }
 
     /// The published addresses and their version.
