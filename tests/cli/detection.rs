@@ -284,8 +284,9 @@ fn detection_beyond_its_cap_merges_sorted_batches_for_any_thread_count() {
 
 /// On a capture longer than its flows, `analyze` runs the rules over the held flows that
 /// started before every flow still to come while the input is read (beyond a cap of
-/// 100, with 5 s timeouts, most of a synthetic outbreak's 45 minutes), for any thread
-/// count, and finds what `wormsign detect` finds over the tables, C&C contacts included.
+/// 100, with 5 s timeouts, most of a synthetic outbreak's 45 minutes at one thread), and
+/// for any thread count finds what `wormsign detect` finds over the tables, C&C contacts
+/// included.
 /// Given the capture's second half first, flows come out of time order after the rules
 /// read later ones: it says so, reads the tables back, and finds the same again.
 #[test]
@@ -322,8 +323,12 @@ fn detection_during_the_run_is_the_detection_over_the_tables() {
         run.assert_ok(threads);
         let d = &run.summary()["detection"];
         let (used, streamed) = (d["flows_used"].as_u64(), d["flows_streamed"].as_u64());
+        // One shard's bounds come in its own order: how much goes early is fixed. With
+        // more, it depends on how far the slowest shard has got (under a loaded CI
+        // machine, 17 of 3 460 at 3 threads), so only the result is held there.
+        let early_enough = threads != "1" || streamed > used.map(|n| n / 2);
         assert!(
-            d["input"] == "pipeline" && used > Some(3000) && streamed > used.map(|n| n / 2),
+            d["input"] == "pipeline" && used > Some(3000) && early_enough,
             "{threads} threads: {d}"
         );
         let ours = outputs(&run.out());
